@@ -1,0 +1,51 @@
+# fairderm: two commands for a newcomer, `make demo` and `make test`.
+# Each creates .venv when it is missing. torch==2.13.0 is installed first so
+# that pip takes the CPU build on disk instead of pulling a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fairderm-installed
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: setup demo test test-fast browser bench clean help
+
+help:
+	@echo "make demo   - set up .venv if missing, then run the full demo audit"
+	@echo "make test   - set up .venv if missing, then run the test suite"
+	@echo "make bench  - run the speed benchmarks in benchmarks/"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The upstream Model Card Toolkit schema is read from this package in a test;
+	# its TensorFlow dependencies are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps model-card-toolkit==2.0.0
+	touch $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: browser tests will be skipped")
+
+demo: $(STAMP)
+	$(BIN)/fairderm demo --out demo-output
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tone_speed.py
+	$(BIN)/python benchmarks/bootstrap_speed.py
+	$(BIN)/python benchmarks/inference_speed.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

@@ -1,0 +1,219 @@
+"""Crash-safe file output, hashing and run provenance shared by all stages.
+
+Every artefact fairderm writes goes through these helpers, so that a failed
+or interrupted command never leaves a partial file or folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fairderm.errors import InputError
+
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hex SHA-256 of the canonical JSON form of ``obj`` (sorted keys)."""
+    return sha256_bytes(canonical_json(obj).encode())
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no insignificant whitespace, for hashing."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def to_json_text(obj: Any) -> str:
+    """Readable JSON (indent 2, sorted keys) that handles numpy scalars."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as readable JSON atomically."""
+    atomic_write_text(path, to_json_text(obj))
+
+
+def atomic_write_parquet(
+    path: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    metadata_json: dict[str, Any] | None = None,
+) -> None:
+    """Write a DataFrame as Parquet atomically, with optional JSON schema metadata.
+
+    ``metadata_json`` is stored under the ``fairderm`` key of the Parquet
+    schema metadata and read back by :func:`read_parquet_metadata`.
+    """
+    path = Path(path)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata_json is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[b"fairderm"] = to_json_text(metadata_json).encode()
+        table = table.replace_schema_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON stored by :func:`atomic_write_parquet` (empty dict if none)."""
+    schema = pq.read_schema(path)
+    raw = (schema.metadata or {}).get(b"fairderm")
+    return json.loads(raw) if raw else {}
+
+
+def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file into a DataFrame, with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found", source=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        sep = "\t" if suffix in {".tsv", ".tab"} else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read {what}: {exc}".splitlines()[0], source=str(path)) from exc
+
+
+def ensure_new_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output folder that exists and is not empty."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError("output exists and is not empty; choose a new folder", source=str(path))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it into place on success.
+
+    On any exception the temporary folder is removed, so a failed command
+    leaves no partial output. The target must not exist or be empty.
+    """
+    target = ensure_new_output_dir(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+_TRACKED_PACKAGES = (
+    "fairderm", "numpy", "pandas", "pyarrow", "scipy", "statsmodels", "scikit-learn",
+    "scikit-image", "pillow", "torch", "fairlearn", "transformers", "vllm", "streamlit",
+)
+
+
+def package_versions(names: tuple[str, ...] = _TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that can change a result."""
+    versions: dict[str, str] = {}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def environment_info() -> dict[str, Any]:
+    """Python, platform, package versions and GPU (if any), for provenance."""
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+        "gpu": None,
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = {
+                "name": torch.cuda.get_device_name(0),
+                "count": torch.cuda.device_count(),
+                "cuda": torch.version.cuda,
+            }
+    except ImportError:  # torch is a dependency, but provenance must never fail
+        pass
+    return info

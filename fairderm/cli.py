@@ -1,0 +1,75 @@
+"""The ``fairderm`` command line: a thin layer over the public functions.
+
+Each concern registers its commands from its own module in
+:mod:`fairderm.commands`; this module assembles them and turns fairderm's
+errors into one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+from rich.console import Console
+
+from fairderm._version import __version__
+from fairderm.errors import FairdermError
+
+_COMMAND_MODULES = ("cohort", "tone", "infer", "router", "audit", "dashboard", "demo")
+
+app = typer.Typer(
+    name="fairderm",
+    help="Audit dermatology AI for fairness across skin tones.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"fairderm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Audit dermatology AI for fairness across skin tones."""
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"fairderm.commands.{_name}").register(app)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit status (errors as one line on stderr)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="fairderm", standalone_mode=False)
+    except FairdermError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Cohorts: a folder with ``cohort.yaml`` and ``manifest.parquet``.
+
+Public API
+----------
+Cohort, CohortSpec
+    The loaded cohort and its description.
+load_cohort, write_cohort
+    Read and (atomically) write cohort folders.
+validate_manifest, check_images
+    Schema and file checks, raising :class:`fairderm.InputError` naming the row and column.
+"""
+
+from __future__ import annotations
+
+from fairderm.cohort._images import check_images, image_problem, resolve_inside
+from fairderm.cohort._schema import (
+    FITZPATRICK_GROUPS,
+    MANIFEST_FILE,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SPEC_FILE,
+    TONE_ATTRIBUTES,
+    CohortSpec,
+    fitzpatrick_to_group,
+    validate_manifest,
+)
+from fairderm.cohort._store import Cohort, load_cohort, write_cohort
+
+__all__ = [
+    "FITZPATRICK_GROUPS",
+    "MANIFEST_FILE",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SPEC_FILE",
+    "TONE_ATTRIBUTES",
+    "Cohort",
+    "CohortSpec",
+    "check_images",
+    "fitzpatrick_to_group",
+    "image_problem",
+    "load_cohort",
+    "resolve_inside",
+    "validate_manifest",
+    "write_cohort",
+]

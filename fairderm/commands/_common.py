@@ -1,0 +1,68 @@
+"""Shared CLI plumbing: consoles, progress bars and argument parsing helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fairderm.errors import InputError
+
+T = TypeVar("T")
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def progress_bar(*, transient: bool = False) -> Progress:
+    """A rich progress bar with counts, elapsed and remaining time (stderr)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=transient,
+    )
+
+
+def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    """Iterate with a progress bar on stderr."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def parse_mapping(pairs: list[str] | None, *, option: str) -> dict[str, str]:
+    """Parse repeated ``old=new`` options into a dict."""
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"expected OLD=NEW, got {pair!r}", column=option)
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def parse_float_list(text: str | None, *, option: str, length: int | None = None) -> list[float] | None:
+    """Parse a comma-separated list of numbers (``--tone-weights 1,1,1,1,1,1``)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {text!r}", column=option) from None
+    if length is not None and len(values) != length:
+        raise InputError(f"expected {length} numbers, got {len(values)}", column=option)
+    return values

@@ -1,0 +1,53 @@
+"""Exceptions shared by every fairderm subpackage.
+
+Errors raised at an input edge carry one line that names the file, row,
+column or key at fault, so that the CLI can print it as is and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class FairdermError(Exception):
+    """Base class of every error fairderm raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(FairdermError, ValueError):
+    """Bad input: a file, row, column, key or argument that cannot be used.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in one line.
+    source
+        The file or object at fault (printed first), if any.
+    row
+        1-based data row (the header is not counted), if any.
+    column
+        Column or key at fault, if any.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.source = source
+        self.row = row
+        self.column = column
+        self.reason = message
+        where = []
+        if source:
+            where.append(str(source))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column '{column}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
