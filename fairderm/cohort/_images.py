@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
+from fairderm.cohort._schema import source_row
 from fairderm.errors import InputError
 
 # A photo larger than this many pixels is treated as a decompression bomb.
@@ -90,18 +91,23 @@ def check_images(
         for position, value in enumerate(values):
             if value is None or value is pd.NA or (isinstance(value, float) and value != value):
                 if column == "image":
-                    raise InputError("empty value", source=source, row=position + 1, column=column)
+                    raise InputError(
+                        "empty value", source=source, row=source_row(manifest, position), column=column
+                    )
                 paths.append(None)
                 continue
             try:
                 paths.append(resolve_inside(images_root, str(value)))
             except ValueError as exc:
-                raise InputError(str(exc), source=source, row=position + 1, column=column) from None
+                raise InputError(
+                    str(exc), source=source, row=source_row(manifest, position), column=column
+                ) from None
         todo = [(i, p) for i, p in enumerate(paths) if p is not None]
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
             problems = list(pool.map(lambda item: image_problem(item[1]), todo))
         for (position, path), problem in zip(todo, problems):
             if problem is not None:
                 raise InputError(
-                    f"{problem}: {values[position]}", source=source, row=position + 1, column=column
+                    f"{problem}: {values[position]}",
+                    source=source, row=source_row(manifest, position), column=column,
                 )

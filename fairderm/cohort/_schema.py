@@ -83,6 +83,10 @@ class CohortSpec(BaseModel):
     )
     source_format: str = Field("csv", description="Importer that made the cohort.")
     created_with: str = Field("", description="fairderm version that wrote the cohort.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the importer changed or left out (recoded values, skipped rows).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -104,9 +108,19 @@ class CohortSpec(BaseModel):
         return bool(self.positive_classes)
 
 
-def _row_of(frame: pd.DataFrame, position: int) -> int:
-    """1-based data row of a frame position (header not counted)."""
+SOURCE_ROW = "_source_row"
+"""Private column an importer may add: the 1-based row of the source file each
+manifest row came from, so that errors name the user's row even after rows
+were expanded (several images per case) or filtered. Never written to disk."""
+
+
+def source_row(frame: pd.DataFrame, position: int) -> int:
+    """1-based source row of a frame position (header not counted)."""
+    if SOURCE_ROW in frame.columns:
+        return int(frame[SOURCE_ROW].iloc[position])
     return int(position) + 1
+
+
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -126,7 +140,7 @@ def _coerce_int_column(
     if bad is not None:
         raise InputError(
             f"{raw.iloc[bad]!r} is not a number ({what} {low}-{high})",
-            source=source, row=_row_of(frame, bad), column=column,
+            source=source, row=source_row(frame, bad), column=column,
         )
     fractional = (~missing & (numeric % 1 != 0)).to_numpy()
     out_of_range = (~missing & ((numeric < low) | (numeric > high))).to_numpy()
@@ -134,7 +148,7 @@ def _coerce_int_column(
     if bad is not None:
         raise InputError(
             f"{raw.iloc[bad]} is not a {what} ({low}-{high})",
-            source=source, row=_row_of(frame, bad), column=column,
+            source=source, row=source_row(frame, bad), column=column,
         )
     return numeric.astype("Int8")
 
@@ -162,21 +176,21 @@ def validate_manifest(
     for column in REQUIRED_COLUMNS:
         bad = _first_bad(out[column].isna().to_numpy())
         if bad is not None:
-            raise InputError("empty value", source=source, row=_row_of(out, bad), column=column)
+            raise InputError("empty value", source=source, row=source_row(out, bad), column=column)
     duplicated = out["image_id"].duplicated(keep="first").to_numpy()
     bad = _first_bad(duplicated)
     if bad is not None:
         first = int(np.flatnonzero((out["image_id"] == out["image_id"].iloc[bad]).to_numpy())[0])
         raise InputError(
-            f"duplicate image_id {out['image_id'].iloc[bad]!r} (first at row {_row_of(out, first)})",
-            source=source, row=_row_of(out, bad), column="image_id",
+            f"duplicate image_id {out['image_id'].iloc[bad]!r} (first at row {source_row(out, first)})",
+            source=source, row=source_row(out, bad), column="image_id",
         )
     unknown_label = (~out["label"].isin(spec.labels)).to_numpy()
     bad = _first_bad(unknown_label)
     if bad is not None:
         raise InputError(
             f"label {out['label'].iloc[bad]!r} is not in the cohort's label set {spec.labels}",
-            source=source, row=_row_of(out, bad), column="label",
+            source=source, row=source_row(out, bad), column="label",
         )
     if "fitzpatrick" in out.columns:
         out["fitzpatrick"] = _coerce_int_column(out, "fitzpatrick", 1, 6, "Fitzpatrick type", source)
@@ -188,7 +202,7 @@ def validate_manifest(
         if bad is not None:
             raise InputError(
                 f"{group.iloc[bad]!r} is not a Fitzpatrick group {list(FITZPATRICK_GROUPS)}",
-                source=source, row=_row_of(out, bad), column="fitzpatrick_group",
+                source=source, row=source_row(out, bad), column="fitzpatrick_group",
             )
     if "split" in out.columns:
         split = out["split"]
@@ -196,19 +210,19 @@ def validate_manifest(
         if bad is not None:
             raise InputError(
                 f"{split.iloc[bad]!r} is not a split {list(SPLITS)}",
-                source=source, row=_row_of(out, bad), column="split",
+                source=source, row=source_row(out, bad), column="split",
             )
     if "age" in out.columns:
         age = pd.to_numeric(out["age"].astype("string").str.strip().replace("", pd.NA), errors="coerce")
         bad = _first_bad((out["age"].notna() & age.isna() & (out["age"].astype("string").str.strip() != "")).to_numpy())
         if bad is not None:
             raise InputError(
-                f"{out['age'].iloc[bad]!r} is not a number", source=source, row=_row_of(out, bad), column="age"
+                f"{out['age'].iloc[bad]!r} is not a number", source=source, row=source_row(out, bad), column="age"
             )
         bad = _first_bad(((age < 0) | (age > 130)).fillna(False).to_numpy())
         if bad is not None:
             raise InputError(
-                f"age {age.iloc[bad]} is outside 0-130", source=source, row=_row_of(out, bad), column="age"
+                f"age {age.iloc[bad]} is outside 0-130", source=source, row=source_row(out, bad), column="age"
             )
         out["age"] = age.astype("Float64")
     return out

@@ -12,7 +12,13 @@ from pydantic import ValidationError
 from fairderm._io import atomic_output_dir, atomic_write_parquet, sha256_file
 from fairderm._version import __version__
 from fairderm.cohort._images import check_images, resolve_inside
-from fairderm.cohort._schema import MANIFEST_FILE, SPEC_FILE, CohortSpec, validate_manifest
+from fairderm.cohort._schema import (
+    MANIFEST_FILE,
+    SOURCE_ROW,
+    SPEC_FILE,
+    CohortSpec,
+    validate_manifest,
+)
 from fairderm.errors import InputError
 
 
@@ -167,5 +173,5 @@ def write_cohort(
             yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
             encoding="utf-8",
         )
-        atomic_write_parquet(staging / MANIFEST_FILE, clean)
+        atomic_write_parquet(staging / MANIFEST_FILE, clean.drop(columns=[SOURCE_ROW], errors="ignore"))
     return load_cohort(out)
