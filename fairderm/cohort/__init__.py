@@ -8,10 +8,15 @@ load_cohort, write_cohort
     Read and (atomically) write cohort folders.
 validate_manifest, check_images
     Schema and file checks, raising :class:`fairderm.InputError` naming the row and column.
+import_cohort, FORMATS
+    Importers from public datasets' metadata (and a user's own table).
+describe_cohort
+    Counts by label and tone, missingness, patients, image sizes.
 """
 
 from __future__ import annotations
 
+from fairderm.cohort._describe import CohortDescription, describe_cohort
 from fairderm.cohort._images import check_images, image_problem, resolve_inside
 from fairderm.cohort._schema import (
     FITZPATRICK_GROUPS,
@@ -24,6 +29,7 @@ from fairderm.cohort._schema import (
     fitzpatrick_to_group,
     validate_manifest,
 )
+from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._store import Cohort, load_cohort, write_cohort
 
 __all__ = [
@@ -33,11 +39,15 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SPEC_FILE",
     "TONE_ATTRIBUTES",
+    "FORMATS",
     "Cohort",
+    "CohortDescription",
     "CohortSpec",
     "check_images",
+    "describe_cohort",
     "fitzpatrick_to_group",
     "image_problem",
+    "import_cohort",
     "load_cohort",
     "resolve_inside",
     "validate_manifest",
