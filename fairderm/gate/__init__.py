@@ -1,0 +1,57 @@
+"""Release gate: a policy of rules on interval bounds, checked against ``metrics.json``.
+
+A gate answers the release question with four verdicts and exit codes:
+PASS (0), FAIL (1: a whole interval is on the wrong side of a threshold),
+INSUFFICIENT_EVIDENCE (2: an interval straddles a threshold, or a required
+group is too small) and ERROR (3: a rule could not be evaluated, or the
+policy or input is invalid). The overall verdict is the most severe rule
+verdict: ERROR > FAIL > INSUFFICIENT_EVIDENCE > PASS.
+
+Public API
+----------
+Policy, Rule, load_policy, policy_from_dict
+    The policy model (pydantic) and its YAML loader (errors name the key).
+evaluate_gate, gate_run
+    Check a policy against metrics (a dict or an ``EvaluationResult``), or
+    against a stored run folder's ``metrics.json``.
+GateResult, RuleResult, GroupCheck, Verdict, combine, decide
+    Results (``summary()``, ``to_frame()``, ``to_dict()``, ``to_json()``,
+    ``to_junit_xml()``, ``to_markdown()``) and the decision rules.
+write_gate_reports, junit_xml, markdown_summary, escape_markdown
+    Report writers; Markdown escaping shared with the model cards.
+"""
+
+from __future__ import annotations
+
+from fairderm.gate._evaluate import decide, evaluate_gate
+from fairderm.gate._markdown import escape_markdown, escape_markdown_paragraphs
+from fairderm.gate._policy import Policy, Rule, load_policy, policy_from_dict
+from fairderm.gate._report import LEGEND, junit_xml, markdown_summary
+from fairderm.gate._result import GateResult, GroupCheck, RuleResult
+from fairderm.gate._run import GATE_FILE, METRICS_FILE, gate_run, read_json_file, write_gate_reports
+from fairderm.gate._verdict import COMBINATION_RULE, Verdict, combine
+
+__all__ = [
+    "COMBINATION_RULE",
+    "GATE_FILE",
+    "LEGEND",
+    "METRICS_FILE",
+    "GateResult",
+    "GroupCheck",
+    "Policy",
+    "Rule",
+    "RuleResult",
+    "Verdict",
+    "combine",
+    "decide",
+    "escape_markdown",
+    "escape_markdown_paragraphs",
+    "evaluate_gate",
+    "gate_run",
+    "junit_xml",
+    "load_policy",
+    "markdown_summary",
+    "policy_from_dict",
+    "read_json_file",
+    "write_gate_reports",
+]
