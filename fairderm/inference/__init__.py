@@ -1,0 +1,74 @@
+"""Running models over a cohort: classifiers, the bundled backbone, vision-language models.
+
+Public API
+----------
+run_inference, InferenceRun, StratumProgress
+    Run a backend over a cohort, stratum by stratum, resumable and
+    crash-safe; write one predictions Parquet (columns ``image_id, stratum,
+    status, reason, pred, prob_<label>...`` and for text models ``text,
+    differential, latency_s, prompt_tokens, completion_tokens, attempts``).
+read_predictions
+    Read and validate a predictions file.
+Predictor, PredictorOutput
+    The interface every backend implements.
+register_backend, load_predictor, available_backends
+    The backend registry (``backbone``, ``hf``, ``torch``, ``openai``,
+    ``vllm``, ``file`` built in; ``router`` added by :mod:`fairderm.moe`).
+extract_features, FeatureSet, Backbone
+    The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor.
+train_head, load_head, HeadTrainingResult
+    Heads (linear or MLP) on the backbone's features.
+map_classes, parse_report, ParsedReport
+    Model classes -> cohort labels; a written report -> a diagnosis.
+
+See ``docs/inference.md`` for the backends, the prompt format and the
+predictions schema.
+"""
+
+from __future__ import annotations
+
+from fairderm.inference._backbone import Backbone, FeatureSet, extract_features
+from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
+from fairderm.inference._head import HeadTrainingResult, load_head, train_head
+from fairderm.inference._labels import map_classes
+from fairderm.inference._predictor import (
+    Predictor,
+    PredictorOutput,
+    available_backends,
+    load_predictor,
+    register_backend,
+)
+from fairderm.inference._prompt import DEFAULT_PROMPT
+from fairderm.inference._report import ParsedReport, parse_report
+from fairderm.inference._runner import (
+    PREDICTIONS_FORMAT,
+    InferenceRun,
+    StratumProgress,
+    read_predictions,
+    run_inference,
+)
+
+__all__ = [
+    "BACKBONE_NAME",
+    "DEFAULT_PROMPT",
+    "FEATURE_DIM",
+    "PREDICTIONS_FORMAT",
+    "Backbone",
+    "FeatureSet",
+    "HeadTrainingResult",
+    "InferenceRun",
+    "ParsedReport",
+    "Predictor",
+    "PredictorOutput",
+    "StratumProgress",
+    "available_backends",
+    "extract_features",
+    "load_head",
+    "load_predictor",
+    "map_classes",
+    "parse_report",
+    "read_predictions",
+    "register_backend",
+    "run_inference",
+    "train_head",
+]

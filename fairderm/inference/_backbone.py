@@ -1,0 +1,324 @@
+"""The frozen backbone as a feature extractor, and its on-disk feature cache.
+
+Features of an image depend only on the backbone weights, the preprocessing
+and the image's bytes, so the cache is keyed by exactly those: a cohort that
+reuses images of another (the same photos, relabelled) reuses their features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairderm._io import atomic_write_bytes, sha256_file, sha256_json
+from fairderm.cohort import Cohort, load_cohort
+from fairderm.inference._efficientnet import (
+    BACKBONE_NAME,
+    FEATURE_DIM,
+    INPUT_SIZE,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    bundled_weights_path,
+    load_backbone,
+)
+from fairderm.inference._images import CaseDataset, case_loader, load_square_uint8
+
+ProgressCallback = Callable[[int, int], None]
+
+BACKBONE_PREPROCESSING: dict[str, Any] = {
+    "decode": "Pillow RGB; JPEG draft mode at no less than 224 px",
+    "resize": "shorter side to 224, bilinear",
+    "crop": "centre 224x224",
+    "normalise": "(rgb_0_255 - 127) / 128",
+    "input_size": INPUT_SIZE,
+    "pooling": "global average of the 1280-channel head",
+}
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, or CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_all_cores() -> None:
+    """Let torch use every core for intra-op parallelism on CPU."""
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+class Backbone:
+    """The frozen EfficientNet-Lite0 on a device, turning uint8 batches into features.
+
+    On CUDA the copy is non-blocking (from pinned memory) and the forward
+    pass runs under bf16 (or fp16) autocast; everywhere the input is
+    channels-last and the pass runs under ``torch.inference_mode``.
+    """
+
+    def __init__(self, device: str | torch.device | None = None) -> None:
+        self.model, self.weights_sha256 = load_backbone()
+        self.device = pick_device(device)
+        self.to(self.device)
+
+    def to(self, device: torch.device) -> None:
+        self.device = device
+        self.model = self.model.to(device, memory_format=torch.channels_last)
+        if device.type == "cpu":
+            use_all_cores()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": BACKBONE_NAME, "weights_sha256": self.weights_sha256, "feature_dim": FEATURE_DIM}
+
+
+    @staticmethod
+    def preprocess(path: Path | None) -> torch.Tensor:
+        return load_square_uint8(path, INPUT_SIZE)
+
+    def _normalised(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, non_blocking=True)
+        x = x.float().sub_(PIXEL_MEAN).div_(PIXEL_STD)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, 3, 224, 224) -> float32 (n, 1280) features on the device."""
+        with torch.inference_mode():
+            x = self._normalised(batch)
+            if self.device.type == "cuda":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                with torch.autocast("cuda", dtype=dtype):
+                    return self.model.features(x).float()
+            return self.model.features(x)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> ImageNet logits (for checking the weights)."""
+        with torch.inference_mode():
+            return self.model(self._normalised(batch))
+
+
+def backbone_identity() -> dict[str, Any]:
+    """The bundled backbone's identity without building it (hashes the weights file)."""
+    return {"name": BACKBONE_NAME, "weights_sha256": sha256_file(bundled_weights_path()), "feature_dim": FEATURE_DIM}
+
+
+@dataclass
+class FeatureSet:
+    """Backbone features of a cohort's images, in manifest order.
+
+    Attributes
+    ----------
+    image_ids
+        Image ids, in manifest order.
+    features
+        float32 ``(n, 1280)``; a row of NaN for an image that failed.
+    errors
+        ``image_id -> reason`` for images that could not be read.
+    backbone
+        Backbone identity (name, weights SHA-256) and preprocessing.
+    cache_hits
+        How many rows came from the cache.
+    seconds
+        Wall time of the extraction.
+    """
+
+    image_ids: list[str]
+    features: np.ndarray
+    errors: dict[str, str] = field(default_factory=dict)
+    backbone: dict[str, Any] = field(default_factory=dict)
+    cache_hits: int = 0
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of the rows with features."""
+        return np.isfinite(self.features).all(axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """``image_id`` and ``f0000``...``f1279`` columns."""
+        columns = [f"f{i:04d}" for i in range(self.features.shape[1])]
+        frame = pd.DataFrame(self.features, columns=columns)
+        frame.insert(0, "image_id", self.image_ids)
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": len(self), "n_failed": len(self.errors), "cache_hits": self.cache_hits,
+            "seconds": self.seconds, "errors": dict(self.errors), "backbone": self.backbone,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"FeatureSet: {len(self)} images x {self.features.shape[1]} features "
+            f"({self.cache_hits} from cache, {len(self.errors)} failed) "
+            f"backbone {self.backbone.get('name')} {str(self.backbone.get('weights_sha256', ''))[:12]}"
+        )
+
+
+def default_cache_dir() -> Path:
+    """``$FAIRDERM_CACHE`` or ``$XDG_CACHE_HOME/fairderm`` (``~/.cache/fairderm``)."""
+    if os.environ.get("FAIRDERM_CACHE"):
+        return Path(os.environ["FAIRDERM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fairderm"
+
+
+class FeatureCache:
+    """Features keyed by image SHA-256 under one backbone+preprocessing key.
+
+    Each extraction writes one ``.npz`` chunk (atomically); lookups read all
+    chunks of the key, so concurrent writers never clash and a partial
+    overlap between cohorts is still reused.
+    """
+
+    def __init__(self, root: Path, backbone_key: str) -> None:
+        self.folder = root / "features" / backbone_key
+
+    def load(self) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        if not self.folder.is_dir():
+            return found
+        for chunk in sorted(self.folder.glob("*.npz")):
+            with contextlib.suppress(OSError, ValueError, KeyError):  # a damaged chunk is a miss
+                with np.load(chunk, allow_pickle=False) as data:
+                    for digest, row in zip(data["sha256"].tolist(), data["features"]):
+                        found[digest] = row
+        return found
+
+    def store(self, digests: Sequence[str], features: np.ndarray) -> None:
+        if not len(digests):
+            return
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, sha256=np.asarray(digests, dtype="U64"), features=features.astype(np.float32))
+        name = sha256_json(sorted(digests))[:24] + ".npz"
+        atomic_write_bytes(self.folder / name, buffer.getvalue())
+
+
+def _hash_images(paths: Sequence[Path]) -> list[str | None]:
+    def digest(path: Path) -> str | None:
+        try:
+            return sha256_file(path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(pool.map(digest, paths))
+
+
+def embed_paths(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    *,
+    batch_size: int,
+    workers: int | None,
+    progress: ProgressCallback | None = None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Features of ``paths`` (NaN rows for failures) and ``position -> reason`` errors."""
+    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
+    errors: dict[int, str] = {}
+    loader = case_loader(
+        CaseDataset(paths, backbone.preprocess), torch.stack,
+        batch_size=batch_size, workers=workers, pin_memory=backbone.device.type == "cuda",
+    )
+    done = done_before
+    for batch in loader:
+        for position, reason in batch.failures:
+            errors[position] = reason
+        if batch.positions:
+            features[batch.positions] = backbone.embed(batch.inputs).cpu().numpy()
+        done += len(batch.positions) + len(batch.failures)
+        if progress is not None:
+            progress(done, total if total is not None else len(paths))
+    return features, errors
+
+
+def extract_features(
+    cohort: Cohort | str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | torch.device | None = None,
+    use_cache: bool = True,
+) -> FeatureSet:
+    """1280-d features of every image of a cohort from the frozen EfficientNet-Lite0.
+
+    Features are cached on disk by (backbone weights SHA-256, preprocessing,
+    image file SHA-256), so a second call on the same images costs only the
+    hashing.
+
+    Parameters
+    ----------
+    cohort
+        A loaded cohort or its folder.
+    cache_dir
+        Cache root; default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``.
+    batch_size
+        Images per forward pass.
+    workers
+        DataLoader decoding processes (default: all cores but one).
+    progress
+        Called as ``progress(done, total)`` after each batch.
+    device
+        Torch device (default: CUDA when available, else CPU).
+    use_cache
+        Read and write the cache (False: always recompute, write nothing).
+
+    Returns
+    -------
+    FeatureSet
+        Features in manifest order; unreadable images get NaN rows and an
+        entry in ``errors``.
+    """
+    if not isinstance(cohort, Cohort):
+        cohort = load_cohort(cohort)
+    started = time.perf_counter()
+    image_ids = cohort.manifest["image_id"].astype(str).tolist()
+    paths = cohort.image_paths()
+    digests = _hash_images(paths)
+    identity = {**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING}
+    cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), sha256_json(identity)[:16])
+    cached = cache.load() if use_cache else {}
+
+    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
+    errors: dict[str, str] = {}
+    todo: list[int] = []
+    for position, digest in enumerate(digests):
+        if digest is None:
+            errors[image_ids[position]] = "cannot read image: file not found or unreadable"
+        elif digest in cached:
+            features[position] = cached[digest]
+        else:
+            todo.append(position)
+    hits = len(paths) - len(todo) - len(errors)
+    if progress is not None:
+        progress(hits + len(errors), len(paths))
+    if todo:
+        computed, failed = embed_paths(
+            Backbone(device), [paths[i] for i in todo], batch_size=batch_size, workers=workers,
+            progress=progress, done_before=hits + len(errors), total=len(paths),
+        )
+        features[todo] = computed
+        for local, reason in failed.items():
+            errors[image_ids[todo[local]]] = reason
+        good = [k for k in range(len(todo)) if k not in failed]
+        if use_cache:
+            cache.store([digests[todo[k]] for k in good], computed[good])
+    seconds = round(time.perf_counter() - started, 3)
+    return FeatureSet(image_ids, features, errors, identity, cache_hits=hits, seconds=seconds)
