@@ -1,0 +1,1 @@
+"""The fairderm Streamlit dashboard (``fairderm dashboard``); see docs/dashboard.md."""

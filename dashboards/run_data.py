@@ -1,0 +1,238 @@
+"""Read-only access to audit run folders, confined to one runs folder.
+
+The dashboard is given a runs folder and must never read outside it: a run
+named in the URL (``?run=...``) or chosen in a widget is looked up among the
+run folders discovered under the root, and every path is resolved (symlinks
+included) and checked to lie inside the root before it is opened.
+
+A run folder is any folder holding ``metrics.json`` (the audit writes them as
+``NAME/runs/RUN_ID/``). Optional files that a run lacks load as ``None`` so
+that each page can say "not available in this run".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from fairderm.errors import InputError
+
+RUN_MARKER = "metrics.json"
+DOWNLOADABLE = ("card.md", "card.html", "card.json", "evidence.json", "metrics.json", "gate.json")
+_JSON_FILES = ("metrics", "gate", "card", "evidence", "environment", "mitigation", "tone_validation")
+
+
+def resolve_inside(root: Path, relative: str | Path) -> Path:
+    """Resolve ``relative`` against ``root`` and refuse anything outside it.
+
+    Parameters
+    ----------
+    root
+        The runs folder (already resolved).
+    relative
+        A path relative to ``root``, e.g. from a URL query parameter.
+
+    Raises
+    ------
+    InputError
+        When the path is absolute, empty, or resolves (through ``..`` or a
+        symlink) to a place outside ``root``.
+    """
+    text = str(relative)
+    if not text.strip() or "\x00" in text:
+        raise InputError("empty or invalid path", source=text)
+    if Path(text).is_absolute():
+        raise InputError(f"absolute path {text!r} refused: paths are relative to the runs folder")
+    target = (root / text).resolve()
+    if not target.is_relative_to(root):
+        raise InputError(f"path {text!r} is outside the runs folder; refused")
+    return target
+
+
+@dataclass(frozen=True)
+class RunsRoot:
+    """The runs folder the dashboard was given, and the runs inside it."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunsRoot:
+        """Open a runs folder (InputError when it is not a folder)."""
+        root = Path(path).expanduser().resolve()
+        if not root.is_dir():
+            raise InputError(f"runs folder {str(path)!r} does not exist or is not a folder")
+        return cls(root)
+
+    def run_ids(self) -> list[str]:
+        """Run folders under the root, as paths relative to it, newest first."""
+        found = []
+        for marker in self.root.rglob(RUN_MARKER):
+            run_dir = marker.parent.resolve()
+            if run_dir.is_relative_to(self.root):
+                found.append((marker.stat().st_mtime, run_dir.relative_to(self.root).as_posix()))
+        return [rel for _, rel in sorted(found, key=lambda t: (-t[0], t[1]))]
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a discovered run; InputError for anything else."""
+        path = resolve_inside(self.root, run_id)
+        if run_id not in self.run_ids():
+            raise InputError(f"{run_id!r} is not a run folder under the runs folder; refused")
+        return path
+
+    def file(self, run_id: str, name: str) -> Path:
+        """A file inside a run folder, refused when it escapes the runs folder."""
+        return resolve_inside(self.root, f"{run_id}/{name}")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", source=str(path), row=exc.lineno) from exc
+
+
+def _read_parquet(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+@dataclass
+class RunData:
+    """Everything a run folder holds that the dashboard shows.
+
+    Attributes are ``None`` when the run does not have that file.
+    """
+
+    run_id: str
+    path: Path
+    metrics: dict[str, Any]
+    gate: dict[str, Any] | None = None
+    card_json: dict[str, Any] | None = None
+    card_md: str | None = None
+    evidence: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    mitigation: dict[str, Any] | None = None
+    tone_validation: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+    predictions: pd.DataFrame | None = field(default=None, repr=False)
+    tone: pd.DataFrame | None = field(default=None, repr=False)
+    manifest: pd.DataFrame | None = field(default=None, repr=False)
+    images_root: Path | None = None
+    cohort_note: str = ""
+
+    def table(self, key: str) -> pd.DataFrame:
+        """A list-of-records section of ``metrics.json`` as a frame (empty if absent)."""
+        records = self.metrics.get(key)
+        if isinstance(records, list):
+            return pd.DataFrame.from_records(records)
+        if isinstance(records, dict):
+            # Some sections are keyed by group: flatten one level into records.
+            rows = []
+            for name, value in records.items():
+                if isinstance(value, dict):
+                    rows.append({"group": name, **value})
+            return pd.DataFrame.from_records(rows)
+        return pd.DataFrame()
+
+    def image_path(self, relative: str, runs: RunsRoot) -> Path | None:
+        """Absolute path of a cohort image, or None when outside the runs folder."""
+        if self.images_root is None:
+            return None
+        try:
+            target = (self.images_root / relative).resolve()
+            rel = target.relative_to(runs.root)
+            return resolve_inside(runs.root, rel)
+        except (ValueError, InputError):
+            return None
+
+
+def _cohort_candidates(spec: dict[str, Any] | None, run_dir: Path, root: Path) -> list[Path]:
+    if not spec:
+        return []
+    value = spec.get("cohort")
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("root")
+    if not isinstance(value, str):
+        return []
+    bases = [run_dir, *run_dir.parents]
+    bases = [b for b in bases if b.is_relative_to(root)]
+    return [(b / value) for b in bases]
+
+
+def _load_manifest(
+    spec: dict[str, Any] | None, run_dir: Path, root: Path
+) -> tuple[pd.DataFrame | None, Path | None, str]:
+    """Find the run's cohort inside the runs folder: manifest and images root."""
+    from fairderm.cohort import load_cohort
+
+    for candidate in _cohort_candidates(spec, run_dir, root):
+        try:
+            resolved = resolve_inside(root, candidate.resolve().relative_to(root))
+        except (ValueError, InputError):
+            continue
+        if (resolved / "cohort.yaml").is_file():
+            cohort = load_cohort(resolved)
+            return cohort.manifest, cohort.images_root.resolve(), ""
+    return None, None, "the run's cohort was not found inside the runs folder"
+
+
+def load_run(runs: RunsRoot, run_id: str) -> RunData:
+    """Load one run folder (read-only); optional files become ``None``."""
+    run_dir = runs.run_dir(run_id)
+    json_docs = {name: _read_json(runs.file(run_id, f"{name}.json")) for name in _JSON_FILES}
+    spec_path = runs.file(run_id, "spec.yaml")
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
+    card_path = runs.file(run_id, "card.md")
+    manifest, images_root, note = _load_manifest(spec, run_dir, runs.root)
+    return RunData(
+        run_id=run_id,
+        path=run_dir,
+        metrics=json_docs["metrics"] or {},
+        gate=json_docs["gate"],
+        card_json=json_docs["card"],
+        card_md=card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
+        evidence=json_docs["evidence"],
+        environment=json_docs["environment"],
+        mitigation=json_docs["mitigation"],
+        tone_validation=json_docs["tone_validation"],
+        spec=spec if isinstance(spec, dict) else None,
+        predictions=_read_parquet(runs.file(run_id, "predictions.parquet")),
+        tone=_read_parquet(runs.file(run_id, "tone.parquet")),
+        manifest=manifest,
+        images_root=images_root,
+        cohort_note=note,
+    )
+
+
+def case_table(run: RunData) -> pd.DataFrame:
+    """Predictions joined to the manifest (label, tone, image) and the tone estimate.
+
+    ``correct`` is the prediction against the manifest label and ``confidence``
+    the largest class probability; both are missing when the inputs are.
+    """
+    if run.predictions is None:
+        return pd.DataFrame()
+    cases = run.predictions.copy()
+    if run.manifest is not None:
+        keep = [c for c in run.manifest.columns if c not in cases.columns or c == "image_id"]
+        cases = cases.merge(run.manifest[keep], on="image_id", how="left")
+    if run.tone is not None:
+        tone_cols = ["image_id", "ita", "fitzpatrick_est", "monk_est"]
+        tone = run.tone[[c for c in tone_cols if c in run.tone.columns]]
+        cases = cases.merge(tone.drop(columns=[c for c in tone.columns if c in cases.columns and c != "image_id"]),
+                            on="image_id", how="left")
+    prob_cols = [c for c in cases.columns if c.startswith("prob_")]
+    if prob_cols:
+        cases["confidence"] = cases[prob_cols].astype(float).max(axis=1)
+    if "label" in cases.columns and "pred" in cases.columns:
+        cases["correct"] = cases["label"].astype("string") == cases["pred"].astype("string")
+    if "fitzpatrick_est" in cases.columns:
+        est = pd.to_numeric(cases["fitzpatrick_est"], errors="coerce")
+        cases["tone_group_est"] = pd.cut(est, [0, 2, 4, 6], labels=["I-II", "III-IV", "V-VI"]).astype("string")
+    return cases

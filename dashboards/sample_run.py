@@ -1,0 +1,257 @@
+"""A small synthetic runs folder that follows the run-folder contract (issue 7).
+
+Used by the dashboard's tests and by ``dashboards/screenshots.py`` when no
+real audit run is at hand. The numbers are made up from a seeded simulation
+(a classifier that is worse on darker skin); intervals are Wilson (1927)
+score intervals, not the audit's bootstrap, which is enough to exercise
+every page.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image
+
+from fairderm.cohort import CohortSpec, write_cohort
+
+LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
+POSITIVE = ["melanoma", "bcc"]
+GROUPS = ["I-II", "III-IV", "V-VI"]
+# Mean ITA (degrees) of each Fitzpatrick type, roughly after Del Bino 2013.
+_ITA_BY_TYPE = {1: 60.0, 2: 45.0, 3: 32.0, 4: 18.0, 5: -5.0, 6: -35.0}
+_RGB_BY_TYPE = {1: (236, 205, 185), 2: (224, 186, 160), 3: (200, 155, 120),
+                4: (170, 120, 85), 5: (120, 80, 55), 6: (80, 52, 38)}
+
+
+def _wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def _png(rgb: tuple[int, int, int], rng: np.random.Generator, size: int = 64) -> bytes:
+    pixels = np.clip(np.array(rgb) + rng.normal(0, 8, (size, size, 3)), 0, 255)
+    yy, xx = np.mgrid[:size, :size]
+    lesion = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 5) ** 2
+    pixels[lesion] = pixels[lesion] * 0.45
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _cohort(root: Path, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    fitz = rng.choice(np.arange(1, 7), size=n, p=[0.2, 0.25, 0.2, 0.15, 0.12, 0.08])
+    images = {f"images/img_{i:05d}.png": _png(_RGB_BY_TYPE[int(f)], rng) for i, f in enumerate(fitz)}
+    manifest = pd.DataFrame({
+        "image_id": [f"img_{i:05d}" for i in range(n)],
+        "image": list(images),
+        "label": rng.choice(LABELS, size=n, p=[0.45, 0.2, 0.2, 0.15]),
+        "fitzpatrick": pd.array(fitz, dtype="Int8"),
+        "sex": rng.choice(["female", "male"], size=n),
+        "split": "test",
+    })
+    manifest["fitzpatrick_group"] = pd.cut(fitz, [0, 2, 4, 6], labels=GROUPS).astype(str)
+    spec = CohortSpec(name="sample", description="Synthetic sample cohort for the dashboard.",
+                      synthetic=True, labels=LABELS, positive_classes=POSITIVE,
+                      attributes=["fitzpatrick_group", "sex"])
+    write_cohort(root / "cohort", spec, manifest, extra_files=images)
+    return manifest
+
+
+def _predictions(manifest: pd.DataFrame, rng: np.random.Generator, skill: dict[str, float]) -> pd.DataFrame:
+    n = len(manifest)
+    truth = manifest["label"].map(LABELS.index).to_numpy()
+    p_correct = manifest["fitzpatrick_group"].map(skill).to_numpy()
+    correct = rng.random(n) < p_correct
+    wrong = (truth + rng.integers(1, len(LABELS), n)) % len(LABELS)
+    pred = np.where(correct, truth, wrong)
+    logits = rng.normal(0, 1, (n, len(LABELS)))
+    logits[np.arange(n), pred] += 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"image_id": manifest["image_id"], "status": "ok", "reason": ""})
+    frame["pred"] = [LABELS[i] for i in pred]
+    for j, label in enumerate(LABELS):
+        frame[f"prob_{label}"] = probs[:, j]
+    frame["text"] = [f"Most likely {LABELS[i]}." for i in pred]
+    frame["differential"] = [", ".join(LABELS[k] for k in np.argsort(-p)[:3]) for p in probs]
+    unparseable = rng.random(n) < 0.01
+    frame.loc[unparseable, ["status", "reason", "pred"]] = ["unparseable", "no label in answer", None]
+    return frame
+
+
+def _tone(manifest: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    fitz = manifest["fitzpatrick"].astype(int).to_numpy()
+    ita = np.array([_ITA_BY_TYPE[f] for f in fitz]) + rng.normal(0, 7, len(fitz))
+    est = np.digitize(ita, [-30, 10, 28, 41, 55])[::1]
+    est = 6 - est  # high ITA = light skin = low Fitzpatrick type
+    frame = pd.DataFrame({
+        "image_id": manifest["image_id"], "ita": ita, "ita_low": ita - 3, "ita_high": ita + 3,
+        "skin_fraction": rng.uniform(0.3, 0.9, len(fitz)),
+        "fitzpatrick_est": pd.array(est, dtype="Int8"),
+        "monk_est": pd.array(np.clip(est * 10 // 6, 1, 10), dtype="Int8"),
+        "status": "ok", "reason": "", "method": "fairderm",
+    })
+    abstain = rng.random(len(fitz)) < 0.03
+    frame.loc[abstain, ["status", "reason"]] = ["abstain", "too little healthy skin"]
+    frame.loc[abstain, ["ita", "ita_low", "ita_high"]] = np.nan
+    frame.loc[abstain, ["fitzpatrick_est", "monk_est"]] = pd.NA
+    return frame
+
+
+def _metrics(manifest: pd.DataFrame, preds: pd.DataFrame, tone: pd.DataFrame) -> dict:
+    cases = manifest.merge(preds, on="image_id").merge(tone[["image_id", "fitzpatrick_est"]], on="image_id")
+    est = pd.to_numeric(cases["fitzpatrick_est"], errors="coerce")
+    cases["fitzpatrick_est_group"] = pd.cut(est, [0, 2, 4, 6], labels=GROUPS).astype("string")
+    cases["correct"] = (cases["pred"] == cases["label"]).astype(float)
+    cases["pos"] = cases["label"].isin(POSITIVE)
+    cases["pred_pos"] = cases["pred"].isin(POSITIVE)
+    cases["conf"] = cases[[f"prob_{x}" for x in LABELS]].max(axis=1)
+    strata: dict[str, pd.Series] = {"all": pd.Series("all", index=cases.index)}
+    strata["fitzpatrick_est"] = cases["fitzpatrick_est_group"]
+    strata["sex"] = cases["sex"]
+    strata["fitzpatrick_est&sex"] = ("fitzpatrick_est=" + cases["fitzpatrick_est_group"]
+                                     + " & sex=" + cases["sex"])
+    groups, calibration, power = [], [], []
+    for attribute, labels in strata.items():
+        for value in sorted(labels.dropna().unique()):
+            sub = cases[labels == value]
+            name = "all" if attribute == "all" else (value if "&" in attribute else f"{attribute}={value}")
+            n, n_pos = len(sub), int(sub["pos"].sum())
+            flag = "ok" if n >= 30 else "insufficient"
+            k_acc = sub["correct"].sum()
+            k_sens = (sub["pos"] & sub["pred_pos"]).sum()
+            bins = np.minimum((sub["conf"] * 10).astype(int), 9)
+            gaps = sub.groupby(bins).apply(lambda b: abs(b["conf"].mean() - b["correct"].mean()) * len(b))
+            ece = float(gaps.sum() / max(n, 1))
+            for metric, (est_, lo, hi) in {
+                "accuracy": (k_acc / n, *_wilson(k_acc, n)),
+                "sensitivity": (k_sens / max(n_pos, 1), *_wilson(k_sens, n_pos)),
+                "ece": (ece, max(ece - 1.5 / np.sqrt(n), 0), ece + 1.5 / np.sqrt(n)),
+            }.items():
+                groups.append({"group": name, "attribute": attribute, "metric": metric,
+                               "estimate": float(est_), "ci_low": lo, "ci_high": hi,
+                               "n": n, "n_pos": n_pos, "flag": flag})
+            if "&" not in attribute:
+                for b, chunk in sub.groupby(bins):
+                    calibration.append({"attribute": attribute, "group": name, "bin": int(b),
+                                        "mean_predicted": float(chunk["conf"].mean()),
+                                        "observed": float(chunk["correct"].mean()), "count": len(chunk)})
+                power.append({"attribute": attribute, "group": name, "n": n,
+                              "min_detectable_difference": float(2.8 * np.sqrt(0.25 / max(n, 1)))})
+    frame = pd.DataFrame(groups)
+    disparities, tests, case_mix = [], [], []
+    for (attribute, metric), rows in frame[~frame["attribute"].isin(["all"])].groupby(["attribute", "metric"]):
+        rows = rows[rows["flag"] == "ok"].set_index("group")
+        if len(rows) < 2:
+            continue
+        best, worst = rows["estimate"].max(), rows["estimate"].min()
+        half = float(np.hypot(*(rows["ci_high"] - rows["ci_low"]).nlargest(2) / 2))
+        disparities.append({"metric": metric, "kind": "gap", "attribute": attribute, "group": "max-min",
+                            "estimate": best - worst, "ci_low": best - worst - half, "ci_high": best - worst + half})
+        disparities.append({"metric": metric, "kind": "ratio", "attribute": attribute, "group": "min/max",
+                            "estimate": worst / best, "ci_low": (worst / best) * 0.85,
+                            "ci_high": min((worst / best) * 1.15, 1.5)})
+        reference = rows.index[0]
+        for group, row in rows.iterrows():
+            if group == reference:
+                continue
+            ref = rows.loc[reference]
+            diff = row["estimate"] - ref["estimate"]
+            h = float(np.hypot((row["ci_high"] - row["ci_low"]) / 2, (ref["ci_high"] - ref["ci_low"]) / 2))
+            disparities.append({"metric": metric, "kind": "diff_vs_ref", "attribute": attribute, "group": group,
+                                "reference": reference, "estimate": diff, "ci_low": diff - h, "ci_high": diff + h})
+            if metric == "accuracy" and "&" not in attribute:
+                odds = float(np.exp(diff * 4))
+                case_mix.append({"attribute": attribute, "group": group, "reference": reference,
+                                 "metric": "accuracy", "odds_ratio": odds, "ci_low": odds * 0.7,
+                                 "ci_high": odds * 1.4, "adjusted_for": ["label", "sex"]})
+        p = float(np.exp(-abs(best - worst) * 20))
+        tests.append({"metric": metric, "attribute": attribute, "test": "chi2", "statistic": abs(best - worst) * 40,
+                      "p_value": p, "p_adjusted": min(p * 3, 1.0), "method": "holm"})
+    return {
+        "groups": groups, "disparities": disparities, "tests": tests, "calibration": calibration,
+        "case_mix": case_mix, "power": power,
+        "config": {"n_boot": 0, "ci": "wilson (sample run)", "seed": 0, "cluster": None,
+                   "min_group_size": 30, "labels": LABELS, "positive_label": POSITIVE,
+                   "threshold": 0.5, "versions": {}},
+    }
+
+
+def _gate(metrics: dict) -> dict:
+    frame = pd.DataFrame(metrics["groups"])
+    sens = frame[(frame["metric"] == "sensitivity") & (frame["attribute"] == "fitzpatrick_est")]
+    low = float(sens["ci_low"].min())
+    gap = [d for d in metrics["disparities"] if d["kind"] == "gap" and d["metric"] == "accuracy"
+           and d["attribute"] == "fitzpatrick_est"][0]
+    rules = [
+        {"name": "lowest group sensitivity >= 0.80 (lower bound)", "value": low, "threshold": 0.80,
+         "verdict": "PASS" if low >= 0.8 else "FAIL"},
+        {"name": "accuracy gap <= 0.05 (upper bound)", "value": gap["ci_high"], "threshold": 0.05,
+         "verdict": "PASS" if gap["ci_high"] <= 0.05 else ("FAIL" if gap["ci_low"] > 0.05 else "INSUFFICIENT_EVIDENCE")},
+    ]
+    verdicts = {r["verdict"] for r in rules}
+    overall = "FAIL" if "FAIL" in verdicts else ("INSUFFICIENT_EVIDENCE" if "INSUFFICIENT_EVIDENCE" in verdicts else "PASS")
+    return {"verdict": overall, "rules": rules}
+
+
+def _mitigation(rng: np.random.Generator) -> dict:
+    methods = {}
+    for name, acc, gap in [("erm", 0.78, 0.16), ("reweighting", 0.76, 0.09), ("router", 0.77, 0.04)]:
+        per_group = {g: {"estimate": acc - gap * (i - 1), "ci_low": acc - gap * (i - 1) - 0.05,
+                         "ci_high": acc - gap * (i - 1) + 0.05} for i, g in enumerate(GROUPS)}
+        methods[name] = {"accuracy": {"estimate": acc, "ci_low": acc - 0.03, "ci_high": acc + 0.03},
+                         "groups": per_group,
+                         "gap": {"estimate": gap, "ci_low": max(gap - 0.04, 0), "ci_high": gap + 0.04},
+                         "gap_diff_vs_erm": {"estimate": gap - 0.16, "ci_low": gap - 0.21, "ci_high": gap - 0.11}}
+    return {"methods": methods}
+
+
+def _write_run(run_dir: Path, manifest: pd.DataFrame, preds: pd.DataFrame, tone: pd.DataFrame,
+               *, model: str, mitigation: dict | None) -> None:
+    run_dir.mkdir(parents=True)
+    preds.to_parquet(run_dir / "predictions.parquet", index=False)
+    tone.to_parquet(run_dir / "tone.parquet", index=False)
+    metrics = _metrics(manifest, preds, tone)
+    gate = _gate(metrics)
+    dump = lambda name, obj: (run_dir / name).write_text(json.dumps(obj, indent=1, allow_nan=False), encoding="utf-8")  # noqa: E731
+    dump("metrics.json", metrics)
+    dump("gate.json", gate)
+    card = {"model_details": {"name": model}, "gate": gate["verdict"]}
+    dump("card.json", card)
+    (run_dir / "card.md").write_text(
+        f"---\nlicense: apache-2.0\ntags: [dermatology, fairness]\n---\n# Model card: {model}\n\n"
+        f"Gate verdict: **{gate['verdict']}**.\n\n## Intended use\nResearch only (sample run).\n",
+        encoding="utf-8")
+    (run_dir / "card.html").write_text(f"<html><body><h1>Model card: {model}</h1></body></html>", encoding="utf-8")
+    dump("evidence.json", {"files": {"metrics.json": "sha256:sample"}, "seeds": {"bootstrap": 0}})
+    dump("environment.json", {"python": "3.11", "platform": "sample"})
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump({"name": model, "cohort": "cohort",
+                                                       "model": {"backend": "file", "name": model}}))
+    if mitigation is not None:
+        dump("mitigation.json", mitigation)
+
+
+def write_sample_runs(root: str | Path, *, n: int = 400, seed: int = 0) -> list[str]:
+    """Write a cohort and two runs (ERM model, router) on it under ``root``.
+
+    Returns the run ids (paths relative to ``root``), the ERM run first.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    manifest = _cohort(root, n, rng)
+    tone = _tone(manifest, rng)
+    erm = _predictions(manifest, rng, {"I-II": 0.85, "III-IV": 0.78, "V-VI": 0.6})
+    router = _predictions(manifest, rng, {"I-II": 0.83, "III-IV": 0.8, "V-VI": 0.76})
+    ids = ["audits/erm/runs/run-001", "audits/router/runs/run-001"]
+    _write_run(root / ids[0], manifest, erm, tone, model="demo-erm", mitigation=None)
+    _write_run(root / ids[1], manifest, router, tone, model="demo-router", mitigation=_mitigation(rng))
+    return ids

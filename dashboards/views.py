@@ -1,0 +1,430 @@
+"""One function per dashboard page; each takes the loaded run(s) and draws it.
+
+Pages only read: every file goes through :mod:`dashboards.run_data`, which
+refuses paths outside the runs folder.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from dashboards import charts
+from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table
+
+NOT_AVAILABLE = "not available in this run"
+_GALLERY_SIZE = 12
+
+
+def _missing(what: str) -> None:
+    st.info(f"{what}: {NOT_AVAILABLE}.")
+
+
+def _single_attributes(groups: pd.DataFrame) -> list[str]:
+    if groups.empty or "attribute" not in groups:
+        return []
+    return sorted(a for a in groups["attribute"].dropna().unique() if a != "all" and "&" not in a)
+
+
+def _short(group: str) -> str:
+    """``fitzpatrick_est=V-VI`` -> ``V-VI`` for axis labels."""
+    return group.split("=", 1)[1] if "=" in group and "&" not in group else group
+
+
+# ---------------------------------------------------------------- Overview
+def overview(run: RunData, runs: RunsRoot) -> None:
+    st.header("Overview")
+    gate = run.gate
+    if gate:
+        verdict = str(gate.get("verdict", "unknown"))
+        colour = charts.VERDICT_COLOURS.get(verdict, "#000000")
+        st.markdown(f"### Gate verdict: :{'green' if verdict == 'PASS' else 'orange' if verdict.startswith('INSUFF') else 'red'}[{verdict}]")
+        st.caption(f"Verdict colour {colour}; rules are judged on interval bounds, not point estimates.")
+        rules = pd.DataFrame.from_records(gate.get("rules", []))
+        if not rules.empty:
+            st.dataframe(rules, hide_index=True)
+    else:
+        _missing("Gate verdict")
+    groups = run.table("groups")
+    cases = run.predictions
+    config = run.metrics.get("config", {}) or {}
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Cases", len(cases) if cases is not None else "n/a")
+    c2.metric("Cohort", (run.spec or {}).get("cohort", "n/a") if isinstance((run.spec or {}).get("cohort"), str) else "n/a")
+    c3.metric("Bootstrap resamples", config.get("n_boot", "n/a"))
+    st.subheader("Group sizes")
+    if groups.empty:
+        _missing("Group metrics")
+    else:
+        sizes = (groups.drop_duplicates(["attribute", "group"])[["attribute", "group", "n", "n_pos", "flag"]]
+                 .reset_index(drop=True))
+        st.dataframe(sizes, hide_index=True)
+    st.subheader("Warnings")
+    warnings = _warnings(run, groups)
+    for text in warnings:
+        st.warning(text)
+    if not warnings:
+        st.success("No insufficient groups, abstentions or unparseable answers.")
+
+
+def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
+    found = []
+    if not groups.empty and "flag" in groups:
+        small = groups[groups["flag"] != "ok"].drop_duplicates(["attribute", "group"])
+        if len(small):
+            min_n = (run.metrics.get("config") or {}).get("min_group_size", "the minimum")
+            names = ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"]))
+            found.append(f"{len(small)} group(s) below {min_n} cases, intervals not judged: {names}")
+    if run.tone is not None and "status" in run.tone:
+        abstain = int((run.tone["status"] != "ok").sum())
+        if abstain:
+            found.append(f"Tone estimator abstained or failed on {abstain} of {len(run.tone)} images.")
+    if run.predictions is not None and "status" in run.predictions:
+        counts = run.predictions["status"].value_counts()
+        for status in ("unparseable", "error"):
+            if counts.get(status, 0):
+                found.append(f"{counts[status]} prediction(s) with status '{status}' (excluded from metrics).")
+    return found
+
+
+# ---------------------------------------------------------------- Disparities
+def disparities(run: RunData, runs: RunsRoot) -> None:
+    st.header("Disparities")
+    groups = run.table("groups")
+    attributes = _single_attributes(groups)
+    if not attributes:
+        _missing("Per-group metrics")
+        return
+    c1, c2, c3 = st.columns(3)
+    metric = c1.selectbox("Metric", sorted(groups["metric"].unique()), key="disp_metric")
+    attribute = c2.selectbox("Attribute", attributes, key="disp_attribute")
+    mode = c3.radio("Estimates", ["raw", "case-mix adjusted"], horizontal=True, key="disp_mode")
+    rows = groups[(groups["metric"] == metric) & (groups["attribute"].isin([attribute, "all"]))]
+    st.plotly_chart(charts.interval_plot(rows.assign(group=rows["group"].map(_short)),
+                                         title=f"{metric} per group (95% CI)"), key="disp_groups")
+    table = run.table("disparities")
+    if table.empty:
+        _missing("Disparities")
+        return
+    if "attribute" not in table:
+        table["attribute"] = attribute
+    sel = table[(table["metric"] == metric) & (table["attribute"] == attribute)]
+    if mode == "raw":
+        diffs = sel[sel["kind"] == "diff_vs_ref"]
+        if diffs.empty:
+            st.info("No differences from a reference group for this metric and attribute.")
+        else:
+            reference = diffs["reference"].iloc[0] if "reference" in diffs else "the reference"
+            st.plotly_chart(charts.interval_plot(diffs.assign(group=diffs["group"].map(_short)), zero=0.0,
+                                                 title=f"Difference from {_short(str(reference))} (forest plot)"),
+                            key="disp_forest")
+    else:
+        adjusted = run.table("case_mix")
+        if adjusted.empty or "attribute" not in adjusted:
+            _missing("Case-mix adjusted estimates")
+        else:
+            adj = adjusted[adjusted["attribute"] == attribute].copy()
+            value = "odds_ratio" if "odds_ratio" in adj else "estimate"
+            adj = adj.rename(columns={value: "estimate"})
+            if adj.empty:
+                st.info("No case-mix adjusted estimates for this attribute.")
+            else:
+                st.plotly_chart(charts.interval_plot(adj.assign(group=adj["group"].map(_short)), zero=1.0,
+                                                     log_x=True, title="Case-mix adjusted odds ratios vs reference"),
+                                key="disp_case_mix")
+                st.dataframe(adj, hide_index=True)
+    summary = sel[sel["kind"].isin(["gap", "ratio", "eod", "dpd"])]
+    st.subheader("Gap and ratio")
+    if summary.empty:
+        st.info("No gap or ratio for this metric and attribute.")
+    else:
+        st.dataframe(summary[["kind", "group", "estimate", "ci_low", "ci_high"]].round(4), hide_index=True)
+    tests = run.table("tests")
+    if not tests.empty and "attribute" in tests:
+        st.subheader("Tests")
+        st.dataframe(tests[(tests["attribute"] == attribute) & (tests["metric"] == metric)], hide_index=True)
+
+
+# ---------------------------------------------------------------- Intersections
+_PAIR = re.compile(r"\s*&\s*")
+
+
+def intersections(run: RunData, runs: RunsRoot) -> None:
+    st.header("Intersections")
+    groups = run.table("groups")
+    attributes = _single_attributes(groups)
+    crossed = sorted(a for a in groups.get("attribute", pd.Series(dtype=str)).dropna().unique() if "&" in a)
+    if len(attributes) < 2 or not crossed:
+        _missing("Intersectional metrics")
+        return
+    c1, c2, c3 = st.columns(3)
+    first = c1.selectbox("Rows", attributes, key="int_rows")
+    second = c2.selectbox("Columns", [a for a in attributes if a != first], key="int_cols")
+    metric = c3.selectbox("Metric", sorted(groups["metric"].unique()), key="int_metric")
+    key = next((a for a in crossed if set(a.split("&")) == {first, second}), None)
+    if key is None:
+        st.info(f"The run has no intersection of {first} and {second}.")
+        return
+    cells = groups[(groups["attribute"] == key) & (groups["metric"] == metric)].copy()
+    parts = cells["group"].map(lambda g: dict(p.split("=", 1) for p in _PAIR.split(g)))
+    cells[first] = parts.map(lambda d: d.get(first))
+    cells[second] = parts.map(lambda d: d.get(second))
+    st.plotly_chart(charts.intersection_heatmap(cells, rows=first, cols=second,
+                                                title=f"{metric}: estimate, n and ±half-width; grey = insufficient n"),
+                    key="int_heatmap")
+    st.dataframe(cells[["group", "estimate", "ci_low", "ci_high", "n", "flag"]], hide_index=True)
+
+
+# ---------------------------------------------------------------- Calibration
+_X_NAMES = ("mean_predicted", "confidence", "prob_mean", "predicted")
+_Y_NAMES = ("observed", "fraction_positive", "accuracy", "frequency")
+
+
+def calibration(run: RunData, runs: RunsRoot) -> None:
+    st.header("Calibration")
+    curves = run.table("calibration")
+    attributes = _single_attributes(run.table("groups"))
+    attribute = st.selectbox("Attribute", attributes, key="cal_attribute") if attributes else None
+    x = next((c for c in _X_NAMES if c in curves), None)
+    y = next((c for c in _Y_NAMES if c in curves), None)
+    if curves.empty or x is None or y is None:
+        _missing("Reliability curves")
+    else:
+        if attribute and "attribute" in curves:
+            curves = curves[curves["attribute"].isin([attribute, "all"])]
+        st.plotly_chart(charts.reliability_plot(curves.assign(group=curves["group"].map(_short)), x=x, y=y),
+                        key="cal_curves")
+    groups = run.table("groups")
+    ece = groups[groups["metric"].str.lower().eq("ece")] if not groups.empty else groups
+    if attribute and not ece.empty:
+        ece = ece[ece["attribute"].isin([attribute, "all"])]
+    if ece.empty:
+        _missing("Expected calibration error")
+    else:
+        st.plotly_chart(charts.interval_plot(ece.assign(group=ece["group"].map(_short)),
+                                             title="Expected calibration error per group (95% CI)"),
+                        key="cal_ece")
+
+
+# ---------------------------------------------------------------- Skin tone
+def _healthy_skin_overlay(image: Image.Image) -> Image.Image | None:
+    """The tone package's healthy-skin mask over the image, when it exposes one."""
+    try:
+        from fairderm import tone
+    except ImportError:
+        return None
+    mask_fn: Callable | None = getattr(tone, "healthy_skin_mask", None)
+    if mask_fn is None:
+        return None
+    try:
+        mask = np.asarray(mask_fn(np.asarray(image.convert("RGB"))), dtype=bool)
+    except Exception:  # noqa: BLE001 - an unexpected signature must not break the page
+        return None
+    pixels = np.asarray(image.convert("RGB")).astype(float)
+    pixels[mask] = 0.5 * pixels[mask] + 0.5 * np.array([0, 158, 115])
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def skin_tone(run: RunData, runs: RunsRoot) -> None:
+    st.header("Skin tone")
+    tone = run.tone
+    if tone is None:
+        _missing("Tone estimates")
+        return
+    counts = tone["status"].value_counts()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Images", len(tone))
+    c2.metric("Abstained", int(counts.get("abstain", 0)))
+    c3.metric("Errors", int(counts.get("error", 0)))
+    merged = tone.merge(run.manifest, on="image_id", how="left") if run.manifest is not None else tone
+    labelled = next((c for c in ("fitzpatrick_group", "monk", "fitzpatrick") if c in merged), None)
+    if labelled is None:
+        st.info(f"No labelled tone column: {run.cohort_note or 'the cohort has none'}.")
+    else:
+        st.plotly_chart(charts.ita_distribution(merged[merged["status"] == "ok"], group=labelled), key="tone_ita")
+        if "fitzpatrick" in merged and "fitzpatrick_est" in merged:
+            ok = merged.dropna(subset=["fitzpatrick", "fitzpatrick_est"])
+            truth, est = ok["fitzpatrick"].astype(int), ok["fitzpatrick_est"].astype(int)
+            a1, a2 = st.columns(2)
+            a1.metric("Exact agreement (Fitzpatrick)", f"{(truth == est).mean():.1%}")
+            a2.metric("Within one type", f"{((truth - est).abs() <= 1).mean():.1%}")
+            st.plotly_chart(charts.confusion_heatmap(pd.crosstab(truth, est),
+                                                     title="Labelled against estimated Fitzpatrick type"),
+                            key="tone_confusion")
+    if run.tone_validation:
+        st.subheader("Estimator validation")
+        st.json(run.tone_validation, expanded=False)
+    if int((tone["status"] != "ok").sum()):
+        st.subheader("Abstentions")
+        st.dataframe(tone[tone["status"] != "ok"].groupby(["status", "reason"]).size()
+                     .rename("images").reset_index(), hide_index=True)
+    st.subheader("Example images per estimated tone group")
+    cases = case_table(run)
+    if cases.empty or "image" not in cases or "tone_group_est" not in cases:
+        _missing("Images")
+        return
+    overlay_available = _healthy_skin_overlay(Image.new("RGB", (8, 8))) is not None
+    if not overlay_available:
+        st.caption("The tone package exposes no healthy-skin mask function yet: images are shown without "
+                   "the overlay of the pixels it used.")
+    for group, part in cases.dropna(subset=["tone_group_est"]).groupby("tone_group_est", sort=True):
+        st.markdown(f"**{group}**")
+        _image_row(run, runs, part.head(4), overlay=overlay_available,
+                   caption=lambda r: f"ITA {r['ita']:.0f}°" if pd.notna(r.get("ita")) else "")
+
+
+def _image_row(run: RunData, runs: RunsRoot, rows: pd.DataFrame, *, overlay: bool = False,
+               caption: Callable[[pd.Series], str]) -> None:
+    columns = st.columns(4)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        path = run.image_path(str(row["image"]), runs)
+        with columns[i % 4]:
+            if path is None or not path.is_file():
+                st.caption(f"{row['image_id']}: image not available inside the runs folder")
+                continue
+            image = Image.open(path)
+            shown = (_healthy_skin_overlay(image) if overlay else None) or image
+            st.image(shown, caption=f"{row['image_id']} · {caption(row)}", width="stretch")
+
+
+# ---------------------------------------------------------------- Cases
+def cases_page(run: RunData, runs: RunsRoot) -> None:
+    st.header("Cases")
+    cases = case_table(run)
+    if cases.empty:
+        _missing("Predictions")
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    tone_groups = sorted(cases["tone_group_est"].dropna().unique()) if "tone_group_est" in cases else []
+    group = c1.selectbox("Tone group (estimated)", ["all", *tone_groups], key="cases_group")
+    diagnoses = sorted(cases["label"].dropna().unique()) if "label" in cases else []
+    diagnosis = c2.selectbox("Diagnosis", ["all", *diagnoses], key="cases_diagnosis")
+    low, high = c3.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="cases_conf")
+    errors_only = c4.checkbox("Errors only", value="correct" in cases, key="cases_errors")
+    shown = cases
+    if group != "all":
+        shown = shown[shown["tone_group_est"] == group]
+    if diagnosis != "all":
+        shown = shown[shown["label"] == diagnosis]
+    if "confidence" in shown:
+        shown = shown[shown["confidence"].between(low, high)]
+    if errors_only and "correct" in shown:
+        shown = shown[~shown["correct"]]
+    st.caption(f"{len(shown)} of {len(cases)} cases match; the gallery shows the first {_GALLERY_SIZE}.")
+    if "image" in shown:
+        for start in range(0, min(len(shown), _GALLERY_SIZE), 4):
+            _image_row(run, runs, shown.iloc[start:start + 4], caption=_case_caption)
+    else:
+        st.info(f"Images: {run.cohort_note or NOT_AVAILABLE}.")
+    columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group_est", "status", "text")
+               if c in shown]
+    st.dataframe(shown[columns].head(500), hide_index=True)
+
+
+def _case_caption(row: pd.Series) -> str:
+    truth = row.get("label", "?")
+    confidence = row.get("confidence")
+    text = f"true {truth} · pred {row.get('pred')}"
+    if confidence is not None and pd.notna(confidence):
+        text += f" ({confidence:.2f})"
+    report = row.get("text")
+    if isinstance(report, str) and report:
+        text += f" · “{report[:80]}”"
+    return text
+
+
+# ---------------------------------------------------------------- Mitigation
+def _interval(record: dict | None) -> tuple[float, float, float]:
+    record = record or {}
+    return tuple(float(record.get(k, np.nan)) if record.get(k) is not None else np.nan
+                 for k in ("estimate", "ci_low", "ci_high"))  # type: ignore[return-value]
+
+
+def mitigation(run: RunData, runs: RunsRoot) -> None:
+    st.header("Mitigation")
+    methods = (run.mitigation or {}).get("methods")
+    if not methods:
+        _missing("Mitigation results (mitigation.json)")
+        return
+    summary, per_group = [], []
+    for name, result in methods.items():
+        acc, gap, diff = _interval(result.get("accuracy")), _interval(result.get("gap")), \
+            _interval(result.get("gap_diff_vs_erm"))
+        summary.append({"method": name, "accuracy": acc[0], "accuracy_low": acc[1], "accuracy_high": acc[2],
+                        "gap": gap[0], "gap_low": gap[1], "gap_high": gap[2],
+                        "gap_diff_vs_erm": diff[0], "diff_low": diff[1], "diff_high": diff[2]})
+        for group, record in (result.get("groups") or {}).items():
+            est, lo, hi = _interval(record)
+            per_group.append({"method": name, "group": _short(group), "estimate": est, "ci_low": lo, "ci_high": hi})
+    frame = pd.DataFrame(summary)
+    st.plotly_chart(charts.frontier_plot(frame), key="mit_frontier")
+    st.dataframe(frame.round(4), hide_index=True)
+    if per_group:
+        st.plotly_chart(charts.grouped_intervals(pd.DataFrame(per_group), series="method",
+                                                 title="Per-group accuracy by method (95% CI)"), key="mit_groups")
+
+
+# ---------------------------------------------------------------- Compare runs
+def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
+    st.header("Compare runs")
+    if other is None:
+        st.info("Choose a second run in the sidebar to compare with.")
+        return
+    st.markdown(f"**A** = `{run.run_id}` · **B** = `{other.run_id}`")
+    same = _same_cases(run, other)
+    if same is False:
+        st.warning("The two runs are not on the same cases: differences mix model and cohort changes.")
+    a, b = run.table("groups"), other.table("groups")
+    if a.empty or b.empty:
+        _missing("Per-group metrics in one of the runs")
+        return
+    keys = ["attribute", "group", "metric"]
+    joined = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    metric = st.selectbox("Metric", sorted(joined["metric"].unique()), key="cmp_metric")
+    attributes = sorted(a for a in joined["attribute"].unique() if "&" not in a)
+    attribute = st.selectbox("Attribute", attributes, key="cmp_attribute")
+    sel = joined[(joined["metric"] == metric) & (joined["attribute"] == attribute)]
+    long = pd.concat([
+        sel.assign(run="A", estimate=sel["estimate_a"], ci_low=sel["ci_low_a"], ci_high=sel["ci_high_a"]),
+        sel.assign(run="B", estimate=sel["estimate_b"], ci_low=sel["ci_low_b"], ci_high=sel["ci_high_b"]),
+    ])
+    st.plotly_chart(charts.grouped_intervals(long.assign(group=long["group"].map(_short)), series="run",
+                                             title=f"{metric}: run A and run B (95% CI each)"), key="cmp_groups")
+    diff = sel.assign(difference=sel["estimate_b"] - sel["estimate_a"])
+    st.subheader("Differences B − A")
+    st.caption("Differences of point estimates. Paired intervals need the metrics package's paired "
+               "comparison on the stored predictions; until a run stores them, judge overlap of the "
+               "per-run intervals above (overlap does not prove equality).")
+    st.dataframe(diff[["group", "estimate_a", "estimate_b", "difference", "n_a", "n_b"]].round(4),
+                 hide_index=True)
+
+
+def _same_cases(a: RunData, b: RunData) -> bool | None:
+    if a.predictions is None or b.predictions is None:
+        return None
+    return set(a.predictions["image_id"]) == set(b.predictions["image_id"])
+
+
+# ---------------------------------------------------------------- Model card
+def model_card(run: RunData, runs: RunsRoot) -> None:
+    st.header("Model card")
+    if run.card_md is None:
+        _missing("Model card")
+    else:
+        body = re.sub(r"\A---\n.*?\n---\n", "", run.card_md, flags=re.S)
+        # The card escapes user strings itself; raw HTML stays off here as a second guard.
+        st.markdown(body, unsafe_allow_html=False)
+    st.subheader("Downloads")
+    columns = st.columns(len(DOWNLOADABLE))
+    for column, name in zip(columns, DOWNLOADABLE):
+        path = runs.file(run.run_id, name)
+        with column:
+            if path.is_file():
+                st.download_button(name, path.read_bytes(), file_name=name, key=f"dl_{name}")
+            else:
+                st.caption(f"{name}: {NOT_AVAILABLE}")
