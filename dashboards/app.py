@@ -1,8 +1,8 @@
 """fairderm dashboard: explore audit runs (Streamlit).
 
 Start it with ``fairderm dashboard RUNS_DIR`` or
-``streamlit run dashboards/app.py -- RUNS_DIR``; the runs folder may also
-come from the ``FAIRDERM_RUNS_DIR`` environment variable. The URL may name
+``streamlit run dashboards/app.py -- RUNS_DIR``; the ``FAIRDERM_RUNS_DIR``
+environment variable, when set, takes precedence over the argument. The URL may name
 a page, a run and a run to compare with (``?page=Cases&run=audits/x/runs/1``);
 a run that is not a run folder inside the runs folder is refused.
 """
@@ -40,8 +40,11 @@ PAGES = {
 
 
 def _runs_dir_argument() -> str | None:
+    # The environment variable wins: under a test runner sys.argv is the runner's.
+    if os.environ.get(RUNS_ENV):
+        return os.environ[RUNS_ENV]
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return args[0] if args else os.environ.get(RUNS_ENV)
+    return args[0] if args else None
 
 
 @st.cache_data(show_spinner="Loading run…", max_entries=8)

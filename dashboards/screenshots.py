@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from fairderm.commands.dashboard import streamlit_argv
+
 APP = Path(__file__).resolve().parent / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -36,25 +38,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def streamlit_command(runs_dir: str | Path, *, port: int, host: str = "127.0.0.1") -> list[str]:
-    """The ``streamlit run`` command line that serves the dashboard on ``runs_dir``."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer", "--", str(runs_dir)]
-
-
 @contextlib.contextmanager
 def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
     """Serve the dashboard on a free local port; yields its URL and stops it afterwards."""
     port = free_port()
-    process = subprocess.Popen(streamlit_command(runs_dir, port=port), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    # A file, not a pipe: a pipe nobody reads can fill up and stall the server.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(streamlit_argv(APP, Path(runs_dir), port=port, host="127.0.0.1"),
+                               stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {process.stdout.read().decode(errors='replace')}")
+                log.seek(0)
+                raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
                     break
@@ -68,6 +66,7 @@ def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
 def _wait_for_page(page, heading: str, timeout_ms: float) -> None:

@@ -1,9 +1,70 @@
-"""`fairderm` commands for this concern (registered by :mod:`fairderm.cli`)."""
+"""``fairderm dashboard``: serve the Streamlit dashboard over a runs folder.
+
+The app lives in the repository's ``dashboards/app.py`` (next to the
+``fairderm`` package in a source checkout or an editable install); the command
+runs ``streamlit run`` on it as a subprocess and passes the runs folder after
+``--``. The app reads only inside that folder.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import typer
+
+from fairderm.commands._common import console
+from fairderm.errors import FairdermError, InputError
+
+
+def dashboard_app_path() -> Path:
+    """Path of ``dashboards/app.py``; FairdermError when this install lacks it."""
+    import fairderm
+
+    app = Path(fairderm.__file__).resolve().parent.parent / "dashboards" / "app.py"
+    if not app.is_file():
+        raise FairdermError(
+            f"dashboard app not found at {app}: the dashboard ships with the source checkout; "
+            "install fairderm from it with `pip install -e .`"
+        )
+    return app
+
+
+def streamlit_argv(app: Path, runs_dir: Path, *, port: int, host: str) -> list[str]:
+    """The ``streamlit run`` command line for the dashboard on ``runs_dir``."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.headless", "true",
+        "--server.address", host,
+        "--server.port", str(port),
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+        "--", str(runs_dir),
+    ]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``fairderm dashboard`` to the root app."""
+
+    @app.command("dashboard")
+    def dashboard(
+        runs_dir: Path = typer.Argument(
+            Path("."), help="Folder holding audit runs (searched for NAME/runs/RUN_ID/metrics.json)."
+        ),
+        port: int = typer.Option(8501, "--port", min=1, max=65535, help="TCP port to serve on."),
+        host: str = typer.Option(
+            "127.0.0.1", "--host", help="Address to bind; the default serves this machine only."
+        ),
+    ) -> None:
+        """Open the interactive dashboard over audit runs (read-only, confined to RUNS_DIR)."""
+        if not runs_dir.is_dir():
+            raise InputError(f"runs folder {str(runs_dir)!r} does not exist or is not a folder")
+        argv = streamlit_argv(dashboard_app_path(), runs_dir.resolve(), port=port, host=host)
+        console.print(f"fairderm dashboard on http://{host}:{port} (runs: {runs_dir.resolve()}); Ctrl-C stops it")
+        try:
+            completed = subprocess.run(argv, check=False)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+        if completed.returncode:
+            raise FairdermError(f"streamlit exited with status {completed.returncode}")

@@ -1,0 +1,27 @@
+"""Fixtures: a synthetic runs folder (cohort + two runs) built once per session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# ``dashboards`` is a folder of the checkout, not part of the installed package.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from dashboards.sample_run import write_sample_runs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_sample_runs(root, n=300, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def run_ids(runs_dir: Path) -> list[str]:
+    return ["audits/erm/runs/run-001", "audits/router/runs/run-001"]

@@ -1,0 +1,132 @@
+"""Every page of the Streamlit app on the sample runs, with streamlit.testing.v1.AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+
+PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
+         "Mitigation", "Compare runs", "Model card"]
+
+
+@pytest.fixture
+def app(runs_dir: Path, run_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = run_ids[0]
+    return at.run()
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.sidebar.radio(key="page").set_value(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert at.header[0].value == page
+    return at
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def test_every_page_opens_without_exception(app: AppTest) -> None:
+    for page in PAGES:
+        _open(app, page)
+
+
+def test_overview_shows_verdict_rules_sizes_and_warnings(app: AppTest) -> None:
+    at = _open(app, "Overview")
+    assert any("Gate verdict" in m.value for m in at.markdown)
+    assert len(at.dataframe) >= 2  # rules and group sizes
+    assert at.metric[0].value == "300"
+    warnings = " ".join(w.value for w in at.warning)
+    assert "abstained" in warnings and "unparseable" in warnings
+
+
+def test_disparities_switches_metric_attribute_and_adjustment(app: AppTest) -> None:
+    at = _open(app, "Disparities")
+    assert _charts(at) == 2  # per-group intervals and the forest plot
+    at.selectbox(key="disp_metric").set_value("sensitivity").run()
+    at.selectbox(key="disp_attribute").set_value("sex").run()
+    assert not at.exception
+    at.radio(key="disp_mode").set_value("case-mix adjusted").run()
+    assert not at.exception
+    assert _charts(at) == 2  # per-group intervals and the adjusted odds ratios
+
+
+def test_intersections_heatmap_greys_insufficient_cells(app: AppTest) -> None:
+    at = _open(app, "Intersections")
+    assert _charts(at) == 1
+    flags = at.dataframe[0].value["flag"]
+    assert set(flags) <= {"ok", "insufficient"}
+
+
+def test_calibration_shows_curves_and_ece(app: AppTest) -> None:
+    assert _charts(_open(app, "Calibration")) == 2
+
+
+def test_skin_tone_shows_distribution_agreement_abstentions_and_images(app: AppTest) -> None:
+    at = _open(app, "Skin tone")
+    assert _charts(at) == 2
+    assert {m.label for m in at.metric} >= {"Abstained", "Exact agreement (Fitzpatrick)"}
+    assert len(at.image) > 0
+
+
+def test_cases_gallery_filters_by_group_and_diagnosis(app: AppTest) -> None:
+    at = _open(app, "Cases")
+    before = len(at.dataframe[0].value)
+    assert before > 0 and len(at.image) > 0
+    at.selectbox(key="cases_group").set_value("V-VI").run()
+    at.selectbox(key="cases_diagnosis").set_value("melanoma").run()
+    after = at.dataframe[0].value
+    assert 0 < len(after) < before
+    assert set(after["tone_group_est"]) == {"V-VI"}
+    assert not after["label"].eq(after["pred"]).any()  # errors only by default
+
+
+def test_mitigation_on_a_run_without_it_says_not_available(app: AppTest) -> None:
+    at = _open(app, "Mitigation")
+    assert any("not available in this run" in i.value for i in at.info)
+
+
+def test_mitigation_shows_frontier_and_per_group_intervals(app: AppTest, run_ids: list[str]) -> None:
+    app.sidebar.selectbox(key="run").set_value(run_ids[1]).run()
+    at = _open(app, "Mitigation")
+    assert _charts(at) == 2
+    assert list(at.dataframe[0].value["method"]) == ["erm", "reweighting", "router"]
+
+
+def test_compare_runs_shows_differences(app: AppTest) -> None:
+    at = _open(app, "Compare runs")
+    assert _charts(at) == 1
+    assert "difference" in at.dataframe[0].value.columns
+
+
+def test_model_card_renders_and_offers_downloads(app: AppTest) -> None:
+    at = _open(app, "Model card")
+    assert any("Model card: demo-erm" in m.value for m in at.markdown)
+    assert len(at.get("download_button")) == 6
+
+
+@pytest.mark.parametrize("param", ["run", "compare"])
+@pytest.mark.parametrize("attempt", ["../../etc/passwd", "/etc/passwd", "cohort"])
+def test_path_traversal_in_url_is_refused(runs_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                          param: str, attempt: str) -> None:
+    monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params[param] = attempt
+    at.run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("Refused")
+    assert not at.header  # no page drawn
+
+
+def test_missing_runs_folder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(tmp_path / "nope"))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert "does not exist" in at.error[0].value
