@@ -1,9 +1,134 @@
-"""`fairderm` commands for this concern (registered by :mod:`fairderm.cli`)."""
+"""``fairderm audit`` and ``fairderm verify``: run an audit spec, re-check a run folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import click
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand
+
+from fairderm.commands._common import console, progress_bar
+from fairderm.errors import FairdermError
+
+# An audit's exit status is its gate's answer (0 PASS, 1 FAIL, 2 INSUFFICIENT_EVIDENCE),
+# so a bad spec or input must not reuse 1 or 2: it is an ERROR, exit 3, as for `fairderm gate`.
+AUDIT_ERROR_EXIT = 3
+
+_err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_VERDICT_STYLE = {
+    "PASS": "bold green", "FAIL": "bold red", "INSUFFICIENT_EVIDENCE": "bold yellow", "ERROR": "bold magenta",
+}
+_STATUS_STYLE = {"ok": "green", "skipped": "yellow", "mismatch": "bold red", "missing": "bold red",
+                 "unexpected": "bold red", "error": "bold magenta"}
+
+
+class _AuditCommand(TyperCommand):
+    """A command whose usage errors exit with 3 (ERROR), not click's 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = AUDIT_ERROR_EXIT
+            raise
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``audit`` and ``verify`` commands to the root app."""
+    app.command(
+        "audit",
+        cls=_AuditCommand,
+        help="Audit a model as an audit spec describes: tone -> inference -> metrics -> gate -> card, each "
+        "stage cached by the content hash of its inputs; writes audits/NAME/runs/RUN_ID/. Exit status is "
+        "the gate's: 0 PASS (or no policy), 1 FAIL, 2 INSUFFICIENT_EVIDENCE, 3 ERROR (including a bad spec "
+        "or input).",
+    )(audit_command)
+    app.command(
+        "verify",
+        help="Re-check an audit run folder: every SHA-256 in evidence.json, the original inputs where they "
+        "can be found, and the metrics and gate recomputed from the stored predictions and seeds. Exit 0 "
+        "only when everything matches; 1 when something differs (each difference is listed).",
+    )(verify_command)
+
+
+def print_audit_run(run: object) -> None:
+    """Stage table, coverage, verdict and where the run folder is."""
+    table = Table(title=Text(f"audit {run.audit}: run {run.run_id}"), title_justify="left")
+    for column in ("stage", "cache", "seconds", "key"):
+        table.add_column(column)
+    for record in run.stages:
+        table.add_row(record.stage, record.cache, f"{record.seconds:.1f}",
+                      Text((record.key or record.reason or "")[:16]))
+    console.print(table)
+    coverage = run.coverage.get("all", {})
+    if coverage:
+        console.print(f"cases: {coverage.get('evaluated')} evaluated of {coverage.get('selected')} selected "
+                      f"({coverage.get('error')} errors, {coverage.get('unparseable')} unparseable)")
+    console.print(Text.assemble("run folder: ", (str(run.run_dir), "bold")))
+    if run.verdict is None:
+        console.print("verdict: not gated (the spec names no policy)")
+    else:
+        console.print(Text.assemble("verdict: ", (run.verdict, _VERDICT_STYLE.get(run.verdict, "bold")),
+                                    f" (exit {run.exit_code})"))
+
+
+def audit_command(
+    spec: Path = typer.Argument(..., help="Audit spec YAML (audits/NAME.yaml); see docs/audit.md."),
+    runs_dir: Path | None = typer.Option(
+        None, "--runs-dir", help="Put the run folder here (default: the spec's outputs.runs_dir, else "
+        "NAME/runs beside the spec)."
+    ),
+) -> None:
+    from fairderm.audit import run_audit
+
+    try:
+        with progress_bar(transient=True) as bar:
+            tasks: dict[str, object] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            run = run_audit(spec, runs_dir=runs_dir, progress=progress, log=bar.console.print)
+    except (FairdermError, OSError) as exc:
+        _err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
+        _err_console.print(Text.assemble("verdict: ", ("ERROR", _VERDICT_STYLE["ERROR"]),
+                                         f" (exit {AUDIT_ERROR_EXIT}); no run folder was written"))
+        raise typer.Exit(AUDIT_ERROR_EXIT) from None
+    print_audit_run(run)
+    raise typer.Exit(run.exit_code)
+
+
+def verify_command(
+    run_dir: Path = typer.Argument(..., help="Run folder (audits/NAME/runs/RUN_ID)."),
+    no_inputs: bool = typer.Option(
+        False, "--no-inputs", help="Check only the run folder, not the original cohort, images, model and policy."
+    ),
+    no_images: bool = typer.Option(False, "--no-images", help="Do not re-hash every image (large cohorts)."),
+    show_all: bool = typer.Option(False, "--all", help="List every check, not only those that did not pass."),
+) -> None:
+    from fairderm.audit import verify_run
+
+    result = verify_run(run_dir, check_inputs=not no_inputs, check_images=not no_images)
+    table = Table(title=Text(f"verify {run_dir}"), title_justify="left")
+    for column in ("status", "item", "key", "detail"):
+        table.add_column(column, overflow="fold")
+    shown = [c for c in result.checks if show_all or c.status != "ok"]
+    for check in shown:
+        table.add_row(Text(check.status, style=_STATUS_STYLE.get(check.status, "")), Text(check.item),
+                      Text(check.key or ""), Text(check.detail))
+    if shown:
+        console.print(table)
+    passed = sum(c.status == "ok" for c in result.checks)
+    if result.ok:
+        console.print(Text.assemble(("verified", "bold green"), f": {passed} checks match"
+                                    + (f", {len(shown)} skipped" if shown and not show_all else "")))
+    else:
+        console.print(Text.assemble(("NOT verified", "bold red"),
+                                    f": {len(result.problems)} problems, {passed} checks match"))
+    raise typer.Exit(result.exit_code)

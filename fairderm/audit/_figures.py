@@ -1,0 +1,116 @@
+"""``figures/``: per-group metrics with intervals and reliability curves, from ``metrics.json``.
+
+Files
+-----
+``figures/metrics.html``
+    One self-contained page (plotly.js inline, no network request): for each
+    metric, the estimate and 95% interval of every group, groups flagged
+    ``insufficient`` drawn hollow; then the reliability curves per group when
+    ``metrics.json`` has calibration data.
+``figures/<metric>.json``, ``figures/reliability.json``
+    The same figures as plotly JSON, for the dashboard or a notebook
+    (``plotly.io.from_json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fairderm._io import atomic_write_text
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def interval_figure(records: list[dict[str, Any]], metric: str) -> Any:
+    """A forest plot: one row per group, estimate and interval of ``metric``."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in records if r.get("metric") == metric and _finite(r.get("estimate")) is not None]
+    figure = go.Figure()
+    for flag, symbol in (("ok", "circle"), ("insufficient", "circle-open")):
+        chosen = [r for r in rows if (r.get("flag") == "insufficient") == (flag == "insufficient")]
+        if not chosen:
+            continue
+        estimate = [_finite(r["estimate"]) for r in chosen]
+        low = [_finite(r.get("ci_low")) for r in chosen]
+        high = [_finite(r.get("ci_high")) for r in chosen]
+        figure.add_trace(go.Scatter(
+            x=estimate,
+            y=[f"{r.get('group')} (n={r.get('n')})" for r in chosen],
+            mode="markers",
+            marker={"symbol": symbol, "size": 10},
+            name="enough cases" if flag == "ok" else "too few cases (insufficient)",
+            error_x={
+                "type": "data", "symmetric": False,
+                "array": [(h - e) if h is not None else 0 for e, h in zip(estimate, high)],
+                "arrayminus": [(e - lo) if lo is not None else 0 for e, lo in zip(estimate, low)],
+            },
+        ))
+    figure.update_layout(
+        title=f"{metric} by group (95% interval)", xaxis_title=metric, height=120 + 28 * max(1, len(rows)),
+        margin={"l": 260, "r": 30, "t": 50, "b": 40}, template="plotly_white",
+    )
+    return figure
+
+
+def reliability_figure(calibration: Any) -> Any | None:
+    """Reliability curves (mean predicted vs observed frequency per bin), one line per group."""
+    import plotly.graph_objects as go
+
+    curves = calibration if isinstance(calibration, list) else []
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+                                name="perfect calibration"))
+    drawn = 0
+    for curve in curves:
+        if not isinstance(curve, dict):
+            continue
+        predicted = curve.get("mean_predicted") or curve.get("predicted")
+        observed = curve.get("observed") or curve.get("fraction_positive")
+        if not isinstance(predicted, list) or not isinstance(observed, list):
+            continue
+        figure.add_trace(go.Scatter(x=predicted, y=observed, mode="lines+markers", name=str(curve.get("group"))))
+        drawn += 1
+    if not drawn:
+        return None
+    figure.update_layout(title="Reliability by group", xaxis_title="mean predicted probability",
+                         yaxis_title="observed frequency", template="plotly_white", height=480)
+    return figure
+
+
+def write_figures(run_dir: Path, out: Path) -> list[str]:
+    """Write the figures of a run folder's ``metrics.json`` into ``out``; returns the file names."""
+    import plotly.io as pio
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    records = [r for r in metrics.get("groups", []) if isinstance(r, dict)]
+    names = list(dict.fromkeys(str(r.get("metric")) for r in records))
+    figures = [(name, interval_figure(records, name)) for name in names]
+    reliability = reliability_figure(metrics.get("calibration"))
+    if reliability is not None:
+        figures.append(("reliability", reliability))
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    parts = []
+    for index, (name, figure) in enumerate(figures):
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        atomic_write_text(out / f"{safe}.json", pio.to_json(figure, pretty=False))
+        written.append(f"{safe}.json")
+        # plotly.js once, inline in the first figure: the page opens offline
+        parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=index == 0))
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fairderm figures</title></head><body>"
+        + "".join(parts) + "</body></html>\n"
+    )
+    atomic_write_text(out / "metrics.html", page)
+    written.append("metrics.html")
+    return written

@@ -1,0 +1,354 @@
+"""The audit spec: ``audits/NAME.yaml`` as pydantic models.
+
+Every default is documented on its field, so that ``AuditSpec.model_json_schema()``
+is the reference. Paths in a spec are relative to the spec file. Loading a spec
+checks the keys and that the files it names exist; an error names the file and
+the key path (``audits/x.yaml: key 'bootstrap.n_boot': ...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fairderm.cards import CardInfo
+from fairderm.errors import InputError
+
+BACKENDS: tuple[str, ...] = ("hf", "torch", "backbone", "openai", "vllm", "file", "router")
+"""Inference backends an audit can run (see :mod:`fairderm.inference`)."""
+
+PATH_BACKENDS: tuple[str, ...] = ("hf", "torch", "backbone", "file", "router")
+"""Backends whose ``model`` is a file or folder (relative to the spec file)."""
+
+TONE_DERIVED: tuple[str, ...] = ("fitzpatrick_est", "fitzpatrick_est_type", "monk_est")
+"""Strata attributes that come from the tone stage rather than the manifest:
+``fitzpatrick_est`` is the estimated group (I-II, III-IV, V-VI; the name release
+policies use), ``fitzpatrick_est_type`` the estimated type 1-6 and ``monk_est``
+the estimated Monk tone 1-10."""
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CohortSection(_Section):
+    """Which cases are audited."""
+
+    path: str = Field(min_length=1, description="Cohort folder, relative to the spec file.")
+    filter: str | None = Field(
+        None,
+        description="pandas DataFrame.query expression on the manifest selecting the audited cases, "
+        "e.g. \"split == 'test'\" (default: every case).",
+    )
+
+
+class ModelSection(_Section):
+    """The model under audit: any inference backend."""
+
+    backend: Literal["hf", "torch", "backbone", "openai", "vllm", "file", "router"] = Field(
+        description="Inference backend: hf, torch, backbone, openai, vllm, file or router."
+    )
+    model: str = Field(
+        min_length=1,
+        description="For hf, torch, backbone, router: the model folder or checkpoint; for file: the "
+        "predictions file (all relative to the spec file); for openai and vllm: the served model name.",
+    )
+    endpoint: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai, vllm).")
+    prompt: str | None = Field(None, description="Prompt file for text models, relative to the spec file.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further keyword arguments for the backend (e.g. batch_size, concurrency, label_map); "
+        "they are part of the inference stage's cache key.",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_for_servers(self) -> ModelSection:
+        if self.backend == "openai" and not self.endpoint:
+            raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL)")
+        return self
+
+
+class ToneSection(_Section):
+    """Where the skin-tone strata come from."""
+
+    source: Literal["estimate", "column", "none"] = Field(
+        "estimate",
+        description="'estimate': run fairderm.tone.estimate_tone and stratify by fitzpatrick_est (I-II/III-IV/V-VI); "
+        "'column': use a labelled manifest column instead (see `column`); 'none': no tone stage.",
+    )
+    method: Literal["fairderm", "stone"] = Field("fairderm", description="Tone estimator (source 'estimate').")
+    calibration: str | None = Field(
+        None, description="Calibration JSON from `fairderm tone calibrate`, relative to the spec file."
+    )
+    column: str | None = Field(
+        None, description="Labelled tone column to stratify by when source is 'column' (e.g. fitzpatrick_group)."
+    )
+    reference: str | None = Field(
+        None,
+        description="Labelled column the estimate's reliability is measured against (fitzpatrick, "
+        "fitzpatrick_group or monk); default: the first of these the cohort has values for.",
+    )
+    workers: int | None = Field(None, ge=1, description="Processes for estimation (default: one per core).")
+
+    @model_validator(mode="after")
+    def _column_for_column_source(self) -> ToneSection:
+        if self.source == "column" and not self.column:
+            raise ValueError("source 'column' needs 'column' (the labelled tone column)")
+        return self
+
+
+class StrataSection(_Section):
+    """How cases are grouped."""
+
+    attributes: list[str] | None = Field(
+        None,
+        description="Attributes to stratify by: manifest columns (sex, body_site, fitzpatrick, ...) or the "
+        "tone stage's fitzpatrick_est (group I-II/III-IV/V-VI), fitzpatrick_est_type (1-6), monk_est (1-10). "
+        "Default: fitzpatrick_est "
+        "(tone source 'estimate') or the tone column (source 'column').",
+    )
+    intersections: list[list[str]] = Field(
+        default_factory=list,
+        description="Attribute combinations to cross, e.g. [[fitzpatrick_est, sex]].",
+    )
+    min_n: int = Field(30, ge=1, description="Groups smaller than this are flagged 'insufficient'.")
+    reference: dict[str, str] = Field(
+        default_factory=dict,
+        description="Reference group per attribute for differences (e.g. {fitzpatrick_est: I-II}); "
+        "default: the metrics engine's choice.",
+    )
+
+    @field_validator("intersections")
+    @classmethod
+    def _intersections_cross_two_or_more(cls, value: list[list[str]]) -> list[list[str]]:
+        for combo in value:
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise ValueError(f"an intersection crosses two or more distinct attributes, got {combo}")
+        return value
+
+
+class MetricsSection(_Section):
+    """What is measured."""
+
+    names: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_METRICS),
+        min_length=1,
+        description="Metric names of fairderm.metrics (default: " + ", ".join(DEFAULT_METRICS) + ").",
+    )
+    task: Literal["auto", "binary", "multiclass"] = Field(
+        "auto",
+        description="'binary': the cohort's positive_classes against the rest; 'multiclass': every label; "
+        "'auto': binary when the cohort defines positive_classes.",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold on the positive score (binary).")
+
+
+class BootstrapSection(_Section):
+    """Confidence intervals."""
+
+    n_boot: int = Field(2000, ge=100, description="Bootstrap replicates B.")
+    ci: Literal["bca", "percentile"] = Field("bca", description="Interval method: bca (Efron 1987) or percentile.")
+    cluster: str | None = Field(
+        "auto",
+        description="Column whose values are resampled together (patient_id, lesion_id); 'auto': patient_id "
+        "when the manifest has it; null: resample cases.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap (recorded in evidence.json).")
+
+
+class OutputsSection(_Section):
+    """Where and what the audit writes."""
+
+    runs_dir: str | None = Field(None, description="Run folders go here (default: NAME/runs beside the spec).")
+    cache_dir: str | None = Field(None, description="Stage cache (default: NAME/cache beside the spec).")
+    card: bool = Field(True, description="Write the model card (card.md, card.html, card.json).")
+    figures: bool = Field(True, description="Write figures/ (interactive plotly HTML, offline).")
+    hash_images: bool = Field(
+        True, description="Hash every image into evidence.json and images.sha256 (turn off for huge cohorts)."
+    )
+
+
+class AuditSpec(_Section):
+    """An audit: a cohort, a model, strata, metrics, bootstrap, a policy and outputs."""
+
+    name: str | None = Field(None, description="Audit name (default: the spec file's stem).")
+    description: str = Field("", description="What is audited and why, in words (shown in the card).")
+    cohort: CohortSection
+    model: ModelSection
+    tone: ToneSection = Field(default_factory=ToneSection)
+    strata: StrataSection = Field(default_factory=StrataSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    bootstrap: BootstrapSection = Field(default_factory=BootstrapSection)
+    policy: str | None = Field(
+        None, description="Release-gate policy YAML, relative to the spec file (none: no gate, exit 0)."
+    )
+    outputs: OutputsSection = Field(default_factory=OutputsSection)
+    card: CardInfo = Field(
+        default_factory=CardInfo,
+        description="The owner's text for the model card: intended use, training data, owners, licence, ... "
+        "(the keys of fairderm.cards.CardInfo); what is left out is stated as not documented.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, raw: Any) -> Any:
+        # `cohort: PATH` and `metrics: [names]` are the common cases; accept them as written.
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            if isinstance(raw.get("cohort"), str):
+                raw["cohort"] = {"path": raw["cohort"]}
+            if isinstance(raw.get("metrics"), list):
+                raw["metrics"] = {"names": raw["metrics"]}
+        return raw
+
+    @model_validator(mode="after")
+    def _tone_attributes_need_tone(self) -> AuditSpec:
+        if self.tone.source != "estimate":
+            used = {a for a in self.strata.attributes or []} | {a for c in self.strata.intersections for a in c}
+            derived = sorted(used & set(TONE_DERIVED))
+            if derived:
+                raise ValueError(f"strata use {derived} but tone.source is '{self.tone.source}', not 'estimate'")
+        return self
+
+    def stratum_attributes(self) -> list[str]:
+        """The attributes to stratify by, defaults resolved."""
+        if self.strata.attributes is not None:
+            return list(self.strata.attributes)
+        if self.tone.source == "estimate":
+            return ["fitzpatrick_est"]
+        if self.tone.source == "column":
+            return [str(self.tone.column)]
+        return []
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec with its paths resolved against the spec file.
+
+    Attributes
+    ----------
+    spec
+        The validated spec, as written.
+    source
+        The spec file.
+    name
+        ``spec.name`` or the file's stem.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    spec: AuditSpec
+    source: Path
+    name: str
+
+    @property
+    def base(self) -> Path:
+        """Folder the spec's relative paths are resolved against."""
+        return self.source.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A spec path made absolute (relative to the spec file's folder)."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    @property
+    def cohort_path(self) -> Path:
+        return self.resolve(self.spec.cohort.path)
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model file or folder, for backends that read one."""
+        return self.resolve(self.spec.model.model) if self.spec.model.backend in PATH_BACKENDS else None
+
+    @property
+    def policy_path(self) -> Path | None:
+        return self.resolve(self.spec.policy) if self.spec.policy else None
+
+    @property
+    def runs_dir(self) -> Path:
+        out = self.spec.outputs.runs_dir
+        return self.resolve(out) if out else self.base / self.name / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        out = self.spec.outputs.cache_dir
+        return self.resolve(out) if out else self.base / self.name / "cache"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
+
+
+def _error_message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_spec(raw: Any, *, source: str | Path) -> AuditSpec:
+    """Validate a spec mapping; an error names the source and the key path."""
+    if not isinstance(raw, dict):
+        raise InputError("an audit spec is a mapping of keys (cohort, model, ...)", source=str(source))
+    try:
+        return AuditSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"key '{_key_path(first['loc'])}': {_error_message(first)}", source=str(source)) from None
+
+
+def _require_exists(loaded: LoadedSpec, key: str, path: Path | None, what: str) -> None:
+    if path is not None and not path.exists():
+        raise InputError(f"key '{key}': {what} not found: {path}", source=str(loaded.source))
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read, validate and resolve an audit spec YAML file.
+
+    Parameters
+    ----------
+    path
+        The spec file (``audits/NAME.yaml``).
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the key at fault: an unknown key, a bad
+        value, or a cohort, model, calibration, prompt or policy file that does
+        not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("audit spec not found", source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {str(exc).splitlines()[0]}", source=str(path)) from None
+    spec = parse_spec(raw, source=path)
+    loaded = LoadedSpec(spec=spec, source=path.resolve(), name=spec.name or path.stem)
+    if not (loaded.cohort_path / "cohort.yaml").is_file():
+        raise InputError(f"key 'cohort.path': cohort folder not found: {loaded.cohort_path}", source=str(path))
+    _require_exists(loaded, "model.model", loaded.model_path, "model")
+    _require_exists(loaded, "policy", loaded.policy_path, "policy file")
+    if spec.tone.calibration:
+        _require_exists(loaded, "tone.calibration", loaded.resolve(spec.tone.calibration), "calibration file")
+    if spec.model.prompt:
+        _require_exists(loaded, "model.prompt", loaded.resolve(spec.model.prompt), "prompt file")
+    return loaded
+
+
+def dump_spec(spec: AuditSpec) -> str:
+    """The spec as YAML, every default written out (the run folder's ``spec.yaml``).
+
+    The card text is written as given (its unset keys left out), since the
+    card states "not documented" for those.
+    """
+    data = spec.model_dump(mode="json", exclude={"card"})
+    data["card"] = spec.card.model_dump(mode="json", exclude_unset=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,160 @@
+"""The work of each audit stage, writing its files into a given folder.
+
+Each function here but :func:`run_card` is called only on a cache miss (see
+:mod:`fairderm.audit._runner`); its outputs are stored in the stage cache and
+copied into the run folder.
+
+=========  =================================================================
+stage      files
+=========  =================================================================
+tone       ``tone.parquet``; ``tone_validation.json`` when the cohort has a
+           labelled tone column to measure the estimate against
+inference  ``predictions.parquet``
+metrics    ``metrics.json``, ``coverage.json``
+gate       ``gate.json``, ``junit.xml``, ``gate.md``
+card       ``card.md``, ``card.html``, ``card.json``, ``figures/`` (rendered
+           for every run, never cached: the card names its run)
+=========  =================================================================
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fairderm._io import atomic_write_json, atomic_write_parquet, read_parquet_metadata, sha256_file
+from fairderm.audit import _evaluation
+from fairderm.audit._spec import LoadedSpec
+from fairderm.cohort import TONE_ATTRIBUTES, Cohort
+
+StageProgress = Callable[[int, int], None]
+
+# run_inference's own keyword arguments, which a spec may give among model.options
+_RUNNER_OPTIONS = ("class_map", "batch_size", "workers", "device", "cap_per_stratum", "seed")
+
+
+def tone_reference_column(loaded: LoadedSpec, cohort: Cohort) -> str | None:
+    """The labelled column the tone estimate is validated against, if any."""
+    if loaded.spec.tone.reference:
+        return loaded.spec.tone.reference
+    for column in TONE_ATTRIBUTES:
+        if column in cohort.manifest.columns and cohort.manifest[column].notna().any():
+            return column
+    return None
+
+
+def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgress | None) -> None:
+    """Estimate tone for the audited cases; validate it against labels when the cohort has them."""
+    from fairderm.tone import estimate_tone, validate_tone, write_tone
+
+    tone = loaded.spec.tone
+    calibration = loaded.resolve(tone.calibration) if tone.calibration else None
+    frame = estimate_tone(cohort, calibration=calibration, workers=tone.workers, method=tone.method,
+                          progress=progress)
+    write_tone(out / "tone.parquet", frame, cohort)
+    reference = tone_reference_column(loaded, cohort)
+    if reference is not None:
+        validation = validate_tone(cohort, frame, label=reference, seed=loaded.spec.bootstrap.seed)
+        atomic_write_json(out / "tone_validation.json", validation.to_dict())
+
+
+def run_predictions(
+    loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, out: Path, progress: StageProgress | None,
+    *, whole: Cohort | None = None,
+) -> None:
+    """Run the model over the audited cases (stratified by tone for scheduling).
+
+    A predictions file (backend ``file``) usually covers the whole cohort
+    while the audit selects some of it: it is imported against ``whole`` and
+    cut down to the audited cases, keeping its provenance metadata.
+    """
+    from fairderm.inference import run_inference
+
+    if loaded.spec.model.backend == "router":
+        import fairderm.moe  # noqa: F401  registers the 'router' backend
+
+    model = loaded.spec.model
+    options = dict(model.options)
+    runner = {k: options.pop(k) for k in _RUNNER_OPTIONS if k in options}
+    if model.endpoint:
+        options["endpoint"] = model.endpoint
+    if model.prompt:
+        options["prompt"] = str(loaded.resolve(model.prompt))
+    target = loaded.model_path if loaded.model_path is not None else model.model
+
+    def report(tallies: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(sum(t.done for t in tallies.values()), sum(t.total for t in tallies.values()))
+
+    if model.backend == "file" and whole is not None and len(whole) != len(cohort):
+        imported = out / "imported.parquet"
+        run_inference(whole, imported, backend="file", model=target, options=options, progress=report, **runner)
+        frame = pd.read_parquet(imported)
+        keep = frame["image_id"].astype(str).isin(set(cohort.manifest["image_id"].astype(str)))
+        metadata = {**read_parquet_metadata(imported), "selected_from_whole_cohort": True}
+        atomic_write_parquet(out / "predictions.parquet", frame[keep].reset_index(drop=True), metadata_json=metadata)
+        imported.unlink()
+        return
+    strata: dict[str, Any] = {}
+    if tone is not None:
+        strata["tone"] = tone
+    elif loaded.spec.tone.source == "column":
+        strata["strata"] = loaded.spec.tone.column
+    run_inference(cohort, out / "predictions.parquet", backend=model.backend, model=target, options=options,
+                  progress=report, **strata, **runner)
+
+
+def run_metrics(
+    loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, predictions: pd.DataFrame,
+    cluster: str | None, out: Path,
+) -> None:
+    """Per-group metrics, disparities, tests and power (metrics.json) and coverage (coverage.json)."""
+    table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster)
+    atomic_write_json(out / "metrics.json", _evaluation.compute_metrics(table, loaded.spec))
+    atomic_write_json(out / "coverage.json", table.coverage)
+
+
+def gate_result(metrics_file: Path, policy_file: Path) -> Any:
+    """The policy checked against a metrics.json (a :class:`fairderm.gate.GateResult`)."""
+    from fairderm.gate import evaluate_gate, load_policy, read_json_file
+
+    return evaluate_gate(
+        read_json_file(metrics_file, what="metrics.json"), load_policy(policy_file),
+        metrics_sha256=sha256_file(metrics_file), metrics_source="metrics.json", policy_source="policy.yaml",
+    )
+
+
+def run_gate(metrics_file: Path, policy_file: Path, out: Path) -> None:
+    """Check the policy against metrics.json: gate.json, junit.xml and gate.md."""
+    from fairderm.gate import write_gate_reports
+
+    write_gate_reports(gate_result(metrics_file, policy_file), gate_json=out / "gate.json",
+                       junit=out / "junit.xml", summary=out / "gate.md")
+
+
+def run_card(run_dir: Path, loaded: LoadedSpec, out: Path) -> None:
+    """The model card (card.md, card.html, card.json) and figures/ of a run folder being built."""
+    from fairderm.audit._figures import write_figures
+    from fairderm.cards import write_card
+
+    if loaded.spec.outputs.figures:
+        write_figures(run_dir, out / "figures")
+    write_card(run_dir, out)
+
+
+def copy_outputs(source: Path, target: Path) -> list[str]:
+    """Copy a stage's cached files (not its ``_inputs.json``) into the run folder."""
+    copied = []
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if not path.is_file() or relative.as_posix() == "_inputs.json":
+            continue
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        copied.append(relative.as_posix())
+    return copied

@@ -1,0 +1,130 @@
+"""The audit spec: defaults, shorthands, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fairderm.audit import AuditSpec, dump_spec, load_spec, parse_spec
+from fairderm.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(InputError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message
+
+
+def test_defaults_are_filled_and_paths_resolve_against_the_spec_file(write_spec, tmp_path):
+    loaded = load_spec(write_spec("mine", tone=None, metrics=None, bootstrap=None))
+    spec = loaded.spec
+    assert loaded.name == "mine"
+    assert spec.bootstrap.n_boot == 2000 and spec.bootstrap.ci == "bca" and spec.bootstrap.seed == 0
+    assert spec.bootstrap.cluster == "auto"
+    assert spec.tone.source == "estimate" and spec.stratum_attributes() == ["fitzpatrick_est"]
+    assert "sensitivity" in spec.metrics.names and spec.metrics.task == "auto"
+    assert spec.strata.min_n == 30
+    assert loaded.cohort_path == (tmp_path / "cohort").resolve()
+    assert loaded.runs_dir == tmp_path / "audits" / "mine" / "runs"
+    assert loaded.cache_dir == tmp_path / "audits" / "mine" / "cache"
+
+
+def test_cohort_and_metrics_shorthands_are_accepted(write_spec):
+    path = write_spec(cohort="../cohort", metrics=["accuracy"])
+    spec = load_spec(path).spec
+    assert spec.cohort.path == "../cohort" and spec.cohort.filter is None
+    assert spec.metrics.names == ["accuracy"]
+
+
+def test_dumped_spec_loads_back_equal(write_spec):
+    spec = load_spec(write_spec()).spec
+    again = parse_spec(yaml.safe_load(dump_spec(spec)), source="copy")
+    assert again == spec
+
+
+def test_unknown_key_is_rejected_naming_the_key_path(write_spec):
+    message = _error(write_spec(bootstrap={"n_boots": 100}))
+    assert "key 'bootstrap.n_boots': unknown key" in message
+
+
+def test_unknown_top_level_key_is_rejected(write_spec):
+    assert "key 'cohrt': unknown key" in _error(write_spec(cohrt="x"))
+
+
+def test_bad_bootstrap_method_is_rejected(write_spec):
+    message = _error(write_spec(bootstrap={"ci": "studentized"}))
+    assert "key 'bootstrap.ci'" in message and "bca" in message
+
+
+def test_too_few_bootstrap_replicates_are_rejected(write_spec):
+    assert "key 'bootstrap.n_boot'" in _error(write_spec(bootstrap={"n_boot": 10}))
+
+
+def test_missing_cohort_is_rejected(write_spec):
+    message = _error(write_spec(cohort={"path": "../no-such-cohort"}))
+    assert "key 'cohort.path': cohort folder not found" in message
+
+
+def test_missing_policy_file_is_rejected(write_spec):
+    assert "key 'policy': policy file not found" in _error(write_spec(policy="../nowhere.yaml"))
+
+
+def test_missing_model_file_is_rejected(write_spec):
+    message = _error(write_spec(model={"backend": "file", "model": "../missing.csv"}))
+    assert "key 'model.model': model not found" in message
+
+
+def test_unknown_backend_is_rejected(write_spec):
+    assert "key 'model.backend'" in _error(write_spec(model={"backend": "keras", "model": "x"}))
+
+
+def test_openai_backend_without_endpoint_is_rejected(write_spec):
+    message = _error(write_spec(model={"backend": "openai", "model": "skingpt-r1"}))
+    assert "key 'model'" in message and "endpoint" in message
+
+
+def test_tone_column_source_without_column_is_rejected(write_spec):
+    assert "needs 'column'" in _error(write_spec(tone={"source": "column", "column": None}))
+
+
+def test_estimated_tone_strata_without_tone_estimation_are_rejected(write_spec):
+    message = _error(write_spec(strata={"attributes": ["fitzpatrick_est"]}))
+    assert "fitzpatrick_est" in message and "tone.source" in message
+
+
+def test_intersection_of_one_attribute_is_rejected(write_spec):
+    assert "key 'strata.intersections'" in _error(write_spec(strata={"intersections": [["sex"]]}))
+
+
+def test_unknown_card_key_is_rejected(write_spec):
+    assert "key 'card.intended_usage': unknown key" in _error(write_spec(card={"intended_usage": "x"}))
+
+
+def test_invalid_yaml_is_rejected(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("cohort: [unclosed\n", encoding="utf-8")
+    assert "invalid YAML" in _error(path)
+
+
+def test_spec_that_is_not_a_mapping_is_rejected(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- cohort\n", encoding="utf-8")
+    assert "mapping" in _error(path)
+
+
+def test_missing_spec_file_is_rejected(tmp_path):
+    assert "audit spec not found" in _error(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "example_own_model.yaml"])
+def test_shipped_specs_are_valid(name):
+    raw = yaml.safe_load((REPO / "audits" / name).read_text(encoding="utf-8"))
+    spec = parse_spec(raw, source=name)
+    assert isinstance(spec, AuditSpec)
