@@ -168,7 +168,7 @@ def _is_excluded(text: str, start: int, end: int) -> bool:
     if _NEGATION_BEFORE.search(before):
         return True
     after = text[end:end + 60]
-    stop = _AFTER_BREAK.search(after, 1)
+    stop = _AFTER_BREAK.search(after)
     if stop:
         after = after[: stop.start()]
     return bool(_SECONDARY_AFTER.search(after))
