@@ -2,9 +2,9 @@
 
 Used by the dashboard's tests and by ``dashboards/screenshots.py`` when no
 real audit run is at hand. The numbers are made up from a seeded simulation
-(a classifier that is worse on darker skin); intervals are Wilson (1927)
-score intervals, not the audit's bootstrap, which is enough to exercise
-every page.
+(a classifier that is worse on darker skin); ``metrics.json`` comes from
+:func:`fairderm.metrics.evaluate` with a small bootstrap (B=200), enough to
+exercise every page.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from fairderm.cohort import CohortSpec, write_cohort
+from fairderm.metrics import evaluate
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 POSITIVE = ["melanoma", "bcc"]
@@ -27,15 +28,6 @@ GROUPS = ["I-II", "III-IV", "V-VI"]
 _ITA_BY_TYPE = {1: 60.0, 2: 45.0, 3: 32.0, 4: 18.0, 5: -5.0, 6: -35.0}
 _RGB_BY_TYPE = {1: (236, 205, 185), 2: (224, 186, 160), 3: (200, 155, 120),
                 4: (170, 120, 85), 5: (120, 80, 55), 6: (80, 52, 38)}
-
-
-def _wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
 
 
 def _png(rgb: tuple[int, int, int], rng: np.random.Generator, size: int = 64) -> bytes:
@@ -108,82 +100,16 @@ def _tone(manifest: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _metrics(manifest: pd.DataFrame, preds: pd.DataFrame, tone: pd.DataFrame) -> dict:
+    """``metrics.json`` from :func:`fairderm.metrics.evaluate` on the answered cases."""
     cases = manifest.merge(preds, on="image_id").merge(tone[["image_id", "fitzpatrick_est"]], on="image_id")
+    cases = cases[cases["status"] == "ok"]
     est = pd.to_numeric(cases["fitzpatrick_est"], errors="coerce")
-    cases["fitzpatrick_est_group"] = pd.cut(est, [0, 2, 4, 6], labels=GROUPS).astype("string")
-    cases["correct"] = (cases["pred"] == cases["label"]).astype(float)
-    cases["pos"] = cases["label"].isin(POSITIVE)
-    cases["pred_pos"] = cases["pred"].isin(POSITIVE)
-    cases["conf"] = cases[[f"prob_{x}" for x in LABELS]].max(axis=1)
-    strata: dict[str, pd.Series] = {"all": pd.Series("all", index=cases.index)}
-    strata["fitzpatrick_est"] = cases["fitzpatrick_est_group"]
-    strata["sex"] = cases["sex"]
-    strata["fitzpatrick_est&sex"] = ("fitzpatrick_est=" + cases["fitzpatrick_est_group"]
-                                     + " & sex=" + cases["sex"])
-    groups, calibration, power = [], [], []
-    for attribute, labels in strata.items():
-        for value in sorted(labels.dropna().unique()):
-            sub = cases[labels == value]
-            name = "all" if attribute == "all" else (value if "&" in attribute else f"{attribute}={value}")
-            n, n_pos = len(sub), int(sub["pos"].sum())
-            flag = "ok" if n >= 30 else "insufficient"
-            k_acc = sub["correct"].sum()
-            k_sens = (sub["pos"] & sub["pred_pos"]).sum()
-            bins = np.minimum((sub["conf"] * 10).astype(int), 9)
-            gaps = sub.groupby(bins).apply(lambda b: abs(b["conf"].mean() - b["correct"].mean()) * len(b))
-            ece = float(gaps.sum() / max(n, 1))
-            for metric, (est_, lo, hi) in {
-                "accuracy": (k_acc / n, *_wilson(k_acc, n)),
-                "sensitivity": (k_sens / max(n_pos, 1), *_wilson(k_sens, n_pos)),
-                "ece": (ece, max(ece - 1.5 / np.sqrt(n), 0), ece + 1.5 / np.sqrt(n)),
-            }.items():
-                groups.append({"group": name, "attribute": attribute, "metric": metric,
-                               "estimate": float(est_), "ci_low": lo, "ci_high": hi,
-                               "n": n, "n_pos": n_pos, "flag": flag})
-            if "&" not in attribute:
-                for b, chunk in sub.groupby(bins):
-                    calibration.append({"attribute": attribute, "group": name, "bin": int(b),
-                                        "mean_predicted": float(chunk["conf"].mean()),
-                                        "observed": float(chunk["correct"].mean()), "count": len(chunk)})
-                power.append({"attribute": attribute, "group": name, "n": n,
-                              "min_detectable_difference": float(2.8 * np.sqrt(0.25 / max(n, 1)))})
-    frame = pd.DataFrame(groups)
-    disparities, tests, case_mix = [], [], []
-    for (attribute, metric), rows in frame[~frame["attribute"].isin(["all"])].groupby(["attribute", "metric"]):
-        rows = rows[rows["flag"] == "ok"].set_index("group")
-        if len(rows) < 2:
-            continue
-        best, worst = rows["estimate"].max(), rows["estimate"].min()
-        half = float(np.hypot(*(rows["ci_high"] - rows["ci_low"]).nlargest(2) / 2))
-        disparities.append({"metric": metric, "kind": "gap", "attribute": attribute, "group": "max-min",
-                            "estimate": best - worst, "ci_low": best - worst - half, "ci_high": best - worst + half})
-        disparities.append({"metric": metric, "kind": "ratio", "attribute": attribute, "group": "min/max",
-                            "estimate": worst / best, "ci_low": (worst / best) * 0.85,
-                            "ci_high": min((worst / best) * 1.15, 1.5)})
-        reference = rows.index[0]
-        for group, row in rows.iterrows():
-            if group == reference:
-                continue
-            ref = rows.loc[reference]
-            diff = row["estimate"] - ref["estimate"]
-            h = float(np.hypot((row["ci_high"] - row["ci_low"]) / 2, (ref["ci_high"] - ref["ci_low"]) / 2))
-            disparities.append({"metric": metric, "kind": "diff_vs_ref", "attribute": attribute, "group": group,
-                                "reference": reference, "estimate": diff, "ci_low": diff - h, "ci_high": diff + h})
-            if metric == "accuracy" and "&" not in attribute:
-                odds = float(np.exp(diff * 4))
-                case_mix.append({"attribute": attribute, "group": group, "reference": reference,
-                                 "metric": "accuracy", "odds_ratio": odds, "ci_low": odds * 0.7,
-                                 "ci_high": odds * 1.4, "adjusted_for": ["label", "sex"]})
-        p = float(np.exp(-abs(best - worst) * 20))
-        tests.append({"metric": metric, "attribute": attribute, "test": "chi2", "statistic": abs(best - worst) * 40,
-                      "p_value": p, "p_adjusted": min(p * 3, 1.0), "method": "holm"})
-    return {
-        "groups": groups, "disparities": disparities, "tests": tests, "calibration": calibration,
-        "case_mix": case_mix, "power": power,
-        "config": {"n_boot": 0, "ci": "wilson (sample run)", "seed": 0, "cluster": None,
-                   "min_group_size": 30, "labels": LABELS, "positive_label": POSITIVE,
-                   "threshold": 0.5, "versions": {}},
-    }
+    tone_group = pd.cut(est, [0, 2, 4, 6], labels=GROUPS).astype(object).to_numpy()
+    result = evaluate(cases["label"].to_numpy(), cases[[f"prob_{label}" for label in LABELS]],
+                      {"fitzpatrick_est": tone_group, "sex": cases["sex"].to_numpy()},
+                      labels=LABELS, positive_label=POSITIVE, n_boot=200, ci="percentile",
+                      intersections="all", covariates=cases[["sex"]], n_perm=200, seed=0)
+    return result.to_dict()
 
 
 def _gate(metrics: dict) -> dict:

@@ -129,25 +129,34 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
             _missing("Case-mix adjusted estimates")
         else:
             adj = adjusted[adjusted["attribute"] == attribute].copy()
-            value = "odds_ratio" if "odds_ratio" in adj else "estimate"
-            adj = adj.rename(columns={value: "estimate"})
+            value = next((c for c in ("adjusted_or", "odds_ratio", "estimate") if c in adj), None)
+            adj = adj.rename(columns={value: "estimate"}) if value else adj.iloc[0:0]
             if adj.empty:
                 st.info("No case-mix adjusted estimates for this attribute.")
             else:
-                st.plotly_chart(charts.interval_plot(adj.assign(group=adj["group"].map(_short)), zero=1.0,
-                                                     log_x=True, title="Case-mix adjusted odds ratios vs reference"),
-                                key="disp_case_mix")
-                st.dataframe(adj, hide_index=True)
+                reference = _short(str(adj["reference"].iloc[0])) if "reference" in adj else "the reference"
+                adjusted_for = adj["adjusted_for"].iloc[0] if "adjusted_for" in adj else None
+                st.plotly_chart(charts.interval_plot(
+                    adj.assign(group=adj["group"].map(_short)), zero=1.0, log_x=True,
+                    title=f"Odds ratio of a correct prediction vs {reference}, adjusted (95% CI)"),
+                    key="disp_case_mix")
+                if adjusted_for is not None:
+                    st.caption(f"Adjusted for: {', '.join(map(str, adjusted_for))}. Case-mix adjustment is for "
+                               "accuracy; the metric selector does not apply here.")
+                st.dataframe(adj.drop(columns=["adjusted_for"], errors="ignore"), hide_index=True)
     summary = sel[sel["kind"].isin(["gap", "ratio", "eod", "dpd"])]
     st.subheader("Gap and ratio")
     if summary.empty:
         st.info("No gap or ratio for this metric and attribute.")
     else:
-        st.dataframe(summary[["kind", "group", "estimate", "ci_low", "ci_high"]].round(4), hide_index=True)
+        shown = [c for c in ("kind", "group", "reference", "estimate", "ci_low", "ci_high", "flag") if c in summary]
+        st.caption("gap = reference (best) minus group (worst); ratio = worst over best, both with intervals.")
+        st.dataframe(summary[shown].round(4), hide_index=True)
     tests = run.table("tests")
     if not tests.empty and "attribute" in tests:
         st.subheader("Tests")
-        st.dataframe(tests[(tests["attribute"] == attribute) & (tests["metric"] == metric)], hide_index=True)
+        chosen = tests[(tests["attribute"] == attribute) & (tests["metric"] == metric)]
+        st.dataframe(chosen.drop(columns=["groups"], errors="ignore"), hide_index=True)
 
 
 # ---------------------------------------------------------------- Intersections
@@ -181,7 +190,7 @@ def intersections(run: RunData, runs: RunsRoot) -> None:
 
 
 # ---------------------------------------------------------------- Calibration
-_X_NAMES = ("mean_predicted", "confidence", "prob_mean", "predicted")
+_X_NAMES = ("mean_confidence", "mean_predicted", "confidence", "predicted")
 _Y_NAMES = ("observed", "fraction_positive", "accuracy", "frequency")
 
 
@@ -197,6 +206,9 @@ def calibration(run: RunData, runs: RunsRoot) -> None:
     else:
         if attribute and "attribute" in curves:
             curves = curves[curves["attribute"].isin([attribute, "all"])]
+        if "kind" in curves and curves["kind"].nunique() > 1:
+            kind = st.selectbox("Curve", sorted(curves["kind"].dropna().unique()), key="cal_kind")
+            curves = curves[curves["kind"] == kind]
         st.plotly_chart(charts.reliability_plot(curves.assign(group=curves["group"].map(_short)), x=x, y=y),
                         key="cal_curves")
     groups = run.table("groups")
