@@ -236,3 +236,50 @@ def case_table(run: RunData) -> pd.DataFrame:
         est = pd.to_numeric(cases["fitzpatrick_est"], errors="coerce")
         cases["tone_group_est"] = pd.cut(est, [0, 2, 4, 6], labels=["I-II", "III-IV", "V-VI"]).astype("string")
     return cases
+
+
+def _stratum(cases: pd.DataFrame, attribute: str) -> pd.Series | None:
+    """The case column behind a metrics attribute (estimated tone groups for ``fitzpatrick_est``)."""
+    if attribute == "fitzpatrick_est" and "tone_group_est" in cases:
+        return cases["tone_group_est"]
+    return cases[attribute] if attribute in cases else None
+
+
+def paired_differences(run_a: RunData, run_b: RunData, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Paired-bootstrap differences ``B - A`` per group, from the stored predictions.
+
+    Uses :func:`fairderm.metrics.compare` on the cases both runs answered,
+    with run A's labels, positive classes and threshold, over the
+    single attributes of run A's ``metrics.json`` that the cases carry.
+
+    Raises
+    ------
+    InputError
+        When the runs are not on the same cases, or predictions or labels are missing.
+    """
+    from fairderm.metrics import compare
+
+    a, b = case_table(run_a), case_table(run_b)
+    if a.empty or b.empty or "label" not in a:
+        raise InputError("paired differences need both runs' predictions and the cohort's labels")
+    if set(a["image_id"]) != set(b["image_id"]):
+        raise InputError("the two runs are not on the same cases; a paired comparison needs the same cases")
+    config = run_a.metrics.get("config") or {}
+    labels = list(config.get("labels") or [c.removeprefix("prob_") for c in a if c.startswith("prob_")])
+    prob_cols = [f"prob_{label}" for label in labels]
+    both = a.merge(b[["image_id", "status", *prob_cols]], on="image_id", suffixes=("", "_b"))
+    both = both[(both["status"] == "ok") & (both["status_b"] == "ok")]
+    groups = {}
+    for attribute in run_a.table("groups").get("attribute", pd.Series(dtype=str)).dropna().unique():
+        column = None if attribute == "all" or "&" in attribute else _stratum(both, attribute)
+        if column is not None:
+            groups[attribute] = column.astype(object).to_numpy()
+    result = compare(both["label"].to_numpy(), both[prob_cols].to_numpy(float),
+                     both[[f"{c}_b" for c in prob_cols]].to_numpy(float), groups or None,
+                     names=(run_a.run_id, run_b.run_id), labels=labels,
+                     positive_label=config.get("positive_label"), threshold=config.get("threshold", 0.5),
+                     n_boot=n_boot, ci="percentile", seed=seed, tests=False, case_mix=False, power=False)
+    diffs = result.differences.copy()
+    # compare() reports a - b; the page reads B - A (the second run against the first).
+    diffs[["difference", "ci_low", "ci_high"]] = -diffs[["difference", "ci_high", "ci_low"]].to_numpy()
+    return diffs

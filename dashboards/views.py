@@ -15,7 +15,8 @@ import streamlit as st
 from PIL import Image
 
 from dashboards import charts
-from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table
+from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
+from fairderm.errors import InputError
 
 NOT_AVAILABLE = "not available in this run"
 _GALLERY_SIZE = 12
@@ -398,22 +399,48 @@ def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
     keys = ["attribute", "group", "metric"]
     joined = a.merge(b, on=keys, suffixes=("_a", "_b"))
     metric = st.selectbox("Metric", sorted(joined["metric"].unique()), key="cmp_metric")
-    attributes = sorted(a for a in joined["attribute"].unique() if "&" not in a)
+    attributes = sorted(a for a in joined["attribute"].unique() if "&" not in a and a != "all")
     attribute = st.selectbox("Attribute", attributes, key="cmp_attribute")
-    sel = joined[(joined["metric"] == metric) & (joined["attribute"] == attribute)]
+    sel = joined[(joined["metric"] == metric) & (joined["attribute"].isin([attribute, "all"]))]
     long = pd.concat([
         sel.assign(run="A", estimate=sel["estimate_a"], ci_low=sel["ci_low_a"], ci_high=sel["ci_high_a"]),
         sel.assign(run="B", estimate=sel["estimate_b"], ci_low=sel["ci_low_b"], ci_high=sel["ci_high_b"]),
     ])
     st.plotly_chart(charts.grouped_intervals(long.assign(group=long["group"].map(_short)), series="run",
                                              title=f"{metric}: run A and run B (95% CI each)"), key="cmp_groups")
-    diff = sel.assign(difference=sel["estimate_b"] - sel["estimate_a"])
-    st.subheader("Differences B − A")
-    st.caption("Differences of point estimates. Paired intervals need the metrics package's paired "
-               "comparison on the stored predictions; until a run stores them, judge overlap of the "
-               "per-run intervals above (overlap does not prove equality).")
-    st.dataframe(diff[["group", "estimate_a", "estimate_b", "difference", "n_a", "n_b"]].round(4),
-                 hide_index=True)
+    st.subheader("Paired differences B − A")
+    st.caption("Both models scored on the same bootstrap replicates of the same cases "
+               "(fairderm.metrics.compare on the stored predictions), so the interval reflects the pairing.")
+    n_boot = st.number_input("Bootstrap resamples", min_value=100, max_value=5000, value=500, step=100,
+                             key="cmp_boot")
+    if st.button("Compute paired intervals", key="cmp_paired") or st.session_state.get("cmp_done") == (
+            run.run_id, other.run_id, n_boot):
+        try:
+            diffs = _paired((run.run_id, other.run_id, _stamp(run), _stamp(other)), run, other, int(n_boot))
+        except InputError as exc:
+            st.warning(f"No paired intervals: {exc}")
+        else:
+            st.session_state["cmp_done"] = (run.run_id, other.run_id, n_boot)
+            chosen = diffs[(diffs["metric"] == metric) & (diffs["attribute"].isin([attribute, "all"]))]
+            chosen = chosen.rename(columns={"difference": "estimate"})
+            st.plotly_chart(charts.interval_plot(chosen.assign(group=chosen["group"].map(_short)), zero=0.0,
+                                                 title=f"{metric}: B − A with paired 95% CI"), key="cmp_paired_plot")
+            st.dataframe(chosen.rename(columns={"estimate": "difference"}).round(4), hide_index=True)
+    else:
+        diff = sel.assign(difference=sel["estimate_b"] - sel["estimate_a"])
+        st.caption("Until computed: differences of point estimates only (no interval).")
+        st.dataframe(diff[["group", "estimate_a", "estimate_b", "difference", "n_a", "n_b"]].round(4),
+                     hide_index=True)
+
+
+def _stamp(run: RunData) -> float:
+    return (run.path / "metrics.json").stat().st_mtime
+
+
+@st.cache_data(show_spinner="Paired bootstrap…", max_entries=8)
+def _paired(key: tuple, _run: RunData, _other: RunData, n_boot: int) -> pd.DataFrame:
+    # ``key`` (run ids and metrics.json times) stands in for the unhashable runs.
+    return paired_differences(_run, _other, n_boot=n_boot)
 
 
 def _same_cases(a: RunData, b: RunData) -> bool | None:

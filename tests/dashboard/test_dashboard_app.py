@@ -102,10 +102,20 @@ def test_mitigation_shows_frontier_and_per_group_intervals(app: AppTest, run_ids
     assert list(at.dataframe[0].value["method"]) == ["erm", "reweighting", "router"]
 
 
-def test_compare_runs_shows_differences(app: AppTest) -> None:
+def test_compare_runs_shows_point_differences_then_paired_intervals(app: AppTest) -> None:
     at = _open(app, "Compare runs")
     assert _charts(at) == 1
     assert "difference" in at.dataframe[0].value.columns
+    at.number_input(key="cmp_boot").set_value(100).run()
+    at.button(key="cmp_paired").click().run()
+    assert not at.exception and not at.warning
+    assert _charts(at) == 2  # per-run intervals and the paired forest plot
+    paired = at.dataframe[0].value
+    assert {"difference", "ci_low", "ci_high"} <= set(paired.columns)
+    ok = paired[paired["flag"] == "ok"]
+    assert len(ok) >= 3
+    assert (ok["difference"] - (ok["estimate_b"] - ok["estimate_a"])).abs().max() < 1e-3
+    assert (ok["ci_low"] <= ok["difference"] + 1e-9).all() and (ok["difference"] <= ok["ci_high"] + 1e-9).all()
 
 
 def test_model_card_renders_and_offers_downloads(app: AppTest) -> None:
