@@ -93,6 +93,10 @@ def capture_pages(url: str, out_dir: Path | None, *, timeout_ms: float = 60_000)
             for number, name in enumerate(PAGES, start=1):
                 page.get_by_test_id("stSidebar").get_by_text(name, exact=True).click()
                 _wait_for_page(page, name, timeout_ms)
+                if name == "Compare runs":
+                    page.get_by_role("button", name="Compute paired intervals").click()
+                    page.get_by_text("with paired 95% CI").first.wait_for(timeout=timeout_ms)
+                    _wait_for_page(page, name, timeout_ms)
                 if page.get_by_test_id("stException").count():
                     errors.append(f"{name}: the app raised an exception")
                 if out_dir is not None:

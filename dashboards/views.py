@@ -239,6 +239,10 @@ def _healthy_skin_overlay(image: Image.Image) -> Image.Image | None:
     except Exception:  # noqa: BLE001 - an unexpected signature must not break the page
         return None
     pixels = np.asarray(image.convert("RGB")).astype(float)
+    if mask.shape != pixels.shape[:2]:
+        # The estimator may work on a downscaled copy: bring its mask to the image size.
+        scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+        mask = np.asarray(scaled) > 127
     pixels[mask] = 0.5 * pixels[mask] + 0.5 * np.array([0, 158, 115])
     return Image.fromarray(pixels.astype(np.uint8))
 

@@ -141,3 +141,16 @@ def test_missing_runs_folder_is_reported(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(tmp_path / "nope"))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert "does not exist" in at.error[0].value
+
+
+def test_skin_tone_overlays_the_tone_packages_healthy_skin_mask(app: AppTest, monkeypatch) -> None:
+    import numpy as np
+
+    from fairderm import tone
+
+    # Stand-in for the estimator's mask, on a half-size grid as a downscaling estimator would give.
+    monkeypatch.setattr(tone, "healthy_skin_mask",
+                        lambda rgb: np.ones((rgb.shape[0] // 2, rgb.shape[1] // 2), bool), raising=False)
+    at = _open(app, "Skin tone")
+    assert len(at.image) > 0
+    assert not any("no healthy-skin mask" in c.value for c in at.caption)
