@@ -69,11 +69,13 @@ def load_square_uint8(path: str | os.PathLike[str], size: int) -> torch.Tensor:
     return to_uint8_chw(resize_center_crop(open_rgb(path, min_side=size), size))
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line saying why an image could not be used."""
+def describe_error(exc: BaseException, path: Path | None = None) -> str:
+    """One line saying why an image could not be used (the folder left out: the row names the case)."""
     if isinstance(exc, FileNotFoundError):
         return "cannot read image: file not found"
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if path is not None:
+        detail = detail.replace(str(path), Path(path).name)
     return f"cannot read image: {detail}"
 
 
@@ -120,7 +122,7 @@ class CaseDataset(torch.utils.data.Dataset):
         try:
             return position, self.preprocess(self.paths[position]), None
         except Exception as exc:  # any decoder error is a per-case failure, reported in `reason`
-            return position, None, describe_error(exc)
+            return position, None, describe_error(exc, self.paths[position])
 
 
 class _Collate:
