@@ -22,6 +22,11 @@ from fairderm.errors import InputError
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 
 
+def _texts(column: pd.Series) -> list[str | None]:
+    """Stripped strings, None for missing or empty cells."""
+    return [None if pd.isna(v) or not str(v).strip() else str(v).strip() for v in column.tolist()]
+
+
 class FilePredictor(Predictor):
     """Predictions read from a file instead of computed."""
 
@@ -53,16 +58,14 @@ class FilePredictor(Predictor):
             self.classes = [str(c)[len("prob_"):] for c in prob_columns]
         else:
             self.classes = sorted(frame["pred"].dropna().astype(str).str.strip().unique().tolist())
-        self.preds = (
-            frame["pred"].astype("string").str.strip().tolist() if "pred" in frame.columns else None
-        )
-        self.status = frame["status"].astype("string").str.strip().tolist() if "status" in frame.columns else None
+        self.preds = _texts(frame["pred"]) if "pred" in frame.columns else None
+        self.status = _texts(frame["status"]) if "status" in frame.columns else None
         if self.status is not None:
-            bad = [k for k, s in enumerate(self.status) if s not in (None, pd.NA, "ok", "error", "unparseable")]
+            bad = [k for k, s in enumerate(self.status) if s not in (None, "ok", "error", "unparseable")]
             if bad:
                 raise InputError(f"status {self.status[bad[0]]!r} is not ok/error/unparseable", source=source,
                                  row=bad[0] + 1, column="status")
-        self.reasons = frame["reason"].astype("string").tolist() if "reason" in frame.columns else None
+        self.reasons = _texts(frame["reason"]) if "reason" in frame.columns else None
         self.row_of = {image_id: k for k, image_id in enumerate(frame["image_id"].tolist())}
 
     @staticmethod
@@ -112,15 +115,14 @@ class FilePredictor(Predictor):
             if self.status is not None and self.status[row] in ("error", "unparseable"):
                 status[j] = self.status[row]
                 given = self.reasons[row] if self.reasons is not None else None
-                reason[j] = str(given) if isinstance(given, str) and given else "failed in the imported system"
+                reason[j] = given or "failed in the imported system"
                 continue
             if probs is not None:
                 probs[j] = self.probs[row]
                 if np.isnan(probs[j]).any():
                     status[j], reason[j] = "error", "missing probability in the predictions file"
             if preds is not None:
-                value = self.preds[row]
-                preds[j] = None if value is pd.NA else value
+                preds[j] = self.preds[row]
         return PredictorOutput(probs=probs, pred=preds, status=status, reason=reason)
 
     def identity(self) -> dict[str, Any]:
