@@ -1,0 +1,262 @@
+"""Disparity metrics with honest uncertainty.
+
+:func:`evaluate` computes, for every group of every attribute (and their
+intersections), classification metrics with bootstrap intervals, the
+disparities between groups with intervals from the same replicates,
+tests of any difference across groups with multiplicity control,
+reliability-curve data, case-mix-adjusted odds ratios and the minimum
+detectable difference. :func:`compare` does the same for two models on the
+same cases with paired intervals of every difference.
+
+Conventions
+-----------
+Group names
+    ``<attribute>=<value>``, e.g. ``fitzpatrick_est=V-VI``; an intersection
+    joins its parts with `` & `` in the order the attributes were listed,
+    e.g. ``fitzpatrick_est=V-VI & sex=female``, and its attribute name joins
+    the attribute names with ``&`` (``fitzpatrick_est&sex``). The row over
+    all cases has group and attribute ``all``. Cases with a missing value
+    (None, NaN, NA) form the group ``<attribute>=missing``. Groups are listed
+    in category order (pandas Categorical) or sorted by value; categories
+    without cases are listed with flag ``empty``.
+Metric names
+    ``accuracy``, ``balanced_accuracy``, ``top_k_accuracy`` (k = ``top_k``),
+    ``sensitivity``, ``specificity``, ``ppv``, ``npv``, ``f1``,
+    ``selection_rate``, ``f1_macro``, ``auroc``, ``auroc_macro``, ``brier``,
+    ``ece`` and ``mean_score:<column>`` for each column of ``scores=``.
+    Binary tasks and multiclass tasks with ``positive_label`` (e.g. the
+    malignant classes) evaluate the rate metrics and ``auroc`` on the positive
+    event: its score is the (summed) positive-class probability, decided at
+    ``threshold``. Multiclass tasks without a positive event give the rate
+    metrics one-vs-rest per class (``sensitivity:melanoma``), ``f1`` gives
+    per-class F1 and ``f1_macro``, and ``auroc`` is the one-vs-rest macro
+    average (``auroc_macro`` when a positive event takes ``auroc``).
+    ``ece`` uses equal-mass bins (positive-class probability vs outcome for
+    binary, top-label confidence vs correctness for multiclass); ``brier`` is
+    the mean squared error of the positive-class probability (binary) or the
+    sum over classes (multiclass, Brier 1950).
+Flags
+    ``ok``; ``insufficient`` (fewer than ``min_group_size`` cases, fewer
+    than ``min_positives`` in the metric's denominator -- positives for
+    sensitivity/F1/AUROC, negatives for specificity/AUROC, predicted positives
+    for PPV, predicted negatives for NPV, the rarest class for balanced
+    accuracy -- or the metric undefined in over 1% of bootstrap replicates);
+    ``undefined`` (the metric does not exist here, e.g. AUROC of a group with
+    one class: the estimate is NaN); ``empty`` (no cases); ``missing_value``
+    (the group of cases with a missing attribute). Only ``ok`` groups are
+    ranked as worst or best and enter gaps and ratios; no group is dropped.
+Intervals
+    Stratified bootstrap (every cell of the crossed attributes keeps its
+    size), resampling whole clusters within cells when ``cluster`` is given;
+    percentile or BCa (Efron 1987) with the jackknife acceleration over the
+    resampling units. Ratios use the log scale. A proportion of exactly 0
+    or 1, where every replicate is equal, gets the Wilson (1927) interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fairderm.metrics._casemix import case_mix_adjustment
+from fairderm.metrics._evaluate import Engine, make_options, prepare
+from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
+from fairderm.metrics._power import minimum_detectable_difference
+from fairderm.metrics._result import ComparisonResult, Disparities, EvaluationResult
+from fairderm.metrics._significance import adjust_pvalues
+
+__all__ = [
+    "ComparisonResult",
+    "Disparities",
+    "EvaluationResult",
+    "Interval",
+    "adjust_pvalues",
+    "case_mix_adjustment",
+    "compare",
+    "evaluate",
+    "minimum_detectable_difference",
+    "newcombe_interval",
+    "paired_evaluate",
+    "wilson_interval",
+]
+
+
+def evaluate(
+    y_true: Any,
+    y_score: Any,
+    groups: Any = None,
+    *,
+    labels: Sequence[Any] | None = None,
+    metrics: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    ci: str = "bca",
+    confidence: float = 0.95,
+    cluster: Any = None,
+    seed: int = 0,
+    threshold: float = 0.5,
+    positive_label: Any = None,
+    min_group_size: int = 30,
+    min_positives: int = 10,
+    reference: str | Mapping[str, str] | None = None,
+    intersections: str | Sequence[Sequence[str]] | None = None,
+    scores: Mapping[str, Any] | Any = None,
+    covariates: Any = None,
+    top_k: int = 2,
+    n_bins: int = 10,
+    p_adjust: str = "holm",
+    n_perm: int = 1000,
+    tests: bool = True,
+    case_mix: bool = True,
+    power: bool = True,
+    n_jobs: int | None = None,
+) -> EvaluationResult:
+    """Per-group metrics, disparities and their uncertainty for one model.
+
+    Parameters
+    ----------
+    y_true
+        True label of every case.
+    y_score
+        (n, K) class probabilities in ``labels`` order (array, or DataFrame
+        with columns ``<label>`` or ``prob_<label>``); for a binary task also
+        a 1-d float positive-class score; or 1-d hard labels (any non-float
+        dtype), which leaves out the score metrics (AUROC, Brier, ECE,
+        top-k).
+    groups
+        One attribute array, a dict ``{attribute: array}`` or a DataFrame of
+        attribute columns; None evaluates all cases only.
+    labels
+        The label set in order; default the column names of a probability
+        DataFrame, else the sorted labels seen.
+    metrics
+        Metric names (see the module docstring); default all that apply.
+    n_boot
+        Bootstrap replicates B (0: point estimates only).
+    ci
+        ``bca`` or ``percentile``.
+    confidence
+        Two-sided coverage of every interval.
+    cluster
+        Patient or lesion id per case: the bootstrap, the jackknife, the
+        permutation tests and the case-mix standard errors then treat a
+        cluster as the unit.
+    seed
+        Seed of every random draw; equal inputs and seed give equal results.
+    threshold
+        Decision threshold on the positive-event score.
+    positive_label
+        Positive label (binary; default the second label) or positive labels
+        (multiclass, e.g. the malignant classes).
+    min_group_size, min_positives
+        Small-sample rules of the ``insufficient`` flag.
+    reference
+        Reference group for ``diff_vs_ref`` and case mix: a value, a full group
+        name, or ``{attribute: value}``; default the largest group. Given
+        explicitly, it is also the comparator of the power analysis (else the
+        rest of the cases).
+    intersections
+        ``"all"`` (all attributes crossed) or a list of attribute lists.
+    scores
+        Per-case score columns ``{name: array}`` (NaN = not rated), reported as
+        ``mean_score:<name>``.
+    covariates
+        DataFrame of case-mix covariates (age, sex, body site...).
+    top_k
+        k of ``top_k_accuracy``.
+    n_bins
+        Equal-mass bins of ECE and of the reliability curves.
+    p_adjust
+        ``holm`` (confirmatory), ``fdr_bh`` (exploratory), ``bonferroni`` or
+        ``none``.
+    n_perm
+        Permutations per permutation test.
+    tests, case_mix, power
+        Whether to compute these tables.
+    n_jobs
+        Threads for the bootstrap (default: available cores, at most 4).
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    fairderm.errors.InputError
+        On NaN/inf or out-of-range probabilities, rows not summing to 1,
+        labels outside the label set, mismatched lengths, unknown metrics or
+        options; the message names the argument and row.
+    """
+    options = make_options(
+        n_boot=n_boot, ci=ci, confidence=confidence, seed=seed, threshold=threshold,
+        min_group_size=min_group_size, min_positives=min_positives, top_k=top_k, n_bins=n_bins,
+        p_adjust=p_adjust, n_perm=n_perm, n_jobs=n_jobs, reference=reference, tests=tests,
+        case_mix=case_mix, power=power,
+    )
+    cases, models = prepare(
+        y_true, [y_score], groups, labels=labels, positive_label=positive_label, intersections=intersections,
+        cluster=cluster, scores=scores, covariates=covariates, threshold=threshold,
+    )
+    engine = Engine(cases, models, metrics, options)
+    engine.run()
+    return engine.result(0)
+
+
+def compare(
+    y_true: Any,
+    y_score_a: Any,
+    y_score_b: Any,
+    groups: Any = None,
+    *,
+    names: tuple[str, str] = ("a", "b"),
+    labels: Sequence[Any] | None = None,
+    metrics: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    ci: str = "bca",
+    confidence: float = 0.95,
+    cluster: Any = None,
+    seed: int = 0,
+    threshold: float = 0.5,
+    positive_label: Any = None,
+    min_group_size: int = 30,
+    min_positives: int = 10,
+    reference: str | Mapping[str, str] | None = None,
+    intersections: str | Sequence[Sequence[str]] | None = None,
+    scores: Mapping[str, Any] | Any = None,
+    covariates: Any = None,
+    top_k: int = 2,
+    n_bins: int = 10,
+    p_adjust: str = "holm",
+    n_perm: int = 1000,
+    tests: bool = True,
+    case_mix: bool = True,
+    power: bool = True,
+    n_jobs: int | None = None,
+) -> ComparisonResult:
+    """Two models on the same cases: each evaluated, and every difference
+    (per-group metric, gap, ratio, ...) with a paired-bootstrap interval.
+
+    Both models are scored on the very same bootstrap replicates, so the
+    interval of ``a - b`` reflects the pairing (it is usually much narrower
+    than the two separate intervals suggest). Gaps and ratios are taken over
+    the groups flagged ``ok`` for both models. Parameters as in
+    :func:`evaluate`; ``names`` labels the two models.
+    """
+    if len(names) != 2 or names[0] == names[1]:
+        raise ValueError("names must be two distinct model names")
+    options = make_options(
+        n_boot=n_boot, ci=ci, confidence=confidence, seed=seed, threshold=threshold,
+        min_group_size=min_group_size, min_positives=min_positives, top_k=top_k, n_bins=n_bins,
+        p_adjust=p_adjust, n_perm=n_perm, n_jobs=n_jobs, reference=reference, tests=tests,
+        case_mix=case_mix, power=power,
+    )
+    cases, models = prepare(
+        y_true, [y_score_a, y_score_b], groups, labels=labels, positive_label=positive_label,
+        intersections=intersections, cluster=cluster, scores=scores, covariates=covariates, threshold=threshold,
+    )
+    engine = Engine(cases, models, metrics, options)
+    engine.run()
+    return engine.comparison((str(names[0]), str(names[1])))
+
+
+#: Alias of :func:`compare`.
+paired_evaluate = compare

@@ -1,0 +1,335 @@
+"""Result objects of :func:`evaluate` and :func:`compare`: tidy frames,
+a readable summary, and the JSON form (``metrics.json``) that round-trips."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairderm._io import to_json_text
+from fairderm.errors import InputError
+from fairderm.metrics._casemix import CASE_MIX_COLUMNS
+
+SCHEMA = "fairderm.metrics/1"
+COMPARISON_SCHEMA = "fairderm.metrics.comparison/1"
+
+GROUP_COLUMNS = ["group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"]
+GROUP_RECORD = ["attribute", *GROUP_COLUMNS]
+DISPARITY_COLUMNS = ["metric", "kind", "group", "estimate", "ci_low", "ci_high"]
+DISPARITY_RECORD = ["attribute", *DISPARITY_COLUMNS, "reference", "flag"]
+TEST_COLUMNS = ["metric", "attribute", "test", "statistic", "dof", "p_value", "p_adjusted", "method",
+                "n_groups", "groups", "n_perm", "note"]
+CALIBRATION_COLUMNS = ["attribute", "group", "kind", "bin", "bin_low", "bin_high", "n", "mean_confidence",
+                       "observed", "observed_ci_low", "observed_ci_high"]
+POWER_COLUMNS = ["attribute", "group", "metric", "comparator", "n", "n_comparator", "estimate", "baseline",
+                 "observed_difference", "mdd", "mdd_increase", "design_effect", "alpha", "power", "flag"]
+DIFFERENCE_COLUMNS = ["attribute", "group", "metric", "estimate_a", "estimate_b", "difference", "ci_low",
+                      "ci_high", "flag"]
+DISPARITY_DIFFERENCE_COLUMNS = ["attribute", "metric", "kind", "group", "estimate_a", "estimate_b", "difference",
+                                "ci_low", "ci_high", "flag"]
+
+_INTEGER_COLUMNS = {"n", "n_pos", "dof", "n_groups", "n_perm", "bin", "n_comparator"}
+
+TABLES = {
+    "groups": GROUP_RECORD,
+    "disparities": DISPARITY_RECORD,
+    "tests": TEST_COLUMNS,
+    "calibration": CALIBRATION_COLUMNS,
+    "case_mix": CASE_MIX_COLUMNS,
+    "power": POWER_COLUMNS,
+}
+
+
+def _plain(value: Any, column: str) -> Any:
+    """A JSON-safe scalar: numpy -> Python, NaN/inf/NA -> None, counts -> int."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, "") for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v, "") for v in value.tolist()]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        return int(round(value)) if column in _INTEGER_COLUMNS else value
+    return value
+
+
+def records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Rows of ``frame`` as JSON-safe dicts with exactly ``columns``."""
+    out = []
+    for row in frame.reindex(columns=columns).itertuples(index=False, name=None):
+        out.append({c: _plain(v, c) for c, v in zip(columns, row)})
+    return out
+
+
+def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame:
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list) or any(not isinstance(r, Mapping) for r in rows):
+        raise InputError(f"'{what}' must be a list of records", column=what)
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    for column in columns:
+        if column in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    if "n_pos" in frame.columns:
+        frame["n_pos"] = pd.array(
+            [None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v) for v in frame["n_pos"]],
+            dtype="Int64",
+        )
+    return frame
+
+
+def _interval_text(estimate: float, low: float, high: float) -> str:
+    if estimate is None or not np.isfinite(estimate):
+        return "n/a"
+    if low is None or not (np.isfinite(low) and np.isfinite(high)):
+        return f"{estimate:.3f}"
+    return f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+
+@dataclass
+class Disparities:
+    """Disparity table: one row per (attribute, metric, kind, group).
+
+    ``to_frame()`` has the columns ``metric, kind, group, estimate, ci_low,
+    ci_high``; ``to_frame(full=True)`` adds ``attribute``, ``reference`` (the
+    reference group for ``diff_vs_ref``, the best group for gaps and ratios)
+    and ``flag``.
+    """
+
+    frame: pd.DataFrame
+    columns: list[str] = field(default_factory=lambda: list(DISPARITY_COLUMNS))
+
+    def to_frame(self, full: bool = False) -> pd.DataFrame:
+        if full:
+            return self.frame.copy()
+        return self.frame[self.columns].copy()
+
+    def get(self, metric: str, kind: str = "gap", attribute: str | None = None) -> pd.DataFrame:
+        """Rows for one metric and kind (and attribute)."""
+        rows = self.frame[(self.frame["metric"] == metric) & (self.frame["kind"] == kind)]
+        if attribute is not None:
+            rows = rows[rows["attribute"] == attribute]
+        return rows.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+@dataclass
+class EvaluationResult:
+    """Per-group metrics with intervals, disparities, tests, calibration,
+    case-mix adjustment and power, with the configuration that produced them.
+
+    Attributes
+    ----------
+    groups
+        Columns ``attribute`` + ``group, metric, estimate, ci_low, ci_high, n,
+        n_pos, flag`` (see :func:`fairderm.metrics.evaluate` for the flags).
+    disparities
+        :class:`Disparities`.
+    tests, calibration, case_mix, power
+        DataFrames (columns in :data:`TABLES`).
+    config
+        Everything needed to reproduce the numbers (B, interval method, seed,
+        cluster column, thresholds, labels, package versions, input hash).
+    """
+
+    groups: pd.DataFrame
+    disparities: Disparities
+    tests: pd.DataFrame
+    calibration: pd.DataFrame
+    case_mix: pd.DataFrame
+    power: pd.DataFrame
+    config: dict[str, Any]
+
+    def to_frame(self, full: bool = False) -> pd.DataFrame:
+        """Group x metric table; ``full=True`` adds the ``attribute`` column in front."""
+        return self.groups[GROUP_RECORD if full else GROUP_COLUMNS].copy()
+
+    def estimate(self, metric: str, group: str = "all") -> float:
+        """The point estimate of one metric in one group (full group name or 'all')."""
+        rows = self.groups[(self.groups["metric"] == metric) & (self.groups["group"] == group)]
+        if rows.empty:
+            raise KeyError(f"no {metric!r} for group {group!r}")
+        return float(rows["estimate"].iloc[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``metrics.json`` form: JSON-safe, NaN/inf written as null."""
+        tables = {
+            "groups": self.groups, "disparities": self.disparities.frame, "tests": self.tests,
+            "calibration": self.calibration, "case_mix": self.case_mix, "power": self.power,
+        }
+        out: dict[str, Any] = {"schema": SCHEMA}
+        for key, frame in tables.items():
+            out[key] = records(frame, TABLES[key])
+        out["config"] = _plain_config(self.config)
+        return out
+
+    def to_json(self) -> str:
+        return to_json_text(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvaluationResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. a loaded ``metrics.json``)."""
+        if not isinstance(data, Mapping) or "groups" not in data:
+            raise InputError("not a metrics result: no 'groups' table", column="groups")
+        frames = {key: frame_from_records(data.get(key), columns, key) for key, columns in TABLES.items()}
+        return cls(
+            groups=frames["groups"],
+            disparities=Disparities(frames["disparities"]),
+            tests=frames["tests"],
+            calibration=frames["calibration"],
+            case_mix=frames["case_mix"],
+            power=frames["power"],
+            config=dict(data.get("config") or {}),
+        )
+
+    def summary(self) -> str:
+        """A plain-text report a reviewer can read."""
+        config = self.config
+        lines = [
+            f"fairderm metrics: {config.get('n_cases')} cases, task {config.get('task')}, "
+            f"{config.get('ci')} {int(100 * config.get('confidence', 0.95))}% intervals, "
+            f"B={config.get('n_boot')}, seed={config.get('seed')}, "
+            f"cluster={config.get('cluster') or 'none'}, min group size {config.get('min_group_size')}",
+            "",
+        ]
+        table = self.groups.assign(
+            value=[_interval_text(e, lo, hi) for e, lo, hi in
+                   zip(self.groups["estimate"], self.groups["ci_low"], self.groups["ci_high"])]
+        )
+        lines.append("Per group")
+        lines.append(table[["group", "metric", "value", "n", "n_pos", "flag"]].to_string(index=False))
+        frame = self.disparities.frame
+        if len(frame):
+            shown = frame[frame["kind"] != "diff_vs_ref"]
+            shown = shown.assign(value=[_interval_text(e, lo, hi) for e, lo, hi in
+                                        zip(shown["estimate"], shown["ci_low"], shown["ci_high"])])
+            lines += ["", "Disparities (group = worst, reference = best)",
+                      shown[["attribute", "metric", "kind", "value", "group", "reference", "flag"]]
+                      .to_string(index=False)]
+        if len(self.tests):
+            lines += ["", f"Tests across groups (p adjusted: {config.get('p_adjust')})",
+                      self.tests[["attribute", "metric", "test", "p_value", "p_adjusted"]].to_string(index=False)]
+        if len(self.case_mix):
+            lines += ["", "Case-mix adjusted odds ratios of a correct prediction",
+                      self.case_mix[["attribute", "group", "reference", "raw_or", "adjusted_or", "ci_low",
+                                     "ci_high", "flag"]].to_string(index=False)]
+        if len(self.power):
+            lines += ["", "Minimum detectable decrease (80% power, alpha 0.05)",
+                      self.power[["attribute", "group", "metric", "n", "mdd", "flag"]].to_string(index=False)]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"EvaluationResult({len(self.groups)} group rows, {len(self.disparities)} disparities, "
+                f"{len(self.tests)} tests; B={self.config.get('n_boot')}, ci={self.config.get('ci')})")
+
+
+def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return _plain(value, "")
+
+    return convert(config)
+
+
+@dataclass
+class ComparisonResult:
+    """Two models on the same cases, with paired-bootstrap intervals of their differences.
+
+    Attributes
+    ----------
+    names
+        The two models' names; differences are ``names[0] - names[1]``.
+    results
+        The :class:`EvaluationResult` of each model (intervals from the same
+        replicates).
+    differences
+        Columns :data:`DIFFERENCE_COLUMNS`: each group's metric in both models
+        and the interval of the difference.
+    disparities
+        :class:`Disparities` of the differences of each gap, ratio, ... between
+        the models (columns :data:`DISPARITY_DIFFERENCE_COLUMNS`).
+    config
+        As in :class:`EvaluationResult`, plus the model names.
+    """
+
+    names: tuple[str, str]
+    results: dict[str, EvaluationResult]
+    differences: pd.DataFrame
+    disparities: Disparities
+    config: dict[str, Any]
+
+    @property
+    def result_a(self) -> EvaluationResult:
+        return self.results[self.names[0]]
+
+    @property
+    def result_b(self) -> EvaluationResult:
+        return self.results[self.names[1]]
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.differences.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": COMPARISON_SCHEMA,
+            "models": list(self.names),
+            "results": {name: self.results[name].to_dict() for name in self.names},
+            "differences": records(self.differences, DIFFERENCE_COLUMNS),
+            "disparity_differences": records(self.disparities.frame, DISPARITY_DIFFERENCE_COLUMNS),
+            "config": _plain_config(self.config),
+        }
+
+    def to_json(self) -> str:
+        return to_json_text(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComparisonResult:
+        names = tuple(data.get("models") or ())
+        if len(names) != 2:
+            raise InputError("not a comparison result: 'models' must name two models", column="models")
+        return cls(
+            names=names,  # type: ignore[arg-type]
+            results={name: EvaluationResult.from_dict(data["results"][name]) for name in names},
+            differences=frame_from_records(data.get("differences"), DIFFERENCE_COLUMNS, "differences"),
+            disparities=Disparities(
+                frame_from_records(data.get("disparity_differences"), DISPARITY_DIFFERENCE_COLUMNS,
+                                   "disparity_differences"),
+                columns=list(DISPARITY_DIFFERENCE_COLUMNS),
+            ),
+            config=dict(data.get("config") or {}),
+        )
+
+    def summary(self) -> str:
+        a, b = self.names
+        table = self.differences.assign(
+            change=[_interval_text(e, lo, hi) for e, lo, hi in
+                    zip(self.differences["difference"], self.differences["ci_low"], self.differences["ci_high"])]
+        )
+        lines = [f"Paired comparison {a} - {b} ({self.config.get('ci')} intervals, B={self.config.get('n_boot')}, "
+                 f"seed={self.config.get('seed')})", "",
+                 table[["group", "metric", "estimate_a", "estimate_b", "change", "flag"]].to_string(index=False)]
+        frame = self.disparities.frame
+        if len(frame):
+            shown = frame.assign(change=[_interval_text(e, lo, hi) for e, lo, hi in
+                                         zip(frame["difference"], frame["ci_low"], frame["ci_high"])])
+            lines += ["", "Change in disparities",
+                      shown[["attribute", "metric", "kind", "estimate_a", "estimate_b", "change", "flag"]]
+                      .to_string(index=False)]
+        return "\n".join(lines)
