@@ -65,7 +65,7 @@ def intersection_heatmap(frame: pd.DataFrame, *, rows: str, cols: str, title: st
     text = text_frame.pivot(index=rows, columns=cols, values="text").reindex_like(values)
     fig = go.Figure(go.Heatmap(z=values.to_numpy(dtype=float), x=values.columns.astype(str),
                                y=values.index.astype(str), text=text.to_numpy(), texttemplate="%{text}",
-                               colorscale="Cividis", hoverongaps=False, colorbar=dict(title="estimate")))
+                               colorscale="Viridis", hoverongaps=False, colorbar=dict(title="estimate")))
     fig.update_layout(title=title, **_LAYOUT)
     fig.update_layout(plot_bgcolor=INSUFFICIENT_GREY)
     fig.update_xaxes(showgrid=False, title=cols)

@@ -71,9 +71,12 @@ def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
 
 def _wait_for_page(page, heading: str, timeout_ms: float) -> None:
     page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
-    # Streamlit shows a running indicator while the script executes.
+    # The app root carries the script state; wait until the rerun has finished.
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " return app && app.getAttribute('data-test-script-state') !== 'running'"
+        " && !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]'); }",
+        timeout=timeout_ms)
     page.wait_for_timeout(800)  # plotly draws after the element mounts
 
 
