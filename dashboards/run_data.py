@@ -73,7 +73,10 @@ class RunsRoot:
         found = []
         for marker in self.root.rglob(RUN_MARKER):
             run_dir = marker.parent.resolve()
-            if run_dir.is_relative_to(self.root):
+            # Run folders sit in a ``runs`` folder (NAME/runs/RUN_ID); a stage
+            # cache also holds metrics.json files and is not a run.
+            is_run = marker.parent.parent.name == "runs" or run_dir == self.root
+            if is_run and run_dir.is_relative_to(self.root):
                 found.append((marker.stat().st_mtime, run_dir.relative_to(self.root).as_posix()))
         return [rel for _, rel in sorted(found, key=lambda t: (-t[0], t[1]))]
 
@@ -160,7 +163,9 @@ def _cohort_candidates(spec: dict[str, Any] | None, run_dir: Path, root: Path) -
         value = value.get("path") or value.get("root")
     if not isinstance(value, str):
         return []
-    bases = [run_dir, *run_dir.parents]
+    # The audit writes NAME/runs/RUN_ID/ beside NAME.yaml, whose folder the
+    # cohort path is relative to: try that folder first, then the others up to the root.
+    bases = [*run_dir.parents[2:3], run_dir, *run_dir.parents]
     bases = [b for b in bases if b.is_relative_to(root)]
     return [(b / value) for b in bases]
 
@@ -213,8 +218,10 @@ def load_run(runs: RunsRoot, run_id: str) -> RunData:
 def case_table(run: RunData) -> pd.DataFrame:
     """Predictions joined to the manifest (label, tone, image) and the tone estimate.
 
-    ``correct`` is the prediction against the manifest label and ``confidence``
-    the largest class probability; both are missing when the inputs are.
+    ``correct`` is the prediction against the manifest label, ``confidence``
+    the largest class probability and ``tone_group`` the estimated tone group
+    (``tone_group_est``) or else the labelled ``fitzpatrick_group``; each is
+    missing when its inputs are.
     """
     if run.predictions is None:
         return pd.DataFrame()
@@ -235,6 +242,11 @@ def case_table(run: RunData) -> pd.DataFrame:
     if "fitzpatrick_est" in cases.columns:
         est = pd.to_numeric(cases["fitzpatrick_est"], errors="coerce")
         cases["tone_group_est"] = pd.cut(est, [0, 2, 4, 6], labels=["I-II", "III-IV", "V-VI"]).astype("string")
+    # The tone group pages filter by: estimated where the run estimated tone, else the labelled one.
+    for source in ("tone_group_est", "fitzpatrick_group"):
+        if source in cases.columns:
+            cases["tone_group"] = cases[source].astype("string")
+            break
     return cases
 
 

@@ -317,15 +317,16 @@ def cases_page(run: RunData, runs: RunsRoot) -> None:
         _missing("Predictions")
         return
     c1, c2, c3, c4 = st.columns(4)
-    tone_groups = sorted(cases["tone_group_est"].dropna().unique()) if "tone_group_est" in cases else []
-    group = c1.selectbox("Tone group (estimated)", ["all", *tone_groups], key="cases_group")
+    tone_groups = sorted(cases["tone_group"].dropna().unique()) if "tone_group" in cases else []
+    tone_label = "Tone group (estimated)" if "tone_group_est" in cases else "Tone group (labelled)"
+    group = c1.selectbox(tone_label, ["all", *tone_groups], key="cases_group")
     diagnoses = sorted(cases["label"].dropna().unique()) if "label" in cases else []
     diagnosis = c2.selectbox("Diagnosis", ["all", *diagnoses], key="cases_diagnosis")
     low, high = c3.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="cases_conf")
     errors_only = c4.checkbox("Errors only", value="correct" in cases, key="cases_errors")
     shown = cases
     if group != "all":
-        shown = shown[shown["tone_group_est"] == group]
+        shown = shown[shown["tone_group"] == group]
     if diagnosis != "all":
         shown = shown[shown["label"] == diagnosis]
     if "confidence" in shown:
@@ -338,7 +339,7 @@ def cases_page(run: RunData, runs: RunsRoot) -> None:
             _image_row(run, runs, shown.iloc[start:start + 4], caption=_case_caption)
     else:
         st.info(f"Images: {run.cohort_note or NOT_AVAILABLE}.")
-    columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group_est", "status", "text")
+    columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group", "status", "text")
                if c in shown]
     st.dataframe(shown[columns].head(500), hide_index=True)
 

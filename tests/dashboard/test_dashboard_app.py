@@ -86,7 +86,7 @@ def test_cases_gallery_filters_by_group_and_diagnosis(app: AppTest) -> None:
     at.selectbox(key="cases_diagnosis").set_value("melanoma").run()
     after = at.dataframe[0].value
     assert 0 < len(after) < before
-    assert set(after["tone_group_est"]) == {"V-VI"}
+    assert set(after["tone_group"]) == {"V-VI"}
     assert not after["label"].eq(after["pred"]).any()  # errors only by default
 
 

@@ -54,16 +54,16 @@ def test_run_loads_with_cohort_inside_root(runs_dir: Path, run_ids: list[str]) -
     assert run.gate["verdict"] in {"PASS", "FAIL", "INSUFFICIENT_EVIDENCE"}
     assert run.manifest is not None and len(run.manifest) == 300
     cases = case_table(run)
-    assert {"label", "pred", "confidence", "correct", "tone_group_est", "image"} <= set(cases.columns)
+    assert {"label", "pred", "confidence", "correct", "tone_group_est", "tone_group", "image"} <= set(cases.columns)
     assert cases["correct"].sum() < len(cases)  # the sample model makes errors
 
 
 def test_optional_files_missing_load_as_none(runs_dir: Path, run_ids: list[str], tmp_path: Path) -> None:
     root = tmp_path / "copy"
-    shutil.copytree(runs_dir / run_ids[0], root / "r1")
+    shutil.copytree(runs_dir / run_ids[0], root / "runs" / "r1")
     for name in ("gate.json", "card.md", "tone.parquet", "predictions.parquet", "spec.yaml"):
-        (root / "r1" / name).unlink()
-    run = load_run(RunsRoot.open(root), "r1")
+        (root / "runs" / "r1" / name).unlink()
+    run = load_run(RunsRoot.open(root), "runs/r1")
     assert run.gate is None and run.card_md is None and run.tone is None and run.manifest is None
     assert case_table(run).empty
 
@@ -74,3 +74,10 @@ def test_cohort_outside_root_is_not_read(runs_dir: Path, run_ids: list[str]) -> 
     run = load_run(RunsRoot.open(run_root), ".")
     assert run.manifest is None
     assert "not found inside the runs folder" in run.cohort_note
+
+
+def test_stage_cache_holding_metrics_is_not_a_run(tmp_path: Path) -> None:
+    for folder in ("audits/x/runs/r1", "audits/x/cache/metrics/abc"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.json").write_text("{}")
+    assert RunsRoot.open(tmp_path).run_ids() == ["audits/x/runs/r1"]

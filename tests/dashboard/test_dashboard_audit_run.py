@@ -1,0 +1,66 @@
+"""The dashboard on a run folder written by ``fairderm audit`` (not the sample writer)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
+         "Mitigation", "Compare runs", "Model card"]
+SPEC = """\
+name: erm
+cohort:
+  path: ../cohort
+model:
+  backend: file
+  model: ../predictions/erm.csv
+tone:
+  source: column
+  column: fitzpatrick_group
+strata:
+  attributes: [fitzpatrick_group, sex]
+  intersections:
+    - [fitzpatrick_group, sex]
+  min_n: 30
+bootstrap:
+  n_boot: 100
+  ci: percentile
+"""
+
+
+@pytest.fixture(scope="module")
+def audited(runs_dir: Path, run_ids: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fairderm.cli import main
+
+    root = tmp_path_factory.mktemp("audited")
+    shutil.copytree(runs_dir / "cohort", root / "cohort")
+    (root / "predictions").mkdir()
+    (root / "audits").mkdir()
+    predictions = pd.read_parquet(runs_dir / run_ids[0] / "predictions.parquet")
+    predictions = predictions[predictions["status"] == "ok"]
+    keep = ["image_id", "pred", *[c for c in predictions if c.startswith("prob_")]]
+    predictions[keep].to_csv(root / "predictions" / "erm.csv", index=False)
+    (root / "audits" / "erm.yaml").write_text(SPEC)
+    assert main(["audit", str(root / "audits" / "erm.yaml")]) in (0, 1, 2)
+    return root
+
+
+@pytest.mark.slow
+def test_every_page_opens_on_an_audit_run(audited: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(audited))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    (run_id,) = at.sidebar.selectbox(key="run").options
+    assert run_id.startswith("audits/erm/runs/")
+    for page in PAGES:
+        at.sidebar.radio(key="page").set_value(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, [e.value for e in at.error])
+    at.sidebar.radio(key="page").set_value("Disparities").run()
+    assert len(at.get("plotly_chart")) == 2
+    at.sidebar.radio(key="page").set_value("Cases").run()
+    assert len(at.image) > 0  # the cohort next to audits/ was found inside the runs folder
