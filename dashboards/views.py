@@ -48,7 +48,12 @@ def overview(run: RunData, runs: RunsRoot) -> None:
         st.caption(f"Verdict colour {colour}; rules are judged on interval bounds, not point estimates.")
         rules = pd.DataFrame.from_records(gate.get("rules", []))
         if not rules.empty:
-            st.dataframe(rules, hide_index=True)
+            # Nested details (the rule as written, per-group results) go to the JSON view below.
+            scalar = [c for c in rules if not rules[c].map(lambda v: isinstance(v, (dict, list))).any()]
+            first = [c for c in ("verdict", "id", "name", "text") if c in scalar]
+            st.dataframe(rules[first + [c for c in scalar if c not in first]], hide_index=True)
+            with st.expander("Rules in full (gate.json)"):
+                st.json(gate.get("rules", []), expanded=False)
     else:
         _missing("Gate verdict")
     groups = run.table("groups")
