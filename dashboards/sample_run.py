@@ -19,7 +19,10 @@ import yaml
 from PIL import Image
 
 from fairderm.cohort import CohortSpec, write_cohort
+from fairderm.gate import evaluate_gate, load_policy
 from fairderm.metrics import evaluate
+
+EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "audits" / "policy.example.yaml"
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 POSITIVE = ["melanoma", "bcc"]
@@ -113,20 +116,8 @@ def _metrics(manifest: pd.DataFrame, preds: pd.DataFrame, tone: pd.DataFrame) ->
 
 
 def _gate(metrics: dict) -> dict:
-    frame = pd.DataFrame(metrics["groups"])
-    sens = frame[(frame["metric"] == "sensitivity") & (frame["attribute"] == "fitzpatrick_est")]
-    low = float(sens["ci_low"].min())
-    gap = [d for d in metrics["disparities"] if d["kind"] == "gap" and d["metric"] == "accuracy"
-           and d["attribute"] == "fitzpatrick_est"][0]
-    rules = [
-        {"name": "lowest group sensitivity >= 0.80 (lower bound)", "value": low, "threshold": 0.80,
-         "verdict": "PASS" if low >= 0.8 else "FAIL"},
-        {"name": "accuracy gap <= 0.05 (upper bound)", "value": gap["ci_high"], "threshold": 0.05,
-         "verdict": "PASS" if gap["ci_high"] <= 0.05 else ("FAIL" if gap["ci_low"] > 0.05 else "INSUFFICIENT_EVIDENCE")},
-    ]
-    verdicts = {r["verdict"] for r in rules}
-    overall = "FAIL" if "FAIL" in verdicts else ("INSUFFICIENT_EVIDENCE" if "INSUFFICIENT_EVIDENCE" in verdicts else "PASS")
-    return {"verdict": overall, "rules": rules}
+    """``gate.json`` from :func:`fairderm.gate.evaluate_gate` with the example policy."""
+    return evaluate_gate(metrics, load_policy(EXAMPLE_POLICY)).to_dict()
 
 
 def _mitigation(rng: np.random.Generator) -> dict:
