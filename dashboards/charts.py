@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 # common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 INSUFFICIENT_GREY = "#BBBBBB"
-VERDICT_COLOURS = {"PASS": "#009E73", "FAIL": "#D55E00", "INSUFFICIENT_EVIDENCE": "#E69F00", "ERROR": "#000000"}
 _LAYOUT = dict(template="plotly_white", colorway=OKABE_ITO, height=380,
                margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
 

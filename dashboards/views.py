@@ -7,6 +7,7 @@ refuses paths outside the runs folder.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -43,9 +44,9 @@ def overview(run: RunData, runs: RunsRoot) -> None:
     gate = run.gate
     if gate:
         verdict = str(gate.get("verdict", "unknown"))
-        colour = charts.VERDICT_COLOURS.get(verdict, "#000000")
-        st.markdown(f"### Gate verdict: :{'green' if verdict == 'PASS' else 'orange' if verdict.startswith('INSUFF') else 'red'}[{verdict}]")
-        st.caption(f"Verdict colour {colour}; rules are judged on interval bounds, not point estimates.")
+        colour = {"PASS": "green", "INSUFFICIENT_EVIDENCE": "orange"}.get(verdict, "red")
+        st.markdown(f"### Gate verdict: :{colour}[{verdict}]")
+        st.caption("Rules are judged on interval bounds, not point estimates.")
         rules = pd.DataFrame.from_records(gate.get("rules", []))
         if not rules.empty:
             # Nested details (the rule as written, per-group results) go to the JSON view below.
@@ -61,7 +62,9 @@ def overview(run: RunData, runs: RunsRoot) -> None:
     config = run.metrics.get("config", {}) or {}
     c1, c2, c3 = st.columns(3)
     c1.metric("Cases", len(cases) if cases is not None else "n/a")
-    c2.metric("Cohort", (run.spec or {}).get("cohort", "n/a") if isinstance((run.spec or {}).get("cohort"), str) else "n/a")
+    cohort = (run.spec or {}).get("cohort")
+    cohort_path = cohort.get("path") if isinstance(cohort, dict) else cohort
+    c2.metric("Cohort", Path(str(cohort_path)).name if cohort_path else "n/a")
     c3.metric("Bootstrap resamples", config.get("n_boot", "n/a"))
     st.subheader("Group sizes")
     if groups.empty:
