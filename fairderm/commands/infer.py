@@ -79,7 +79,7 @@ def infer_command(
         None, "--cap-per-stratum", help="Run at most N cases per stratum (seeded sample): a quick audit."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Cases per batch and per shard."),
-    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: cores - 1)."),
+    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU)."),
     device: str | None = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the per-stratum sample (recorded)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output made by a different run."),
@@ -131,7 +131,7 @@ def head_train_command(
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Feature cache folder (default $FAIRDERM_CACHE or ~/.cache/fairderm)."
     ),
-    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: cores - 1)."),
+    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU)."),
 ) -> None:
     from fairderm.inference import train_head
 

@@ -31,7 +31,7 @@ from fairderm.inference._efficientnet import (
     bundled_weights_path,
     load_backbone,
 )
-from fairderm.inference._images import CaseDataset, case_loader, load_square_uint8
+from fairderm.inference._images import CaseDataset, case_loader, load_square_uint8, plan_workers
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -52,11 +52,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def use_all_cores() -> None:
-    """Let torch use every core for intra-op parallelism on CPU."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-
-
 class Backbone:
     """The frozen EfficientNet-Lite0 on a device, turning uint8 batches into features.
 
@@ -73,8 +68,12 @@ class Backbone:
     def to(self, device: torch.device) -> None:
         self.device = device
         self.model = self.model.to(device, memory_format=torch.channels_last)
-        if device.type == "cpu":
-            use_all_cores()
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass: small on CPU, where batches beyond ~16
+        images fall out of cache and get slower per image; large on GPU."""
+        return 128 if self.device.type == "cuda" else 16
 
     def identity(self) -> dict[str, Any]:
         return {"name": BACKBONE_NAME, "weights_sha256": self.weights_sha256, "feature_dim": FEATURE_DIM}
@@ -222,7 +221,7 @@ def embed_paths(
     backbone: Backbone,
     paths: Sequence[Path],
     *,
-    batch_size: int,
+    batch_size: int | None,
     workers: int | None,
     progress: ProgressCallback | None = None,
     done_before: int = 0,
@@ -233,7 +232,8 @@ def embed_paths(
     errors: dict[int, str] = {}
     loader = case_loader(
         CaseDataset(paths, backbone.preprocess), torch.stack,
-        batch_size=batch_size, workers=workers, pin_memory=backbone.device.type == "cuda",
+        batch_size=batch_size or backbone.batch_size, workers=plan_workers(workers, backbone.device.type),
+        pin_memory=backbone.device.type == "cuda",
     )
     done = done_before
     for batch in loader:
@@ -251,7 +251,7 @@ def extract_features(
     cohort: Cohort | str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     device: str | torch.device | None = None,
@@ -270,9 +270,10 @@ def extract_features(
     cache_dir
         Cache root; default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``.
     batch_size
-        Images per forward pass.
+        Images per forward pass (default 16 on CPU, 128 on CUDA).
     workers
-        DataLoader decoding processes (default: all cores but one).
+        DataLoader decoding processes (default: see ``plan_workers``; on CPU
+        the model takes the remaining cores).
     progress
         Called as ``progress(done, total)`` after each batch.
     device

@@ -34,7 +34,7 @@ import torch
 
 from fairderm._io import sha256_file
 from fairderm.errors import InputError
-from fairderm.inference._backbone import pick_device, use_all_cores
+from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import open_rgb, resize_center_crop, to_uint8_chw
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 
@@ -60,8 +60,6 @@ class _TorchRunner:
     def _place(self, device: torch.device) -> None:
         self.device = device
         self.model = self.model.to(device)
-        if device.type == "cpu":
-            use_all_cores()
         try:
             self.model = self.model.to(memory_format=torch.channels_last)
         except (RuntimeError, TypeError):  # a model without 4-d weights: keep its layout

@@ -408,10 +408,12 @@ class BackbonePredictor(Predictor):
             )
         self.classes = list(self.config["classes"])
         self.head.to(self.backbone.device)
+        self.batch_size = self.backbone.batch_size
 
     def to(self, device: torch.device) -> None:
         self.backbone.to(device)
         self.head.to(device)
+        self.batch_size = self.backbone.batch_size
 
     def preprocess(self, path: Path | None) -> torch.Tensor:
         return Backbone.preprocess(path)

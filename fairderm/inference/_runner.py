@@ -32,7 +32,7 @@ from fairderm._io import (
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
 from fairderm.inference._backbone import pick_device
-from fairderm.inference._images import CaseDataset, case_loader
+from fairderm.inference._images import CaseDataset, case_loader, plan_workers
 from fairderm.inference._labels import label_for_name, map_classes
 from fairderm.inference._predictor import Predictor, PredictorOutput, load_predictor
 from fairderm.inference._report import parse_report
@@ -358,8 +358,9 @@ def run_inference(
     batch_size
         Cases per batch (and per shard); default the predictor's.
     workers
-        DataLoader decoding processes (default all cores but one; 0 decodes
-        in this process).
+        DataLoader decoding processes (0 decodes in this process). Default:
+        a quarter of the cores on CPU, the model's threads taking the rest;
+        all cores but one on CUDA.
     device
         Torch device for local models (default CUDA when available).
     seed
@@ -470,7 +471,7 @@ def _execute(
     if todo:
         _predict_all(
             cohort, predictor, builder, todo, ids, stratum_of, tallies, store,
-            batch_size=batch_size or predictor.batch_size, workers=workers, device=device, progress=progress,
+            batch_size=batch_size, workers=workers, device=device, progress=progress,
             labels=labels,
         )
 
@@ -508,10 +509,12 @@ def _count(tally: StratumProgress, status: str) -> None:
 def _predict_all(
     cohort: Cohort, predictor: Predictor, builder: _RowBuilder, todo: list[int], ids: np.ndarray,
     stratum_of: np.ndarray, tallies: dict[str, StratumProgress], store: _ShardStore, *,
-    batch_size: int, workers: int | None, device: Any, progress: ProgressCallback | None, labels: list[str],
+    batch_size: int | None, workers: int | None, device: Any, progress: ProgressCallback | None,
+    labels: list[str],
 ) -> None:
     """Predict the cases ``todo`` (manifest positions) batch by batch, one shard per batch."""
     predictor.to(device)
+    batch_size = batch_size or predictor.batch_size
     paths: list[Path | None] = [None] * len(todo)
     if predictor.needs_images:
         images = cohort.manifest["image"].astype(str).to_numpy()
@@ -522,9 +525,10 @@ def _predict_all(
                 pass  # escapes images_root: preprocess fails on None, the case is an error
     else:
         workers = 0
+    device_type = getattr(device, "type", "cpu")
     loader = case_loader(
         CaseDataset(paths, predictor.preprocess), predictor.collate,
-        batch_size=batch_size, workers=workers, pin_memory=getattr(device, "type", "cpu") == "cuda",
+        batch_size=batch_size, workers=plan_workers(workers, device_type), pin_memory=device_type == "cuda",
     )
     offset = 0
     clock = time.perf_counter()
