@@ -299,10 +299,11 @@ class Engine:
 
     def finish(self, statistic: Statistic) -> tuple[float, float, float]:
         """(estimate, ci_low, ci_high), back on the natural scale for log statistics."""
+        method = self.options.ci if statistic.smooth else "percentile"
         accel = 0.0
-        if self.options.ci == "bca" and statistic.jack is not None and statistic.strata is not None:
+        if method == "bca" and statistic.jack is not None and statistic.strata is not None:
             accel = acceleration(statistic.jack, statistic.strata)
-        low, high = interval(statistic.replicates, statistic.estimate, method=self.options.ci,
+        low, high = interval(statistic.replicates, statistic.estimate, method=method,
                              confidence=self.options.confidence, accel=accel)
         if statistic.log:
             with np.errstate(invalid="ignore"):
@@ -705,6 +706,7 @@ class Engine:
             "reference": {a: self.slots[s].name for a, s in self.references.items()},
             "n_boot": options.n_boot,
             "ci": options.ci,
+            "disparity_ci": "percentile",
             "confidence": options.confidence,
             "seed": options.seed,
             "cluster": cases.cluster_name,
@@ -769,11 +771,9 @@ class Engine:
         for (base, a), (_, b) in zip(first, second):
             estimate, low, high = (math.nan,) * 3
             if a is not None and b is not None:
-                if a.log:
-                    a = Statistic(*(np.exp(v) if v is not None else None for v in (a.estimate, a.replicates, a.jack)),
-                                  strata=a.strata)
-                    b = Statistic(*(np.exp(v) if v is not None else None for v in (b.estimate, b.replicates, b.jack)),
-                                  strata=b.strata)
+                if a.log:  # the change of a ratio is reported on the ratio scale
+                    a, b = (Statistic(float(np.exp(x.estimate)), np.exp(x.replicates), None, x.strata, smooth=False)
+                            for x in (a, b))
                 estimate, low, high = self.finish(a - b)
             disparity_rows.append({
                 "attribute": base["attribute"], "metric": base["metric"], "kind": base["kind"],

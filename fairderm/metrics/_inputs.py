@@ -140,7 +140,7 @@ def _label_codes(values: pd.Series, labels: Sequence[Any], argument: str) -> np.
     missing = _is_missing(values)
     if missing.any():
         raise InputError("label is missing (NaN/None)", row=_first_row(missing), column=argument)
-    codes = pd.Categorical(values, categories=list(labels)).codes.astype(np.int64)
+    codes = pd.Index(list(labels), dtype=object).get_indexer(values.astype(object)).astype(np.int64)
     outside = codes < 0
     if outside.any():
         row = _first_row(outside)
@@ -223,7 +223,7 @@ def resolve_positive(labels: Sequence[Any], positive_label: Any) -> tuple[int, .
 def _check_probabilities(proba: np.ndarray, argument: str) -> None:
     finite = np.isfinite(proba)
     if not finite.all():
-        row = _first_row(~finite.all(axis=1))
+        row = _first_row(~finite.all(axis=1) if finite.ndim == 2 else ~finite)
         raise InputError("probability is NaN or infinite", row=row, column=argument)
     outside = (proba < -ROW_SUM_TOLERANCE) | (proba > 1 + ROW_SUM_TOLERANCE)
     if outside.any():

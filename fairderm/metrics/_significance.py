@@ -82,8 +82,8 @@ def proportion_test(successes: Sequence[int], trials: Sequence[int], *, seed: in
                 "p_value": float(result.pvalue), "note": "expected count < 5"}
     method = stats.MonteCarloMethod(n_resamples=FISHER_RESAMPLES, rng=np.random.default_rng(seed))
     result = stats.fisher_exact(table, method=method)
-    return {"test": "fisher_mc", "statistic": float(result.statistic), "dof": None,
-            "p_value": float(result.pvalue),
+    return {"test": "fisher_mc", "statistic": float(np.ravel(result.statistic)[0]), "dof": None,
+            "p_value": float(np.ravel(result.pvalue)[0]),
             "note": f"expected count < 5; Monte Carlo over {FISHER_RESAMPLES} tables with fixed margins"}
 
 
