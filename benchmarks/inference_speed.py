@@ -35,7 +35,9 @@ from fairderm.inference._backbone import Backbone, embed_paths
 from fairderm.inference._efficientnet import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
 from fairderm.inference._images import resize_center_crop
 
-PAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pad-ufes-20-subset" / "images"
+PAD = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pad-ufes-20-subset" / "images"
+)
 
 
 def generated_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -51,7 +53,9 @@ def generated_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
         image[inside] *= 0.4
         image += rng.normal(0, 8, size=image.shape)
         buffer = io.BytesIO()
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=90
+        )
         path = folder / f"gen_{k:04d}.jpg"
         path.write_bytes(buffer.getvalue())
         paths.append(path)
@@ -73,7 +77,9 @@ def naive_loop(backbone: Backbone, paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def pipeline(backbone: Backbone, paths: list[Path], batch_size: int | None, workers: int | None) -> float:
+def pipeline(
+    backbone: Backbone, paths: list[Path], batch_size: int | None, workers: int | None
+) -> float:
     """Seconds for fairderm's batched pipeline."""
     started = time.perf_counter()
     embed_paths(backbone, paths, batch_size=batch_size, workers=workers)
@@ -82,7 +88,9 @@ def pipeline(backbone: Backbone, paths: list[Path], batch_size: int | None, work
     return time.perf_counter() - started
 
 
-def measure(device: str, paths: list[Path], batch_size: int | None, workers: int | None) -> dict[str, float]:
+def measure(
+    device: str, paths: list[Path], batch_size: int | None, workers: int | None
+) -> dict[str, float]:
     """Naive loop with torch's default threads, naive loop with the pipeline's model
     threads, then the pipeline; each as images per second."""
     backbone = Backbone(device)
@@ -101,30 +109,44 @@ def measure(device: str, paths: list[Path], batch_size: int | None, workers: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, help="folder of images (default: PAD subset, else generated)")
+    parser.add_argument(
+        "--images", type=Path, help="folder of images (default: PAD subset, else generated)"
+    )
     parser.add_argument("--n", type=int, default=256, help="images to time (default 256)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 128 on CUDA")
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: fairderm's plan)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default 16 on CPU, 128 on CUDA"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: fairderm's plan)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.images or (PAD if PAD.is_dir() else None)
         if folder is not None:
-            paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[: args.n]
+            paths = sorted(
+                p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+            )[: args.n]
             source = str(folder)
         else:
             paths = generated_images(Path(scratch), args.n)
             source = "generated 1024x768 JPEGs"
-        print(f"{len(paths)} images from {source}; torch {torch.__version__}, {os.cpu_count()} CPU cores")
+        print(
+            f"{len(paths)} images from {source}; torch {torch.__version__}, {os.cpu_count()} CPU cores"
+        )
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             r = measure(device, paths, args.batch_size, args.workers)
             name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
             print(f"{name}: fairderm pipeline {r['pipeline']:.1f} img/s")
-            print(f"  naive loop, torch default threads ({os.cpu_count()}): {r['naive_default_threads']:.1f} img/s"
-                  f" -> speedup {r['pipeline'] / r['naive_default_threads']:.2f}x")
-            print(f"  naive loop, same threads as the pipeline's model ({r['model_threads']:.0f}): "
-                  f"{r['naive_same_threads']:.1f} img/s -> speedup {r['pipeline'] / r['naive_same_threads']:.2f}x")
+            print(
+                f"  naive loop, torch default threads ({os.cpu_count()}): {r['naive_default_threads']:.1f} img/s"
+                f" -> speedup {r['pipeline'] / r['naive_default_threads']:.2f}x"
+            )
+            print(
+                f"  naive loop, same threads as the pipeline's model ({r['model_threads']:.0f}): "
+                f"{r['naive_same_threads']:.1f} img/s -> speedup {r['pipeline'] / r['naive_same_threads']:.2f}x"
+            )
         if not torch.cuda.is_available():
             print("no CUDA GPU here: GPU figures are printed when one is present")
     return 0

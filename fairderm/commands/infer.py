@@ -27,9 +27,10 @@ BACKENDS_HELP = (
 
 def register(app: typer.Typer) -> None:
     """Add ``infer`` and the ``head`` group to the root app."""
-    app.command("infer", help="Run a model over a cohort, stratum by stratum; resumable; writes predictions Parquet.")(
-        infer_command
-    )
+    app.command(
+        "infer",
+        help="Run a model over a cohort, stratum by stratum; resumable; writes predictions Parquet.",
+    )(infer_command)
     app.add_typer(head_app, name="head")
 
 
@@ -48,49 +49,96 @@ def _load_router_backend() -> None:
     try:
         import fairderm.moe  # noqa: F401  registers the `router` backend on import
     except ImportError as exc:
-        raise InputError(f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}") from None
+        raise InputError(
+            f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}"
+        ) from None
 
 
 def infer_command(
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml + manifest.parquet)."),
     backend: str = typer.Option("backbone", "--backend", "-b", help=BACKENDS_HELP),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model: head folder, model folder, served model name, or predictions file."
+        None,
+        "--model",
+        "-m",
+        help="Model: head folder, model folder, served model name, or predictions file.",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions Parquet to write (shards of an unfinished "
-                             "run live in OUT.shards/ and are resumed)."),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="openai: base URL, e.g. http://127.0.0.1:8000/v1."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Predictions Parquet to write (shards of an unfinished "
+        "run live in OUT.shards/ and are resumed).",
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="openai: base URL, e.g. http://127.0.0.1:8000/v1."
+    ),
     prompt: Path | None = typer.Option(
-        None, "--prompt", help="openai/vllm: prompt template file (${labels} is replaced by the cohort's labels)."
+        None,
+        "--prompt",
+        help="openai/vllm: prompt template file (${labels} is replaced by the cohort's labels).",
     ),
-    concurrency: int | None = typer.Option(None, "--concurrency", help="openai: requests in flight at once (8)."),
-    timeout: float | None = typer.Option(None, "--timeout", help="openai: seconds per request attempt (120)."),
-    max_retries: int | None = typer.Option(None, "--max-retries", help="openai: retries after the first attempt (3)."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", help="openai: requests in flight at once (8)."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="openai: seconds per request attempt (120)."
+    ),
+    max_retries: int | None = typer.Option(
+        None, "--max-retries", help="openai: retries after the first attempt (3)."
+    ),
     option: list[str] | None = typer.Option(
-        None, "--option", help="Further backend option KEY=VALUE (repeatable; VALUE read as JSON when it parses)."
+        None,
+        "--option",
+        help="Further backend option KEY=VALUE (repeatable; VALUE read as JSON when it parses).",
     ),
     class_map: list[str] | None = typer.Option(
         None, "--class-map", help="Map a model class onto a cohort label, CLASS=LABEL (repeatable)."
     ),
-    tone: Path | None = typer.Option(None, "--tone", help="Tone table (fairderm tone output): stratify by "
-                                     "estimated Fitzpatrick group."),
-    strata: str | None = typer.Option(None, "--strata", help="Stratify by this manifest column instead."),
-    cap_per_stratum: int | None = typer.Option(
-        None, "--cap-per-stratum", help="Run at most N cases per stratum (seeded sample): a quick audit."
+    tone: Path | None = typer.Option(
+        None,
+        "--tone",
+        help="Tone table (fairderm tone output): stratify by estimated Fitzpatrick group.",
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Cases per batch and per shard."),
-    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU)."),
-    device: str | None = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."),
+    strata: str | None = typer.Option(
+        None, "--strata", help="Stratify by this manifest column instead."
+    ),
+    cap_per_stratum: int | None = typer.Option(
+        None,
+        "--cap-per-stratum",
+        help="Run at most N cases per stratum (seeded sample): a quick audit.",
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Cases per batch and per shard."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU).",
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the per-stratum sample (recorded)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output made by a different run."),
-    restart: bool = typer.Option(False, "--restart", help="Discard an unfinished run's shards instead of resuming."),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="Run cases whose status is error again."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an output made by a different run."
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard an unfinished run's shards instead of resuming."
+    ),
+    retry_errors: bool = typer.Option(
+        False, "--retry-errors", help="Run cases whose status is error again."
+    ),
 ) -> None:
     from fairderm.inference import run_inference
 
     options = _parse_options(option)
-    for key, value in (("endpoint", endpoint), ("concurrency", concurrency), ("timeout", timeout),
-                       ("max_retries", max_retries)):
+    for key, value in (
+        ("endpoint", endpoint),
+        ("concurrency", concurrency),
+        ("timeout", timeout),
+        ("max_retries", max_retries),
+    ):
         if value is not None:
             options[key] = value
     if prompt is not None:
@@ -110,28 +158,55 @@ def infer_command(
                 bar.update(tasks[name], completed=tally.done, description=label)
 
         result = run_inference(
-            cohort, out, backend=backend, model=model, options=options,
-            class_map=parse_mapping(class_map, option="--class-map"), tone=tone, strata=strata,
-            cap_per_stratum=cap_per_stratum, batch_size=batch_size, workers=workers, device=device, seed=seed,
-            overwrite=overwrite, restart=restart, retry_errors=retry_errors, progress=show,
+            cohort,
+            out,
+            backend=backend,
+            model=model,
+            options=options,
+            class_map=parse_mapping(class_map, option="--class-map"),
+            tone=tone,
+            strata=strata,
+            cap_per_stratum=cap_per_stratum,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            seed=seed,
+            overwrite=overwrite,
+            restart=restart,
+            retry_errors=retry_errors,
+            progress=show,
         )
     console.print(result.summary())
 
 
-@head_app.command("train", help="Train a linear or MLP head on cached backbone features of a cohort.")
+@head_app.command(
+    "train", help="Train a linear or MLP head on cached backbone features of a cohort."
+)
 def head_train_command(
     cohort: Path = typer.Argument(..., help="Cohort folder to train on."),
-    out: Path = typer.Option(..., "--out", "-o", help="New head folder (head.safetensors + head.json)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="New head folder (head.safetensors + head.json)."
+    ),
     label: str = typer.Option("label", "--label", help="Manifest column to predict."),
     train_filter: str | None = typer.Option(
-        None, "--train-filter", help="pandas query on the manifest selecting rows, e.g. \"split == 'train'\"."
+        None,
+        "--train-filter",
+        help="pandas query on the manifest selecting rows, e.g. \"split == 'train'\".",
     ),
     head: str = typer.Option("linear", "--head", help="Head type: linear or mlp."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, initialisation and batch order."),
-    cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Feature cache folder (default $FAIRDERM_CACHE or ~/.cache/fairderm)."
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the split, initialisation and batch order."
     ),
-    workers: int | None = typer.Option(None, "--workers", help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU)."),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Feature cache folder (default $FAIRDERM_CACHE or ~/.cache/fairderm).",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Image decoding processes (default: a quarter of the cores on CPU, cores - 1 on GPU).",
+    ),
 ) -> None:
     from fairderm.inference import train_head
 
@@ -143,6 +218,15 @@ def head_train_command(
         def show(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = train_head(cohort, out, label=label, train_filter=train_filter, seed=seed, head=head,  # type: ignore[arg-type]
-                            cache_dir=cache_dir, workers=workers, progress=show)
+        result = train_head(
+            cohort,
+            out,
+            label=label,
+            train_filter=train_filter,
+            seed=seed,
+            head=head,  # type: ignore[arg-type]
+            cache_dir=cache_dir,
+            workers=workers,
+            progress=show,
+        )
     console.print(result.summary())

@@ -76,8 +76,11 @@ class Backbone:
         return 128 if self.device.type == "cuda" else 16
 
     def identity(self) -> dict[str, Any]:
-        return {"name": BACKBONE_NAME, "weights_sha256": self.weights_sha256, "feature_dim": FEATURE_DIM}
-
+        return {
+            "name": BACKBONE_NAME,
+            "weights_sha256": self.weights_sha256,
+            "feature_dim": FEATURE_DIM,
+        }
 
     @staticmethod
     def preprocess(path: Path | None) -> torch.Tensor:
@@ -106,7 +109,11 @@ class Backbone:
 
 def backbone_identity() -> dict[str, Any]:
     """The bundled backbone's identity without building it (hashes the weights file)."""
-    return {"name": BACKBONE_NAME, "weights_sha256": sha256_file(bundled_weights_path()), "feature_dim": FEATURE_DIM}
+    return {
+        "name": BACKBONE_NAME,
+        "weights_sha256": sha256_file(bundled_weights_path()),
+        "feature_dim": FEATURE_DIM,
+    }
 
 
 @dataclass
@@ -153,8 +160,12 @@ class FeatureSet:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "n": len(self), "n_failed": len(self.errors), "cache_hits": self.cache_hits,
-            "seconds": self.seconds, "errors": dict(self.errors), "backbone": self.backbone,
+            "n": len(self),
+            "n_failed": len(self.errors),
+            "cache_hits": self.cache_hits,
+            "seconds": self.seconds,
+            "errors": dict(self.errors),
+            "backbone": self.backbone,
         }
 
     def summary(self) -> str:
@@ -189,10 +200,13 @@ class FeatureCache:
         if not self.folder.is_dir():
             return found
         for chunk in sorted(self.folder.glob("*.npz")):
-            with contextlib.suppress(OSError, ValueError, KeyError):  # a damaged chunk is a miss
-                with np.load(chunk, allow_pickle=False) as data:
-                    for digest, row in zip(data["sha256"].tolist(), data["features"]):
-                        found[digest] = row
+            # a damaged chunk is a cache miss, never an error
+            with (
+                contextlib.suppress(OSError, ValueError, KeyError),
+                np.load(chunk, allow_pickle=False) as data,
+            ):
+                for digest, row in zip(data["sha256"].tolist(), data["features"], strict=True):
+                    found[digest] = row
         return found
 
     def store(self, digests: Sequence[str], features: np.ndarray) -> None:
@@ -201,7 +215,9 @@ class FeatureCache:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, sha256=np.asarray(digests, dtype="U64"), features=features.astype(np.float32))
+        np.savez(
+            buffer, sha256=np.asarray(digests, dtype="U64"), features=features.astype(np.float32)
+        )
         name = sha256_json(sorted(digests))[:24] + ".npz"
         atomic_write_bytes(self.folder / name, buffer.getvalue())
 
@@ -231,8 +247,10 @@ def embed_paths(
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     loader = case_loader(
-        CaseDataset(paths, backbone.preprocess), torch.stack,
-        batch_size=batch_size or backbone.batch_size, workers=plan_workers(workers, backbone.device.type),
+        CaseDataset(paths, backbone.preprocess),
+        torch.stack,
+        batch_size=batch_size or backbone.batch_size,
+        workers=plan_workers(workers, backbone.device.type),
         pin_memory=backbone.device.type == "cuda",
     )
     done = done_before
@@ -294,7 +312,9 @@ def extract_features(
     paths = cohort.image_paths()
     digests = _hash_images(paths)
     identity = {**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING}
-    cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), sha256_json(identity)[:16])
+    cache = FeatureCache(
+        Path(cache_dir) if cache_dir else default_cache_dir(), sha256_json(identity)[:16]
+    )
     cached = cache.load() if use_cache else {}
 
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
@@ -312,8 +332,13 @@ def extract_features(
         progress(hits + len(errors), len(paths))
     if todo:
         computed, failed = embed_paths(
-            Backbone(device), [paths[i] for i in todo], batch_size=batch_size, workers=workers,
-            progress=progress, done_before=hits + len(errors), total=len(paths),
+            Backbone(device),
+            [paths[i] for i in todo],
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            done_before=hits + len(errors),
+            total=len(paths),
         )
         features[todo] = computed
         for local, reason in failed.items():

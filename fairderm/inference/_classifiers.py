@@ -46,7 +46,11 @@ def folder_identity(folder: Path) -> dict[str, str]:
     """SHA-256 of every weight and config file in a model folder (relative names)."""
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES + _SMALL_FILES and ".cache" not in path.parts:
+        if (
+            path.is_file()
+            and path.suffix in _WEIGHT_SUFFIXES + _SMALL_FILES
+            and ".cache" not in path.parts
+        ):
             files[str(path.relative_to(folder))] = sha256_file(path)
     return files
 
@@ -84,22 +88,30 @@ class HFImageClassifier(_TorchRunner, Predictor):
     backend = "hf"
     batch_size = 64
 
-    def __init__(self, folder: str | os.PathLike[str], device: torch.device, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], device: torch.device, trust_remote_code: bool = False
+    ) -> None:
         try:
             from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
         except ImportError as exc:
             raise InputError("--backend hf needs transformers: pip install 'fairderm[hf]'") from exc
         self.folder = Path(folder)
         if not (self.folder / "config.json").is_file():
-            raise InputError("not a transformers model folder (config.json missing)", source=str(self.folder))
+            raise InputError(
+                "not a transformers model folder (config.json missing)", source=str(self.folder)
+            )
         try:
-            config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=trust_remote_code)
+            config = AutoConfig.from_pretrained(
+                self.folder, local_files_only=True, trust_remote_code=trust_remote_code
+            )
             self.model = AutoModelForImageClassification.from_pretrained(
                 self.folder, local_files_only=True, trust_remote_code=trust_remote_code
             ).eval()
             self.processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"cannot load the model: {str(exc).splitlines()[0]}", source=str(self.folder)) from None
+            raise InputError(
+                f"cannot load the model: {str(exc).splitlines()[0]}", source=str(self.folder)
+            ) from None
         id2label = {int(k): str(v) for k, v in config.id2label.items()}
         self.classes = [id2label[k] for k in sorted(id2label)]
         self.multi_label = config.problem_type == "multi_label_classification"
@@ -133,8 +145,12 @@ class HFImageClassifier(_TorchRunner, Predictor):
         return PredictorOutput(probs=probs.cpu().numpy())
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "hf", "model": str(self.folder), "files": folder_identity(self.folder),
-                "classes": self.classes}
+        return {
+            "backend": "hf",
+            "model": str(self.folder),
+            "files": folder_identity(self.folder),
+            "classes": self.classes,
+        }
 
     def preprocessing(self) -> dict[str, Any]:
         return {
@@ -147,12 +163,21 @@ class HFImageClassifier(_TorchRunner, Predictor):
 def _import_architecture(spec: str, folder: Path) -> type:
     module_part, _, name = spec.partition(":")
     if not name:
-        raise InputError(f"architecture {spec!r} must be 'module:Class' or 'file.py:Class'", column="architecture")
+        raise InputError(
+            f"architecture {spec!r} must be 'module:Class' or 'file.py:Class'",
+            column="architecture",
+        )
     if module_part.endswith(".py"):
         path = (folder / module_part).resolve()
         if not path.is_file():
-            raise InputError(f"architecture file not found: {module_part}", source=str(folder), column="architecture")
-        loader_spec = importlib.util.spec_from_file_location(f"fairderm_user_model_{path.stem}", path)
+            raise InputError(
+                f"architecture file not found: {module_part}",
+                source=str(folder),
+                column="architecture",
+            )
+        loader_spec = importlib.util.spec_from_file_location(
+            f"fairderm_user_model_{path.stem}", path
+        )
         assert loader_spec is not None and loader_spec.loader is not None
         module = importlib.util.module_from_spec(loader_spec)
         loader_spec.loader.exec_module(module)
@@ -160,7 +185,9 @@ def _import_architecture(spec: str, folder: Path) -> type:
         try:
             module = importlib.import_module(module_part)
         except ImportError as exc:
-            raise InputError(f"cannot import {module_part!r}: {exc}", column="architecture") from None
+            raise InputError(
+                f"cannot import {module_part!r}: {exc}", column="architecture"
+            ) from None
     if not hasattr(module, name):
         raise InputError(f"{module_part!r} has no {name!r}", column="architecture")
     return getattr(module, name)
@@ -173,9 +200,11 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickled code: say so
-        raise InputError(f"cannot load weights safely (weights_only=True): {str(exc).splitlines()[0]}",
-                         source=str(path)) from None
+    except Exception as exc:  # noqa: BLE001  weights_only refuses pickled code: say so
+        raise InputError(
+            f"cannot load weights safely (weights_only=True): {str(exc).splitlines()[0]}",
+            source=str(path),
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -193,7 +222,9 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
         self.folder = Path(folder)
         spec_path = self.folder / "model.json" if self.folder.is_dir() else self.folder
         if not spec_path.is_file():
-            raise InputError("needs a folder with model.json (see docs/inference.md)", source=str(self.folder))
+            raise InputError(
+                "needs a folder with model.json (see docs/inference.md)", source=str(self.folder)
+            )
         self.folder = spec_path.parent
         try:
             self.spec = json.loads(spec_path.read_text(encoding="utf-8"))
@@ -204,11 +235,17 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
                 raise InputError(f"required key missing: {key}", source=str(spec_path), column=key)
         self.classes = [str(c) for c in self.spec["classes"]]
         self.input_size = int(self.spec.get("input_size", 224))
-        self.mean = torch.tensor(self.spec.get("mean", [0.485, 0.456, 0.406]), dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.spec.get("std", [0.229, 0.224, 0.225]), dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(
+            self.spec.get("mean", [0.485, 0.456, 0.406]), dtype=torch.float32
+        ).view(1, 3, 1, 1)
+        self.std = torch.tensor(
+            self.spec.get("std", [0.229, 0.224, 0.225]), dtype=torch.float32
+        ).view(1, 3, 1, 1)
         self.output = self.spec.get("output", "logits")
         if self.output not in ("logits", "probabilities"):
-            raise InputError("output must be 'logits' or 'probabilities'", source=str(spec_path), column="output")
+            raise InputError(
+                "output must be 'logits' or 'probabilities'", source=str(spec_path), column="output"
+            )
         self.weights_path = self.folder / self.spec["weights"]
         if not self.weights_path.is_file():
             raise InputError("weights file not found", source=str(self.weights_path))
@@ -217,8 +254,10 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
         try:
             self.model.load_state_dict(_load_state_dict(self.weights_path), strict=True)
         except RuntimeError as exc:
-            raise InputError(f"weights do not fit the architecture: {str(exc).splitlines()[0]}",
-                             source=str(self.weights_path)) from None
+            raise InputError(
+                f"weights do not fit the architecture: {str(exc).splitlines()[0]}",
+                source=str(self.weights_path),
+            ) from None
         self.model.eval()
         self._place(device)
 
@@ -226,7 +265,9 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
         self._place(device)
 
     def preprocess(self, path: Path | None) -> torch.Tensor:
-        return to_uint8_chw(resize_center_crop(open_rgb(path, min_side=self.input_size), self.input_size))
+        return to_uint8_chw(
+            resize_center_crop(open_rgb(path, min_side=self.input_size), self.input_size)
+        )
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() / 255.0 - self.mean.to(x.device)) / self.std.to(x.device)
@@ -238,23 +279,40 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
         return PredictorOutput(probs=np.asarray(probs.cpu().numpy(), dtype=np.float64))
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "torch", "model": str(self.folder), "files": folder_identity(self.folder),
-                "architecture": self.spec["architecture"], "classes": self.classes}
+        return {
+            "backend": "torch",
+            "model": str(self.folder),
+            "files": folder_identity(self.folder),
+            "architecture": self.spec["architecture"],
+            "classes": self.classes,
+        }
 
     def preprocessing(self) -> dict[str, Any]:
-        return {**super().preprocessing(), "normalise": {"mean": self.mean.flatten().tolist(),
-                                                        "std": self.std.flatten().tolist(), "scale": "1/255"}}
+        return {
+            **super().preprocessing(),
+            "normalise": {
+                "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist(),
+                "scale": "1/255",
+            },
+        }
 
 
-def hf_predictor(model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any) -> HFImageClassifier:
+def hf_predictor(
+    model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any
+) -> HFImageClassifier:
     """Factory of the ``hf`` backend (option: ``trust_remote_code``)."""
     reject_unknown_options(options, ["trust_remote_code"], "hf")
     if model is None:
         raise InputError("--backend hf needs --model MODEL_DIR")
-    return HFImageClassifier(model, pick_device(device), bool(options.get("trust_remote_code", False)))
+    return HFImageClassifier(
+        model, pick_device(device), bool(options.get("trust_remote_code", False))
+    )
 
 
-def torch_predictor(model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any) -> TorchCheckpointClassifier:
+def torch_predictor(
+    model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any
+) -> TorchCheckpointClassifier:
     """Factory of the ``torch`` backend."""
     reject_unknown_options(options, [], "torch")
     if model is None:

@@ -105,7 +105,9 @@ class EfficientNetLite0(nn.Module):
         for repeats, kernel, stride, expand, cin, cout in _STAGES:
             for i in range(repeats):
                 blocks.append(
-                    _InvertedResidual(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand)
+                    _InvertedResidual(
+                        cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand
+                    )
                 )
         self.blocks = nn.Sequential(*blocks)
         self.head = _SameConv(320, FEATURE_DIM, 1)

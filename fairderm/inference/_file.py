@@ -46,8 +46,12 @@ class FilePredictor(Predictor):
             raise InputError("empty value", source=source, row=int(empty[0]) + 1, column="image_id")
         dup = np.flatnonzero(frame["image_id"].duplicated().to_numpy())
         if len(dup):
-            raise InputError(f"duplicate image_id {frame['image_id'].iat[dup[0]]!r}", source=source,
-                             row=int(dup[0]) + 1, column="image_id")
+            raise InputError(
+                f"duplicate image_id {frame['image_id'].iat[dup[0]]!r}",
+                source=source,
+                row=int(dup[0]) + 1,
+                column="image_id",
+            )
         prob_columns = [c for c in frame.columns if str(c).startswith("prob_")]
         if "pred" not in frame.columns and not prob_columns:
             raise InputError("needs a 'pred' column or 'prob_<class>' columns", source=source)
@@ -55,16 +59,24 @@ class FilePredictor(Predictor):
         self.probs: np.ndarray | None = None
         if prob_columns:
             self.probs = self._checked_probs(frame, prob_columns, source)
-            self.classes = [str(c)[len("prob_"):] for c in prob_columns]
+            self.classes = [str(c)[len("prob_") :] for c in prob_columns]
         else:
             self.classes = sorted(frame["pred"].dropna().astype(str).str.strip().unique().tolist())
         self.preds = _texts(frame["pred"]) if "pred" in frame.columns else None
         self.status = _texts(frame["status"]) if "status" in frame.columns else None
         if self.status is not None:
-            bad = [k for k, s in enumerate(self.status) if s not in (None, "ok", "error", "unparseable")]
+            bad = [
+                k
+                for k, s in enumerate(self.status)
+                if s not in (None, "ok", "error", "unparseable")
+            ]
             if bad:
-                raise InputError(f"status {self.status[bad[0]]!r} is not ok/error/unparseable", source=source,
-                                 row=bad[0] + 1, column="status")
+                raise InputError(
+                    f"status {self.status[bad[0]]!r} is not ok/error/unparseable",
+                    source=source,
+                    row=bad[0] + 1,
+                    column="status",
+                )
         self.reasons = _texts(frame["reason"]) if "reason" in frame.columns else None
         self.row_of = {image_id: k for k, image_id in enumerate(frame["image_id"].tolist())}
 
@@ -76,12 +88,20 @@ class FilePredictor(Predictor):
             numeric = pd.to_numeric(raw, errors="coerce")
             bad = np.flatnonzero((raw.notna() & numeric.isna()).to_numpy())
             if len(bad):
-                raise InputError(f"{raw.iat[bad[0]]!r} is not a number", source=source, row=int(bad[0]) + 1,
-                                 column=column)
+                raise InputError(
+                    f"{raw.iat[bad[0]]!r} is not a number",
+                    source=source,
+                    row=int(bad[0]) + 1,
+                    column=column,
+                )
             outside = np.flatnonzero(((numeric < 0) | (numeric > 1)).fillna(False).to_numpy())
             if len(outside):
-                raise InputError(f"probability {numeric.iat[outside[0]]} outside 0-1", source=source,
-                                 row=int(outside[0]) + 1, column=column)
+                raise InputError(
+                    f"probability {numeric.iat[outside[0]]} outside 0-1",
+                    source=source,
+                    row=int(outside[0]) + 1,
+                    column=column,
+                )
             values[:, j] = numeric.to_numpy(dtype=float, na_value=np.nan)
         return values
 
@@ -90,7 +110,8 @@ class FilePredictor(Predictor):
         if foreign:
             raise InputError(
                 f"{len(foreign)} image_ids are not in the cohort (e.g. {foreign[0]!r})",
-                source=str(self.path), column="image_id",
+                source=str(self.path),
+                column="image_id",
             )
 
     def preprocess(self, path: Path | None) -> None:
@@ -126,14 +147,20 @@ class FilePredictor(Predictor):
         return PredictorOutput(probs=probs, pred=preds, status=status, reason=reason)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "file", "model": str(self.path), "files": {self.path.name: sha256_file(self.path)},
-                "classes": self.classes}
+        return {
+            "backend": "file",
+            "model": str(self.path),
+            "files": {self.path.name: sha256_file(self.path)},
+            "classes": self.classes,
+        }
 
     def preprocessing(self) -> dict[str, Any]:
         return {"images": "not read (predictions imported from a file)"}
 
 
-def file_predictor(model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any) -> FilePredictor:
+def file_predictor(
+    model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any
+) -> FilePredictor:
     """Factory of the ``file`` backend: ``model`` is the predictions file."""
     reject_unknown_options(options, [], "file")
     if model is None:

@@ -32,7 +32,7 @@ from fairderm.inference._backbone import (
     FeatureSet,
     extract_features,
 )
-from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM, INPUT_SIZE
+from fairderm.inference._efficientnet import FEATURE_DIM, INPUT_SIZE
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 
 HEAD_WEIGHTS = "head.safetensors"
@@ -48,7 +48,9 @@ class ClassifierHead(nn.Module):
     saved with the weights, so a head is self-contained.
     """
 
-    def __init__(self, n_classes: int, kind: HeadKind = "linear", hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self, n_classes: int, kind: HeadKind = "linear", hidden: int = 256, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))
         self.register_buffer("feature_std", torch.ones(FEATURE_DIM))
@@ -56,8 +58,11 @@ class ClassifierHead(nn.Module):
             self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, n_classes))
         elif kind == "mlp":
             self.layers = nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(FEATURE_DIM, hidden), nn.ReLU(),
-                nn.Dropout(dropout), nn.Linear(hidden, n_classes),
+                nn.Dropout(dropout),
+                nn.Linear(FEATURE_DIM, hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, n_classes),
             )
         else:
             raise InputError(f"unknown head {kind!r}; use 'linear' or 'mlp'", column="head")
@@ -109,9 +114,11 @@ def _select_rows(manifest: pd.DataFrame, train_filter: str | None) -> pd.Series:
         return pd.Series(True, index=manifest.index)
     try:
         kept = manifest.query(train_filter)
-    except Exception as exc:  # pandas raises many types for a bad expression
+    except Exception as exc:  # noqa: BLE001  pandas raises many types for a bad expression
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"invalid filter expression {train_filter!r}: {detail}", column="train_filter") from None
+        raise InputError(
+            f"invalid filter expression {train_filter!r}: {detail}", column="train_filter"
+        ) from None
     if kept.empty:
         raise InputError(f"filter {train_filter!r} keeps no rows", column="train_filter")
     return manifest.index.isin(kept.index)
@@ -147,7 +154,11 @@ def _train_val_split(
     n_val = min(len(unique) - 1, max(1, round(len(unique) * val_fraction)))
     val_groups = set(shuffled[:n_val].tolist())
     is_val = np.array([g in val_groups for g in groups])
-    return candidates[~is_val], candidates[is_val], f"grouped shuffle split by {group_kind}, val {val_fraction:.0%}"
+    return (
+        candidates[~is_val],
+        candidates[is_val],
+        f"grouped shuffle split by {group_kind}, val {val_fraction:.0%}",
+    )
 
 
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
@@ -168,9 +179,19 @@ def _one_thread() -> Iterator[None]:
 
 
 def _fit(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-    *, n_classes: int, kind: HeadKind, seed: int, max_epochs: int, patience: int,
-    lr: float, weight_decay: float, batch_size: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    n_classes: int,
+    kind: HeadKind,
+    seed: int,
+    max_epochs: int,
+    patience: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
 ) -> tuple[ClassifierHead, list[dict[str, float]], int, torch.Tensor]:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -191,7 +212,7 @@ def _fit(
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             optimiser.zero_grad()
             loss = loss_fn(model(x_train[index]), y_train[index])
             loss.backward()
@@ -202,9 +223,21 @@ def _fit(
             val_logits = model(x_val)
             val_loss = float(loss_fn(val_logits, y_val))
             val_acc = float((val_logits.argmax(1) == y_val).float().mean())
-        log.append({"epoch": epoch, "train_loss": total / len(y_train), "val_loss": val_loss, "val_accuracy": val_acc})
+        log.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(y_train),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+            }
+        )
         if val_loss < best_loss - 1e-6:
-            best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
+            best_loss, best_state, best_epoch, stale = (
+                val_loss,
+                copy.deepcopy(model.state_dict()),
+                epoch,
+                0,
+            )
         else:
             stale += 1
             if stale >= patience:
@@ -277,7 +310,11 @@ def train_head(
         raise InputError(f"unknown head {head!r}; use 'linear' or 'mlp'", column="head")
     manifest = cohort.manifest
     if label not in manifest.columns:
-        raise InputError(f"label column {label!r} not in the manifest", source=str(cohort.manifest_path), column=label)
+        raise InputError(
+            f"label column {label!r} not in the manifest",
+            source=str(cohort.manifest_path),
+            column=label,
+        )
     selected = _select_rows(manifest, train_filter)
     rows = manifest[selected & manifest[label].notna()].reset_index(drop=True)
     if rows.empty:
@@ -292,7 +329,9 @@ def train_head(
     else:
         classes = sorted(present)
     if len(classes) < 2:
-        raise InputError(f"the training rows hold fewer than two classes of {label!r}: {classes}", column=label)
+        raise InputError(
+            f"the training rows hold fewer than two classes of {label!r}: {classes}", column=label
+        )
     unseen = sorted(set(targets[val_pos].tolist()) - set(classes))
     if unseen:
         # A class present only in validation cannot be learnt; leave those rows out, say so in the log.
@@ -309,23 +348,37 @@ def train_head(
         raise InputError(f"features lack image {missing[0]!r}", column="image_id")
     failed = [i for i in used_ids[np.concatenate([train_pos, val_pos])] if i in features.errors]
     if failed:
-        raise InputError(f"image {failed[0]!r} could not be read: {features.errors[failed[0]]}", column="image")
+        raise InputError(
+            f"image {failed[0]!r} could not be read: {features.errors[failed[0]]}", column="image"
+        )
     matrix = torch.from_numpy(features.features[[index_of[i] for i in used_ids]])
     class_index = {c: k for k, c in enumerate(classes)}
     y = torch.tensor([class_index.get(t, -1) for t in targets])
 
     with _one_thread():
         model, log, best_epoch, class_weights = _fit(
-            matrix[train_pos], y[train_pos], matrix[val_pos], y[val_pos],
-            n_classes=len(classes), kind=head, seed=seed, max_epochs=max_epochs, patience=patience,
-            lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+            matrix[train_pos],
+            y[train_pos],
+            matrix[val_pos],
+            y[val_pos],
+            n_classes=len(classes),
+            kind=head,
+            seed=seed,
+            max_epochs=max_epochs,
+            patience=patience,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
         )
         with torch.no_grad():
             val_pred = model(matrix[val_pos]).argmax(1).numpy()
     y_val = y[val_pos].numpy()
     patients_both = 0
     if "patient_id" in rows.columns:
-        patients_both = len(set(rows["patient_id"].iloc[train_pos].dropna()) & set(rows["patient_id"].iloc[val_pos].dropna()))
+        patients_both = len(
+            set(rows["patient_id"].iloc[train_pos].dropna())
+            & set(rows["patient_id"].iloc[val_pos].dropna())
+        )
     config = {
         "format": HEAD_FORMAT,
         "classes": classes,
@@ -336,16 +389,25 @@ def train_head(
         "input_size": INPUT_SIZE,
         "train_filter": train_filter,
         "seed": seed,
-        "cohort": {"name": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "n_rows": len(manifest)},
+        "cohort": {
+            "name": cohort.spec.name,
+            "manifest_sha256": cohort.manifest_sha256(),
+            "n_rows": len(manifest),
+        },
         "training": {
             "split_method": split_method,
-            "n_train": int(len(train_pos)),
-            "n_val": int(len(val_pos)),
+            "n_train": len(train_pos),
+            "n_val": len(val_pos),
             "patients_in_train_and_val": patients_both,
             "classes_only_in_validation": unseen,
             "class_counts_train": {c: int((targets[train_pos] == c).sum()) for c in classes},
             "class_weights": {c: round(float(w), 6) for c, w in zip(classes, class_weights)},
-            "optimiser": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size},
+            "optimiser": {
+                "name": "AdamW",
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "batch_size": batch_size,
+            },
             "max_epochs": max_epochs,
             "patience": patience,
             "epochs_run": len(log),
@@ -359,7 +421,9 @@ def train_head(
     }
     out = Path(out)
     with atomic_output_dir(out) as staging:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / HEAD_WEIGHTS))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / HEAD_WEIGHTS)
+        )
         atomic_write_json(staging / HEAD_CONFIG, config)
     return HeadTrainingResult(out, config)
 
@@ -371,19 +435,29 @@ def load_head(path: str | os.PathLike[str]) -> tuple[ClassifierHead, dict[str, A
     path = Path(path)
     config_path, weights_path = path / HEAD_CONFIG, path / HEAD_WEIGHTS
     if not config_path.is_file() or not weights_path.is_file():
-        raise InputError(f"not a head folder: needs {HEAD_CONFIG} and {HEAD_WEIGHTS}", source=str(path))
+        raise InputError(
+            f"not a head folder: needs {HEAD_CONFIG} and {HEAD_WEIGHTS}", source=str(path)
+        )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc}", source=str(config_path)) from None
     if config.get("format") != HEAD_FORMAT:
-        raise InputError(f"unsupported head format {config.get('format')!r}", source=str(config_path), column="format")
+        raise InputError(
+            f"unsupported head format {config.get('format')!r}",
+            source=str(config_path),
+            column="format",
+        )
     head_cfg = config.get("head", {})
-    model = ClassifierHead(len(config["classes"]), head_cfg.get("kind", "linear"), head_cfg.get("hidden") or 256)
+    model = ClassifierHead(
+        len(config["classes"]), head_cfg.get("kind", "linear"), head_cfg.get("hidden") or 256
+    )
     try:
         model.load_state_dict(load_file(str(weights_path)), strict=True)
     except (RuntimeError, OSError) as exc:
-        raise InputError(f"head weights do not load: {str(exc).splitlines()[0]}", source=str(weights_path)) from None
+        raise InputError(
+            f"head weights do not load: {str(exc).splitlines()[0]}", source=str(weights_path)
+        ) from None
     model.eval()
     return model, config
 
@@ -395,7 +469,9 @@ class BackbonePredictor(Predictor):
     input_size = INPUT_SIZE
     batch_size = 64
 
-    def __init__(self, head_dir: str | os.PathLike[str], device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, head_dir: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> None:
         self.head_dir = Path(head_dir)
         self.head, self.config = load_head(self.head_dir)
         self.backbone = Backbone(device)
@@ -429,7 +505,9 @@ class BackbonePredictor(Predictor):
             "backend": "backbone",
             "model": str(self.head_dir),
             "backbone": self.backbone.identity(),
-            "files": {name: sha256_file(self.head_dir / name) for name in (HEAD_WEIGHTS, HEAD_CONFIG)},
+            "files": {
+                name: sha256_file(self.head_dir / name) for name in (HEAD_WEIGHTS, HEAD_CONFIG)
+            },
             "classes": self.classes,
             "label_column": self.config.get("label_column"),
         }
@@ -438,10 +516,13 @@ class BackbonePredictor(Predictor):
         return dict(BACKBONE_PREPROCESSING)
 
 
-def backbone_predictor(model: str | os.PathLike[str] | None, *, device: Any = None, labels: Any = None, **options: Any) -> BackbonePredictor:
+def backbone_predictor(
+    model: str | os.PathLike[str] | None, *, device: Any = None, labels: Any = None, **options: Any
+) -> BackbonePredictor:
     """Factory of the ``backbone`` backend: ``model`` is a head folder from ``fairderm head train``."""
     reject_unknown_options(options, [], "backbone")
     if model is None:
-        raise InputError("--backend backbone needs --model HEAD_DIR (train one with: fairderm head train)")
+        raise InputError(
+            "--backend backbone needs --model HEAD_DIR (train one with: fairderm head train)"
+        )
     return BackbonePredictor(model, device=device)
-

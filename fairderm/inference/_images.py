@@ -38,11 +38,15 @@ def open_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> Image
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is {width}x{height}, above the {MAX_IMAGE_PIXELS} pixel limit")
+                raise ValueError(
+                    f"image is {width}x{height}, above the {MAX_IMAGE_PIXELS} pixel limit"
+                )
             if min_side is not None and image.format == "JPEG":
                 # draft keeps both sides >= the requested size
                 scale = min_side / min(width, height)
-                image.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+                image.draft(
+                    "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+                )
             image.load()
             return image.convert("RGB")
 
@@ -111,7 +115,9 @@ class CaseDataset(torch.utils.data.Dataset):
     so one bad file cannot stop a run.
     """
 
-    def __init__(self, paths: Sequence[Path | None], preprocess: Callable[[Path | None], Any]) -> None:
+    def __init__(
+        self, paths: Sequence[Path | None], preprocess: Callable[[Path | None], Any]
+    ) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
 
@@ -121,7 +127,7 @@ class CaseDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> tuple[int, Any, str | None]:
         try:
             return position, self.preprocess(self.paths[position]), None
-        except Exception as exc:  # any decoder error is a per-case failure, reported in `reason`
+        except Exception as exc:  # noqa: BLE001  any decoder error is a per-case failure, reported in `reason`
             return position, None, describe_error(exc, self.paths[position])
 
 

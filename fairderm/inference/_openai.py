@@ -35,15 +35,26 @@ from fairderm.inference._prompt import (
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
 _OPTIONS = (
-    "endpoint", "prompt", "system", "concurrency", "timeout", "max_retries", "backoff", "max_tokens",
-    "temperature", "seed", "max_side", "api_key_env", "revision", "batch_size",
+    "endpoint",
+    "prompt",
+    "system",
+    "concurrency",
+    "timeout",
+    "max_retries",
+    "backoff",
+    "max_tokens",
+    "temperature",
+    "seed",
+    "max_side",
+    "api_key_env",
+    "revision",
+    "batch_size",
 )
 
 
 def _api_base(endpoint: str) -> str:
     base = endpoint.rstrip("/")
-    if base.endswith("/chat/completions"):
-        base = base[: -len("/chat/completions")]
+    base = base.removesuffix("/chat/completions")
     if not base.endswith("/v1"):
         base += "/v1"
     return base
@@ -137,14 +148,18 @@ class OpenAIChatPredictor(Predictor):
         self.served = self._served_model(model)
         self.model = model or self.served.get("id")
         if not self.model:
-            raise InputError(f"no --model given and the server lists no models at {self.base}/models")
+            raise InputError(
+                f"no --model given and the server lists no models at {self.base}/models"
+            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
 
     def _served_model(self, model: str | None) -> dict[str, Any]:
         """What the server says about the model (``GET /models``), for the identity."""
         try:
-            response = httpx.get(f"{self.base}/models", headers=self.headers, timeout=min(self.timeout, 30.0))
+            response = httpx.get(
+                f"{self.base}/models", headers=self.headers, timeout=min(self.timeout, 30.0)
+            )
         except httpx.HTTPError as exc:
             raise FairdermError(f"cannot reach the model server at {self.base}: {exc}") from None
         if response.status_code != 200:
@@ -177,7 +192,11 @@ class OpenAIChatPredictor(Predictor):
             "endpoint": self.base,
             "served": self.served,
             "revision": self.revision,
-            "generation": {"max_tokens": self.max_tokens, "temperature": self.temperature, "seed": self.seed},
+            "generation": {
+                "max_tokens": self.max_tokens,
+                "temperature": self.temperature,
+                "seed": self.seed,
+            },
             "system": self.system,
             **prompt_identity(self.prompt),
         }
@@ -204,22 +223,36 @@ class OpenAIChatPredictor(Predictor):
             text=[r["text"] for r in results],
             status=[r["status"] for r in results],
             reason=[r["reason"] for r in results],
-            extras={k: [r[k] for r in results] for k in ("latency_s", "prompt_tokens", "completion_tokens", "attempts")},
+            extras={
+                k: [r[k] for r in results]
+                for k in ("latency_s", "prompt_tokens", "completion_tokens", "attempts")
+            },
         )
 
     async def _batch(self, inputs: list[tuple[bytes, str]]) -> list[dict[str, Any]]:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 headers=self.headers,
-                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                limits=httpx.Limits(
+                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+                ),
             )
         gate = asyncio.Semaphore(self.concurrency)
-        return await asyncio.gather(*(self._request(gate, self._payload(image)) for image in inputs))
+        return await asyncio.gather(
+            *(self._request(gate, self._payload(image)) for image in inputs)
+        )
 
     async def _request(self, gate: asyncio.Semaphore, payload: dict[str, Any]) -> dict[str, Any]:
         assert self._client is not None
-        result: dict[str, Any] = {"text": None, "status": "error", "reason": None, "latency_s": None,
-                                  "prompt_tokens": None, "completion_tokens": None, "attempts": 0}
+        result: dict[str, Any] = {
+            "text": None,
+            "status": "error",
+            "reason": None,
+            "latency_s": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "attempts": 0,
+        }
         async with gate:
             started = time.perf_counter()
             for attempt in range(self.max_retries + 1):
@@ -227,16 +260,24 @@ class OpenAIChatPredictor(Predictor):
                 retry, delay = await self._attempt(payload, result)
                 if not retry or attempt == self.max_retries:
                     break
-                wait = delay if delay is not None else self.backoff * 2**attempt * (1 + random.uniform(0, 0.25))
+                wait = (
+                    delay
+                    if delay is not None
+                    else self.backoff * 2**attempt * (1 + random.uniform(0, 0.25))
+                )
                 await asyncio.sleep(wait)
             result["latency_s"] = round(time.perf_counter() - started, 4)
         return result
 
-    async def _attempt(self, payload: dict[str, Any], result: dict[str, Any]) -> tuple[bool, float | None]:
+    async def _attempt(
+        self, payload: dict[str, Any], result: dict[str, Any]
+    ) -> tuple[bool, float | None]:
         """One request; fills ``result``; returns (retry?, server-requested delay)."""
         assert self._client is not None
         try:
-            response = await self._client.post(f"{self.base}/chat/completions", json=payload, timeout=self.timeout)
+            response = await self._client.post(
+                f"{self.base}/chat/completions", json=payload, timeout=self.timeout
+            )
         except httpx.TimeoutException:
             result["reason"] = f"server timed out after {self.timeout:g} s"
             return True, None
@@ -280,7 +321,9 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def openai_predictor(model: str | None, *, labels: Sequence[str], device: Any = None, **options: Any) -> OpenAIChatPredictor:
+def openai_predictor(
+    model: str | None, *, labels: Sequence[str], device: Any = None, **options: Any
+) -> OpenAIChatPredictor:
     """Factory of the ``openai`` backend."""
     reject_unknown_options(options, _OPTIONS, "openai")
     return OpenAIChatPredictor(model, labels, **options)

@@ -188,7 +188,9 @@ def _resolve(name: str) -> BackendFactory:
     entry = _REGISTRY.get(name)
     if entry is None:
         hint = f"; {_HINTS[name]}" if name in _HINTS else ""
-        raise InputError(f"unknown backend {name!r} (available: {', '.join(available_backends())}){hint}")
+        raise InputError(
+            f"unknown backend {name!r} (available: {', '.join(available_backends())}){hint}"
+        )
     if isinstance(entry, str):
         module_name, function = entry.split(":")
         entry = getattr(importlib.import_module(module_name), function)
@@ -219,4 +221,6 @@ def reject_unknown_options(options: dict[str, Any], known: Sequence[str], backen
     """Raise InputError naming options a backend does not take."""
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise InputError(f"backend {backend!r} does not take options {unknown} (it takes {sorted(known)})")
+        raise InputError(
+            f"backend {backend!r} does not take options {unknown} (it takes {sorted(known)})"
+        )

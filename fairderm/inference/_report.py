@@ -25,22 +25,56 @@ from fairderm.inference._labels import ABBREVIATIONS, CONCEPT_NAMES, concept_of,
 
 # Section names, in the order a final section is preferred.
 _FINAL_HEADERS = (
-    "final diagnosis", "final diagnoses", "most likely diagnosis", "most probable diagnosis",
-    "final answer", "final impression", "diagnosis", "answer", "conclusion", "impression",
-    "assessment", "prediction", "classification",
+    "final diagnosis",
+    "final diagnoses",
+    "most likely diagnosis",
+    "most probable diagnosis",
+    "final answer",
+    "final impression",
+    "diagnosis",
+    "answer",
+    "conclusion",
+    "impression",
+    "assessment",
+    "prediction",
+    "classification",
 )
 _DIFFERENTIAL_HEADERS = (
-    "differential diagnoses", "differential diagnosis", "differential reasoning", "differentials",
-    "differential", "ddx",
+    "differential diagnoses",
+    "differential diagnosis",
+    "differential reasoning",
+    "differentials",
+    "differential",
+    "ddx",
 )
 _OTHER_HEADERS = (
-    "visual findings", "findings", "clinical findings", "description", "observations", "observation",
-    "morphology", "dermoscopic features", "reasoning", "analysis", "rationale", "recommendation",
-    "recommendations", "management", "next steps", "plan", "note", "disclaimer", "confidence",
+    "visual findings",
+    "findings",
+    "clinical findings",
+    "description",
+    "observations",
+    "observation",
+    "morphology",
+    "dermoscopic features",
+    "reasoning",
+    "analysis",
+    "rationale",
+    "recommendation",
+    "recommendations",
+    "management",
+    "next steps",
+    "plan",
+    "note",
+    "disclaimer",
+    "confidence",
 )
-_ALL_HEADERS = sorted(_FINAL_HEADERS + _DIFFERENTIAL_HEADERS + _OTHER_HEADERS, key=len, reverse=True)
+_ALL_HEADERS = sorted(
+    _FINAL_HEADERS + _DIFFERENTIAL_HEADERS + _OTHER_HEADERS, key=len, reverse=True
+)
 _HEADER = re.compile(
-    r"^[ \t>#*\-\d.)\[]*\**\s*(?P<name>" + "|".join(re.escape(h) for h in _ALL_HEADERS) + r")\s*\**\s*"
+    r"^[ \t>#*\-\d.)\[]*\**\s*(?P<name>"
+    + "|".join(re.escape(h) for h in _ALL_HEADERS)
+    + r")\s*\**\s*"
     r"(?:\([^)\n]{0,40}\)\s*)?(?::|-|–|—|\n|$)\**",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -72,23 +106,43 @@ _SECONDARY_AFTER = re.compile(
     r"(?:is|was)\s+considered|considered\s+but)",
     re.IGNORECASE,
 )
-_CLAUSE_BREAK = re.compile(r"[.;:\n!?]|\bbut\b|\bhowever\b|\bwhereas\b|\bwhile\b|\binstead\b", re.IGNORECASE)
-_AFTER_BREAK = re.compile(r"[,.;:\n!?(]|\b(?:but|however|although|though|whereas|while)\b", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(
+    r"[.;:\n!?]|\bbut\b|\bhowever\b|\bwhereas\b|\bwhile\b|\binstead\b", re.IGNORECASE
+)
+_AFTER_BREAK = re.compile(
+    r"[,.;:\n!?(]|\b(?:but|however|although|though|whereas|while)\b", re.IGNORECASE
+)
 # "final_diagnosis": "X" inside JSON that does not parse (cut off, trailing commas)
 _JSON_LIKE = re.compile(
     r'"(?:final[ _]?diagnosis|most[ _]likely[ _]diagnosis|diagnosis|answer|prediction)"\s*:\s*"(?P<value>[^"]*)"',
     re.IGNORECASE,
 )
-_ALTERNATIVE = re.compile(r"^[\s,]*(?:or|vs\.?|versus|/|and/or|or\s+possibly|or\s+a|or\s+an)[\s,]*(?:a|an)?\s*$",
-                          re.IGNORECASE)
+_ALTERNATIVE = re.compile(
+    r"^[\s,]*(?:or|vs\.?|versus|/|and/or|or\s+possibly|or\s+a|or\s+an)[\s,]*(?:a|an)?\s*$",
+    re.IGNORECASE,
+)
 _TAG = re.compile(r"<answer>(?P<body>.*?)(?:</answer>|\Z)", re.IGNORECASE | re.DOTALL)
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.IGNORECASE | re.DOTALL)
 _FENCE = re.compile(r"```(?:json)?\s*(?P<body>.*?)```", re.IGNORECASE | re.DOTALL)
 _JSON_FINAL_KEYS = (
-    "final diagnosis", "final_diagnosis", "diagnosis", "final", "answer", "prediction", "label",
-    "most likely diagnosis", "most_likely_diagnosis", "final answer",
+    "final diagnosis",
+    "final_diagnosis",
+    "diagnosis",
+    "final",
+    "answer",
+    "prediction",
+    "label",
+    "most likely diagnosis",
+    "most_likely_diagnosis",
+    "final answer",
 )
-_JSON_DIFF_KEYS = ("differential", "differential diagnosis", "differential diagnoses", "differentials", "ddx")
+_JSON_DIFF_KEYS = (
+    "differential",
+    "differential diagnosis",
+    "differential diagnoses",
+    "differentials",
+    "ddx",
+)
 
 
 @dataclass
@@ -142,12 +196,16 @@ class _Vocabulary:
         words = sorted(self.names, key=len, reverse=True)
         exact = [w for w in words if w not in ABBREVIATIONS]
         self.pattern = re.compile(
-            r"(?<![\w-])(?:" + "|".join(re.escape(w).replace(r"\ ", r"[\s_\-]+") for w in exact) + r")(?![\w-])",
+            r"(?<![\w-])(?:"
+            + "|".join(re.escape(w).replace(r"\ ", r"[\s_\-]+") for w in exact)
+            + r")(?![\w-])",
             re.IGNORECASE,
         )
         abbreviations = [w for w in words if w in ABBREVIATIONS]
         self.abbreviation = re.compile(
-            r"(?<![\w-])(?:" + "|".join(re.escape(w.upper()) for w in abbreviations) + r")s?(?![\w-])"
+            r"(?<![\w-])(?:"
+            + "|".join(re.escape(w.upper()) for w in abbreviations)
+            + r")s?(?![\w-])"
         )
         self.fuzzy = [(w, self.names[w]) for w in exact if len(w) >= 5]
 
@@ -161,13 +219,13 @@ class _Vocabulary:
 
 
 def _is_excluded(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - 60):start]
+    before = text[max(0, start - 60) : start]
     cut = list(_CLAUSE_BREAK.finditer(before))
     if cut:
-        before = before[cut[-1].end():]
+        before = before[cut[-1].end() :]
     if _NEGATION_BEFORE.search(before):
         return True
-    after = text[end:end + 60]
+    after = text[end : end + 60]
     stop = _AFTER_BREAK.search(after)
     if stop:
         after = after[: stop.start()]
@@ -181,7 +239,9 @@ def _mentions(text: str, vocab: _Vocabulary, *, fuzzy: bool = False) -> list[_Me
         if concept:
             found.append((match.start(), match.end(), concept))
     for match in vocab.abbreviation.finditer(text):
-        concept = vocab.concept(match.group(0).rstrip("s") if match.group(0).endswith("s") else match.group(0))
+        concept = vocab.concept(
+            match.group(0).rstrip("s") if match.group(0).endswith("s") else match.group(0)
+        )
         if concept:
             found.append((match.start(), match.end(), concept))
     if fuzzy and not found:
@@ -226,7 +286,7 @@ def _fuzzy_mentions(text: str, vocab: _Vocabulary) -> list[tuple[int, int, str]]
         n = alias.count(" ") + 1
         limit = 1 if len(alias) < 10 else 2
         for i in range(len(tokens) - n + 1):
-            window = " ".join(t[2] for t in tokens[i:i + n])
+            window = " ".join(t[2] for t in tokens[i : i + n])
             if window[0] != alias[0] or abs(len(window) - len(alias)) > limit:
                 continue
             if _edit_distance(window, alias, limit) <= limit:
@@ -245,15 +305,18 @@ def _decide(text: str, vocab: _Vocabulary, source: str) -> ParsedReport:
     for other in kept[1:]:
         if other.concept == first.concept:
             continue
-        between = text[first.end:other.start]
+        between = text[first.end : other.start]
         if _ALTERNATIVE.match(between):
             names = f"{_name(first.concept)} or {_name(other.concept)}"
-            return ParsedReport("unparseable", reason=f"undecided between {names} in the {source}", source=source)
+            return ParsedReport(
+                "unparseable", reason=f"undecided between {names} in the {source}", source=source
+            )
         break
     label = vocab.label_of.get(first.concept)
     if label is None:
         return ParsedReport(
-            "unparseable", reason=f"diagnosis {_name(first.concept)!r} is not among the labels {vocab.labels}",
+            "unparseable",
+            reason=f"diagnosis {_name(first.concept)!r} is not among the labels {vocab.labels}",
             source=source,
         )
     return ParsedReport("ok", pred=label, source=source)
@@ -269,7 +332,7 @@ def _sections(text: str) -> list[tuple[str, str]]:
     out = []
     for k, match in enumerate(matches):
         end = matches[k + 1].start() if k + 1 < len(matches) else len(text)
-        out.append((match.group("name").lower(), text[match.end():end].strip()))
+        out.append((match.group("name").lower(), text[match.end() : end].strip()))
     return out
 
 
@@ -285,7 +348,7 @@ def _differential(text: str, vocab: _Vocabulary) -> list[str]:
 def _json_object(text: str) -> dict[str, Any] | None:
     candidates = [text.strip()] + [m.group("body") for m in _FENCE.finditer(text)]
     if "{" in text and "}" in text:
-        candidates.append(text[text.index("{"):text.rindex("}") + 1])
+        candidates.append(text[text.index("{") : text.rindex("}") + 1])
     for candidate in candidates:
         try:
             value = json.loads(candidate)
@@ -377,12 +440,14 @@ def parse_report(text: str | None, labels: Sequence[str]) -> ParsedReport:
     final = _final_section(text)
     if final is not None:
         result = _decide(final[1], vocab, f"section {final[0]!r}")
-        result.differential = _differential(_section_text(text, _DIFFERENTIAL_HEADERS) or text, vocab)
+        result.differential = _differential(
+            _section_text(text, _DIFFERENTIAL_HEADERS) or text, vocab
+        )
         return result
 
     inline = list(_INLINE_FINAL.finditer(text))
     if inline:
-        tail = text[inline[-1].end():]
+        tail = text[inline[-1].end() :]
         result = _decide(_first_sentence(tail), vocab, "final diagnosis phrase")
         result.differential = _differential(text, vocab)
         return result
@@ -391,7 +456,7 @@ def parse_report(text: str | None, labels: Sequence[str]) -> ParsedReport:
     body = text.replace(differential_text, " ") if differential_text else text
     cues = list(_CUES.finditer(body))
     if cues:
-        result = _decide(_first_sentence(body[cues[-1].end():]), vocab, "cue phrase")
+        result = _decide(_first_sentence(body[cues[-1].end() :]), vocab, "cue phrase")
         if result.status == "ok":
             result.differential = _differential(text, vocab)
             return result
@@ -407,9 +472,13 @@ def _decide_whole(text: str, vocab: _Vocabulary) -> ParsedReport:
     if len(concepts) == 1:
         return _decide(text, vocab, "whole text")
     if not concepts:
-        return ParsedReport("unparseable", reason="no recognised diagnosis in the answer", source="whole text")
+        return ParsedReport(
+            "unparseable", reason="no recognised diagnosis in the answer", source="whole text"
+        )
     names = ", ".join(_name(c) for c in concepts)
-    return ParsedReport("unparseable", reason=f"several diagnoses ({names}) and no final one", source="whole text")
+    return ParsedReport(
+        "unparseable", reason=f"several diagnoses ({names}) and no final one", source="whole text"
+    )
 
 
 def _final_section(text: str) -> tuple[str, str] | None:

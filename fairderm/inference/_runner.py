@@ -10,6 +10,7 @@ merges everything into ``<out>`` (atomically again) and removes the shards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fairderm._io import (
     atomic_write_json,
@@ -65,8 +67,13 @@ class StratumProgress:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stratum": self.stratum, "total": self.total, "done": self.done, "ok": self.ok,
-            "error": self.error, "unparseable": self.unparseable, "resumed": self.resumed,
+            "stratum": self.stratum,
+            "total": self.total,
+            "done": self.done,
+            "ok": self.ok,
+            "error": self.error,
+            "unparseable": self.unparseable,
+            "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
             "images_per_s": None if np.isnan(self.images_per_s) else round(self.images_per_s, 3),
         }
@@ -101,8 +108,11 @@ class InferenceRun:
         return pd.DataFrame([s.to_dict() for s in self.strata.values()])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "strata": [s.to_dict() for s in self.strata.values()],
-                "metadata": self.metadata}
+        return {
+            "path": str(self.path),
+            "strata": [s.to_dict() for s in self.strata.values()],
+            "metadata": self.metadata,
+        }
 
     def error_reasons(self, top: int = 5) -> list[tuple[str, int]]:
         failed = self.predictions[self.predictions["status"] != "ok"]
@@ -113,14 +123,19 @@ class InferenceRun:
         counts = self.predictions["status"].value_counts()
         lines = [
             f"predictions: {self.path} ({len(self.predictions)} cases; "
-            + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in STATUSES) + ")",
+            + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in STATUSES)
+            + ")",
             f"backend {self.metadata.get('backend')}, model {self.metadata.get('model', {}).get('model')}",
         ]
         if self.strata:
-            lines.append(f"{'stratum':<12}{'cases':>7}{'ok':>7}{'error':>7}{'unpars.':>8}{'img/s':>9}")
+            lines.append(
+                f"{'stratum':<12}{'cases':>7}{'ok':>7}{'error':>7}{'unpars.':>8}{'img/s':>9}"
+            )
             for s in self.strata.values():
                 rate = "-" if np.isnan(s.images_per_s) else f"{s.images_per_s:.1f}"
-                lines.append(f"{s.stratum:<12}{s.done:>7}{s.ok:>7}{s.error:>7}{s.unparseable:>8}{rate:>9}")
+                lines.append(
+                    f"{s.stratum:<12}{s.done:>7}{s.ok:>7}{s.error:>7}{s.unparseable:>8}{rate:>9}"
+                )
         for reason, n in self.error_reasons():
             lines.append(f"  {n} x {reason}")
         return "\n".join(lines)
@@ -131,7 +146,9 @@ def _string_columns(has_text: bool) -> list[str]:
     return columns + (["text", "differential"] if has_text else [])
 
 
-def _typed(frame: pd.DataFrame, labels: Sequence[str], *, has_probs: bool, has_text: bool) -> pd.DataFrame:
+def _typed(
+    frame: pd.DataFrame, labels: Sequence[str], *, has_probs: bool, has_text: bool
+) -> pd.DataFrame:
     """Fix column order and dtypes so that every shard has one schema."""
     columns = _string_columns(has_text)
     if has_probs:
@@ -140,7 +157,11 @@ def _typed(frame: pd.DataFrame, labels: Sequence[str], *, has_probs: bool, has_t
         columns += list(TEXT_EXTRAS)
     out = pd.DataFrame(index=frame.index)
     for column in columns:
-        values = frame[column] if column in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+        values = (
+            frame[column]
+            if column in frame.columns
+            else pd.Series(None, index=frame.index, dtype=object)
+        )
         if column.startswith("prob_") or column in _FLOAT_EXTRAS:
             out[column] = pd.to_numeric(values, errors="coerce").astype("float64")
         elif column in TEXT_EXTRAS:
@@ -158,7 +179,9 @@ def _one_line(exc: BaseException) -> str:
 class _RowBuilder:
     """Turns a predictor's output for a batch into validated prediction rows."""
 
-    def __init__(self, predictor: Predictor, labels: Sequence[str], class_labels: Sequence[str]) -> None:
+    def __init__(
+        self, predictor: Predictor, labels: Sequence[str], class_labels: Sequence[str]
+    ) -> None:
         self.labels = list(labels)
         self.n_classes = len(class_labels)
         self.has_text = predictor.writes_text
@@ -233,7 +256,9 @@ class _RowBuilder:
             return
         label = self.class_to_label.get(str(pred)) or label_for_name(str(pred), self.labels)
         if label is None:
-            row.update(status="error", reason=f"prediction {pred!r} is not one of the model's classes")
+            row.update(
+                status="error", reason=f"prediction {pred!r} is not one of the model's classes"
+            )
         else:
             row["pred"] = label
 
@@ -273,10 +298,9 @@ class _ShardStore:
     def read(self) -> pd.DataFrame:
         frames = []
         for path in self.shard_paths():
-            try:
+            # shards are written atomically: one that does not read is foreign; its cases are redone
+            with contextlib.suppress(OSError, ValueError, pa.ArrowException):
                 frames.append(pd.read_parquet(path))
-            except Exception:  # noqa: BLE001  a shard is written atomically; an unreadable one is foreign
-                continue
         if not frames:
             return pd.DataFrame(columns=["image_id", "status"])
         # a case retried after an error appears twice; the later shard wins
@@ -292,8 +316,13 @@ class _ShardStore:
 
 
 def _fingerprint_parts(
-    predictor: Predictor, cohort: Cohort, labels: Sequence[str], class_labels: Sequence[str],
-    strata: Strata, cap: int | None, seed: int,
+    predictor: Predictor,
+    cohort: Cohort,
+    labels: Sequence[str],
+    class_labels: Sequence[str],
+    strata: Strata,
+    cap: int | None,
+    seed: int,
 ) -> dict[str, Any]:
     return {
         "format": PREDICTIONS_FORMAT,
@@ -395,29 +424,61 @@ def run_inference(
     if isinstance(backend, Predictor):
         predictor = backend
     else:
-        predictor = load_predictor(backend, model, labels=labels, device=torch_device, **dict(options or {}))
+        predictor = load_predictor(
+            backend, model, labels=labels, device=torch_device, **dict(options or {})
+        )
     try:
         class_labels = map_classes(
             predictor.classes, labels, class_map, source=str(model) if model else predictor.backend
         )
         predictor.check_cases(cohort.manifest["image_id"].astype(str).tolist())
         stratification = resolve_strata(cohort, tone=tone, column=strata)
-        parts = _fingerprint_parts(predictor, cohort, labels, class_labels, stratification, cap_per_stratum, seed)
+        parts = _fingerprint_parts(
+            predictor, cohort, labels, class_labels, stratification, cap_per_stratum, seed
+        )
         fingerprint = sha256_json(parts)
         return _execute(
-            cohort, out, predictor, labels, class_labels, stratification, parts, fingerprint,
-            cap=cap_per_stratum, seed=seed, batch_size=batch_size, workers=workers, device=torch_device,
-            overwrite=overwrite, restart=restart, retry_errors=retry_errors, progress=progress,
+            cohort,
+            out,
+            predictor,
+            labels,
+            class_labels,
+            stratification,
+            parts,
+            fingerprint,
+            cap=cap_per_stratum,
+            seed=seed,
+            batch_size=batch_size,
+            workers=workers,
+            device=torch_device,
+            overwrite=overwrite,
+            restart=restart,
+            retry_errors=retry_errors,
+            progress=progress,
         )
     finally:
         predictor.close()
 
 
 def _execute(
-    cohort: Cohort, out: Path, predictor: Predictor, labels: list[str], class_labels: list[str],
-    stratification: Strata, parts: dict[str, Any], fingerprint: str, *, cap: int | None, seed: int,
-    batch_size: int | None, workers: int | None, device: Any, overwrite: bool, restart: bool,
-    retry_errors: bool, progress: ProgressCallback | None,
+    cohort: Cohort,
+    out: Path,
+    predictor: Predictor,
+    labels: list[str],
+    class_labels: list[str],
+    stratification: Strata,
+    parts: dict[str, Any],
+    fingerprint: str,
+    *,
+    cap: int | None,
+    seed: int,
+    batch_size: int | None,
+    workers: int | None,
+    device: Any,
+    overwrite: bool,
+    restart: bool,
+    retry_errors: bool,
+    progress: ProgressCallback | None,
 ) -> InferenceRun:
     store = _ShardStore(out)
     builder = _RowBuilder(predictor, labels, class_labels)
@@ -431,8 +492,10 @@ def _execute(
             if not retry_errors or not (previous["status"] == "error").any():
                 return _finished(out, previous, meta)
         elif not overwrite:
-            raise InputError("output exists and was made by a different run; pass --overwrite to replace it",
-                             source=str(out))
+            raise InputError(
+                "output exists and was made by a different run; pass --overwrite to replace it",
+                source=str(out),
+            )
     if restart or (store.fingerprint() not in (None, fingerprint)):
         if not restart and store.shard_paths():
             raise InputError(
@@ -470,8 +533,18 @@ def _execute(
 
     if todo:
         _predict_all(
-            cohort, predictor, builder, todo, ids, stratum_of, tallies, store,
-            batch_size=batch_size, workers=workers, device=device, progress=progress,
+            cohort,
+            predictor,
+            builder,
+            todo,
+            ids,
+            stratum_of,
+            tallies,
+            store,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            progress=progress,
             labels=labels,
         )
 
@@ -479,7 +552,11 @@ def _execute(
     selected = set(ids[order])
     merged = merged[merged["image_id"].isin(selected)]
     manifest_rank = {image_id: k for k, image_id in enumerate(ids)}
-    merged = merged.assign(_rank=merged["image_id"].map(manifest_rank)).sort_values("_rank").drop(columns="_rank")
+    merged = (
+        merged.assign(_rank=merged["image_id"].map(manifest_rank))
+        .sort_values("_rank")
+        .drop(columns="_rank")
+    )
     merged = _typed(merged, labels, has_probs=builder.has_probs, has_text=builder.has_text)
     metadata = {
         **parts,
@@ -507,9 +584,19 @@ def _count(tally: StratumProgress, status: str) -> None:
 
 
 def _predict_all(
-    cohort: Cohort, predictor: Predictor, builder: _RowBuilder, todo: list[int], ids: np.ndarray,
-    stratum_of: np.ndarray, tallies: dict[str, StratumProgress], store: _ShardStore, *,
-    batch_size: int | None, workers: int | None, device: Any, progress: ProgressCallback | None,
+    cohort: Cohort,
+    predictor: Predictor,
+    builder: _RowBuilder,
+    todo: list[int],
+    ids: np.ndarray,
+    stratum_of: np.ndarray,
+    tallies: dict[str, StratumProgress],
+    store: _ShardStore,
+    *,
+    batch_size: int | None,
+    workers: int | None,
+    device: Any,
+    progress: ProgressCallback | None,
     labels: list[str],
 ) -> None:
     """Predict the cases ``todo`` (manifest positions) batch by batch, one shard per batch."""
@@ -527,8 +614,11 @@ def _predict_all(
         workers = 0
     device_type = getattr(device, "type", "cpu")
     loader = case_loader(
-        CaseDataset(paths, predictor.preprocess), predictor.collate,
-        batch_size=batch_size, workers=plan_workers(workers, device_type), pin_memory=device_type == "cuda",
+        CaseDataset(paths, predictor.preprocess),
+        predictor.collate,
+        batch_size=batch_size,
+        workers=plan_workers(workers, device_type),
+        pin_memory=device_type == "cuda",
     )
     offset = 0
     clock = time.perf_counter()
@@ -542,13 +632,22 @@ def _predict_all(
             good_ids = [str(ids[todo[k]]) for k in batch.positions]
             try:
                 good_rows = builder.rows(good_ids, predictor.predict(batch.inputs, good_ids))
-            except Exception as exc:  # a crashing model fails its batch, never the run
-                good_rows = builder.error_rows(good_ids, f"model failed on this batch: {_one_line(exc)}")
+            except Exception as exc:  # noqa: BLE001  a crashing model fails its batch, never the run
+                good_rows = builder.error_rows(
+                    good_ids, f"model failed on this batch: {_one_line(exc)}"
+                )
             rows.update(zip(batch.positions, good_rows))
         ordered = [rows[k] for k in range(offset, offset + size)]
         for k, row in zip(range(offset, offset + size), ordered):
             row["stratum"] = str(stratum_of[todo[k]])
-        store.write(_typed(pd.DataFrame(ordered), labels, has_probs=builder.has_probs, has_text=builder.has_text))
+        store.write(
+            _typed(
+                pd.DataFrame(ordered),
+                labels,
+                has_probs=builder.has_probs,
+                has_text=builder.has_text,
+            )
+        )
         now = time.perf_counter()
         elapsed, clock = now - clock, now
         for row in ordered:
@@ -564,8 +663,15 @@ def _predict_all(
 def _finished(out: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> InferenceRun:
     tallies: dict[str, StratumProgress] = {}
     for record in meta.get("strata_run", []):
-        tally = StratumProgress(record["stratum"], record["total"], done=record["done"], ok=record["ok"],
-                                error=record["error"], unparseable=record["unparseable"], resumed=record["done"])
+        tally = StratumProgress(
+            record["stratum"],
+            record["total"],
+            done=record["done"],
+            ok=record["ok"],
+            error=record["error"],
+            unparseable=record["unparseable"],
+            resumed=record["done"],
+        )
         tallies[tally.stratum] = tally
     return InferenceRun(out, frame, meta, tallies)
 
@@ -598,40 +704,64 @@ def read_predictions(path: str | os.PathLike[str], cohort: Cohort | None = None)
     try:
         frame = pd.read_parquet(path)
         meta = read_parquet_metadata(path)
-    except Exception as exc:  # pyarrow raises many types for a corrupt file
+    except Exception as exc:  # noqa: BLE001  pyarrow raises many types for a corrupt file
         raise InputError(f"cannot read predictions: {_one_line(exc)}", source=str(path)) from None
     for column in ("image_id", "status", "reason", "pred"):
         if column not in frame.columns:
             raise InputError(f"required column missing: {column}", source=str(path), column=column)
     bad = frame.index[~frame["status"].isin(STATUSES)]
     if len(bad):
-        raise InputError(f"status {frame['status'].iat[bad[0]]!r} is not one of {list(STATUSES)}",
-                         source=str(path), row=int(bad[0]) + 1, column="status")
+        raise InputError(
+            f"status {frame['status'].iat[bad[0]]!r} is not one of {list(STATUSES)}",
+            source=str(path),
+            row=int(bad[0]) + 1,
+            column="status",
+        )
     duplicated = frame.index[frame["image_id"].duplicated()]
     if len(duplicated):
-        raise InputError(f"duplicate image_id {frame['image_id'].iat[duplicated[0]]!r}",
-                         source=str(path), row=int(duplicated[0]) + 1, column="image_id")
+        raise InputError(
+            f"duplicate image_id {frame['image_id'].iat[duplicated[0]]!r}",
+            source=str(path),
+            row=int(duplicated[0]) + 1,
+            column="image_id",
+        )
     ok_without_pred = frame.index[(frame["status"] == "ok") & frame["pred"].isna()]
     if len(ok_without_pred):
-        raise InputError("status ok without a pred", source=str(path), row=int(ok_without_pred[0]) + 1,
-                         column="pred")
+        raise InputError(
+            "status ok without a pred",
+            source=str(path),
+            row=int(ok_without_pred[0]) + 1,
+            column="pred",
+        )
     for column in (c for c in frame.columns if c.startswith("prob_")):
         values = pd.to_numeric(frame[column], errors="coerce")
         outside = frame.index[values.notna() & ((values < 0) | (values > 1 + 1e-6))]
         if len(outside):
-            raise InputError(f"probability {values.iat[outside[0]]} outside 0-1", source=str(path),
-                             row=int(outside[0]) + 1, column=column)
+            raise InputError(
+                f"probability {values.iat[outside[0]]} outside 0-1",
+                source=str(path),
+                row=int(outside[0]) + 1,
+                column=column,
+            )
     labels = list(cohort.spec.labels) if cohort is not None else meta.get("labels")
     if labels:
         unknown = frame.index[frame["pred"].notna() & ~frame["pred"].isin(labels)]
         if len(unknown):
-            raise InputError(f"pred {frame['pred'].iat[unknown[0]]!r} is not one of the labels {labels}",
-                             source=str(path), row=int(unknown[0]) + 1, column="pred")
+            raise InputError(
+                f"pred {frame['pred'].iat[unknown[0]]!r} is not one of the labels {labels}",
+                source=str(path),
+                row=int(unknown[0]) + 1,
+                column="pred",
+            )
     if cohort is not None:
         known = set(cohort.manifest["image_id"].astype(str))
         foreign = frame.index[~frame["image_id"].astype(str).isin(known)]
         if len(foreign):
-            raise InputError(f"image_id {frame['image_id'].iat[foreign[0]]!r} is not in cohort {cohort.spec.name!r}",
-                             source=str(path), row=int(foreign[0]) + 1, column="image_id")
+            raise InputError(
+                f"image_id {frame['image_id'].iat[foreign[0]]!r} is not in cohort {cohort.spec.name!r}",
+                source=str(path),
+                row=int(foreign[0]) + 1,
+                column="image_id",
+            )
     frame.attrs["fairderm"] = meta
     return frame

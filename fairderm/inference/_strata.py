@@ -35,8 +35,12 @@ class Strata:
         return {str(n): int(c) for n, c in zip(names, counts)}
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "column": self.column, "counts": self.counts(),
-                "assignment_sha256": sha256_json(self.values.tolist())}
+        return {
+            "source": self.source,
+            "column": self.column,
+            "counts": self.counts(),
+            "assignment_sha256": sha256_json(self.values.tolist()),
+        }
 
 
 def _read_tone(tone: str | os.PathLike[str] | pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
@@ -70,13 +74,20 @@ def resolve_strata(
         source = "tone" if isinstance(tone, pd.DataFrame) else str(tone)
         for needed in ("image_id", "fitzpatrick_est"):
             if needed not in frame.columns:
-                raise InputError(f"tone table lacks column {needed!r}", source=source, column=needed)
-        est = frame.assign(image_id=frame["image_id"].astype(str)).drop_duplicates("image_id").set_index("image_id")
+                raise InputError(
+                    f"tone table lacks column {needed!r}", source=source, column=needed
+                )
+        est = (
+            frame.assign(image_id=frame["image_id"].astype(str))
+            .drop_duplicates("image_id")
+            .set_index("image_id")
+        )
         missing = sorted(set(ids) - set(est.index))
         if missing:
             raise InputError(
                 f"tone table has no row for {len(missing)} cohort images (e.g. {missing[0]!r})",
-                source=source, column="image_id",
+                source=source,
+                column="image_id",
             )
         types = pd.to_numeric(est["fitzpatrick_est"], errors="coerce").reindex(ids.tolist())
         groups = fitzpatrick_to_group(types.reset_index(drop=True))
@@ -85,7 +96,9 @@ def resolve_strata(
     if column is not None:
         if column not in cohort.manifest.columns:
             raise InputError(
-                f"strata column {column!r} is not in the manifest", source=str(cohort.manifest_path), column=column
+                f"strata column {column!r} is not in the manifest",
+                source=str(cohort.manifest_path),
+                column=column,
             )
         raw = cohort.manifest[column]
         values = raw.astype("string").fillna(UNKNOWN).astype(str).to_numpy()

@@ -30,11 +30,27 @@ from fairderm.inference._prompt import (
 )
 
 _ENGINE_OPTIONS = (
-    "tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "dtype", "trust_remote_code",
-    "limit_mm_per_prompt", "max_num_seqs", "enforce_eager",
+    "tensor_parallel_size",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "dtype",
+    "trust_remote_code",
+    "limit_mm_per_prompt",
+    "max_num_seqs",
+    "enforce_eager",
 )
-_OPTIONS = ("prompt", "system", "max_tokens", "temperature", "seed", "max_side", "lora", "batch_size",
-            "revision", *_ENGINE_OPTIONS)
+_OPTIONS = (
+    "prompt",
+    "system",
+    "max_tokens",
+    "temperature",
+    "seed",
+    "max_side",
+    "lora",
+    "batch_size",
+    "revision",
+    *_ENGINE_OPTIONS,
+)
 
 
 def _import_vllm() -> Any:
@@ -95,9 +111,18 @@ class VLLMPredictor(Predictor):
         self.lora = Path(lora) if lora else None
         if self.lora is not None and not self.lora.is_dir():
             raise InputError("LoRA adapter folder not found", source=str(self.lora))
-        self.generation = {"max_tokens": int(max_tokens), "temperature": float(temperature), "seed": int(seed)}
-        self.llm = vllm.LLM(model=self.model_name, seed=int(seed), revision=revision,
-                            enable_lora=self.lora is not None, **self.engine)
+        self.generation = {
+            "max_tokens": int(max_tokens),
+            "temperature": float(temperature),
+            "seed": int(seed),
+        }
+        self.llm = vllm.LLM(
+            model=self.model_name,
+            seed=int(seed),
+            revision=revision,
+            enable_lora=self.lora is not None,
+            **self.engine,
+        )
         self.sampling = vllm.SamplingParams(**self.generation)
         self.lora_request = None
         if self.lora is not None:
@@ -112,7 +137,9 @@ class VLLMPredictor(Predictor):
         return list(items)
 
     def predict(self, inputs: list[tuple[bytes, str]], image_ids: Sequence[str]) -> PredictorOutput:
-        conversations = [chat_messages(self.prompt, data_url(image), self.system) for image in inputs]
+        conversations = [
+            chat_messages(self.prompt, data_url(image), self.system) for image in inputs
+        ]
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"sampling_params": self.sampling, "use_tqdm": False}
         if self.lora_request is not None:
@@ -131,8 +158,12 @@ class VLLMPredictor(Predictor):
         n = len(inputs)
         return PredictorOutput(
             text=texts,
-            extras={"latency_s": [round(per_case, 4)] * n, "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens, "attempts": [1] * n},
+            extras={
+                "latency_s": [round(per_case, 4)] * n,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "attempts": [1] * n,
+            },
         )
 
     def identity(self) -> dict[str, Any]:
@@ -143,7 +174,9 @@ class VLLMPredictor(Predictor):
             "model": self.model_name,
             "revision": self.revision,
             "files": files,
-            "lora": {"path": str(self.lora), "files": folder_identity(self.lora)} if self.lora else None,
+            "lora": {"path": str(self.lora), "files": folder_identity(self.lora)}
+            if self.lora
+            else None,
             "engine": self.engine,
             "generation": self.generation,
             "system": self.system,
@@ -154,9 +187,13 @@ class VLLMPredictor(Predictor):
         return image_preprocessing(self.max_side)
 
 
-def vllm_predictor(model: str | None, *, labels: Sequence[str], device: Any = None, **options: Any) -> VLLMPredictor:
+def vllm_predictor(
+    model: str | None, *, labels: Sequence[str], device: Any = None, **options: Any
+) -> VLLMPredictor:
     """Factory of the ``vllm`` backend; engine options go to ``vllm.LLM``."""
     reject_unknown_options(options, _OPTIONS, "vllm")
     if model is None:
-        raise InputError("--backend vllm needs --model (a local folder or a model name vLLM can load offline)")
+        raise InputError(
+            "--backend vllm needs --model (a local folder or a model name vLLM can load offline)"
+        )
     return VLLMPredictor(model, labels, **options)

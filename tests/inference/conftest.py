@@ -14,7 +14,14 @@ from fairderm.cohort import CohortSpec, write_cohort
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 # Skin background per Fitzpatrick type (sRGB), light to dark.
-_SKIN = {1: (236, 200, 180), 2: (225, 185, 160), 3: (200, 155, 125), 4: (165, 120, 90), 5: (120, 80, 55), 6: (75, 50, 35)}
+_SKIN = {
+    1: (236, 200, 180),
+    2: (225, 185, 160),
+    3: (200, 155, 125),
+    4: (165, 120, 90),
+    5: (120, 80, 55),
+    6: (75, 50, 35),
+}
 # Lesion colour and radius per label, so that a head has something to learn.
 _LESION = {
     "nevus": ((110, 70, 45), 0.18),
@@ -66,22 +73,39 @@ def make_cohort(
         patient = f"P{i // 2:03d}"
         name = f"images/img_{i:04d}.{fmt}"
         files[name] = encode(lesion_image(label, fitz, size, rng), fmt)
-        rows.append({"image_id": f"img_{i:04d}", "image": name, "label": label, "patient_id": patient,
-                     "fitzpatrick": fitz})
+        rows.append(
+            {
+                "image_id": f"img_{i:04d}",
+                "image": name,
+                "label": label,
+                "patient_id": patient,
+                "fitzpatrick": fitz,
+            }
+        )
     manifest = pd.DataFrame(rows)
     manifest["fitzpatrick_group"] = manifest["fitzpatrick"].map(
-        {1: "I-II", 2: "I-II", 3: "III-IV", 4: "III-IV", 5: "V-VI", 6: "V-VI"})
+        {1: "I-II", 2: "I-II", 3: "III-IV", 4: "III-IV", 5: "V-VI", 6: "V-VI"}
+    )
     if with_split:
         patients = sorted(manifest["patient_id"].unique())
         order = rng.permutation(len(patients))
         split_of = {}
         for rank, k in enumerate(order):
-            split_of[patients[k]] = "train" if rank < 0.6 * len(patients) else ("val" if rank < 0.8 * len(patients) else "test")
+            split_of[patients[k]] = (
+                "train"
+                if rank < 0.6 * len(patients)
+                else ("val" if rank < 0.8 * len(patients) else "test")
+            )
         manifest["split"] = manifest["patient_id"].map(split_of)
-    spec = CohortSpec(name="tiny", labels=LABELS, positive_classes=["melanoma", "bcc"], synthetic=True,
-                      attributes=["fitzpatrick_group"])
+    spec = CohortSpec(
+        name="tiny",
+        labels=LABELS,
+        positive_classes=["melanoma", "bcc"],
+        synthetic=True,
+        attributes=["fitzpatrick_group"],
+    )
     cohort = write_cohort(out, spec, manifest, extra_files=files)
-    for name in manifest["image"].tolist()[n - broken:]:
+    for name in manifest["image"].tolist()[n - broken :]:
         (out / name).write_bytes(b"this is not an image")
     return cohort
 

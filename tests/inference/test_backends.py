@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import LABELS, make_cohort
+
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import read_predictions, run_inference
 
@@ -26,23 +26,40 @@ def cohort(tmp_path):
 
 def test_file_backend_imports_probabilities_with_model_class_names(cohort, tmp_path):
     ids = cohort.manifest["image_id"].tolist()
-    table = pd.DataFrame({"image_id": ids[:7], "prob_MEL": [0.7, 0.1, 0.2, 0.1, 0.3, 0.2, 0.1],
-                          "prob_nevus": [0.3, 0.9, 0.8, 0.9, 0.7, 0.8, 0.9]})
+    table = pd.DataFrame(
+        {
+            "image_id": ids[:7],
+            "prob_MEL": [0.7, 0.1, 0.2, 0.1, 0.3, 0.2, 0.1],
+            "prob_nevus": [0.3, 0.9, 0.8, 0.9, 0.7, 0.8, 0.9],
+        }
+    )
     table.to_csv(tmp_path / "other.csv", index=False)
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend="file", model=tmp_path / "other.csv").predictions
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend="file", model=tmp_path / "other.csv"
+    ).predictions
     frame = frame.set_index("image_id")
     assert frame.loc[ids[0], "pred"] == "melanoma" and frame.loc[ids[0], "prob_melanoma"] == 0.7
     assert frame.loc[ids[0], "prob_bcc"] == 0.0  # a label the model does not have gets 0
-    assert (frame.loc[ids[7], "status"], frame.loc[ids[7], "reason"]) == ("error", "not in the predictions file")
+    assert (frame.loc[ids[7], "status"], frame.loc[ids[7], "reason"]) == (
+        "error",
+        "not in the predictions file",
+    )
 
 
 def test_file_backend_imports_decisions_and_failures(cohort, tmp_path):
     ids = cohort.manifest["image_id"].tolist()
-    table = pd.DataFrame({"image_id": ids, "pred": ["BCC", "NEV", "melanoma", "SK", "bcc", None, "MEL", "nevus"],
-                          "status": ["ok"] * 5 + ["unparseable", "ok", "ok"],
-                          "reason": [None] * 5 + ["no answer", None, None]})
+    table = pd.DataFrame(
+        {
+            "image_id": ids,
+            "pred": ["BCC", "NEV", "melanoma", "SK", "bcc", None, "MEL", "nevus"],
+            "status": ["ok"] * 5 + ["unparseable", "ok", "ok"],
+            "reason": [None] * 5 + ["no answer", None, None],
+        }
+    )
     table.to_parquet(tmp_path / "other.parquet")
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend="file", model=tmp_path / "other.parquet").predictions
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend="file", model=tmp_path / "other.parquet"
+    ).predictions
     assert frame["pred"].tolist()[:5] == ["bcc", "nevus", "melanoma", "seborrheic_keratosis", "bcc"]
     assert (frame.loc[5, "status"], frame.loc[5, "reason"]) == ("unparseable", "no answer")
     assert not any(c.startswith("prob_") for c in frame.columns)
@@ -56,7 +73,10 @@ def test_file_backend_imports_decisions_and_failures(cohort, tmp_path):
         ({"image_id": ["img_0000", "img_0000"], "pred": ["nevus", "bcc"]}, "duplicate image_id"),
         ({"image_id": ["img_0000"], "score": [0.3]}, "needs a 'pred' column"),
         ({"image_id": ["img_9999"], "pred": ["nevus"]}, "not in the cohort"),
-        ({"image_id": ["img_0000"], "pred": ["lichen planus"]}, r"\['lichen planus'\] map onto none"),
+        (
+            {"image_id": ["img_0000"], "pred": ["lichen planus"]},
+            r"\['lichen planus'\] map onto none",
+        ),
     ],
 )
 def test_bad_predictions_file_is_rejected(cohort, tmp_path, table, message):
@@ -71,8 +91,15 @@ def test_bad_predictions_file_is_rejected(cohort, tmp_path, table, message):
 def _tiny_vit(folder, labels):
     transformers = pytest.importorskip("transformers")
     config = transformers.ViTConfig(
-        image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
         label2id={label: k for k, label in enumerate(labels)},
     )
     torch.manual_seed(0)
@@ -82,8 +109,12 @@ def _tiny_vit(folder, labels):
 
 def test_hf_backend_runs_a_local_transformers_classifier(cohort, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    _tiny_vit(tmp_path / "vit", ["Melanoma", "Nevus", "Basal cell carcinoma", "Seborrheic keratosis"])
-    run = run_inference(cohort, tmp_path / "p.parquet", backend="hf", model=tmp_path / "vit", workers=0)
+    _tiny_vit(
+        tmp_path / "vit", ["Melanoma", "Nevus", "Basal cell carcinoma", "Seborrheic keratosis"]
+    )
+    run = run_inference(
+        cohort, tmp_path / "p.parquet", backend="hf", model=tmp_path / "vit", workers=0
+    )
     frame = read_predictions(tmp_path / "p.parquet", cohort)
     assert (frame["status"] == "ok").all()
     probs = frame[[f"prob_{label}" for label in LABELS]].to_numpy()
@@ -101,7 +132,7 @@ def test_hf_model_with_unmappable_labels_is_rejected(cohort, tmp_path, monkeypat
 
 # ---------------------------------------------------------------- torch
 
-MODEL_PY = '''
+MODEL_PY = """
 import torch
 from torch import nn
 
@@ -113,7 +144,7 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.fc(self.conv(x).mean(dim=(2, 3)))
-'''
+"""
 
 
 def _torch_model(folder, weights="model.safetensors", **spec):
@@ -129,15 +160,23 @@ def _torch_model(folder, weights="model.safetensors", **spec):
         save_file(net.state_dict(), str(folder / weights))
     else:
         torch.save(net.state_dict(), folder / weights)
-    config = {"architecture": "model.py:Net", "kwargs": {"n_classes": 4}, "weights": weights,
-              "classes": ["nevus", "melanoma", "bcc", "SK"], "input_size": 24, **spec}
+    config = {
+        "architecture": "model.py:Net",
+        "kwargs": {"n_classes": 4},
+        "weights": weights,
+        "classes": ["nevus", "melanoma", "bcc", "SK"],
+        "input_size": 24,
+        **spec,
+    }
     (folder / "model.json").write_text(json.dumps(config))
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "model.pt"])
 def test_torch_backend_loads_safe_weights_and_predicts(cohort, tmp_path, weights):
     _torch_model(tmp_path / "net", weights)
-    run = run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net", workers=0)
+    run = run_inference(
+        cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net", workers=0
+    )
     assert (run.predictions["status"] == "ok").all()
     assert run.metadata["model"]["architecture"] == "model.py:Net"
     assert run.metadata["preprocessing"]["input_size"] == 24
@@ -145,13 +184,17 @@ def test_torch_backend_loads_safe_weights_and_predicts(cohort, tmp_path, weights
 
 def test_torch_checkpoint_with_pickled_code_is_refused(cohort, tmp_path):
     _torch_model(tmp_path / "net", "model.pt")
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "callback": print}, tmp_path / "net" / "model.pt")
+    torch.save(
+        {"state_dict": {"w": torch.zeros(1)}, "callback": print}, tmp_path / "net" / "model.pt"
+    )
     with pytest.raises(InputError, match="weights_only=True"):
         run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net")
 
 
 def test_torch_weights_that_do_not_fit_are_rejected(cohort, tmp_path):
-    _torch_model(tmp_path / "net", kwargs={"n_classes": 5}, classes=["nevus", "melanoma", "bcc", "SK", "MEL"])
+    _torch_model(
+        tmp_path / "net", kwargs={"n_classes": 5}, classes=["nevus", "melanoma", "bcc", "SK", "MEL"]
+    )
     with pytest.raises(InputError, match="do not fit the architecture"):
         run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net")
 
@@ -173,13 +216,24 @@ def fake_vllm(monkeypatch):
             calls["llm"] = {"model": model, **kwargs}
 
         def chat(self, conversations, sampling_params=None, use_tqdm=True, lora_request=None):
-            calls["chat"].append({"conversations": conversations, "sampling": sampling_params.kwargs,
-                                  "lora": lora_request})
+            calls["chat"].append(
+                {
+                    "conversations": conversations,
+                    "sampling": sampling_params.kwargs,
+                    "lora": lora_request,
+                }
+            )
             outputs = []
             for k, _ in enumerate(conversations):
-                text = "<think>pearly border</think><answer>BCC</answer>" if k % 2 else "Final diagnosis: melanoma"
+                text = (
+                    "<think>pearly border</think><answer>BCC</answer>"
+                    if k % 2
+                    else "Final diagnosis: melanoma"
+                )
                 completion = types.SimpleNamespace(text=text, token_ids=list(range(7)))
-                outputs.append(types.SimpleNamespace(outputs=[completion], prompt_token_ids=list(range(1200))))
+                outputs.append(
+                    types.SimpleNamespace(outputs=[completion], prompt_token_ids=list(range(1200)))
+                )
             return outputs
 
     module = types.ModuleType("vllm")
@@ -188,13 +242,27 @@ def fake_vllm(monkeypatch):
     return calls
 
 
-def test_vllm_backend_builds_chat_requests_and_reads_outputs(cohort, tmp_path, fake_vllm, monkeypatch):
+def test_vllm_backend_builds_chat_requests_and_reads_outputs(
+    cohort, tmp_path, fake_vllm, monkeypatch
+):
     import fairderm.inference._vllm as vllm_backend
 
-    monkeypatch.setattr(vllm_backend, "_require_gpu", lambda: None)  # pretend a GPU for the backend only
-    run = run_inference(cohort, tmp_path / "p.parquet", backend="vllm", model="Qwen/Qwen2.5-VL-7B-Instruct",
-                        options={"max_model_len": 4096, "batch_size": 4}, workers=0, device="cpu")
-    assert fake_vllm["llm"]["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and fake_vllm["llm"]["max_model_len"] == 4096
+    monkeypatch.setattr(
+        vllm_backend, "_require_gpu", lambda: None
+    )  # pretend a GPU for the backend only
+    run = run_inference(
+        cohort,
+        tmp_path / "p.parquet",
+        backend="vllm",
+        model="Qwen/Qwen2.5-VL-7B-Instruct",
+        options={"max_model_len": 4096, "batch_size": 4},
+        workers=0,
+        device="cpu",
+    )
+    assert (
+        fake_vllm["llm"]["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+        and fake_vllm["llm"]["max_model_len"] == 4096
+    )
     first = fake_vllm["chat"][0]
     assert len(first["conversations"]) == 4 and first["sampling"]["temperature"] == 0.0
     content = first["conversations"][0][-1]["content"]
@@ -207,7 +275,9 @@ def test_vllm_backend_builds_chat_requests_and_reads_outputs(cohort, tmp_path, f
 
 
 def test_vllm_backend_without_gpu_says_so(cohort, tmp_path, fake_vllm, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # whatever machine the test runs on
+    monkeypatch.setattr(
+        torch.cuda, "is_available", lambda: False
+    )  # whatever machine the test runs on
     with pytest.raises(FairdermError, match="needs a CUDA GPU"):
         run_inference(cohort, tmp_path / "p.parquet", backend="vllm", model="m", device="cpu")
 

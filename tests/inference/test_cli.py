@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import make_cohort
-from fairderm.inference import read_predictions
 from vlm_server import ScriptedVLM
+
+from fairderm.inference import read_predictions
 
 
 @pytest.fixture
@@ -20,12 +20,35 @@ def cohort(tmp_path):
 
 
 def test_head_train_then_infer_with_the_backbone(cohort, tmp_path, run_cli):
-    trained = run_cli("head", "train", cohort.root, "--out", tmp_path / "head", "--head", "linear",
-                      "--train-filter", "split != 'test'", "--workers", "0")
+    trained = run_cli(
+        "head",
+        "train",
+        cohort.root,
+        "--out",
+        tmp_path / "head",
+        "--head",
+        "linear",
+        "--train-filter",
+        "split != 'test'",
+        "--workers",
+        "0",
+    )
     assert trained.exit_code == 0, trained.stderr
     assert "val accuracy" in trained.stdout
-    result = run_cli("infer", cohort.root, "--backend", "backbone", "--model", tmp_path / "head",
-                     "--out", tmp_path / "p.parquet", "--strata", "fitzpatrick_group", "--workers", "0")
+    result = run_cli(
+        "infer",
+        cohort.root,
+        "--backend",
+        "backbone",
+        "--model",
+        tmp_path / "head",
+        "--out",
+        tmp_path / "p.parquet",
+        "--strata",
+        "fitzpatrick_group",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.stderr
     assert "ok 12" in result.stdout
     assert len(read_predictions(tmp_path / "p.parquet", cohort)) == 12
@@ -33,10 +56,28 @@ def test_head_train_then_infer_with_the_backbone(cohort, tmp_path, run_cli):
 
 def test_infer_openai_with_options_and_class_map(cohort, tmp_path, run_cli):
     with ScriptedVLM() as server:
-        result = run_cli("infer", cohort.root, "--backend", "openai", "--endpoint", server.endpoint,
-                         "--out", tmp_path / "p.parquet", "--concurrency", "2", "--timeout", "5",
-                         "--option", "max_tokens=256", "--cap-per-stratum", "2", "--strata", "fitzpatrick_group",
-                         "--workers", "0")
+        result = run_cli(
+            "infer",
+            cohort.root,
+            "--backend",
+            "openai",
+            "--endpoint",
+            server.endpoint,
+            "--out",
+            tmp_path / "p.parquet",
+            "--concurrency",
+            "2",
+            "--timeout",
+            "5",
+            "--option",
+            "max_tokens=256",
+            "--cap-per-stratum",
+            "2",
+            "--strata",
+            "fitzpatrick_group",
+            "--workers",
+            "0",
+        )
         sent = server.requests[0]
     assert result.exit_code == 0, result.stderr
     assert sent["max_tokens"] == 256
@@ -44,9 +85,20 @@ def test_infer_openai_with_options_and_class_map(cohort, tmp_path, run_cli):
     assert (frame["pred"] == "nevus").all() and frame["stratum"].value_counts().max() == 2
 
 
-def test_router_backend_without_the_moe_package_is_a_clear_error(cohort, tmp_path, run_cli, monkeypatch):
+def test_router_backend_without_the_moe_package_is_a_clear_error(
+    cohort, tmp_path, run_cli, monkeypatch
+):
     monkeypatch.setitem(sys.modules, "fairderm.moe", None)  # as if the package failed to import
-    result = run_cli("infer", cohort.root, "--backend", "router", "--model", tmp_path, "--out", tmp_path / "p.parquet")
+    result = run_cli(
+        "infer",
+        cohort.root,
+        "--backend",
+        "router",
+        "--model",
+        tmp_path,
+        "--out",
+        tmp_path / "p.parquet",
+    )
     assert result.exit_code == 2
     assert "--backend router needs the MoE package fairderm.moe" in result.stderr
 
@@ -54,12 +106,22 @@ def test_router_backend_without_the_moe_package_is_a_clear_error(cohort, tmp_pat
 def test_inference_never_imports_the_moe_layer():
     package = Path(__file__).resolve().parents[2] / "fairderm" / "inference"
     for source in package.glob("*.py"):
-        assert not re.search(r"^\s*(import|from)\s+fairderm\.moe", source.read_text(), re.MULTILINE), source.name
+        assert not re.search(
+            r"^\s*(import|from)\s+fairderm\.moe", source.read_text(), re.MULTILINE
+        ), source.name
 
 
 def test_bad_option_syntax_is_rejected(cohort, tmp_path, run_cli):
-    result = run_cli("infer", cohort.root, "--backend", "openai", "--option", "max_tokens",
-                     "--out", tmp_path / "p.parquet")
+    result = run_cli(
+        "infer",
+        cohort.root,
+        "--backend",
+        "openai",
+        "--option",
+        "max_tokens",
+        "--out",
+        tmp_path / "p.parquet",
+    )
     assert result.exit_code == 2 and "expected OLD=NEW" in result.stderr
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
-
 from conftest import make_cohort
+
 from fairderm.cohort import write_cohort
 from fairderm.errors import InputError
-from fairderm.inference import extract_features, load_head, read_predictions, run_inference, train_head
+from fairderm.inference import (
+    extract_features,
+    load_head,
+    read_predictions,
+    run_inference,
+    train_head,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def test_features_are_float32_1280_in_manifest_order_and_cached(trained):
 
 
 def test_cache_key_changes_with_image_bytes(trained, tmp_path):
-    cohort, features, _, root = trained
+    root = trained[3]
     moved = make_cohort(tmp_path / "other", n=3, size=64, fmt="jpg", seed=9)
     fresh = extract_features(moved, cache_dir=root / "cache", workers=0)
     assert fresh.cache_hits == 0
@@ -43,7 +48,9 @@ def test_cache_key_changes_with_image_bytes(trained, tmp_path):
 def test_unreadable_image_gets_nan_features_and_a_reason(tmp_path):
     cohort = make_cohort(tmp_path / "c", n=4, size=48, broken=1)
     features = extract_features(cohort, cache_dir=tmp_path / "cache", workers=0)
-    assert list(features.errors) == ["img_0003"] and features.errors["img_0003"].startswith("cannot read image")
+    assert list(features.errors) == ["img_0003"] and features.errors["img_0003"].startswith(
+        "cannot read image"
+    )
     assert features.ok.tolist() == [True, True, True, False]
 
 
@@ -64,15 +71,21 @@ def test_head_uses_manifest_split_and_records_provenance(trained):
 def test_grouped_split_keeps_each_patient_on_one_side(trained, tmp_path):
     cohort, features, _, _ = trained
     manifest = cohort.manifest.drop(columns=["split"])
-    no_split = write_cohort(tmp_path / "nosplit", cohort.spec, manifest, images_root=cohort.images_root)
+    no_split = write_cohort(
+        tmp_path / "nosplit", cohort.spec, manifest, images_root=cohort.images_root
+    )
     result = train_head(no_split, tmp_path / "head", features=features, head="mlp", seed=3)
     assert result.config["training"]["patients_in_train_and_val"] == 0
-    assert result.config["training"]["split_method"].startswith("grouped shuffle split by patient_id")
+    assert result.config["training"]["split_method"].startswith(
+        "grouped shuffle split by patient_id"
+    )
 
 
 def test_train_filter_selects_rows(trained, tmp_path):
     cohort, features, _, _ = trained
-    result = train_head(cohort, tmp_path / "head", features=features, train_filter="fitzpatrick <= 4")
+    result = train_head(
+        cohort, tmp_path / "head", features=features, train_filter="fitzpatrick <= 4"
+    )
     used = cohort.manifest.query("fitzpatrick <= 4")
     assert result.config["train_filter"] == "fitzpatrick <= 4"
     assert result.config["training"]["n_train"] + result.config["training"]["n_val"] <= len(used)
@@ -94,8 +107,14 @@ def test_missing_label_column_is_rejected(trained, tmp_path):
 
 def test_backbone_backend_predicts_every_case(trained, tmp_path):
     cohort, _, _, root = trained
-    run = run_inference(cohort, tmp_path / "p.parquet", backend="backbone", model=root / "head",
-                        batch_size=16, workers=0)
+    run = run_inference(
+        cohort,
+        tmp_path / "p.parquet",
+        backend="backbone",
+        model=root / "head",
+        batch_size=16,
+        workers=0,
+    )
     frame = read_predictions(tmp_path / "p.parquet", cohort)
     assert (frame["status"] == "ok").all() and len(frame) == 40
     probs = frame[[f"prob_{label}" for label in cohort.spec.labels]].to_numpy()
@@ -108,4 +127,6 @@ def test_backbone_backend_predicts_every_case(trained, tmp_path):
 def test_head_folder_without_config_is_rejected(tmp_path, tiny_cohort):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a head folder"):
-        run_inference(tiny_cohort, tmp_path / "p.parquet", backend="backbone", model=tmp_path / "empty")
+        run_inference(
+            tiny_cohort, tmp_path / "p.parquet", backend="backbone", model=tmp_path / "empty"
+        )

@@ -10,11 +10,11 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import make_cohort
+from vlm_server import ScriptedVLM
+
 from fairderm.cli import main
 from fairderm.inference import read_predictions, run_inference
-from vlm_server import ScriptedVLM
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 RUN_CLI = "import sys; from fairderm.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -28,22 +28,54 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.slow
 def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
     cohort = make_cohort(tmp_path / "cohort", n=24, size=40)
-    args = ["--backend", "openai", "--batch-size", "2", "--concurrency", "1", "--workers", "0",
-            "--strata", "fitzpatrick_group", "--max-retries", "0"]
+    args = [
+        "--backend",
+        "openai",
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "1",
+        "--workers",
+        "0",
+        "--strata",
+        "fitzpatrick_group",
+        "--max-retries",
+        "0",
+    ]
     with ScriptedVLM(delay=0.08) as server:
         for k, path in enumerate(cohort.image_paths()):
             server.set(path, ("skinr1" if k % 2 else "skingpt", LABELS[(k * 7) % 4]))
-        reference = run_inference(cohort, tmp_path / "reference.parquet", backend="openai", workers=0,
-                                  batch_size=2, strata="fitzpatrick_group",
-                                  options={"endpoint": server.endpoint, "concurrency": 1, "max_retries": 0})
+        reference = run_inference(
+            cohort,
+            tmp_path / "reference.parquet",
+            backend="openai",
+            workers=0,
+            batch_size=2,
+            strata="fitzpatrick_group",
+            options={"endpoint": server.endpoint, "concurrency": 1, "max_retries": 0},
+        )
         server.hits.clear()
 
         out = tmp_path / "killed.parquet"
         shards = tmp_path / "killed.parquet.shards"
-        command = [sys.executable, "-c", RUN_CLI, "infer", str(cohort.root), "--out", str(out),
-                   "--endpoint", server.endpoint, *args]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "NO_COLOR": "1"})
+        command = [
+            sys.executable,
+            "-c",
+            RUN_CLI,
+            "infer",
+            str(cohort.root),
+            "--out",
+            str(out),
+            "--endpoint",
+            server.endpoint,
+            *args,
+        ]
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(list(shards.glob("shard-*.parquet"))) < 6:
             assert process.poll() is None, "the run ended before it could be killed"
@@ -54,7 +86,12 @@ def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
         assert 6 <= written < 12 and not out.exists()
         requests_before = sum(server.hits.values())
 
-        assert main(["infer", str(cohort.root), "--out", str(out), "--endpoint", server.endpoint, *args]) == 0
+        assert (
+            main(
+                ["infer", str(cohort.root), "--out", str(out), "--endpoint", server.endpoint, *args]
+            )
+            == 0
+        )
         requests_after = sum(server.hits.values())
 
     frame = read_predictions(out, cohort)

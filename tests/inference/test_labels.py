@@ -13,14 +13,21 @@ SYNTH_LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 
 def test_exact_case_insensitive_and_synonym_matches():
     classes = ["Melanoma", "melanocytic_nevus", "Basal cell carcinoma", "seborrhoeic keratosis"]
-    assert map_classes(classes, SYNTH_LABELS) == ["melanoma", "nevus", "bcc", "seborrheic_keratosis"]
-    assert map_classes(["mel", "nevus", "basal cell carcinoma", "actinic keratosis", "SK", "scc"], PAD_LABELS) == [
-        "MEL", "NEV", "BCC", "ACK", "SEK", "SCC"]
+    assert map_classes(classes, SYNTH_LABELS) == [
+        "melanoma",
+        "nevus",
+        "bcc",
+        "seborrheic_keratosis",
+    ]
+    assert map_classes(
+        ["mel", "nevus", "basal cell carcinoma", "actinic keratosis", "SK", "scc"], PAD_LABELS
+    ) == ["MEL", "NEV", "BCC", "ACK", "SEK", "SCC"]
 
 
 def test_explicit_class_map_comes_first():
-    assert map_classes(["bkl", "mel"], ["melanoma", "seborrheic_keratosis"], {"bkl": "seborrheic_keratosis"}) == [
-        "seborrheic_keratosis", "melanoma"]
+    assert map_classes(
+        ["bkl", "mel"], ["melanoma", "seborrheic_keratosis"], {"bkl": "seborrheic_keratosis"}
+    ) == ["seborrheic_keratosis", "melanoma"]
 
 
 def test_unmappable_classes_are_rejected_naming_each():

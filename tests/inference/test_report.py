@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from report_corpus import CORPUS, LABELS
 
 from fairderm.inference import parse_report
-from report_corpus import CORPUS, LABELS
 
 
 def test_corpus_is_large_and_varied():
@@ -52,7 +52,11 @@ def test_abbreviations_count_only_in_capitals():
 def test_answer_tag_wins_over_the_reasoning():
     text = "<think>Melanoma was my first thought, then I saw milia-like cysts.</think><answer>SK</answer>"
     parsed = parse_report(text, LABELS)
-    assert (parsed.status, parsed.pred, parsed.source) == ("ok", "seborrheic_keratosis", "answer tag")
+    assert (parsed.status, parsed.pred, parsed.source) == (
+        "ok",
+        "seborrheic_keratosis",
+        "answer tag",
+    )
     assert parsed.differential == ["melanoma"]
 
 
@@ -68,7 +72,9 @@ def test_diagnosis_outside_the_label_set_is_unparseable():
 
 def test_undecided_answer_is_unparseable_with_reason():
     parsed = parse_report("Final diagnosis: melanoma or nevus", LABELS)
-    assert parsed.status == "unparseable" and parsed.reason.startswith("undecided between melanoma or nevus")
+    assert parsed.status == "unparseable" and parsed.reason.startswith(
+        "undecided between melanoma or nevus"
+    )
 
 
 def test_custom_labels_are_matched_literally():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import LABELS, make_cohort
+
 from fairderm._io import atomic_write_parquet
 from fairderm.errors import InputError
 from fairderm.inference import (
@@ -61,21 +61,30 @@ def test_predictions_schema_and_metadata(cohort, tmp_path):
     run = run_inference(cohort, out, backend=FixedPredictor(), workers=0, seed=5)
     frame = read_predictions(out, cohort)
     assert list(frame.columns[:5]) == ["image_id", "stratum", "status", "reason", "pred"]
-    assert [c for c in frame.columns if c.startswith("prob_")] == [f"prob_{label}" for label in LABELS]
+    assert [c for c in frame.columns if c.startswith("prob_")] == [
+        f"prob_{label}" for label in LABELS
+    ]
     assert frame["image_id"].tolist() == cohort.manifest["image_id"].tolist()
     # MEL, NEV, BCC, SK are mapped onto the cohort's melanoma, nevus, bcc, seborrheic_keratosis
     assert frame.loc[0, "pred"] == "melanoma" and frame.loc[1, "pred"] == "nevus"
     assert frame.loc[3, "prob_seborrheic_keratosis"] == 1.0
     meta = frame.attrs["fairderm"]
     assert meta["cohort_manifest_sha256"] == cohort.manifest_sha256()
-    assert meta["class_mapping"] == {"MEL": "melanoma", "NEV": "nevus", "BCC": "bcc", "SK": "seborrheic_keratosis"}
+    assert meta["class_mapping"] == {
+        "MEL": "melanoma",
+        "NEV": "nevus",
+        "BCC": "bcc",
+        "SK": "seborrheic_keratosis",
+    }
     assert meta["seed"] == 5 and meta["backend"] == "fixed" and "packages" in meta["environment"]
     assert meta["status_counts"] == {"ok": 15, "error": 1, "unparseable": 0}
     assert run.summary().count("\n") >= 3
 
 
 def test_unreadable_image_is_an_error_row_and_the_run_goes_on(cohort, tmp_path):
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0).predictions
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0
+    ).predictions
     bad = frame.set_index("image_id").loc["img_0015"]
     assert bad["status"] == "error" and bad["reason"].startswith("cannot read image")
     assert pd.isna(bad["pred"]) and pd.isna(bad["prob_nevus"])
@@ -91,7 +100,9 @@ def test_wrong_shape_output_fails_its_batch_only(cohort, tmp_path):
 
 def test_nan_output_is_an_error_for_that_case(cohort, tmp_path):
     predictor = FixedPredictor(misbehave={"img_0002": "nan"})
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend=predictor, workers=0).predictions.set_index("image_id")
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend=predictor, workers=0
+    ).predictions.set_index("image_id")
     assert frame.loc["img_0002", "reason"] == "model output is NaN or infinite"
     assert frame.loc["img_0003", "status"] == "ok"
 
@@ -99,7 +110,9 @@ def test_nan_output_is_an_error_for_that_case(cohort, tmp_path):
 def test_crashing_model_fails_its_batch_and_the_run_goes_on(cohort, tmp_path):
     predictor = FixedPredictor(misbehave={"img_0009": "crash"})
     frame = run_inference(cohort, tmp_path / "p.parquet", backend=predictor, workers=0).predictions
-    crashed = frame[frame["reason"].fillna("").str.startswith("model failed on this batch: RuntimeError")]
+    crashed = frame[
+        frame["reason"].fillna("").str.startswith("model failed on this batch: RuntimeError")
+    ]
     assert len(crashed) == 4 and predictor.calls == 4
 
 
@@ -108,8 +121,13 @@ def test_unmappable_classes_fail_before_any_inference(cohort, tmp_path):
     with pytest.raises(InputError, match=r"\['bkl', 'df'\] map onto none"):
         run_inference(cohort, tmp_path / "p.parquet", backend=predictor, workers=0)
     assert predictor.calls == 0 and not (tmp_path / "p.parquet").exists()
-    run = run_inference(cohort, tmp_path / "p.parquet", backend=predictor, workers=0,
-                        class_map={"bkl": "seborrheic_keratosis", "df": "nevus"})
+    run = run_inference(
+        cohort,
+        tmp_path / "p.parquet",
+        backend=predictor,
+        workers=0,
+        class_map={"bkl": "seborrheic_keratosis", "df": "nevus"},
+    )
     assert run.metadata["class_mapping"]["df"] == "nevus"
 
 
@@ -121,8 +139,15 @@ def test_strata_from_column_run_smallest_first_with_cap(cohort, tmp_path):
             order.extend(image_ids)
             return super().predict(inputs, image_ids)
 
-    run = run_inference(cohort, tmp_path / "p.parquet", backend=Recording(), workers=0,
-                        strata="fitzpatrick_group", cap_per_stratum=3, seed=1)
+    run = run_inference(
+        cohort,
+        tmp_path / "p.parquet",
+        backend=Recording(),
+        workers=0,
+        strata="fitzpatrick_group",
+        cap_per_stratum=3,
+        seed=1,
+    )
     frame = run.predictions
     counts = cohort.manifest["fitzpatrick_group"].value_counts()
     expected = {g: min(3, int(n)) for g, n in counts.items()}
@@ -135,10 +160,21 @@ def test_strata_from_column_run_smallest_first_with_cap(cohort, tmp_path):
 
 
 def test_strata_from_tone_table_groups_fitzpatrick_estimates(cohort, tmp_path):
-    tone = pd.DataFrame({"image_id": cohort.manifest["image_id"],
-                         "fitzpatrick_est": pd.array([1, 2, 3, 4, 5, 6, None, 1] * 2, dtype="Int8")})
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0, tone=tone).predictions
-    assert frame["stratum"].value_counts().to_dict() == {"I-II": 6, "III-IV": 4, "V-VI": 4, "unknown": 2}
+    tone = pd.DataFrame(
+        {
+            "image_id": cohort.manifest["image_id"],
+            "fitzpatrick_est": pd.array([1, 2, 3, 4, 5, 6, None, 1] * 2, dtype="Int8"),
+        }
+    )
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0, tone=tone
+    ).predictions
+    assert frame["stratum"].value_counts().to_dict() == {
+        "I-II": 6,
+        "III-IV": 4,
+        "V-VI": 4,
+        "unknown": 2,
+    }
 
 
 def test_tone_table_missing_cohort_images_is_rejected(cohort, tmp_path):
@@ -160,7 +196,9 @@ def test_rerun_of_a_finished_run_does_nothing_and_a_different_run_needs_overwrit
     assert again.calls == 0
     with pytest.raises(InputError, match="different run"):
         run_inference(cohort, out, backend=FixedPredictor(), workers=0, strata="fitzpatrick_group")
-    run_inference(cohort, out, backend=FixedPredictor(), workers=0, strata="fitzpatrick_group", overwrite=True)
+    run_inference(
+        cohort, out, backend=FixedPredictor(), workers=0, strata="fitzpatrick_group", overwrite=True
+    )
     assert read_predictions(out).attrs["fairderm"]["strata"]["column"] == "fitzpatrick_group"
 
 
@@ -171,7 +209,9 @@ def test_resume_skips_cases_in_shards_and_retry_errors_reruns_failures(cohort, t
     assert first.metadata["status_counts"]["error"] == 2
     fixed = FixedPredictor()
     second = run_inference(cohort, out, backend=fixed, workers=0, retry_errors=True)
-    assert fixed.calls == 1  # only the one batch holding img_0001 (the unreadable image fails in decoding)
+    assert (
+        fixed.calls == 1
+    )  # only the one batch holding img_0001 (the unreadable image fails in decoding)
     assert second.predictions.set_index("image_id").loc["img_0001", "status"] == "ok"
 
 
@@ -180,7 +220,9 @@ def test_shards_of_a_different_run_are_not_mixed_in(cohort, tmp_path):
     shards = tmp_path / "p.parquet.shards"
     shards.mkdir()
     (shards / "run.json").write_text('{"fingerprint": "something else"}')
-    atomic_write_parquet(shards / "shard-000000.parquet", pd.DataFrame({"image_id": ["img_0000"], "status": ["ok"]}))
+    atomic_write_parquet(
+        shards / "shard-000000.parquet", pd.DataFrame({"image_id": ["img_0000"], "status": ["ok"]})
+    )
     with pytest.raises(InputError, match="--restart"):
         run_inference(cohort, out, backend=FixedPredictor(), workers=0)
     run = run_inference(cohort, out, backend=FixedPredictor(), workers=0, restart=True)
@@ -208,7 +250,9 @@ def test_registry_names_builtins_and_rejects_unknown_backends():
     ],
 )
 def test_invalid_predictions_file_is_rejected(cohort, tmp_path, change, message):
-    frame = run_inference(cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0).predictions
+    frame = run_inference(
+        cohort, tmp_path / "p.parquet", backend=FixedPredictor(), workers=0
+    ).predictions
     frame = frame[frame["status"] == "ok"]
     atomic_write_parquet(tmp_path / "bad.parquet", change(frame))
     with pytest.raises(InputError, match=message):

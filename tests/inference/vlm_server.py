@@ -17,20 +17,30 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 SKINGPT = """**Visual findings:** a {size} mm lesion with {feature}.
 **Differential reasoning:** {other} was considered, but the pattern points elsewhere; {other} is less likely.
 **Final diagnosis:** {name}"""
 SKINR1 = "<think>The lesion shows {feature}. {other} is possible but less likely.</think><answer>{name}</answer>"
 _NAMES = {
-    "nevus": "benign melanocytic nevus", "melanoma": "Melanoma", "bcc": "basal cell carcinoma (BCC)",
-    "seborrheic_keratosis": "seborrhoeic keratosis", "scc": "SCC", "actinic_keratosis": "actinic keratosis",
+    "nevus": "benign melanocytic nevus",
+    "melanoma": "Melanoma",
+    "bcc": "basal cell carcinoma (BCC)",
+    "seborrheic_keratosis": "seborrhoeic keratosis",
+    "scc": "SCC",
+    "actinic_keratosis": "actinic keratosis",
 }
 
 
 def answer_text(style: str, label: str) -> str:
     other = "melanoma" if label != "melanoma" else "a dysplastic naevus"
-    fields = {"name": _NAMES.get(label, label), "other": other, "feature": "irregular pigment", "size": 6}
+    fields = {
+        "name": _NAMES.get(label, label),
+        "other": other,
+        "feature": "irregular pigment",
+        "size": 6,
+    }
     return (SKINGPT if style == "skingpt" else SKINR1).format(**fields)
 
 
@@ -43,8 +53,15 @@ class ScriptedVLM:
     a SkinGPT answer for ``default_label``.
     """
 
-    def __init__(self, *, model: str = "skingpt-r1-test", delay: float = 0.0, slow_seconds: float = 3.0,
-                 default_label: str = "nevus", flaky_label: str = "bcc") -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "skingpt-r1-test",
+        delay: float = 0.0,
+        slow_seconds: float = 3.0,
+        default_label: str = "nevus",
+        flaky_label: str = "bcc",
+    ) -> None:
         self.model = model
         self.delay = delay
         self.slow_seconds = slow_seconds
@@ -72,8 +89,17 @@ class ScriptedVLM:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    body = {"object": "list", "data": [{"id": server.model, "object": "model",
-                                                        "root": f"/models/{server.model}", "max_model_len": 8192}]}
+                    body = {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": server.model,
+                                "object": "model",
+                                "root": f"/models/{server.model}",
+                                "max_model_len": 8192,
+                            }
+                        ],
+                    }
                     self._send(200, json.dumps(body).encode())
                 else:
                     self._send(404, b'{"error": "not found"}')
@@ -91,7 +117,7 @@ class ScriptedVLM:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> ScriptedVLM:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -128,10 +154,21 @@ class ScriptedVLM:
             behaviour = ("skingpt", self.flaky_label)
         text = "" if behaviour == "empty" else answer_text(*behaviour)  # type: ignore[misc]
         body = {
-            "id": "chatcmpl-test", "object": "chat.completion", "model": payload.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 900 + len(url) // 1000, "completion_tokens": len(text.split()),
-                      "total_tokens": 900 + len(text.split())},
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": payload.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 900 + len(url) // 1000,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 900 + len(text.split()),
+            },
         }
         return 200, json.dumps(body).encode()
 
