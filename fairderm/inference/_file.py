@@ -19,7 +19,12 @@ import pandas as pd
 
 from fairderm._io import read_table, sha256_file
 from fairderm.errors import InputError
-from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
+from fairderm.inference._predictor import (
+    Predictor,
+    PredictorOutput,
+    raise_at_first_row,
+    reject_unknown_options,
+)
 
 
 def _texts(column: pd.Series) -> list[str | None]:
@@ -40,18 +45,17 @@ class FilePredictor(Predictor):
         source = str(self.path)
         if "image_id" not in frame.columns:
             raise InputError("required column missing: image_id", source=source, column="image_id")
-        frame = frame.assign(image_id=frame["image_id"].astype("string").str.strip())
-        empty = np.flatnonzero(frame["image_id"].isna() | (frame["image_id"] == ""))
-        if len(empty):
-            raise InputError("empty value", source=source, row=int(empty[0]) + 1, column="image_id")
-        dup = np.flatnonzero(frame["image_id"].duplicated().to_numpy())
-        if len(dup):
-            raise InputError(
-                f"duplicate image_id {frame['image_id'].iat[dup[0]]!r}",
-                source=source,
-                row=int(dup[0]) + 1,
-                column="image_id",
-            )
+        ids = frame["image_id"].astype("string").str.strip()
+        frame = frame.assign(image_id=ids)
+        raise_at_first_row(
+            ids.isna() | (ids == ""), lambda k: "empty value", source=source, column="image_id"
+        )
+        raise_at_first_row(
+            ids.duplicated(),
+            lambda k: f"duplicate image_id {ids.iat[k]!r}",
+            source=source,
+            column="image_id",
+        )
         prob_columns = [c for c in frame.columns if str(c).startswith("prob_")]
         if "pred" not in frame.columns and not prob_columns:
             raise InputError("needs a 'pred' column or 'prob_<class>' columns", source=source)
@@ -65,18 +69,13 @@ class FilePredictor(Predictor):
         self.preds = _texts(frame["pred"]) if "pred" in frame.columns else None
         self.status = _texts(frame["status"]) if "status" in frame.columns else None
         if self.status is not None:
-            bad = [
-                k
-                for k, s in enumerate(self.status)
-                if s not in (None, "ok", "error", "unparseable")
-            ]
-            if bad:
-                raise InputError(
-                    f"status {self.status[bad[0]]!r} is not ok/error/unparseable",
-                    source=source,
-                    row=bad[0] + 1,
-                    column="status",
-                )
+            given = self.status
+            raise_at_first_row(
+                [value not in (None, "ok", "error", "unparseable") for value in given],
+                lambda k: f"status {given[k]!r} is not ok/error/unparseable",
+                source=source,
+                column="status",
+            )
         self.reasons = _texts(frame["reason"]) if "reason" in frame.columns else None
         self.row_of = {image_id: k for k, image_id in enumerate(frame["image_id"].tolist())}
 
@@ -86,22 +85,18 @@ class FilePredictor(Predictor):
         for j, column in enumerate(columns):
             raw = frame[column]
             numeric = pd.to_numeric(raw, errors="coerce")
-            bad = np.flatnonzero((raw.notna() & numeric.isna()).to_numpy())
-            if len(bad):
-                raise InputError(
-                    f"{raw.iat[bad[0]]!r} is not a number",
-                    source=source,
-                    row=int(bad[0]) + 1,
-                    column=column,
-                )
-            outside = np.flatnonzero(((numeric < 0) | (numeric > 1)).fillna(False).to_numpy())
-            if len(outside):
-                raise InputError(
-                    f"probability {numeric.iat[outside[0]]} outside 0-1",
-                    source=source,
-                    row=int(outside[0]) + 1,
-                    column=column,
-                )
+            raise_at_first_row(
+                raw.notna() & numeric.isna(),
+                lambda k, r=raw: f"{r.iat[k]!r} is not a number",
+                source=source,
+                column=column,
+            )
+            raise_at_first_row(
+                ((numeric < 0) | (numeric > 1)).fillna(False),
+                lambda k, v=numeric: f"probability {v.iat[k]} outside 0-1",
+                source=source,
+                column=column,
+            )
             values[:, j] = numeric.to_numpy(dtype=float, na_value=np.nan)
         return values
 

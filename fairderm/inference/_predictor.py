@@ -217,6 +217,19 @@ def load_predictor(backend: str, model: str | Path | None = None, **options: Any
     return predictor
 
 
+def raise_at_first_row(
+    bad: Any, message: Callable[[int], str], *, source: str, column: str
+) -> None:
+    """Raise InputError naming the first row (0-based position -> 1-based row) where ``bad`` is true.
+
+    ``message(position)`` builds the text for that row.
+    """
+    positions = np.flatnonzero(np.asarray(bad, dtype=bool))
+    if len(positions):
+        first = int(positions[0])
+        raise InputError(message(first), source=source, row=first + 1, column=column)
+
+
 def reject_unknown_options(options: dict[str, Any], known: Sequence[str], backend: str) -> None:
     """Raise InputError naming options a backend does not take."""
     unknown = sorted(set(options) - set(known))

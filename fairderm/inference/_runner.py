@@ -36,7 +36,12 @@ from fairderm.errors import InputError
 from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import CaseDataset, case_loader, plan_workers
 from fairderm.inference._labels import label_for_name, map_classes
-from fairderm.inference._predictor import Predictor, PredictorOutput, load_predictor
+from fairderm.inference._predictor import (
+    Predictor,
+    PredictorOutput,
+    load_predictor,
+    raise_at_first_row,
+)
 from fairderm.inference._report import parse_report
 from fairderm.inference._strata import Strata, resolve_strata, schedule
 
@@ -706,62 +711,52 @@ def read_predictions(path: str | os.PathLike[str], cohort: Cohort | None = None)
         meta = read_parquet_metadata(path)
     except Exception as exc:  # noqa: BLE001  pyarrow raises many types for a corrupt file
         raise InputError(f"cannot read predictions: {_one_line(exc)}", source=str(path)) from None
+    source = str(path)
     for column in ("image_id", "status", "reason", "pred"):
         if column not in frame.columns:
-            raise InputError(f"required column missing: {column}", source=str(path), column=column)
-    bad = frame.index[~frame["status"].isin(STATUSES)]
-    if len(bad):
-        raise InputError(
-            f"status {frame['status'].iat[bad[0]]!r} is not one of {list(STATUSES)}",
-            source=str(path),
-            row=int(bad[0]) + 1,
-            column="status",
-        )
-    duplicated = frame.index[frame["image_id"].duplicated()]
-    if len(duplicated):
-        raise InputError(
-            f"duplicate image_id {frame['image_id'].iat[duplicated[0]]!r}",
-            source=str(path),
-            row=int(duplicated[0]) + 1,
-            column="image_id",
-        )
-    ok_without_pred = frame.index[(frame["status"] == "ok") & frame["pred"].isna()]
-    if len(ok_without_pred):
-        raise InputError(
-            "status ok without a pred",
-            source=str(path),
-            row=int(ok_without_pred[0]) + 1,
-            column="pred",
-        )
+            raise InputError(f"required column missing: {column}", source=source, column=column)
+    status, pred, ids = frame["status"], frame["pred"], frame["image_id"].astype(str)
+    raise_at_first_row(
+        ~status.isin(STATUSES),
+        lambda k: f"status {status.iat[k]!r} is not one of {list(STATUSES)}",
+        source=source,
+        column="status",
+    )
+    raise_at_first_row(
+        ids.duplicated(),
+        lambda k: f"duplicate image_id {ids.iat[k]!r}",
+        source=source,
+        column="image_id",
+    )
+    raise_at_first_row(
+        (status == "ok") & pred.isna(),
+        lambda k: "status ok without a pred",
+        source=source,
+        column="pred",
+    )
     for column in (c for c in frame.columns if c.startswith("prob_")):
         values = pd.to_numeric(frame[column], errors="coerce")
-        outside = frame.index[values.notna() & ((values < 0) | (values > 1 + 1e-6))]
-        if len(outside):
-            raise InputError(
-                f"probability {values.iat[outside[0]]} outside 0-1",
-                source=str(path),
-                row=int(outside[0]) + 1,
-                column=column,
-            )
+        raise_at_first_row(
+            values.notna() & ((values < 0) | (values > 1 + 1e-6)),
+            lambda k, v=values: f"probability {v.iat[k]} outside 0-1",
+            source=source,
+            column=column,
+        )
     labels = list(cohort.spec.labels) if cohort is not None else meta.get("labels")
     if labels:
-        unknown = frame.index[frame["pred"].notna() & ~frame["pred"].isin(labels)]
-        if len(unknown):
-            raise InputError(
-                f"pred {frame['pred'].iat[unknown[0]]!r} is not one of the labels {labels}",
-                source=str(path),
-                row=int(unknown[0]) + 1,
-                column="pred",
-            )
+        raise_at_first_row(
+            pred.notna() & ~pred.isin(labels),
+            lambda k: f"pred {pred.iat[k]!r} is not one of the labels {labels}",
+            source=source,
+            column="pred",
+        )
     if cohort is not None:
         known = set(cohort.manifest["image_id"].astype(str))
-        foreign = frame.index[~frame["image_id"].astype(str).isin(known)]
-        if len(foreign):
-            raise InputError(
-                f"image_id {frame['image_id'].iat[foreign[0]]!r} is not in cohort {cohort.spec.name!r}",
-                source=str(path),
-                row=int(foreign[0]) + 1,
-                column="image_id",
-            )
+        raise_at_first_row(
+            ~ids.isin(known),
+            lambda k: f"image_id {ids.iat[k]!r} is not in cohort {cohort.spec.name!r}",
+            source=source,
+            column="image_id",
+        )
     frame.attrs["fairderm"] = meta
     return frame
