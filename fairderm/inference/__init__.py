@@ -14,8 +14,9 @@ Predictor, PredictorOutput
 register_backend, load_predictor, available_backends
     The backend registry (``backbone``, ``hf``, ``torch``, ``openai``,
     ``vllm``, ``file`` built in; ``router`` added by :mod:`fairderm.moe`).
-extract_features, FeatureSet, Backbone
-    The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor.
+extract_features, FeatureSet, Backbone, backbone_identity
+    The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor
+    (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input).
 train_head, load_head, HeadTrainingResult
     Heads (linear or MLP) on the backbone's features.
 map_classes, parse_report, ParsedReport
@@ -27,8 +28,15 @@ predictions schema.
 
 from __future__ import annotations
 
-from fairderm.inference._backbone import Backbone, FeatureSet, extract_features
+from fairderm.inference._backbone import (
+    BACKBONE_PREPROCESSING,
+    Backbone,
+    FeatureSet,
+    backbone_identity,
+    extract_features,
+)
 from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
+from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
 from fairderm.inference._predictor import (
@@ -49,7 +57,9 @@ from fairderm.inference._runner import (
 )
 
 __all__ = [
+    "BACKBONE_INPUT_SIZE",
     "BACKBONE_NAME",
+    "BACKBONE_PREPROCESSING",
     "DEFAULT_PROMPT",
     "FEATURE_DIM",
     "PREDICTIONS_FORMAT",
@@ -62,6 +72,7 @@ __all__ = [
     "PredictorOutput",
     "StratumProgress",
     "available_backends",
+    "backbone_identity",
     "extract_features",
     "load_head",
     "load_predictor",
