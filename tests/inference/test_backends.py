@@ -107,6 +107,7 @@ def _tiny_vit(folder, labels):
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
 
 
+@pytest.mark.slow
 def test_hf_backend_runs_a_local_transformers_classifier(cohort, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _tiny_vit(

@@ -19,6 +19,7 @@ def cohort(tmp_path):
     return make_cohort(tmp_path / "cohort", n=12, size=40)
 
 
+@pytest.mark.slow
 def test_head_train_then_infer_with_the_backbone(cohort, tmp_path, run_cli):
     trained = run_cli(
         "head",

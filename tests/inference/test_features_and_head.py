@@ -19,6 +19,10 @@ from fairderm.inference import (
 )
 
 
+# the module's cohort features take several seconds on a busy 2-core machine
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 40-image cohort, its features and a linear head (shared: extraction is the slow part)."""
@@ -130,3 +134,34 @@ def test_head_folder_without_config_is_rejected(tmp_path, tiny_cohort):
         run_inference(
             tiny_cohort, tmp_path / "p.parquet", backend="backbone", model=tmp_path / "empty"
         )
+
+
+@pytest.mark.shared
+def test_backbone_runs_on_real_pad_photos_per_stratum(trained, pad_subset, tmp_path):
+    from fairderm.cohort import import_cohort
+
+    pad = import_cohort("pad-ufes-20", pad_subset / "labels.csv", pad_subset, tmp_path / "pad")
+    run = run_inference(
+        pad,
+        tmp_path / "p.parquet",
+        backend="backbone",
+        model=trained[3] / "head",
+        strata="fitzpatrick_group",
+        cap_per_stratum=4,
+        workers=1,
+    )
+    frame = read_predictions(tmp_path / "p.parquet", pad)
+    # the synthetic head's nevus/melanoma/bcc/seborrheic_keratosis map onto PAD's NEV/MEL/BCC/SEK
+    assert run.metadata["class_mapping"] == {
+        "nevus": "NEV",
+        "melanoma": "MEL",
+        "bcc": "BCC",
+        "seborrheic_keratosis": "SEK",
+    }
+    assert (frame["status"] == "ok").all() and set(frame["pred"]) <= {"NEV", "MEL", "BCC", "SEK"}
+    assert frame["stratum"].value_counts().to_dict() == {
+        "I-II": 4,
+        "III-IV": 4,
+        "V-VI": 4,
+        "unknown": 4,
+    }
