@@ -57,6 +57,8 @@ def check_columns(loaded: LoadedSpec, cohort: Cohort) -> None:
     spec = loaded.spec
     columns = set(cohort.manifest.columns)
     source = str(loaded.source)
+    if spec.tone.source == "column" and spec.tone.column not in columns:
+        raise InputError(f"key 'tone.column': no column {spec.tone.column!r} in the cohort's manifest", source=source)
     for attribute in loaded.spec.stratum_attributes():
         if attribute not in columns and attribute not in TONE_DERIVED:
             raise InputError(f"key 'strata.attributes': no column {attribute!r} in the cohort's manifest",
@@ -66,8 +68,6 @@ def check_columns(loaded: LoadedSpec, cohort: Cohort) -> None:
             if attribute not in columns and attribute not in TONE_DERIVED:
                 raise InputError(f"key 'strata.intersections': no column {attribute!r} in the cohort's manifest",
                                  source=source)
-    if spec.tone.source == "column" and spec.tone.column not in columns:
-        raise InputError(f"key 'tone.column': no column {spec.tone.column!r} in the cohort's manifest", source=source)
     if spec.tone.reference and spec.tone.reference not in columns:
         raise InputError(f"key 'tone.reference': no column {spec.tone.reference!r} in the cohort's manifest",
                          source=source)

@@ -99,7 +99,7 @@ def write_spec(tmp_path: Path, tiny_cohort: Path, predictions_file: Path, policy
             "metrics": ["accuracy", "sensitivity"],
             "bootstrap": {"n_boot": 200, "seed": 3},
             "policy": "../policy.yaml",
-            "outputs": {"figures": False},
+            "outputs": {"figures": False, "card": False},  # rendering a card takes ~1 s
         }
         for key, value in overrides.items():
             if value is None:
