@@ -18,7 +18,6 @@ from fairderm.inference import (
     train_head,
 )
 
-
 # the module's cohort features take several seconds on a busy 2-core machine
 pytestmark = pytest.mark.slow
 
