@@ -81,6 +81,10 @@ def _matches(group: str, name: str, attribute: str) -> bool:
     return group == name or group == f"{attribute}={name}"
 
 
+def _excluded(record: Mapping[str, Any], rule: Rule, attribute: str) -> bool:
+    return any(_matches(str(record["group"]), name, attribute) for name in rule.exclude_groups)
+
+
 def _short(group: str, attribute: str) -> str:
     return group.removeprefix(f"{attribute}=")
 
@@ -173,7 +177,7 @@ def _select(
     """(name, record or None when absent) for the groups a rule names."""
     names = rule.group_names
     if names is None:
-        return [(_short(str(r["group"]), attribute), r) for r in records]
+        return [(_short(str(r["group"]), attribute), r) for r in records if not _excluded(r, rule, attribute)]
     chosen = []
     for name in names:
         found = next((r for r in records if _matches(str(r["group"]), name, attribute)), None)
@@ -255,7 +259,8 @@ def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[
                             f"(attributes: {', '.join(known) or 'none recorded'})")
     # A disparity record carries no size flag: borrow it from the group rows.
     flags = {
-        str(r["group"]): r for r in groups if r["metric"] == rule.metric and _attribute_of(r) == attribute
+        str(r["group"]): r for r in groups
+        if r["metric"] == rule.metric and _attribute_of(r) == attribute and not _excluded(r, rule, attribute)
     }
     checks: list[GroupCheck] = []
     if rule.disparity == "diff_vs_ref":
@@ -302,7 +307,9 @@ def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:
         n, n_pos = _count(record.get("n")), _count(record.get("n_pos"))
         old_n, old_pos = sizes.get(name, (None, None))
         sizes[name] = (_larger(n, old_n), _larger(n_pos, old_pos))
-    names = rule.group_names or list(sizes)
+    names = rule.group_names or [
+        g for g in sizes if not any(_matches(f"{attribute}={g}", x, attribute) for x in rule.exclude_groups)
+    ]
     checks = []
     for name in names:
         key = next((g for g in sizes if g == name or g == _short(name, attribute)), None)

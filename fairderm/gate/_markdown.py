@@ -17,9 +17,12 @@ _INLINE_SPECIALS = re.compile(r"([\\`*\[\]|~])")
 # '_' only opens or closes emphasis at a word boundary, so 'fitzpatrick_est'
 # stays readable and '_x_' is still neutralised.
 _UNDERSCORE_AT_BOUNDARY = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-# Block markers that only matter at the start of a paragraph or line.
-_BLOCK_MARKER = re.compile(r"^(\s*)([#+\-=])")
-_ORDERED_LIST_MARKER = re.compile(r"^(\s*\d+)([.)])")
+# Block markers only act at the start of a line and, except for a line made of
+# '=' or '-' alone (setext underline, thematic break), only before a space:
+# '-0.18' and '0.84' stay as they are, '- item' and '1. item' are neutralised.
+_BLOCK_MARKER = re.compile(r"^(#{1,6}|[+\-])(?=\s|$)")
+_ORDERED_LIST_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
+_UNDERLINE = re.compile(r"^([=\-])(?=[=\-\s]*$)")
 
 
 def escape_markdown(text: object) -> str:
@@ -33,7 +36,8 @@ def escape_markdown(text: object) -> str:
     escaped = html.escape(one_line, quote=False)
     escaped = _INLINE_SPECIALS.sub(r"\\\1", escaped)
     escaped = _UNDERSCORE_AT_BOUNDARY.sub(r"\\_", escaped)
-    escaped = _BLOCK_MARKER.sub(r"\1\\\2", escaped)
+    escaped = _UNDERLINE.sub(r"\\\1", escaped)
+    escaped = _BLOCK_MARKER.sub(r"\\\1", escaped)
     return _ORDERED_LIST_MARKER.sub(r"\1\\\2", escaped)
 
 

@@ -60,6 +60,10 @@ class Rule(BaseModel):
         description="'each': every group of the attribute; 'worst': the group least favourable to the rule; "
         "or one or more named groups (either 'V-VI' or 'fitzpatrick_est=V-VI'; 'all' is the pooled row).",
     )
+    exclude_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups 'each'/'worst' leave out, e.g. ['unknown'] (cases whose tone estimate abstained).",
+    )
     metric: str | None = Field(None, description="Metric name as in metrics.json (e.g. 'sensitivity').")
     disparity: DisparityKind | None = Field(
         None, description="Check a between-group disparity of `metric` instead of per-group values."
@@ -96,6 +100,9 @@ class Rule(BaseModel):
                 raise ValueError(f"a sample-size rule (min_n/min_pos) takes no {', '.join(extra)}")
             if self.groups == "worst":
                 raise ValueError("groups: 'worst' has no meaning for a sample-size rule")
+        if self.exclude_groups and self.group_names is not None:
+            raise ValueError("exclude_groups applies to groups 'each' or 'worst', not to named groups")
+        if sample_size:
             return self
         missing = [k for k in ("metric", "comparator", "threshold") if getattr(self, k) is None]
         if missing:

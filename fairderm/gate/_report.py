@@ -42,7 +42,7 @@ def _interval(check: GroupCheck) -> str:
         return "–"
     if check.ci_low is None or check.ci_high is None:
         return _number(check.estimate)
-    return f"{check.estimate:.3f} [{check.ci_low:.3f}, {check.ci_high:.3f}]"
+    return f"{check.estimate:.3f} ({check.ci_low:.3f} to {check.ci_high:.3f})"
 
 
 def _group_lines(result: RuleResult) -> str:
@@ -150,7 +150,7 @@ def markdown_summary(result: GateResult) -> str:
         f"Policy **{escape_markdown(result.policy.name)}**: {len(result.rules)} rules ({tally}); "
         f"exit code {result.exit_code}.",
         "",
-        "| Rule | Checks | Decisive group | Estimate [CI] | Threshold | Verdict |",
+        "| Rule | Checks | Decisive group | Estimate (CI) | Threshold | Verdict |",
         "|---|---|---|---|---|---|",
         *(_rule_row(r) for r in result.rules),
         "",
@@ -165,7 +165,7 @@ def markdown_summary(result: GateResult) -> str:
         lines += [
             f"**{escape_markdown(rule_result.rule.id)}**: {escape_markdown(rule_result.rule.describe())}",
             "",
-            "| Group | Estimate [CI] | n | Flag | Verdict | Reason |",
+            "| Group | Estimate (CI) | n | Flag | Verdict | Reason |",
             "|---|---|---|---|---|---|",
         ]
         for check in rule_result.checks:

@@ -196,6 +196,25 @@ def test_small_group_can_be_left_out_explicitly() -> None:
     assert [c.group for c in left_out] == ["V-VI"]
 
 
+def test_excluded_groups_are_left_out_of_each_worst_gap_and_sample_size() -> None:
+    unknown = {"sensitivity": (0.2, 0.0, 0.6), "accuracy": (0.5, 0.2, 0.8), "ece": (0.3, 0.1, 0.5),
+               "n": 5, "n_pos": 1, "flag": "insufficient"}
+    metrics = make_metrics({**_tone(), "unknown": unknown})
+    assert evaluate_gate(metrics, POLICY).verdict is Verdict.INSUFFICIENT_EVIDENCE
+    rules = [dict(r, exclude_groups=["unknown"]) if r.get("groups", "each") in ("each", "worst") else r
+             for r in DEMO_POLICY["rules"]]
+    result = evaluate_gate(metrics, _policy(*rules, {"id": "n-each", "attribute": "fitzpatrick_est", "min_n": 30,
+                                                     "exclude_groups": ["fitzpatrick_est=unknown"]}))
+    assert result.verdict is Verdict.PASS, result.summary()
+    assert all("unknown" not in {c.group for c in r.checks} for r in result.rules)
+
+
+def test_excluding_from_named_groups_is_rejected() -> None:
+    with pytest.raises(InputError, match="exclude_groups"):
+        _policy({"id": "x", "metric": "accuracy", "attribute": "fitzpatrick_est", "groups": ["V-VI"],
+                 "exclude_groups": ["unknown"], "comparator": ">=", "threshold": 0.5})
+
+
 def test_rule_with_every_group_left_out_is_an_error() -> None:
     policy = _policy({"id": "ece", "metric": "ece", "attribute": "fitzpatrick_est", "groups": "V-VI",
                       "comparator": "<=", "threshold": 0.10, "small_groups": "ignore"})
