@@ -1,0 +1,417 @@
+"""The card as a document: sections of paragraphs, lists, facts, tables and figures.
+
+Both the Markdown and the HTML card render this one structure, so they say
+the same thing; each renderer escapes every string it is given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from fairderm._version import __version__
+from fairderm.cards._content import (
+    DISPARITY_NAMES,
+    HEADLINE_METRICS,
+    METRIC_MEANINGS,
+    CardData,
+    fmt,
+    fmt_interval,
+    metric_label,
+    number,
+    short_group,
+)
+from fairderm.cards._text import (
+    NOT_DOCUMENTED,
+    caveats,
+    ethical_risks,
+    evaluation_description,
+    gate_caveat,
+    headline_details,
+    intended_use,
+    limitations,
+    method_description,
+    overview,
+    tone_reliability_statement,
+    tradeoffs,
+    training_description,
+)
+from fairderm.gate import LEGEND
+
+INSUFFICIENT_MARK = "†"
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Facts:
+    items: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    caption: str
+
+
+Block = Paragraph | Bullets | Facts | Table | Figure
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    subsections: list[Section] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+@dataclass
+class Document:
+    title: str
+    verdict: str | None
+    details: list[str]
+    sections: list[Section]
+
+    @property
+    def headline(self) -> str:
+        """``Release gate: FAIL; policy P; lowest accuracy ...`` in one line."""
+        return "; ".join([f"Release gate: {self.verdict or 'NOT GATED'}", *self.details]) + "."
+
+
+def _cell(row: dict[str, Any]) -> str:
+    text = fmt_interval(row.get("estimate"), row.get("ci_low"), row.get("ci_high"))
+    flag = row.get("flag")
+    return f"{text} {INSUFFICIENT_MARK}" if flag not in (None, "ok") and text != "–" else text
+
+
+def _group_by_metric_table(data: CardData, attribute: str) -> Table:
+    """Rows = metrics, columns = groups with their n: compact for a handful of groups."""
+    rows = data.rows(attribute)
+    sizes = data.group_sizes(attribute)
+    groups = list(dict.fromkeys(rows["group"].astype(str)))
+    size_of = {str(r.group): r.n for r in sizes.itertuples()}
+    columns = ["Metric"] + [f"{short_group(g, attribute)} (n={size_of.get(short_group(g, attribute), '?')})"
+                            for g in groups]
+    body = []
+    for metric in data.metric_names:
+        of_metric = rows[rows["metric"] == metric]
+        if of_metric.empty:
+            continue
+        by_group = {str(r["group"]): r for r in of_metric.to_dict("records")}
+        body.append([metric_label(metric)] + [_cell(by_group[g]) if g in by_group else "–" for g in groups])
+    return Table(columns, body, note=_insufficient_note(sizes))
+
+
+def _metric_by_group_table(data: CardData, attribute: str) -> Table:
+    """Rows = groups, columns = headline metrics: for many (intersectional) groups."""
+    rows = data.rows(attribute)
+    metrics = [m for m in data.metric_names if m in HEADLINE_METRICS][:4] or data.metric_names[:4]
+    sizes = data.group_sizes(attribute)
+    body = []
+    for size in sizes.itertuples():
+        group_rows = rows[rows["group"].map(lambda g: short_group(str(g), attribute)) == size.group]
+        by_metric = {str(r["metric"]): r for r in group_rows.to_dict("records")}
+        body.append([str(size.group), str(size.n if size.n is not None else "–")]
+                    + [_cell(by_metric[m]) if m in by_metric else "–" for m in metrics])
+    return Table(["Group", "n"] + [metric_label(m) for m in metrics], body, note=_insufficient_note(sizes))
+
+
+def _insufficient_note(sizes: pd.DataFrame) -> str:
+    if (sizes["flag"] != "ok").any():
+        return f"{INSUFFICIENT_MARK} group flagged insufficient (too few cases or positives): reported, not ranked."
+    return ""
+
+
+def _records_table(records: list[dict[str, Any]], first: list[str]) -> Table:
+    """A table of arbitrary records, known columns first, numbers to 3 decimals or 3 significant digits."""
+    keys = list(dict.fromkeys([k for k in first if any(k in r for r in records)]
+                              + [k for r in records for k in r]))
+    body = []
+    for record in records:
+        row = []
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, bool) or value is None:
+                row.append("–" if value is None else str(value))
+            elif isinstance(value, float) or isinstance(value, int):
+                magnitude = abs(float(value))
+                if isinstance(value, int):
+                    row.append(str(value))
+                elif key.startswith("p_") or key == "p":
+                    row.append(f"{value:.2e}" if 0 < magnitude < 0.001 else f"{value:.3g}")
+                else:
+                    row.append(fmt(value))
+            else:
+                row.append(str(value))
+        body.append(row)
+    return Table(keys, body)
+
+
+def _model_details(data: CardData) -> Section:
+    info = data.info
+    facts = [("Name", data.name)]
+    if data.backend:
+        facts.append(("Inference backend", str(data.backend)))
+    if data.model_reference:
+        facts.append(("Model", data.model_reference))
+    facts += [
+        ("Architecture", info.model_architecture or NOT_DOCUMENTED),
+        ("Version", info.version or NOT_DOCUMENTED),
+        ("Owners", "; ".join(f"{o.name} ({o.contact})" if o.contact else o.name for o in info.owners)
+         or NOT_DOCUMENTED),
+        ("License", info.license or NOT_DOCUMENTED),
+    ]
+    if info.date:
+        facts.append(("Date", info.date))
+    if info.references:
+        facts.append(("References", "; ".join(info.references)))
+    if info.citation:
+        facts.append(("Citation", info.citation))
+    facts.append(("Audit run", f"{data.run.audit_name or 'audit'} / {data.run.run_id} (fairderm {__version__})"))
+    return Section("Model details", [Paragraph(overview(data)), Facts(facts)])
+
+
+def _intended_use(data: CardData) -> Section:
+    blocks: list[Block] = [Paragraph(intended_use(data))]
+    info = data.info
+    blocks.append(Facts([("Intended users", "; ".join(info.intended_users) or NOT_DOCUMENTED)]))
+    if info.out_of_scope_uses:
+        blocks += [Paragraph("Out of scope:"), Bullets(list(info.out_of_scope_uses))]
+    return Section("Intended use", blocks)
+
+
+def _factors(data: CardData) -> Section:
+    items = []
+    tone = data.tone_attribute
+    for attribute in data.attributes:
+        groups = ", ".join(str(g) for g in data.group_sizes(attribute)["group"])
+        role = " (skin tone; the primary factor)" if attribute == tone else ""
+        kind = "intersection of " + " and ".join(attribute.split("&")) if "&" in attribute else attribute
+        items.append(f"{kind}{role}: {groups}")
+    text = ("Performance is disaggregated by skin tone, then by every other audited attribute and by their "
+            "intersections, because a model can serve one tone group well on average and fail a subgroup "
+            "within it.")
+    return Section("Factors", [Paragraph(text), Bullets(items or ["No attribute was audited."])])
+
+
+def _metrics(data: CardData) -> Section:
+    rows = [[metric_label(m), METRIC_MEANINGS.get(m, "")] for m in data.metric_names]
+    kinds = sorted(set(data.disparities["kind"].dropna().astype(str)))
+    blocks: list[Block] = [Paragraph(method_description(data)), Table(["Metric", "Meaning"], rows)]
+    if kinds:
+        blocks.append(Paragraph("Disparities reported: " + ", ".join(DISPARITY_NAMES.get(k, k) for k in kinds)
+                                + "; each from the same bootstrap replicates as the group estimates."))
+    return Section("Metrics", blocks)
+
+
+def _evaluation_data(data: CardData) -> Section:
+    return Section("Evaluation data", [Paragraph(evaluation_description(data))])
+
+
+def _quantitative(data: CardData) -> Section:
+    section = Section("Quantitative analyses")
+    overall = data.rows("all")
+    if not overall.empty:
+        body = [[metric_label(str(r["metric"])), _cell(r), str(r["n"] if r["n"] is not None else "–")]
+                for r in overall.to_dict("records")]
+        section.subsections.append(Section("All cases", [Table(["Metric", "Estimate (95% CI)", "n"], body)]))
+    tone = data.tone_attribute
+    others = [a for a in data.attributes if a != tone and "&" not in a]
+    for attribute in ([tone] if tone else []) + others:
+        blocks: list[Block] = [_group_by_metric_table(data, attribute)]
+        if attribute == tone:
+            blocks.append(Figure("tone_forest", f"Estimates with 95% intervals by {attribute}."))
+        section.subsections.append(Section(f"By {attribute}", blocks))
+    if not data.disparities.empty:
+        body = []
+        for row in data.disparities.to_dict("records"):
+            group = "" if row["group"] in (None, row["attribute"]) else short_group(str(row["group"]),
+                                                                                     str(row["attribute"]))
+            if row["reference"]:
+                group += f" vs {short_group(str(row['reference']), str(row['attribute']))}"
+            body.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
+                         str(row["attribute"]), group or "–", _cell(row)])
+        section.subsections.append(Section("Disparities", [
+            Table(["Metric", "Disparity", "Attribute", "Group", "Estimate (95% CI)"], body)]))
+    for attribute in data.intersections:
+        section.subsections.append(Section(f"Intersectional: {attribute}", [
+            _metric_by_group_table(data, attribute), Figure(f"intersection:{attribute}",
+                                                             f"Estimates with 95% intervals by {attribute}.")]))
+    tests = data.records("tests")
+    if tests:
+        section.subsections.append(Section("Tests across groups", [
+            Paragraph("Is there any difference across groups? p-values adjusted for multiplicity as noted."),
+            _records_table(tests, ["metric", "attribute", "test", "statistic", "p_value", "p_adjusted", "method"])]))
+    case_mix = data.records("case_mix")
+    if case_mix:
+        section.subsections.append(Section("Case-mix adjusted odds ratios", [
+            Paragraph("Odds of a correct prediction by group, adjusted for diagnosis and the listed covariates "
+                      "(logistic regression, patient-clustered standard errors)."),
+            _records_table(case_mix, ["attribute", "group", "term", "odds_ratio", "ci_low", "ci_high", "p_value"])]))
+    return section
+
+
+def _sizes_and_power(data: CardData) -> Section:
+    blocks: list[Block] = []
+    rows = []
+    for attribute in data.attributes:
+        for size in data.group_sizes(attribute).itertuples():
+            rows.append([attribute, str(size.group), str(size.n if size.n is not None else "–"),
+                         str(size.n_pos if size.n_pos is not None else "–"), str(size.flag)])
+    blocks.append(Table(["Attribute", "Group", "n", "Positives", "Flag"], rows))
+    if data.tone_attribute:
+        blocks.append(Figure("group_sizes", f"Cases per {data.tone_attribute} group."))
+    power = data.records("power")
+    if power:
+        blocks += [
+            Paragraph("Minimum detectable difference at 80% power for each group's size: a gap smaller than "
+                      "this could exist without a test finding it."),
+            _records_table(power, ["attribute", "group", "metric", "n"]),
+        ]
+    else:
+        blocks.append(Paragraph("No power analysis was recorded in metrics.json."))
+    return Section("Group sizes and power", blocks)
+
+
+def _tone(data: CardData) -> Section:
+    blocks: list[Block] = [Paragraph(tone_reliability_statement(data))]
+    measures = data.tone_validation_measures()
+    if measures:
+        blocks.append(Table(["Measure", "Estimate (95% CI)"],
+                            [[m["measure"], fmt_interval(m["estimate"], m["ci_low"], m["ci_high"])]
+                             for m in measures]))
+    summary = data.tone_summary
+    if summary is not None:
+        facts = [("Method", ", ".join(summary["methods"]) or "not recorded"),
+                 ("Images", str(summary["n_images"])),
+                 ("Status", ", ".join(f"{k}: {v}" for k, v in summary["status_counts"].items()) or "not recorded")]
+        if summary["median_ita_interval_width"] is not None:
+            facts.append(("Median ITA interval width", f"{summary['median_ita_interval_width']:.1f}°"))
+        if summary["fitzpatrick_counts"]:
+            facts.append(("Estimated Fitzpatrick types",
+                          ", ".join(f"{k}: {v}" for k, v in summary["fitzpatrick_counts"].items())))
+        if summary["calibration"]:
+            facts.append(("Calibration", str(summary["calibration"])))
+        blocks.append(Facts(facts))
+    return Section("Skin-tone estimator reliability", blocks)
+
+
+def _mitigation(data: CardData) -> Section | None:
+    methods = (data.run.mitigation or {}).get("methods")
+    if not isinstance(methods, dict) or not methods:
+        return None
+    rows = []
+    for name, result in methods.items():
+        if not isinstance(result, dict):
+            continue
+        cells = [name]
+        for key in ("accuracy", "gap", "gap_diff_vs_erm"):
+            value = result.get(key) if isinstance(result.get(key), dict) else {}
+            cells.append(fmt_interval(value.get("estimate"), value.get("ci_low"), value.get("ci_high")))
+        rows.append(cells)
+    blocks: list[Block] = [
+        Paragraph("Mitigations trained on the same features and split (router evaluation): accuracy, the gap "
+                  "between the best and worst tone group, and the paired change in that gap against ERM."),
+        Table(["Method", "Accuracy (95% CI)", "Tone gap (95% CI)", "Gap change vs ERM (95% CI)"], rows),
+        Figure("mitigation", "Accuracy against tone gap, with 95% intervals, per method."),
+    ]
+    trade = tradeoffs(data)
+    if trade:
+        blocks.append(Bullets(trade))
+    return Section("Mitigation", blocks)
+
+
+def _gate(data: CardData) -> Section:
+    if not data.gate:
+        return Section("Release gate", [Paragraph("This run was not gated: no gate.json in the run folder. "
+                                                  "Run `fairderm gate RUN_DIR --policy POLICY.yaml`.")])
+    policy = data.gate.get("policy") or {}
+    text = f"Verdict: {data.gate_verdict}"
+    if policy.get("name"):
+        text += f" under policy {policy['name']}"
+    if policy.get("sha256"):
+        text += f" (policy SHA-256 {policy['sha256']})"
+    rows = [[str(r.get("id")), str(r.get("text") or ""), str(r.get("verdict")), str(r.get("message") or "")]
+            for r in data.gate.get("rules", []) if isinstance(r, dict)]
+    return Section("Release gate", [Paragraph(text + "."), Table(["Rule", "Checks", "Verdict", "Why"], rows),
+                                    Paragraph(LEGEND)])
+
+
+def _evidence(data: CardData) -> Section:
+    run = data.run
+    blocks: list[Block] = []
+    if run.evidence is not None:
+        blocks.append(Paragraph("Hashes of the run's files as stored now; evidence.json holds the hashes recorded "
+                                "by the audit, which `fairderm verify` checks."))
+    else:
+        blocks.append(Paragraph("No evidence.json in this run folder: the hashes below were computed when the "
+                                "card was written."))
+    blocks.append(Table(["File", "SHA-256"], [[path, digest] for path, digest in run.file_hashes.items()]))
+    env = run.environment or {}
+    facts = []
+    if env.get("python"):
+        facts.append(("Python", str(env["python"])))
+    if env.get("platform"):
+        facts.append(("Platform", str(env["platform"])))
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    if packages:
+        facts.append(("Packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))))
+    if env.get("gpu"):
+        facts.append(("GPU", str(env["gpu"].get("name") if isinstance(env["gpu"], dict) else env["gpu"])))
+    seeds = (run.evidence or {}).get("seeds")
+    if isinstance(seeds, dict) and seeds:
+        facts.append(("Seeds", ", ".join(f"{k}: {v}" for k, v in seeds.items())))
+    if data.config.get("seed") is not None:
+        facts.append(("Bootstrap seed", str(data.config["seed"])))
+    if facts:
+        blocks.append(Facts(facts))
+    return Section("Evidence", blocks)
+
+
+def build_document(data: CardData) -> Document:
+    """The card's sections, in the order of Mitchell et al. (2019), then fairderm's additions."""
+    sections = [
+        _model_details(data),
+        _intended_use(data),
+        _factors(data),
+        _metrics(data),
+        _evaluation_data(data),
+        Section("Training data", [Paragraph(training_description(data))]),
+        _quantitative(data),
+        _sizes_and_power(data),
+        _tone(data),
+    ]
+    mitigation = _mitigation(data)
+    if mitigation is not None:
+        sections.append(mitigation)
+    sections += [
+        _gate(data),
+        Section("Ethical considerations", [Bullets([
+            f"{r['name']} Mitigation: {r['mitigation_strategy']}" if r.get("mitigation_strategy") else r["name"]
+            for r in ethical_risks(data)])]),
+        Section("Caveats and recommendations", [Bullets(gate_caveat(data) + limitations(data) + caveats(data))]),
+        _evidence(data),
+    ]
+    return Document(title=f"Model card: {data.name}", verdict=data.gate_verdict, details=headline_details(data),
+                    sections=sections)

@@ -1,0 +1,210 @@
+"""Model cards from run folders: sections, the three forms, schemas, escaping, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from cards_testdata import HOSTILE, make_run
+from markdown_it import MarkdownIt
+
+from fairderm.cards import build_card, card_info_from_dict, card_schema_errors, load_card_info, write_card
+from fairderm.errors import InputError
+
+MITCHELL_SECTIONS = [
+    "Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
+    "Quantitative analyses", "Ethical considerations", "Caveats and recommendations",
+]
+FAIRDERM_SECTIONS = ["Group sizes and power", "Skin-tone estimator reliability", "Release gate", "Evidence"]
+
+
+def _front_matter(markdown: str) -> dict:
+    assert markdown.startswith("---\n")
+    return yaml.safe_load(markdown.split("---\n", 2)[1])
+
+
+def test_card_has_mitchell_sections_in_order_and_fairderm_additions(full_run: Path) -> None:
+    titles = [s.title for s in build_card(full_run).document.sections]
+    assert [t for t in titles if t in MITCHELL_SECTIONS] == MITCHELL_SECTIONS
+    assert set(FAIRDERM_SECTIONS) <= set(titles)
+    assert "Mitigation" in titles
+
+
+def test_card_reports_tone_groups_intersections_reliability_power_gate_and_hashes(full_run: Path) -> None:
+    markdown = build_card(full_run).to_markdown()
+    assert "| Accuracy | 0.880 (0.783 to 0.977) | 0.840 (0.734 to 0.946) | 0.700 (0.494 to 0.906) |" in markdown
+    assert "### Intersectional: fitzpatrick\\_est&amp;sex" not in markdown  # '_' inside a word is left alone
+    assert "### Intersectional: fitzpatrick_est&amp;sex" in markdown
+    assert "exact agreement 0.710 (0.660 to 0.760)" in markdown
+    assert "| fitzpatrick_est | V-VI | accuracy | 40 | 0.177 |" in markdown
+    assert "Verdict: INSUFFICIENT_EVIDENCE under policy demo-release-policy" in markdown
+    gate = json.loads((full_run / "gate.json").read_text())
+    assert gate["verdict"] == "INSUFFICIENT_EVIDENCE"
+    metrics_hash = __import__("hashlib").sha256((full_run / "metrics.json").read_bytes()).hexdigest()
+    assert f"| metrics.json | {metrics_hash} |" in markdown
+    assert "unknown (fitzpatrick_est, n=6)" in markdown  # small groups are named in the caveats
+
+
+def test_markdown_front_matter_is_hugging_face_metadata(full_run: Path) -> None:
+    meta = _front_matter(build_card(full_run).to_markdown())
+    assert meta["license"] == "other"
+    assert {"fairderm", "dermatology", "fairness"} <= set(meta["tags"])
+    (result,) = meta["model-index"][0]["results"]
+    assert result["task"]["type"] == "image-classification"
+    overall = next(m for m in result["metrics"] if m["name"] == "Accuracy (all cases)")
+    assert overall == {"type": "accuracy", "value": 0.84, "name": "Accuracy (all cases)", "verified": False}
+
+
+def test_card_json_validates_against_fairderm_schema(full_run: Path) -> None:
+    card = build_card(full_run).to_dict()
+    assert card_schema_errors(card) == []
+    metric = next(m for m in card["quantitative_analysis"]["performance_metrics"]
+                  if m["slice"] == "fitzpatrick_est=V-VI" and m["type"] == "sensitivity")
+    assert metric["value"] == "0.5500" and metric["n"] == 40
+    assert set(metric["confidence_interval"]) == {"lower_bound", "upper_bound"}
+    assert card["quantitative_analysis"]["gate"]["verdict"] == "INSUFFICIENT_EVIDENCE"
+
+
+def test_card_json_validates_against_upstream_model_card_toolkit_schema(full_run: Path, upstream_schema) -> None:
+    card = build_card(full_run).to_dict()
+    assert card_schema_errors(card, upstream_schema) == []
+    # the upstream schema is strict at the top level, so the check above can fail
+    assert card_schema_errors({**card, "fairderm": {}}, upstream_schema)
+
+
+def test_minimal_run_with_metrics_only_gives_an_honest_card(tmp_path: Path, upstream_schema) -> None:
+    run = make_run(tmp_path / "run", optional=False)
+    card = build_card(run)
+    markdown = card.to_markdown()
+    assert "NOT GATED" in markdown and "This run was not gated" in markdown
+    assert "not validated against labels in this run" in markdown
+    assert "No evidence.json in this run folder" in markdown
+    assert card_schema_errors(card.to_dict()) == [] and card_schema_errors(card.to_dict(), upstream_schema) == []
+    assert card.to_dict()["quantitative_analysis"]["gate"]["verdict"] == "NOT_GATED"
+
+
+def test_hostile_labels_render_as_text_in_markdown(hostile_run: Path) -> None:
+    markdown = build_card(hostile_run).to_markdown()
+    assert "<script" not in markdown and "<img" not in markdown
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown.split("---\n", 2)[2])
+    assert "<script" not in html and "<img" not in html and 'href="javascript' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<h1>heading</h1>" not in html and "<em>bold</em>" not in html
+    assert "<script" not in yaml.safe_dump(_front_matter(markdown))
+
+
+def test_hostile_labels_are_escaped_in_html_and_json(hostile_run: Path, upstream_schema) -> None:
+    card = build_card(hostile_run)
+    html = card.to_html()
+    assert HOSTILE not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    document = card.to_dict()
+    assert document["model_details"]["name"] == HOSTILE  # JSON keeps the data as given
+    assert card_schema_errors(document) == [] and card_schema_errors(document, upstream_schema) == []
+
+
+def test_html_is_self_contained_with_plotly_inlined_once(full_run: Path) -> None:
+    html = build_card(full_run).to_html()
+    assert html.count("<script") == html.count("</script>")
+    assert html.count("Plotly.newPlot") == 4  # tone forest, intersection, group sizes, mitigation
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
+    assert sum("plotly.js v" in body[:2000] for _, body in scripts) == 1
+    assert all("src=" not in attributes for attributes, _ in scripts)
+    # Outside the scripts (plotly.js holds map-tile URLs it only uses for map traces) nothing points anywhere.
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S)
+    for marker in ("http:", "https:", "//", "<link", "@import", "url(", "src="):
+        assert marker not in markup, marker
+
+
+def test_card_is_deterministic(full_run: Path) -> None:
+    first, second = build_card(full_run), build_card(full_run)
+    assert first.to_markdown() == second.to_markdown()
+    assert first.to_json() == second.to_json()
+    assert first.to_html() == second.to_html()
+
+
+def test_write_card_writes_three_files_and_ignores_an_earlier_card(full_run: Path, tmp_path: Path) -> None:
+    paths = write_card(full_run)
+    assert sorted(p.name for p in paths.values()) == ["card.html", "card.json", "card.md"]
+    again = write_card(full_run, tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "card.md").read_text() == paths["markdown"].read_text()
+    files = [f["path"] for f in json.loads(again["json"].read_text())["model_details"]["evidence"]["files"]]
+    assert "card.md" not in files and "metrics.json" in files
+
+
+def test_owner_text_comes_from_spec_and_info_file_overrides_it(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", card={"license": "Apache-2.0", "intended_use": "Triage support.",
+                                           "owners": [{"name": "Derm team"}]})
+    info = tmp_path / "card.yaml"
+    info.write_text("card:\n  intended_use: Research only.\n  date: 2024-05-01\n", encoding="utf-8")
+    card = build_card(run, info=info)
+    markdown = card.to_markdown()
+    assert "Research only." in markdown and "Triage support." not in markdown
+    assert "Derm team" in markdown
+    assert _front_matter(markdown)["license"] == "apache-2.0"
+    assert card.to_dict()["model_details"]["version"] == {"date": "2024-05-01"}
+
+
+def test_card_info_with_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
+    info = tmp_path / "card.yaml"
+    info.write_text("licence: MIT\n", encoding="utf-8")
+    with pytest.raises(InputError, match="column 'licence': unknown key"):
+        load_card_info(info)
+    with pytest.raises(InputError, match="column 'date': expected a date"):
+        card_info_from_dict({"date": "2024-13-01"})
+
+
+def test_run_folder_without_metrics_is_rejected(full_run: Path) -> None:
+    (full_run / "metrics.json").unlink()
+    with pytest.raises(InputError, match="metrics.json not found"):
+        build_card(full_run)
+
+
+def test_missing_run_folder_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="run folder not found"):
+        build_card(tmp_path / "nope")
+
+
+def test_malformed_optional_file_is_rejected_naming_it(full_run: Path) -> None:
+    (full_run / "gate.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=r"gate\.json.*not valid JSON"):
+        build_card(full_run)
+
+
+def test_unreadable_tone_parquet_is_rejected_naming_it(full_run: Path) -> None:
+    (full_run / "tone.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(InputError, match=r"tone\.parquet: cannot read"):
+        build_card(full_run)
+
+
+def test_metrics_without_groups_table_is_rejected(full_run: Path) -> None:
+    (full_run / "metrics.json").write_text('{"disparities": []}', encoding="utf-8")
+    with pytest.raises(InputError, match="no 'groups' table"):
+        build_card(full_run)
+
+
+def test_spec_with_bad_card_text_is_rejected_naming_the_key(full_run: Path) -> None:
+    spec = yaml.safe_load((full_run / "spec.yaml").read_text())
+    spec["card"] = {"owners": "just a string"}
+    (full_run / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(InputError, match=r"spec\.yaml: card, column 'owners'"):
+        build_card(full_run)
+
+
+def test_card_cli_writes_the_card(full_run: Path, tmp_path: Path, run_cli) -> None:
+    result = run_cli("card", full_run, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"card.md", "card.html", "card.json"}
+    assert "INSUFFICIENT_EVIDENCE" in result.stdout
+
+
+def test_card_cli_on_folder_without_metrics_fails_with_one_line(tmp_path: Path, run_cli) -> None:
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    tmp_path.mkdir()
+    result = run_cli("card", tmp_path)
+    assert result.exit_code == 2
+    assert "metrics.json not found" in result.stderr
