@@ -58,6 +58,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from fairderm.metrics._casemix import case_mix_adjustment
 from fairderm.metrics._evaluate import Engine, make_options, prepare
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
@@ -196,9 +198,11 @@ def evaluate(
         y_true, [y_score], groups, labels=labels, positive_label=positive_label, intersections=intersections,
         cluster=cluster, scores=scores, covariates=covariates, threshold=threshold,
     )
-    engine = Engine(cases, models, metrics, options)
-    engine.run()
-    return engine.result(0)
+    # One BLAS thread: the engine's products are small, and it runs its own threads.
+    with threadpool_limits(limits=1, user_api="blas"):
+        engine = Engine(cases, models, metrics, options)
+        engine.run()
+        return engine.result(0)
 
 
 def compare(
@@ -253,9 +257,10 @@ def compare(
         y_true, [y_score_a, y_score_b], groups, labels=labels, positive_label=positive_label,
         intersections=intersections, cluster=cluster, scores=scores, covariates=covariates, threshold=threshold,
     )
-    engine = Engine(cases, models, metrics, options)
-    engine.run()
-    return engine.comparison((str(names[0]), str(names[1])))
+    with threadpool_limits(limits=1, user_api="blas"):
+        engine = Engine(cases, models, metrics, options)
+        engine.run()
+        return engine.comparison((str(names[0]), str(names[1])))
 
 
 #: Alias of :func:`compare`.

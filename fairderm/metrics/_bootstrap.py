@@ -447,13 +447,15 @@ def interval(
 def run_in_threads(tasks: list[Callable[[], None]], workers: int) -> None:
     """Run independent tasks on ``workers`` threads (numpy releases the GIL in its kernels).
 
-    BLAS is held to one thread meanwhile: its products here are small, and
-    nested threading oversubscribes the cores.
+    BLAS is held to one thread meanwhile: its products here have few rows,
+    where OpenBLAS threads cost more than they give (measured 5x slower at
+    10 rows), and nested threading would oversubscribe the cores.
     """
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            task()
-        return
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                task()
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(task) for task in tasks]:
+                future.result()

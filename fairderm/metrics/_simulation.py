@@ -86,18 +86,21 @@ def clustered_scenario(sizes: tuple[int, ...] = (30, 100, 300), patient_sd: floa
     return scenario
 
 
-def multiclass_scenario(sizes: tuple[int, ...] = (30, 100, 300, 1000, 2000), seed: int = 12345) -> Scenario:
+def multiclass_scenario(
+    sizes: tuple[int, ...] = (30, 100, 300, 1000, 2000), seed: int = 12345, truth_draws: int = 4_000_000
+) -> Scenario:
     """Four classes; logits = separation_g * onehot(y) + N(0, 1) noise, softmax probabilities.
 
     Accuracy (argmax) and sensitivity of the positive event (melanoma or bcc;
-    summed probability >= 0.5) are integrated by Monte Carlo.
+    summed probability >= 0.5) are integrated by Monte Carlo over
+    ``truth_draws`` cases per group.
     """
     separation = tuple(np.linspace(1.0, 2.2, len(sizes)).round(3))
     scenario = Scenario("multiclass", sizes, separation)
     rng = np.random.default_rng(seed)
     accuracy, sensitivity = [], []
     for strength in separation:
-        y, proba = _multiclass_cases(rng, 4_000_000, strength)
+        y, proba = _multiclass_cases(rng, truth_draws, strength)
         accuracy.append(np.mean(proba.argmax(axis=1) == y))
         positive = np.isin(y, [1, 2])
         sensitivity.append(np.mean(proba[positive][:, [1, 2]].sum(axis=1) >= 0.5))

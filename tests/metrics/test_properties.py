@@ -11,6 +11,8 @@ from sklearn import metrics as skm
 
 from fairderm.metrics import evaluate
 
+pytestmark = pytest.mark.slow  # ~25 examples x a few evaluations each
+
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 QUICK = {"n_boot": 25, "tests": False, "case_mix": False, "power": False, "min_group_size": 5, "min_positives": 2}
 BOUNDED = ["accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "selection_rate",
