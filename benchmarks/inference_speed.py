@@ -12,8 +12,9 @@ Usage::
 
     python benchmarks/inference_speed.py [--images DIR] [--n 256] [--batch-size 64] [--workers N]
 
-Without ``--images`` it uses the shared PAD-UFES-20 subset when present,
-else generated JPEG photos. Timings on a shared machine are noisy: both
+Without ``--images`` it uses the shared PAD-UFES-20 subset (mostly 300 px
+crops) when present, else (or with ``--generate``) generated 3000x2250 JPEGs,
+the size of a phone camera's photo, where draft-mode decoding matters. Timings on a shared machine are noisy: both
 paths run in the same process, one after the other, on the same images.
 """
 
@@ -40,16 +41,21 @@ PAD = (
 )
 
 
-def generated_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """JPEG photos of 1024x768 noise-textured skin with a blob (a phone photo's size)."""
+def generated_images(
+    folder: Path, n: int, seed: int = 0, size: tuple[int, int] = (3000, 2250)
+) -> list[Path]:
+    """JPEG photos of noise-textured skin with a dark blob, at a phone camera's size."""
     rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
     paths = []
     for k in range(n):
-        yy, xx = np.mgrid[0:768, 0:1024]
         base = rng.uniform(90, 230, size=3)
-        image = np.empty((768, 1024, 3), dtype=np.float32)
+        image = np.empty((height, width, 3), dtype=np.float32)
         image[:] = base
-        inside = ((xx - 512) ** 2 + (yy - 384) ** 2) < rng.uniform(80, 200) ** 2
+        inside = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) < (
+            rng.uniform(0.1, 0.25) * height
+        ) ** 2
         image[inside] *= 0.4
         image += rng.normal(0, 8, size=image.shape)
         buffer = io.BytesIO()
@@ -112,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--images", type=Path, help="folder of images (default: PAD subset, else generated)"
     )
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="time on generated 3000x2250 JPEGs (phone photos) instead of the PAD subset",
+    )
     parser.add_argument("--n", type=int, default=256, help="images to time (default 256)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="default 16 on CPU, 128 on CUDA"
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:
-        folder = args.images or (PAD if PAD.is_dir() else None)
+        folder = args.images or (PAD if PAD.is_dir() and not args.generate else None)
         if folder is not None:
             paths = sorted(
                 p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             source = str(folder)
         else:
             paths = generated_images(Path(scratch), args.n)
-            source = "generated 1024x768 JPEGs"
+            source = "generated 3000x2250 JPEGs"
         print(
             f"{len(paths)} images from {source}; torch {torch.__version__}, {os.cpu_count()} CPU cores"
         )
