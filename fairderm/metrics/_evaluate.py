@@ -195,11 +195,15 @@ class Engine:
     def attribute_slots(self, attribute: str) -> list[int]:
         return [i for i, s in enumerate(self.slots) if s.attribute == attribute]
 
+    def present_slots(self, attribute: str) -> list[int]:
+        """The attribute's groups that have cases and a known value."""
+        return [i for i in self.attribute_slots(attribute) if self.slots[i].n and not self.slots[i].missing]
+
     def _references(self) -> dict[str, int]:
         wanted = self.options.reference
         out = {}
         for attribute in self.cases.attributes:
-            ids = [i for i in self.attribute_slots(attribute.name) if self.slots[i].n and not self.slots[i].missing]
+            ids = self.present_slots(attribute.name)
             if not ids:
                 continue
             value = wanted.get(attribute.name) if isinstance(wanted, Mapping) else wanted
@@ -379,7 +383,7 @@ class Engine:
         index = {metric.name: k for k, metric in enumerate(self.metrics)}
         for attribute in self.cases.attributes:
             ids = [s for s in self.attribute_slots(attribute.name) if self.slots[s].n]
-            present = [s for s in ids if not self.slots[s].missing]
+            present = self.present_slots(attribute.name)
             reference = self.references.get(attribute.name)
             for k, metric in enumerate(self.metrics):
                 series = self.series(m, ids, k)
@@ -470,11 +474,9 @@ class Engine:
 
     def test_rows(self, m: int) -> pd.DataFrame:
         rows: list[dict[str, Any]] = []
-        if not self.options.tests:
-            return pd.DataFrame(rows, columns=TEST_COLUMNS)
         clustered = self.cases.cluster is not None
         for attribute in self.cases.attributes:
-            ids = [s for s in self.attribute_slots(attribute.name) if self.slots[s].n and not self.slots[s].missing]
+            ids = self.present_slots(attribute.name)
             permuted = []
             for k, metric in enumerate(self.metrics):
                 if metric.is_proportion and not clustered:
@@ -602,8 +604,6 @@ class Engine:
     def case_mix_rows(self, m: int) -> pd.DataFrame:
         cases, model = self.cases, self.models[m]
         frames = []
-        if not self.options.case_mix:
-            return pd.DataFrame(columns=CASE_MIX_COLUMNS)
         correct = (model.pred == cases.y).astype(np.float64)
         diagnosis = np.asarray([str(label) for label in cases.labels], dtype=object)[cases.y]
         for attribute in cases.attributes:
@@ -624,11 +624,9 @@ class Engine:
 
     def power_rows(self, m: int) -> pd.DataFrame:
         rows: list[dict[str, Any]] = []
-        if not self.options.power:
-            return pd.DataFrame(rows, columns=POWER_COLUMNS)
         explicit = self.options.reference is not None
         for attribute in self.cases.attributes:
-            ids = [s for s in self.attribute_slots(attribute.name) if self.slots[s].n and not self.slots[s].missing]
+            ids = self.present_slots(attribute.name)
             if len(ids) < 2:
                 continue
             for k, metric in enumerate(self.metrics):
@@ -740,13 +738,14 @@ class Engine:
         return digest.hexdigest()
 
     def result(self, m: int) -> EvaluationResult:
+        options = self.options
         return EvaluationResult(
             groups=self.group_rows(m),
             disparities=Disparities(self.disparity_rows(m)),
-            tests=self.test_rows(m),
+            tests=self.test_rows(m) if options.tests else pd.DataFrame(columns=TEST_COLUMNS),
             calibration=self.calibration_rows(m),
-            case_mix=self.case_mix_rows(m),
-            power=self.power_rows(m),
+            case_mix=self.case_mix_rows(m) if options.case_mix else pd.DataFrame(columns=CASE_MIX_COLUMNS),
+            power=self.power_rows(m) if options.power else pd.DataFrame(columns=POWER_COLUMNS),
             config=self.config([m]),
         )
 
@@ -769,11 +768,12 @@ class Engine:
         first, second = self.disparity_statistics(0, [0, 1]), self.disparity_statistics(1, [0, 1])
         disparity_rows = []
         for (base, a), (_, b) in zip(first, second):
+            # The change of a ratio is reported on the ratio scale.
+            a, b = (x if x is None or not x.log else
+                    Statistic(float(np.exp(x.estimate)), np.exp(x.replicates), None, x.strata, smooth=False)
+                    for x in (a, b))
             estimate, low, high = (math.nan,) * 3
             if a is not None and b is not None:
-                if a.log:  # the change of a ratio is reported on the ratio scale
-                    a, b = (Statistic(float(np.exp(x.estimate)), np.exp(x.replicates), None, x.strata, smooth=False)
-                            for x in (a, b))
                 estimate, low, high = self.finish(a - b)
             disparity_rows.append({
                 "attribute": base["attribute"], "metric": base["metric"], "kind": base["kind"],
@@ -786,6 +786,19 @@ class Engine:
         config = {**self.config([0, 1]), "models": list(names), "difference": f"{names[0]} - {names[1]}"}
         return ComparisonResult(names, results, differences, Disparities(frame, list(DISPARITY_DIFFERENCE_COLUMNS)),
                                 config)
+
+
+def run_engine(y_true: Any, y_scores: Sequence[Any], groups: Any, settings: dict[str, Any]) -> Engine:
+    """Validate everything, then compute; ``settings`` are evaluate()'s keyword arguments."""
+    settings = dict(settings)
+    case_keys = ("labels", "positive_label", "intersections", "cluster", "scores", "covariates")
+    case_settings = {key: settings.pop(key) for key in case_keys}
+    metrics = settings.pop("metrics")
+    options = make_options(**settings)
+    cases, models = prepare(y_true, y_scores, groups, threshold=options.threshold, **case_settings)
+    engine = Engine(cases, models, metrics, options)
+    engine.run()
+    return engine
 
 
 def prepare(
