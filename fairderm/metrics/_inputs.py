@@ -265,22 +265,25 @@ def model_output(
             if sorted(named) != sorted(wanted):
                 raise InputError(f"probability columns {named} do not match the labels {wanted}", column=argument)
             y_score = y_score.iloc[:, [named.index(w) for w in wanted]].to_numpy(dtype=np.float64)
-    if isinstance(y_score, (pd.Series, pd.Categorical)) or np.asarray(y_score).dtype.kind not in "fc":
+    if isinstance(y_score, (pd.Series, pd.Categorical)):
         series = _as_series(y_score, argument)
-        if series.dtype.kind in "fc" and np.asarray(series).ndim == 1:
+        if series.dtype.kind in "fc":
             return _score_output(series.to_numpy(dtype=np.float64), cases, threshold, argument)
-        if np.asarray(y_score).ndim == 1 or isinstance(y_score, (pd.Series, pd.Categorical)):
-            pred = _label_codes(series, labels, argument)
-            pred_pos = np.isin(pred, cases.positive) if cases.positive else None
-            return ModelOutput("labels", None, pred, None, pred_pos)
-    array = np.asarray(y_score, dtype=np.float64)
+        return _label_output(series, cases, argument)
+    array = np.asarray(y_score)
     if array.ndim == 1:
-        return _score_output(array, cases, threshold, argument)
+        if array.dtype.kind in "fc":
+            return _score_output(array.astype(np.float64), cases, threshold, argument)
+        return _label_output(pd.Series(array, dtype=object), cases, argument)
     if array.ndim != 2:
         raise InputError(f"must be 1-d or (n, classes), got shape {array.shape}", column=argument)
     if array.shape[1] != len(labels):
         raise InputError(f"has {array.shape[1]} probability columns for {len(labels)} labels {list(labels)}",
                          column=argument)
+    try:
+        array = array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError("probabilities must be numbers", column=argument) from None
     _check_probabilities(array, argument)
     array = np.clip(array, 0.0, 1.0)
     if cases.binary:
@@ -293,6 +296,11 @@ def model_output(
         pos_score = np.clip(array[:, list(cases.positive)].sum(axis=1), 0.0, 1.0)
         return ModelOutput("probabilities", array, pred, pos_score, pos_score >= threshold)
     return ModelOutput("probabilities", array, pred, None, None)
+
+
+def _label_output(series: pd.Series, cases: Cases, argument: str) -> ModelOutput:
+    pred = _label_codes(series, cases.labels, argument)
+    return ModelOutput("labels", None, pred, None, np.isin(pred, cases.positive) if cases.positive else None)
 
 
 def _score_output(score: np.ndarray, cases: Cases, threshold: float, argument: str) -> ModelOutput:

@@ -199,3 +199,26 @@ def test_weighted_auroc_kernel_equals_scikit_learn_with_sample_weights():
             if pos and neg:
                 expected = skm.roc_auc_score(positive, score, sample_weight=row)
                 assert numerator / (pos * neg) == pytest.approx(expected, abs=TOL)
+
+
+def test_probability_frame_is_matched_to_labels_by_column_name(multiclass):
+    columns = {f"prob_{label}": multiclass.proba[:, i] for i, label in enumerate(LABELS)}
+    shuffled = pd.DataFrame(columns)[[f"prob_{label}" for label in reversed(LABELS)]]
+    from_frame = evaluate(multiclass.y, shuffled, None, labels=LABELS, n_boot=0, tests=False, case_mix=False,
+                          power=False)
+    from_array = evaluate(multiclass.y, multiclass.proba, None, labels=LABELS, n_boot=0, tests=False,
+                          case_mix=False, power=False)
+    pd.testing.assert_frame_equal(from_frame.to_frame(), from_array.to_frame())
+
+
+def test_hard_labels_give_the_label_metrics_of_the_argmax(multiclass):
+    pred = np.asarray(LABELS, dtype=object)[multiclass.proba.argmax(axis=1)]
+    hard = evaluate(multiclass.y, pred, multiclass.group, labels=LABELS, n_boot=0, tests=False, case_mix=False,
+                    power=False)
+    assert hard.config["y_score"] == "labels"
+    assert not {"auroc", "brier", "ece", "top_k_accuracy"} & set(hard.config["metrics"])
+    assert hard.estimate("accuracy") == pytest.approx(skm.accuracy_score(multiclass.y, pred), abs=TOL)
+    one_hot = np.eye(4)[multiclass.proba.argmax(axis=1)].astype(int)  # integer (n, K) is read as probabilities
+    as_matrix = evaluate(multiclass.y, one_hot, None, labels=LABELS, metrics=["accuracy"], n_boot=0,
+                         tests=False, case_mix=False, power=False)
+    assert as_matrix.estimate("accuracy") == pytest.approx(hard.estimate("accuracy"), abs=TOL)
