@@ -113,11 +113,11 @@ def build_card(
 
 def write_card(
     run_dir: str | Path,
-    out_dir: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     info: CardInfo | str | Path | None = None,
     gate: Any = None,
 ) -> dict[str, Path]:
     """Build a run's card and write card.md, card.html and card.json (default: into the run folder)."""
     card = build_card(run_dir, info=info, gate=gate)
-    return card.write(Path(out_dir) if out_dir is not None else Path(run_dir))
+    return card.write(Path(out) if out is not None else Path(run_dir))

@@ -14,10 +14,10 @@ from typing import Any
 from fairderm._version import __version__
 from fairderm.cards._content import (
     DISPARITY_NAMES,
-    METRIC_MEANINGS,
     CardData,
     fmt,
     metric_label,
+    metric_meaning,
     number,
 )
 from fairderm.cards._text import (
@@ -197,7 +197,7 @@ def build_card_json(data: CardData) -> dict[str, Any]:
     quantitative: dict[str, Any] = {
         "performance_metrics": _performance_metrics(data),
         "metric_definitions": [
-            {"name": m, "label": metric_label(m), "definition": METRIC_MEANINGS.get(m, "")}
+            {"name": m, "label": metric_label(m), "definition": metric_meaning(m)}
             for m in data.metric_names
         ],
         "disparities": _disparities(data),

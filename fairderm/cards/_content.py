@@ -24,11 +24,13 @@ METRIC_NAMES = {
     "ppv": "PPV",
     "npv": "NPV",
     "f1": "F1",
-    "macro_f1": "Macro F1",
+    "f1_macro": "Macro F1",
     "auroc": "AUROC",
+    "auroc_macro": "Macro AUROC",
     "brier": "Brier score",
     "ece": "ECE",
     "selection_rate": "Selection rate",
+    "equalized_odds": "Sensitivity and specificity",
 }
 METRIC_MEANINGS = {
     "accuracy": "share of cases whose predicted diagnosis is correct",
@@ -39,7 +41,8 @@ METRIC_MEANINGS = {
     "ppv": "share of positive calls that are truly positive",
     "npv": "share of negative calls that are truly negative",
     "f1": "harmonic mean of PPV and sensitivity",
-    "macro_f1": "F1 averaged over classes",
+    "f1_macro": "F1 averaged over classes",
+    "auroc_macro": "one-vs-rest AUROC averaged over classes",
     "auroc": "probability that a random positive case scores above a random negative one",
     "brier": "mean squared error of the predicted probability (lower is better)",
     "ece": "expected calibration error, equal-mass bins (lower is better)",
@@ -87,8 +90,21 @@ def fmt_interval(estimate: Any, low: Any, high: Any) -> str:
 
 
 def metric_label(metric: str) -> str:
-    """Display name of a metric (the raw name when unknown)."""
-    return METRIC_NAMES.get(metric, metric)
+    """Display name of a metric: ``Sensitivity (melanoma)`` for ``sensitivity:melanoma``; unknown names as given."""
+    base, _, detail = metric.partition(":")
+    if base == "mean_score" and detail:
+        return f"Mean score ({detail})"
+    label = METRIC_NAMES.get(base, base)
+    return f"{label} ({detail})" if detail else label
+
+
+def metric_meaning(metric: str) -> str:
+    """What a metric measures, in words ('' when unknown); per-class metrics share their family's meaning."""
+    base, _, detail = metric.partition(":")
+    if base == "mean_score":
+        return f"mean of the per-case score column {detail}"
+    meaning = METRIC_MEANINGS.get(base, "")
+    return f"{meaning} (class {detail}, one-vs-rest)" if meaning and detail else meaning
 
 
 def short_group(group: str, attribute: str) -> str:
@@ -249,6 +265,15 @@ class CardData:
         if isinstance(value, dict) and isinstance(value.get("records"), list):
             return [r for r in value["records"] if isinstance(r, dict)]
         return []
+
+    def calibration_curves(self, attribute: str) -> dict[str, list[dict[str, Any]]]:
+        """Reliability-curve bins per group of ``attribute`` (metrics.json ``calibration`` records)."""
+        curves: dict[str, list[dict[str, Any]]] = {}
+        for record in self.records("calibration"):
+            if record.get("attribute") == attribute and number(record.get("mean_confidence")) is not None \
+                    and number(record.get("observed")) is not None:
+                curves.setdefault(short_group(str(record.get("group")), attribute), []).append(record)
+        return curves
 
     @property
     def gate_verdict(self) -> str | None:

@@ -16,11 +16,11 @@ from fairderm._version import __version__
 from fairderm.cards._content import (
     DISPARITY_NAMES,
     HEADLINE_METRICS,
-    METRIC_MEANINGS,
     CardData,
     fmt,
     fmt_interval,
     metric_label,
+    metric_meaning,
     number,
     short_group,
 )
@@ -143,29 +143,36 @@ def _insufficient_note(sizes: pd.DataFrame) -> str:
     return ""
 
 
-def _records_table(records: list[dict[str, Any]], first: list[str]) -> Table:
-    """A table of arbitrary records, known columns first, numbers to 3 decimals or 3 significant digits."""
-    keys = list(dict.fromkeys([k for k in first if any(k in r for r in records)]
-                              + [k for r in records for k in r]))
+def _value_text(key: str, value: Any) -> str:
+    """A record value for a table: p-values to 3 significant digits, other numbers to 3 decimals."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if key.startswith("p_") or key == "p":
+            return f"{value:.2e}" if 0 < abs(value) < 0.001 else f"{value:.3g}"
+        return fmt(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _records_table(records: list[dict[str, Any]], columns: dict[str, str]) -> Table:
+    """A table of the chosen record keys (key -> header); absent keys are left out.
+
+    Groups lose their ``attribute=`` prefix when the table names the attribute.
+    """
+    keys = [k for k in columns if any(k in r for r in records)]
     body = []
     for record in records:
-        row = []
-        for key in keys:
-            value = record.get(key)
-            if isinstance(value, bool) or value is None:
-                row.append("–" if value is None else str(value))
-            elif isinstance(value, float) or isinstance(value, int):
-                magnitude = abs(float(value))
-                if isinstance(value, int):
-                    row.append(str(value))
-                elif key.startswith("p_") or key == "p":
-                    row.append(f"{value:.2e}" if 0 < magnitude < 0.001 else f"{value:.3g}")
-                else:
-                    row.append(fmt(value))
-            else:
-                row.append(str(value))
-        body.append(row)
-    return Table(keys, body)
+        attribute = str(record.get("attribute", ""))
+        body.append([
+            short_group(str(record[k]), attribute) if k in ("group", "reference") and record.get(k) else
+            metric_label(str(record[k])) if k == "metric" and record.get(k) else _value_text(k, record.get(k))
+            for k in keys
+        ])
+    return Table([columns[k] for k in keys], body)
 
 
 def _model_details(data: CardData) -> Section:
@@ -216,7 +223,7 @@ def _factors(data: CardData) -> Section:
 
 
 def _metrics(data: CardData) -> Section:
-    rows = [[metric_label(m), METRIC_MEANINGS.get(m, "")] for m in data.metric_names]
+    rows = [[metric_label(m), metric_meaning(m)] for m in data.metric_names]
     kinds = sorted(set(data.disparities["kind"].dropna().astype(str)))
     blocks: list[Block] = [Paragraph(method_description(data)), Table(["Metric", "Meaning"], rows)]
     if kinds:
@@ -242,18 +249,17 @@ def _quantitative(data: CardData) -> Section:
         blocks: list[Block] = [_group_by_metric_table(data, attribute)]
         if attribute == tone:
             blocks.append(Figure("tone_forest", f"Estimates with 95% intervals by {attribute}."))
+            if data.calibration_curves(attribute):
+                blocks.append(Figure("calibration", f"Reliability curves by {attribute}: observed frequency "
+                                     "against mean predicted probability per equal-mass bin (diagonal: perfect)."))
         section.subsections.append(Section(f"By {attribute}", blocks))
-    if not data.disparities.empty:
-        body = []
-        for row in data.disparities.to_dict("records"):
-            group = "" if row["group"] in (None, row["attribute"]) else short_group(str(row["group"]),
-                                                                                     str(row["attribute"]))
-            if row["reference"]:
-                group += f" vs {short_group(str(row['reference']), str(row['attribute']))}"
-            body.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
-                         str(row["attribute"]), group or "–", _cell(row)])
+    disparities = _disparity_rows(data)
+    if disparities:
         section.subsections.append(Section("Disparities", [
-            Table(["Metric", "Disparity", "Attribute", "Group", "Estimate (95% CI)"], body)]))
+            Paragraph(f"Every disparity by {tone}; the max-min gap for the other attributes (all of them are in "
+                      "card.json). For a gap or ratio, the group is the worst and the second group the best."
+                      if tone else "Max-min gaps (all disparities are in card.json)."),
+            Table(["Metric", "Disparity", "Attribute", "Group", "Estimate (95% CI)"], disparities)]))
     for attribute in data.intersections:
         section.subsections.append(Section(f"Intersectional: {attribute}", [
             _metric_by_group_table(data, attribute), Figure(f"intersection:{attribute}",
@@ -261,15 +267,39 @@ def _quantitative(data: CardData) -> Section:
     tests = data.records("tests")
     if tests:
         section.subsections.append(Section("Tests across groups", [
-            Paragraph("Is there any difference across groups? p-values adjusted for multiplicity as noted."),
-            _records_table(tests, ["metric", "attribute", "test", "statistic", "p_value", "p_adjusted", "method"])]))
-    case_mix = data.records("case_mix")
+            Paragraph("Is there any difference across the groups of an attribute? p-values adjusted for "
+                      "multiplicity by the method shown."),
+            _records_table(tests, {"metric": "Metric", "attribute": "Attribute", "test": "Test",
+                                   "statistic": "Statistic", "p_value": "p", "p_adjusted": "Adjusted p",
+                                   "method": "Adjustment"})]))
+    case_mix = [
+        {**r, "adjusted_or_ci": fmt_interval(r.get("adjusted_or", r.get("odds_ratio")), r.get("ci_low"),
+                                             r.get("ci_high"))}
+        for r in data.records("case_mix")
+    ]
     if case_mix:
         section.subsections.append(Section("Case-mix adjusted odds ratios", [
-            Paragraph("Odds of a correct prediction by group, adjusted for diagnosis and the listed covariates "
-                      "(logistic regression, patient-clustered standard errors)."),
-            _records_table(case_mix, ["attribute", "group", "term", "odds_ratio", "ci_low", "ci_high", "p_value"])]))
+            Paragraph("Odds of a correct prediction in each group against the reference group, adjusted for "
+                      "diagnosis and the listed covariates (logistic regression); below 1 means worse."),
+            _records_table(case_mix, {"attribute": "Attribute", "group": "Group", "reference": "Reference",
+                                      "n": "n", "adjusted_or_ci": "Adjusted OR (95% CI)", "p_value": "p",
+                                      "adjusted_for": "Adjusted for", "se": "Standard errors"})]))
     return section
+
+
+def _disparity_rows(data: CardData) -> list[list[str]]:
+    """Every disparity of the tone attribute, then the gaps of the other attributes."""
+    rows = []
+    for row in data.disparities.to_dict("records"):
+        attribute = str(row["attribute"])
+        if attribute != data.tone_attribute and row["kind"] != "gap":
+            continue
+        group = "" if row["group"] in (None, attribute) else short_group(str(row["group"]), attribute)
+        if row["reference"]:
+            group += f" vs {short_group(str(row['reference']), attribute)}"
+        rows.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
+                     attribute, group or "–", _cell(row)])
+    return rows
 
 
 def _sizes_and_power(data: CardData) -> Section:
@@ -282,12 +312,17 @@ def _sizes_and_power(data: CardData) -> Section:
     blocks.append(Table(["Attribute", "Group", "n", "Positives", "Flag"], rows))
     if data.tone_attribute:
         blocks.append(Figure("group_sizes", f"Cases per {data.tone_attribute} group."))
-    power = data.records("power")
+    power = [r for r in data.records("power") if r.get("attribute") == data.tone_attribute] or data.records("power")
     if power:
         blocks += [
-            Paragraph("Minimum detectable difference at 80% power for each group's size: a gap smaller than "
-                      "this could exist without a test finding it."),
-            _records_table(power, ["attribute", "group", "metric", "n"]),
+            Paragraph("Minimum detectable difference (MDD) at 80% power for each group's size, against the rest "
+                      "of the cases: a difference smaller than this could exist without a test finding it. "
+                      + (f"Shown for {data.tone_attribute}; every attribute is in card.json."
+                         if data.tone_attribute else "")),
+            _records_table(power, {"group": "Group", "metric": "Metric", "n": "n", "estimate": "Estimate",
+                                   "observed_difference": "Observed difference", "mdd": "MDD",
+                                   "min_detectable_difference": "MDD", "design_effect": "Design effect",
+                                   "flag": "Flag"}),
         ]
     else:
         blocks.append(Paragraph("No power analysis was recorded in metrics.json."))

@@ -148,12 +148,35 @@ def _mitigation(data: CardData) -> dict[str, Any] | None:
     return {"data": traces, "layout": layout}
 
 
+def _calibration(data: CardData, attribute: str) -> dict[str, Any] | None:
+    curves = data.calibration_curves(attribute)
+    if not curves:
+        return None
+    traces: list[dict[str, Any]] = [{"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "perfect",
+                                     "line": {"color": "#9aa3b2", "dash": "dot"}, "hoverinfo": "skip"}]
+    for group, bins in curves.items():
+        bins = sorted(bins, key=lambda b: number(b.get("bin")) or 0)
+        observed = [float(number(b["observed"])) for b in bins]  # type: ignore[arg-type]
+        traces.append({
+            "type": "scatter", "mode": "lines+markers", "name": _label(group),
+            "x": [number(b["mean_confidence"]) for b in bins], "y": observed,
+            "error_y": _error_bars(observed, [number(b.get("observed_ci_low")) for b in bins],
+                                   [number(b.get("observed_ci_high")) for b in bins], colour=None),
+            "hovertemplate": _label(group) + ": predicted %{x:.2f}, observed %{y:.2f}<extra></extra>",
+        })
+    layout = _layout(height=400, xaxis=_axis(range=[0, 1], title={"text": "mean predicted probability"}),
+                     yaxis=_axis(range=[0, 1], title={"text": "observed frequency"}))
+    return {"data": traces, "layout": layout}
+
+
 def _figure(data: CardData, key: str) -> dict[str, Any] | None:
     metrics = data.metric_names[:4]
     if key == "tone_forest" and data.tone_attribute:
         return _forest(data, data.tone_attribute, metrics)
     if key == "group_sizes" and data.tone_attribute:
         return _group_sizes(data, data.tone_attribute)
+    if key == "calibration" and data.tone_attribute:
+        return _calibration(data, data.tone_attribute)
     if key == "mitigation":
         return _mitigation(data)
     if key.startswith("intersection:"):

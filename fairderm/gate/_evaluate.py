@@ -257,7 +257,7 @@ def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[
         known = sorted({_attribute_of(d) for d in of_kind})
         return _error(rule, f"no {rule.disparity} of {rule.metric} for attribute {attribute!r} "
                             f"(attributes: {', '.join(known) or 'none recorded'})")
-    # A disparity record carries no size flag: borrow it from the group rows.
+    # Disparity records carry no group size: borrow it (and the group's flag) from the group rows.
     flags = {
         str(r["group"]): r for r in groups
         if r["metric"] == rule.metric and _attribute_of(r) == attribute and not _excluded(r, rule, attribute)
@@ -269,14 +269,17 @@ def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[
             if record is None:
                 checks.append(_absent(name, known_names))
                 continue
-            sized = {**record, **{k: flags.get(str(record["group"]), {}).get(k) for k in ("n", "n_pos", "flag")}}
+            row = flags.get(str(record["group"]), {})
+            own_flag = str(record.get("flag") or "ok")
+            sized = {**record, "n": row.get("n"), "n_pos": row.get("n_pos"),
+                     "flag": own_flag if own_flag != "ok" else row.get("flag")}
             checks.append(_group_check(sized, rule, attribute))
     else:
         for record in records:
-            check = _group_check({**record, "flag": "ok", "n": None, "n_pos": None}, rule, attribute)
-            checks.append(check.relabel(f"{rule.disparity} ({_short(str(record['group']), attribute)})"
-                                        if record.get("group") not in (None, "", attribute)
-                                        else str(rule.disparity)))
+            # metrics.json flags a gap or ratio that rests on fewer than two 'ok' groups
+            flag = str(record.get("flag") or "ok")
+            check = _group_check({**record, "flag": flag, "n": None, "n_pos": None}, rule, attribute)
+            checks.append(check.relabel(_disparity_label(record, str(rule.disparity), attribute)))
         # A gap leaves unranked small groups out, so it cannot vouch for them.
         for group, row in flags.items():
             if str(row.get("flag") or "ok") != "ok" and rule.small_groups == "insufficient":
@@ -289,6 +292,16 @@ def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[
                            f"{rule.disparity}",
                 ))
     return _finish(rule, checks)
+
+
+def _disparity_label(record: Mapping[str, Any], kind: str, attribute: str) -> str:
+    """``gap (V-VI vs I-II)``: for gaps and ratios metrics.json names the worst group and the best."""
+    group, reference = record.get("group"), record.get("reference")
+    if group in (None, "", attribute):
+        return kind
+    if reference:
+        return f"{kind} ({_short(str(group), attribute)} vs {_short(str(reference), attribute)})"
+    return f"{kind} ({_short(str(group), attribute)})"
 
 
 def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:

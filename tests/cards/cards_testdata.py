@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -15,60 +17,30 @@ from fairderm.gate import evaluate_gate, load_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
-TONE = {  # group: (n, n_pos, accuracy, sensitivity, ece)
-    "I-II": (180, 60, 0.88, 0.85, 0.04),
-    "III-IV": (150, 50, 0.84, 0.80, 0.05),
-    "V-VI": (40, 12, 0.70, 0.55, 0.09),
-    "unknown": (6, 2, 0.67, 0.50, 0.20),
-}
+TONE_SIZES = {"I-II": 180, "III-IV": 150, "V-VI": 40, "unknown": 6}
 
 
-def _row(attribute: str, group: str, metric: str, estimate: float, n: int, n_pos: int) -> dict[str, Any]:
-    half = 1.3 / np.sqrt(n)  # about a 95% interval half-width for a proportion near 0.8
-    flag = "ok" if n >= 30 else "insufficient"
-    return {"attribute": attribute, "group": group, "metric": metric, "estimate": estimate,
-            "ci_low": max(0.0, estimate - half), "ci_high": min(1.0, estimate + half), "n": n, "n_pos": n_pos,
-            "flag": flag}
-
-
+@functools.cache
 def make_metrics(label: str = "female") -> dict[str, Any]:
-    """metrics.json content: overall, tone, sex and tone x sex groups, disparities, tests, power."""
-    rows = []
-    for metric, value in (("accuracy", 0.84), ("sensitivity", 0.78), ("ece", 0.05)):
-        rows.append(_row("all", "all", metric, value, 376, 124))
-    for group, (n, n_pos, accuracy, sensitivity, ece) in TONE.items():
-        for metric, value in (("accuracy", accuracy), ("sensitivity", sensitivity), ("ece", ece)):
-            rows.append(_row("fitzpatrick_est", f"fitzpatrick_est={group}", metric, value, n, n_pos))
-    for sex, n in ((label, 190), ("male", 186)):
-        rows.append(_row("sex", f"sex={sex}", "accuracy", 0.84, n, 60))
-    for group in ("I-II", "V-VI"):
-        for sex, n in ((label, 20 if group == "V-VI" else 90), ("male", 20 if group == "V-VI" else 90)):
-            rows.append(_row("fitzpatrick_est&sex", f"fitzpatrick_est={group} & sex={sex}", "accuracy",
-                             0.7 if group == "V-VI" else 0.88, n, 10))
-    disparities = [
-        {"attribute": "fitzpatrick_est", "metric": "accuracy", "kind": "gap", "group": None,
-         "estimate": 0.18, "ci_low": 0.05, "ci_high": 0.31},
-        {"attribute": "fitzpatrick_est", "metric": "accuracy", "kind": "ratio", "group": None,
-         "estimate": 0.80, "ci_low": 0.66, "ci_high": 0.94},
-        {"attribute": "fitzpatrick_est", "metric": "accuracy", "kind": "diff_vs_ref",
-         "group": "fitzpatrick_est=V-VI", "reference": "fitzpatrick_est=I-II",
-         "estimate": -0.18, "ci_low": -0.31, "ci_high": -0.05},
-    ]
-    return {
-        "groups": rows,
-        "disparities": disparities,
-        "tests": [{"metric": "accuracy", "attribute": "fitzpatrick_est", "test": "chi-square", "statistic": 9.1,
-                   "p_value": 0.0105, "p_adjusted": 0.021, "method": "holm"}],
-        "calibration": {},
-        "case_mix": [{"attribute": "fitzpatrick_est", "group": "V-VI", "odds_ratio": 0.42, "ci_low": 0.2,
-                      "ci_high": 0.88, "p_value": 0.02}],
-        "power": [{"attribute": "fitzpatrick_est", "group": g, "metric": "accuracy", "n": n,
-                   "min_detectable_difference": round(2.8 * 0.4 / np.sqrt(n), 3)}
-                  for g, (n, *_rest) in TONE.items()],
-        "config": {"n_boot": 2000, "ci": "bca", "seed": 0, "cluster": "patient_id", "min_group_size": 30,
-                   "labels": ["nevus", "melanoma", "bcc", "seborrheic_keratosis"], "positive_label": 1,
-                   "threshold": 0.5, "versions": {"numpy": np.__version__}},
-    }
+    """Real ``fairderm.metrics.evaluate(...).to_dict()`` output for a simulated binary classifier.
+
+    Tone groups as the audit forms them (``unknown``: the tone estimate
+    abstained), sex with ``label`` as one value, their intersection, patient
+    clusters; the model is worse on V-VI. B = 200 keeps the tests fast.
+    """
+    from fairderm.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    tone = np.concatenate([np.full(n, group) for group, n in TONE_SIZES.items()])
+    sex = rng.choice([label, "male"], len(tone))
+    p = np.where(rng.random(len(tone)) < 0.5, 0.85, 0.15)
+    y = (rng.random(len(tone)) < p).astype(int)
+    score = np.where((tone == "V-VI") & (rng.random(len(tone)) < 0.3), 1 - p, p)
+    patients = np.arange(len(tone)) // 2
+    result = evaluate(y, score, {"fitzpatrick_est": tone, "sex": sex}, n_boot=200, seed=0, cluster=patients,
+                      metrics=["accuracy", "sensitivity", "specificity", "auroc", "ece"],
+                      intersections=[("fitzpatrick_est", "sex")])
+    return json.loads(json.dumps(result.to_dict()))
 
 
 def _tone_frame(n: int) -> pd.DataFrame:
@@ -89,7 +61,7 @@ def make_run(folder: Path, *, label: str = "female", card: dict[str, Any] | None
              optional: bool = True) -> Path:
     """A run folder: required metrics.json, and (``optional``) every optional file."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = make_metrics(label)
+    metrics = copy.deepcopy(make_metrics(label))
     (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     if not optional:
         return folder
@@ -99,10 +71,10 @@ def make_run(folder: Path, *, label: str = "female", card: dict[str, Any] | None
     spec = {"name": "demo-erm", "description": "Demo audit", "cohort": {"path": "cohort"},
             "model": {"backend": "backbone", "model": "heads/erm"}, "card": card or {}}
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
-    n = 382
+    n = sum(TONE_SIZES.values())
     atomic_write_parquet(folder / "tone.parquet", _tone_frame(n), metadata_json={"method": "fairderm"})
     predictions = pd.DataFrame({"image_id": [f"img{i:04d}" for i in range(n)],
-                                "status": ["ok"] * 376 + ["error"] * 6})
+                                "status": ["ok"] * (n - 6) + ["error"] * 6})
     atomic_write_parquet(folder / "predictions.parquet", predictions, metadata_json={
         "backend": "backbone", "model": {"backend": "backbone", "model": "heads/erm", "classes": [0, 1]},
         "cohort": {"name": "synthetic-demo", "n_cases": n}, "cohort_manifest_sha256": "ab" * 32,
