@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 from fairderm.errors import InputError
 
 _HASH_CHUNK = 1 << 20
+# mkstemp creates files readable by the owner only; artefacts are meant to be shared.
+_FILE_MODE = 0o644
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -85,6 +87,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -123,6 +126,7 @@ def atomic_write_parquet(
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -11,9 +11,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fairderm._version import __version__
 from fairderm.errors import FairdermError
@@ -57,16 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="fairderm", standalone_mode=False)
     except FairdermError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
+    except typer.TyperException as exc:
+        # Usage errors (unknown option, missing argument) from typer's own click.
         exc.show()
-        return exc.exit_code
+        return getattr(exc, "exit_code", 2)
     return result if isinstance(result, int) else 0
 
 
