@@ -12,6 +12,8 @@ import_cohort, FORMATS
     Importers from public datasets' metadata (and a user's own table).
 describe_cohort
     Counts by label and tone, missingness, patients, image sizes.
+synthesize_cohort
+    Synthetic cohort with known true skin colour, lesion masks and recorded confounders.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fairderm.cohort._schema import (
 )
 from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._store import Cohort, load_cohort, write_cohort
+from fairderm.cohort._synth import synthesize_cohort
 
 __all__ = [
     "FITZPATRICK_GROUPS",
@@ -50,6 +53,7 @@ __all__ = [
     "import_cohort",
     "load_cohort",
     "resolve_inside",
+    "synthesize_cohort",
     "validate_manifest",
     "write_cohort",
 ]
