@@ -259,7 +259,9 @@ def _tie_correction(ordered: np.ndarray, positive: np.ndarray, tied: tuple[np.nd
     return 0.5 * (run_pos.astype(np.float64) * run_neg).sum(axis=1) - counted
 
 
-def pair_contributions(score: np.ndarray, positive: np.ndarray, segment: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pair_contributions(
+    score: np.ndarray, positive: np.ndarray, segment: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-case Mann-Whitney contributions and per-segment numerators (unit weights).
 
     A positive case contributes the negatives ranked below it (+ half the tied

@@ -119,8 +119,9 @@ def case_mix_adjustment(
     rates = frame.groupby("group")["correct"].mean()
     separated = [g for g, rate in rates.items() if rate in (0.0, 1.0)]
     rows = []
-    usable = frame[~frame["group"].isin(separated)].reset_index(drop=True)
-    extra_usable = extra[~frame["group"].isin(separated).to_numpy()].reset_index(drop=True) if len(extra.columns) else extra
+    kept = ~frame["group"].isin(separated).to_numpy()
+    usable = frame[kept].reset_index(drop=True)
+    extra_usable = extra[kept].reset_index(drop=True) if len(extra.columns) else extra
     z = float(ndtri(0.5 + confidence / 2.0))
     adjusted_for = ["diagnosis", *[str(c) for c in (covariates.columns if covariates is not None else [])]]
     se = "cluster-robust" if cluster is not None else "model-based"

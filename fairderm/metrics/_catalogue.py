@@ -322,7 +322,9 @@ def event_counts(lin: np.ndarray, layout: Layout, event: str | int, positive: Se
     return tp, fp, fn, tn
 
 
-def rate_parts(family: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rate_parts(
+    family: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(numerator, denominator) of a rate metric."""
     if family == "sensitivity":
         return tp, tp + fn
@@ -458,7 +460,9 @@ def metric_counts(metric: MetricDef, lin: np.ndarray, layout: Layout, positive: 
     return Counts(n, n_pos, None)
 
 
-def proportion_parts(metric: MetricDef, lin: np.ndarray, layout: Layout, positive: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def proportion_parts(
+    metric: MetricDef, lin: np.ndarray, layout: Layout, positive: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(successes, trials) per row of statistics for a proportion metric (per case when rows are cases)."""
     total = lin[:, layout.columns["n"]]
     if metric.family == "accuracy":

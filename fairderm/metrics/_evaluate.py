@@ -60,6 +60,8 @@ from fairderm.metrics._significance import (
 )
 
 ALL = "all"
+#: A disparity record without its numbers, and the statistic behind them (None: not computable).
+DisparityItem = tuple[dict[str, Any], Statistic | None]
 #: A group estimate whose bootstrap is undefined in more than this share of
 #: replicates (e.g. no positives drawn) is flagged insufficient.
 MAX_UNDEFINED_SHARE = 0.01
@@ -377,9 +379,9 @@ class Engine:
         """Positions (in ``ids``) of groups that may be ranked: flagged ok in every model."""
         return [i for i, s in enumerate(ids) if all(self.flag(m, s, k) == "ok" for m in models)]
 
-    def disparity_statistics(self, m: int, models: Sequence[int]) -> list[tuple[dict[str, Any], Statistic | None]]:
+    def disparity_statistics(self, m: int, models: Sequence[int]) -> list[DisparityItem]:
         """(record without numbers, statistic) for every disparity, for model ``m``."""
-        out: list[tuple[dict[str, Any], Statistic | None]] = []
+        out: list[DisparityItem] = []
         index = {metric.name: k for k, metric in enumerate(self.metrics)}
         for attribute in self.cases.attributes:
             ids = [s for s in self.attribute_slots(attribute.name) if self.slots[s].n]
@@ -388,7 +390,7 @@ class Engine:
             for k, metric in enumerate(self.metrics):
                 series = self.series(m, ids, k)
                 eligible = self.eligible(ids, k, models)
-                out.extend(self._spread_records(attribute.name, metric, series, ids, eligible, present, m))
+                out.extend(self._spread_records(attribute.name, metric, series, ids, eligible, present))
                 if reference is None:
                     continue
                 r = ids.index(reference)
@@ -411,7 +413,7 @@ class Engine:
         return "insufficient"
 
     def _spread_records(self, attribute: str, metric: cat.MetricDef, series: GroupSeries, ids: list[int],
-                        eligible: list[int], present: list[int], m: int) -> list[tuple[dict[str, Any], Statistic | None]]:
+                        eligible: list[int], present: list[int]) -> list[DisparityItem]:
         records = []
         for kind, builder in (("gap", gap), ("ratio", log_ratio)):
             base = {"attribute": attribute, "metric": metric.name, "kind": kind, "group": None, "reference": None}
@@ -425,7 +427,7 @@ class Engine:
         return records
 
     def _fairness_records(self, attribute: str, ids: list[int], present: list[int], index: dict[str, int], m: int,
-                          models: Sequence[int]) -> list[tuple[dict[str, Any], Statistic | None]]:
+                          models: Sequence[int]) -> list[DisparityItem]:
         """Equalized-odds and demographic-parity differences for every event with the needed rates."""
         records = []
         events = {metric.name.partition(":")[2] for metric in self.metrics if metric.family == "sensitivity"}
