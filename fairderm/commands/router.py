@@ -1,9 +1,107 @@
-"""`fairderm` commands for this concern (registered by :mod:`fairderm.cli`)."""
+"""``fairderm router train``: the fairness-aware mixture-of-experts router and its baselines."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from fairderm.commands._common import console, parse_float_list, progress_bar
+from fairderm.errors import InputError
+
+router_app = typer.Typer(
+    help="Fairness-aware mixture-of-experts router on the frozen backbone, trained with parity constraints.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``router`` group to the root app."""
+    app.add_typer(router_app, name="router")
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    return values or None
+
+
+@router_app.command("train")
+def train_command(
+    cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml + manifest.parquet)."),
+    tone: Path | None = typer.Option(
+        None, "--tone", help="Tone table of the cohort (fairderm tone estimate): the router's tone input and the "
+        "default groups (estimated Fitzpatrick group)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New router folder (weights, config, log, evaluation)."),
+    backbone: str = typer.Option(
+        "efficientnet-lite0", "--backbone", help="efficientnet-lite0 (bundled, frozen, CPU), or a local transformers "
+        "vision model for LoRA experts (GPU and peft only)."
+    ),
+    constraint: str = typer.Option(
+        "loss", "--constraint", help="loss: group error parity (Lagrangian); eo: equalized odds (Lagrangian); "
+        "dro: group DRO instead of constraints."
+    ),
+    epsilon: float = typer.Option(
+        0.02, "--epsilon", help="Constraint slack in rate units: a group's error may exceed the overall error by this."
+    ),
+    group_column: str | None = typer.Option(
+        None, "--group-column", help="Manifest column with the groups (default: estimated tone group from --tone)."
+    ),
+    groups: str | None = typer.Option(
+        None, "--groups", help="Comma-separated groups to constrain (e.g. I-II,III-IV); cases in other groups or "
+        "without one stay in training and in overall accuracy."
+    ),
+    label: str = typer.Option("label", "--label", help="Manifest column with the diagnoses."),
+    positive_classes: str | None = typer.Option(
+        None, "--positive-classes", help="Comma-separated labels: train the binary task these-vs-rest."
+    ),
+    binary: bool = typer.Option(
+        False, "--binary", help="Binary task with the cohort's positive classes (cohort.yaml)."
+    ),
+    experts: int = typer.Option(8, "--experts", help="Number of bottleneck experts K."),
+    top_k: int = typer.Option(2, "--top-k", help="Experts each case is routed to."),
+    no_tone_input: bool = typer.Option(
+        False, "--no-tone-input", help="Route on the image features alone (no tone probabilities)."
+    ),
+    sweep: str | None = typer.Option(
+        None, "--sweep", help="Comma-separated epsilons for the accuracy-versus-gap frontier, e.g. 0,0.01,0.02,0.05."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (when generated), training and bootstrap."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates of the evaluation."),
+    min_group_size: int = typer.Option(
+        30, "--min-group-size", help="Groups with fewer held-out cases are flagged insufficient and not ranked."
+    ),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache root (default ~/.cache/fairderm)."),
+    max_epochs: int = typer.Option(200, "--max-epochs", help="Upper bound on training epochs per model."),
+) -> None:
+    """Train the parity-constrained router and the baselines; evaluate them on the held-out split."""
+    from fairderm.cohort import load_cohort
+    from fairderm.moe import train_router
+
+    loaded = load_cohort(cohort)
+    positives = _comma_list(positive_classes)
+    if binary and positives is None:
+        if not loaded.spec.positive_classes:
+            raise InputError("--binary needs positive_classes in cohort.yaml or --positive-classes", column="--binary")
+        positives = list(loaded.spec.positive_classes)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("router", total=None)
+
+        def stage(name: str) -> None:
+            bar.update(task, description=name, total=None, completed=0)
+
+        def features(done: int, total: int) -> None:
+            bar.update(task, description="extracting backbone features", total=total, completed=done)
+
+        run = train_router(
+            loaded, out, tone=tone, backbone=backbone, constraint=constraint, epsilon=epsilon,
+            group_column=group_column, groups=_comma_list(groups), label=label, positive_classes=positives,
+            experts=experts, top_k=top_k, tone_input=not no_tone_input,
+            sweep=parse_float_list(sweep, option="--sweep"), seed=seed, n_boot=n_boot,
+            min_group_size=min_group_size, cache_dir=cache_dir, train_config={"max_epochs": max_epochs},
+            stage=stage, feature_progress=features,
+        )
+    console.print(run.summary())
+    console.print(f"wrote {out}")

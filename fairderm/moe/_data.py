@@ -1,0 +1,293 @@
+"""Assemble the router's arrays from a cohort, its tone estimates and backbone features.
+
+All input checks of the router live here (validate at the edge): the tone
+table must describe exactly the cohort's images, the constraint groups must be
+at least two and each must have training cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from fairderm.cohort import FITZPATRICK_GROUPS, Cohort, fitzpatrick_to_group
+from fairderm.errors import InputError
+from fairderm.moe._tone_input import tone_probabilities
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+TONE_GROUP_SOURCE = "fitzpatrick_est"
+
+
+@dataclass
+class RouterDataset:
+    """Everything the router and the baselines train and are evaluated on.
+
+    Attributes
+    ----------
+    image_ids
+        Image ids of the rows used, in manifest order.
+    features
+        ``(n, d)`` float32 backbone features.
+    tone
+        ``(n, 6)`` float32 Fitzpatrick-type probabilities (router input).
+    y
+        Class index per row.
+    classes
+        Class names (``negative``/``positive`` for a binary task).
+    groups
+        Constraint-group index per row; -1 for rows outside every group.
+    group_names
+        The constraint groups, in index order.
+    group_source
+        Where the groups come from (``fitzpatrick_est`` from the tone file, or
+        a manifest column).
+    split
+        ``train``/``val``/``test`` per row.
+    cluster
+        Patient id per row (for clustered bootstrap), or None.
+    task
+        ``multiclass`` or ``binary``.
+    positive_classes
+        The labels counted as positive (binary task).
+    label_column
+        Manifest column holding the labels.
+    split_source
+        ``manifest`` or ``generated`` (patient-grouped, stratified).
+    excluded
+        Rows left out and why (``reason -> count``), and rows outside the
+        constraint groups.
+    """
+
+    image_ids: np.ndarray
+    features: np.ndarray
+    tone: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    groups: np.ndarray
+    group_names: list[str]
+    group_source: str
+    split: np.ndarray
+    cluster: np.ndarray | None
+    task: str
+    positive_classes: list[str]
+    label_column: str
+    split_source: str
+    excluded: dict[str, Any] = field(default_factory=dict)
+
+    def subset(self, split: str) -> np.ndarray:
+        """Boolean mask of one split's rows."""
+        return self.split == split
+
+    def group_counts(self) -> dict[str, dict[str, int]]:
+        """Cases per constraint group and split (plus ``(none)`` for rows outside)."""
+        counts: dict[str, dict[str, int]] = {}
+        names = [*self.group_names, "(none)"]
+        for index, name in enumerate(names):
+            member = self.groups == (index if index < len(self.group_names) else -1)
+            counts[name] = {s: int(np.sum(member & (self.split == s))) for s in SPLITS}
+        return counts
+
+    def group_labels(self) -> np.ndarray:
+        """Group name per row (``(none)`` outside every group), for the metrics engine."""
+        names = np.asarray([*self.group_names, "(none)"], dtype=object)
+        return names[np.where(self.groups >= 0, self.groups, len(self.group_names))]
+
+
+def check_tone_matches(tone: pd.DataFrame, cohort: Cohort, *, source: str) -> pd.DataFrame:
+    """Return the tone rows in manifest order, or raise if the ids differ."""
+    if "image_id" not in tone.columns:
+        raise InputError("tone table has no image_id column", source=source, column="image_id")
+    ids = cohort.manifest["image_id"].astype(str)
+    tone_ids = tone["image_id"].astype(str)
+    missing = ids[~ids.isin(set(tone_ids))]
+    extra = tone_ids[~tone_ids.isin(set(ids))]
+    if len(missing) or len(extra) or tone_ids.duplicated().any():
+        detail = (
+            f"{len(missing)} cohort images have no tone estimate (first: {missing.iloc[0]!r})"
+            if len(missing)
+            else f"{len(extra)} tone rows are not in the cohort (first: {extra.iloc[0]!r})"
+            if len(extra)
+            else "duplicate image_id rows"
+        )
+        raise InputError(f"tone file does not match the cohort: {detail}", source=source, column="image_id")
+    return tone.set_index(tone_ids).loc[ids.to_numpy()].reset_index(drop=True)
+
+
+def make_split(
+    labels: np.ndarray, groups: np.ndarray, clusters: np.ndarray, *, seed: int
+) -> np.ndarray:
+    """A patient-grouped ~60/20/20 train/val/test split, stratified by label and group.
+
+    Five stratified group folds (scikit-learn's ``StratifiedGroupKFold`` on the
+    label-and-group cell): three form train, one val, one test.
+    """
+    strata = pd.Series(labels).astype(str) + "|" + pd.Series(groups).astype(str)
+    n_splits = 5
+    folds = np.zeros(len(labels), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), strata, clusters)):
+        folds[held] = fold
+    return np.where(folds == 3, "val", np.where(folds == 4, "test", "train"))
+
+
+def prepare_dataset(
+    cohort: Cohort,
+    tone: pd.DataFrame | None,
+    features: np.ndarray,
+    *,
+    label_column: str = "label",
+    positive_classes: list[str] | None = None,
+    group_column: str | None = None,
+    group_values: list[str] | None = None,
+    seed: int = 0,
+    tone_source: str = "tone file",
+) -> RouterDataset:
+    """Rows, labels, groups and split for the router, with every input check.
+
+    Parameters
+    ----------
+    cohort
+        The loaded cohort.
+    tone
+        Its tone table (:func:`fairderm.tone.read_tone`), or None when the
+        router neither sees tone nor takes its groups from it.
+    features
+        ``(n, d)`` backbone features in manifest order (NaN rows for images that
+        failed).
+    label_column
+        Manifest column with the diagnoses.
+    positive_classes
+        When given, a binary task: these labels against the rest.
+    group_column
+        Manifest column with the constraint groups; default the tone file's
+        ``fitzpatrick_est`` mapped to I-II/III-IV/V-VI.
+    group_values
+        Keep only these groups as constraint groups; rows in others (and rows
+        without a group) stay in training and in the overall metrics, outside
+        the constraints.
+    seed
+        Seed of a generated split (when the manifest has none).
+    tone_source
+        Name of the tone input for error messages.
+
+    Raises
+    ------
+    InputError
+        Tone table not matching the cohort; fewer than two groups; a group
+        without training cases; unknown label column or positive class.
+    """
+    manifest = cohort.manifest.reset_index(drop=True)
+    if label_column not in manifest.columns:
+        raise InputError(f"no column {label_column!r} in the manifest", column=label_column)
+    if tone is not None:
+        tone = check_tone_matches(tone, cohort, source=tone_source)
+    labels = manifest[label_column].astype("string")
+    excluded: dict[str, Any] = {}
+
+    keep = labels.notna().to_numpy().copy()
+    excluded["no_label"] = int((~keep).sum())
+    finite = np.isfinite(features).all(axis=1)
+    excluded["no_features"] = int((keep & ~finite).sum())
+    keep &= finite
+
+    if positive_classes:
+        known = set(labels.dropna().unique())
+        unknown = [c for c in positive_classes if c not in known]
+        if unknown:
+            raise InputError(
+                f"positive class {unknown[0]!r} is not a value of {label_column!r} "
+                f"(values: {sorted(known)})",
+                column="--positive-classes",
+            )
+        classes = ["negative", "positive"]
+        y_all = labels.isin(positive_classes).astype(int).to_numpy()
+        task = "binary"
+    else:
+        classes = _ordered_labels(labels[keep], cohort.spec.labels)
+        y_all = labels.map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int).to_numpy()
+        task = "multiclass"
+
+    if group_column is None:
+        if tone is None:
+            raise InputError("groups come from the tone file by default: give --tone or --group-column")
+        raw_groups = fitzpatrick_to_group(pd.to_numeric(tone["fitzpatrick_est"], errors="coerce").astype("Int8"))
+        group_source = TONE_GROUP_SOURCE
+    else:
+        if group_column not in manifest.columns:
+            raise InputError(f"no column {group_column!r} in the manifest", column=group_column)
+        raw_groups = manifest[group_column].astype("string")
+        group_source = group_column
+    raw_groups = raw_groups.astype("string").reset_index(drop=True)
+    if group_values:
+        absent = [g for g in group_values if g not in set(raw_groups.dropna())]
+        if absent:
+            raise InputError(
+                f"group {absent[0]!r} does not occur in {group_source!r}", column="--groups"
+            )
+        raw_groups = raw_groups.where(raw_groups.isin(group_values))
+    present = raw_groups[keep].dropna().unique().tolist()
+    group_names = [g for g in FITZPATRICK_GROUPS if g in present] + sorted(
+        g for g in present if g not in FITZPATRICK_GROUPS
+    )
+    if len(group_names) < 2:
+        only = f"only {group_names[0]!r}" if group_names else "no group at all"
+        raise InputError(
+            f"parity constraints need at least two groups, {group_source!r} gives {only}",
+            column=group_column or TONE_GROUP_SOURCE,
+        )
+    group_index = raw_groups.map({g: i for i, g in enumerate(group_names)}).fillna(-1).astype(int).to_numpy()
+
+    cluster_all = manifest["patient_id"].astype("string").to_numpy() if "patient_id" in manifest.columns else None
+    if "split" in manifest.columns and manifest.loc[keep, "split"].notna().all():
+        split_all = manifest["split"].astype("string").to_numpy(dtype=object)
+        split_source = "manifest"
+    else:
+        clusters = cluster_all if cluster_all is not None else manifest["image_id"].astype(str).to_numpy()
+        clusters = np.where(pd.isna(clusters), manifest["image_id"].astype(str).to_numpy(), clusters)
+        split_all = np.full(len(manifest), "", dtype=object)
+        split_all[keep] = make_split(y_all[keep], group_index[keep], clusters[keep], seed=seed)
+        split_source = "generated"
+
+    split = split_all[keep].astype(str)
+    groups = group_index[keep]
+    for index, name in enumerate(group_names):
+        in_group = groups == index
+        if not np.any(in_group & (split == "train")):
+            counts = ", ".join(f"{s}: {int(np.sum(in_group & (split == s)))}" for s in ("val", "test"))
+            raise InputError(
+                f"group {name!r} has no training cases ({counts}); its constraint cannot be learnt",
+                column=group_column or TONE_GROUP_SOURCE,
+            )
+    tone_probs = (
+        tone_probabilities(tone)[keep]
+        if tone is not None
+        else np.full((int(keep.sum()), 6), 1.0 / 6, dtype=np.float32)
+    )
+    excluded["outside_groups"] = int(np.sum(groups < 0))
+    return RouterDataset(
+        image_ids=manifest["image_id"].astype(str).to_numpy()[keep],
+        features=np.asarray(features, dtype=np.float32)[keep],
+        tone=tone_probs,
+        y=y_all[keep],
+        classes=classes,
+        groups=groups,
+        group_names=group_names,
+        group_source=group_source,
+        split=split,
+        cluster=None if cluster_all is None else cluster_all[keep],
+        task=task,
+        positive_classes=list(positive_classes or []),
+        label_column=label_column,
+        split_source=split_source,
+        excluded=excluded,
+    )
+
+
+def _ordered_labels(labels: pd.Series, spec_labels: list[str]) -> list[str]:
+    """The cohort's label order, restricted to labels that occur, then any others sorted."""
+    present = set(labels.dropna().unique())
+    return [c for c in spec_labels if c in present] + sorted(present - set(spec_labels))

@@ -1,0 +1,115 @@
+"""Router folders on disk: safetensors weights plus a JSON config.
+
+A router folder holds ``model.safetensors`` (the parity-constrained router),
+``config.json`` (architecture, classes, groups, tone mapping, backbone
+identity, training settings, input hashes, environment) and, under
+``models/``, the weights of the other torch-trained methods (``erm``,
+``moe``, ``reweight``) with the same config keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from fairderm.errors import InputError
+from fairderm.moe._model import LinearHead, MixtureOfExperts
+
+ROUTER_WEIGHTS = "model.safetensors"
+ROUTER_CONFIG = "config.json"
+ROUTER_FORMAT = "fairderm-router/1"
+
+
+def architecture_of(model: torch.nn.Module) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``model``."""
+    if isinstance(model, MixtureOfExperts):
+        return {
+            "kind": "moe",
+            "n_features": int(model.feature_mean.shape[0]),
+            "n_classes": int(model.head.out_features),
+            "n_tone": int(model.tone_head.out_features),
+            "n_experts": model.n_experts,
+            "top_k": model.top_k,
+            "bottleneck": int(model.expert_down.shape[2]),
+            "tone_input": model.tone_input,
+            "dropout": float(model.dropout.p),
+        }
+    if isinstance(model, LinearHead):
+        return {
+            "kind": "linear",
+            "n_features": int(model.feature_mean.shape[0]),
+            "n_classes": int(model.head.out_features),
+            "n_tone": model.n_tone,
+            "dropout": float(model.dropout.p),
+        }
+    raise TypeError(f"not a router model: {type(model).__name__}")
+
+
+def build_from_architecture(architecture: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild an untrained model from :func:`architecture_of`'s record."""
+    spec = dict(architecture)
+    kind = spec.pop("kind")
+    n_features, n_classes, n_tone = spec.pop("n_features"), spec.pop("n_classes"), spec.pop("n_tone")
+    if kind == "moe":
+        return MixtureOfExperts(n_features, n_classes, n_tone, **spec)
+    if kind == "linear":
+        return LinearHead(n_features, n_classes, n_tone, **spec)
+    raise ValueError(f"unknown architecture kind {kind!r}")
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Write a model's state dict as safetensors (contiguous CPU tensors)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": ROUTER_FORMAT})
+
+
+def load_router(
+    path: str | os.PathLike[str], *, method: str | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a trained router (or one of the folder's other methods) in eval mode.
+
+    Parameters
+    ----------
+    path
+        A router folder written by :func:`fairderm.moe.train_router`.
+    method
+        None for the parity-constrained router (``model.safetensors``), or
+        ``erm``, ``moe``, ``reweight`` for ``models/<method>.safetensors``.
+
+    Returns
+    -------
+    (model, config)
+        The module and the folder's parsed ``config.json``.
+    """
+    folder = Path(path)
+    config_path = folder / ROUTER_CONFIG
+    if not config_path.is_file():
+        raise InputError(f"not a router folder: {ROUTER_CONFIG} is missing", source=str(folder))
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", source=str(config_path)) from None
+    if config.get("format") != ROUTER_FORMAT:
+        raise InputError(f"not a {ROUTER_FORMAT} config", source=str(config_path), column="format")
+    if method is None:
+        weights_path, architecture = folder / ROUTER_WEIGHTS, config["architecture"]
+    else:
+        stored = config.get("models", {})
+        if method not in stored:
+            raise InputError(
+                f"no stored weights for method {method!r} (stored: {sorted(stored)})", source=str(folder)
+            )
+        weights_path, architecture = folder / stored[method]["weights"], stored[method]["architecture"]
+    model = build_from_architecture(architecture)
+    try:
+        model.load_state_dict(load_file(str(weights_path)), strict=True)
+    except (RuntimeError, OSError) as exc:
+        raise InputError(f"router weights do not load: {str(exc).splitlines()[0]}", source=str(weights_path)) from None
+    model.eval()
+    return model, config
