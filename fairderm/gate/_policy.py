@@ -9,6 +9,31 @@ the keys it carries:
   from ``metrics.json["disparities"]``, e.g. the max-min accuracy gap;
 * **sample-size rule** (``min_n`` and/or ``min_pos``): required groups must
   hold enough cases (and positives) for their intervals to mean anything.
+
+Rule keys (YAML)
+----------------
+==================  ===============================================================
+``id``              unique name (the JUnit test case)
+``description``     what the rule protects
+``attribute``       e.g. ``fitzpatrick_est``, ``fitzpatrick_est&sex``; ``all``
+``groups``          ``each`` (default), ``worst``, a group name or a list of names
+                    (``V-VI`` or ``fitzpatrick_est=V-VI``; ``all``: the pooled row)
+``exclude_groups``  groups ``each``/``worst`` leave out (e.g. ``unknown``)
+``metric``          metric name in metrics.json
+``disparity``       ``gap``, ``ratio``, ``diff_vs_ref``, ``eod`` or ``dpd``
+``statistic``       ``interval`` (default), ``estimate``, ``ci_low``, ``ci_high``
+``comparator``      ``>=``, ``>``, ``<=``, ``<``
+``threshold``       number
+``min_n``           sample-size rule: minimum cases per group
+``min_pos``         sample-size rule: minimum positives per group
+``small_groups``    ``insufficient`` (default) or ``ignore``: what a group flagged
+                    other than ``ok`` in metrics.json does to the rule
+==================  ===============================================================
+
+``each`` and ``worst`` reach the same verdict (the worst group passes only
+if every group does); ``worst`` reports the group that decided it. A
+named group absent from metrics.json, or with n below ``min_n``, makes the
+rule INSUFFICIENT_EVIDENCE: too few cases is missing evidence, not failure.
 """
 
 from __future__ import annotations
