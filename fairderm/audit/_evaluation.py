@@ -57,7 +57,10 @@ class EvaluationTable:
     cluster
         Resampling clusters per case (None: cases are resampled).
     positive_label
-        The positive label of a binary task (1), else None.
+        The positive event: 1 for a binary task, the cohort's positive
+        classes for task 'auto' when it has them, else None.
+    covariates
+        Case-mix covariates per case (manifest columns), or None.
     coverage
         Selected and evaluated cases and prediction statuses, overall and per
         stratum of each attribute.
@@ -71,13 +74,12 @@ class EvaluationTable:
     intersections: list[list[str]]
     cluster: np.ndarray | None
     positive_label: Any
+    covariates: pd.DataFrame | None = None
     coverage: dict[str, Any] = field(default_factory=dict)
 
 
 def _task(spec: AuditSpec, cohort_spec: CohortSpec) -> str:
     task = spec.metrics.task
-    if task == "auto":
-        return "binary" if cohort_spec.positive_classes else "multiclass"
     if task == "binary" and not cohort_spec.positive_classes:
         raise InputError("key 'metrics.task': 'binary' needs the cohort's positive_classes (cohort.yaml)")
     return task
@@ -171,25 +173,24 @@ def evaluation_table(
     has_probs = all(c in preds.columns for c in prob_columns) and preds.loc[ids[keep], prob_columns].notna().all().all()
     y_label = manifest["label"].astype(str).to_numpy()[keep]
     task = _task(spec, cohort_spec)
+    positives = list(cohort_spec.positive_classes)
     if task == "binary":
-        positives = set(cohort_spec.positive_classes)
-        y_true = np.isin(y_label, list(positives)).astype(np.int64)
+        y_true: np.ndarray = np.isin(y_label, positives).astype(np.int64)
         if has_probs:
-            positive_columns = [f"prob_{label}" for label in labels if label in positives]
-            y_score = preds.loc[ids[keep], positive_columns].to_numpy(dtype=np.float64).sum(axis=1)
+            y_score = preds.loc[ids[keep], [f"prob_{p}" for p in positives]].to_numpy(dtype=np.float64).sum(axis=1)
             y_score = np.clip(y_score, 0.0, 1.0)  # float round-off of a sum of probabilities
         else:
-            y_score = np.isin(preds["pred"].astype(str).to_numpy()[keep], list(positives)).astype(np.int64)
+            y_score = np.isin(preds["pred"].astype(str).to_numpy()[keep], positives).astype(np.int64)
         eval_labels: list[Any] = [0, 1]
         positive_label: Any = 1
     else:
-        y_true = y_label
+        y_true = y_label.astype(object)
         if has_probs:
             y_score = preds.loc[ids[keep], prob_columns].to_numpy(dtype=np.float64)
         else:
-            y_score = preds["pred"].astype(str).to_numpy()[keep]
+            y_score = preds["pred"].astype(str).to_numpy(dtype=object)[keep]
         eval_labels = labels
-        positive_label = None
+        positive_label = positives if task == "auto" and positives else None
     cluster_values = None
     if cluster is not None:
         # a case without a cluster id is a cluster of its own, never pooled with the others
@@ -204,6 +205,8 @@ def evaluation_table(
         intersections=[list(c) for c in spec.strata.intersections],
         cluster=cluster_values,
         positive_label=positive_label,
+        covariates=(manifest.loc[keep, list(spec.metrics.covariates)].reset_index(drop=True)
+                    if spec.metrics.covariates else None),
         coverage=coverage,
     )
 
@@ -215,21 +218,23 @@ def metrics_config(spec: AuditSpec, table: EvaluationTable) -> dict[str, Any]:
         "metrics": list(spec.metrics.names),
         "n_boot": spec.bootstrap.n_boot,
         "ci": spec.bootstrap.ci,
+        "confidence": spec.bootstrap.confidence,
         "seed": spec.bootstrap.seed,
         "threshold": spec.metrics.threshold,
         "positive_label": table.positive_label,
         "min_group_size": spec.strata.min_n,
+        "min_positives": spec.strata.min_pos,
         "reference": dict(spec.strata.reference) or None,
+        "intersections": table.intersections or None,
+        "p_adjust": spec.metrics.p_adjust,
+        "n_perm": spec.metrics.n_perm,
     }
 
 
 def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
-    """Run the metrics engine; returns ``EvaluationResult.to_dict()`` (metrics.json)."""
+    """Run the metrics engine; returns ``EvaluationResult.to_dict()`` (the content of metrics.json)."""
     from fairderm.metrics import evaluate
 
-    result = evaluate(
-        table.y_true, table.y_score, table.groups,
-        cluster=table.cluster, intersections=table.intersections or None,
-        **metrics_config(spec, table),
-    )
+    result = evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
+                      covariates=table.covariates, **metrics_config(spec, table))
     return result.to_dict()

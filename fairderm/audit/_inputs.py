@@ -71,6 +71,10 @@ def check_columns(loaded: LoadedSpec, cohort: Cohort) -> None:
     if spec.tone.reference and spec.tone.reference not in columns:
         raise InputError(f"key 'tone.reference': no column {spec.tone.reference!r} in the cohort's manifest",
                          source=source)
+    for covariate in spec.metrics.covariates:
+        if covariate not in columns:
+            raise InputError(f"key 'metrics.covariates': no column {covariate!r} in the cohort's manifest",
+                             source=source)
     cluster = spec.bootstrap.cluster
     if cluster not in (None, "auto") and cluster not in columns:
         raise InputError(f"key 'bootstrap.cluster': no column {cluster!r} in the cohort's manifest", source=source)

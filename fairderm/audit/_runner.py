@@ -306,6 +306,7 @@ def _run_stages(
     spec = loaded.spec
     cohort_inputs = inputs.digest("cohort", "images")
     tone_frame: pd.DataFrame | None = None
+    tone_file: Path | None = None
     if spec.tone.source == "estimate":
         tone_inputs = {
             **cohort_inputs, "tone": spec.tone.model_dump(mode="json", exclude={"workers", "calibration"}),
@@ -315,7 +316,8 @@ def _run_stages(
         }
         folder = stages.run("tone", tone_inputs, lambda out: _stages.run_tone(
             loaded, selected, out, _stage_progress(progress, "tone")))
-        tone_frame = _read_tone(folder / "tone.parquet", selected)
+        tone_file = folder / "tone.parquet"
+        tone_frame = _read_tone(tone_file, selected)
     else:
         stages.skip("tone", f"tone.source is '{spec.tone.source}'")
 
@@ -323,7 +325,8 @@ def _run_stages(
     inference_inputs = {**cohort_inputs, **inputs.digest("model"), "tone_parquet": tone_sha,
                         "tone_column": spec.tone.column if spec.tone.source == "column" else None}
     folder = stages.run("inference", inference_inputs, lambda out: _stages.run_predictions(
-        loaded, selected, tone_frame, out, _stage_progress(progress, "inference"), whole=whole))
+        loaded, selected, tone_frame, out, _stage_progress(progress, "inference"), whole=whole,
+        tone_file=tone_file))
     predictions = _read_predictions(folder / "predictions.parquet", selected)
 
     metrics_inputs = {

@@ -119,6 +119,10 @@ class StrataSection(_Section):
         description="Attribute combinations to cross, e.g. [[fitzpatrick_est, sex]].",
     )
     min_n: int = Field(30, ge=1, description="Groups smaller than this are flagged 'insufficient'.")
+    min_pos: int = Field(
+        10, ge=1, description="Rate metrics with fewer cases than this in their denominator (positives for "
+        "sensitivity, negatives for specificity, ...) are flagged 'insufficient'.",
+    )
     reference: dict[str, str] = Field(
         default_factory=dict,
         description="Reference group per attribute for differences (e.g. {fitzpatrick_est: I-II}); "
@@ -144,10 +148,21 @@ class MetricsSection(_Section):
     )
     task: Literal["auto", "binary", "multiclass"] = Field(
         "auto",
-        description="'binary': the cohort's positive_classes against the rest; 'multiclass': every label; "
-        "'auto': binary when the cohort defines positive_classes.",
+        description="'auto': every label (accuracy over all of them), with the cohort's positive_classes as the "
+        "positive event of sensitivity, specificity, AUROC... when it defines them; 'binary': positive_classes "
+        "against the rest only; 'multiclass': every label, rate metrics one-vs-rest per class.",
     )
-    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold on the positive score (binary).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold on the positive-event score.")
+    covariates: list[str] = Field(
+        default_factory=list,
+        description="Manifest columns (e.g. age, sex, body_site) the case-mix adjustment accounts for, beside "
+        "the diagnosis.",
+    )
+    p_adjust: Literal["holm", "fdr_bh", "bonferroni", "none"] = Field(
+        "holm", description="Multiplicity adjustment of the tests: holm (Holm 1979, confirmatory) or fdr_bh "
+        "(Benjamini-Hochberg 1995, exploratory).",
+    )
+    n_perm: int = Field(1000, ge=100, description="Permutations per permutation test (AUROC, ECE).")
 
 
 class BootstrapSection(_Section):
@@ -161,6 +176,7 @@ class BootstrapSection(_Section):
         "when the manifest has it; null: resample cases.",
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap (recorded in evidence.json).")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided coverage of every interval.")
 
 
 class OutputsSection(_Section):

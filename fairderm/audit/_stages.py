@@ -64,13 +64,15 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
 
 def run_predictions(
     loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, out: Path, progress: StageProgress | None,
-    *, whole: Cohort | None = None,
+    *, whole: Cohort | None = None, tone_file: Path | None = None,
 ) -> None:
     """Run the model over the audited cases (stratified by tone for scheduling).
 
     A predictions file (backend ``file``) usually covers the whole cohort
     while the audit selects some of it: it is imported against ``whole`` and
-    cut down to the audited cases, keeping its provenance metadata.
+    cut down to the audited cases, keeping its provenance metadata. A router
+    gets the tone stage's estimates as its tone input (``tone_file``), as in
+    its training, unless the spec's options name a tone table.
     """
     from fairderm.inference import run_inference
 
@@ -85,6 +87,8 @@ def run_predictions(
     if model.prompt:
         options["prompt"] = str(loaded.resolve(model.prompt))
     target = loaded.model_path if loaded.model_path is not None else model.model
+    if model.backend == "router" and tone_file is not None and "tone" not in options:
+        options["tone"] = str(tone_file)
 
     def report(tallies: dict[str, Any]) -> None:
         if progress is not None:

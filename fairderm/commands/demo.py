@@ -1,9 +1,124 @@
-"""`fairderm` commands for this concern (registered by :mod:`fairderm.cli`)."""
+"""``fairderm demo``: the whole pipeline on a synthetic cohort, explained as it ends."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from fairderm.commands._common import console, progress_bar
+
+_VERDICT_STYLE = {
+    "PASS": "bold green", "FAIL": "bold red", "INSUFFICIENT_EVIDENCE": "bold yellow", "ERROR": "bold magenta",
+}
+_MEANING = {
+    "PASS": "every rule of the policy is met with 95% confidence",
+    "FAIL": "a rule is broken: a whole 95% interval lies on the wrong side of a threshold",
+    "INSUFFICIENT_EVIDENCE": "the data cannot settle a rule: an interval straddles a threshold, or a "
+    "required group is too small",
+    "ERROR": "a rule could not be evaluated",
+}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``demo`` command to the root app."""
+    app.command(
+        "demo",
+        help="Run the whole pipeline on a synthetic, tone-imbalanced cohort: estimate skin tone, train a "
+        "classifier and the parity-constrained router on the bundled backbone, audit and gate both, write "
+        "both model cards; then explain the results. Offline; a few minutes on 2 CPU cores.",
+    )(demo_command)
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def _interval(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "–"
+    return f"{_fmt(record.get('estimate'))} [{_fmt(record.get('ci_low'))}, {_fmt(record.get('ci_high'))}]"
+
+
+def _tone_table(runs: dict[str, Any]) -> Table:
+    metrics = {name: json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
+               for name, run in runs.items()}
+    table = Table(title="By estimated skin tone (test split; estimate [95% interval], n)", title_justify="left")
+    table.add_column("group")
+    for name in runs:
+        for metric in ("accuracy", "sensitivity"):
+            table.add_column(f"{name} {metric}")
+    groups = sorted({r["group"] for m in metrics.values() for r in m["groups"] if r.get("attribute") == "fitzpatrick_est"})
+    for group in groups:
+        cells = []
+        for name in runs:
+            for metric in ("accuracy", "sensitivity"):
+                record = next((r for r in metrics[name]["groups"] if r["group"] == group and r["metric"] == metric),
+                              None)
+                flag = " (too few)" if record and record.get("flag") != "ok" else ""
+                cells.append(Text(f"{_interval(record)} n={record['n'] if record else 0}{flag}"))
+        table.add_row(Text(group.split("=", 1)[-1]), *cells)
+    gaps = []
+    for name in runs:
+        gap = next((d for d in metrics[name]["disparities"] if d.get("attribute") == "fitzpatrick_est"
+                    and d["metric"] == "accuracy" and d["kind"] == "gap"), None)
+        gaps += [Text(f"gap {_interval(gap)}"), Text("")]
+    table.add_row(Text("max-min", style="bold"), *gaps)
+    return table
+
+
+def demo_command(
+    out: Path = typer.Option(
+        Path("demo-output"), "--out",
+        help="Demo folder: created, or replaced when it holds an earlier demo; any other non-empty folder is "
+        "refused.",
+    ),
+    n: int = typer.Option(1500, "--n", help="Images in the synthetic cohort (fewer: faster, but groups too small "
+                          "for a verdict)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cohort, the training and the bootstrap."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates of the audits."),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="Release policy for both audits (default: audits/policy.example.yaml)."
+    ),
+) -> None:
+    from fairderm.audit._demo import run_demo
+
+    with progress_bar(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        result = run_demo(out, n=n, seed=seed, n_boot=n_boot, policy=policy, progress=progress,
+                          log=bar.console.print)
+
+    console.print(_tone_table(result.runs))
+    lines = Text()
+    for name, run in result.runs.items():
+        lines.append(f"{name:<7}", style="bold")
+        lines.append(run.verdict or "not gated", style=_VERDICT_STYLE.get(run.verdict or "", ""))
+        lines.append(f"  {_MEANING.get(run.verdict or '', '')}\n")
+    console.print(Panel(lines, title="release gate (audits/policy.yaml)", expand=False))
+    router_methods = result.router_evaluation.get("methods", {})
+    if "moe_parity" in router_methods:
+        change = router_methods["moe_parity"].get("gap_diff_vs_erm", {})
+        console.print(f"router training split, paired: gap change vs ERM {_interval(change)} "
+                      "(negative = the router narrows the gap)")
+    where = Table.grid(padding=(0, 2))
+    where.add_row("cohort", str(result.out / "cohort"))
+    for name, run in result.runs.items():
+        where.add_row(f"{name} run", str(run.run_dir))
+        where.add_row(f"{name} card", str(run.run_dir / "card.html"))
+    where.add_row("router evaluation", str(result.out / "models" / "router" / "evaluation.json"))
+    console.print(Panel(where, title=f"where everything is ({result.seconds:.0f} s)", expand=False))
+    first = next(iter(result.runs.values()))
+    console.print(f"re-check a run:   fairderm verify {first.run_dir}")
+    console.print(f"browse the runs:  fairderm dashboard {result.out / 'audits'}")

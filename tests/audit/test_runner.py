@@ -114,7 +114,7 @@ def test_router_evaluation_is_copied_as_mitigation(write_spec, tmp_path, predict
     router.mkdir()
     (router / "evaluation.json").write_text(json.dumps({"methods": {"erm": {}}}))
 
-    def predictions_from_file(loaded, cohort, tone, out, progress, *, whole=None):
+    def predictions_from_file(loaded, cohort, tone, out, progress, *, whole=None, tone_file=None):
         from fairderm.inference import run_inference
 
         run_inference(whole, out / "all.parquet", backend="file", model=predictions_file)

@@ -1,0 +1,253 @@
+"""``fairderm demo``: the whole pipeline on a synthetic, tone-imbalanced cohort.
+
+Steps
+-----
+1. synthesise a cohort (Fitzpatrick I-VI weighted 0.3, 0.3, 0.15, 0.15, 0.05,
+   0.05, so dark skin is rare, as in most dermatology datasets);
+2. estimate skin tone for every image (the router's input and groups);
+3. extract frozen EfficientNet-Lite0 features once (cached in ``DIR/cache``);
+4. train the demo classifier: a linear head on the train split (``erm``);
+5. train the parity-constrained router and its baselines (``router``);
+6. audit both on the held-out test split with the same spec, gated by the
+   example policy: two ordinary run folders under ``DIR/audits/*/runs/``.
+
+The output folder
+-----------------
+``DIR`` must not exist, be empty, or hold an earlier demo (marked by the file
+``.fairderm-demo``), which is replaced. A demo that fails removes what it
+wrote, so no half-made demo is left behind.
+
+=============================  ==============================================
+``cohort/``                    the synthetic cohort (images, masks, manifest)
+``tone/tone.parquet``          tone estimates of every image
+``models/erm/``                the classifier (head.safetensors + head.json)
+``models/router/``             the router, its baselines, evaluation.json
+``audits/policy.yaml``         the release policy both audits are gated with
+``audits/erm.yaml``            audit spec of the classifier
+``audits/router.yaml``         audit spec of the router
+``audits/erm/runs/RUN_ID/``    the classifier's audit run folder
+``audits/router/runs/RUN_ID/`` the router's audit run folder
+``cache/``                     backbone features, by image hash
+=============================  ==============================================
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import fairderm
+from fairderm._io import atomic_write_text
+from fairderm.audit._runner import AuditRun, ProgressCallback, run_audit
+from fairderm.errors import InputError
+
+DEMO_MARKER = ".fairderm-demo"
+DEMO_TONE_WEIGHTS: tuple[float, ...] = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
+DEMO_TRAIN_FILTER = "split == 'train'"
+DEMO_N = 1500
+DEMO_METRICS: tuple[str, ...] = (
+    "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
+)
+EXAMPLE_POLICY = Path(fairderm.__file__).resolve().parent.parent / "audits" / "policy.example.yaml"
+"""The example policy of a source checkout (``audits/policy.example.yaml``)."""
+
+LogCallback = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` made.
+
+    Attributes
+    ----------
+    out
+        The demo folder.
+    runs
+        The audit runs by name (``erm``, ``router``).
+    router_evaluation
+        The router's ``evaluation.json`` (every method on its test split).
+    timings
+        Seconds per step.
+    """
+
+    out: Path
+    runs: dict[str, AuditRun]
+    router_evaluation: dict[str, Any] = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.timings.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out), "seconds": round(self.seconds, 1),
+            "timings": {k: round(v, 1) for k, v in self.timings.items()},
+            "runs": {name: run.to_dict() for name, run in self.runs.items()},
+        }
+
+    def summary(self) -> str:
+        lines = [f"fairderm demo in {self.out} ({self.seconds:.0f} s)"]
+        for name, run in self.runs.items():
+            lines.append(f"  {name:<7} {run.verdict} (exit {run.exit_code})  {run.run_dir}")
+        return "\n".join(lines)
+
+
+def demo_spec(name: str, *, backend: str, model: str, description: str, card: dict[str, Any],
+              n_boot: int = 2000) -> dict[str, Any]:
+    """The audit spec the demo writes (as a mapping), paths relative to ``DIR/audits``.
+
+    ``audits/demo.yaml`` in the repository holds the same settings for the
+    classifier, with paths from the repository root.
+    """
+    return {
+        "name": name,
+        "description": description,
+        "cohort": {"path": "../cohort", "filter": "split == 'test'"},
+        "model": {"backend": backend, "model": model},
+        "tone": {"source": "estimate", "method": "fairderm"},
+        "strata": {"attributes": ["fitzpatrick_est", "sex"], "intersections": [["fitzpatrick_est", "sex"]],
+                   "min_n": 30},
+        "metrics": list(DEMO_METRICS),
+        "bootstrap": {"n_boot": n_boot, "ci": "bca", "cluster": "patient_id", "seed": 0},
+        "policy": "policy.yaml",
+        "card": card,
+    }
+
+
+def _prepare(out: Path) -> None:
+    """Refuse a folder holding anything but an earlier demo; clear an earlier demo."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / DEMO_MARKER).is_file():
+            raise InputError("output exists, is not empty and is not an earlier demo; choose a new folder",
+                             source=str(out))
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _training_text(n: int, head: dict[str, Any]) -> str:
+    counts = head.get("training", {}).get("class_counts_train", {})
+    mix = ", ".join(f"{k} {v}" for k, v in counts.items())
+    weights = ", ".join(f"{w:g}" for w in DEMO_TONE_WEIGHTS)
+    return (f"The train split of a synthetic cohort of {n} images generated by fairderm, Fitzpatrick I-VI "
+            f"weighted {weights}: dark skin is rare on purpose. Training cases by diagnosis: {mix}.")
+
+
+def run_demo(
+    out: str | Path = "demo-output",
+    *,
+    n: int = DEMO_N,
+    seed: int = 0,
+    n_boot: int = 2000,
+    policy: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    log: LogCallback | None = None,
+) -> DemoResult:
+    """Run the demo: synthesise, estimate tone, train the classifier and the router, audit both.
+
+    Parameters
+    ----------
+    out
+        The demo folder (see the module docstring).
+    n
+        Images in the synthetic cohort. Fewer run faster but leave the darkest
+        group too small to say anything (the gate then answers
+        INSUFFICIENT_EVIDENCE for every model).
+    seed
+        Seed of the cohort, the training and the bootstrap.
+    n_boot
+        Bootstrap replicates of the audits.
+    policy
+        Release policy (default: ``audits/policy.example.yaml`` of the source checkout).
+    progress
+        ``progress(step, done, total)`` during long steps.
+    log
+        Called with one line as each step starts.
+    """
+    from fairderm.cohort import synthesize_cohort
+    from fairderm.inference import extract_features, train_head
+    from fairderm.moe import train_router
+    from fairderm.tone import estimate_tone, write_tone
+
+    policy_path = Path(policy) if policy is not None else EXAMPLE_POLICY
+    if not policy_path.is_file():
+        raise InputError("policy file not found (give one with --policy)", source=str(policy_path))
+    if n < 100:
+        raise InputError(f"the demo needs at least 100 images, got {n}", column="--n")
+    out = Path(out)
+    _prepare(out)
+    say = log or (lambda _line: None)
+
+    def step(name: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(name, done, total)) if progress else None
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    try:
+        (out / DEMO_MARKER).write_text("made by `fairderm demo`; a later demo into this folder replaces it\n",
+                                       encoding="utf-8")
+        say(f"synthesising {n} images (Fitzpatrick I-VI weighted {', '.join(map(str, DEMO_TONE_WEIGHTS))})")
+        cohort = synthesize_cohort(out / "cohort", n=n, seed=seed, tone_weights=list(DEMO_TONE_WEIGHTS),
+                                   progress=step("synthesise"))
+        lap("synthesise")
+        say("estimating skin tone from healthy skin")
+        tone = estimate_tone(cohort, progress=step("tone"))
+        tone_path = out / "tone" / "tone.parquet"
+        write_tone(tone_path, tone, cohort)
+        lap("tone")
+        say("extracting EfficientNet-Lite0 features")
+        features = extract_features(cohort, cache_dir=out / "cache", progress=step("features"))
+        lap("features")
+        say("training the classifier (linear head, train split)")
+        head = train_head(cohort, out / "models" / "erm", train_filter=DEMO_TRAIN_FILTER, seed=seed,
+                          features=features)
+        lap("train classifier")
+        say("training the parity-constrained router and its baselines")
+        router = train_router(cohort, out / "models" / "router", tone=tone_path, seed=seed,
+                              features=features.features, stage=lambda name: say(f"  router: {name}"))
+        lap("train router")
+
+        audits = out / "audits"
+        audits.mkdir()
+        shutil.copyfile(policy_path, audits / "policy.yaml")
+        training = _training_text(n, head.config)
+        specs = {
+            "erm": demo_spec(
+                "erm", backend="backbone", model="../models/erm", n_boot=n_boot,
+                description="The demo classifier: a linear head on frozen EfficientNet-Lite0 features, trained "
+                "by plain empirical risk minimisation on a tone-imbalanced synthetic cohort.",
+                card={"intended_use": "Demonstration of a skin-tone fairness audit; not for clinical use.",
+                      "training_data": training, "out_of_scope_uses": ["Any diagnosis of real patients."]},
+            ),
+            "router": demo_spec(
+                "router", backend="router", model="../models/router", n_boot=n_boot,
+                description="fairderm's mixture-of-experts router with per-group loss-parity constraints "
+                "(epsilon 0.02), on the same features and training split as the classifier.",
+                card={"intended_use": "Demonstration of a fairness mitigation; not for clinical use.",
+                      "training_data": training, "out_of_scope_uses": ["Any diagnosis of real patients."]},
+            ),
+        }
+        runs = {}
+        for name, spec in specs.items():
+            spec_path = audits / f"{name}.yaml"
+            atomic_write_text(spec_path, yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+            say(f"auditing {name}")
+            runs[name] = run_audit(spec_path, progress=progress, log=lambda line: say(f"  {line}"))
+            lap(f"audit {name}")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return DemoResult(out=out, runs=runs, router_evaluation=router.evaluation, timings=timings)
