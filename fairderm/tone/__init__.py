@@ -1,0 +1,71 @@
+"""Skin-tone estimation for dermatology photographs.
+
+Healthy-skin ITA (Chardon 1991) after colour constancy, with the lesion,
+hair, ink, rulers, highlights, background and dark borders excluded; an
+interval and an abstention with a reason for every image; Fitzpatrick,
+Chardon and Monk scales; calibration on labelled images; validation against
+labels. See ``docs/tone.md`` for the method and its measured accuracy.
+
+Public API
+----------
+estimate_tone, measure_image
+    Tone of every image of a cohort (a DataFrame), or of one file.
+write_tone, read_tone
+    Tone tables as Parquet with provenance.
+validate_tone, ToneValidation
+    Agreement with tone labels, with bootstrap intervals.
+fit_calibration, load_calibration, ToneCalibration
+    Ordinal ITA cut-points fitted on labelled images.
+ToneParameters, ImageTone
+    Estimator settings and a single image's measurement.
+ita_degrees, ita_to_chardon, ita_to_fitzpatrick, lab_to_monk, fitzpatrick_group
+    The scales.
+icc1
+    Label-free consistency: ICC(1) of ITA across a patient's photographs.
+"""
+
+from __future__ import annotations
+
+from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration
+from fairderm.tone._color import ita_degrees, srgb8_to_lab
+from fairderm.tone._estimate import EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
+from fairderm.tone._pipeline import ImageTone, ToneParameters
+from fairderm.tone._scales import (
+    CHARDON_CATEGORIES,
+    DEFAULT_FITZPATRICK_SCHEME,
+    FITZPATRICK_CUTPOINTS,
+    MONK_HEX,
+    fitzpatrick_group,
+    ita_to_chardon,
+    ita_to_fitzpatrick,
+    lab_to_monk,
+)
+from fairderm.tone._store import read_tone, write_tone
+from fairderm.tone._validation import ToneValidation, icc1, validate_tone
+
+__all__ = [
+    "CHARDON_CATEGORIES",
+    "DEFAULT_FITZPATRICK_SCHEME",
+    "EXTRA_COLUMNS",
+    "FITZPATRICK_CUTPOINTS",
+    "MONK_HEX",
+    "TONE_COLUMNS",
+    "ImageTone",
+    "ToneCalibration",
+    "ToneParameters",
+    "ToneValidation",
+    "estimate_tone",
+    "fit_calibration",
+    "fitzpatrick_group",
+    "icc1",
+    "ita_degrees",
+    "ita_to_chardon",
+    "ita_to_fitzpatrick",
+    "lab_to_monk",
+    "load_calibration",
+    "measure_image",
+    "read_tone",
+    "srgb8_to_lab",
+    "validate_tone",
+    "write_tone",
+]

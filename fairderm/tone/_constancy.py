@@ -1,0 +1,259 @@
+"""Colour constancy: estimate the illuminant and undo it with per-channel gains (von Kries).
+
+Two sources, tried in order:
+
+1. a **white reference** in the picture (paper, a ruler, a label): a large,
+   bright, flat, unsaturated region that is not skin. Its linear RGB is the
+   illuminant, up to a scale.
+2. a **statistical estimate**, the general grey-world family of van de Weijer,
+   Gevers & Gijsenij (2007) with Minkowski norm p (shades of grey, Finlayson &
+   Trezzi 2004, when computed on pixel values; grey-edge when computed on
+   gradients). A dermatology close-up is mostly skin, and skin is not grey:
+   grey-world on skin would turn the skin itself grey. The estimate is
+   therefore computed on the pixels that are *not* skin-coloured and from
+   the gradients at edges, where available, and it is shrunk towards no
+   correction by how much evidence there is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from fairderm.tone._color import LUMINANCE_WEIGHTS
+
+
+@dataclass(frozen=True)
+class Illuminant:
+    """An illuminant estimate: per-channel gains and where they came from."""
+
+    gains: np.ndarray
+    source: str
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.allclose(self.gains, 1.0))
+
+
+NO_CORRECTION = Illuminant(gains=np.ones(3, dtype=np.float32), source="none")
+
+
+def gains_from_white(white_linear: np.ndarray) -> np.ndarray:
+    """Gains that map a white of linear RGB ``white_linear`` to neutral grey.
+
+    The green channel (which dominates luminance) keeps its level, so that
+    the correction changes chromaticity, not exposure.
+    """
+    white = np.maximum(np.asarray(white_linear, dtype=np.float64), 1e-6)
+    return (white[1] / white).astype(np.float32)
+
+
+def minkowski_mean(values: np.ndarray, p: float) -> np.ndarray:
+    """Minkowski p-mean per channel of an (n, 3) array (Finlayson & Trezzi 2004)."""
+    values = np.abs(values.astype(np.float64))
+    return np.power(np.mean(np.power(values, p), axis=0), 1.0 / p)
+
+
+def find_white_reference(
+    lab: np.ndarray,
+    linear: np.ndarray,
+    candidate: np.ndarray,
+    skin_colour: np.ndarray,
+    *,
+    min_area_fraction: float = 0.01,
+    step: float = 8.0,
+) -> np.ndarray:
+    """Mask of a white reference (paper, ruler, label), or an empty mask.
+
+    A white reference is brighter than the skin (and above L* 60), flat (low
+    local variation of L*), not clipped in any channel, unsaturated, of a
+    chromaticity clearly different from the skin's (so that a flat, pale
+    patch of skin is not taken for paper), a connected region of at least
+    ``min_area_fraction`` of the image that touches the frame's edge, and
+    brighter by ``step`` L* units than the darker quarter of the pixels 2-6 px
+    outside it.
+    """
+    lightness = lab[..., 0]
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    skin_chroma = float(np.hypot(skin_colour[1], skin_colour[2]))
+    # Under any cast a white is either much less saturated than the skin
+    # (warm casts push both the same way) or of another hue (cool, green).
+    skin_hue = np.arctan2(skin_colour[2], skin_colour[1])
+    hue_gap = np.abs(np.angle(np.exp(1j * (np.arctan2(lab[..., 2], lab[..., 1]) - skin_hue))))
+    unlike_skin = (chroma < 0.6 * skin_chroma) | ((hue_gap > np.radians(35.0)) & (chroma >= 3.0))
+    mean = ndi.uniform_filter(lightness, 5)
+    local_sd = np.sqrt(np.maximum(ndi.uniform_filter(lightness * lightness, 5) - mean * mean, 0.0))
+    mask = (
+        candidate
+        & (lightness > max(60.0, float(skin_colour[0]) + 10.0))
+        & (linear.max(axis=-1) < 0.97)
+        & (local_sd < 2.5)
+        & (chroma < 25.0)
+        & unlike_skin
+    )
+    if mask.sum() < min_area_fraction * mask.size:
+        return np.zeros_like(mask)
+    labels, count = ndi.label(mask)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[0] = 0
+    # Rulers, paper and labels enter the frame from its edge and end in a
+    # sharp step; a bright flat patch inside the frame, or one that fades
+    # into the skin, is more often scale, scar, glare or overexposed skin.
+    edge = np.zeros_like(mask)
+    edge[:2, :] = edge[-2:, :] = edge[:, :2] = edge[:, -2:] = True
+    touches_edge = np.bincount(labels[edge], minlength=count + 1) > 0
+    keep = (areas >= min_area_fraction * mask.size) & touches_edge
+    keep[0] = False
+    for index in np.flatnonzero(keep):
+        region = labels == index
+        near = ndi.maximum_filter(region, size=3)
+        band = ndi.maximum_filter(region, size=13) & ~near
+        if not band.any() or np.median(lightness[region]) - np.percentile(lightness[band], 25) < step:
+            keep[index] = False
+    return keep[labels]
+
+
+def log_chromaticity(linear: np.ndarray) -> np.ndarray:
+    """(log R/G, log B/G) of linear RGB (..., 3): a diagonal cast is a translation here."""
+    floor = np.maximum(linear, 1e-4)
+    return np.stack([np.log(floor[..., 0] / floor[..., 1]), np.log(floor[..., 2] / floor[..., 1])], axis=-1)
+
+
+def gains_from_cast(cast: np.ndarray) -> np.ndarray:
+    """Per-channel gains that undo a cast given in log chromaticity, keeping luminance Y."""
+    gains = np.array([np.exp(-cast[0]), 1.0, np.exp(-cast[1])])
+    return (gains / (LUMINANCE_WEIGHTS @ gains)).astype(np.float32)
+
+
+# Mean b* of skin per ITA category (very light ... dark), at the category
+# centres, from colorimetric surveys (Del Bino et al. 2006, Fig. 2; Del Bino &
+# Bernerd 2013, Table 1): yellowness rises from the lightest skin to tan and
+# brown skin and falls a little for the darkest.
+_PRIOR_ITA_CENTRES = (-42.5, -10.0, 19.0, 34.5, 48.0, 60.5)
+_PRIOR_B_MEANS = (17.0, 19.5, 18.5, 16.5, 14.5, 12.5)
+_PRIOR_B_SD = 2.0
+_PRIOR_A_MEAN = 10.5
+_PRIOR_A_SD = 2.0
+
+
+def _skin_prior() -> tuple[np.ndarray, np.ndarray]:
+    """Healthy-skin log chromaticity under D65 as a function of L*: coefficients and residual covariance.
+
+    Skin colours are laid on a fixed grid (no randomness): ITA from -55 to 66
+    degrees, b* around the survey means above (SD 2), a* ~ N(10.5, 2), L*
+    from ITA and b*. The chromaticity is regressed on (1, L/100, (L/100)^2)
+    with Gaussian weights; the residual covariance is the prior's spread.
+    Conditioning on L* matters because darker skin is more saturated, and a
+    luminance-preserving cast leaves L* almost unchanged.
+    """
+    from fairderm.tone._color import lab_to_linear
+
+    ita_degrees = np.linspace(-55.0, 66.0, 61)
+    z = np.linspace(-2.5, 2.5, 11)
+    weight_z = np.exp(-0.5 * z**2)
+    t, zb, za = np.meshgrid(ita_degrees, z, z, indexing="ij")
+    wb, wa = np.meshgrid(weight_z, weight_z, indexing="ij")
+    b_star = np.interp(t, _PRIOR_ITA_CENTRES, _PRIOR_B_MEANS) + _PRIOR_B_SD * zb
+    a_star = _PRIOR_A_MEAN + _PRIOR_A_SD * za
+    lightness = 50.0 + b_star * np.tan(np.radians(t))
+    keep = (lightness > 15.0) & (lightness < 90.0)
+    lab = np.stack([lightness[keep], a_star[keep], b_star[keep]], axis=-1)
+    chroma = log_chromaticity(lab_to_linear(lab))
+    weights = np.broadcast_to(wb * wa, t.shape)[keep]
+    weights = weights / weights.sum()
+    design = _lightness_design(lab[:, 0])
+    root = np.sqrt(weights)[:, None]
+    coefficients = np.linalg.lstsq(design * root, chroma * root, rcond=None)[0]
+    residual = chroma - design @ coefficients
+    return coefficients, (residual * weights[:, None]).T @ residual
+
+
+def _lightness_design(lightness: np.ndarray | float) -> np.ndarray:
+    scaled = np.clip(np.asarray(lightness, dtype=np.float64), 15.0, 90.0) / 100.0
+    return np.stack([np.ones_like(scaled), scaled, scaled**2], axis=-1)
+
+
+SKIN_CHROMA_COEFFICIENTS, SKIN_CHROMA_COV = _skin_prior()
+
+
+def expected_skin_chromaticity(lightness: float) -> np.ndarray:
+    """Prior mean of healthy-skin log chromaticity at lightness L* (under D65)."""
+    return _lightness_design(lightness) @ SKIN_CHROMA_COEFFICIENTS
+
+
+def skin_chroma_covariance(skin_lightness: float, lightness_sd: float) -> np.ndarray:
+    """Prior covariance of skin log chromaticity at an observed L* known to within ``lightness_sd``.
+
+    The observed L* carries the exposure error of the photograph; its
+    uncertainty spreads the prior along the skin locus (the derivative of
+    :func:`expected_skin_chromaticity`).
+    """
+    slope = (expected_skin_chromaticity(skin_lightness + 1.0) - expected_skin_chromaticity(skin_lightness - 1.0)) / 2
+    return SKIN_CHROMA_COV + np.outer(slope, slope) * lightness_sd**2
+
+
+def skin_prior_cast(
+    skin_chroma: np.ndarray,
+    skin_lightness: float,
+    *,
+    cast_sd: float,
+    lightness_sd: float,
+    white_chroma: np.ndarray | None = None,
+    white_sd: float = 0.02,
+) -> np.ndarray:
+    """Posterior mean of the cast (log chromaticity) from the skin and an optional white.
+
+    A Gaussian form of colour by correlation (Finlayson, Hordley & Hubel
+    2001) with skin as the memory colour (Bianco & Schettini 2012): the
+    observed skin chromaticity is the skin's own (prior mean
+    :func:`expected_skin_chromaticity` at the observed L*, covariance
+    :func:`skin_chroma_covariance`) plus the cast (prior N(0,
+    ``cast_sd``^2 I)); a white reference, when present, observes the cast
+    directly with noise ``white_sd``. The combination is precision-weighted.
+    """
+    skin_precision = np.linalg.inv(skin_chroma_covariance(skin_lightness, lightness_sd))
+    precision = np.eye(2) / cast_sd**2 + skin_precision
+    information = skin_precision @ (np.asarray(skin_chroma) - expected_skin_chromaticity(skin_lightness))
+    if white_chroma is not None:
+        precision = precision + np.eye(2) / white_sd**2
+        information = information + np.asarray(white_chroma) / white_sd**2
+    return np.linalg.solve(precision, information)
+
+
+def white_fits_skin(
+    white_chroma: np.ndarray,
+    skin_chroma: np.ndarray,
+    skin_lightness: float,
+    *,
+    lightness_sd: float,
+    max_sd: float = 4.0,
+) -> bool:
+    """Whether neutralising ``white_chroma`` leaves the skin a plausible skin colour.
+
+    A pale patch of skin mistaken for a white reference would make the
+    corrected skin grey: its Mahalanobis distance from the prior (with the
+    cast prior's spread added) then exceeds ``max_sd``.
+    """
+    residual = np.asarray(skin_chroma) - np.asarray(white_chroma) - expected_skin_chromaticity(skin_lightness)
+    covariance = skin_chroma_covariance(skin_lightness, lightness_sd)
+    return float(residual @ np.linalg.solve(covariance, residual)) <= max_sd**2
+
+
+def grey_world_family(linear: np.ndarray, valid: np.ndarray, *, p: float, derivative: int) -> np.ndarray:
+    """Illuminant (linear RGB) of the grey-world family (van de Weijer, Gevers & Gijsenij 2007).
+
+    ``derivative=0`` is shades of grey (Minkowski ``p``-mean of the pixels,
+    Finlayson & Trezzi 2004); ``derivative=1`` is first-order grey-edge
+    (Minkowski mean of the gradient magnitude after Gaussian smoothing,
+    sigma 1).
+    """
+    if derivative == 0:
+        values = linear[valid]
+    else:
+        smooth = ndi.gaussian_filter(linear, sigma=(1.0, 1.0, 0.0))
+        gy, gx = np.gradient(smooth, axis=(0, 1))
+        values = np.hypot(gx, gy)[valid]
+    estimate = minkowski_mean(values, p)
+    return np.maximum(estimate, 1e-6)

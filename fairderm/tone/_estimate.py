@@ -1,0 +1,255 @@
+"""Tone estimation over a cohort: one process per core, one record per image, never a crash.
+
+Every image gets a row. Failures are per image: an unreadable file is
+``error``, a readable image without enough healthy skin (or without colour)
+is ``abstain``, each with its reason, and the other images are unaffected.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairderm._version import __version__
+from fairderm.cohort import Cohort
+from fairderm.errors import InputError
+from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE, ToneCalibration
+from fairderm.tone._decode import ImageRefused, decode_image
+from fairderm.tone._pipeline import ImageTone, ToneParameters, analyse_rgb
+from fairderm.tone._scales import (
+    DEFAULT_FITZPATRICK_SCHEME,
+    fitzpatrick_cutpoints,
+    fitzpatrick_group,
+    ita_to_chardon,
+    ita_to_fitzpatrick,
+    lab_to_monk,
+)
+
+ProgressCallback = Callable[[int, int], None]
+
+TONE_COLUMNS: tuple[str, ...] = (
+    "image_id", "ita", "ita_low", "ita_high", "skin_fraction", "fitzpatrick_est", "monk_est",
+    "status", "reason", "method",
+)
+"""The contract columns of a tone table, in order."""
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "fitzpatrick_group_est", "chardon_est", "skin_L", "skin_a", "skin_b", "lesion_fraction", "constancy",
+)
+"""Further columns fairderm writes: the estimated group, Chardon category, skin colour, diagnostics."""
+STATUSES: tuple[str, ...] = ("ok", "abstain", "error")
+METHODS: tuple[str, ...] = ("fairderm", "stone")
+ESTIMATOR_VERSION = "fairderm-ita/1"
+
+# Below this many images a process pool costs more than it saves.
+_MIN_IMAGES_FOR_POOL = 48
+
+
+def measure_image(path: str | os.PathLike[str], params: ToneParameters | None = None) -> ImageTone:
+    """Healthy-skin ITA of one photograph file; never raises for a bad image.
+
+    Returns an :class:`ImageTone` whose ``status`` is ``ok``, ``abstain``
+    or ``error`` with a ``reason``.
+    """
+    params = params or ToneParameters()
+    try:
+        decoded = decode_image(Path(path), params.working_size)
+    except ImageRefused as refused:
+        return ImageTone(status=refused.status, reason=refused.reason)
+    try:
+        return analyse_rgb(decoded.rgb, decoded.opaque, params)
+    except (ValueError, FloatingPointError, MemoryError, IndexError) as exc:
+        # a defect in the estimator on one odd image must not stop a cohort
+        return ImageTone(status="error", reason=f"estimator failed: {type(exc).__name__}: {exc}")
+
+
+def _measure_chunk(paths: list[str], params: ToneParameters, method: str) -> list[dict[str, Any]]:
+    if method == "stone":
+        from fairderm.tone._stone import measure_with_stone
+
+        return [measure_with_stone(Path(p), params) for p in paths]
+    return [_record(measure_image(p, params)) for p in paths]
+
+
+def _record(tone: ImageTone) -> dict[str, Any]:
+    return {
+        "ita": tone.ita, "ita_low": tone.ita_low, "ita_high": tone.ita_high,
+        "skin_fraction": tone.skin_fraction, "status": tone.status, "reason": tone.reason,
+        "skin_L": tone.lab[0], "skin_a": tone.lab[1], "skin_b": tone.lab[2],
+        "lesion_fraction": tone.lesion_fraction, "constancy": tone.constancy,
+        "monk": None,
+    }
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork is fastest, but unsafe once torch's thread pools exist in the parent
+    if "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _run(
+    paths: Sequence[str],
+    params: ToneParameters,
+    method: str,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> list[dict[str, Any]]:
+    total = len(paths)
+    if workers <= 1 or total < _MIN_IMAGES_FOR_POOL:
+        records = []
+        for done, path in enumerate(paths, start=1):
+            records.extend(_measure_chunk([path], params, method))
+            if progress:
+                progress(done, total)
+        return records
+    # small chunks keep the progress bar moving and the cores balanced
+    size = max(4, min(64, total // (workers * 8) or 1))
+    chunks = [list(paths[i : i + size]) for i in range(0, total, size)]
+    results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
+    done = 0
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        futures = {pool.submit(_measure_chunk, chunk, params, method): i for i, chunk in enumerate(chunks)}
+        for future in as_completed(futures):
+            index = futures[future]
+            results[index] = future.result()
+            done += len(chunks[index])
+            if progress:
+                progress(done, total)
+    return [record for chunk in results if chunk for record in chunk]
+
+
+def method_name(method: str, scheme: str, calibration: ToneCalibration | None) -> str:
+    """The ``method`` column: estimator, and how ITA became a Fitzpatrick type."""
+    base = ESTIMATOR_VERSION if method == "fairderm" else "stone/skin-tone-classifier;lesion-masked"
+    if calibration is not None:
+        return f"{base};{calibration.scale}=calibrated:{calibration.sha256[:12]}"
+    return f"{base};fitzpatrick={scheme}"
+
+
+def tone_frame(
+    image_ids: Sequence[str],
+    records: list[dict[str, Any]],
+    *,
+    method: str,
+    scheme: str = DEFAULT_FITZPATRICK_SCHEME,
+    calibration: ToneCalibration | None = None,
+) -> pd.DataFrame:
+    """Assemble per-image records into the tone table (contract columns first)."""
+    raw = pd.DataFrame.from_records(records)
+    ok = raw["status"].eq("ok").to_numpy()
+    ita = np.where(ok, raw["ita"].to_numpy(dtype=np.float64), np.nan)
+    frame = pd.DataFrame({"image_id": pd.Series(list(image_ids), dtype="string")})
+    for column in ("ita", "ita_low", "ita_high"):
+        frame[column] = np.where(ok, raw[column].to_numpy(dtype=np.float64), np.nan)
+    frame["skin_fraction"] = raw["skin_fraction"].to_numpy(dtype=np.float64)
+    fitzpatrick = ita_to_fitzpatrick(ita, scheme)
+    lab = np.array(raw[["skin_L", "skin_a", "skin_b"]].to_numpy(dtype=np.float64))
+    lab[~ok] = np.nan
+    monk = lab_to_monk(lab)
+    if method == "stone":
+        monk = pd.Series(raw["monk"].to_numpy(), dtype="Int8").mask(~ok)
+    group = fitzpatrick_group(fitzpatrick)
+    if calibration is not None:
+        index = calibration.apply(ita)
+        known = index >= 0
+        if calibration.scale == "fitzpatrick":
+            fitzpatrick = pd.Series(np.where(known, index + 1, 0), dtype="Int8").mask(~known)
+            group = fitzpatrick_group(fitzpatrick)
+        elif calibration.scale == "fitzpatrick_group":
+            names = np.array(calibration.categories, dtype=object)
+            group = pd.Series(np.where(known, names[np.maximum(index, 0)], None), dtype="string")
+            fitzpatrick = pd.Series(group.map(GROUP_REPRESENTATIVE_TYPE), dtype="Int8")
+        else:
+            monk = pd.Series(np.where(known, index + 1, 0), dtype="Int8").mask(~known)
+    frame["fitzpatrick_est"] = fitzpatrick.to_numpy()
+    frame["fitzpatrick_est"] = frame["fitzpatrick_est"].astype("Int8")
+    frame["monk_est"] = pd.Series(monk.to_numpy(), dtype="Int8")
+    frame["status"] = raw["status"].astype("string").to_numpy()
+    frame["reason"] = raw["reason"].fillna("").astype("string").to_numpy()
+    frame["method"] = pd.Series([method_name(method, scheme, calibration)] * len(frame), dtype="string")
+    frame["fitzpatrick_group_est"] = pd.Series(group.to_numpy(), dtype="string")
+    frame["chardon_est"] = ita_to_chardon(ita).to_numpy()
+    frame["chardon_est"] = frame["chardon_est"].astype("string")
+    for column in ("skin_L", "skin_a", "skin_b"):
+        frame[column] = lab[:, ("skin_L", "skin_a", "skin_b").index(column)]
+    frame["lesion_fraction"] = raw["lesion_fraction"].to_numpy(dtype=np.float64)
+    frame["constancy"] = raw["constancy"].fillna("none").astype("string").to_numpy()
+    return frame
+
+
+def estimate_tone(
+    cohort: Cohort,
+    *,
+    calibration: ToneCalibration | None = None,
+    workers: int | None = None,
+    method: str = "fairderm",
+    progress: ProgressCallback | None = None,
+    parameters: ToneParameters | None = None,
+    fitzpatrick_scheme: str = DEFAULT_FITZPATRICK_SCHEME,
+) -> pd.DataFrame:
+    """Estimate the skin tone of every image of a cohort.
+
+    Parameters
+    ----------
+    cohort
+        The cohort (see :func:`fairderm.cohort.load_cohort`).
+    calibration
+        Fitted cut-points (:func:`fit_calibration`) replacing the published
+        ones for the calibration's scale.
+    workers
+        Processes to use (default: one per core).
+    method
+        ``fairderm`` (healthy-skin ITA) or ``stone`` (skin-tone-classifier
+        with the lesion masked out; needs the ``[stone]`` extra).
+    progress
+        Called as ``progress(done, total)`` while images are measured.
+    parameters
+        Estimator settings (:class:`ToneParameters`).
+    fitzpatrick_scheme
+        Published ITA cut-points for ``fitzpatrick_est``: ``groh`` (default)
+        or ``kinyanjui``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per manifest row, in manifest order, columns
+        :data:`TONE_COLUMNS` then :data:`EXTRA_COLUMNS`. The settings are in
+        ``frame.attrs["fairderm_tone"]`` and are written by :func:`write_tone`.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown tone method {method!r}; choose one of {list(METHODS)}", column="--method")
+    fitzpatrick_cutpoints(fitzpatrick_scheme)
+    if method == "stone":
+        from fairderm.tone._stone import require_stone
+
+        require_stone()
+    params = parameters or ToneParameters()
+    if workers is not None and workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}", column="--workers")
+    workers = workers or os.cpu_count() or 1
+    paths = [str(p) for p in cohort.image_paths()]
+    records = _run(paths, params, method, workers, progress)
+    frame = tone_frame(
+        cohort.manifest["image_id"].astype(str).tolist(), records,
+        method=method, scheme=fitzpatrick_scheme, calibration=calibration,
+    )
+    frame.attrs["fairderm_tone"] = {
+        "estimator": ESTIMATOR_VERSION if method == "fairderm" else "stone",
+        "method": method,
+        "fitzpatrick_scheme": None if calibration is not None and calibration.scale == "fitzpatrick"
+        else fitzpatrick_scheme,
+        "parameters": params.to_dict(),
+        "calibration": None if calibration is None else {
+            "sha256": calibration.sha256, "scale": calibration.scale, "cutpoints": list(calibration.cutpoints),
+        },
+        "fairderm_version": __version__,
+    }
+    return frame

@@ -1,0 +1,366 @@
+"""One photograph in, one skin-tone measurement out.
+
+Steps (each in its own function, all on a <= 256 px working image):
+
+1. linearise sRGB with a table and convert to CIELAB (D65);
+2. colour constancy (white reference, else a statistical estimate);
+3. the healthy-skin mask: skin colour model minus lesion, hair, highlights,
+   references, ink, background and dark borders;
+4. ITA over the healthy pixels, with a patch-bootstrap interval;
+5. status: ``ok``, or ``abstain`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from fairderm.errors import InputError
+from fairderm.tone import _constancy, _skin
+from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, linear_to_lab, srgb8_to_linear
+
+ConstancyMode = Literal["auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none"]
+CONSTANCY_MODES: tuple[str, ...] = ("auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none")
+
+
+@dataclass(frozen=True)
+class ToneParameters:
+    """Settings of the healthy-skin ITA estimator (recorded in every output).
+
+    Attributes
+    ----------
+    working_size
+        Long side, in pixels, the photograph is reduced to before analysis.
+    constancy
+        ``auto`` (white reference when found, combined with the skin prior),
+        ``white`` (white reference only), ``skin-prior``, ``shades-of-grey``,
+        ``grey-edge`` (the last two for comparison) or ``none``.
+    cast_sd
+        Prior standard deviation of the colour cast in log chromaticity.
+    lightness_sd
+        Uncertainty of the skin's observed L* from exposure (L* units), which
+        weakens the skin prior along the skin locus.
+    min_skin_fraction
+        Abstain when fewer healthy-skin pixels than this fraction remain.
+    max_interval_width
+        Abstain when the 95% interval of ITA is wider than this (degrees).
+    n_boot
+        Patch-bootstrap replicates for the interval.
+    patch_grid
+        The image is cut into ``patch_grid x patch_grid`` patches for the bootstrap.
+    lesion_margin
+        Margin around the segmented lesion that is also excluded, as a
+        fraction of the working image's short side.
+    vignetting_correction
+        Fit and undo a radial falloff of the skin's luminance (vignetting).
+    seed
+        Seed of the patch bootstrap.
+    """
+
+    working_size: int = 160
+    constancy: ConstancyMode = "auto"
+    cast_sd: float = 0.1
+    lightness_sd: float = 6.0
+    min_skin_fraction: float = 0.05
+    max_interval_width: float = 20.0
+    n_boot: int = 200
+    patch_grid: int = 8
+    lesion_margin: float = 0.04
+    vignetting_correction: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.constancy not in CONSTANCY_MODES:
+            raise InputError(f"unknown constancy {self.constancy!r}; choose one of {list(CONSTANCY_MODES)}",
+                             column="constancy")
+        if not 32 <= self.working_size <= 256:
+            raise InputError(f"working_size must be 32-256 px, got {self.working_size}", column="working_size")
+        if not 0.0 < self.min_skin_fraction < 1.0:
+            raise InputError("min_skin_fraction must be in (0, 1)", column="min_skin_fraction")
+        if self.n_boot < 20 or self.patch_grid < 2:
+            raise InputError("n_boot must be >= 20 and patch_grid >= 2", column="n_boot")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class ImageTone:
+    """The measurement of one photograph (masks only when asked for)."""
+
+    status: str
+    reason: str = ""
+    ita: float = float("nan")
+    ita_low: float = float("nan")
+    ita_high: float = float("nan")
+    skin_fraction: float = float("nan")
+    lab: tuple[float, float, float] = (float("nan"), float("nan"), float("nan"))
+    lesion_fraction: float = float("nan")
+    constancy: str = "none"
+    lesion_mask: np.ndarray | None = field(default=None, repr=False)
+    healthy_mask: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Exclusions:
+    """Masks of everything that is not healthy skin (working size)."""
+
+    invalid: np.ndarray
+    reference: np.ndarray
+    clipped: np.ndarray
+    hair: np.ndarray
+    outside_gamut: np.ndarray
+    highlight: np.ndarray
+    dark: np.ndarray
+    lesion: np.ndarray
+    lesion_zone: np.ndarray
+    abnormal: np.ndarray
+
+    def healthy(self) -> np.ndarray:
+        excluded = (
+            self.invalid | self.reference | self.clipped | self.hair | self.outside_gamut
+            | self.highlight | self.dark | self.lesion_zone | self.abnormal
+        )
+        return ~excluded
+
+
+def estimate_illuminant(
+    lab: np.ndarray,
+    linear: np.ndarray,
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    params: ToneParameters,
+) -> tuple[_constancy.Illuminant, np.ndarray]:
+    """Illuminant gains and the white-reference mask (empty if none was used).
+
+    The skin used as memory colour is found by a first pass of the
+    exclusions on the uncorrected image, with the skin hue range widened by
+    40 degrees so that a strong cast does not hide the skin.
+    """
+    empty = np.zeros(valid.shape, dtype=bool)
+    mode = params.constancy
+    if mode == "none":
+        return _constancy.NO_CORRECTION, empty
+    if mode in ("shades-of-grey", "grey-edge"):
+        derivative = 1 if mode == "grey-edge" else 0
+        white = _constancy.grey_world_family(linear, valid, p=6.0, derivative=derivative)
+        return _constancy.Illuminant(_constancy.gains_from_white(white), mode), empty
+    first, _ = find_exclusions(lab, rgb, valid, empty, params, hue_margin=40.0)
+    skin = first.healthy()
+    if skin.sum() < 50:
+        skin = valid
+    skin_chroma = np.median(_constancy.log_chromaticity(linear[skin]), axis=0)
+    skin_lightness = float(np.median(lab[skin][:, 0]))
+    reference = empty
+    white_chroma = None
+    if mode in ("auto", "white"):
+        candidate = _constancy.find_white_reference(lab, linear, valid, np.median(lab[skin], axis=0))
+        if candidate.any():
+            chroma = _constancy.log_chromaticity(np.median(linear[candidate], axis=0))
+            if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
+                reference, white_chroma = candidate, chroma
+    if mode == "white":
+        if white_chroma is None:
+            return _constancy.NO_CORRECTION, empty
+        return _constancy.Illuminant(_constancy.gains_from_cast(white_chroma), "white-reference"), reference
+    cast = _constancy.skin_prior_cast(
+        skin_chroma, skin_lightness, cast_sd=params.cast_sd, lightness_sd=params.lightness_sd,
+        white_chroma=white_chroma,
+    )
+    source = "white-reference" if white_chroma is not None else "skin-prior"
+    return _constancy.Illuminant(_constancy.gains_from_cast(cast), source), reference
+
+
+def find_exclusions(
+    lab: np.ndarray,
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    reference: np.ndarray,
+    params: ToneParameters,
+    *,
+    hue_margin: float = 0.0,
+) -> tuple[_Exclusions, _skin.SkinReference]:
+    """Every non-healthy-skin mask, and the robust healthy skin colour they are relative to."""
+    shape = lab.shape[:2]
+    short_side = min(shape)
+    lightness = lab[..., 0]
+    invalid = ~valid
+    reference = _skin.dilate(reference, 2)
+    clipped = _skin.dilate(rgb.max(axis=-1) >= 250, 1)
+    hair = _skin.dilate(_skin.hair_mask(lightness, radius=max(2, short_side // 50), contrast=6.0), 1)
+    outside_gamut = ~_skin.skin_gamut(lab, hue_margin)
+    usable = valid & ~reference & ~clipped & ~hair & ~outside_gamut
+    ring = _skin.border_ring(shape, 0.25)
+    seed_pixels = lab[usable & ring]
+    if seed_pixels.shape[0] < 30:
+        seed_pixels = lab[usable] if usable.sum() >= 30 else lab[valid]
+    ref = _skin.robust_reference(seed_pixels, floors=(3.0, 2.0, 2.0))
+    smooth = np.stack([ndi.uniform_filter(lab[..., c], 3) for c in range(3)], axis=-1)
+    score = _skin.lesion_score(smooth, ref)
+    lesion = segment_lesion(score, valid & ~reference & ~clipped)
+    margin = max(1, int(round(params.lesion_margin * short_side)))
+    lesion_zone = _skin.dilate(lesion, margin)
+    highlight = (lightness > ref.centre[0] + max(3.5 * ref.scale[0], 10.0))
+    dark = (lightness < ref.centre[0] - max(3.5 * ref.scale[0], 12.0)) & ring
+    abnormal = score > 4.0
+    exclusions = _Exclusions(
+        invalid=invalid, reference=reference, clipped=clipped, hair=hair,
+        outside_gamut=outside_gamut, highlight=highlight, dark=dark, lesion=lesion,
+        lesion_zone=lesion_zone, abnormal=abnormal,
+    )
+    return exclusions, ref
+
+
+def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: float = 3.0) -> np.ndarray:
+    """The lesion: the most salient, most central region of high colour deviation.
+
+    Threshold by Otsu (1979) on the deviation score, no lower than
+    ``min_threshold`` robust SDs; of the connected regions keep the one with
+    the largest centre-weighted sum of scores, then fill its holes.
+    """
+    values = score[candidate]
+    if values.size == 0:
+        return np.zeros(score.shape, dtype=bool)
+    threshold = max(_skin.otsu_threshold(values), min_threshold)
+    above = (score > threshold) & candidate
+    labels, count = ndi.label(above)
+    if count == 0:
+        return np.zeros(score.shape, dtype=bool)
+    weight = np.exp(-((_skin.centre_distance(score.shape) / 0.45) ** 2))
+    saliency = np.bincount(labels.ravel(), weights=(score * weight).ravel(), minlength=count + 1)
+    saliency[0] = 0
+    best = int(np.argmax(saliency))
+    lesion = labels == best
+    lesion = _skin.erode(_skin.dilate(lesion, 2), 2)
+    return ndi.binary_fill_holes(lesion)
+
+
+def radial_falloff(lab: np.ndarray, healthy: np.ndarray, *, max_strength: float = 0.6) -> np.ndarray | None:
+    """Vignetting as a radial falloff ``1 - v r^2`` of linear intensity, or None if negligible.
+
+    The skin's L* is fitted by least squares with a quadratic surface over
+    the healthy pixels (x, y in [-1, 1]). Its quadratic part is the sum of an
+    isotropic falloff (vignetting, lens and flash) and of shading across a
+    limb or trunk, which darkens along one direction only (rank one). The
+    larger eigenvalue of the quadratic form is therefore the isotropic part
+    alone. Through dL* ~ (L* + 16) / 3 * dY / Y it gives ``v`` (r = 0 at the
+    centre, 1 at the corners). Returns None unless ``v > 0.02``; dividing by
+    the falloff brings the skin to the level at the centre of the frame,
+    while one-directional shading stays in (the median averages it out).
+    """
+    height, width = healthy.shape
+    ys, xs = np.nonzero(healthy)
+    y = (ys - (height - 1) / 2) / (height / 2)
+    x = (xs - (width - 1) / 2) / (width / 2)
+    if np.ptp(x) < 0.5 or np.ptp(y) < 0.5:
+        return None
+    design = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
+    coef = np.linalg.lstsq(design, lab[..., 0][healthy], rcond=None)[0]
+    quadratic = np.array([[coef[3], coef[5] / 2], [coef[5] / 2, coef[4]]])
+    isotropic = float(np.linalg.eigvalsh(quadratic)[-1])
+    strength = -6.0 * isotropic / max(coef[0] + 16.0, 1.0)
+    if not strength > 0.02:
+        return None
+    strength = min(strength, max_strength)
+    return (1.0 - strength * _skin.centre_distance(healthy.shape) ** 2).astype(np.float32)
+
+
+def patch_bootstrap_ita(
+    lab: np.ndarray, healthy: np.ndarray, params: ToneParameters
+) -> tuple[float, float, float, np.ndarray]:
+    """ITA of the healthy skin and its 95% patch-bootstrap interval.
+
+    The image is cut into a grid of patches; each patch contributes the
+    medians of L* and b* over its healthy pixels, weighted by their count.
+    The estimate uses the weighted medians over patches; the interval
+    resamples patches with replacement (a block bootstrap, so that the
+    spatial correlation of pixels is respected) and takes percentiles.
+    """
+    grid = params.patch_grid
+    height, width = healthy.shape
+    rows = np.minimum(np.arange(height) * grid // height, grid - 1)
+    cols = np.minimum(np.arange(width) * grid // width, grid - 1)
+    patch = (rows[:, None] * grid + cols[None, :])[healthy]
+    pixels = lab[healthy]
+    order = np.argsort(patch, kind="stable")
+    patch, pixels = patch[order], pixels[order]
+    ids, starts, counts = np.unique(patch, return_index=True, return_counts=True)
+    medians = np.array([np.median(pixels[s : s + c], axis=0) for s, c in zip(starts, counts)])
+    colour = np.array([_weighted_median(medians[:, k], counts) for k in range(3)])
+    ita = float(ita_degrees(colour[0], colour[2]))
+    rng = np.random.default_rng(params.seed)
+    draws = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=params.n_boot)
+    weights = draws * counts[None, :]
+    boot_l = _weighted_median_rows(medians[:, 0], weights)
+    boot_b = _weighted_median_rows(medians[:, 2], weights)
+    boot = ita_degrees(boot_l, boot_b)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return ita, float(low), float(high), colour
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    return float(_weighted_median_rows(values, weights[None, :])[0])
+
+
+def _weighted_median_rows(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted median of ``values`` for each row of ``weights`` (vectorised over rows)."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[:, order], axis=1)
+    half = cumulative[:, -1:] / 2.0
+    position = np.argmax(cumulative >= half, axis=1)
+    return values[order][position]
+
+
+def analyse_rgb(
+    rgb: np.ndarray,
+    opaque: np.ndarray | None,
+    params: ToneParameters,
+    *,
+    keep_masks: bool = False,
+) -> ImageTone:
+    """Measure the healthy-skin ITA of one 8-bit sRGB image at working size."""
+    valid = np.ones(rgb.shape[:2], dtype=bool) if opaque is None else opaque
+    linear = srgb8_to_linear(rgb)
+    lab = linear_to_lab(linear)
+    illuminant, reference = estimate_illuminant(lab, linear, rgb, valid, params)
+    if not illuminant.is_identity:
+        linear = linear * illuminant.gains
+        lab = linear_to_lab(linear)
+    exclusions, _ = find_exclusions(lab, rgb, valid, reference, params)
+    healthy = exclusions.healthy()
+    if params.vignetting_correction and healthy.sum() >= 50:
+        falloff = radial_falloff(lab, healthy)
+        if falloff is not None:
+            linear = linear / falloff[..., None]
+            lab = linear_to_lab(linear)
+    n_valid = max(1, int(valid.sum()))
+    skin_fraction = float(healthy.sum() / n_valid)
+    result = ImageTone(
+        status="ok",
+        skin_fraction=skin_fraction,
+        lesion_fraction=float(exclusions.lesion.sum() / n_valid),
+        constancy=illuminant.source,
+    )
+    if keep_masks:
+        result.lesion_mask = exclusions.lesion
+        result.healthy_mask = healthy
+    if skin_fraction < params.min_skin_fraction or healthy.sum() < 50:
+        result.status = "abstain"
+        result.reason = (
+            f"too little healthy skin ({100 * skin_fraction:.1f}% of the image; "
+            f"need {100 * params.min_skin_fraction:.0f}%)"
+        )
+        return result
+    ita, low, high, colour = patch_bootstrap_ita(lab, healthy, params)
+    result.ita, result.ita_low, result.ita_high = ita, low, high
+    result.lab = (float(colour[0]), float(colour[1]), float(colour[2]))
+    if high - low > params.max_interval_width:
+        result.status = "abstain"
+        result.reason = (
+            f"ITA interval too wide ({high - low:.1f} deg > {params.max_interval_width:.0f} deg): "
+            "the skin colour varies too much across the photograph"
+        )
+    return result

@@ -1,0 +1,127 @@
+"""Which pixels are healthy skin: the skin-colour model, the lesion and the other exclusions.
+
+Everything here works on a small CIELAB image (<= 256 px a side) with
+separable filters, so that one photograph takes a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+# Skin hue in CIELAB (h_ab = atan2(b*, a*)) across the lightest to the darkest
+# skin: the Monk swatches span 49-89 degrees, measured skin 30-80 degrees
+# (Del Bino & Bernerd 2013); erythema pulls it towards red. Chroma starts low:
+# Monk 1 and 10 have C*ab 5.6 and 3.8, so a chroma floor of 3 keeps them.
+SKIN_HUE_DEGREES = (12.0, 100.0)
+SKIN_MIN_CHROMA = 3.0
+SKIN_LIGHTNESS = (8.0, 98.0)
+
+
+def skin_gamut(lab: np.ndarray, hue_margin: float = 0.0) -> np.ndarray:
+    """Pixels whose colour any skin could have (lightest to darkest).
+
+    ``hue_margin`` widens the hue range on both sides (degrees), for a first
+    look at a photograph whose colour cast is not yet corrected.
+    """
+    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    chroma = np.hypot(a, b)
+    hue = np.degrees(np.arctan2(b, a))
+    return (
+        (lightness >= SKIN_LIGHTNESS[0])
+        & (lightness <= SKIN_LIGHTNESS[1])
+        & (chroma >= SKIN_MIN_CHROMA)
+        & (hue >= SKIN_HUE_DEGREES[0] - hue_margin)
+        & (hue <= SKIN_HUE_DEGREES[1] + hue_margin)
+    )
+
+
+def border_ring(shape: tuple[int, int], fraction: float) -> np.ndarray:
+    """Pixels within ``fraction`` of the short side from the image border."""
+    height, width = shape
+    width_px = max(1, int(round(fraction * min(height, width))))
+    ring = np.ones(shape, dtype=bool)
+    ring[width_px : height - width_px, width_px : width - width_px] = False
+    return ring
+
+
+def centre_distance(shape: tuple[int, int]) -> np.ndarray:
+    """Distance from the image centre, 0 at the centre and 1 at the corners."""
+    height, width = shape
+    yy = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / (height / 2)
+    xx = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / (width / 2)
+    return np.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2) / np.sqrt(2.0)
+
+
+def disk(radius: int) -> np.ndarray:
+    """Disk structuring element."""
+    span = np.arange(-radius, radius + 1)
+    return (span[:, None] ** 2 + span[None, :] ** 2) <= radius * radius + radius
+
+
+def hair_mask(lightness: np.ndarray, *, radius: int, contrast: float) -> np.ndarray:
+    """Thin dark structures: the black-hat (closing minus image) of L* above ``contrast``.
+
+    Black-hat filtering for hair is the approach of DullRazor (Lee et al. 1997).
+    """
+    closed = ndi.grey_closing(lightness, footprint=disk(radius))
+    return (closed - lightness) > contrast
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a square of side 2*radius+1 (separable, fast)."""
+    if radius <= 0:
+        return mask
+    return ndi.maximum_filter(mask, size=2 * radius + 1)
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by a square of side 2*radius+1 (separable, fast)."""
+    if radius <= 0:
+        return mask
+    return ndi.minimum_filter(mask, size=2 * radius + 1)
+
+
+@dataclass(frozen=True)
+class SkinReference:
+    """Robust centre and spread of a skin colour (CIELAB)."""
+
+    centre: np.ndarray
+    scale: np.ndarray
+
+
+def robust_reference(lab_pixels: np.ndarray, floors: tuple[float, float, float]) -> SkinReference:
+    """Median and MAD-based standard deviation per channel, with lower bounds."""
+    centre = np.median(lab_pixels, axis=0)
+    mad = np.median(np.abs(lab_pixels - centre), axis=0) * 1.4826
+    return SkinReference(centre=centre, scale=np.maximum(mad, np.asarray(floors)))
+
+
+def lesion_score(lab: np.ndarray, reference: SkinReference) -> np.ndarray:
+    """How far each pixel's colour is from the healthy skin, in robust SDs.
+
+    Darker, redder or differently yellow pixels count fully; lighter pixels
+    (scale, scars, hypopigmentation) count at half weight, since highlights
+    also make skin lighter.
+    """
+    z = (lab - reference.centre) / reference.scale
+    darker = np.minimum(z[..., 0], 0.0)
+    lighter = np.maximum(z[..., 0], 0.0) * 0.5
+    return np.sqrt(darker * darker + lighter * lighter + z[..., 1] ** 2 + z[..., 2] ** 2)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
+    """Otsu's (1979) threshold of a 1-D sample."""
+    if values.size == 0:
+        return float("inf")
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(hist)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(hist * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
