@@ -60,7 +60,7 @@ class ToneParameters:
         Seed of the patch bootstrap.
     """
 
-    working_size: int = 160
+    working_size: int = 128
     constancy: ConstancyMode = "auto"
     cast_sd: float = 0.1
     lightness_sd: float = 6.0
@@ -148,20 +148,26 @@ def estimate_illuminant(
         derivative = 1 if mode == "grey-edge" else 0
         white = _constancy.grey_world_family(linear, valid, p=6.0, derivative=derivative)
         return _constancy.Illuminant(_constancy.gains_from_white(white), mode), empty
-    first, _ = find_exclusions(lab, rgb, valid, empty, params, hue_margin=40.0)
+    # The first look runs at half resolution: it only needs the skin's
+    # median colour and the white reference's location.
+    lab_half, linear_half, valid_half = lab[::2, ::2], linear[::2, ::2], valid[::2, ::2]
+    first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty[::2, ::2], params, hue_margin=40.0)
     skin = first.healthy()
-    if skin.sum() < 50:
-        skin = valid
-    skin_chroma = np.median(_constancy.log_chromaticity(linear[skin]), axis=0)
-    skin_lightness = float(np.median(lab[skin][:, 0]))
+    if skin.sum() < 20:
+        skin = valid_half
+    skin_chroma = np.median(_constancy.log_chromaticity(linear_half[skin]), axis=0)
+    skin_lightness = float(np.median(lab_half[skin][:, 0]))
     reference = empty
     white_chroma = None
     if mode in ("auto", "white"):
-        candidate = _constancy.find_white_reference(lab, linear, valid, np.median(lab[skin], axis=0))
+        candidate = _constancy.find_white_reference(
+            lab_half, linear_half, valid_half, np.median(lab_half[skin], axis=0)
+        )
         if candidate.any():
-            chroma = _constancy.log_chromaticity(np.median(linear[candidate], axis=0))
+            chroma = _constancy.log_chromaticity(np.median(linear_half[candidate], axis=0))
             if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
-                reference, white_chroma = candidate, chroma
+                full = np.repeat(np.repeat(candidate, 2, axis=0), 2, axis=1)
+                reference, white_chroma = full[: valid.shape[0], : valid.shape[1]], chroma
     if mode == "white":
         if white_chroma is None:
             return _constancy.NO_CORRECTION, empty
@@ -258,7 +264,8 @@ def radial_falloff(lab: np.ndarray, healthy: np.ndarray, *, max_strength: float 
     if np.ptp(x) < 0.5 or np.ptp(y) < 0.5:
         return None
     design = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
-    coef = np.linalg.lstsq(design, lab[..., 0][healthy], rcond=None)[0]
+    # normal equations: a 6x6 solve instead of a LAPACK least squares on every pixel
+    coef = np.linalg.solve(design.T @ design + 1e-6 * np.eye(6), design.T @ lab[..., 0][healthy])
     quadratic = np.array([[coef[3], coef[5] / 2], [coef[5] / 2, coef[4]]])
     isotropic = float(np.linalg.eigvalsh(quadratic)[-1])
     strength = -6.0 * isotropic / max(coef[0] + 16.0, 1.0)
@@ -273,11 +280,13 @@ def patch_bootstrap_ita(
 ) -> tuple[float, float, float, np.ndarray]:
     """ITA of the healthy skin and its 95% patch-bootstrap interval.
 
-    The image is cut into a grid of patches; each patch contributes the
-    medians of L* and b* over its healthy pixels, weighted by their count.
-    The estimate uses the weighted medians over patches; the interval
-    resamples patches with replacement (a block bootstrap, so that the
-    spatial correlation of pixels is respected) and takes percentiles.
+    The image is cut into a ``patch_grid`` x ``patch_grid`` grid; each patch
+    contributes the mean colour of its healthy pixels, weighted by their
+    count. The skin colour is the weighted 20%-trimmed mean over patches
+    (robust to a few patches of shadow or missed lesion); the interval
+    resamples patches with replacement (a block bootstrap, which respects
+    the spatial correlation of pixels) and takes the 2.5 and 97.5
+    percentiles of the replicates' ITA.
     """
     grid = params.patch_grid
     height, width = healthy.shape
@@ -285,33 +294,37 @@ def patch_bootstrap_ita(
     cols = np.minimum(np.arange(width) * grid // width, grid - 1)
     patch = (rows[:, None] * grid + cols[None, :])[healthy]
     pixels = lab[healthy]
-    order = np.argsort(patch, kind="stable")
-    patch, pixels = patch[order], pixels[order]
-    ids, starts, counts = np.unique(patch, return_index=True, return_counts=True)
-    medians = np.array([np.median(pixels[s : s + c], axis=0) for s, c in zip(starts, counts)])
-    colour = np.array([_weighted_median(medians[:, k], counts) for k in range(3)])
+    counts = np.bincount(patch, minlength=grid * grid).astype(np.float64)
+    present = counts > 0
+    counts = counts[present]
+    means = np.stack(
+        [np.bincount(patch, weights=pixels[:, k], minlength=grid * grid)[present] for k in range(3)], axis=1
+    ) / counts[:, None]
+    colour = np.array([_trimmed_means(means[:, k], counts[None, :])[0] for k in range(3)])
     ita = float(ita_degrees(colour[0], colour[2]))
     rng = np.random.default_rng(params.seed)
-    draws = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=params.n_boot)
+    n_patches = counts.size
+    draws = rng.multinomial(n_patches, np.full(n_patches, 1.0 / n_patches), size=params.n_boot)
     weights = draws * counts[None, :]
-    boot_l = _weighted_median_rows(medians[:, 0], weights)
-    boot_b = _weighted_median_rows(medians[:, 2], weights)
-    boot = ita_degrees(boot_l, boot_b)
+    boot = ita_degrees(_trimmed_means(means[:, 0], weights), _trimmed_means(means[:, 2], weights))
     low, high = np.percentile(boot, [2.5, 97.5])
     return ita, float(low), float(high), colour
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    return float(_weighted_median_rows(values, weights[None, :])[0])
+def _trimmed_means(values: np.ndarray, weights: np.ndarray, trim: float = 0.2) -> np.ndarray:
+    """Weighted ``trim``-trimmed mean of ``values`` for each row of ``weights`` (vectorised over rows).
 
-
-def _weighted_median_rows(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted median of ``values`` for each row of ``weights`` (vectorised over rows)."""
+    Each value's weight is cut to the part of its cumulative-weight interval
+    that falls inside [trim, 1 - trim] of the row's total.
+    """
     order = np.argsort(values)
-    cumulative = np.cumsum(weights[:, order], axis=1)
-    half = cumulative[:, -1:] / 2.0
-    position = np.argmax(cumulative >= half, axis=1)
-    return values[order][position]
+    sorted_values = values[order]
+    sorted_weights = weights[:, order]
+    total = sorted_weights.sum(axis=1, keepdims=True)
+    upper = np.cumsum(sorted_weights, axis=1) / total
+    lower = upper - sorted_weights / total
+    kept = np.clip(np.minimum(upper, 1.0 - trim) - np.maximum(lower, trim), 0.0, None)
+    return (kept * sorted_values).sum(axis=1) / np.maximum(kept.sum(axis=1), 1e-12)
 
 
 def analyse_rgb(

@@ -27,14 +27,16 @@ def skin_gamut(lab: np.ndarray, hue_margin: float = 0.0) -> np.ndarray:
     look at a photograph whose colour cast is not yet corrected.
     """
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    chroma = np.hypot(a, b)
-    hue = np.degrees(np.arctan2(b, a))
+    low = np.radians(SKIN_HUE_DEGREES[0] - hue_margin)
+    high = np.radians(SKIN_HUE_DEGREES[1] + hue_margin)
+    # hue inside [low, high] (a range under 180 degrees) as two cross-product
+    # signs: no arctan2 per pixel
     return (
         (lightness >= SKIN_LIGHTNESS[0])
         & (lightness <= SKIN_LIGHTNESS[1])
-        & (chroma >= SKIN_MIN_CHROMA)
-        & (hue >= SKIN_HUE_DEGREES[0] - hue_margin)
-        & (hue <= SKIN_HUE_DEGREES[1] + hue_margin)
+        & (a * a + b * b >= SKIN_MIN_CHROMA**2)
+        & (b * np.float32(np.cos(low)) - a * np.float32(np.sin(low)) >= 0)
+        & (a * np.float32(np.sin(high)) - b * np.float32(np.cos(high)) >= 0)
     )
 
 
@@ -66,7 +68,8 @@ def hair_mask(lightness: np.ndarray, *, radius: int, contrast: float) -> np.ndar
 
     Black-hat filtering for hair is the approach of DullRazor (Lee et al. 1997).
     """
-    closed = ndi.grey_closing(lightness, footprint=disk(radius))
+    # a square (separable) closing: a tenth of the cost of a disk, same effect on thin hairs
+    closed = ndi.grey_closing(lightness, size=(2 * radius + 1, 2 * radius + 1))
     return (closed - lightness) > contrast
 
 
@@ -106,7 +109,7 @@ def lesion_score(lab: np.ndarray, reference: SkinReference) -> np.ndarray:
     (scale, scars, hypopigmentation) count at half weight, since highlights
     also make skin lighter.
     """
-    z = (lab - reference.centre) / reference.scale
+    z = (lab - reference.centre.astype(np.float32)) / reference.scale.astype(np.float32)
     darker = np.minimum(z[..., 0], 0.0)
     lighter = np.maximum(z[..., 0], 0.0) * 0.5
     return np.sqrt(darker * darker + lighter * lighter + z[..., 1] ** 2 + z[..., 2] ** 2)
