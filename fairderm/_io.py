@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -72,9 +73,25 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def _null_non_finite(obj: Any) -> Any:
+    """Replace NaN and infinities by None, recursively (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _null_non_finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_null_non_finite(value) for value in obj]
+    return obj
+
+
 def to_json_text(obj: Any) -> str:
-    """Readable JSON (indent 2, sorted keys) that handles numpy scalars."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    """Readable JSON (indent 2, sorted keys) that handles numpy scalars.
+
+    NaN and infinities are written as null, so that every file stays valid JSON.
+    """
+    return json.dumps(
+        _null_non_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+    ) + "\n"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
