@@ -23,7 +23,13 @@ import yaml
 
 from fairderm._io import atomic_output_dir, atomic_write_parquet, ensure_new_output_dir
 from fairderm._version import __version__
-from fairderm.cohort._schema import MANIFEST_FILE, SPEC_FILE, CohortSpec, fitzpatrick_to_group, validate_manifest
+from fairderm.cohort._schema import (
+    MANIFEST_FILE,
+    SPEC_FILE,
+    CohortSpec,
+    fitzpatrick_to_group,
+    validate_manifest,
+)
 from fairderm.cohort._store import Cohort, load_cohort
 from fairderm.cohort._synth_colour import (
     A_STAR_MEAN,
@@ -34,7 +40,13 @@ from fairderm.cohort._synth_colour import (
     ita_degrees,
     nearest_monk,
 )
-from fairderm.cohort._synth_render import LABELS, POSITIVE_CLASSES, SUN_EXPOSED_SITES, ImagePlan, render_image
+from fairderm.cohort._synth_render import (
+    LABELS,
+    POSITIVE_CLASSES,
+    SUN_EXPOSED_SITES,
+    ImagePlan,
+    render_image,
+)
 from fairderm.errors import InputError
 
 IMAGES_DIR = "images"
@@ -47,7 +59,9 @@ BODY_SITES: tuple[str, ...] = (
     "face", "nose", "ear", "scalp", "neck", "chest", "back", "abdomen", "arm", "forearm", "hand",
     "thigh", "leg",
 )
-_SITE_BASE = np.array([0.12, 0.03, 0.02, 0.02, 0.05, 0.13, 0.20, 0.07, 0.07, 0.09, 0.03, 0.07, 0.10])
+_SITE_BASE = np.array(
+    [0.12, 0.03, 0.02, 0.02, 0.05, 0.13, 0.20, 0.07, 0.07, 0.09, 0.03, 0.07, 0.10]
+)
 # Where each diagnosis tends to occur (BCC on the sun-exposed head and neck,
 # melanoma on the back and legs, naevi on the trunk), as multipliers.
 _SITE_TILT: dict[str, dict[str, float]] = {
@@ -61,33 +75,39 @@ _LABEL_BASE = np.array([0.30, 0.20, 0.30, 0.20])
 ProgressCallback = Callable[[int, int], None]
 
 
+def _check_whole(value: object, name: str, option: str, low: int, high: int | None = None) -> None:
+    """Refuse anything but a whole number in [low, high], naming the option."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bound = f"in {low}-{high}" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be a whole number {bound}, got {value!r}", column=option)
+
+
 def _check_options(n: int, seed: int, tone_weights: Sequence[float] | None, image_size: int,
                    workers: int | None) -> np.ndarray:
     """Validate the generator's options; return the normalised tone weights."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n must be a whole number of images >= 1, got {n!r}", column="--n")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a whole number >= 0, got {seed!r}", column="--seed")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 64 <= image_size <= 1024:
-        raise InputError(f"image_size must be a whole number of pixels in 64-1024, got {image_size!r}",
-                         column="image_size")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise InputError(f"workers must be a whole number >= 1, got {workers!r}", column="--workers")
+    _check_whole(n, "n (number of images)", "--n", 1)
+    _check_whole(seed, "seed", "--seed", 0)
+    _check_whole(image_size, "image_size (pixels)", "image_size", 64, 1024)
+    if workers is not None:
+        _check_whole(workers, "workers", "--workers", 1)
     if tone_weights is None:
         return np.full(6, 1 / 6)
+    option = "--tone-weights"
     try:
         weights = np.asarray(list(tone_weights), dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"tone_weights must be 6 numbers, got {tone_weights!r}", column="--tone-weights") from None
+        message = f"tone_weights must be 6 numbers, got {tone_weights!r}"
+        raise InputError(message, column=option) from None
     if weights.shape != (6,):
-        raise InputError(f"tone_weights needs 6 weights (Fitzpatrick I-VI), got {weights.size}",
-                         column="--tone-weights")
+        message = f"tone_weights needs 6 weights (Fitzpatrick I-VI), got {weights.size}"
+        raise InputError(message, column=option)
     if not np.all(np.isfinite(weights)):
-        raise InputError("tone_weights must be finite numbers (no NaN or infinity)", column="--tone-weights")
+        raise InputError("tone_weights must be finite numbers (no NaN or infinity)", column=option)
     if np.any(weights < 0):
-        raise InputError("tone_weights must not be negative", column="--tone-weights")
+        raise InputError("tone_weights must not be negative", column=option)
     if weights.sum() <= 0:
-        raise InputError("tone_weights must not all be zero", column="--tone-weights")
+        raise InputError("tone_weights must not all be zero", column=option)
     return weights / weights.sum()
 
 
@@ -114,7 +134,8 @@ def _site_colour(rng: np.random.Generator, fitzpatrick: int, base: tuple[float, 
     base_ita, base_a, base_b = base
     low, high = ITA_RANGES[fitzpatrick - 1]
     exposed = site in SUN_EXPOSED_SITES
-    ita = float(np.clip(base_ita - (2.5 if exposed else -0.5) + rng.normal(0, 1.2), low + 0.2, high - 0.2))
+    shift = -2.5 if exposed else 0.5
+    ita = float(np.clip(base_ita + shift + rng.normal(0, 1.2), low + 0.2, high - 0.2))
     b_star = base_b + (0.6 if exposed else 0.0) + rng.normal(0, 0.4)
     a_star = base_a + (1.5 if site in {"face", "nose", "ear"} else 0.0) + rng.normal(0, 0.4)
     lightness = 50.0 + b_star * math.tan(math.radians(ita))
@@ -150,14 +171,16 @@ def plan_cohort(n: int, seed: int, weights: np.ndarray) -> tuple[list[ImagePlan]
                 plans.append(ImagePlan(index, lesion, label, site, sex, age, true_lab, ita))
                 rows.append({
                     "patient_id": f"synth_p{patient:05d}", "lesion_id": f"synth_l{lesion:05d}",
-                    "label": label, "fitzpatrick": fitzpatrick, "age": age, "sex": sex, "body_site": site,
+                    "label": label, "fitzpatrick": fitzpatrick, "age": age, "sex": sex,
+                    "body_site": site,
                     "true_L": true_lab[0], "true_a": true_lab[1], "true_b": true_lab[2],
                 })
             room -= shots
             lesion += 1
         patient += 1
     frame = pd.DataFrame(rows)
-    frame["true_ita"] = np.round(ita_degrees(frame["true_L"].to_numpy(), frame["true_b"].to_numpy()), 3)
+    ita = ita_degrees(frame["true_L"].to_numpy(), frame["true_b"].to_numpy())
+    frame["true_ita"] = np.round(ita, 3)
     frame["split"] = _patient_split(rng, frame)
     return plans, frame
 
@@ -180,7 +203,9 @@ def _patient_split(rng: np.random.Generator, frame: pd.DataFrame) -> np.ndarray:
     return frame["patient_id"].map(split_of).to_numpy()
 
 
-def _render_chunk(plans: list[ImagePlan], seed: int, size: int, staging: str, digits: int) -> list[dict[str, Any]]:
+def _render_chunk(
+    plans: list[ImagePlan], seed: int, size: int, staging: str, digits: int
+) -> list[dict[str, Any]]:
     """Render and write a run of images; return their manifest records (worker entry point)."""
     records = []
     for plan in plans:
@@ -208,7 +233,9 @@ def _render_all(plans: list[ImagePlan], seed: int, size: int, staging: Path, wor
                 progress(len(records), total)
         return records
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-        pending = {pool.submit(_render_chunk, part, seed, size, str(staging), digits) for part in chunks}
+        pending = {
+            pool.submit(_render_chunk, part, seed, size, str(staging), digits) for part in chunks
+        }
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -234,7 +261,8 @@ def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int) -> CohortSpe
             "and photographic confounders are recorded per image."
         ),
         licence="CC0-1.0 (synthetic, generated by fairderm)",
-        credit="Synthetic data generated by fairderm (fairderm.cohort.synthesize_cohort); no real patients.",
+        credit="Synthetic data generated by fairderm (fairderm.cohort.synthesize_cohort); "
+        "no real patients.",
         synthetic=True,
         images_root=".",
         labels=list(LABELS),
@@ -243,7 +271,8 @@ def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int) -> CohortSpe
         source_format="synthetic",
         created_with=f"fairderm {__version__}",
         notes=[
-            f"generator version {GENERATOR_VERSION}, seed {seed}, Fitzpatrick I-VI weights {weight_text}",
+            f"generator version {GENERATOR_VERSION}, seed {seed}, "
+            f"Fitzpatrick I-VI weights {weight_text}",
             "skin colour drawn per Fitzpatrick type inside the Chardon 1991 / Del Bino 2006 ITA "
             "categories (I >55, II 41-55, III 28-41, IV 10-28, V -30-10, VI < -30)",
             "split is by patient, stratified by Fitzpatrick type (about 60/20/20)",
@@ -313,7 +342,7 @@ def synthesize_cohort(
         (staging / IMAGES_DIR).mkdir()
         (staging / MASKS_DIR).mkdir()
         records = _render_all(plans, int(seed), int(image_size), staging, workers, progress)
-        confounders = pd.DataFrame(records).sort_values("index").drop(columns="index").reset_index(drop=True)
+        confounders = pd.DataFrame(records).sort_values("index").drop(columns="index")
         stems = [f"synth_{i:0{digits}d}" for i in range(n)]
         manifest = pd.concat([
             pd.DataFrame({
@@ -322,15 +351,18 @@ def synthesize_cohort(
                 "mask": [f"{MASKS_DIR}/{s}.png" for s in stems],
             }),
             frame,
-            confounders,
+            confounders.reset_index(drop=True),
         ], axis=1)
         manifest["fitzpatrick_group"] = fitzpatrick_to_group(manifest["fitzpatrick"])
         lab = manifest[["true_L", "true_a", "true_b"]].to_numpy()
         manifest["monk"] = nearest_monk(lab)
-        manifest = validate_manifest(manifest[_column_order(manifest)], spec, source="synthesize_cohort")
-        (staging / SPEC_FILE).write_text(
-            yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8"
+        manifest = validate_manifest(
+            manifest[_column_order(manifest)], spec, source="synthesize_cohort"
         )
+        spec_text = yaml.safe_dump(
+            spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True
+        )
+        (staging / SPEC_FILE).write_text(spec_text, encoding="utf-8")
         provenance = {
             "generator": "fairderm.cohort.synthesize_cohort",
             "generator_version": GENERATOR_VERSION,
@@ -344,8 +376,9 @@ def synthesize_cohort(
 
 
 _LEADING_COLUMNS = (
-    "image_id", "image", "mask", "label", "patient_id", "lesion_id", "fitzpatrick", "fitzpatrick_group",
-    "monk", "age", "sex", "body_site", "split", "true_L", "true_a", "true_b", "true_ita",
+    "image_id", "image", "mask", "label", "patient_id", "lesion_id", "fitzpatrick",
+    "fitzpatrick_group", "monk", "age", "sex", "body_site", "split",
+    "true_L", "true_a", "true_b", "true_ita",
 )
 
 

@@ -70,7 +70,8 @@ def lab_to_linear(lab: np.ndarray) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
     cube = f * f * f
-    xyz = np.where(cube > _EPSILON, cube, (116.0 * f - 16.0) / _KAPPA) * _D65_WHITE.astype(lab.dtype)
+    relative = np.where(cube > _EPSILON, cube, (116.0 * f - 16.0) / _KAPPA)
+    xyz = relative * _D65_WHITE.astype(lab.dtype)
     return xyz @ _RGB_FROM_XYZ.T.astype(lab.dtype)
 
 
@@ -90,7 +91,6 @@ def ita_degrees(lightness: np.ndarray | float, b_star: np.ndarray | float) -> np
 ITA_RANGES: tuple[tuple[float, float], ...] = (
     (55.0, 66.0), (41.0, 55.0), (28.0, 41.0), (10.0, 28.0), (-30.0, 10.0), (-55.0, -30.0),
 )
-ITA_CATEGORY_NAMES: tuple[str, ...] = ("very light", "light", "intermediate", "tan", "brown", "dark")
 # b* (yellowness) mean and spread per type, and a* (redness) mean and spread
 # (Del Bino 2006 Fig. 2; Del Bino & Bernerd 2013 Table 1, rounded).
 B_STAR_MEAN: tuple[float, ...] = (12.5, 14.5, 16.5, 18.5, 19.5, 17.0)
@@ -100,7 +100,8 @@ A_STAR_SD = 1.3
 
 # Monk Skin Tone Scale swatches 1-10 (Monk 2019, public hex values).
 MONK_HEX: tuple[str, ...] = (
-    "f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a", "292420",
+    "f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96",
+    "a07e56", "825c43", "604134", "3a312a", "292420",
 )
 MONK_LAB: np.ndarray = srgb8_to_lab(
     np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in MONK_HEX], dtype=np.float64)

@@ -67,7 +67,8 @@ class LesionModel:
     def extent(self) -> float:
         """Bound on the lesion's reach, in units of its radius."""
         t = self.traits
-        return (1 + np.abs(self.harmonics[:, 0]).sum()) * (1 + 3 * t["border_noise"]) * (1 + t["edge"]) + 0.05
+        lobes = 1 + np.abs(self.harmonics[:, 0]).sum()
+        return lobes * (1 + 3 * t["border_noise"]) * (1 + t["edge"]) + 0.05
 
     @property
     def pigmented(self) -> bool:
@@ -82,9 +83,9 @@ def draw_lesion(rng: np.random.Generator, label: str, skin_darkness: float) -> L
     """Draw a lesion's traits for a diagnosis on skin of the given darkness (0-1)."""
     fields = dict(zip(_FIELDS, noise_fields(rng, GRID, _SPECTRA)))
     d = skin_darkness
-    t: dict[str, float] = dict.fromkeys(
-        ("melanin", "asymmetry", "variegation", "red", "vessels", "pearl", "ulcer", "verrucous", "globules"), 0.0
-    )
+    optional = ("melanin", "asymmetry", "variegation", "red", "vessels", "pearl", "ulcer", "verrucous",
+                "globules")
+    t: dict[str, float] = dict.fromkeys(optional, 0.0)
     vessel_count = 0
     if label == "nevus":
         radius = rng.uniform(13, 30)
@@ -138,7 +139,8 @@ def draw_lesion(rng: np.random.Generator, label: str, skin_darkness: float) -> L
         t["verrucous"] = rng.uniform(0.05, 0.3) if flat else rng.uniform(0.35, 1.0)
         t["height"] = rng.uniform(0.4, 1.2) * (0.3 if flat else 1.0)
     k = np.arange(2, 8)
-    amps = np.where(k == 2, rng.uniform(0, 0.15), irregular * rng.uniform(0.04, 0.13, k.size) / k**0.3)
+    lobes = irregular * rng.uniform(0.04, 0.13, k.size) / k**0.3
+    amps = np.where(k == 2, rng.uniform(0, 0.15), lobes)
     harmonics = np.stack([amps, rng.uniform(0, 2 * np.pi, k.size)], axis=1)
     t["irregular"] = irregular
     t["border_noise"] = 0.01 + 0.1 * irregular
@@ -199,14 +201,17 @@ def lesion_layers(model: LesionModel, coords: np.ndarray, pixel_radius: float, s
 
     fissure = np.exp(-((f["band"] / 0.35) ** 2)) * t["verrucous"]
     direction = np.cos(t["asym_angle"]) * x + np.sin(t["asym_angle"]) * y
-    share = 1.0 / (1.0 + np.exp(-(4.0 * t["variegation"] * f["low"] + 3.0 * t["asymmetry"] * direction)))
+    logit = 4.0 * t["variegation"] * f["low"] + 3.0 * t["asymmetry"] * direction
+    share = 1.0 / (1.0 + np.exp(-logit))
     blotchy = max(t["asymmetry"], t["variegation"])
     uniform = (1 + 0.12 * f["low"]) * (1 + t["centre"] * (0.5 - rho**2))
-    melanin = t["melanin"] * ((1 - blotchy) * uniform + blotchy * (0.35 + 1.3 * share)) * (1 + 0.8 * fissure)
+    pattern = (1 - blotchy) * uniform + blotchy * (0.35 + 1.3 * share)
+    melanin = t["melanin"] * pattern * (1 + 0.8 * fissure)
     melanin = melanin + t["globules"] * smoothstep(0.9, 1.9, f["dots"] + 0.6 * f["blob"])
     dermal = np.zeros_like(alpha)
     if t["melanin"] > 0.2:
-        dermal = 2.0 * t["blue"] * np.clip(f["blob"] - (1.0 - 0.8 * t["variegation"]), 0, 0.6) * t["variegation"]
+        patches = np.clip(f["blob"] - (1.0 - 0.8 * t["variegation"]), 0, 0.6)
+        dermal = 2.0 * t["blue"] * t["variegation"] * patches
     # dermal redness shows through little epidermal melanin on dark skin
     red_visibility = 1.0 - 0.75 * d
     haem = (t["red"] * (0.8 + 0.2 * f["mid"]) + 0.4 * t["variegation"] * np.clip(f["mid"], 0, 1.2)
@@ -228,14 +233,18 @@ def lesion_layers(model: LesionModel, coords: np.ndarray, pixel_radius: float, s
     if t["verrucous"]:
         keratin = (1 - d) * np.array([0.55, 0.45, 0.30]) + d * np.array([0.09, 0.07, 0.05])
         scatter.append((t["keratin"] * t["verrucous"] * (1 - fissure), keratin))
-        scatter.append((t["cysts"] * t["verrucous"] * smoothstep(2.0, 2.8, f["dots"]), np.array([0.70, 0.64, 0.48])))
+        cysts = t["cysts"] * t["verrucous"] * smoothstep(2.0, 2.8, f["dots"])
+        scatter.append((cysts, np.array([0.70, 0.64, 0.48])))
     if t["ulcer"]:
         crater = smoothstep(t["ulcer"] * 1.15, t["ulcer"] * 0.85, rho * (1 + 0.25 * f["mid"]))
         crust = np.array([0.13, 0.035, 0.025]) if t["crust_red"] else np.array([0.34, 0.22, 0.10])
         scatter.append((0.85 * crater, crust))
         height = height - 0.5 * t["height"] * crater
-    density = (np.clip(melanin, 0, None)[..., None] * EPS_MELANIN + dermal[..., None] * EPS_DERMAL_MELANIN
-               + np.clip(haem, 0, None)[..., None] * EPS_HAEMOGLOBIN) * alpha[..., None]
+    density = (
+        np.clip(melanin, 0, None)[..., None] * EPS_MELANIN
+        + dermal[..., None] * EPS_DERMAL_MELANIN
+        + np.clip(haem, 0, None)[..., None] * EPS_HAEMOGLOBIN
+    ) * alpha[..., None]
     scatter = [(np.clip(amount, 0, 1) * alpha, colour.astype(np.float32)) for amount, colour in scatter]
     height_px = ndimage.gaussian_filter(height * alpha, 1.2) * pixel_radius * 0.12
     return LesionLayers(alpha, density, scatter, height_px, sheen * alpha)

@@ -37,7 +37,7 @@ from PIL import Image
 from scipy import ndimage
 
 from fairderm.cohort._synth_colour import LUMINANCE_WEIGHTS, darkness, lab_to_linear, linear_to_srgb
-from fairderm.cohort._synth_lesion import draw_lesion, lesion_layers
+from fairderm.cohort._synth_lesion import LesionLayers, LesionModel, draw_lesion, lesion_layers
 from fairderm.cohort._synth_texture import (
     canvas_alpha,
     noise_fields,
@@ -119,7 +119,9 @@ class Rendering:
 
 # --------------------------------------------------------------------------- skin
 
-_SKIN_DETAIL_SPECTRA = ((2.0, None), (0.0, 85.0), (0.0, 22.0), (1.0, None), (1.0, None), (0.8, None))
+_SKIN_DETAIL_SPECTRA = (
+    (2.0, None), (0.0, 85.0), (0.0, 22.0), (1.0, None), (1.0, None), (0.8, None),
+)
 _SKIN_SMOOTH_SPECTRA = ((3.4, None), (3.0, None), (3.0, None), (3.0, None), (3.0, None))
 
 
@@ -127,7 +129,8 @@ def _skin_lab(rng: np.random.Generator, size: int, true_lab: tuple[float, float,
               skin_darkness: float, site: str) -> np.ndarray:
     """Healthy-skin CIELAB field whose every variation is zero-mean over the frame."""
     l_mid, grain, lines, a_high, b_high, spots = noise_fields(rng, size, _SKIN_DETAIL_SPECTRA)
-    l_low, line_strength, a_low, b_low, clusters = noise_fields(rng, size, _SKIN_SMOOTH_SPECTRA, resolution=64)
+    smooth = noise_fields(rng, size, _SKIN_SMOOTH_SPECTRA, resolution=64)
+    l_low, line_strength, a_low, b_low, clusters = smooth
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size / 2.0) - 1.0
     pores = 1.3 if site in {"face", "nose"} else 0.8
     lightness = 1.6 * l_low + 0.6 * l_mid + pores * grain
@@ -172,14 +175,17 @@ def _hair_alpha(rng: np.random.Generator, size: int, count: int, scale: float) -
     return canvas_alpha(canvas, size)
 
 
-def _ink_alpha(rng: np.random.Generator, size: int, centre: np.ndarray, radius: float) -> np.ndarray:
+def _ink_alpha(rng: np.random.Generator, size: int, centre: np.ndarray,
+               radius: float) -> np.ndarray:
     canvas, draw = stroke_canvas(size)
     turns = rng.uniform(0.85, 1.15)  # a hand-drawn circle often falls short of closing or overlaps
     start = rng.uniform(0, 2 * np.pi)
     theta = start + np.linspace(0, 2 * np.pi * turns, 90)
-    wobble = 1 + 0.05 * np.sin(theta * rng.integers(2, 4) + rng.uniform(0, 6)) + rng.normal(0, 0.01, theta.size)
+    wobble = 1 + 0.05 * np.sin(theta * rng.integers(2, 4) + rng.uniform(0, 6))
+    wobble = wobble + rng.normal(0, 0.01, theta.size)
     aspect = rng.uniform(0.8, 1.2)
-    points = centre + radius * wobble[:, None] * np.stack([np.cos(theta) * aspect, np.sin(theta) / aspect], axis=1)
+    ellipse = np.stack([np.cos(theta) * aspect, np.sin(theta) / aspect], axis=1)
+    points = centre + radius * wobble[:, None] * ellipse
     draw.line(to_canvas(points), fill=235, width=int(rng.integers(5, 9)), joint="curve")
     return canvas_alpha(canvas, size)
 
@@ -192,7 +198,8 @@ def _edge_frame(size: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     return along, inward
 
 
-def _ruler(rng: np.random.Generator, size: int, scale: float, side: int) -> tuple[np.ndarray, np.ndarray]:
+def _ruler(rng: np.random.Generator, size: int, scale: float,
+           side: int) -> tuple[np.ndarray, np.ndarray]:
     """Coverage of a white millimetre ruler along an edge, and its tick marks."""
     along, inward = _edge_frame(size, side)
     tilt = np.tan(rng.uniform(-0.12, 0.12))
@@ -206,7 +213,8 @@ def _ruler(rng: np.random.Generator, size: int, scale: float, side: int) -> tupl
     tick = np.round(position)
     tick_length = np.where(tick % 10 == 0, 0.55, np.where(tick % 5 == 0, 0.4, 0.25)) * width
     edge_distance = width - across  # ticks start at the ruler edge away from the frame border
-    ticks = smoothstep(0.9, 0.3, nearest) * (edge_distance < tick_length) * (edge_distance > 1.5 * scale)
+    on_scale = (edge_distance < tick_length) & (edge_distance > 1.5 * scale)
+    ticks = smoothstep(0.9, 0.3, nearest) * on_scale
     return coverage, ticks * coverage
 
 
@@ -219,7 +227,8 @@ def _paper(rng: np.random.Generator, size: int, scale: float, side: int) -> np.n
     half = np.array([rng.uniform(40, 70), rng.uniform(28, 48)]) * scale
     u = np.cos(angle) * (xx - corner[0]) + np.sin(angle) * (yy - corner[1])
     v = -np.sin(angle) * (xx - corner[0]) + np.cos(angle) * (yy - corner[1])
-    return smoothstep(half[0] + 0.7, half[0] - 0.7, np.abs(u)) * smoothstep(half[1] + 0.7, half[1] - 0.7, np.abs(v))
+    inside_u = smoothstep(half[0] + 0.7, half[0] - 0.7, np.abs(u))
+    return inside_u * smoothstep(half[1] + 0.7, half[1] - 0.7, np.abs(v))
 
 
 def _drape(rng: np.random.Generator, size: int, colour: np.ndarray, scale: float,
@@ -266,152 +275,208 @@ def _mask_png(mask: np.ndarray) -> bytes:
 _SRGB_LUT = np.round(linear_to_srgb(np.linspace(0.0, 1.0, 65536)) * 255.0).astype(np.uint8)
 
 
-def render_image(plan: ImagePlan, *, seed: int, size: int = 256) -> Rendering:
-    """Render one photograph of ``plan`` deterministically from ``(seed, plan.index)``."""
-    image_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, plan.index)))
-    lesion_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, plan.lesion_index)))
-    scale = size / 256.0
-    skin_darkness = float(darkness(plan.true_ita))
-    model = draw_lesion(lesion_rng, plan.label, skin_darkness)
-    record: dict[str, Any] = {}
+@dataclass
+class _Scene:
+    """The scene while it is being built, and what is known about each pixel."""
 
-    # framing: each photograph of a lesion is shot at its own zoom, angle and centre
-    zoom = image_rng.uniform(0.85, 1.2)
-    rotation = image_rng.uniform(0, 2 * np.pi)
-    centre = size / 2 + image_rng.uniform(-22, 22, 2) * scale
+    linear: np.ndarray  # (H, W, 3) linear reflectance
+    artefact: np.ndarray  # ink, hair, glare: not healthy skin
+    occluder: np.ndarray  # coverage by drape, ruler, paper (hides the lesion too)
+    record: dict[str, Any]
+
+    def cover(self, coverage: np.ndarray, colour: np.ndarray) -> None:
+        """Lay an opaque layer of ``colour`` (linear RGB) with soft ``coverage``."""
+        self.linear = self.linear * (1 - coverage[..., None]) + coverage[..., None] * colour
+
+
+_Window = tuple[slice, slice]
+
+
+def _place_lesion(
+    rng: np.random.Generator, model: LesionModel, size: int, scale: float, skin_darkness: float
+) -> tuple[_Window, LesionLayers, np.ndarray, float]:
+    """Frame the lesion (its own zoom, angle and centre per photograph) and render its layers.
+
+    Returns the window of the frame it lies in, its layers there, its centre
+    and its radius in pixels.
+    """
+    zoom = rng.uniform(0.85, 1.2)
+    rotation = rng.uniform(0, 2 * np.pi)
+    centre = size / 2 + rng.uniform(-22, 22, 2) * scale
     pixel_radius = model.radius * zoom * scale
     reach = model.extent * pixel_radius + 4
     rows = slice(max(0, int(centre[1] - reach)), min(size, int(np.ceil(centre[1] + reach)) + 1))
     cols = slice(max(0, int(centre[0] - reach)), min(size, int(np.ceil(centre[0] + reach)) + 1))
-    window = (rows, cols)
     yy, xx = np.mgrid[rows, cols].astype(np.float32)
     dx, dy = xx - centre[0], yy - centre[1]
     cos_r, sin_r = np.cos(rotation), np.sin(rotation)
     coords = np.stack([cos_r * dx + sin_r * dy, -sin_r * dx + cos_r * dy]) / pixel_radius
-
     vessel_alpha = np.zeros((size, size), dtype=np.float32)
     if model.vessels:
         canvas, draw = stroke_canvas(size)
+        turn = np.array([[cos_r, sin_r], [-sin_r, cos_r]])
         for line in model.vessels:
-            local = line * pixel_radius
-            points = centre + np.stack([cos_r * local[:, 0] - sin_r * local[:, 1],
-                                        sin_r * local[:, 0] + cos_r * local[:, 1]], axis=1)
+            points = centre + line * pixel_radius @ turn
             draw.line(to_canvas(points), fill=255, width=2, joint="curve")
         vessel_alpha = canvas_alpha(canvas, size)
+    window = (rows, cols)
     layers = lesion_layers(model, coords, pixel_radius, skin_darkness, vessel_alpha[window])
+    return window, layers, centre, pixel_radius
 
-    scene = np.clip(lab_to_linear(_skin_lab(image_rng, size, plan.true_lab, skin_darkness, plan.body_site)), 0, 1)
-    lesion = scene[window] * np.exp(-layers.density)
+
+def _add_ink(scene: _Scene, rng: np.random.Generator, plan: ImagePlan, centre: np.ndarray,
+             ring_radius: float, scale: float) -> None:
+    # clinicians circle the lesions they suspect more often
+    rate = 0.25 if plan.label in POSITIVE_CLASSES else 0.12
+    scene.record["ink_marks"] = bool(rng.random() < rate)
+    scene.record["ink_colour"] = "none"
+    if scene.record["ink_marks"]:
+        colour = str(rng.choice(list(INK_TRANSMISSION), p=[0.5, 0.3, 0.2]))
+        size = scene.linear.shape[0]
+        ink = _ink_alpha(rng, size, centre + rng.normal(0, 3, 2) * scale, ring_radius)
+        absorbed = 1 - np.array(INK_TRANSMISSION[colour])
+        scene.linear = scene.linear * (1 - ink[..., None] * absorbed)
+        scene.record["ink_colour"] = colour
+        scene.artefact |= ink > 0.02
+
+
+def _add_hair(scene: _Scene, rng: np.random.Generator, plan: ImagePlan, skin_darkness: float,
+              scale: float) -> None:
+    # denser on limbs and scalp and on men; grey with age
+    expected = HAIR_DENSITY.get(plan.body_site, 3.0) * (1.6 if plan.sex == "male" else 0.5)
+    count = int(min(rng.poisson(expected), 45))
+    scene.record["hair_count"] = count
+    if count:
+        if plan.age > 55 and rng.random() < (plan.age - 55) / 40:
+            colour = "grey"
+        else:
+            colour = "black" if skin_darkness > 0.5 or rng.random() < 0.5 else "brown"
+        hair = _hair_alpha(rng, scene.linear.shape[0], count, scale)
+        scene.cover(hair, np.array(HAIR_COLOURS[colour]))
+        scene.artefact |= hair > 0.02
+
+
+def _add_props(scene: _Scene, rng: np.random.Generator, centre: np.ndarray, scale: float) -> None:
+    """Specular glare, surgical drape and a white reference (ruler or paper)."""
+    size = scene.linear.shape[0]
+    scene.record["specular"] = bool(rng.random() < 0.3)
+    if scene.record["specular"]:
+        glare = _specular(rng, size)
+        scene.linear = scene.linear + glare[..., None]
+        scene.artefact |= glare > 0.005
+    # props sit on a side of the frame away from the lesion (top, right, bottom, left)
+    offset = centre - size / 2
+    far_sides = [side for side, far in enumerate(
+        (offset[1] > 0, offset[0] < 0, offset[1] < 0, offset[0] > 0)) if far]
+    scene.record["background"] = "none"
+    if rng.random() < 0.15:
+        name = str(rng.choice(list(DRAPE_COLOURS)))
+        side = int(rng.choice(far_sides))
+        coverage, cloth = _drape(rng, size, np.array(DRAPE_COLOURS[name]), scale, side)
+        scene.cover(coverage, cloth)
+        scene.occluder = np.maximum(scene.occluder, coverage)
+        scene.record["background"] = name
+    draw = rng.random()
+    reference = "ruler" if draw < 0.22 else ("paper" if draw < 0.35 else "none")
+    scene.record["white_reference"] = reference
+    if reference != "none":
+        side = int(rng.choice(far_sides))
+        if reference == "ruler":
+            coverage, ticks = _ruler(rng, size, scale, side)
+            surface = WHITE_REFERENCE_REFLECTANCE * (1 - 0.95 * ticks)
+        else:
+            coverage = _paper(rng, size, scale, side)
+            surface = np.full_like(coverage, WHITE_REFERENCE_REFLECTANCE)
+        # a soft contact shadow on the skin just outside the reference
+        shadow = ndimage.gaussian_filter(coverage, 2.0 * scale) * (1 - coverage)
+        scene.linear = scene.linear * (1 - 0.35 * shadow[..., None])
+        scene.cover(coverage, surface[..., None])
+        scene.occluder = np.maximum(scene.occluder, np.maximum(coverage, shadow > 0.01))
+
+
+def _photograph(scene: _Scene, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    """Residual illuminant cast, exposure, vignetting, focus, noise, sRGB and JPEG.
+
+    Returns the JPEG and the per-pixel gain the camera applied to the scene.
+    """
+    size = scene.linear.shape[0]
+    name = str(rng.choice(list(ILLUMINANTS), p=ILLUMINANT_PROBABILITIES))
+    strength = 0.0 if name == "d65" else rng.uniform(0.5, 1.0)
+    gains = np.exp(strength * np.log(np.array(ILLUMINANTS[name])))
+    gains = np.round(gains / (LUMINANCE_WEIGHTS @ gains), 4)
+    exposure = round(float(rng.uniform(-0.2, 0.2)), 3)
+    vignetting = round(float(rng.uniform(0.1, 0.35)), 3) if rng.random() < 0.5 else 0.0
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    radius2 = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / (2 * (size / 2) ** 2)
+    falloff = (1.0 - vignetting * radius2)[..., None]
+    camera_gain = (gains * 2.0**exposure).astype(np.float32) * falloff
+    photo = scene.linear * camera_gain
+    blur = round(float(rng.uniform(0.3, 0.9)), 2) if rng.random() < 0.3 else 0.0
+    if blur:
+        photo = ndimage.gaussian_filter(photo, sigma=(blur, blur, 0))
+    shot_noise = 0.003 * np.sqrt(np.clip(photo, 0, None) + 0.01)
+    photo = photo + rng.standard_normal(photo.shape, dtype=np.float32) * shot_noise
+    rgb8 = _SRGB_LUT[np.round(np.clip(photo, 0.0, 1.0) * 65535.0).astype(np.uint16)]
+    quality = int(rng.integers(80, 96))
+    buffer = io.BytesIO()
+    Image.fromarray(rgb8, mode="RGB").save(buffer, format="JPEG", quality=quality)
+    scene.record.update(
+        illuminant=name,
+        illuminant_r=float(gains[0]), illuminant_g=float(gains[1]), illuminant_b=float(gains[2]),
+        exposure_stops=exposure, vignetting=vignetting, blur_sigma=blur, jpeg_quality=quality,
+    )
+    return buffer.getvalue(), camera_gain
+
+
+def render_image(plan: ImagePlan, *, seed: int, size: int = 256) -> Rendering:
+    """Render one photograph of ``plan`` deterministically from ``(seed, plan.index)``.
+
+    The lesion's own look comes from ``(seed, plan.lesion_index)``, so every
+    photograph of a lesion shows the same lesion.
+    """
+    image_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, plan.index)))
+    lesion_seed = np.random.SeedSequence(seed, spawn_key=(2, plan.lesion_index))
+    scale = size / 256.0
+    skin_darkness = float(darkness(plan.true_ita))
+    model = draw_lesion(np.random.default_rng(lesion_seed), plan.label, skin_darkness)
+
+    window, layers, centre, pixel_radius = _place_lesion(
+        image_rng, model, size, scale, skin_darkness
+    )
+    skin = _skin_lab(image_rng, size, plan.true_lab, skin_darkness, plan.body_site)
+    linear = np.clip(lab_to_linear(skin), 0, 1)
+    lesion = linear[window] * np.exp(-layers.density)
     for amount, colour in layers.scatter:
         lesion = lesion * (1 - amount[..., None]) + amount[..., None] * colour
     light_angle = image_rng.uniform(0, 2 * np.pi)
     grad_y, grad_x = np.gradient(layers.height)
     relief = np.exp(0.35 * (np.cos(light_angle) * grad_x + np.sin(light_angle) * grad_y))
-    scene[window] = lesion * relief[..., None] + layers.sheen[..., None]
+    linear[window] = lesion * relief[..., None] + layers.sheen[..., None]
+
+    no_pixels = np.zeros((size, size), dtype=bool)
+    scene = _Scene(linear, no_pixels, no_pixels.astype(np.float32), {})
+    ring_radius = pixel_radius * model.extent * image_rng.uniform(1.15, 1.45)
+    _add_ink(scene, image_rng, plan, centre, ring_radius, scale)
+    _add_hair(scene, image_rng, plan, skin_darkness, scale)
+    _add_props(scene, image_rng, centre, scale)
+    jpeg, camera_gain = _photograph(scene, image_rng)
+
     lesion_alpha = np.zeros((size, size), dtype=np.float32)
     lesion_alpha[window] = layers.alpha
     lesion_reach = np.zeros((size, size), dtype=bool)
     lesion_reach[window] = (layers.alpha > 0.02) | (np.abs(layers.height) > 1e-3)
-    artefact = np.zeros((size, size), dtype=bool)
-
-    # ink-pen circle around the lesion, more often around lesions a clinician suspects
-    ink_rate = 0.25 if plan.label in POSITIVE_CLASSES else 0.12
-    record["ink_marks"] = bool(image_rng.random() < ink_rate)
-    record["ink_colour"] = "none"
-    if record["ink_marks"]:
-        colour_name = str(image_rng.choice(list(INK_TRANSMISSION), p=[0.5, 0.3, 0.2]))
-        ring_radius = pixel_radius * (1 + np.abs(model.harmonics[:, 0]).sum()) * image_rng.uniform(1.25, 1.6)
-        ink = _ink_alpha(image_rng, size, centre + image_rng.normal(0, 3, 2) * scale, ring_radius)
-        scene = scene * (1 - ink[..., None] * (1 - np.array(INK_TRANSMISSION[colour_name])))
-        record["ink_colour"] = colour_name
-        artefact |= ink > 0.02
-
-    # hair: denser on limbs and scalp and on men; grey with age
-    expected = HAIR_DENSITY.get(plan.body_site, 3.0) * (1.6 if plan.sex == "male" else 0.5)
-    hair_count = int(min(image_rng.poisson(expected), 45))
-    record["hair_count"] = hair_count
-    if hair_count:
-        grey = plan.age > 55 and image_rng.random() < (plan.age - 55) / 40
-        hair_name = "grey" if grey else ("black" if skin_darkness > 0.5 or image_rng.random() < 0.5 else "brown")
-        hair = _hair_alpha(image_rng, size, hair_count, scale)
-        scene = scene * (1 - hair[..., None]) + hair[..., None] * np.array(HAIR_COLOURS[hair_name])
-        artefact |= hair > 0.02
-
-    record["specular"] = bool(image_rng.random() < 0.3)
-    if record["specular"]:
-        glare = _specular(image_rng, size)
-        scene = scene + glare[..., None]
-        artefact |= glare > 0.005
-
-    # props sit on the side of the frame farthest from the lesion
-    offset = centre - size / 2
-    far_sides = [side for side, far in enumerate((offset[1] > 0, offset[0] < 0, offset[1] < 0, offset[0] > 0)) if far]
-    occluder = np.zeros((size, size), dtype=np.float32)
-    background = "none"
-    if image_rng.random() < 0.15:
-        background = str(image_rng.choice(list(DRAPE_COLOURS)))
-        coverage, cloth = _drape(image_rng, size, np.array(DRAPE_COLOURS[background]), scale,
-                                 int(image_rng.choice(far_sides)))
-        scene = scene * (1 - coverage[..., None]) + coverage[..., None] * cloth
-        occluder = np.maximum(occluder, coverage)
-    record["background"] = background
-
-    draw_reference = image_rng.random()
-    white_reference = "ruler" if draw_reference < 0.22 else ("paper" if draw_reference < 0.35 else "none")
-    if white_reference != "none":
-        side = int(image_rng.choice(far_sides))
-        if white_reference == "ruler":
-            coverage, ticks = _ruler(image_rng, size, scale, side)
-            surface = WHITE_REFERENCE_REFLECTANCE * (1 - 0.95 * ticks)
-        else:
-            coverage = _paper(image_rng, size, scale, side)
-            surface = np.full_like(coverage, WHITE_REFERENCE_REFLECTANCE)
-        # a soft contact shadow on the skin just outside the reference
-        shadow = ndimage.gaussian_filter(coverage, 2.0 * scale) * (1 - coverage)
-        scene = scene * (1 - 0.35 * shadow[..., None])
-        scene = scene * (1 - coverage[..., None]) + coverage[..., None] * surface[..., None]
-        occluder = np.maximum(occluder, np.maximum(coverage, (shadow > 0.01).astype(np.float32)))
-    record["white_reference"] = white_reference
-
-    # camera: residual illuminant cast, exposure, vignetting, focus, noise, JPEG
-    name = str(image_rng.choice(list(ILLUMINANTS), p=ILLUMINANT_PROBABILITIES))
-    strength = 0.0 if name == "d65" else image_rng.uniform(0.5, 1.0)
-    gains = np.exp(strength * np.log(np.array(ILLUMINANTS[name])))
-    gains = np.round(gains / (LUMINANCE_WEIGHTS @ gains), 4)
-    exposure = round(float(image_rng.uniform(-0.2, 0.2)), 3)
-    vignetting = round(float(image_rng.uniform(0.1, 0.35)), 3) if image_rng.random() < 0.5 else 0.0
-    full_y, full_x = np.mgrid[0:size, 0:size].astype(np.float32)
-    falloff = 1.0 - vignetting * ((full_x - size / 2) ** 2 + (full_y - size / 2) ** 2) / (2 * (size / 2) ** 2)
-    camera_gain = (gains * 2.0**exposure).astype(np.float32) * falloff[..., None]
-    photo = scene * camera_gain
-    blur = round(float(image_rng.uniform(0.3, 0.9)), 2) if image_rng.random() < 0.3 else 0.0
-    if blur:
-        photo = ndimage.gaussian_filter(photo, sigma=(blur, blur, 0))
-    photo = photo + image_rng.standard_normal(photo.shape, dtype=np.float32) * 0.003 * np.sqrt(
-        np.clip(photo, 0, None) + 0.01)
-    rgb8 = _SRGB_LUT[np.round(np.clip(photo, 0.0, 1.0) * 65535.0).astype(np.uint16)]
-    quality = int(image_rng.integers(80, 96))
-    buffer = io.BytesIO()
-    Image.fromarray(rgb8, mode="RGB").save(buffer, format="JPEG", quality=quality)
-
-    visible_lesion = (lesion_alpha > 0.5) & (occluder < 0.5)
+    visible_lesion = (lesion_alpha > 0.5) & (scene.occluder < 0.5)
     near_lesion = ndimage.binary_dilation(lesion_reach, iterations=max(2, int(3 * scale)))
-    healthy = ~near_lesion & ~artefact & (occluder < 0.01)
-    record.update(
-        illuminant=name,
-        illuminant_r=float(gains[0]), illuminant_g=float(gains[1]), illuminant_b=float(gains[2]),
-        exposure_stops=exposure,
-        vignetting=vignetting,
-        blur_sigma=blur,
-        jpeg_quality=quality,
-        lesion_fraction=round(float(visible_lesion.mean()), 4),
-        pigmented=model.pigmented,
-    )
+    # blur and JPEG spread strokes and edges by a pixel or two
+    spread = ndimage.binary_dilation(scene.artefact | (scene.occluder > 0.01), iterations=2)
+    healthy = ~near_lesion & ~spread
+    scene.record["lesion_fraction"] = round(float(visible_lesion.mean()), 4)
+    scene.record["pigmented"] = model.pigmented
     return Rendering(
-        jpeg=buffer.getvalue(),
+        jpeg=jpeg,
         mask_png=_mask_png(visible_lesion),
         lesion_mask=visible_lesion,
         healthy_skin_mask=healthy,
         camera_gain=camera_gain,
-        record=record,
+        record=scene.record,
     )

@@ -39,7 +39,8 @@ def noise_fields(rng: np.random.Generator, size: int, spectra: Sequence[tuple[fl
     grid = size if resolution is None else min(size, resolution)
     white = rng.standard_normal((len(spectra), grid, grid), dtype=np.float32)
     gains = np.stack([spectral_gain(grid, beta, band) for beta, band in spectra])
-    fields = scipy.fft.irfft2(scipy.fft.rfft2(white, axes=(1, 2)) * gains, s=(grid, grid), axes=(1, 2))
+    spectrum = scipy.fft.rfft2(white, axes=(1, 2)) * gains
+    fields = scipy.fft.irfft2(spectrum, s=(grid, grid), axes=(1, 2))
     if grid != size:
         fields = np.stack([
             np.asarray(Image.fromarray(np.ascontiguousarray(one, dtype=np.float32), mode="F")
