@@ -9,10 +9,11 @@ evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,25 @@ def _check_options(
         raise InputError(f"top-k must be between 1 and the number of experts ({experts}), got {top_k}", column="--top-k")
     if n_boot < 1:
         raise InputError(f"n-boot must be at least 1, got {n_boot}", column="--n-boot")
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run training on one thread (torch and BLAS/OpenMP), restoring the settings after.
+
+    The router's operations are small (a few hundred cases by 1280 features);
+    thread start-up and synchronisation cost more than they save, and on a
+    loaded machine two threads per process made training ten times slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _split_arrays(dataset: RouterDataset, split: str) -> SplitArrays:
@@ -315,105 +335,106 @@ def train_router(
     if features.shape[0] != len(cohort):
         raise InputError(f"features have {features.shape[0]} rows, the cohort {len(cohort)}", column="features")
 
-    dataset = prepare_dataset(
-        cohort, tone_frame, features, label_column=label, positive_classes=positive_classes,
-        group_column=group_column, group_values=groups, seed=seed, tone_source=str(tone),
-    )
-    overrides = {"n_experts": experts, "top_k": top_k, "tone_input": tone_input, "seed": seed, "epsilon": epsilon}
-    overrides["constraint"] = "eo" if constraint == "eo" else "loss"
-    config = TrainConfig(**{**(train_config or {}), **overrides})
-    n_classes = len(dataset.classes)
-    constraint_set = _constraint_set(dataset, config.constraint)
-    train, val, test = (_split_arrays(dataset, s) for s in ("train", "val", "test"))
-    log: list[dict[str, Any]] = []
+    with _one_thread():
+        dataset = prepare_dataset(
+            cohort, tone_frame, features, label_column=label, positive_classes=positive_classes,
+            group_column=group_column, group_values=groups, seed=seed, tone_source=str(tone),
+        )
+        overrides = {"n_experts": experts, "top_k": top_k, "tone_input": tone_input, "seed": seed, "epsilon": epsilon}
+        overrides["constraint"] = "eo" if constraint == "eo" else "loss"
+        config = TrainConfig(**{**(train_config or {}), **overrides})
+        n_classes = len(dataset.classes)
+        constraint_set = _constraint_set(dataset, config.constraint)
+        train, val, test = (_split_arrays(dataset, s) for s in ("train", "val", "test"))
+        log: list[dict[str, Any]] = []
 
-    def run(architecture: str, objective: str, method: str, cfg: TrainConfig) -> FitResult:
-        say(f"training {method}")
-        return fit(architecture, objective, train, val, n_classes=n_classes, constraints=constraint_set,
-                   config=cfg, log=log.append, method=method)
+        def run(architecture: str, objective: str, method: str, cfg: TrainConfig) -> FitResult:
+            say(f"training {method}")
+            return fit(architecture, objective, train, val, n_classes=n_classes, constraints=constraint_set,
+                       config=cfg, log=log.append, method=method)
 
-    fits: dict[str, FitResult] = {
-        "erm": run("linear", "erm", "erm", config),
-        "reweight": run("linear", "reweight", "reweight", config),
-        "moe": run("moe", "erm", "moe", config),
-    }
-    parity_objective = "dro" if constraint == "dro" else "lagrangian"
-    fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config)
+        fits: dict[str, FitResult] = {
+            "erm": run("linear", "erm", "erm", config),
+            "reweight": run("linear", "reweight", "reweight", config),
+            "moe": run("moe", "erm", "moe", config),
+        }
+        parity_objective = "dro" if constraint == "dro" else "lagrangian"
+        fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config)
 
-    probs_val = {name: _probs(result.model, val) for name, result in fits.items()}
-    probs_test = {name: _probs(result.model, test) for name, result in fits.items()}
-    group_labels = dataset.group_labels()
-    train_rows, val_rows, test_rows = (dataset.subset(s) for s in ("train", "val", "test"))
-    notes: list[str] = []
+        probs_val = {name: _probs(result.model, val) for name, result in fits.items()}
+        probs_test = {name: _probs(result.model, test) for name, result in fits.items()}
+        group_labels = dataset.group_labels()
+        train_rows, val_rows, test_rows = (dataset.subset(s) for s in ("train", "val", "test"))
+        notes: list[str] = []
 
-    say("training expgrad")
-    eval_rows = val_rows | test_rows
-    expgrad = exponentiated_gradient(
-        dataset.features[train_rows], dataset.y[train_rows], group_labels[train_rows],
-        dataset.features[eval_rows], n_classes=n_classes, constraint=config.constraint, epsilon=epsilon,
-        fallback=np.full((int(eval_rows.sum()), n_classes), 1.0 / n_classes), seed=seed,
-    )
-    position = np.flatnonzero(eval_rows)
-    probs_val["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(val_rows))]
-    probs_test["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(test_rows))]
-    notes += [f"expgrad: {n}" for n in expgrad.notes]
+        say("training expgrad")
+        eval_rows = val_rows | test_rows
+        expgrad = exponentiated_gradient(
+            dataset.features[train_rows], dataset.y[train_rows], group_labels[train_rows],
+            dataset.features[eval_rows], n_classes=n_classes, constraint=config.constraint, epsilon=epsilon,
+            fallback=np.full((int(eval_rows.sum()), n_classes), 1.0 / n_classes), seed=seed,
+        )
+        position = np.flatnonzero(eval_rows)
+        probs_val["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(val_rows))]
+        probs_test["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(test_rows))]
+        notes += [f"expgrad: {n}" for n in expgrad.notes]
 
-    say("fitting threshold")
-    threshold = threshold_optimizer(
-        probs_val["erm"], dataset.y[val_rows], group_labels[val_rows],
-        np.concatenate([probs_val["erm"], probs_test["erm"]]),
-        np.concatenate([group_labels[val_rows], group_labels[test_rows]]),
-        n_classes=n_classes, seed=seed,
-    )
-    probs_val["threshold"] = threshold.probs[: int(val_rows.sum())]
-    probs_test["threshold"] = threshold.probs[int(val_rows.sum()):]
-    notes += [f"threshold: {n}" for n in threshold.notes]
+        say("fitting threshold")
+        threshold = threshold_optimizer(
+            probs_val["erm"], dataset.y[val_rows], group_labels[val_rows],
+            np.concatenate([probs_val["erm"], probs_test["erm"]]),
+            np.concatenate([group_labels[val_rows], group_labels[test_rows]]),
+            n_classes=n_classes, seed=seed,
+        )
+        probs_val["threshold"] = threshold.probs[: int(val_rows.sum())]
+        probs_test["threshold"] = threshold.probs[int(val_rows.sum()):]
+        notes += [f"threshold: {n}" for n in threshold.notes]
 
-    say("evaluating")
-    ordered = {name: probs_test[name] for name in METHODS}
-    evaluation = evaluate_methods(dataset, ordered, n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size)
-    constraints_report = _constraint_report(fits["moe_parity"], constraint_set, parity_objective, epsilon, val, test)
+        say("evaluating")
+        ordered = {name: probs_test[name] for name in METHODS}
+        evaluation = evaluate_methods(dataset, ordered, n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size)
+        constraints_report = _constraint_report(fits["moe_parity"], constraint_set, parity_objective, epsilon, val, test)
 
-    frontier_rows = [
-        frontier_row(name, epsilon if name in ("moe_parity", "expgrad") else None,
-                     evaluation["methods"][name], point_accuracy(dataset, probs_val[name], "val"))
-        for name in METHODS
-        if not (name == "moe_parity" and parity_objective == "dro")
-    ]
-    for value in sorted(set(sweep or [])):
-        if parity_objective == "lagrangian" and value == epsilon:
-            continue
-        swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}))
-        sweep_probs = _probs(swept.model, test)
-        record = evaluate_methods(
-            dataset, {"erm": probs_test["erm"], "moe_parity": sweep_probs},
-            n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size,
-        )["methods"]["moe_parity"]
-        frontier_rows.append(frontier_row("moe_parity", value, record, point_accuracy(dataset, _probs(swept.model, val), "val")))
-    frontier = pd.DataFrame(frontier_rows, columns=FRONTIER_COLUMNS).sort_values(
-        ["method", "epsilon"], na_position="first", kind="stable"
-    ).reset_index(drop=True)
+        frontier_rows = [
+            frontier_row(name, epsilon if name in ("moe_parity", "expgrad") else None,
+                         evaluation["methods"][name], point_accuracy(dataset, probs_val[name], "val"))
+            for name in METHODS
+            if not (name == "moe_parity" and parity_objective == "dro")
+        ]
+        for value in sorted(set(sweep or [])):
+            if parity_objective == "lagrangian" and value == epsilon:
+                continue
+            swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}))
+            sweep_probs = _probs(swept.model, test)
+            record = evaluate_methods(
+                dataset, {"erm": probs_test["erm"], "moe_parity": sweep_probs},
+                n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size,
+            )["methods"]["moe_parity"]
+            frontier_rows.append(frontier_row("moe_parity", value, record, point_accuracy(dataset, _probs(swept.model, val), "val")))
+        frontier = pd.DataFrame(frontier_rows, columns=FRONTIER_COLUMNS).sort_values(
+            ["method", "epsilon"], na_position="first", kind="stable"
+        ).reset_index(drop=True)
 
-    evaluation["verdict"] = _verdict(evaluation)
-    evaluation["constraints"] = {"split": "val", "objective": parity_objective, "records": constraints_report}
-    evaluation["frontier"] = frontier.to_dict(orient="records")
-    evaluation["dataset"] = {
-        "n": len(dataset.y),
-        "classes": dataset.classes,
-        "task": dataset.task,
-        "positive_classes": dataset.positive_classes,
-        "label_column": dataset.label_column,
-        "group_source": dataset.group_source,
-        "groups": dataset.group_names,
-        "group_counts": dataset.group_counts(),
-        "split_source": dataset.split_source,
-        "excluded": dataset.excluded,
-    }
-    evaluation["training"] = {
-        name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": r.history[r.best_epoch - 1]}
-        for name, r in fits.items()
-    }
-    evaluation["notes"] = notes
+        evaluation["verdict"] = _verdict(evaluation)
+        evaluation["constraints"] = {"split": "val", "objective": parity_objective, "records": constraints_report}
+        evaluation["frontier"] = frontier.to_dict(orient="records")
+        evaluation["dataset"] = {
+            "n": len(dataset.y),
+            "classes": dataset.classes,
+            "task": dataset.task,
+            "positive_classes": dataset.positive_classes,
+            "label_column": dataset.label_column,
+            "group_source": dataset.group_source,
+            "groups": dataset.group_names,
+            "group_counts": dataset.group_counts(),
+            "split_source": dataset.split_source,
+            "excluded": dataset.excluded,
+        }
+        evaluation["training"] = {
+            name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": r.history[r.best_epoch - 1]}
+            for name, r in fits.items()
+        }
+        evaluation["notes"] = notes
 
     inputs = {
         "cohort": str(cohort.root),
@@ -450,6 +471,7 @@ def train_router(
         "environment": environment_info(),
     }
     evaluation["inputs"] = inputs
+    evaluation = _json_safe(evaluation)
 
     say("writing")
     with atomic_output_dir(out) as staging:
@@ -478,6 +500,19 @@ def train_router(
         seconds=round(time.perf_counter() - started, 1),
         notes=notes,
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities -> None, recursively (the JSON files are strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _constraint_set(dataset: RouterDataset, family: str) -> ConstraintSet:

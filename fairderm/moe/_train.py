@@ -65,9 +65,10 @@ class TrainConfig(BaseModel):
     constraint_data: Literal["val", "train"] = Field(
         "val", description="Data on which the multipliers measure the constraints."
     )
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
+    lr: float = Field(1e-3, gt=0.0, description="AdamW learning rate of the router.")
+    head_lr: float = Field(3e-3, gt=0.0, description="AdamW learning rate of the linear heads.")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay.")
-    batch_size: int = Field(128, ge=1, description="Training batch size.")
+    batch_size: int = Field(256, ge=1, description="Training batch size.")
     max_epochs: int = Field(200, ge=1, description="Upper bound on epochs.")
     min_epochs: int = Field(10, ge=1, description="Epochs before early stopping may stop.")
     patience: int = Field(20, ge=1, description="Epochs without improvement before stopping.")
@@ -213,7 +214,8 @@ def fit(
         model = build_model(architecture, n_features, n_classes, n_tone, config)
         model.set_standardisation(train.features.mean(0), train.features.std(0))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    lr = config.head_lr if architecture == "linear" else config.lr
+    optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
 
     weights = torch.ones(len(train))
     val_weights = torch.ones(len(val))
