@@ -1,0 +1,146 @@
+"""Accuracy of fairderm's tone estimator: synthetic truth under colour casts, and the PAD-UFES-20 subset.
+
+Synthetic part: a cohort from ``fairderm.cohort.synthesize_cohort`` (every
+photograph records its true skin colour and its confounders: illuminant
+cast, exposure, white reference, ...). For each colour-constancy mode the
+median absolute ITA error and Spearman's rho against the true ITA are
+printed, over all images and over the images the generator gave a colour
+cast (manifest column ``illuminant`` other than ``d65``), with the error
+of no correction divided by the error of each mode.
+
+PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
+masks, the abstention rate and its reasons, and Spearman's rho against the
+clinic's Fitzpatrick type.
+
+Run::
+
+    .venv/bin/python benchmarks/tone_accuracy.py --n 300 --seed 1
+    .venv/bin/python benchmarks/tone_accuracy.py --skip-synthetic --pad ../shared/data/pad-ufes-20-subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.stats import spearmanr
+
+from fairderm.cohort import import_cohort, synthesize_cohort
+from fairderm.tone import ToneParameters, estimate_tone, measure_image
+from fairderm.tone._decode import decode_image
+from fairderm.tone._pipeline import analyse_rgb
+
+MODES = ("none", "shades-of-grey", "grey-edge", "skin-prior", "auto")
+DEFAULT_PAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pad-ufes-20-subset"
+
+
+def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
+    """Median |ITA error| and Spearman per constancy mode, all images and cast images."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cohort = synthesize_cohort(Path(tmp) / "synth", n=n, seed=seed, workers=workers)
+        manifest = cohort.manifest
+        true_ita = manifest["true_ita"].to_numpy(dtype=float)
+        cast = (manifest["illuminant"].astype(str) != "d65").to_numpy()
+        for mode in MODES:
+            frame = estimate_tone(cohort, workers=workers, parameters=ToneParameters(constancy=mode))
+            ok = frame["status"].eq("ok").to_numpy()
+            error = np.abs(frame["ita"].to_numpy(dtype=float) - true_ita)
+            for subset, keep in (("all", ok), ("cast", ok & cast)):
+                rows.append({
+                    "constancy": mode, "images": subset, "n": int(keep.sum()),
+                    "median_abs_error": float(np.median(error[keep])),
+                    "p90_abs_error": float(np.percentile(error[keep], 90)),
+                    "spearman": float(spearmanr(frame["ita"].to_numpy(dtype=float)[keep], true_ita[keep])[0]),
+                    "abstained": int((~ok).sum()),
+                })
+    report = pd.DataFrame(rows)
+    baseline = report[report["constancy"] == "none"].set_index("images")["median_abs_error"]
+    report["error_none_over_mode"] = baseline.reindex(report["images"]).to_numpy() / report["median_abs_error"]
+    return report
+
+
+def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    intersection = float(np.logical_and(predicted, truth).sum())
+    total = float(predicted.sum() + truth.sum())
+    union = float(np.logical_or(predicted, truth).sum())
+    return (2 * intersection / total if total else 1.0), (intersection / union if union else 1.0)
+
+
+def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
+    """Lesion Dice/IoU against the hand-drawn masks, abstentions, Spearman vs the clinic's type."""
+    labels = pd.read_csv(pad / "labels.csv")
+    if limit:
+        labels = labels.iloc[:limit]
+    params = ToneParameters()
+    dices, ious = [], []
+    for image, mask in zip(labels["image"], labels["mask"]):
+        decoded = decode_image(pad / image, params.working_size)
+        tone = analyse_rgb(decoded.rgb, decoded.opaque, params, keep_masks=True)
+        height, width = decoded.rgb.shape[:2]
+        truth = np.asarray(Image.open(pad / mask).convert("L").resize((width, height), Image.Resampling.NEAREST)) > 127
+        d, j = dice_iou(tone.lesion_mask, truth)
+        dices.append(d)
+        ious.append(j)
+    with tempfile.TemporaryDirectory() as tmp:
+        if limit:
+            statuses = [measure_image(pad / image, params) for image in labels["image"]]
+            frame = pd.DataFrame({"status": [t.status for t in statuses], "reason": [t.reason for t in statuses],
+                                  "ita": [t.ita for t in statuses]})
+            fitzpatrick = labels["fitzpatrick"]
+        else:
+            cohort = import_cohort("pad-ufes-20", pad / "labels.csv", pad, Path(tmp) / "pad")
+            frame = estimate_tone(cohort, workers=workers)
+            fitzpatrick = cohort.manifest["fitzpatrick"]
+    ok = frame["status"].eq("ok").to_numpy()
+    labelled = ok & pd.notna(fitzpatrick).to_numpy()
+    reasons = Counter(str(r).split("(")[0].strip() for r in frame.loc[~ok, "reason"])
+    return {
+        "n": len(labels),
+        "mean_dice": float(np.mean(dices)), "median_dice": float(np.median(dices)),
+        "mean_iou": float(np.mean(ious)),
+        "abstention_rate": float((~ok).mean()),
+        "reasons": dict(reasons),
+        "spearman_vs_clinic_fitzpatrick": float(spearmanr(
+            -frame["ita"].to_numpy(dtype=float)[labelled], np.asarray(fitzpatrick, dtype=float)[labelled])[0]),
+        "n_labelled": int(labelled.sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="synthetic images")
+    parser.add_argument("--seed", type=int, default=1, help="synthetic cohort seed")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pad", type=Path, default=DEFAULT_PAD, help="PAD-UFES-20 subset folder")
+    parser.add_argument("--pad-limit", type=int, default=None, help="only the first N PAD images")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--skip-pad", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if not args.skip_synthetic:
+        start = time.perf_counter()
+        report = synthetic_report(args.n, args.seed, args.workers)
+        print(f"\nsynthetic cohort n={args.n} seed={args.seed} ({time.perf_counter() - start:.0f} s)")
+        print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if not args.skip_pad:
+        if not (args.pad / "labels.csv").is_file():
+            print(f"\nPAD subset not found at {args.pad}; skipped")
+        else:
+            result = pad_report(args.pad, args.workers, args.pad_limit)
+            print(f"\nPAD-UFES-20 subset ({result['n']} photographs)")
+            for key, value in result.items():
+                print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
