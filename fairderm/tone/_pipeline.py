@@ -47,6 +47,12 @@ class ToneParameters:
         Abstain when fewer healthy-skin pixels than this fraction remain.
     max_interval_width
         Abstain when the 95% interval of ITA is wider than this (degrees).
+    min_lesion_fraction
+        Abstain when the segmented lesion covers less than this fraction of
+        the image: a photograph of a lesion in which no region stands out
+        from the skin around it is most often a close-up filled by the
+        lesion, whose colour would otherwise be taken for the skin's
+        (0 turns the rule off, e.g. for photographs of healthy skin).
     n_boot
         Patch-bootstrap replicates for the interval.
     patch_grid
@@ -66,6 +72,7 @@ class ToneParameters:
     lightness_sd: float = 6.0
     min_skin_fraction: float = 0.05
     max_interval_width: float = 20.0
+    min_lesion_fraction: float = 0.003
     n_boot: int = 200
     patch_grid: int = 8
     lesion_margin: float = 0.04
@@ -80,6 +87,8 @@ class ToneParameters:
             raise InputError(f"working_size must be 32-256 px, got {self.working_size}", column="working_size")
         if not 0.0 < self.min_skin_fraction < 1.0:
             raise InputError("min_skin_fraction must be in (0, 1)", column="min_skin_fraction")
+        if not 0.0 <= self.min_lesion_fraction < 1.0:
+            raise InputError("min_lesion_fraction must be in [0, 1)", column="min_lesion_fraction")
         if self.n_boot < 20 or self.patch_grid < 2:
             raise InputError("n_boot must be >= 20 and patch_grid >= 2", column="n_boot")
 
@@ -365,6 +374,13 @@ def analyse_rgb(
         result.reason = (
             f"too little healthy skin ({100 * skin_fraction:.1f}% of the image; "
             f"need {100 * params.min_skin_fraction:.0f}%)"
+        )
+        return result
+    if result.lesion_fraction < params.min_lesion_fraction:
+        result.status = "abstain"
+        result.reason = (
+            f"no lesion stands out from the skin ({100 * result.lesion_fraction:.2f}% of the image): "
+            "an all-lesion close-up cannot be told from skin"
         )
         return result
     ita, low, high, colour = patch_bootstrap_ita(lab, healthy, params)

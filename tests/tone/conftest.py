@@ -1,0 +1,28 @@
+"""Fixtures for the tone tests: cohorts of any image files, and a small synthetic cohort."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tone_fixtures import make_cohort
+
+from fairderm.cohort import Cohort, synthesize_cohort
+
+
+@pytest.fixture
+def image_cohort(tmp_path: Path) -> Callable[..., Cohort]:
+    """Factory: ``image_cohort({"a.png": bytes, ...}, extra={column: values})`` -> Cohort."""
+    counter = iter(range(1000))
+
+    def _make(files: dict[str, bytes], extra: dict[str, list[object]] | None = None) -> Cohort:
+        return make_cohort(tmp_path / f"cohort{next(counter)}", files, extra=extra)
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    """60 synthetic photographs with known skin colour and lesion masks (confounders included)."""
+    return synthesize_cohort(tmp_path_factory.mktemp("synth") / "cohort", n=60, seed=5, workers=1)
