@@ -13,6 +13,26 @@ SHARED_DATA = Path(os.environ.get("FAIRDERM_SHARED", REPO_ROOT.parent / "shared"
 PAD_SUBSET = SHARED_DATA / "pad-ufes-20-subset"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Never read or write the user's feature cache: module- and session-scoped fixtures
+    (which the per-test fixture below cannot reach) get one private cache for the session."""
+    import tempfile
+
+    os.environ["FAIRDERM_CACHE"] = tempfile.mkdtemp(prefix="fairderm-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    shutil.rmtree(os.environ.get("FAIRDERM_CACHE", ""), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_feature_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own feature cache, so that no test sees another's features."""
+    monkeypatch.setenv("FAIRDERM_CACHE", str(tmp_path / "fairderm-cache"))
+
+
 @dataclass
 class CliResult:
     exit_code: int

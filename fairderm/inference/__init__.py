@@ -17,6 +17,8 @@ register_backend, load_predictor, available_backends
 extract_features, FeatureSet, Backbone, backbone_identity
     The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor
     (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input).
+CachedEmbedder, CachedImage, resolve_feature_cache
+    For predictors on the backbone: reuse cached features by image hash.
 train_head, load_head, HeadTrainingResult
     Heads (linear or MLP) on the backbone's features.
 map_classes, parse_report, ParsedReport
@@ -31,9 +33,12 @@ from __future__ import annotations
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
     Backbone,
+    CachedEmbedder,
+    CachedImage,
     FeatureSet,
     backbone_identity,
     extract_features,
+    resolve_feature_cache,
 )
 from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
 from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
@@ -64,6 +69,8 @@ __all__ = [
     "FEATURE_DIM",
     "PREDICTIONS_FORMAT",
     "Backbone",
+    "CachedEmbedder",
+    "CachedImage",
     "FeatureSet",
     "HeadTrainingResult",
     "InferenceRun",
@@ -74,6 +81,7 @@ __all__ = [
     "available_backends",
     "backbone_identity",
     "extract_features",
+    "resolve_feature_cache",
     "load_head",
     "load_predictor",
     "map_classes",

@@ -22,6 +22,7 @@ import torch
 
 from fairderm._io import atomic_write_bytes, sha256_file, sha256_json
 from fairderm.cohort import Cohort, load_cohort
+from fairderm.errors import InputError
 from fairderm.inference._efficientnet import (
     BACKBONE_NAME,
     FEATURE_DIM,
@@ -222,6 +223,102 @@ class FeatureCache:
         atomic_write_bytes(self.folder / name, buffer.getvalue())
 
 
+def feature_cache_key() -> str:
+    """Cache key of the bundled backbone: its weights' SHA-256 and the preprocessing."""
+    return sha256_json({**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING})[:16]
+
+
+def resolve_feature_cache(value: bool | str | os.PathLike[str] | None) -> Path | None:
+    """The ``feature_cache`` option of the backbone-based backends as a folder, or None (off).
+
+    True or None: the default cache (``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``);
+    False: no cache; a path: that cache root.
+    """
+    if value is None or value is True:
+        return default_cache_dir()
+    if value is False:
+        return None
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return Path(value).expanduser()
+    raise InputError(f"option feature_cache must be true, false or a folder, got {value!r}",
+                     column="feature_cache")
+
+
+@dataclass
+class CachedImage:
+    """One image for :class:`CachedEmbedder`: its file hash, and its pixels when not cached."""
+
+    digest: str | None
+    pixels: torch.Tensor | None
+
+
+class CachedEmbedder:
+    """Backbone features of image files for a predictor, reusing the on-disk feature cache.
+
+    A predictor on the bundled backbone (a trained head, the router) spends
+    nearly all its time in the backbone. Its features depend only on the
+    image bytes, so an image whose features :func:`extract_features` (or an
+    earlier audit) already cached is not decoded nor run through the model:
+    the audit of a model trained on cached features costs the file hashing.
+    Features the embedder computes are added to the cache when it closes.
+
+    Parameters
+    ----------
+    backbone
+        The backbone, on its device.
+    cache_dir
+        Cache root (as for :func:`extract_features`), or None to always compute.
+    """
+
+    def __init__(self, backbone: Backbone, cache_dir: str | os.PathLike[str] | None) -> None:
+        self.backbone = backbone
+        self.cache = FeatureCache(Path(cache_dir), feature_cache_key()) if cache_dir is not None else None
+        self._known: dict[str, np.ndarray] = self.cache.load() if self.cache is not None else {}
+        # what the decoding workers need: only which digests are cached, not the features
+        self._cached_digests: frozenset[str] = frozenset(self._known)
+        self._fresh: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers only preprocess: they get neither the features nor the model
+        return {"cache": None, "_known": {}, "_fresh": {}, "backbone": None,
+                "_cached_digests": self._cached_digests}
+
+    def preprocess(self, path: Path | None) -> CachedImage:
+        """Hash the file; decode it only when its features are not cached."""
+        digest = sha256_file(path) if self.cache is not None and path is not None else None
+        if digest is not None and digest in self._cached_digests:
+            return CachedImage(digest, None)
+        return CachedImage(digest, Backbone.preprocess(path))
+
+    @staticmethod
+    def collate(items: list[CachedImage]) -> list[CachedImage]:
+        return items
+
+    def embed(self, items: Sequence[CachedImage]) -> torch.Tensor:
+        """float32 ``(n, 1280)`` features on the backbone's device, cached ones looked up."""
+        rows: list[np.ndarray | None] = [
+            self._known.get(item.digest) if item.pixels is None and item.digest else None for item in items
+        ]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            computed = self.backbone.embed(torch.stack([items[i].pixels for i in todo]))
+            computed = computed.float().cpu().numpy()
+            for k, i in enumerate(todo):
+                rows[i] = computed[k]
+                digest = items[i].digest
+                if digest is not None and self.cache is not None:
+                    self._fresh[digest] = computed[k]
+        stacked = np.stack(rows).astype(np.float32, copy=False)
+        return torch.from_numpy(stacked).to(self.backbone.device)
+
+    def close(self) -> None:
+        """Write the features computed since the last close to the cache."""
+        if self.cache is not None and self._fresh:
+            self.cache.store(list(self._fresh), np.stack(list(self._fresh.values())))
+            self._known.update(self._fresh)
+            self._fresh = {}
+
+
 def _hash_images(paths: Sequence[Path]) -> list[str | None]:
     def digest(path: Path) -> str | None:
         try:
@@ -312,9 +409,7 @@ def extract_features(
     paths = cohort.image_paths()
     digests = _hash_images(paths)
     identity = {**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING}
-    cache = FeatureCache(
-        Path(cache_dir) if cache_dir else default_cache_dir(), sha256_json(identity)[:16]
-    )
+    cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), feature_cache_key())
     cached = cache.load() if use_cache else {}
 
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)

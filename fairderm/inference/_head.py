@@ -29,8 +29,11 @@ from fairderm.errors import InputError
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
     Backbone,
+    CachedEmbedder,
+    CachedImage,
     FeatureSet,
     extract_features,
+    resolve_feature_cache,
 )
 from fairderm.inference._efficientnet import FEATURE_DIM, INPUT_SIZE
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
@@ -470,11 +473,15 @@ class BackbonePredictor(Predictor):
     batch_size = 64
 
     def __init__(
-        self, head_dir: str | os.PathLike[str], device: str | torch.device | None = None
+        self,
+        head_dir: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        feature_cache: bool | str | os.PathLike[str] | None = True,
     ) -> None:
         self.head_dir = Path(head_dir)
         self.head, self.config = load_head(self.head_dir)
         self.backbone = Backbone(device)
+        self.embedder = CachedEmbedder(self.backbone, resolve_feature_cache(feature_cache))
         expected = self.config.get("backbone", {}).get("weights_sha256")
         if expected != self.backbone.weights_sha256:
             raise InputError(
@@ -491,14 +498,20 @@ class BackbonePredictor(Predictor):
         self.head.to(device)
         self.batch_size = self.backbone.batch_size
 
-    def preprocess(self, path: Path | None) -> torch.Tensor:
-        return Backbone.preprocess(path)
+    def preprocess(self, path: Path | None) -> CachedImage:
+        return self.embedder.preprocess(path)
 
-    def predict(self, inputs: torch.Tensor, image_ids: Sequence[str]) -> PredictorOutput:
+    def collate(self, items: list[CachedImage]) -> list[CachedImage]:
+        return CachedEmbedder.collate(items)
+
+    def predict(self, inputs: list[CachedImage], image_ids: Sequence[str]) -> PredictorOutput:
         with torch.inference_mode():
-            logits = self.head(self.backbone.embed(inputs))
+            logits = self.head(self.embedder.embed(inputs))
             probs = torch.softmax(logits.float(), dim=1)
         return PredictorOutput(probs=probs.cpu().numpy())
+
+    def close(self) -> None:
+        self.embedder.close()
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -519,10 +532,14 @@ class BackbonePredictor(Predictor):
 def backbone_predictor(
     model: str | os.PathLike[str] | None, *, device: Any = None, labels: Any = None, **options: Any
 ) -> BackbonePredictor:
-    """Factory of the ``backbone`` backend: ``model`` is a head folder from ``fairderm head train``."""
-    reject_unknown_options(options, [], "backbone")
+    """Factory of the ``backbone`` backend: ``model`` is a head folder from ``fairderm head train``.
+
+    Option ``feature_cache``: reuse backbone features cached by image hash
+    (true, the default: the default cache; false: off; or a cache folder).
+    """
+    reject_unknown_options(options, ["feature_cache"], "backbone")
     if model is None:
         raise InputError(
             "--backend backbone needs --model HEAD_DIR (train one with: fairderm head train)"
         )
-    return BackbonePredictor(model, device=device)
+    return BackbonePredictor(model, device=device, **options)

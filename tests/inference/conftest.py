@@ -114,8 +114,3 @@ def make_cohort(
 def tiny_cohort(tmp_path: Path):
     return make_cohort(tmp_path / "cohort", n=40)
 
-
-@pytest.fixture(autouse=True)
-def _private_feature_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write features to the user's cache from a test."""
-    monkeypatch.setenv("FAIRDERM_CACHE", str(tmp_path / "fairderm-cache"))

@@ -164,3 +164,45 @@ def test_backbone_runs_on_real_pad_photos_per_stratum(trained, pad_subset, tmp_p
         "V-VI": 4,
         "unknown": 4,
     }
+
+
+def test_backbone_backend_reuses_cached_features_without_decoding(trained, tmp_path):
+    cohort, features, _, root = trained
+    run_inference(cohort, tmp_path / "cached.parquet", backend="backbone", model=root / "head",
+                  options={"feature_cache": str(root / "cache")}, workers=0)
+    run_inference(cohort, tmp_path / "fresh.parquet", backend="backbone", model=root / "head",
+                  options={"feature_cache": False}, workers=0)
+    columns = [f"prob_{label}" for label in cohort.spec.labels]
+    cached = read_predictions(tmp_path / "cached.parquet", cohort)[columns].to_numpy()
+    fresh = read_predictions(tmp_path / "fresh.parquet", cohort)[columns].to_numpy()
+    np.testing.assert_allclose(cached, fresh, atol=1e-6)
+
+
+def test_backbone_backend_does_not_decode_a_cached_image(trained, monkeypatch):
+    from fairderm.inference import Backbone, CachedEmbedder
+
+    cohort, _, _, root = trained
+    embedder = CachedEmbedder(Backbone(), root / "cache")
+
+    def refuse(path):
+        raise AssertionError(f"decoded {path}")
+
+    monkeypatch.setattr(Backbone, "preprocess", staticmethod(refuse))
+    items = [embedder.preprocess(p) for p in cohort.image_paths()[:3]]
+    assert all(item.pixels is None for item in items)
+    assert embedder.embed(items).shape == (3, 1280)
+
+
+def test_backbone_backend_adds_what_it_computes_to_the_cache(trained, tmp_path):
+    cohort, _, _, root = trained
+    cache = tmp_path / "new-cache"
+    run_inference(cohort, tmp_path / "p.parquet", backend="backbone", model=root / "head",
+                  options={"feature_cache": str(cache)}, workers=0)
+    assert extract_features(cohort, cache_dir=cache, workers=0).cache_hits == len(cohort.manifest)
+
+
+def test_feature_cache_option_of_the_wrong_type_is_rejected(trained, tmp_path):
+    cohort, _, _, root = trained
+    with pytest.raises(InputError, match="feature_cache must be true, false or a folder"):
+        run_inference(cohort, tmp_path / "p.parquet", backend="backbone", model=root / "head",
+                      options={"feature_cache": 3})
