@@ -22,7 +22,13 @@ from fairderm._io import read_table, sha256_file
 from fairderm.errors import InputError
 from fairderm.inference import Predictor, PredictorOutput
 from fairderm.inference._predictor import reject_unknown_options
-from fairderm.inference._backbone import BACKBONE_PREPROCESSING, Backbone
+from fairderm.inference._backbone import (
+    BACKBONE_PREPROCESSING,
+    Backbone,
+    CachedEmbedder,
+    CachedImage,
+    resolve_feature_cache,
+)
 from fairderm.inference._efficientnet import INPUT_SIZE
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_WEIGHTS, load_router
 from fairderm.moe._tone_input import tone_probabilities
@@ -45,6 +51,9 @@ class RouterPredictor(Predictor):
     method
         ``moe_parity`` (default: the constrained router) or one of the
         folder's other stored methods (``moe``, ``erm``, ``reweight``).
+    feature_cache
+        Reuse backbone features cached by image hash: True (the default
+        cache), False, or a cache folder (see :class:`fairderm.inference.CachedEmbedder`).
     """
 
     backend = "router"
@@ -58,6 +67,7 @@ class RouterPredictor(Predictor):
         device: str | torch.device | None = None,
         tone: str | os.PathLike[str] | None = None,
         method: str = "moe_parity",
+        feature_cache: bool | str | os.PathLike[str] | None = True,
     ) -> None:
         if method not in METHODS_WITH_WEIGHTS:
             raise InputError(f"method must be one of {list(METHODS_WITH_WEIGHTS)}, got {method!r}")
@@ -65,6 +75,7 @@ class RouterPredictor(Predictor):
         self.method = method
         self.model, self.config = load_router(self.router_dir, method=None if method == "moe_parity" else method)
         self.backbone = Backbone(device)
+        self.embedder = CachedEmbedder(self.backbone, resolve_feature_cache(feature_cache))
         expected = self.config.get("backbone", {}).get("weights_sha256")
         if expected != self.backbone.weights_sha256:
             raise InputError(
@@ -98,12 +109,18 @@ class RouterPredictor(Predictor):
         self.backbone.to(device)
         self.model.to(device)
 
-    def preprocess(self, path: Path | None) -> torch.Tensor:
-        return Backbone.preprocess(path)
+    def preprocess(self, path: Path | None) -> CachedImage:
+        return self.embedder.preprocess(path)
 
-    def predict(self, inputs: torch.Tensor, image_ids: Sequence[str]) -> PredictorOutput:
+    def collate(self, items: list[CachedImage]) -> list[CachedImage]:
+        return CachedEmbedder.collate(items)
+
+    def close(self) -> None:
+        self.embedder.close()
+
+    def predict(self, inputs: list[CachedImage], image_ids: Sequence[str]) -> PredictorOutput:
         with torch.inference_mode():
-            features = self.backbone.embed(inputs).float()
+            features = self.embedder.embed(inputs).float()
             tone = None
             if self._tone_by_id is not None:
                 tone = torch.as_tensor(
@@ -140,8 +157,8 @@ def router_predictor(
     labels: Any = None,
     **options: Any,
 ) -> RouterPredictor:
-    """Factory of the ``router`` backend; options ``tone`` (a tone table) and ``method``."""
-    reject_unknown_options(options, ["tone", "method"], "router")
+    """Factory of the ``router`` backend; options ``tone`` (a tone table), ``method`` and ``feature_cache``."""
+    reject_unknown_options(options, ["tone", "method", "feature_cache"], "router")
     if model is None:
         raise InputError("--backend router needs --model ROUTER_DIR (train one with: fairderm router train)")
     return RouterPredictor(model, device=device, **options)
