@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tone_fixtures import make_cohort
 
 from fairderm.cohort import Cohort, synthesize_cohort
+from fairderm.tone import estimate_tone
 
 
 @pytest.fixture
@@ -26,3 +28,9 @@ def image_cohort(tmp_path: Path) -> Callable[..., Cohort]:
 def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
     """60 synthetic photographs with known skin colour and lesion masks (confounders included)."""
     return synthesize_cohort(tmp_path_factory.mktemp("synth") / "cohort", n=60, seed=5, workers=1)
+
+
+@pytest.fixture(scope="session")
+def synth_tone(synth_cohort: Cohort) -> pd.DataFrame:
+    """The tone table of :func:`synth_cohort`."""
+    return estimate_tone(synth_cohort, workers=1)
