@@ -17,7 +17,7 @@ MixtureOfExperts, load_balancing_loss
 ConstraintSet, TrainConfig, fit
     Constraints (group loss or equalized odds), hyper-parameters and the
     training loop (ERM, reweighting, Lagrangian, group DRO) on arrays.
-tone_probabilities
+tone_probabilities, tone_cut_points
     Soft Fitzpatrick-type probabilities from ITA estimates (router input).
 LoraExpertMixture, lora_expert_configs
     LoRA experts on a transformers backbone (GPU and peft only).
@@ -34,7 +34,12 @@ from fairderm.moe._model import LinearHead, MixtureOfExperts, load_balancing_los
 from fairderm.moe._pipeline import RouterRun, train_router
 from fairderm.moe._predictor import RouterPredictor, router_predictor
 from fairderm.moe._store import load_router
-from fairderm.moe._tone_input import DEFAULT_ITA_CUT_POINTS, group_probabilities, tone_probabilities
+from fairderm.moe._tone_input import (
+    DEFAULT_ITA_CUT_POINTS,
+    group_probabilities,
+    tone_cut_points,
+    tone_probabilities,
+)
 from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit
 
 register_backend("router", router_predictor, replace=True)
@@ -57,6 +62,7 @@ __all__ = [
     "lora_expert_configs",
     "require_lora_support",
     "router_predictor",
+    "tone_cut_points",
     "tone_probabilities",
     "train_router",
 ]

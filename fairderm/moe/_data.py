@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fairderm.cohort import FITZPATRICK_GROUPS, Cohort, fitzpatrick_to_group
 from fairderm.errors import InputError
-from fairderm.moe._tone_input import tone_probabilities
+from fairderm.moe._tone_input import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 TONE_GROUP_SOURCE = "fitzpatrick_est"
@@ -60,6 +60,9 @@ class RouterDataset:
     excluded
         Rows left out and why (``reason -> count``), and rows outside the
         constraint groups.
+    tone_cut_points
+        ITA cut points between Fitzpatrick types used for ``tone`` (those of
+        the tone table's own estimates).
     """
 
     image_ids: np.ndarray
@@ -77,6 +80,7 @@ class RouterDataset:
     label_column: str
     split_source: str
     excluded: dict[str, Any] = field(default_factory=dict)
+    tone_cut_points: tuple[float, ...] = DEFAULT_ITA_CUT_POINTS
 
     def subset(self, split: str) -> np.ndarray:
         """Boolean mask of one split's rows."""
@@ -183,7 +187,9 @@ def prepare_dataset(
     manifest = cohort.manifest.reset_index(drop=True)
     if label_column not in manifest.columns:
         raise InputError(f"no column {label_column!r} in the manifest", column=label_column)
+    cut_points = DEFAULT_ITA_CUT_POINTS
     if tone is not None:
+        cut_points = tone_cut_points(tone)
         tone = check_tone_matches(tone, cohort, source=tone_source)
     labels = manifest[label_column].astype("string")
     excluded: dict[str, Any] = {}
@@ -263,7 +269,7 @@ def prepare_dataset(
                 column=group_column or TONE_GROUP_SOURCE,
             )
     tone_probs = (
-        tone_probabilities(tone)[keep]
+        tone_probabilities(tone, cut_points=cut_points)[keep]
         if tone is not None
         else np.full((int(keep.sum()), 6), 1.0 / 6, dtype=np.float32)
     )
@@ -284,6 +290,7 @@ def prepare_dataset(
         label_column=label_column,
         split_source=split_source,
         excluded=excluded,
+        tone_cut_points=cut_points,
     )
 
 

@@ -39,7 +39,6 @@ from fairderm.moe._data import RouterDataset, prepare_dataset
 from fairderm.moe._evaluate import evaluate_methods, point_accuracy
 from fairderm.moe._frontier import FRONTIER_COLUMNS, frontier_figure_html, frontier_row
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_FORMAT, ROUTER_WEIGHTS, architecture_of, save_weights
-from fairderm.moe._tone_input import DEFAULT_ITA_CUT_POINTS
 from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit, predict_logits
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
@@ -456,7 +455,7 @@ def train_router(
         "groups": {"source": dataset.group_source, "names": dataset.group_names},
         "tone_input": {
             "enabled": tone_input,
-            "ita_cut_points": list(DEFAULT_ITA_CUT_POINTS),
+            "ita_cut_points": list(dataset.tone_cut_points),
             "mapping": "ITA ~ N(ita, (ita_high - ita_low) / 3.92) integrated over the cut points; "
             "abstain/error -> uniform",
         },

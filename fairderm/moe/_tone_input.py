@@ -13,6 +13,10 @@ sigma) - Phi((c_j - ita) / sigma)`` with the cut points in decreasing order
 image on which the estimator abstained or failed gets the uniform vector
 (1/6 each), i.e. the router is told nothing about its tone.
 
+The cut points are those behind the tone table's own ``fitzpatrick_est``
+(:func:`tone_cut_points`: a fitted calibration, else the named published
+scheme), so that the most probable type is the estimated one.
+
 Probabilities of the groups I-II, III-IV and V-VI are sums of these.
 """
 
@@ -23,15 +27,15 @@ import pandas as pd
 from scipy.stats import norm
 
 from fairderm.errors import InputError
+from fairderm.tone import DEFAULT_FITZPATRICK_SCHEME, FITZPATRICK_CUTPOINTS
 
 N_TYPES = 6
 FITZPATRICK_TYPE_NAMES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI")
 
-# ITA (degrees) boundaries between Fitzpatrick types I|II, II|III, ..., V|VI:
-# the ITA skin categories of Del Bino & Bernerd (2013) read as Fitzpatrick types
-# (very light > 55 > light > 41 > intermediate > 28 > tan > 10 > brown > -30 > dark),
-# the correspondence used by Kinyanjui et al. (2020).
-DEFAULT_ITA_CUT_POINTS: tuple[float, ...] = (55.0, 41.0, 28.0, 10.0, -30.0)
+# ITA (degrees) boundaries between Fitzpatrick types I|II, II|III, ..., V|VI
+# when a tone table does not say which it used: the tone estimator's default
+# scheme, so that the router's type probabilities agree with ``fitzpatrick_est``.
+DEFAULT_ITA_CUT_POINTS: tuple[float, ...] = tuple(FITZPATRICK_CUTPOINTS[DEFAULT_FITZPATRICK_SCHEME])
 
 _Z95 = float(norm.ppf(0.975))
 
@@ -47,7 +51,8 @@ def tone_probabilities(
         A tone table (:func:`fairderm.tone.read_tone`): columns ``ita``,
         ``ita_low``, ``ita_high`` and ``status``.
     cut_points
-        Five decreasing ITA boundaries between types I..VI.
+        Five non-increasing ITA boundaries between types I..VI (equal
+        neighbours leave a type empty, as a fitted calibration may).
 
     Returns
     -------
@@ -59,8 +64,8 @@ def tone_probabilities(
     if missing:
         raise InputError(f"tone table lacks column {missing[0]!r}", column=missing[0])
     cuts = np.asarray(cut_points, dtype=float)
-    if cuts.shape != (N_TYPES - 1,) or np.any(np.diff(cuts) >= 0):
-        raise ValueError("cut_points must be 5 strictly decreasing ITA values")
+    if cuts.shape != (N_TYPES - 1,) or np.any(np.diff(cuts) > 0):
+        raise ValueError("cut_points must be 5 non-increasing ITA values")
     ita = pd.to_numeric(tone["ita"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     low = pd.to_numeric(tone["ita_low"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     high = pd.to_numeric(tone["ita_high"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -68,17 +73,35 @@ def tone_probabilities(
 
     sigma = np.where(np.isfinite(low) & np.isfinite(high), (high - low) / (2 * _Z95), 0.0)
     sigma = np.clip(sigma, 0.0, None)
-    # Upper tail beyond each cut point: P(ITA > c_j), from type I downwards.
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (cuts[None, :] - ita[:, None]) / sigma[:, None]
-    point_mass = (ita[:, None] > cuts[None, :]).astype(float)
-    above = np.where(sigma[:, None] > 0, norm.sf(z), point_mass)
-    upper = np.concatenate([np.ones((len(ita), 1)), above, np.zeros((len(ita), 1))], axis=1)
-    probs = upper[:, :-1] - upper[:, 1:]
+    point_mass = (ita[:, None] < cuts[None, :]).astype(float)
+    below = np.where(sigma[:, None] > 0, norm.cdf(z), point_mass)
+    # P(ITA < c_0 = +inf) = 1, then P(ITA < c_j) for j = 1..5, then P(ITA < -inf) = 0;
+    # type j's probability is the drop between consecutive cut points.
+    lower = np.concatenate([np.ones((len(ita), 1)), below, np.zeros((len(ita), 1))], axis=1)
+    probs = lower[:, :-1] - lower[:, 1:]
     probs = np.clip(probs, 0.0, None)
     probs[~usable] = 1.0 / N_TYPES
     probs /= probs.sum(axis=1, keepdims=True)
     return probs.astype(np.float32)
+
+
+def tone_cut_points(tone: pd.DataFrame) -> tuple[float, ...]:
+    """The ITA cut points that produced a tone table's ``fitzpatrick_est``.
+
+    Read from the table's provenance (``attrs["fairderm_tone"]``, set by
+    :func:`fairderm.tone.read_tone`): a calibration on the Fitzpatrick scale
+    wins, then the named scheme; a table without provenance gets
+    :data:`DEFAULT_ITA_CUT_POINTS`.
+    """
+    settings = tone.attrs.get("fairderm_tone") or {}
+    calibration = settings.get("calibration") or {}
+    fitted = calibration.get("cutpoints") or []
+    if calibration.get("scale") == "fitzpatrick" and len(fitted) == N_TYPES - 1:
+        return tuple(float(c) for c in fitted)
+    scheme = settings.get("fitzpatrick_scheme")
+    return tuple(FITZPATRICK_CUTPOINTS.get(scheme, DEFAULT_ITA_CUT_POINTS)) if scheme else DEFAULT_ITA_CUT_POINTS
 
 
 def group_probabilities(type_probs: np.ndarray) -> np.ndarray:
