@@ -10,6 +10,8 @@ Public API
 ----------
 estimate_tone, measure_image
     Tone of every image of a cohort (a DataFrame), or of one file.
+healthy_skin_mask
+    The pixels of a photograph (an array) that are measured as healthy skin.
 write_tone, read_tone
     Tone tables as Parquet with provenance.
 validate_tone, ToneValidation
@@ -29,7 +31,7 @@ from __future__ import annotations
 from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
 from fairderm.tone._estimate import EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
-from fairderm.tone._pipeline import ImageTone, ToneParameters
+from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
 from fairderm.tone._scales import (
     CHARDON_CATEGORIES,
     DEFAULT_FITZPATRICK_SCHEME,
@@ -57,6 +59,7 @@ __all__ = [
     "estimate_tone",
     "fit_calibration",
     "fitzpatrick_group",
+    "healthy_skin_mask",
     "icc1",
     "ita_degrees",
     "ita_to_chardon",

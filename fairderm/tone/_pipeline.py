@@ -393,3 +393,48 @@ def analyse_rgb(
             "the skin colour varies too much across the photograph"
         )
     return result
+
+
+def healthy_skin_mask(rgb: np.ndarray, params: ToneParameters | None = None) -> np.ndarray:
+    """Which pixels of a photograph the estimator measures as healthy skin.
+
+    The photograph is reduced to the working size (a box filter, as for
+    files), analysed exactly as :func:`fairderm.tone.measure_image` does
+    (colour constancy, skin colour model, lesion and every other exclusion),
+    and the mask is brought back to the input's size by nearest neighbour.
+
+    Parameters
+    ----------
+    rgb
+        (height, width, 3) sRGB, uint8, or float in [0, 1]; a fourth
+        (alpha) channel is used as opacity.
+    params
+        Estimator settings (default :class:`ToneParameters`).
+
+    Returns
+    -------
+    numpy.ndarray
+        (height, width) bool; all False for an image too small to analyse.
+    """
+    from PIL import Image
+
+    params = params or ToneParameters()
+    array = np.asarray(rgb)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InputError(f"expected an (height, width, 3) colour image, got shape {array.shape}", column="rgb")
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    height, width = array.shape[:2]
+    if min(height, width) < 2:
+        return np.zeros((height, width), dtype=bool)
+    scale = min(1.0, params.working_size / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(array)
+    small = np.asarray(image.resize(size, Image.Resampling.BOX) if scale < 1.0 else image)
+    opaque = small[..., 3] >= 128 if small.shape[2] == 4 else None
+    tone = analyse_rgb(np.ascontiguousarray(small[..., :3]), opaque, params, keep_masks=True)
+    if tone.healthy_mask is None:
+        return np.zeros((height, width), dtype=bool)
+    rows = np.minimum(np.arange(height) * size[1] // height, size[1] - 1)
+    cols = np.minimum(np.arange(width) * size[0] // width, size[0] - 1)
+    return tone.healthy_mask[rows[:, None], cols[None, :]]

@@ -1,0 +1,119 @@
+"""Accuracy against known truth: synthetic skin colour and masks, PAD-UFES-20 hand-drawn masks.
+
+Bounds are loose (small samples, so that CI stays fast); the acceptance
+numbers come from ``benchmarks/tone_accuracy.py`` on larger cohorts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.stats import spearmanr
+from tone_fixtures import lesion_mask, skin_photo
+
+from fairderm.errors import InputError
+from fairderm.tone import ToneParameters, healthy_skin_mask, measure_image
+from fairderm.tone._decode import decode_image
+from fairderm.tone._pipeline import analyse_rgb
+
+
+def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return 2.0 * float((predicted & truth).sum()) / max(float(predicted.sum() + truth.sum()), 1.0)
+
+
+def _masks(path, mask_path, params: ToneParameters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segmented lesion, healthy-skin mask and the hand-drawn / true lesion, at working size."""
+    decoded = decode_image(path, params.working_size)
+    tone = analyse_rgb(decoded.rgb, decoded.opaque, params, keep_masks=True)
+    height, width = decoded.rgb.shape[:2]
+    truth = Image.open(mask_path).convert("L").resize((width, height), Image.Resampling.NEAREST)
+    return tone.lesion_mask, tone.healthy_mask, np.asarray(truth) > 127
+
+
+def test_synthetic_ita_is_close_to_the_truth(synth_cohort, synth_tone):
+    ok = synth_tone["status"].eq("ok").to_numpy()
+    true_ita = synth_cohort.manifest["true_ita"].to_numpy(dtype=float)
+    error = np.abs(synth_tone["ita"].to_numpy(dtype=float) - true_ita)[ok]
+    assert ok.mean() >= 0.9
+    assert np.median(error) < 6.0
+    assert spearmanr(synth_tone["ita"][ok], true_ita[ok])[0] > 0.9
+
+
+def test_synthetic_interval_covers_most_true_ita_within_the_bias(synth_cohort, synth_tone):
+    ok = synth_tone["status"].eq("ok").to_numpy()
+    true_ita = synth_cohort.manifest["true_ita"].to_numpy(dtype=float)[ok]
+    low, high = synth_tone["ita_low"].to_numpy()[ok], synth_tone["ita_high"].to_numpy()[ok]
+    assert np.all(low <= synth_tone["ita"].to_numpy()[ok]) and np.all(synth_tone["ita"].to_numpy()[ok] <= high)
+    # the interval is for sampling error only; it should cover the truth widened by a few degrees of bias
+    assert np.mean((true_ita >= low - 5) & (true_ita <= high + 5)) > 0.5
+
+
+def test_synthetic_lesion_exclusion_matches_the_true_masks(synth_cohort):
+    params = ToneParameters()
+    manifest = synth_cohort.manifest.iloc[:20]
+    dices, leaks = [], []
+    for image, mask in zip(manifest["image"], manifest["mask"]):
+        lesion, healthy, truth = _masks(synth_cohort.images_root / image, synth_cohort.images_root / mask, params)
+        dices.append(_dice(lesion, truth))
+        leaks.append((healthy & truth).sum() / max(truth.sum(), 1))
+    assert np.mean(dices) > 0.5
+    assert np.median(leaks) < 0.02  # the healthy-skin mask keeps the true lesion out
+
+
+@pytest.mark.slow
+def test_pad_lesion_exclusion_dice_on_real_photographs(pad_subset):
+    labels = pd.read_csv(pad_subset / "labels.csv").iloc[::50]
+    params = ToneParameters()
+    dices = [_dice(*_masks(pad_subset / image, pad_subset / mask, params)[::2])
+             for image, mask in zip(labels["image"], labels["mask"])]
+    assert np.mean(dices) > 0.6
+    statuses = [measure_image(pad_subset / image).status for image in labels["image"]]
+    assert statuses.count("error") == 0
+
+
+def test_healthy_skin_mask_has_the_input_size_and_excludes_the_lesion():
+    for size in ((160, 120), (700, 500)):
+        photo = skin_photo(size)
+        mask = healthy_skin_mask(photo)
+        assert mask.shape == photo.shape[:2] and mask.dtype == bool
+        lesion = lesion_mask(size)
+        assert not (mask & lesion).any()
+        assert mask[~lesion].mean() > 0.8
+
+
+def test_healthy_skin_mask_excludes_paper_ink_and_hair():
+    photo = skin_photo((200, 150))
+    photo[:, :30] = (245, 245, 240)  # paper along the left edge
+    photo[10:14, 60:190] = (30, 60, 160)  # blue ink line
+    for column in range(70, 190, 20):
+        photo[100:145, column : column + 2] = (40, 30, 25)  # hairs
+    mask = healthy_skin_mask(photo)
+    assert not mask[:, :28].any()
+    assert not mask[11:13, 62:188].any()
+    hairs = np.zeros(mask.shape, dtype=bool)
+    for column in range(70, 190, 20):
+        hairs[100:145, column : column + 2] = True
+    assert mask[hairs].mean() < 0.1
+    assert mask[60:90, 160:195].mean() > 0.8  # skin away from all of them stays
+
+
+def test_healthy_skin_mask_skips_transparent_pixels_and_accepts_floats():
+    photo = skin_photo((160, 120))
+    alpha = np.full(photo.shape[:2], 255, dtype=np.uint8)
+    alpha[:, :40] = 0
+    mask = healthy_skin_mask(np.dstack([photo, alpha]))
+    assert not mask[:, :40].any() and mask[:, 120:].mean() > 0.8
+    np.testing.assert_array_equal(healthy_skin_mask(photo / 255.0), healthy_skin_mask(photo))
+
+
+def test_healthy_skin_mask_matches_the_skin_fraction_of_the_estimate(tmp_path):
+    photo = skin_photo((128, 96))
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    assert healthy_skin_mask(photo).mean() == pytest.approx(measure_image(tmp_path / "photo.png").skin_fraction)
+
+
+def test_healthy_skin_mask_of_a_grey_array_is_rejected():
+    with pytest.raises(InputError, match="colour image"):
+        healthy_skin_mask(np.zeros((20, 20)))
