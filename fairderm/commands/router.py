@@ -71,7 +71,8 @@ def train_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the split (when generated), training and bootstrap."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates of the evaluation."),
     min_group_size: int = typer.Option(
-        30, "--min-group-size", help="Groups with fewer held-out cases are flagged insufficient and not ranked."
+        20, "--min-group-size", help="Groups with fewer held-out cases are flagged insufficient and left out of "
+        "the gap (listed as unranked in evaluation.json and the verdict)."
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache root (default ~/.cache/fairderm)."),
     max_epochs: int = typer.Option(200, "--max-epochs", help="Upper bound on training epochs per model."),

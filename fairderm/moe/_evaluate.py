@@ -3,8 +3,11 @@
 Each method is compared with the ERM head on the same test cases and the same
 bootstrap replicates (:func:`fairderm.metrics.compare`), which gives in one
 pass its accuracy and per-group accuracy with intervals, its gap (best minus
-worst group accuracy among groups flagged ``ok``) with an interval, and the
-paired interval of its gap minus ERM's gap. Cases outside every constraint
+worst group accuracy among groups flagged ``ok``, i.e. with at least
+``min_group_size`` held-out cases) with an interval, and the paired interval
+of its gap minus ERM's gap. Groups left out of the gap are listed in the
+evaluation's ``config.unranked_groups`` and named in the verdict, never
+dropped silently. Cases outside every constraint
 group enter the overall accuracy and form the metrics engine's ``missing``
 group, which is never ranked.
 """
@@ -77,7 +80,7 @@ def evaluate_methods(
     n_boot: int = 1000,
     seed: int = 0,
     ci: str = "percentile",
-    min_group_size: int = 30,
+    min_group_size: int = 20,
 ) -> dict[str, Any]:
     """Accuracy, per-group accuracy, gap and paired gap difference vs ERM per method.
 
@@ -135,6 +138,7 @@ def evaluate_methods(
             else _triple(gap_row["difference"], gap_row["ci_low"], gap_row["ci_high"])
         )
         methods[name] = method_summary(comparison.result_a, attribute, gap_difference)
+    reference_groups = methods[REFERENCE]["groups"]
     return {
         "methods": methods,
         "config": {
@@ -149,6 +153,10 @@ def evaluate_methods(
             "min_group_size": min_group_size,
             "cluster": "patient_id" if cluster is not None else None,
             "gap": "best minus worst group accuracy over groups flagged ok",
+            "gap_groups": [g for g, v in reference_groups.items() if v["flag"] == "ok"],
+            # Said out loud: a group left out of the gap is usually the smallest one,
+            # the one the constraints are for.
+            "unranked_groups": {g: v["n"] for g, v in reference_groups.items() if v["flag"] != "ok"},
             "gap_diff_vs_erm": "method gap minus ERM gap, paired bootstrap (same replicates)",
         },
     }

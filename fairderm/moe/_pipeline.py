@@ -209,19 +209,30 @@ def _verdict(evaluation: dict[str, Any]) -> str:
     """The headline in words: did the constrained router change the gap, at what cost."""
     erm, parity = evaluation["methods"]["erm"], evaluation["methods"]["moe_parity"]
     diff, gap_erm = parity["gap_diff_vs_erm"], erm["gap"]["estimate"]
+    unranked = evaluation["config"].get("unranked_groups") or {}
+    caveat = (
+        " Not in the gap (fewer than min_group_size held-out cases): "
+        + ", ".join(f"{g} (n={n})" for g, n in unranked.items())
+        + "."
+        if unranked
+        else ""
+    )
     if diff["estimate"] is None or gap_erm is None:
-        return "moe_parity vs ERM: the gap could not be estimated (too few groups flagged ok on the held-out split)."
+        return "moe_parity vs ERM: the gap could not be estimated (fewer than two groups flagged ok)." + caveat
     if diff["ci_high"] is not None and diff["ci_high"] < 0:
         change = "a significant reduction"
     elif diff["ci_low"] is not None and diff["ci_low"] > 0:
         change = "a significant increase"
     else:
         change = "no significant change"
-    relative = f" ({-diff['estimate'] / gap_erm:.0%} of ERM's gap)" if gap_erm > 0 else ""
+    relative = ""
+    if gap_erm > 0:
+        share = -diff["estimate"] / gap_erm
+        relative = f" (the gap {'shrank' if share >= 0 else 'grew'} by {abs(share):.0%} of ERM's {gap_erm:.3f})"
     accuracy = parity["accuracy"]["estimate"] - erm["accuracy"]["estimate"]
     return (
         f"moe_parity vs ERM: gap change {diff['estimate']:+.3f} [{diff['ci_low']:.3f}, {diff['ci_high']:.3f}]"
-        f"{relative}, {change}; accuracy change {accuracy:+.3f}."
+        f"{relative}, {change}; accuracy change {accuracy:+.3f}." + caveat
     )
 
 
@@ -243,7 +254,7 @@ def train_router(
     sweep: list[float] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
-    min_group_size: int = 30,
+    min_group_size: int = 20,
     ci: str = "percentile",
     cache_dir: str | os.PathLike[str] | None = None,
     features: np.ndarray | None = None,

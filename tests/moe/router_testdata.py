@@ -86,16 +86,20 @@ def make_planted_cohort(
     n: int = 600,
     seed: int = 0,
     weights: tuple[float, ...] = (0.55, 0.3, 0.15),
-    split: np.ndarray | None = None,
+    dark_split: str | None = None,
 ) -> PlantedCohort:
-    """Write a planted cohort (binary labels nevus/melanoma, a 60/20/20 split) and its tone file."""
+    """Write a planted cohort (binary labels nevus/melanoma, a 60/20/20 split) and its tone file.
+
+    ``dark_split`` puts every V-VI case into that split (e.g. none in train).
+    """
     from fairderm.tone import write_tone
 
     data = planted(n, seed, weights=weights)
     image_ids = [f"case{i:04d}" for i in range(n)]
-    if split is None:
-        rng = np.random.default_rng(seed + 1)
-        split = rng.choice(["train", "val", "test"], size=n, p=[0.6, 0.2, 0.2])
+    rng = np.random.default_rng(seed + 1)
+    split = rng.choice(["train", "val", "test"], size=n, p=[0.6, 0.2, 0.2])
+    if dark_split is not None:
+        split[data.groups == 2] = dark_split
     manifest = pd.DataFrame(
         {
             "image_id": image_ids,

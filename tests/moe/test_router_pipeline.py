@@ -1,0 +1,168 @@
+"""train_router end to end on planted features: artefacts, evaluation shape, reload, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from router_testdata import GROUP_NAMES, QUICK, make_planted_cohort
+
+from fairderm.errors import InputError
+from fairderm.moe import load_router, tone_probabilities, train_router
+from fairderm.tone import read_tone
+
+METHODS = {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
+TRIPLE = {"estimate", "ci_low", "ci_high"}
+
+
+def test_router_folder_holds_every_artefact(planted_router) -> None:
+    names = {p.relative_to(planted_router.out).as_posix() for p in planted_router.out.rglob("*") if p.is_file()}
+    assert {
+        "model.safetensors", "config.json", "evaluation.json", "constraints.json", "training_log.jsonl",
+        "frontier.csv", "frontier.html", "predictions.parquet",
+        "models/erm.safetensors", "models/moe.safetensors", "models/reweight.safetensors",
+    } <= names
+
+
+def test_evaluation_json_has_the_issue_shape_for_all_six_methods(planted_router) -> None:
+    evaluation = json.loads((planted_router.out / "evaluation.json").read_text())
+    assert set(evaluation["methods"]) == METHODS
+    for record in evaluation["methods"].values():
+        for key in ("accuracy", "gap", "gap_diff_vs_erm"):
+            assert TRIPLE <= set(record[key])
+        assert set(record["groups"]) == set(GROUP_NAMES)
+        for group in record["groups"].values():
+            assert TRIPLE <= set(group)
+            assert group["ci_low"] - 1e-9 <= group["estimate"] <= group["ci_high"] + 1e-9
+    assert evaluation["methods"]["erm"]["gap_diff_vs_erm"] == {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert evaluation["verdict"].startswith("moe_parity vs ERM")
+
+
+def test_gap_is_best_minus_worst_ranked_group(planted_router) -> None:
+    evaluation = planted_router.evaluation
+    ranked = evaluation["config"]["gap_groups"]
+    unranked = evaluation["config"]["unranked_groups"]
+    assert set(ranked) | set(unranked) == set(GROUP_NAMES)
+    for record in evaluation["methods"].values():
+        estimates = [record["groups"][g]["estimate"] for g in ranked]
+        assert record["gap"]["estimate"] == pytest.approx(max(estimates) - min(estimates))
+    for group, n in unranked.items():
+        assert n < evaluation["config"]["min_group_size"]
+        assert group in evaluation["verdict"]
+
+
+def test_constraint_report_gives_value_epsilon_multiplier_per_group(planted_router) -> None:
+    records = planted_router.evaluation["constraints"]["records"]
+    assert [r["group"] for r in records] == list(GROUP_NAMES)
+    for record in records:
+        assert {"value", "epsilon", "multiplier", "satisfied", "n_val"} <= set(record)
+        assert record["epsilon"] == 0.02
+        assert record["multiplier"] >= 0
+        assert record["satisfied"] == (record["value"] <= record["epsilon"] + 1e-12)
+    on_disk = json.loads((planted_router.out / "constraints.json").read_text())
+    assert on_disk["records"] == records
+
+
+def test_training_log_has_multipliers_for_every_parity_step(planted_router) -> None:
+    lines = (planted_router.out / "training_log.jsonl").read_text().splitlines()
+    parity = [json.loads(line) for line in lines if json.loads(line)["method"] == "moe_parity"]
+    assert parity and [r["step"] for r in parity] == list(range(len(parity)))
+    assert all(set(r["multipliers"]) == set(GROUP_NAMES) for r in parity)
+
+
+def test_frontier_has_the_baselines_and_the_swept_epsilon(planted_router) -> None:
+    frontier = planted_router.frontier
+    parity = frontier[frontier["method"] == "moe_parity"]
+    assert sorted(parity["epsilon"]) == [0.02, 0.05]
+    assert METHODS <= set(frontier["method"])
+    assert "plotly" in (planted_router.out / "frontier.html").read_text().lower()
+
+
+@pytest.mark.parametrize("method", [None, "erm", "moe"])
+def test_saved_router_reproduces_its_test_predictions(planted_router, planted_cohort, method) -> None:
+    model, config = load_router(planted_router.out, method=method)
+    stored = pd.read_parquet(planted_router.out / "predictions.parquet")
+    stored = stored[(stored["method"] == (method or "moe_parity")) & (stored["split"] == "test")]
+    rows = planted_cohort.manifest["image_id"].isin(stored["image_id"]).to_numpy()
+    tone = tone_probabilities(
+        read_tone(planted_cohort.tone), cut_points=tuple(config["tone_input"]["ita_cut_points"])
+    )
+    with torch.no_grad():
+        logits = model(torch.as_tensor(planted_cohort.features[rows]), torch.as_tensor(tone[rows])).logits
+    probs = torch.softmax(logits, dim=-1).numpy()
+    expected = stored.set_index("image_id").loc[planted_cohort.manifest["image_id"][rows]]
+    assert np.allclose(probs, expected[[f"prob_{c}" for c in config["classes"]]].to_numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_router_and_evaluation(planted_router, planted_cohort, tmp_path) -> None:
+    again = train_router(
+        planted_cohort.root, tmp_path / "again", tone=planted_cohort.tone, features=planted_cohort.features,
+        sweep=[0.05], **QUICK,
+    )
+    assert again.evaluation["methods"] == planted_router.evaluation["methods"]
+    assert again.evaluation["constraints"] == planted_router.evaluation["constraints"]
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
+        planted_router.out / "model.safetensors"
+    ).read_bytes()
+
+
+def _train(cohort, out, **options):
+    options = {"tone": cohort.tone, "features": cohort.features, **QUICK, **options}
+    return train_router(cohort.root, out, **options)
+
+
+def test_negative_epsilon_is_rejected(planted_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="epsilon must be a number >= 0"):
+        _train(planted_cohort, tmp_path / "r", epsilon=-0.01)
+    assert not (tmp_path / "r").exists()
+
+
+def test_negative_epsilon_in_the_sweep_is_rejected(planted_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="sweep"):
+        _train(planted_cohort, tmp_path / "r", sweep=[0.01, -0.5])
+
+
+def test_group_without_training_cases_is_rejected(tmp_path) -> None:
+    cohort = make_planted_cohort(tmp_path, n=200, dark_split="test")
+    with pytest.raises(InputError, match=r"group 'V-VI' has no training cases"):
+        _train(cohort, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_single_tone_group_is_rejected(tmp_path) -> None:
+    cohort = make_planted_cohort(tmp_path, n=120, weights=(1.0, 0.0, 0.0))
+    with pytest.raises(InputError, match=r"at least two groups.*only 'I-II'"):
+        _train(cohort, tmp_path / "r")
+
+
+def test_restricting_to_a_single_group_is_rejected(planted_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="at least two groups"):
+        _train(planted_cohort, tmp_path / "r", groups=["V-VI"])
+
+
+def test_unknown_group_is_rejected(planted_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="'VII' does not occur"):
+        _train(planted_cohort, tmp_path / "r", groups=["I-II", "VII"])
+
+
+def test_tone_file_not_matching_the_cohort_is_rejected(planted_cohort, tmp_path) -> None:
+    other = make_planted_cohort(tmp_path, n=150, seed=3)
+    with pytest.raises(InputError, match="tone"):
+        train_router(planted_cohort.root, tmp_path / "r", tone=other.tone, features=planted_cohort.features, **QUICK)
+
+
+def test_tone_table_missing_a_cohort_image_is_rejected(planted_cohort, tmp_path) -> None:
+    tone = read_tone(planted_cohort.tone).iloc[1:]
+    path = tmp_path / "short.parquet"
+    tone.to_parquet(path)
+    with pytest.raises(InputError, match="case0000"):
+        train_router(planted_cohort.root, tmp_path / "r", tone=path, features=planted_cohort.features, **QUICK)
+
+
+def test_features_not_matching_the_cohort_are_rejected(planted_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="features have 10 rows"):
+        _train(planted_cohort, tmp_path / "r", features=planted_cohort.features[:10])
