@@ -1,0 +1,77 @@
+"""``fairderm router train`` from the command line, and the trained router as an inference backend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from router_testdata import make_planted_cohort
+
+
+def test_cli_negative_epsilon_is_a_usage_error(run_cli, planted_cohort, tmp_path) -> None:
+    result = run_cli(
+        "router", "train", planted_cohort.root, "--tone", planted_cohort.tone,
+        "--out", tmp_path / "r", "--epsilon=-0.1",
+    )
+    assert result.exit_code == 2
+    assert "epsilon must be a number >= 0" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_tone_file_not_matching_the_cohort_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
+    other = make_planted_cohort(tmp_path, n=100, seed=5)
+    result = run_cli("router", "train", planted_cohort.root, "--tone", other.tone, "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and "tone" in result.stderr
+
+
+def test_cli_unknown_constraint_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
+    result = run_cli(
+        "router", "train", planted_cohort.root, "--tone", planted_cohort.tone,
+        "--out", tmp_path / "r", "--constraint", "fairest",
+    )
+    assert result.exit_code == 2
+    assert "constraint must be one of" in result.stderr
+
+
+def test_backend_router_without_a_model_folder_is_rejected(tmp_path) -> None:
+    from fairderm.errors import InputError
+    from fairderm.inference import run_inference
+
+    with pytest.raises(InputError, match="router"):
+        run_inference(make_planted_cohort(tmp_path, n=60).root, tmp_path / "p.parquet", backend="router")
+
+
+@pytest.mark.slow
+def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_path) -> None:
+    """Synthetic images -> tone -> ``fairderm router train`` -> ``--backend router`` gives the same scores."""
+    from fairderm.cohort import synthesize_cohort
+    from fairderm.inference import read_predictions, run_inference
+    from fairderm.tone import estimate_tone, write_tone
+
+    cohort = synthesize_cohort(tmp_path / "cohort", n=150, seed=2, image_size=128, workers=2)
+    tone_path = tmp_path / "tone.parquet"
+    write_tone(tone_path, estimate_tone(cohort, workers=2), cohort)
+    router = tmp_path / "router"
+    result = run_cli(
+        "router", "train", cohort.root, "--tone", tone_path, "--out", router, "--n-boot", "50",
+        "--max-epochs", "30", "--cache-dir", tmp_path / "cache",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "moe_parity vs ERM" in result.stdout
+    evaluation = json.loads((router / "evaluation.json").read_text())
+    assert set(evaluation["methods"]) == {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
+
+    stored = pd.read_parquet(router / "predictions.parquet")
+    stored = stored[(stored["method"] == "moe_parity") & (stored["split"] == "test")].set_index("image_id")
+    test_cases = cohort.manifest[cohort.manifest["image_id"].isin(stored.index)]
+    audited = tmp_path / "audit.parquet"
+    run_inference(cohort, audited, backend="router", model=router, options={"tone": str(tone_path)}, workers=0)
+    predictions = read_predictions(audited, cohort).set_index("image_id").loc[test_cases["image_id"]]
+    columns = [f"prob_{label}" for label in cohort.spec.labels]
+    assert (predictions["status"] == "ok").all()
+    assert np.allclose(
+        predictions[columns].to_numpy(float), stored.loc[test_cases["image_id"], columns].to_numpy(float), atol=1e-4
+    )
