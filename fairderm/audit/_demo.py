@@ -110,13 +110,15 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
         "name": name,
         "description": description,
         "cohort": {"path": "../cohort", "filter": "split == 'test'"},
-        "model": {"backend": backend, "model": model},
+        # the features extracted for training are reused by image hash: no image is embedded twice
+        "model": {"backend": backend, "model": model, "options": {"feature_cache": "../cache"}},
         "tone": {"source": "estimate", "method": "fairderm"},
         "strata": {"attributes": ["fitzpatrick_est", "sex"], "intersections": [["fitzpatrick_est", "sex"]],
                    "min_n": 30},
         "metrics": list(DEMO_METRICS),
         "bootstrap": {"n_boot": n_boot, "ci": "bca", "cluster": "patient_id", "seed": 0},
         "policy": "policy.yaml",
+        "outputs": {"cache_dir": "cache"},  # one stage cache: the second audit reuses the tone stage
         "card": card,
     }
 

@@ -1,0 +1,113 @@
+"""``fairderm demo``: the whole pipeline end to end on a small synthetic cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fairderm.audit import verify_run
+from fairderm.audit._demo import DEMO_MARKER, _prepare, demo_spec
+from fairderm.errors import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small demo shared by the tests of this module (n=400: every stage, ~1-2 min on 2 cores)."""
+    from fairderm.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo-output"
+    assert main(["demo", "--out", str(out), "--n", "400", "--n-boot", "200"]) == 0
+    return out
+
+
+def _run(out: Path, name: str) -> Path:
+    runs = sorted((out / "audits" / name / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_demo_writes_two_verifiable_runs(demo_output):
+    assert (demo_output / DEMO_MARKER).is_file()
+    for name in ("erm", "router"):
+        run = _run(demo_output, name)
+        for file in ("card.html", "card.md", "card.json", "gate.json", "junit.xml", "evidence.json",
+                     "metrics.json", "predictions.parquet", "tone.parquet", "figures/metrics.html"):
+            assert (run / file).is_file(), f"{name}: {file}"
+        result = verify_run(run)
+        assert result.ok, result.summary()
+    assert (_run(demo_output, "router") / "mitigation.json").is_file()
+
+
+@pytest.mark.slow
+def test_demo_embeds_each_image_once(demo_output):
+    # extract_features writes one chunk; both audits find every test image in it
+    chunks = list((demo_output / "cache" / "features").rglob("*.npz"))
+    assert len(chunks) == 1, chunks
+    for name in ("erm", "router"):
+        spec = yaml.safe_load((demo_output / "audits" / f"{name}.yaml").read_text())
+        assert spec["model"]["options"]["feature_cache"] == "../cache"
+
+
+@pytest.mark.slow
+def test_demo_classifier_is_not_cleared_on_the_darkest_group(demo_output):
+    gate = json.loads((_run(demo_output, "erm") / "gate.json").read_text())
+    assert gate["verdict"] in ("FAIL", "INSUFFICIENT_EVIDENCE")
+
+
+@pytest.mark.slow
+def test_demo_runs_are_ordinary_run_folders(demo_output, run_cli, tmp_path):
+    run = _run(demo_output, "erm")
+    gated = run_cli("gate", run, "--policy", REPO / "audits" / "policy.example.yaml")
+    stored = json.loads((run / "gate.json").read_text())
+    assert gated.exit_code == stored["exit_code"]
+    carded = run_cli("card", run, "--out", tmp_path)
+    assert carded.exit_code == 0, carded.stderr
+    assert (tmp_path / "card.html").is_file()
+    assert run_cli("verify", run).exit_code == 0
+
+
+@pytest.mark.slow
+def test_demo_audit_spec_matches_the_shipped_demo_spec(demo_output):
+    written = yaml.safe_load((demo_output / "audits" / "erm.yaml").read_text())
+    shipped = yaml.safe_load((REPO / "audits" / "demo.yaml").read_text())
+    for key in ("tone", "strata", "metrics"):
+        assert written[key] == shipped[key], key
+    assert {k: v for k, v in written["bootstrap"].items()} == {**shipped["bootstrap"], "n_boot": 200}
+    assert written["cohort"]["filter"] == shipped["cohort"]["filter"]
+    assert written["model"]["backend"] == shipped["model"]["backend"]
+
+
+def test_demo_spec_defaults_match_the_shipped_demo_spec():
+    shipped = yaml.safe_load((REPO / "audits" / "demo.yaml").read_text())
+    spec = demo_spec("erm", backend="backbone", model="../models/erm", description="", card={})
+    for key in ("tone", "strata", "metrics", "bootstrap"):
+        assert spec[key] == shipped[key], key
+
+
+def test_demo_refuses_a_folder_that_is_not_an_earlier_demo(tmp_path, run_cli):
+    (tmp_path / "thesis.tex").write_text("precious")
+    result = run_cli("demo", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "not an earlier demo" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
+
+
+def test_earlier_demo_folder_is_cleared(tmp_path):
+    (tmp_path / DEMO_MARKER).write_text("")
+    (tmp_path / "cohort").mkdir()
+    _prepare(tmp_path)
+    assert tmp_path.is_dir() and not list(tmp_path.iterdir())
+
+
+def test_demo_with_too_few_images_is_rejected(tmp_path):
+    from fairderm.audit._demo import run_demo
+
+    with pytest.raises(InputError, match="at least 100"):
+        run_demo(tmp_path / "out", n=20)
+    assert not (tmp_path / "out").exists()
