@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from fairderm.tone._color import LUMINANCE_WEIGHTS
+from fairderm.tone._skin import channel_max, dilate
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def find_white_reference(
     mask = (
         candidate
         & (lightness > max(60.0, float(skin_colour[0]) + 10.0))
-        & (linear.max(axis=-1) < 0.97)
+        & (channel_max(linear) < 0.97)
         & (local_sd < 2.5)
         & (chroma < 25.0)
         & unlike_skin
@@ -108,8 +109,8 @@ def find_white_reference(
     keep[0] = False
     for index in np.flatnonzero(keep):
         region = labels == index
-        near = ndi.maximum_filter(region, size=3)
-        band = ndi.maximum_filter(region, size=13) & ~near
+        near = dilate(region, 1)
+        band = dilate(region, 6) & ~near
         if not band.any() or np.median(lightness[region]) - np.percentile(lightness[band], 25) < step:
             keep[index] = False
     return keep[labels]

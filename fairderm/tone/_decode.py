@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fairderm.cohort._images import MAX_IMAGE_PIXELS
+from fairderm.tone._skin import channel_max, channel_min
 
 # Smallest side that still leaves room for a skin ring around a lesion.
 MIN_SIDE = 24
@@ -131,7 +132,7 @@ def _to_working_rgb(image: Image.Image, original_size: tuple[int, int], working_
 
 def _is_grey_rgb(rgb: np.ndarray, opaque: np.ndarray | None) -> bool:
     """True when the channels are (almost) equal nearly everywhere: a grey picture saved as RGB."""
-    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    spread = channel_max(rgb) - channel_min(rgb)
     if opaque is not None:
         spread = spread[opaque]
     # fewer than 1% of the pixels with any colour (JPEG leaves +-2 on grey)

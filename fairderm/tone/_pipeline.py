@@ -12,6 +12,7 @@ Steps (each in its own function, all on a <= 256 px working image):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -204,7 +205,7 @@ def find_exclusions(
     lightness = lab[..., 0]
     invalid = ~valid
     reference = _skin.dilate(reference, 2)
-    clipped = _skin.dilate(rgb.max(axis=-1) >= 250, 1)
+    clipped = _skin.dilate(_skin.channel_max(rgb) >= 250, 1)
     hair = _skin.dilate(_skin.hair_mask(lightness, radius=max(2, short_side // 50), contrast=6.0), 1)
     outside_gamut = ~_skin.skin_gamut(lab, hue_margin)
     usable = valid & ~reference & ~clipped & ~hair & ~outside_gamut
@@ -250,7 +251,7 @@ def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: f
     best = int(np.argmax(saliency))
     lesion = labels == best
     lesion = _skin.erode(_skin.dilate(lesion, 2), 2)
-    return ndi.binary_fill_holes(lesion)
+    return _skin.fill_holes(lesion)
 
 
 def radial_falloff(lab: np.ndarray, healthy: np.ndarray, *, max_strength: float = 0.6) -> np.ndarray | None:
@@ -311,13 +312,24 @@ def patch_bootstrap_ita(
     ) / counts[:, None]
     colour = np.array([_trimmed_means(means[:, k], counts[None, :])[0] for k in range(3)])
     ita = float(ita_degrees(colour[0], colour[2]))
-    rng = np.random.default_rng(params.seed)
-    n_patches = counts.size
-    draws = rng.multinomial(n_patches, np.full(n_patches, 1.0 / n_patches), size=params.n_boot)
-    weights = draws * counts[None, :]
+    weights = _patch_draws(counts.size, params.n_boot, params.seed) * counts[None, :]
     boot = ita_degrees(_trimmed_means(means[:, 0], weights), _trimmed_means(means[:, 2], weights))
     low, high = np.percentile(boot, [2.5, 97.5])
     return ita, float(low), float(high), colour
+
+
+@functools.lru_cache(maxsize=128)
+def _patch_draws(n_patches: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_patches) multinomial counts of a patch bootstrap.
+
+    They depend only on the number of patches and the seed, so each process
+    draws them once per patch count (drawing costs more than the rest of
+    the bootstrap).
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_patches, np.full(n_patches, 1.0 / n_patches), size=n_boot)
+    draws.flags.writeable = False
+    return draws
 
 
 def _trimmed_means(values: np.ndarray, weights: np.ndarray, trim: float = 0.2) -> np.ndarray:

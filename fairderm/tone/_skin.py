@@ -73,10 +73,34 @@ def hair_mask(lightness: np.ndarray, *, radius: int, contrast: float) -> np.ndar
     return (closed - lightness) > contrast
 
 
+# Up to this radius, or-ing shifted views beats scipy's filters several times
+# over on a working-size image (no per-call set-up, no buffer copies).
+_SHIFT_RADIUS = 8
+
+
+def _shifted_reduce(mask: np.ndarray, radius: int, combine: np.ufunc) -> np.ndarray:
+    """Separable square max (``np.logical_or``) or min (``np.logical_and``) filter of a bool mask.
+
+    Pixels beyond the border are ignored, as with scipy's ``reflect`` mode.
+    """
+    out = np.array(mask, dtype=bool)
+    for axis in (0, 1):
+        source = out
+        out = source.copy()
+        view = out if axis == 0 else out.T
+        src = source if axis == 0 else source.T
+        for step in range(1, radius + 1):
+            combine(view[step:], src[:-step], out=view[step:])
+            combine(view[:-step], src[step:], out=view[:-step])
+    return out
+
+
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation by a square of side 2*radius+1 (separable, fast)."""
     if radius <= 0:
         return mask
+    if radius <= _SHIFT_RADIUS:
+        return _shifted_reduce(mask, radius, np.logical_or)
     return ndi.maximum_filter(mask, size=2 * radius + 1)
 
 
@@ -84,7 +108,35 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary erosion by a square of side 2*radius+1 (separable, fast)."""
     if radius <= 0:
         return mask
+    if radius <= _SHIFT_RADIUS:
+        return _shifted_reduce(mask, radius, np.logical_and)
     return ndi.minimum_filter(mask, size=2 * radius + 1)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a mask: background regions that do not touch the image border.
+
+    Same result as ``scipy.ndimage.binary_fill_holes`` with one labelling
+    pass instead of an iterated dilation.
+    """
+    labels, count = ndi.label(~mask)
+    if count == 0:
+        return mask
+    outside = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        outside[edge] = True
+    outside[0] = True
+    return mask | ~outside[labels]
+
+
+def channel_max(rgb: np.ndarray) -> np.ndarray:
+    """Largest of the three channels (element-wise maxima: far faster than ``max(axis=-1)``)."""
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
+def channel_min(rgb: np.ndarray) -> np.ndarray:
+    """Smallest of the three channels."""
+    return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
 
 
 @dataclass(frozen=True)
