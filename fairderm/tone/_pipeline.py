@@ -46,8 +46,14 @@ class ToneParameters:
         weakens the skin prior along the skin locus.
     min_skin_fraction
         Abstain when fewer healthy-skin pixels than this fraction remain.
-    max_interval_width
-        Abstain when the 95% interval of ITA is wider than this (degrees).
+    max_interval_spread
+        Abstain when the 95% interval of ITA, measured as the length of the
+        arc it spans in the (L*, b*) plane around ITA's centre (L* = 50,
+        b* = 0), exceeds this many CIELAB units. ITA is an angle, so the
+        same spread of skin colour makes a wider ITA interval the closer
+        the colour is to that centre (medium-dark skin, L* near 50); a
+        threshold in degrees would abstain more often on darker skin. 8
+        units is about 22 degrees of ITA for light skin (L* 65, b* 15).
     min_lesion_fraction
         Abstain when the segmented lesion covers less than this fraction of
         the image: a photograph of a lesion in which no region stands out
@@ -69,10 +75,10 @@ class ToneParameters:
 
     working_size: int = 128
     constancy: ConstancyMode = "auto"
-    cast_sd: float = 0.1
+    cast_sd: float = 0.2
     lightness_sd: float = 6.0
     min_skin_fraction: float = 0.05
-    max_interval_width: float = 20.0
+    max_interval_spread: float = 8.0
     min_lesion_fraction: float = 0.003
     n_boot: int = 200
     patch_grid: int = 8
@@ -348,6 +354,16 @@ def _trimmed_means(values: np.ndarray, weights: np.ndarray, trim: float = 0.2) -
     return (kept * sorted_values).sum(axis=1) / np.maximum(kept.sum(axis=1), 1e-12)
 
 
+def interval_spread(ita_low: float, ita_high: float, colour: np.ndarray) -> float:
+    """Length, in CIELAB units, of the arc an ITA interval spans at the skin colour's radius.
+
+    ITA is the angle of (b*, L* - 50); an interval of ``ita_high - ita_low``
+    degrees at radius ``hypot(L* - 50, b*)`` covers this much colour.
+    """
+    radius = float(np.hypot(colour[0] - 50.0, colour[2]))
+    return float(np.radians(ita_high - ita_low) * radius)
+
+
 def analyse_rgb(
     rgb: np.ndarray,
     opaque: np.ndarray | None,
@@ -388,21 +404,22 @@ def analyse_rgb(
             f"need {100 * params.min_skin_fraction:.0f}%)"
         )
         return result
+    ita, low, high, colour = patch_bootstrap_ita(lab, healthy, params)
+    result.ita, result.ita_low, result.ita_high = ita, low, high
+    result.lab = (float(colour[0]), float(colour[1]), float(colour[2]))
+    spread = interval_spread(low, high, colour)
+    if spread > params.max_interval_spread:
+        result.status = "abstain"
+        result.reason = (
+            f"ITA interval too wide ({low:.1f} to {high:.1f} deg, a spread of {spread:.1f} > "
+            f"{params.max_interval_spread:g} CIELAB units): the skin colour varies too much across the photograph"
+        )
+        return result
     if result.lesion_fraction < params.min_lesion_fraction:
         result.status = "abstain"
         result.reason = (
             f"no lesion stands out from the skin ({100 * result.lesion_fraction:.2f}% of the image): "
             "an all-lesion close-up cannot be told from skin"
-        )
-        return result
-    ita, low, high, colour = patch_bootstrap_ita(lab, healthy, params)
-    result.ita, result.ita_low, result.ita_high = ita, low, high
-    result.lab = (float(colour[0]), float(colour[1]), float(colour[2]))
-    if high - low > params.max_interval_width:
-        result.status = "abstain"
-        result.reason = (
-            f"ITA interval too wide ({high - low:.1f} deg > {params.max_interval_width:.0f} deg): "
-            "the skin colour varies too much across the photograph"
         )
     return result
 

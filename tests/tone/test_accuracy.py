@@ -117,3 +117,24 @@ def test_healthy_skin_mask_matches_the_skin_fraction_of_the_estimate(tmp_path):
 def test_healthy_skin_mask_of_a_grey_array_is_rejected():
     with pytest.raises(InputError, match="colour image"):
         healthy_skin_mask(np.zeros((20, 20)))
+
+
+def test_skin_varying_across_the_photograph_abstains_for_a_wide_interval(tmp_path):
+    photo = skin_photo((160, 120)).astype(np.float64)
+    # a strong left-to-right exposure ramp: the skin runs from dark to pale across the frame
+    ramp = np.linspace(0.45, 1.6, photo.shape[1])[None, :, None]
+    Image.fromarray(np.clip(photo * ramp, 0, 255).astype(np.uint8)).save(tmp_path / "ramp.png")
+    tone = measure_image(tmp_path / "ramp.png")
+    assert tone.status == "abstain"
+    assert "interval too wide" in tone.reason
+    assert tone.ita_high - tone.ita_low > 15
+
+
+def test_interval_spread_is_the_arc_in_colour_units():
+    from fairderm.tone._pipeline import interval_spread
+
+    # the same 10 degrees cover twice the colour at twice the distance from (L* 50, b* 0)
+    near = interval_spread(10.0, 20.0, np.array([50.0 + 5.0, 0.0, 10.0]))
+    far = interval_spread(10.0, 20.0, np.array([50.0 + 10.0, 0.0, 20.0]))
+    assert far == pytest.approx(2 * near)
+    assert near == pytest.approx(np.radians(10.0) * np.hypot(5.0, 10.0))
