@@ -358,16 +358,17 @@ def train_router(
         train, val, test = (_split_arrays(dataset, s) for s in ("train", "val", "test"))
         log: list[dict[str, Any]] = []
 
+        fits: dict[str, FitResult] = {}
+
         def run(architecture: str, objective: str, method: str, cfg: TrainConfig) -> FitResult:
             say(f"training {method}")
+            warm = fits["erm"].model if architecture == "moe" and cfg.warm_start else None
             return fit(architecture, objective, train, val, n_classes=n_classes, constraints=constraint_set,
-                       config=cfg, log=log.append, method=method)
+                       config=cfg, log=log.append, method=method, warm_start=warm)
 
-        fits: dict[str, FitResult] = {
-            "erm": run("linear", "erm", "erm", config),
-            "reweight": run("linear", "reweight", "reweight", config),
-            "moe": run("moe", "erm", "moe", config),
-        }
+        fits["erm"] = run("linear", "erm", "erm", config)
+        fits["reweight"] = run("linear", "reweight", "reweight", config)
+        fits["moe"] = run("moe", "erm", "moe", config)
         parity_objective = "dro" if constraint == "dro" else "lagrangian"
         fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config)
 
@@ -441,7 +442,7 @@ def train_router(
             "excluded": dataset.excluded,
         }
         evaluation["training"] = {
-            name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": r.history[r.best_epoch - 1]}
+            name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch)}
             for name, r in fits.items()
         }
         evaluation["notes"] = notes

@@ -77,6 +77,9 @@ class TrainConfig(BaseModel):
     dro_step: float = Field(0.1, gt=0.0, description="Step size eta_q of group DRO.")
     load_balance_weight: float = Field(0.01, ge=0.0, description="Switch loss weight alpha.")
     tone_weight: float = Field(0.1, ge=0.0, description="Weight of the auxiliary tone loss.")
+    warm_start: bool = Field(
+        True, description="Routers start from the trained ERM head (train_router), epoch 0 competing in early stopping."
+    )
     seed: int = Field(0, description="Seed of initialisation, dropout and batch order.")
 
 
@@ -178,6 +181,7 @@ def fit(
     config: TrainConfig,
     log: Callable[[dict[str, Any]], None] | None = None,
     method: str = "",
+    warm_start: torch.nn.Module | None = None,
 ) -> FitResult:
     """Train one model with early stopping on ``val``.
 
@@ -203,6 +207,12 @@ def fit(
         multiplier).
     method
         Name written into each log record.
+    warm_start
+        A trained :class:`LinearHead` whose standardisation and head the new
+        router starts from. The experts' up-projections start at zero, so
+        the router starts as exactly that head, and its state before any
+        step competes in early stopping as epoch 0: training can only keep
+        or improve the validation score of the head it started from.
     """
     torch.manual_seed(config.seed)
     batch_order = torch.Generator().manual_seed(config.seed)
@@ -213,6 +223,10 @@ def fit(
     else:
         model = build_model(architecture, n_features, n_classes, n_tone, config)
         model.set_standardisation(train.features.mean(0), train.features.std(0))
+    if warm_start is not None:
+        model.feature_mean.copy_(warm_start.feature_mean)
+        model.feature_std.copy_(warm_start.feature_std)
+        model.head.load_state_dict(warm_start.head.state_dict())
     trainable = [p for p in model.parameters() if p.requires_grad]
     lr = config.head_lr if architecture == "linear" else config.lr
     optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
@@ -228,6 +242,12 @@ def fit(
 
     best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
+    if warm_start is not None:
+        score, summary = _validation_score(model, val, val_weights, objective, constraints, config)
+        summary.update(epoch=0, score=score)
+        history.append(summary)
+        duals = multipliers.clone() if objective == "lagrangian" else group_weights.clone()
+        best = (score, 0, copy.deepcopy(model.state_dict()), duals)
     step = 0
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):

@@ -181,3 +181,20 @@ def test_tone_table_without_ita_is_rejected() -> None:
 
     with pytest.raises(InputError, match="ita"):
         tone_probabilities(pd.DataFrame({"image_id": ["a"], "status": ["ok"]}))
+
+
+def test_warm_started_router_starts_as_the_erm_head_and_never_ends_worse_on_validation(splits) -> None:
+    erm = _fit("linear", "erm", splits, CONFIG.model_copy(update={"max_epochs": 10})).model
+    train, val, _ = splits
+    result = fit(
+        "moe", "erm", train, val, n_classes=2, constraints=LOSS_CONSTRAINTS,
+        config=CONFIG.model_copy(update={"max_epochs": 10}), warm_start=erm,
+    )
+    with torch.no_grad():
+        erm_loss = float(torch.nn.functional.cross_entropy(erm(val.features, val.tone).logits, val.y))
+    start = result.history[0]
+    assert start["epoch"] == 0
+    assert start["val_loss"] == pytest.approx(erm_loss, rel=1e-5)
+    assert min(h["score"] for h in result.history) <= start["score"]
+    chosen = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    assert chosen["score"] <= start["score"]
