@@ -55,7 +55,8 @@ class ToneParameters:
         threshold in degrees would abstain more often on darker skin. 8
         units is about 22 degrees of ITA for light skin (L* 65, b* 15).
     min_lesion_fraction
-        Abstain when the segmented lesion covers less than this fraction of
+        Abstain when the part of the segmented lesion that differs from the
+        skin by more than 3 robust SDs covers less than this fraction of
         the image: a photograph of a lesion in which no region stands out
         from the skin around it is most often a close-up filled by the
         lesion, whose colour would otherwise be taken for the skin's
@@ -134,6 +135,7 @@ class _Exclusions:
     lesion: np.ndarray
     lesion_zone: np.ndarray
     abnormal: np.ndarray
+    distinct_lesion: np.ndarray
 
     def healthy(self) -> np.ndarray:
         excluded = (
@@ -228,15 +230,19 @@ def find_exclusions(
     highlight = (lightness > ref.centre[0] + max(3.5 * ref.scale[0], 10.0))
     dark = (lightness < ref.centre[0] - max(3.5 * ref.scale[0], 12.0)) & ring
     abnormal = score > 4.0
+    # the part of the lesion clearly unlike the skin (3 robust SDs): in a
+    # close-up filled by the lesion, the segmentation can still pick out a
+    # few marginal blobs of the lesion's own texture
+    distinct_lesion = lesion & (score > 3.0)
     exclusions = _Exclusions(
         invalid=invalid, reference=reference, clipped=clipped, hair=hair,
         outside_gamut=outside_gamut, highlight=highlight, dark=dark, lesion=lesion,
-        lesion_zone=lesion_zone, abnormal=abnormal,
+        lesion_zone=lesion_zone, abnormal=abnormal, distinct_lesion=distinct_lesion,
     )
     return exclusions, ref
 
 
-def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: float = 3.0) -> np.ndarray:
+def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: float = 2.5) -> np.ndarray:
     """The lesion: the most salient, most central region of high colour deviation.
 
     Threshold by Otsu (1979) on the deviation score, no lower than
@@ -251,7 +257,8 @@ def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: f
     labels, count = ndi.label(above)
     if count == 0:
         return np.zeros(score.shape, dtype=bool)
-    weight = np.exp(-((_skin.centre_distance(score.shape) / 0.45) ** 2))
+    # photographers centre the lesion: a region half-way to a corner counts an eighth
+    weight = np.exp(-((_skin.centre_distance(score.shape) / 0.35) ** 2))
     saliency = np.bincount(labels.ravel(), weights=(score * weight).ravel(), minlength=count + 1)
     saliency[0] = 0
     best = int(np.argmax(saliency))
@@ -415,10 +422,11 @@ def analyse_rgb(
             f"{params.max_interval_spread:g} CIELAB units): the skin colour varies too much across the photograph"
         )
         return result
-    if result.lesion_fraction < params.min_lesion_fraction:
+    distinct_fraction = float(exclusions.distinct_lesion.sum() / n_valid)
+    if distinct_fraction < params.min_lesion_fraction:
         result.status = "abstain"
         result.reason = (
-            f"no lesion stands out from the skin ({100 * result.lesion_fraction:.2f}% of the image): "
+            f"no lesion stands out from the skin ({100 * distinct_fraction:.2f}% of the image): "
             "an all-lesion close-up cannot be told from skin"
         )
     return result
