@@ -17,10 +17,14 @@ fissures and horn cysts, tan to dark brown).
 The skin tone changes the look (Kundu & Patterson 2013, skin of colour):
 epidermal melanin hides dermal redness (erythema, telangiectasia), lesions
 are more heavily pigmented and contrast less with the skin, BCCs are mostly
-pigmented. So the cues that separate the classes on light skin (pink BCC,
-multi-coloured melanoma) are weak on dark skin, where other cues carry the
-class (pearly grey border, ulcer and globules of BCC; irregular shape and
-blue-grey veil of melanoma; fissures and horn cysts of keratosis).
+pigmented, and melanomas are diagnosed later, larger and more uniformly dark
+(Bellows et al. 2001; Dawes et al. 2016). So the cues that separate the
+classes on light skin (pink BCC, multi-coloured asymmetric melanoma) are weak
+on dark skin, where other cues carry the class (pearly grey border, ulcer and
+globules of BCC; size and irregular border of melanoma; fissures and horn
+cysts of keratosis). A classifier trained mostly on light skin learns the
+light-skin cues and misses dark-skin melanomas: a disparity that more weight
+on dark-skin cases can close, which is what the router is tested on.
 
 Optics: reflectance is multiplied by exp(-(M eps_mel + D eps_deep + H eps_hb))
 for epidermal melanin, dermal melanin and haemoglobin (after the layered
@@ -99,13 +103,15 @@ def draw_lesion(rng: np.random.Generator, label: str, skin_darkness: float) -> L
         t["globules"] = _beta(rng, 1, 6, 1.5)
         t["height"] = rng.choice([0.0, 0.4], p=[0.6, 0.4])
     elif label == "melanoma":
-        radius = rng.uniform(18, 50)
+        # on dark skin melanoma is found later (larger) and looks more uniformly dark: the
+        # colour cues of the ABCD rule fade and size and border carry the diagnosis
+        radius = rng.uniform(18, 50) * (1 + 0.25 * d)
         irregular = _beta(rng, 2.5, 2)
         t["edge"] = rng.uniform(0.03, 0.12)
         amelanotic = rng.random() < 0.08
         t["melanin"] = rng.uniform(0.9, 2.2) * (1 + 0.6 * d) * (0.25 if amelanotic else 1.0)
-        t["asymmetry"] = _beta(rng, 2.5, 1.8)
-        t["variegation"] = _beta(rng, 2.2, 1.8)
+        t["asymmetry"] = _beta(rng, 2.5, 1.8) * (1 - 0.5 * d)
+        t["variegation"] = _beta(rng, 2.2, 1.8) * (1 - 0.75 * d)
         t["red"] = rng.uniform(0.5, 0.8) if amelanotic else _beta(rng, 1.2, 4, 0.6)
         t["ulcer"] = rng.uniform(0.2, 0.4) if rng.random() < 0.1 else 0.0
         t["verrucous"] = _beta(rng, 1, 6)
