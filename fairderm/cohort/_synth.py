@@ -83,31 +83,34 @@ def _check_whole(value: object, name: str, option: str, low: int, high: int | No
         raise InputError(f"{name} must be a whole number {bound}, got {value!r}", column=option)
 
 
-def _check_options(n: int, seed: int, tone_weights: Sequence[float] | None, image_size: int,
-                   workers: int | None) -> np.ndarray:
-    """Validate the generator's options; return the normalised tone weights."""
+def _check_options(n: int, seed: int, image_size: int, workers: int | None) -> None:
+    """Validate the generator's whole-number options, naming the option at fault."""
     _check_whole(n, "n (number of images)", "--n", 1)
     _check_whole(seed, "seed", "--seed", 0)
     _check_whole(image_size, "image_size (pixels)", "image_size", 64, 1024)
     if workers is not None:
         _check_whole(workers, "workers", "--workers", 1)
+
+
+def _check_weights(tone_weights: Sequence[float] | None, name: str) -> np.ndarray:
+    """Validate 6 Fitzpatrick I-VI weights (``name`` is the option); return them normalised."""
     if tone_weights is None:
         return np.full(6, 1 / 6)
-    option = "--tone-weights"
+    option = "--" + name.replace("_", "-")
     try:
         weights = np.asarray(list(tone_weights), dtype=np.float64)
     except (TypeError, ValueError):
-        message = f"tone_weights must be 6 numbers, got {tone_weights!r}"
+        message = f"{name} must be 6 numbers, got {tone_weights!r}"
         raise InputError(message, column=option) from None
     if weights.shape != (6,):
-        message = f"tone_weights needs 6 weights (Fitzpatrick I-VI), got {weights.size}"
+        message = f"{name} needs 6 weights (Fitzpatrick I-VI), got {weights.size}"
         raise InputError(message, column=option)
     if not np.all(np.isfinite(weights)):
-        raise InputError("tone_weights must be finite numbers (no NaN or infinity)", column=option)
+        raise InputError(f"{name} must be finite numbers (no NaN or infinity)", column=option)
     if np.any(weights < 0):
-        raise InputError("tone_weights must not be negative", column=option)
+        raise InputError(f"{name} must not be negative", column=option)
     if weights.sum() <= 0:
-        raise InputError("tone_weights must not all be zero", column=option)
+        raise InputError(f"{name} must not all be zero", column=option)
     return weights / weights.sum()
 
 
@@ -142,14 +145,25 @@ def _site_colour(rng: np.random.Generator, fitzpatrick: int, base: tuple[float, 
     return (round(lightness, 3), round(a_star, 3), round(b_star, 3)), ita
 
 
-def plan_cohort(n: int, seed: int, weights: np.ndarray) -> tuple[list[ImagePlan], pd.DataFrame]:
-    """Draw patients, lesions and photographs; return render plans and the manifest stub."""
+def plan_cohort(n: int, seed: int, weights: np.ndarray,
+                test_weights: np.ndarray | None = None) -> tuple[list[ImagePlan], pd.DataFrame]:
+    """Draw patients, lesions and photographs; return render plans and the manifest stub.
+
+    With ``test_weights`` the last ``SPLIT_FRACTIONS[2]`` of the images form
+    the test split from patients drawn with those weights, and the rest are
+    split into train and val (3:1) by patient.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     plans: list[ImagePlan] = []
     rows: list[dict[str, Any]] = []
     patient = lesion = 0
+    n_development = n if test_weights is None else n - round(n * SPLIT_FRACTIONS[2])
+    first_test_patient = None
     while len(plans) < n:
-        fitzpatrick = int(rng.choice(6, p=weights)) + 1
+        if len(plans) >= n_development and first_test_patient is None:
+            first_test_patient = patient
+        drawing = weights if first_test_patient is None else test_weights
+        fitzpatrick = int(rng.choice(6, p=drawing)) + 1
         sex = "female" if rng.random() < 0.5 else "male"
         age = float(np.clip(np.round(rng.normal(56, 16)), 18, 92))
         low, high = ITA_RANGES[fitzpatrick - 1]
@@ -158,7 +172,8 @@ def plan_cohort(n: int, seed: int, weights: np.ndarray) -> tuple[list[ImagePlan]
             rng.normal(A_STAR_MEAN[fitzpatrick - 1], A_STAR_SD),
             float(np.clip(rng.normal(B_STAR_MEAN[fitzpatrick - 1], B_STAR_SD), 9.0, 24.0)),
         )
-        room = min(4, n - len(plans))  # at most four photographs per patient
+        # at most four photographs per patient, and none across the development/test boundary
+        room = min(4, (n_development if first_test_patient is None else n) - len(plans))
         for _ in range(int(rng.choice([1, 2, 3], p=[0.7, 0.22, 0.08]))):
             if room == 0:
                 break
@@ -181,19 +196,27 @@ def plan_cohort(n: int, seed: int, weights: np.ndarray) -> tuple[list[ImagePlan]
     frame = pd.DataFrame(rows)
     ita = ita_degrees(frame["true_L"].to_numpy(), frame["true_b"].to_numpy())
     frame["true_ita"] = np.round(ita, 3)
-    frame["split"] = _patient_split(rng, frame)
+    if test_weights is None:
+        frame["split"] = _patient_split(rng, frame)
+    else:
+        development = np.arange(len(frame)) < n_development
+        split = np.full(len(frame), "test", dtype=object)
+        fractions = (SPLIT_FRACTIONS[0] / (1 - SPLIT_FRACTIONS[2]), 1.0)
+        split[development] = _patient_split(rng, frame[development], fractions)
+        frame["split"] = split
     return plans, frame
 
 
-def _patient_split(rng: np.random.Generator, frame: pd.DataFrame) -> np.ndarray:
-    """train/val/test by patient (60/20/20), stratified by Fitzpatrick type.
+def _patient_split(rng: np.random.Generator, frame: pd.DataFrame,
+                   cuts: tuple[float, float] | None = None) -> np.ndarray:
+    """train/val/test by patient (60/20/20, or the cumulative ``cuts``), stratified by Fitzpatrick type.
 
     Stratifying keeps the rarest types present in every split even under
     strongly skewed ``tone_weights``.
     """
     patients = frame.drop_duplicates("patient_id")[["patient_id", "fitzpatrick"]]
     split_of: dict[str, str] = {}
-    cut_train, cut_val = SPLIT_FRACTIONS[0], SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]
+    cut_train, cut_val = cuts or (SPLIT_FRACTIONS[0], SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])
     for fitzpatrick in range(1, 7):
         ids = patients.loc[patients["fitzpatrick"] == fitzpatrick, "patient_id"].to_numpy()
         order = ids[rng.permutation(ids.size)]
@@ -250,7 +273,8 @@ def _render_all(plans: list[ImagePlan], seed: int, size: int, staging: Path, wor
     return records
 
 
-def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int) -> CohortSpec:
+def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int,
+                 test_weights: np.ndarray | None = None) -> CohortSpec:
     weight_text = ",".join(f"{w:.4g}" for w in weights)
     return CohortSpec(
         name=f"synthetic-seed{seed}-n{n}",
@@ -275,7 +299,11 @@ def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int) -> CohortSpe
             f"Fitzpatrick I-VI weights {weight_text}",
             "skin colour drawn per Fitzpatrick type inside the Chardon 1991 / Del Bino 2006 ITA "
             "categories (I >55, II 41-55, III 28-41, IV 10-28, V -30-10, VI < -30)",
-            "split is by patient, stratified by Fitzpatrick type (about 60/20/20)",
+            "split is by patient, stratified by Fitzpatrick type (about 60/20/20)"
+            if test_weights is None else
+            "split is by patient: train/val (3:1, stratified by Fitzpatrick type) from patients drawn with the "
+            "weights above; test (20% of images) from patients drawn with test weights "
+            + ",".join(f"{w:.4g}" for w in test_weights),
         ],
     )
 
@@ -286,6 +314,7 @@ def synthesize_cohort(
     n: int = 600,
     seed: int = 0,
     tone_weights: Sequence[float] | None = None,
+    test_tone_weights: Sequence[float] | None = None,
     image_size: int = 256,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
@@ -314,6 +343,12 @@ def synthesize_cohort(
     tone_weights
         Relative weights of Fitzpatrick types I-VI (6 non-negative numbers,
         not all zero), drawn per patient; default uniform.
+    test_tone_weights
+        Weights of types I-VI for the test split only (20% of the images),
+        e.g. uniform: a tone-imbalanced development set with an audit set
+        enriched for the rare tones, as dermatology fairness benchmarks are
+        built (Daneshjou et al. 2022, DDI). Default: the test split is drawn
+        like the rest.
     image_size
         Side of the square images in pixels.
     workers
@@ -332,12 +367,14 @@ def synthesize_cohort(
     InputError
         For a bad option (naming it) or an existing non-empty ``out``.
     """
-    weights = _check_options(n, seed, tone_weights, image_size, workers)
+    _check_options(n, seed, image_size, workers)
+    weights = _check_weights(tone_weights, "tone_weights")
+    test_weights = _check_weights(test_tone_weights, "test_tone_weights") if test_tone_weights is not None else None
     out = ensure_new_output_dir(out)
     workers = int(workers or os.cpu_count() or 1)
-    plans, frame = plan_cohort(int(n), int(seed), weights)
+    plans, frame = plan_cohort(int(n), int(seed), weights, test_weights)
     digits = max(5, len(str(n - 1)))
-    spec = _cohort_spec(int(n), int(seed), weights, int(image_size))
+    spec = _cohort_spec(int(n), int(seed), weights, int(image_size), test_weights)
     with atomic_output_dir(out) as staging:
         (staging / IMAGES_DIR).mkdir()
         (staging / MASKS_DIR).mkdir()
@@ -369,6 +406,7 @@ def synthesize_cohort(
             "fairderm_version": __version__,
             "n": int(n), "seed": int(seed), "image_size": int(image_size),
             "tone_weights": [float(w) for w in weights],
+            "test_tone_weights": None if test_weights is None else [float(w) for w in test_weights],
             "split_fractions": list(SPLIT_FRACTIONS),
         }
         atomic_write_parquet(staging / MANIFEST_FILE, manifest, metadata_json=provenance)
