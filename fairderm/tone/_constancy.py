@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from fairderm.tone._color import LUMINANCE_WEIGHTS
-from fairderm.tone._skin import channel_max, dilate
+from fairderm.tone._skin import box_mean, channel_max, dilate
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def find_white_reference(
     skin_hue = np.arctan2(skin_colour[2], skin_colour[1])
     hue_gap = np.abs(np.angle(np.exp(1j * (np.arctan2(lab[..., 2], lab[..., 1]) - skin_hue))))
     unlike_skin = (chroma < 0.6 * skin_chroma) | ((hue_gap > np.radians(35.0)) & (chroma >= 3.0))
-    mean = ndi.uniform_filter(lightness, 5)
-    local_sd = np.sqrt(np.maximum(ndi.uniform_filter(lightness * lightness, 5) - mean * mean, 0.0))
+    mean = box_mean(lightness, 2)
+    local_sd = np.sqrt(np.maximum(box_mean(lightness * lightness, 2) - mean * mean, 0.0))
     mask = (
         candidate
         & (lightness > max(60.0, float(skin_colour[0]) + 10.0))

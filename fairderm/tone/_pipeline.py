@@ -222,7 +222,7 @@ def find_exclusions(
     if seed_pixels.shape[0] < 30:
         seed_pixels = lab[usable] if usable.sum() >= 30 else lab[valid]
     ref = _skin.robust_reference(seed_pixels, floors=(3.0, 2.0, 2.0))
-    smooth = np.stack([ndi.uniform_filter(lab[..., c], 3) for c in range(3)], axis=-1)
+    smooth = _skin.box_mean(lab, 1)
     score = _skin.lesion_score(smooth, ref)
     lesion = segment_lesion(score, valid & ~reference & ~clipped)
     margin = max(1, int(round(params.lesion_margin * short_side)))

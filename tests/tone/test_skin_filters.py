@@ -31,3 +31,15 @@ def test_channel_extremes_match_numpy():
     rgb = np.random.default_rng(0).integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
     np.testing.assert_array_equal(channel_max(rgb), rgb.max(axis=-1))
     np.testing.assert_array_equal(channel_min(rgb), rgb.min(axis=-1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(image=arrays(np.float32, st.tuples(st.integers(3, 30), st.integers(3, 30)),
+                    elements=st.floats(-50, 100, width=32)), radius=st.integers(1, 3))
+def test_box_mean_and_grey_closing_match_scipy(image, radius):
+    from fairderm.tone._skin import _square_filter, box_mean
+
+    size = 2 * radius + 1
+    np.testing.assert_allclose(box_mean(image, radius), ndi.uniform_filter(image, size), atol=1e-3)
+    closed = _square_filter(_square_filter(image, radius, np.maximum), radius, np.minimum)
+    np.testing.assert_array_equal(closed, ndi.grey_closing(image, size=(size, size)))
