@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fairderm.audit._demo import DEMO_N
 from fairderm.commands._common import console, progress_bar
 
 _VERDICT_STYLE = {
@@ -79,7 +80,7 @@ def demo_command(
         help="Demo folder: created, or replaced when it holds an earlier demo; any other non-empty folder is "
         "refused.",
     ),
-    n: int = typer.Option(1500, "--n", help="Images in the synthetic cohort (fewer: faster, but groups too small "
+    n: int = typer.Option(DEMO_N, "--n", help="Images in the synthetic cohort (fewer: faster, but groups too small "
                           "for a verdict)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cohort, the training and the bootstrap."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates of the audits."),

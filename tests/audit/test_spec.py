@@ -128,3 +128,12 @@ def test_shipped_specs_are_valid(name):
     raw = yaml.safe_load((REPO / "audits" / name).read_text(encoding="utf-8"))
     spec = parse_spec(raw, source=name)
     assert isinstance(spec, AuditSpec)
+
+
+def test_example_policy_leaves_out_the_group_of_abstained_tone_estimates():
+    """The audit names cases whose tone estimate abstained ``missing``: not a skin tone."""
+    from fairderm.audit._evaluation import MISSING
+
+    policy = yaml.safe_load((Path(__file__).resolve().parents[2] / "audits" / "policy.example.yaml").read_text())
+    per_group = [rule for rule in policy["rules"] if rule.get("groups") in ("each", "worst") or "disparity" in rule]
+    assert per_group and all(rule.get("exclude_groups") == [MISSING] for rule in per_group)
