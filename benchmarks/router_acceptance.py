@@ -118,7 +118,7 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
             "constraints": evaluation["constraints"]["records"]}
 
 
-def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int]) -> list[dict[str, Any]]:
+def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str) -> list[dict[str, Any]]:
     """The synthetic acceptance run (and re-drawn splits)."""
     from fairderm.cohort import synthesize_cohort, write_cohort
 
@@ -130,9 +130,10 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int]) -> list[d
         timer.run("synthesise", lambda: synthesize_cohort(cohort_dir, n=n, seed=0, tone_weights=TONE_WEIGHTS))
     _tone(cohort_dir, tone_path, timer)
     features = _features(cohort_dir, work / "cache", timer)
-    out = work / "router-synth"
+    out = work / f"router-synth-{constraint}"
     run = timer.run("router train", lambda: train_router(
-        cohort_dir, _fresh(out), tone=tone_path, features=features, n_boot=n_boot, sweep=[0.0, 0.05, 0.1]
+        cohort_dir, _fresh(out), tone=tone_path, features=features, n_boot=n_boot, constraint=constraint,
+        sweep=None if constraint == "dro" else [0.0, 0.05, 0.1],
     ))
     results = [report("synthetic, manifest split", run, time.perf_counter() - started)]
 
@@ -145,8 +146,8 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int]) -> list[d
             spec = cohort.spec.model_copy(update={"images_root": str(cohort.images_root)})
             write_cohort(resplit, spec, cohort.manifest.drop(columns=["split"]), check_files=False)
         started = time.perf_counter()
-        run = train_router(resplit, _fresh(work / f"router-split{seed}"), tone=tone_path, features=features,
-                           n_boot=n_boot, seed=seed)
+        run = train_router(resplit, _fresh(work / f"router-split{seed}-{constraint}"), tone=tone_path,
+                           features=features, n_boot=n_boot, seed=seed, constraint=constraint)
         results.append(report(f"synthetic, split seed {seed}", run, time.perf_counter() - started))
     return results
 
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1500, help="Synthetic cohort size.")
     parser.add_argument("--n-boot", type=int, default=2000, help="Bootstrap replicates of the evaluation.")
     parser.add_argument("--split-seeds", default="", help="Comma-separated seeds of re-drawn synthetic splits.")
+    parser.add_argument("--constraint", default="loss", choices=["loss", "eo", "dro"],
+                        help="moe_parity's objective (fairderm router train --constraint).")
     parser.add_argument("--pad", action="store_true", help="Also run the PAD subset (both tasks).")
     parser.add_argument("--no-synthetic", action="store_true", help="Skip the synthetic run.")
     parser.add_argument("--json", type=Path, help="Write every result to this JSON file.")
@@ -202,7 +205,7 @@ def main() -> None:
     seeds = [int(s) for s in args.split_seeds.split(",") if s.strip()]
     results: list[dict[str, Any]] = []
     if not args.no_synthetic:
-        results += synthetic(args.work, args.n, args.n_boot, seeds)
+        results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint)
     if args.pad:
         results += pad(args.work, args.n_boot)
     if args.json:

@@ -156,7 +156,9 @@ def evaluate_methods(
             "gap_groups": [g for g, v in reference_groups.items() if v["flag"] == "ok"],
             # Said out loud: a group left out of the gap is usually the smallest one,
             # the one the constraints are for.
-            "unranked_groups": {g: v["n"] for g, v in reference_groups.items() if v["flag"] != "ok"},
+            "unranked_groups": {
+                g: v["n"] for g, v in reference_groups.items() if v["flag"] != "ok" and g in dataset.group_names
+            },
             "gap_diff_vs_erm": "method gap minus ERM gap, paired bootstrap (same replicates)",
         },
     }

@@ -180,10 +180,15 @@ def _constraint_report(
     val: SplitArrays,
     test: SplitArrays,
 ) -> list[dict[str, Any]]:
-    """Per-constraint value on validation (and test), epsilon, multiplier, satisfied."""
+    """Per-constraint value on validation (and test), epsilon, multiplier, satisfied.
+
+    ``multiplier`` is the selected epoch's (0 when early stopping kept the
+    warm start), ``multiplier_final`` the last step's.
+    """
     val_values = constraints.exact(predict_logits(result.model, val.features, val.tone), val.y, val.groups)
     test_values = constraints.exact(predict_logits(result.model, test.features, test.tone), test.y, test.groups)
     multipliers = dict(zip(result.constraint_names, result.multipliers.tolist(), strict=True))
+    final = dict(zip(result.constraint_names, result.final_multipliers.tolist(), strict=True))
     report = []
     for index, (name, group) in enumerate(zip(constraints.names, constraints.groups_of, strict=True)):
         group_index = constraints.group_names.index(group)
@@ -195,6 +200,8 @@ def _constraint_report(
                 "value": None if np.isnan(value) else value,
                 "epsilon": epsilon,
                 "multiplier": multipliers.get(name if objective == "lagrangian" else group),
+                "multiplier_final": final.get(name if objective == "lagrangian" else group),
+                "selected_epoch": result.best_epoch,
                 "multiplier_kind": "lagrange" if objective == "lagrangian" else "group_dro_weight",
                 "satisfied": None if np.isnan(value) else bool(value <= epsilon + 1e-12),
                 "n_val": int((val.groups == group_index).sum()),

@@ -125,6 +125,9 @@ class FitResult:
     multipliers
         Multipliers (``lagrangian``) or group weights (``dro``) at the selected
         epoch, one per constraint or group; empty otherwise.
+    final_multipliers
+        The same after the last step (they differ when early stopping
+        selected an earlier epoch, e.g. the warm start's epoch 0).
     constraint_names
         Names aligned with ``multipliers``.
     """
@@ -135,6 +138,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
     constraint_names: list[str] = field(default_factory=list)
+    final_multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def build_model(
@@ -316,6 +320,7 @@ def fit(
         history=history,
         multipliers=best[3].numpy().astype(float),
         constraint_names=names,
+        final_multipliers=(multipliers if objective == "lagrangian" else group_weights).numpy().astype(float),
     )
 
 
