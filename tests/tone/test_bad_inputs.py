@@ -97,11 +97,17 @@ def _row(batch: pd.DataFrame, name: str) -> pd.Series:
     return batch.loc[name]
 
 
-def test_grayscale_image_abstains_for_lack_of_colour(batch):
-    row = _row(batch, "grayscale")
-    assert row["status"] == "abstain"
-    assert "grayscale" in row["reason"]
+def _refused(batch: pd.DataFrame, name: str, status: str, phrase: str) -> pd.Series:
+    """The row of ``name``, checked to be ``status`` with ``phrase`` in its reason and no estimate."""
+    row = batch.loc[name]
+    assert row["status"] == status
+    assert phrase in row["reason"]
     assert pd.isna(row["ita"]) and pd.isna(row["fitzpatrick_est"]) and pd.isna(row["monk_est"])
+    return row
+
+
+def test_grayscale_image_abstains_for_lack_of_colour(batch):
+    _refused(batch, "grayscale", "abstain", "grayscale")
 
 
 def test_rgba_image_is_measured_on_its_opaque_pixels_only(batch):
@@ -139,15 +145,11 @@ def test_exif_orientation_is_honoured_when_decoding(tmp_path):
 
 
 def test_one_pixel_image_abstains_as_too_small(batch):
-    row = _row(batch, "one_pixel")
-    assert row["status"] == "abstain"
-    assert "too small" in row["reason"]
+    _refused(batch, "one_pixel", "abstain", "too small")
 
 
 def test_decompression_bomb_is_refused_without_decoding(batch):
-    row = _row(batch, "bomb")
-    assert row["status"] == "error"
-    assert "decompression bomb" in row["reason"]
+    _refused(batch, "bomb", "error", "decompression bomb")
 
 
 def test_decompression_bomb_does_not_allocate_the_image(tmp_path):
@@ -161,16 +163,11 @@ def test_decompression_bomb_does_not_allocate_the_image(tmp_path):
 
 
 def test_truncated_jpeg_is_an_error_with_its_reason(batch):
-    row = _row(batch, "truncated")
-    assert row["status"] == "error"
-    assert "cannot decode" in row["reason"]
+    _refused(batch, "truncated", "error", "cannot decode")
 
 
 def test_all_lesion_closeup_abstains(batch):
-    row = _row(batch, "closeup")
-    assert row["status"] == "abstain"
-    assert "lesion" in row["reason"]
-    assert pd.isna(row["ita"])
+    _refused(batch, "closeup", "abstain", "no lesion stands out")
 
 
 def test_missing_image_file_is_an_error(tmp_path):
