@@ -12,8 +12,9 @@ after the camera's exposure (``exposure_stops``, up to +-0.2 stops), which
 isolates what colour constancy can correct.
 
 PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
-masks, the abstention rate and its reasons, and Spearman's rho against the
-clinic's Fitzpatrick type.
+masks, the abstention rate and its reasons, Spearman's rho against the
+clinic's Fitzpatrick type, and the label-free consistency of ITA across a
+patient's photographs (ICC(1)).
 
 Run::
 
@@ -37,7 +38,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from fairderm.cohort import import_cohort, synthesize_cohort
-from fairderm.tone import ToneParameters, estimate_tone, ita_degrees, measure_image
+from fairderm.tone import ToneParameters, estimate_tone, icc1, ita_degrees, measure_image
 from fairderm.tone._color import lab_to_linear, linear_to_lab
 from fairderm.tone._decode import decode_image
 from fairderm.tone._pipeline import analyse_rgb
@@ -117,11 +118,14 @@ def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
             frame = pd.DataFrame({"status": [t.status for t in statuses], "reason": [t.reason for t in statuses],
                                   "ita": [t.ita for t in statuses]})
             fitzpatrick = labels["fitzpatrick"]
+            patients = labels["patient_id"]
         else:
             cohort = import_cohort("pad-ufes-20", pad / "labels.csv", pad, Path(tmp) / "pad")
             frame = estimate_tone(cohort, workers=workers)
             fitzpatrick = cohort.manifest["fitzpatrick"]
+            patients = cohort.manifest["patient_id"]
     ok = frame["status"].eq("ok").to_numpy()
+    patient_codes = pd.factorize(pd.Series(patients).astype(str))[0]
     labelled = ok & pd.notna(fitzpatrick).to_numpy()
     reasons = Counter(str(r).split("(")[0].strip() for r in frame.loc[~ok, "reason"])
     return {
@@ -133,6 +137,7 @@ def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
         "spearman_vs_clinic_fitzpatrick": float(spearmanr(
             -frame["ita"].to_numpy(dtype=float)[labelled], np.asarray(fitzpatrick, dtype=float)[labelled])[0]),
         "n_labelled": int(labelled.sum()),
+        "patient_icc1_of_ita": float(icc1(np.where(ok, frame["ita"].to_numpy(dtype=float), np.nan), patient_codes)[0]),
     }
 
 
