@@ -76,6 +76,9 @@ def train_command(
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache root (default ~/.cache/fairderm)."),
     max_epochs: int = typer.Option(200, "--max-epochs", help="Upper bound on training epochs per model."),
+    no_warm_start: bool = typer.Option(
+        False, "--no-warm-start", help="Start the routers from random heads instead of the trained ERM head."
+    ),
 ) -> None:
     """Train the parity-constrained router and the baselines; evaluate them on the held-out split."""
     from fairderm.cohort import load_cohort
@@ -101,7 +104,7 @@ def train_command(
             group_column=group_column, groups=_comma_list(groups), label=label, positive_classes=positives,
             experts=experts, top_k=top_k, tone_input=not no_tone_input,
             sweep=parse_float_list(sweep, option="--sweep"), seed=seed, n_boot=n_boot,
-            min_group_size=min_group_size, cache_dir=cache_dir, train_config={"max_epochs": max_epochs},
+            min_group_size=min_group_size, cache_dir=cache_dir, train_config={"max_epochs": max_epochs, "warm_start": not no_warm_start},
             stage=stage, feature_progress=features,
         )
     console.print(run.summary())
