@@ -10,11 +10,12 @@ import pytest
 from router_testdata import make_planted_cohort
 
 
+def _train(run_cli, cohort, out, *options):
+    return run_cli("router", "train", cohort.root, "--tone", cohort.tone, "--out", out, *options)
+
+
 def test_cli_negative_epsilon_is_a_usage_error(run_cli, planted_cohort, tmp_path) -> None:
-    result = run_cli(
-        "router", "train", planted_cohort.root, "--tone", planted_cohort.tone,
-        "--out", tmp_path / "r", "--epsilon=-0.1",
-    )
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--epsilon=-0.1")
     assert result.exit_code == 2
     assert "epsilon must be a number >= 0" in result.stderr
     assert not (tmp_path / "r").exists()
@@ -28,10 +29,7 @@ def test_cli_tone_file_not_matching_the_cohort_is_rejected(run_cli, planted_coho
 
 
 def test_cli_unknown_constraint_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
-    result = run_cli(
-        "router", "train", planted_cohort.root, "--tone", planted_cohort.tone,
-        "--out", tmp_path / "r", "--constraint", "fairest",
-    )
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--constraint", "fairest")
     assert result.exit_code == 2
     assert "constraint must be one of" in result.stderr
 
@@ -79,10 +77,7 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the error is for machines without a GPU")
 def test_cli_transformers_backbone_without_a_gpu_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
-    result = run_cli(
-        "router", "train", planted_cohort.root, "--tone", planted_cohort.tone,
-        "--out", tmp_path / "r", "--backbone", "google/vit-base-patch16-224",
-    )
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--backbone", "google/vit-base-patch16-224")
     assert result.exit_code == 1
     assert "need a CUDA GPU" in result.stderr
     assert not (tmp_path / "r").exists()
