@@ -14,9 +14,9 @@ from scipy.stats import spearmanr
 from tone_fixtures import lesion_mask, skin_photo
 
 from fairderm.errors import InputError
-from fairderm.tone import ToneParameters, healthy_skin_mask, measure_image
+from fairderm.tone import MONK_HEX, ToneParameters, healthy_skin_mask, lab_to_monk, measure_image, srgb8_to_lab
 from fairderm.tone._decode import decode_image
-from fairderm.tone._pipeline import analyse_rgb
+from fairderm.tone._pipeline import analyse_rgb, interval_spread
 
 
 def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -131,10 +131,25 @@ def test_skin_varying_across_the_photograph_abstains_for_a_wide_interval(tmp_pat
 
 
 def test_interval_spread_is_the_arc_in_colour_units():
-    from fairderm.tone._pipeline import interval_spread
-
     # the same 10 degrees cover twice the colour at twice the distance from (L* 50, b* 0)
     near = interval_spread(10.0, 20.0, np.array([50.0 + 5.0, 0.0, 10.0]))
     far = interval_spread(10.0, 20.0, np.array([50.0 + 10.0, 0.0, 20.0]))
     assert far == pytest.approx(2 * near)
     assert near == pytest.approx(np.radians(10.0) * np.hypot(5.0, 10.0))
+
+
+@pytest.mark.parametrize("monk", range(1, 11))
+def test_every_monk_swatch_is_measured_as_skin(monk, tmp_path):
+    """Lightest to darkest: the skin model keeps the skin (skin-tone-classifier's HSV box keeps none of
+    Monk 1-3 and 9-10), the lesion stays out, and the Monk estimate lands near the swatch."""
+    swatch = np.array([[int(MONK_HEX[monk - 1][i : i + 2], 16) for i in (0, 2, 4)]], dtype=np.uint8)
+    skin = tuple(float(v) for v in srgb8_to_lab(swatch)[0])
+    # a lesion that contrasts with the skin: dark brown on light skin, pink on dark skin
+    lesion = (32.0, 14.0, 14.0) if skin[0] > 45 else (60.0, 30.0, 12.0)
+    photo = skin_photo((200, 150), skin, lesion_lab=lesion)
+    Image.fromarray(photo).save(tmp_path / "swatch.png")
+    tone = measure_image(tmp_path / "swatch.png")
+    assert tone.status == "ok", tone.reason
+    assert tone.skin_fraction > 0.2
+    assert not (healthy_skin_mask(photo) & lesion_mask((200, 150))).any()
+    assert abs(int(lab_to_monk(np.array([tone.lab])).iloc[0]) - monk) <= 2

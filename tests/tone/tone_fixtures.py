@@ -29,6 +29,7 @@ def skin_photo(
     skin_lab: tuple[float, float, float] = SKIN_LAB,
     *,
     lesion_radius: float = 0.22,
+    lesion_lab: tuple[float, float, float] = LESION_LAB,
     seed: int = 0,
 ) -> np.ndarray:
     """(height, width, 3) uint8: skin of colour ``skin_lab`` with a dark round lesion in the centre.
@@ -41,7 +42,7 @@ def skin_photo(
     distance = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / min(width, height)
     lab = np.empty((height, width, 3))
     lab[:] = skin_lab
-    lab[distance < lesion_radius] = LESION_LAB
+    lab[distance < lesion_radius] = lesion_lab
     lab[..., 0] += rng.normal(0.0, 1.0, size=(height, width))
     return np.clip(np.round(lab_to_srgb(lab) * 255), 0, 255).astype(np.uint8)
 
