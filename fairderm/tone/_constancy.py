@@ -1,18 +1,23 @@
 """Colour constancy: estimate the illuminant and undo it with per-channel gains (von Kries).
 
-Two sources, tried in order:
+Sources of evidence, combined in ``auto`` mode:
 
 1. a **white reference** in the picture (paper, a ruler, a label): a large,
-   bright, flat, unsaturated region that is not skin. Its linear RGB is the
-   illuminant, up to a scale.
-2. a **statistical estimate**, the general grey-world family of van de Weijer,
-   Gevers & Gijsenij (2007) with Minkowski norm p (shades of grey, Finlayson &
-   Trezzi 2004, when computed on pixel values; grey-edge when computed on
-   gradients). A dermatology close-up is mostly skin, and skin is not grey:
-   grey-world on skin would turn the skin itself grey. The estimate is
-   therefore computed on the pixels that are *not* skin-coloured and from
-   the gradients at edges, where available, and it is shrunk towards no
-   correction by how much evidence there is.
+   bright, flat, unsaturated region that is not skin and enters the frame
+   from its edge. Its linear RGB is the illuminant, up to a scale; it is
+   used only if neutralising it leaves the skin a plausible skin colour
+   (:func:`white_fits_skin`).
+2. the **skin as memory colour** (:func:`skin_prior_cast`): healthy skin's
+   chromaticity given its L* is known from colorimetric surveys, so its
+   deviation from that prior, shrunk by a prior on the cast, estimates the
+   cast (a Gaussian form of colour by correlation). With a white
+   reference the two are precision-weighted.
+
+The grey-world family of van de Weijer, Gevers & Gijsenij (2007)
+(:func:`grey_world_family`: shades of grey, Finlayson & Trezzi 2004;
+grey-edge) is kept for comparison only: a dermatology close-up is mostly
+skin, and skin is not grey, so grey-world would turn the skin itself grey
+(``benchmarks/tone_accuracy.py`` measures it).
 """
 
 from __future__ import annotations
