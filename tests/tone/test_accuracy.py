@@ -62,7 +62,6 @@ def test_synthetic_lesion_exclusion_matches_the_true_masks(synth_cohort):
     assert np.median(leaks) < 0.02  # the healthy-skin mask keeps the true lesion out
 
 
-@pytest.mark.slow
 def test_pad_lesion_exclusion_dice_on_real_photographs(pad_subset):
     labels = pd.read_csv(pad_subset / "labels.csv").iloc[::50]
     params = ToneParameters()
