@@ -197,3 +197,12 @@ def test_every_image_gets_exactly_one_row_in_manifest_order(batch):
     assert list(batch.index) == names
     assert set(batch["status"]) <= {"ok", "abstain", "error"}
     assert (batch.loc[batch["status"] != "ok", "reason"].str.len() > 0).all()
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF", "BMP", "GIF", "JPEG2000"])
+def test_other_image_formats_are_measured(fmt, tmp_path):
+    path = tmp_path / f"photo.{fmt.lower()}"
+    path.write_bytes(encode(Image.fromarray(skin_photo((200, 150))), fmt))
+    tone = measure_image(path)
+    assert tone.status == "ok", tone.reason
+    assert abs(tone.ita - SKIN_ITA) < 3.0
