@@ -92,15 +92,16 @@ def draw_lesion(rng: np.random.Generator, label: str, skin_darkness: float) -> L
     t: dict[str, float] = dict.fromkeys(optional, 0.0)
     vessel_count = 0
     if label == "nevus":
-        radius = rng.uniform(13, 30)
+        # on dark skin naevi are brown with a globular pattern rather than black
+        radius = rng.uniform(13, 30) * (1 + 0.2 * d)
         irregular = _beta(rng, 1.3, 5)
         t["edge"] = rng.uniform(0.05, 0.14)
-        t["melanin"] = rng.uniform(0.7, 1.7) * (1 + 1.0 * d)
+        t["melanin"] = rng.uniform(0.7, 1.7) * (1 + 0.3 * d)
         t["asymmetry"] = _beta(rng, 1.2, 5)
         t["variegation"] = _beta(rng, 1.2, 7)
         t["red"] = rng.uniform(0, 0.15)
         t["verrucous"] = _beta(rng, 1, 7)  # papillomatous naevi
-        t["globules"] = _beta(rng, 1, 6, 1.5)
+        t["globules"] = _beta(rng, 1, 6, 1.5) + d * rng.uniform(0.8, 1.6)
         t["height"] = rng.choice([0.0, 0.4], p=[0.6, 0.4])
     elif label == "melanoma":
         # on dark skin melanoma is found later (larger) and looks more uniformly dark: the
@@ -133,6 +134,17 @@ def draw_lesion(rng: np.random.Generator, label: str, skin_darkness: float) -> L
         t["pearl"] = rng.uniform(0.08, 0.28) if rng.random() < 0.8 + 0.15 * d else 0.0
         t["ulcer"] = rng.uniform(0.25, 0.5) if rng.random() < 0.4 else 0.0
         t["height"] = rng.uniform(0.5, 1.0)
+    elif label == "seborrheic_keratosis" and rng.random() < 0.85 * float(np.clip((d - 0.45) / 0.35, 0, 1)):
+        # dermatosis papulosa nigra, the keratosis of dark skin: small, smooth, jet-black papules,
+        # which by the look learnt on light skin are naevi
+        radius = rng.uniform(8, 15)
+        irregular = _beta(rng, 1.2, 6)
+        t["edge"] = rng.uniform(0.02, 0.05)
+        t["melanin"] = rng.uniform(3.0, 4.0) * (1 + 0.5 * d)
+        t["asymmetry"] = _beta(rng, 1.2, 6)
+        t["variegation"] = _beta(rng, 1.1, 10)
+        t["verrucous"] = rng.uniform(0.0, 0.1)
+        t["height"] = rng.uniform(0.7, 1.1)  # dome-shaped
     else:  # seborrheic keratosis
         radius = rng.uniform(16, 44)
         irregular = _beta(rng, 1.5, 3.5)
