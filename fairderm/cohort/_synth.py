@@ -52,7 +52,7 @@ from fairderm.errors import InputError
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the same seed would give different images."""
 
 BODY_SITES: tuple[str, ...] = (
