@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from fairderm.errors import FairdermError
-from fairderm.moe._model import RouterOutput
+from fairderm.moe._model import RouterOutput, route
 
 DEFAULT_TARGET_MODULES: tuple[str, ...] = ("query", "value")
 
@@ -148,16 +148,7 @@ class LoraExpertMixture(nn.Module):
         with torch.no_grad(), self.backbone.disable_adapter():
             base = _pooled(self.backbone(pixel_values=pixels))
         tone_logits = self.tone_head(base)
-        router_logits = self.router_image(base)
-        if self.router_tone is not None:
-            if tone is None:
-                tone = torch.softmax(tone_logits, dim=-1).detach()
-            router_logits = router_logits + self.router_tone(tone)
-        router_probs = torch.softmax(router_logits, dim=-1)
-        top_values, top_index = torch.topk(router_probs, self.top_k, dim=-1)
-        gates = torch.zeros_like(router_probs).scatter(
-            -1, top_index, top_values / top_values.sum(dim=-1, keepdim=True)
-        )
+        router_probs, gates = route(base, tone_logits, tone, self.router_image, self.router_tone, self.top_k)
         mixed = torch.zeros_like(base)
         for e, name in enumerate(self.expert_names):
             chosen = gates[:, e] > 0

@@ -53,6 +53,31 @@ class RouterOutput:
     gates: torch.Tensor
 
 
+def route(
+    h: torch.Tensor,
+    tone_logits: torch.Tensor,
+    tone: torch.Tensor | None,
+    router_image: nn.Linear,
+    router_tone: nn.Linear | None,
+    top_k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router probabilities softmax(W_img h + W_skin p_skin) and the renormalised top-k gates.
+
+    ``tone=None`` routes on the tone head's own prediction (detached, so
+    routing does not train the tone head); ``router_tone=None`` routes on
+    the image alone. Gates are zero outside each case's top-k experts.
+    """
+    router_logits = router_image(h)
+    if router_tone is not None:
+        if tone is None:
+            tone = torch.softmax(tone_logits, dim=-1).detach()
+        router_logits = router_logits + router_tone(tone)
+    router_probs = torch.softmax(router_logits, dim=-1)
+    top_values, top_index = torch.topk(router_probs, top_k, dim=-1)
+    gates = torch.zeros_like(router_probs).scatter(-1, top_index, top_values / top_values.sum(dim=-1, keepdim=True))
+    return router_probs, gates
+
+
 class MixtureOfExperts(nn.Module):
     """K bottleneck experts with a top-k router that can see skin tone.
 
@@ -113,16 +138,7 @@ class MixtureOfExperts(nn.Module):
         """Route and classify; ``tone=None`` routes on the tone head's own prediction."""
         h = self.dropout((features - self.feature_mean) / self.feature_std)
         tone_logits = self.tone_head(h)
-        router_logits = self.router_image(h)
-        if self.router_tone is not None:
-            if tone is None:
-                tone = torch.softmax(tone_logits, dim=-1).detach()
-            router_logits = router_logits + self.router_tone(tone)
-        router_probs = torch.softmax(router_logits, dim=-1)
-        top_values, top_index = torch.topk(router_probs, self.top_k, dim=-1)
-        gates = torch.zeros_like(router_probs).scatter(
-            -1, top_index, top_values / top_values.sum(dim=-1, keepdim=True)
-        )
+        router_probs, gates = route(h, tone_logits, tone, self.router_image, self.router_tone, self.top_k)
         # K is small (8): computing every expert densely and masking by the
         # gates is faster on CPU than gathering per-case expert weights.
         inner = F.gelu(torch.einsum("nd,edb->neb", h, self.expert_down) + self.expert_down_bias)
