@@ -146,23 +146,23 @@ def _site_colour(rng: np.random.Generator, fitzpatrick: int, base: tuple[float, 
 
 
 def plan_cohort(n: int, seed: int, weights: np.ndarray,
-                test_weights: np.ndarray | None = None) -> tuple[list[ImagePlan], pd.DataFrame]:
+                eval_weights: np.ndarray | None = None) -> tuple[list[ImagePlan], pd.DataFrame]:
     """Draw patients, lesions and photographs; return render plans and the manifest stub.
 
-    With ``test_weights`` the last ``SPLIT_FRACTIONS[2]`` of the images form
-    the test split from patients drawn with those weights, and the rest are
-    split into train and val (3:1) by patient.
+    With ``eval_weights`` the train split (``SPLIT_FRACTIONS[0]`` of the
+    images) comes from patients drawn with ``weights`` and the val and test
+    splits from patients drawn with ``eval_weights``, halved by patient.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     plans: list[ImagePlan] = []
     rows: list[dict[str, Any]] = []
     patient = lesion = 0
-    n_development = n if test_weights is None else n - round(n * SPLIT_FRACTIONS[2])
-    first_test_patient = None
+    n_train = n if eval_weights is None else round(n * SPLIT_FRACTIONS[0])
+    first_eval_patient = None
     while len(plans) < n:
-        if len(plans) >= n_development and first_test_patient is None:
-            first_test_patient = patient
-        drawing = weights if first_test_patient is None else test_weights
+        if len(plans) >= n_train and first_eval_patient is None:
+            first_eval_patient = patient
+        drawing = weights if first_eval_patient is None else eval_weights
         fitzpatrick = int(rng.choice(6, p=drawing)) + 1
         sex = "female" if rng.random() < 0.5 else "male"
         age = float(np.clip(np.round(rng.normal(56, 16)), 18, 92))
@@ -172,8 +172,8 @@ def plan_cohort(n: int, seed: int, weights: np.ndarray,
             rng.normal(A_STAR_MEAN[fitzpatrick - 1], A_STAR_SD),
             float(np.clip(rng.normal(B_STAR_MEAN[fitzpatrick - 1], B_STAR_SD), 9.0, 24.0)),
         )
-        # at most four photographs per patient, and none across the development/test boundary
-        room = min(4, (n_development if first_test_patient is None else n) - len(plans))
+        # at most four photographs per patient, and none across the train/evaluation boundary
+        room = min(4, (n_train if first_eval_patient is None else n) - len(plans))
         for _ in range(int(rng.choice([1, 2, 3], p=[0.7, 0.22, 0.08]))):
             if room == 0:
                 break
@@ -196,13 +196,13 @@ def plan_cohort(n: int, seed: int, weights: np.ndarray,
     frame = pd.DataFrame(rows)
     ita = ita_degrees(frame["true_L"].to_numpy(), frame["true_b"].to_numpy())
     frame["true_ita"] = np.round(ita, 3)
-    if test_weights is None:
+    if eval_weights is None:
         frame["split"] = _patient_split(rng, frame)
     else:
-        development = np.arange(len(frame)) < n_development
-        split = np.full(len(frame), "test", dtype=object)
-        fractions = (SPLIT_FRACTIONS[0] / (1 - SPLIT_FRACTIONS[2]), 1.0)
-        split[development] = _patient_split(rng, frame[development], fractions)
+        evaluation = np.arange(len(frame)) >= n_train
+        split = np.full(len(frame), "train", dtype=object)
+        val_share = SPLIT_FRACTIONS[1] / (SPLIT_FRACTIONS[1] + SPLIT_FRACTIONS[2])
+        split[evaluation] = _patient_split(rng, frame[evaluation], (0.0, val_share))
         frame["split"] = split
     return plans, frame
 
@@ -274,7 +274,7 @@ def _render_all(plans: list[ImagePlan], seed: int, size: int, staging: Path, wor
 
 
 def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int,
-                 test_weights: np.ndarray | None = None) -> CohortSpec:
+                 eval_weights: np.ndarray | None = None) -> CohortSpec:
     weight_text = ",".join(f"{w:.4g}" for w in weights)
     return CohortSpec(
         name=f"synthetic-seed{seed}-n{n}",
@@ -300,10 +300,10 @@ def _cohort_spec(n: int, seed: int, weights: np.ndarray, size: int,
             "skin colour drawn per Fitzpatrick type inside the Chardon 1991 / Del Bino 2006 ITA "
             "categories (I >55, II 41-55, III 28-41, IV 10-28, V -30-10, VI < -30)",
             "split is by patient, stratified by Fitzpatrick type (about 60/20/20)"
-            if test_weights is None else
-            "split is by patient: train/val (3:1, stratified by Fitzpatrick type) from patients drawn with the "
-            "weights above; test (20% of images) from patients drawn with test weights "
-            + ",".join(f"{w:.4g}" for w in test_weights),
+            if eval_weights is None else
+            "split is by patient: train (60% of images) from patients drawn with the weights above; val and "
+            "test (20% each, stratified by Fitzpatrick type) from patients drawn with evaluation weights "
+            + ",".join(f"{w:.4g}" for w in eval_weights),
         ],
     )
 
@@ -314,7 +314,7 @@ def synthesize_cohort(
     n: int = 600,
     seed: int = 0,
     tone_weights: Sequence[float] | None = None,
-    test_tone_weights: Sequence[float] | None = None,
+    eval_tone_weights: Sequence[float] | None = None,
     image_size: int = 256,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
@@ -343,12 +343,13 @@ def synthesize_cohort(
     tone_weights
         Relative weights of Fitzpatrick types I-VI (6 non-negative numbers,
         not all zero), drawn per patient; default uniform.
-    test_tone_weights
-        Weights of types I-VI for the test split only (20% of the images),
-        e.g. uniform: a tone-imbalanced development set with an audit set
-        enriched for the rare tones, as dermatology fairness benchmarks are
-        built (Daneshjou et al. 2022, DDI). Default: the test split is drawn
-        like the rest.
+    eval_tone_weights
+        Weights of types I-VI for the validation and test splits (20% of the
+        images each), e.g. uniform: tone-imbalanced training data with
+        evaluation sets enriched for the rare tones, as dermatology fairness
+        benchmarks are built (Daneshjou et al. 2022, DDI), so that model
+        selection and the audit see enough of every group. Default: every
+        split is drawn with ``tone_weights``.
     image_size
         Side of the square images in pixels.
     workers
@@ -369,12 +370,12 @@ def synthesize_cohort(
     """
     _check_options(n, seed, image_size, workers)
     weights = _check_weights(tone_weights, "tone_weights")
-    test_weights = _check_weights(test_tone_weights, "test_tone_weights") if test_tone_weights is not None else None
+    eval_weights = _check_weights(eval_tone_weights, "eval_tone_weights") if eval_tone_weights is not None else None
     out = ensure_new_output_dir(out)
     workers = int(workers or os.cpu_count() or 1)
-    plans, frame = plan_cohort(int(n), int(seed), weights, test_weights)
+    plans, frame = plan_cohort(int(n), int(seed), weights, eval_weights)
     digits = max(5, len(str(n - 1)))
-    spec = _cohort_spec(int(n), int(seed), weights, int(image_size), test_weights)
+    spec = _cohort_spec(int(n), int(seed), weights, int(image_size), eval_weights)
     with atomic_output_dir(out) as staging:
         (staging / IMAGES_DIR).mkdir()
         (staging / MASKS_DIR).mkdir()
@@ -406,7 +407,7 @@ def synthesize_cohort(
             "fairderm_version": __version__,
             "n": int(n), "seed": int(seed), "image_size": int(image_size),
             "tone_weights": [float(w) for w in weights],
-            "test_tone_weights": None if test_weights is None else [float(w) for w in test_weights],
+            "eval_tone_weights": None if eval_weights is None else [float(w) for w in eval_weights],
             "split_fractions": list(SPLIT_FRACTIONS),
         }
         atomic_write_parquet(staging / MANIFEST_FILE, manifest, metadata_json=provenance)

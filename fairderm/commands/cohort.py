@@ -68,20 +68,20 @@ def synth_command(
     tone_weights: str | None = typer.Option(
         None, "--tone-weights", help="Relative weights of Fitzpatrick I-VI, e.g. 0.3,0.3,0.15,0.15,0.05,0.05."
     ),
-    test_tone_weights: str | None = typer.Option(
-        None, "--test-tone-weights", help="Weights of Fitzpatrick I-VI for the test split only (20% of the "
-        "images), e.g. 1,1,1,1,1,1: an imbalanced development set with a tone-balanced audit set."
+    eval_tone_weights: str | None = typer.Option(
+        None, "--eval-tone-weights", help="Weights of Fitzpatrick I-VI for the val and test splits (20% of "
+        "the images each), e.g. 1,1,1,1,1,1: imbalanced training data with tone-balanced evaluation sets."
     ),
     workers: int | None = typer.Option(None, "--workers", help="Processes (default: one per core)."),
 ) -> None:
     from fairderm.cohort import synthesize_cohort
 
     weights = parse_float_list(tone_weights, option="--tone-weights", length=6)
-    test_weights = parse_float_list(test_tone_weights, option="--test-tone-weights", length=6)
+    eval_weights = parse_float_list(eval_tone_weights, option="--eval-tone-weights", length=6)
     with progress_bar() as bar:
         task = bar.add_task("synthesising", total=n)
         cohort = synthesize_cohort(
-            out, n=n, seed=seed, tone_weights=weights, test_tone_weights=test_weights, workers=workers,
+            out, n=n, seed=seed, tone_weights=weights, eval_tone_weights=eval_weights, workers=workers,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     counts = cohort.manifest["fitzpatrick"].value_counts().sort_index()

@@ -100,14 +100,14 @@ def test_tone_weights_set_the_share_of_each_type_per_patient(weights: tuple[floa
     assert stats.chisquare(observed, expected * observed.sum()).pvalue > 0.001
 
 
-def test_test_tone_weights_draw_only_the_test_split() -> None:
+def test_eval_tone_weights_draw_the_val_and_test_splits() -> None:
     imbalanced = np.array([0.3, 0.3, 0.15, 0.15, 0.05, 0.05])
     _, frame = _synth.plan_cohort(3000, 5, imbalanced, np.full(6, 1 / 6))
     assert (frame.groupby("patient_id")["split"].nunique() == 1).all()
-    assert (frame["split"] == "test").sum() == 600  # exactly 20% of the images
+    assert (frame["split"] == "train").sum() == 1800  # exactly 60% of the images
     share = frame["split"].value_counts(normalize=True)
-    assert share["train"] == pytest.approx(0.6, abs=0.03) and share["val"] == pytest.approx(0.2, abs=0.03)
-    for split, weights in (("test", np.full(6, 1 / 6)), ("train", imbalanced)):
+    assert share["val"] == pytest.approx(0.2, abs=0.03) and share["test"] == pytest.approx(0.2, abs=0.03)
+    for split, weights in (("val", np.full(6, 1 / 6)), ("test", np.full(6, 1 / 6)), ("train", imbalanced)):
         patients = frame[frame["split"] == split].drop_duplicates("patient_id")
         observed = patients["fitzpatrick"].value_counts().reindex(range(1, 7), fill_value=0).to_numpy()
         assert stats.chisquare(observed, weights * observed.sum()).pvalue > 0.001, split
@@ -257,8 +257,8 @@ def test_redness_and_pigment_contrast_are_weaker_on_dark_skin() -> None:
         ({"tone_weights": [0, 0, 0, 0, 0, 0]}, "--tone-weights"),
         ({"tone_weights": [1, 1, float("nan"), 1, 1, 1]}, "--tone-weights"),
         ({"tone_weights": ["a", 1, 1, 1, 1, 1]}, "--tone-weights"),
-        ({"test_tone_weights": [1, 1, 1]}, "--test-tone-weights"),
-        ({"test_tone_weights": [0, 0, 0, 0, 0, 0]}, "--test-tone-weights"),
+        ({"eval_tone_weights": [1, 1, 1]}, "--eval-tone-weights"),
+        ({"eval_tone_weights": [0, 0, 0, 0, 0, 0]}, "--eval-tone-weights"),
     ],
 )
 def test_bad_option_is_rejected_naming_it(tmp_path: Path, options: dict, named: str) -> None:
