@@ -15,6 +15,13 @@ if str(REPO) not in sys.path:
 from dashboards.sample_run import write_sample_runs  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppTest runs the app as ``__main__`` and leaves it there; a later test in this
+    worker that starts a process pool by spawn would then rerun the app in every child."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")

@@ -229,8 +229,12 @@ def test_shards_of_a_different_run_are_not_mixed_in(cohort, tmp_path):
     assert len(run.predictions) == 16 and not shards.exists()
 
 
-def test_registry_names_builtins_and_rejects_unknown_backends():
+def test_registry_names_builtins_and_rejects_unknown_backends(monkeypatch):
+    import fairderm.inference._predictor as registry
+
     assert {"backbone", "hf", "torch", "openai", "vllm", "file"} <= set(available_backends())
+    # as in a process that never imported fairderm.moe (another test may have)
+    monkeypatch.delitem(registry._REGISTRY, "router", raising=False)
     with pytest.raises(InputError, match="import fairderm.moe"):
         load_predictor("router", None)
     register_backend("fixed-test", lambda model, **options: FixedPredictor(), replace=True)
