@@ -151,14 +151,17 @@ def plan_workers(workers: int | None, device_type: str) -> int:
     more threads than free cores make OpenMP threads wait on each other,
     which on a busy machine made a forward pass ten times slower. Decoding
     at 224 px costs far less than the model, so a quarter of the cores (at
-    least one, at most four) decode. On CUDA all cores but one decode.
+    most four) decode; below four cores a decoding process would idle on a
+    core the model needs, so images are decoded in the main process and the
+    model gets every core (on 2 cores: 1,200 images in 32 s instead of 48 s
+    with one decoder and one model thread). On CUDA all cores but one decode.
     """
     cores = os.cpu_count() or 1
     if workers is None:
         if device_type == "cuda":
             workers = max(1, cores - 1)
         else:
-            workers = 0 if cores == 1 else max(1, min(4, cores // 4))
+            workers = 0 if cores < 4 else min(4, cores // 4)
     workers = max(0, int(workers))
     if device_type == "cpu":
         torch.set_num_threads(max(1, cores - workers))

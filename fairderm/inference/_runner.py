@@ -393,7 +393,7 @@ def run_inference(
         Cases per batch (and per shard); default the predictor's.
     workers
         DataLoader decoding processes (0 decodes in this process). Default:
-        a quarter of the cores on CPU, the model's threads taking the rest;
+        a quarter of the cores on CPU (none below 4 cores), the model's threads taking the rest;
         all cores but one on CUDA.
     device
         Torch device for local models (default CUDA when available).
