@@ -54,7 +54,7 @@ DEMO_MARKER = ".fairderm-demo"
 DEMO_TONE_WEIGHTS: tuple[float, ...] = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
 DEMO_EVAL_TONE_WEIGHTS: tuple[float, ...] = (1, 1, 1, 1, 1, 1)
 DEMO_TRAIN_FILTER = "split == 'train'"
-DEMO_N = 1200
+DEMO_N = 1000
 DEMO_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
 )
