@@ -1,12 +1,17 @@
 """Acceptance runs of the fairness-aware router (issue 6), reproducible from scratch.
 
 Synthetic run: ``fairderm cohort synth --n 1500 --tone-weights
-0.3,0.3,0.15,0.15,0.05,0.05`` (seed 0), ``fairderm tone estimate``, then
-``fairderm router train`` with the default settings; groups are the estimated
-Fitzpatrick groups I-II / III-IV / V-VI. The criteria checked: the
-parity-constrained router (``moe_parity``) cuts the worst-to-best group
-accuracy gap by at least 50% of ERM's, keeps overall accuracy within 2 points
-of ERM's, and the 95% paired bootstrap interval of the gap change excludes 0.
+0.3,0.3,0.15,0.15,0.05,0.05 --eval-tone-weights 1,1,1,1,1,1`` (seed 0): the
+training split (60%) has the tone imbalance, the validation and test splits
+(20% each) are drawn tone-balanced so that the darkest group has ~85 held-out
+cases rather than ~28 (``--eval-tone-weights train`` draws them with the
+training mix, as the issue's example command does). Then ``fairderm tone
+estimate`` and ``fairderm router train`` with the default settings; groups
+are the estimated Fitzpatrick groups I-II / III-IV / V-VI. The criteria
+checked: the parity-constrained router (``moe_parity``) cuts the
+worst-to-best group accuracy gap by at least 50% of ERM's, keeps overall
+accuracy within 2 points of ERM's, and the 95% paired bootstrap interval of
+the gap change excludes 0.
 
 ``--split-seeds`` repeats the synthetic run on re-drawn patient-grouped
 splits of the same cohort (the manifest's split removed, so the router draws
@@ -27,6 +32,7 @@ Usage::
     python benchmarks/router_acceptance.py                          # synthetic run
     python benchmarks/router_acceptance.py --pad                    # + PAD, both tasks
     python benchmarks/router_acceptance.py --split-seeds 1,2,3,4    # + re-drawn splits
+    python benchmarks/router_acceptance.py --learnability           # + how much of the gap is closable
     python benchmarks/router_acceptance.py --work /tmp/acc --n-boot 2000 --json results.json
 """
 
@@ -118,19 +124,24 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
             "constraints": evaluation["constraints"]["records"]}
 
 
-def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str) -> list[dict[str, Any]]:
+def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str,
+              eval_weights: tuple[float, ...] | None) -> list[dict[str, Any]]:
     """The synthetic acceptance run (and re-drawn splits)."""
     from fairderm.cohort import synthesize_cohort, write_cohort
 
     timer = Timer()
     started = time.perf_counter()
-    cohort_dir, tone_path = work / "synth", work / "synth-tone.parquet"
-    print(f"synthetic cohort: n={n}, tone weights {TONE_WEIGHTS}")
+    tag = "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
+    cohort_dir, tone_path = work / f"synth{tag}", work / f"synth{tag}-tone.parquet"
+    print(f"synthetic cohort: n={n}, tone weights {TONE_WEIGHTS} (train"
+          + (")" if eval_weights is None else f"), {eval_weights} (validation and test)"))
     if not (cohort_dir / "cohort.yaml").is_file():
-        timer.run("synthesise", lambda: synthesize_cohort(cohort_dir, n=n, seed=0, tone_weights=TONE_WEIGHTS))
+        timer.run("synthesise", lambda: synthesize_cohort(
+            cohort_dir, n=n, seed=0, tone_weights=TONE_WEIGHTS,
+            eval_tone_weights=None if eval_weights is None else list(eval_weights)))
     _tone(cohort_dir, tone_path, timer)
     features = _features(cohort_dir, work / "cache", timer)
-    out = work / f"router-synth-{constraint}"
+    out = work / f"router-synth{tag}-{constraint}"
     run = timer.run("router train", lambda: train_router(
         cohort_dir, _fresh(out), tone=tone_path, features=features, n_boot=n_boot, constraint=constraint,
         sweep=None if constraint == "dro" else [0.0, 0.05, 0.1],
@@ -141,12 +152,12 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constrain
     for seed in split_seeds:
         # The same images and tone, the split column removed: the router draws
         # a patient-grouped split stratified by label and group with this seed.
-        resplit = work / f"synth-split{seed}"
+        resplit = work / f"synth{tag}-split{seed}"
         if not (resplit / "cohort.yaml").is_file():
             spec = cohort.spec.model_copy(update={"images_root": str(cohort.images_root)})
             write_cohort(resplit, spec, cohort.manifest.drop(columns=["split"]), check_files=False)
         started = time.perf_counter()
-        run = train_router(resplit, _fresh(work / f"router-split{seed}-{constraint}"), tone=tone_path,
+        run = train_router(resplit, _fresh(work / f"router{tag}-split{seed}-{constraint}"), tone=tone_path,
                            features=features, n_boot=n_boot, seed=seed, constraint=constraint)
         results.append(report(f"synthetic, split seed {seed}", run, time.perf_counter() - started))
     return results
@@ -181,6 +192,71 @@ def pad(work: Path, n_boot: int) -> list[dict[str, Any]]:
     return results
 
 
+def learnability(work: Path, eval_weights: tuple[float, ...] | None, folds: int = 5) -> dict[str, Any]:
+    """How much of the tone gap any reweighting of these frozen features can close.
+
+    Patient-grouped ``folds``-fold cross-validation over the whole synthetic
+    cohort (so every dark-skin case is tested once, about three times as many
+    as one test split holds) of an L2 logistic regression on the standardised
+    features: plain; with group-balanced weights; with the features repeated
+    for estimated V-VI cases (a separate linear expert for the darkest group,
+    the most a tone-aware router can add); and balanced with that expert; and
+    one trained on V-VI cases only. If a method's V-VI accuracy stays near the
+    plain one, the gap is intrinsic to what the features show of dark-skin
+    lesions, not a shortage of dark-skin training cases that a constraint can
+    make up for.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    from fairderm.moe._data import prepare_dataset
+    from fairderm.moe._train import group_balanced_weights
+    from fairderm.tone import read_tone
+
+    tag = "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
+    cohort = load_cohort(work / f"synth{tag}")
+    features = _features(work / f"synth{tag}", work / "cache", Timer())
+    dataset = prepare_dataset(cohort, read_tone(work / f"synth{tag}-tone.parquet", cohort), features)
+    x, y, groups = dataset.features, dataset.y, dataset.groups
+    darkest = groups == dataset.group_names.index("V-VI")
+    variants = {
+        "plain": (x, False),
+        "group-balanced": (x, True),
+        "V-VI expert": (np.hstack([x, x * darkest[:, None]]), False),
+        "V-VI expert, balanced": (np.hstack([x, x * darkest[:, None]]), True),
+    }
+    folds_ = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y * 10 + groups + 1, dataset.cluster))
+    results: dict[str, Any] = {}
+    print(f"\n== learnability: {folds}-fold patient-grouped CV, logistic regression (C=0.01) on the frozen features")
+    print("cases per group:", {n: int(np.sum(groups == i)) for i, n in enumerate(dataset.group_names)})
+    for name, (design, balanced) in variants.items():
+        predicted = np.empty_like(y)
+        for train_rows, test_rows in folds_:
+            scaler = StandardScaler().fit(design[train_rows])
+            weights = group_balanced_weights(groups[train_rows]) if balanced else None
+            model = LogisticRegression(C=0.01, max_iter=3000).fit(
+                scaler.transform(design[train_rows]), y[train_rows], sample_weight=weights)
+            predicted[test_rows] = model.predict(scaler.transform(design[test_rows]))
+        results[name] = _group_accuracy(predicted, y, groups, dataset.group_names)
+    predicted = np.full_like(y, -1)
+    for train_rows, test_rows in folds_:
+        train_rows, test_rows = train_rows[darkest[train_rows]], test_rows[darkest[test_rows]]
+        scaler = StandardScaler().fit(x[train_rows])
+        model = LogisticRegression(C=0.01, max_iter=3000).fit(scaler.transform(x[train_rows]), y[train_rows])
+        predicted[test_rows] = model.predict(scaler.transform(x[test_rows]))
+    results["V-VI cases only"] = {"V-VI": float(np.mean(predicted[darkest] == y[darkest]))}
+    for name, accuracy in results.items():
+        print(f"  {name:<24} " + "  ".join(f"{g} {a:.3f}" for g, a in accuracy.items()))
+    return {"title": "learnability", "folds": folds, "accuracy": results}
+
+
+def _group_accuracy(predicted: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str]) -> dict[str, float]:
+    accuracy = {"all": float(np.mean(predicted == y))}
+    accuracy.update({n: float(np.mean(predicted[groups == i] == y[groups == i])) for i, n in enumerate(names)})
+    return accuracy
+
+
 def _fresh(path: Path) -> Path:
     import shutil
 
@@ -197,6 +273,12 @@ def main() -> None:
     parser.add_argument("--split-seeds", default="", help="Comma-separated seeds of re-drawn synthetic splits.")
     parser.add_argument("--constraint", default="loss", choices=["loss", "eo", "dro"],
                         help="moe_parity's objective (fairderm router train --constraint).")
+    parser.add_argument("--eval-tone-weights", default="1,1,1,1,1,1",
+                        help="Tone mix of the validation and test splits (fairderm cohort synth "
+                             "--eval-tone-weights); 'train' draws them with the training mix.")
+    parser.add_argument("--learnability", action="store_true",
+                        help="Also cross-validate linear models on the synthetic features: how much of the gap "
+                             "reweighting or a dark-skin expert can close at all.")
     parser.add_argument("--pad", action="store_true", help="Also run the PAD subset (both tasks).")
     parser.add_argument("--no-synthetic", action="store_true", help="Skip the synthetic run.")
     parser.add_argument("--json", type=Path, help="Write every result to this JSON file.")
@@ -205,7 +287,11 @@ def main() -> None:
     seeds = [int(s) for s in args.split_seeds.split(",") if s.strip()]
     results: list[dict[str, Any]] = []
     if not args.no_synthetic:
-        results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint)
+        eval_weights = None if args.eval_tone_weights == "train" else tuple(
+            float(w) for w in args.eval_tone_weights.split(","))
+        results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint, eval_weights)
+        if args.learnability:
+            results.append(learnability(args.work, eval_weights))
     if args.pad:
         results += pad(args.work, args.n_boot)
     if args.json:
