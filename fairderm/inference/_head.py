@@ -4,7 +4,10 @@ A head is a linear layer (multinomial logistic regression) or a small MLP on
 standardised 1280-d features. Training is on cached features, so it takes
 seconds: a patient-grouped train/validation split (no patient on both sides),
 class weights ``n / (k * n_c)`` so that rare diagnoses count as much as
-common ones, and early stopping on the weighted validation loss.
+common ones, early stopping on the weighted validation loss, then one
+temperature fitted on the validation split (unweighted likelihood) so that
+the probabilities are calibrated (class weights and early stopping on a
+small split both leave them distorted); it changes no prediction.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fairderm.inference._backbone import (
 )
 from fairderm.inference._efficientnet import FEATURE_DIM, INPUT_SIZE
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
+from fairderm.inference._temperature import fit_temperature
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
@@ -48,7 +52,9 @@ class ClassifierHead(nn.Module):
     """Standardise features, then a linear layer or a one-hidden-layer MLP.
 
     The feature mean and standard deviation of the training set are buffers,
-    saved with the weights, so a head is self-contained.
+    saved with the weights, so a head is self-contained; so is the
+    temperature that divides the logits (1 while training, then fitted on
+    the validation split: :mod:`fairderm.inference._temperature`).
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class ClassifierHead(nn.Module):
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))
         self.register_buffer("feature_std", torch.ones(FEATURE_DIM))
+        self.register_buffer("temperature", torch.ones(()))
         if kind == "linear":
             self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, n_classes))
         elif kind == "mlp":
@@ -71,7 +78,7 @@ class ClassifierHead(nn.Module):
             raise InputError(f"unknown head {kind!r}; use 'linear' or 'mlp'", column="head")
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers((features - self.feature_mean) / self.feature_std)
+        return self.layers((features - self.feature_mean) / self.feature_std) / self.temperature
 
 
 @dataclass
@@ -374,7 +381,10 @@ def train_head(
             batch_size=batch_size,
         )
         with torch.no_grad():
-            val_pred = model(matrix[val_pos]).argmax(1).numpy()
+            val_logits = model(matrix[val_pos]).numpy()
+        calibration = fit_temperature(val_logits, y[val_pos].numpy())
+        model.temperature.fill_(calibration.temperature)
+    val_pred = val_logits.argmax(1)
     y_val = y[val_pos].numpy()
     patients_both = 0
     if "patient_id" in rows.columns:
@@ -420,6 +430,7 @@ def train_head(
             "val_balanced_accuracy": _balanced_accuracy(y_val, val_pred, len(classes)),
             "log": log,
         },
+        "calibration": calibration.to_dict(),
         "environment": environment_info(),
     }
     out = Path(out)
@@ -456,7 +467,10 @@ def load_head(path: str | os.PathLike[str]) -> tuple[ClassifierHead, dict[str, A
         len(config["classes"]), head_cfg.get("kind", "linear"), head_cfg.get("hidden") or 256
     )
     try:
-        model.load_state_dict(load_file(str(weights_path)), strict=True)
+        state = load_file(str(weights_path))
+        # heads saved before temperature scaling have none: they are uncalibrated (T = 1)
+        state.setdefault("temperature", torch.ones(()))
+        model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as exc:
         raise InputError(
             f"head weights do not load: {str(exc).splitlines()[0]}", source=str(weights_path)

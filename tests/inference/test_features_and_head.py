@@ -206,3 +206,27 @@ def test_feature_cache_option_of_the_wrong_type_is_rejected(trained, tmp_path):
     with pytest.raises(InputError, match="feature_cache must be true, false or a folder"):
         run_inference(cohort, tmp_path / "p.parquet", backend="backbone", model=root / "head",
                       options={"feature_cache": 3})
+
+
+def test_head_is_temperature_scaled_on_validation_and_old_heads_still_load(trained, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    _, _, result, _ = trained
+    calibration = result.config["calibration"]
+    assert calibration["n_val"] == result.config["training"]["n_val"]
+    assert calibration["val_nll_after"] <= calibration["val_nll_before"]
+    model, config = load_head(result.path)
+    assert float(model.temperature) == pytest.approx(calibration["temperature"], rel=1e-5)
+    # a head folder from before temperature scaling (no buffer) loads, uncalibrated
+    old = tmp_path / "old-head"
+    shutil.copytree(result.path, old)
+    state = {k: v for k, v in load_file(str(old / "head.safetensors")).items() if k != "temperature"}
+    save_file(state, str(old / "head.safetensors"))
+    old_model, _ = load_head(old)
+    assert float(old_model.temperature) == 1.0
+    features = torch.randn(4, 1280)
+    with torch.no_grad():
+        assert torch.allclose(old_model(features), model(features) * model.temperature, atol=1e-5)
