@@ -11,7 +11,9 @@ one pooled feature vector per image rather than on patches)::
     g      = top-k of pi, renormalised             sparse gates (Shazeer et al. 2017)
     E_e(h) = U_e GELU(D_e h)                        bottleneck expert e (d -> b -> d)
     z      = h + sum_e g_e E_e(h)                  residual mixture
-    logits = W_cls z + b                           diagnosis head
+    logits = (W_cls z + b) / (T exp(p . delta))    diagnosis head; T = 1 and delta = 0 in
+                                                   training, then fitted on validation:
+                                                   calibration overall and within tone groups
 
 Training feeds the estimated tone probabilities (from the tone file) to the
 router and teaches the tone head to predict them from the image, so that a
@@ -119,6 +121,9 @@ class MixtureOfExperts(nn.Module):
         self.tone_input = tone_input
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
+        self.register_buffer("temperature", torch.ones(()))
+        # calibration within tone groups: log-factor per Fitzpatrick type, mixed by p
+        self.register_buffer("tone_log_temperature", torch.zeros(n_tone))
         self.router_image = nn.Linear(n_features, n_experts)
         self.router_tone = nn.Linear(n_tone, n_experts, bias=False) if tone_input else None
         scale = n_features**-0.5
@@ -144,8 +149,10 @@ class MixtureOfExperts(nn.Module):
         inner = F.gelu(torch.einsum("nd,edb->neb", h, self.expert_down) + self.expert_down_bias)
         expert_out = torch.einsum("neb,ebd->ned", self.dropout(inner), self.expert_up)
         z = h + torch.einsum("ne,ned->nd", gates, expert_out)
+        p = tone if tone is not None else torch.softmax(tone_logits, dim=-1)
+        scale = self.temperature * torch.exp(p @ self.tone_log_temperature)
         return RouterOutput(
-            logits=self.head(z),
+            logits=self.head(z) / scale[:, None],
             tone_logits=tone_logits,
             router_probs=router_probs,
             gates=gates,
@@ -163,6 +170,7 @@ class LinearHead(nn.Module):
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
+        self.register_buffer("temperature", torch.ones(()))
         self.head = nn.Linear(n_features, n_classes)
         self.dropout = nn.Dropout(dropout)
         self.n_tone = n_tone
@@ -176,7 +184,7 @@ class LinearHead(nn.Module):
         h = self.dropout((features - self.feature_mean) / self.feature_std)
         empty = h.new_zeros((h.shape[0], 0))
         return RouterOutput(
-            logits=self.head(h),
+            logits=self.head(h) / self.temperature,
             tone_logits=h.new_zeros((h.shape[0], self.n_tone)),
             router_probs=empty,
             gates=empty,

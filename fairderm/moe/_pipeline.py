@@ -32,7 +32,9 @@ from fairderm._io import (
     to_json_text,
 )
 from fairderm.cohort import Cohort, load_cohort
+from fairderm.cohort._schema import ROMAN
 from fairderm.errors import InputError
+from fairderm.inference._temperature import fit_group_temperatures, fit_temperature
 from fairderm.moe._baselines import exponentiated_gradient, threshold_optimizer
 from fairderm.moe._constraints import ConstraintSet
 from fairderm.moe._data import RouterDataset, prepare_dataset
@@ -166,6 +168,33 @@ def _one_thread() -> Iterator[None]:
 def _split_arrays(dataset: RouterDataset, split: str) -> SplitArrays:
     rows = dataset.subset(split)
     return SplitArrays.from_numpy(dataset.features[rows], dataset.tone[rows], dataset.y[rows], dataset.groups[rows])
+
+
+def _calibrate(model: torch.nn.Module, val: SplitArrays) -> dict[str, Any]:
+    """Fit the model's temperature on the validation split and set it (models without one: untouched).
+
+    Selection and constraints have already used the uncalibrated logits;
+    the temperature changes no arg-max, only how sure the probabilities are.
+    """
+    if not isinstance(getattr(model, "temperature", None), torch.Tensor):
+        return {"method": "none", "temperature": 1.0}
+    model.temperature.fill_(1.0)
+    tone_aware = isinstance(getattr(model, "tone_log_temperature", None), torch.Tensor)
+    if tone_aware:
+        model.tone_log_temperature.zero_()
+    fitted = fit_temperature(predict_logits(model, val.features, val.tone).double().numpy(), val.y.numpy())
+    model.temperature.fill_(fitted.temperature)
+    record: dict[str, Any] = fitted.to_dict()
+    if tone_aware:
+        # the router sees tone, so it can also be calibrated within tone groups
+        # (Pleiss et al. 2017): a factor per Fitzpatrick type, shrunk to 1
+        per_type = fit_group_temperatures(
+            predict_logits(model, val.features, val.tone).double().numpy(), val.y.numpy(), val.tone.double().numpy()
+        )
+        model.tone_log_temperature.copy_(torch.as_tensor(per_type.log_adjustment, dtype=torch.float32))
+        names = list(ROMAN) if len(per_type.log_adjustment) == len(ROMAN) else None
+        record["within_tone"] = per_type.to_dict(names)
+    return record
 
 
 def _probs(model: torch.nn.Module, arrays: SplitArrays) -> np.ndarray:
@@ -379,6 +408,7 @@ def train_router(
         parity_objective = "dro" if constraint == "dro" else "lagrangian"
         fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config)
 
+        calibration = {name: _calibrate(result.model, val) for name, result in fits.items()}
         probs_val = {name: _probs(result.model, val) for name, result in fits.items()}
         probs_test = {name: _probs(result.model, test) for name, result in fits.items()}
         group_labels = dataset.group_labels()
@@ -423,6 +453,7 @@ def train_router(
             if parity_objective == "lagrangian" and value == epsilon:
                 continue
             swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}))
+            _calibrate(swept.model, val)
             sweep_probs = _probs(swept.model, test)
             record = evaluate_methods(
                 dataset, {"erm": probs_test["erm"], "moe_parity": sweep_probs},
@@ -452,6 +483,7 @@ def train_router(
             name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch)}
             for name, r in fits.items()
         }
+        evaluation["calibration"] = calibration
         evaluation["notes"] = notes
 
     inputs = {

@@ -108,7 +108,13 @@ def load_router(
         weights_path, architecture = folder / stored[method]["weights"], stored[method]["architecture"]
     model = build_from_architecture(architecture)
     try:
-        model.load_state_dict(load_file(str(weights_path)), strict=True)
+        state = load_file(str(weights_path))
+        # routers saved before calibration have no temperatures: uncalibrated (T = 1, delta = 0)
+        defaults = model.state_dict()
+        for name in ("temperature", "tone_log_temperature"):
+            if name in defaults:
+                state.setdefault(name, defaults[name])
+        model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as exc:
         raise InputError(f"router weights do not load: {str(exc).splitlines()[0]}", source=str(weights_path)) from None
     model.eval()

@@ -166,3 +166,34 @@ def test_tone_table_missing_a_cohort_image_is_rejected(planted_cohort, tmp_path)
 def test_features_not_matching_the_cohort_are_rejected(planted_cohort, tmp_path) -> None:
     with pytest.raises(InputError, match="features have 10 rows"):
         _train(planted_cohort, tmp_path / "r", features=planted_cohort.features[:10])
+
+
+def test_every_torch_method_is_temperature_scaled_on_validation(planted_router) -> None:
+    evaluation = json.loads((planted_router.out / "evaluation.json").read_text())
+    calibration = evaluation["calibration"]
+    assert set(calibration) == {"erm", "reweight", "moe", "moe_parity"}
+    for name, record in calibration.items():
+        assert record["val_nll_after"] <= record["val_nll_before"] + 1e-9, name
+        model, _ = load_router(planted_router.out, method=None if name == "moe_parity" else name)
+        assert float(model.temperature) == pytest.approx(record["temperature"], rel=1e-5)
+        if name in ("moe", "moe_parity"):  # the routers see tone: calibrated within tone groups too
+            factors = record["within_tone"]["temperature_factor"]
+            assert list(factors) == ["I", "II", "III", "IV", "V", "VI"]
+            assert np.exp(model.tone_log_temperature.numpy()) == pytest.approx(list(factors.values()), rel=1e-4)
+        else:
+            assert "within_tone" not in record
+
+
+def test_router_saved_before_calibration_loads_uncalibrated(planted_router, tmp_path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old-router"
+    shutil.copytree(planted_router.out, old)
+    weights = old / "model.safetensors"
+    state = {k: v for k, v in load_file(str(weights)).items() if k not in ("temperature", "tone_log_temperature")}
+    save_file(state, str(weights))
+    model, _ = load_router(old)
+    assert float(model.temperature) == 1.0
+    assert (model.tone_log_temperature == 0).all()
