@@ -45,7 +45,6 @@ from typing import Any
 
 import yaml
 
-import fairderm
 from fairderm._io import atomic_write_text
 from fairderm.audit._runner import AuditRun, ProgressCallback, run_audit
 from fairderm.errors import InputError
@@ -58,8 +57,10 @@ DEMO_N = 1000
 DEMO_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
 )
-EXAMPLE_POLICY = Path(fairderm.__file__).resolve().parent.parent / "audits" / "policy.example.yaml"
-"""The example policy of a source checkout (``audits/policy.example.yaml``)."""
+EXAMPLE_POLICY = Path(__file__).resolve().parent / "policy.example.yaml"
+"""The example policy, ``audits/policy.example.yaml``, shipped in the package (a
+symlink in the source tree, a copy in a wheel) so that an installed fairderm
+finds it too."""
 
 LogCallback = Callable[[str], None]
 
@@ -171,7 +172,7 @@ def run_demo(
     n_boot
         Bootstrap replicates of the audits.
     policy
-        Release policy (default: ``audits/policy.example.yaml`` of the source checkout).
+        Release policy (default: the example policy, :data:`EXAMPLE_POLICY`).
     progress
         ``progress(step, done, total)`` during long steps.
     log

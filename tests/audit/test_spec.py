@@ -137,3 +137,13 @@ def test_example_policy_leaves_out_the_group_of_abstained_tone_estimates():
     policy = yaml.safe_load((Path(__file__).resolve().parents[2] / "audits" / "policy.example.yaml").read_text())
     per_group = [rule for rule in policy["rules"] if rule.get("groups") in ("each", "worst") or "disparity" in rule]
     assert per_group and all(rule.get("exclude_groups") == [MISSING] for rule in per_group)
+
+
+def test_example_policy_ships_inside_the_package():
+    """The demo's default policy is package data, so an installed fairderm (a wheel) has it too."""
+    import fairderm
+    from fairderm.audit._demo import EXAMPLE_POLICY
+
+    package = Path(fairderm.__file__).resolve().parent
+    assert EXAMPLE_POLICY.parent == package / "audit"
+    assert EXAMPLE_POLICY.read_text() == (package.parent / "audits" / "policy.example.yaml").read_text()
