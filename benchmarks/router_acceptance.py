@@ -131,7 +131,7 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constrain
 
     timer = Timer()
     started = time.perf_counter()
-    tag = "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
+    tag = _cohort_tag(eval_weights)
     cohort_dir, tone_path = work / f"synth{tag}", work / f"synth{tag}-tone.parquet"
     print(f"synthetic cohort: n={n}, tone weights {TONE_WEIGHTS} (train"
           + (")" if eval_weights is None else f"), {eval_weights} (validation and test)"))
@@ -214,7 +214,7 @@ def learnability(work: Path, eval_weights: tuple[float, ...] | None, folds: int 
     from fairderm.moe._train import group_balanced_weights
     from fairderm.tone import read_tone
 
-    tag = "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
+    tag = _cohort_tag(eval_weights)
     cohort = load_cohort(work / f"synth{tag}")
     features = _features(work / f"synth{tag}", work / "cache", Timer())
     dataset = prepare_dataset(cohort, read_tone(work / f"synth{tag}-tone.parquet", cohort), features)
@@ -255,6 +255,11 @@ def _group_accuracy(predicted: np.ndarray, y: np.ndarray, groups: np.ndarray, na
     accuracy = {"all": float(np.mean(predicted == y))}
     accuracy.update({n: float(np.mean(predicted[groups == i] == y[groups == i])) for i, n in enumerate(names)})
     return accuracy
+
+
+def _cohort_tag(eval_weights: tuple[float, ...] | None) -> str:
+    """Suffix of the work folder's synthetic cohort, by its evaluation tone mix."""
+    return "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
 
 
 def _fresh(path: Path) -> Path:

@@ -223,9 +223,20 @@ class FeatureCache:
         atomic_write_bytes(self.folder / name, buffer.getvalue())
 
 
-def feature_cache_key() -> str:
-    """Cache key of the bundled backbone: its weights' SHA-256 and the preprocessing."""
-    return sha256_json({**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING})[:16]
+def feature_identity(weights_sha256: str | None = None) -> dict[str, Any]:
+    """What the features depend on: the backbone's identity and the preprocessing.
+
+    ``weights_sha256`` of an already loaded backbone saves hashing the weights file again.
+    """
+    identity = {"name": BACKBONE_NAME, "weights_sha256": weights_sha256, "feature_dim": FEATURE_DIM}
+    if weights_sha256 is None:
+        identity = backbone_identity()
+    return {**identity, "preprocessing": BACKBONE_PREPROCESSING}
+
+
+def feature_cache_key(identity: dict[str, Any]) -> str:
+    """Cache key of the features of a :func:`feature_identity`."""
+    return sha256_json(identity)[:16]
 
 
 def resolve_feature_cache(value: bool | str | os.PathLike[str] | None) -> Path | None:
@@ -272,7 +283,8 @@ class CachedEmbedder:
 
     def __init__(self, backbone: Backbone, cache_dir: str | os.PathLike[str] | None) -> None:
         self.backbone = backbone
-        self.cache = FeatureCache(Path(cache_dir), feature_cache_key()) if cache_dir is not None else None
+        key = feature_cache_key(feature_identity(backbone.weights_sha256))
+        self.cache = FeatureCache(Path(cache_dir), key) if cache_dir is not None else None
         self._known: dict[str, np.ndarray] = self.cache.load() if self.cache is not None else {}
         # what the decoding workers need: only which digests are cached, not the features
         self._cached_digests: frozenset[str] = frozenset(self._known)
@@ -408,8 +420,8 @@ def extract_features(
     image_ids = cohort.manifest["image_id"].astype(str).tolist()
     paths = cohort.image_paths()
     digests = _hash_images(paths)
-    identity = {**backbone_identity(), "preprocessing": BACKBONE_PREPROCESSING}
-    cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), feature_cache_key())
+    identity = feature_identity()
+    cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), feature_cache_key(identity))
     cached = cache.load() if use_cache else {}
 
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax
 
 TEMPERATURE_BOUNDS: tuple[float, float] = (0.05, 20.0)
-"""Search interval of ``T``; a fit at a bound is reported as such."""
+"""Search interval of ``T`` (and bound of each group factor)."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,6 @@ def fit_group_temperatures(
     A model that is as sure on a group it serves worse (over-confident on
     dark skin, say) gets a larger temperature there; no prediction changes.
     """
-    from scipy.optimize import minimize
-
     logits = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     membership = np.asarray(membership, dtype=np.float64)
@@ -149,13 +147,11 @@ def fit_group_temperatures(
     before = mean_nll(logits, y) if len(y) else float("nan")
 
     def objective(delta: np.ndarray) -> tuple[float, np.ndarray]:
-        scale = np.exp(membership @ delta)[:, None]
-        log_probs = log_softmax(logits / scale, axis=1)
+        scaled = logits / np.exp(membership @ delta)[:, None]
+        log_probs = log_softmax(scaled, axis=1)
         nll = -log_probs[rows, y]
-        # d nll_i / d log(scale_i) = (z_y - E_p[z]) / scale_i, with z the scaled logits
-        scaled = logits / scale
-        expected = (np.exp(log_probs) * scaled).sum(axis=1)
-        per_case = scaled[rows, y] - expected
+        # d nll_i / d log(scale_i) = z_y - E_p[z], with z the scaled logits and p their softmax
+        per_case = scaled[rows, y] - (np.exp(log_probs) * scaled).sum(axis=1)
         grad = membership.T @ per_case + 2 * shrinkage * delta
         return float(nll.sum() + shrinkage * np.sum(delta**2)), grad
 

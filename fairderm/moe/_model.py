@@ -143,13 +143,14 @@ class MixtureOfExperts(nn.Module):
         """Route and classify; ``tone=None`` routes on the tone head's own prediction."""
         h = self.dropout((features - self.feature_mean) / self.feature_std)
         tone_logits = self.tone_head(h)
-        router_probs, gates = route(h, tone_logits, tone, self.router_image, self.router_tone, self.top_k)
+        # the tone the router routes on and the calibration reads: the estimate, else the tone head's
+        p = tone if tone is not None else torch.softmax(tone_logits, dim=-1).detach()
+        router_probs, gates = route(h, tone_logits, p, self.router_image, self.router_tone, self.top_k)
         # K is small (8): computing every expert densely and masking by the
         # gates is faster on CPU than gathering per-case expert weights.
         inner = F.gelu(torch.einsum("nd,edb->neb", h, self.expert_down) + self.expert_down_bias)
         expert_out = torch.einsum("neb,ebd->ned", self.dropout(inner), self.expert_up)
         z = h + torch.einsum("ne,ned->nd", gates, expert_out)
-        p = tone if tone is not None else torch.softmax(tone_logits, dim=-1)
         scale = self.temperature * torch.exp(p @ self.tone_log_temperature)
         return RouterOutput(
             logits=self.head(z) / scale[:, None],
