@@ -73,14 +73,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def _null_non_finite(obj: Any) -> Any:
-    """Replace NaN and infinities by None, recursively (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities -> None, numpy scalars -> Python numbers, recursively (JSON has no NaN).
+
+    What :func:`to_json_text` writes; also for a dict returned beside the file
+    it was written to, so that both say the same.
+    """
+    import numpy as np
+
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
     if isinstance(obj, dict):
-        return {key: _null_non_finite(value) for key, value in obj.items()}
+        return {key: json_safe(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_null_non_finite(value) for value in obj]
+        return [json_safe(value) for value in obj]
     return obj
 
 
@@ -90,7 +98,7 @@ def to_json_text(obj: Any) -> str:
     NaN and infinities are written as null, so that every file stays valid JSON.
     """
     return json.dumps(
-        _null_non_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+        json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
     ) + "\n"
 
 

@@ -12,10 +12,9 @@ small split both leave them distorted); it changes no prediction.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fairderm._io import atomic_output_dir, atomic_write_json, environment_info, sha256_file
+from fairderm._threads import one_thread
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
 from fairderm.inference._backbone import (
@@ -174,18 +174,6 @@ def _train_val_split(
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     recalls = [float(np.mean(pred[y == c] == c)) for c in range(k) if np.any(y == c)]
     return float(np.mean(recalls)) if recalls else float("nan")
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run tiny tensor ops on one thread: for a head on a few thousand rows, thread
-    hand-offs cost more than they save (25x slower on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit(
@@ -365,7 +353,7 @@ def train_head(
     class_index = {c: k for k, c in enumerate(classes)}
     y = torch.tensor([class_index.get(t, -1) for t in targets])
 
-    with _one_thread():
+    with one_thread():
         model, log, best_epoch, class_weights = _fit(
             matrix[train_pos],
             y[train_pos],

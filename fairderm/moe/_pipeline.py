@@ -9,11 +9,10 @@ evaluation.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,12 @@ from fairderm._io import (
     atomic_write_parquet,
     atomic_write_text,
     environment_info,
+    json_safe,
     sha256_file,
     to_json_text,
 )
+from fairderm._threads import one_thread
 from fairderm.cohort import Cohort, load_cohort
-from fairderm.cohort._schema import ROMAN
 from fairderm.errors import InputError
 from fairderm.inference._temperature import fit_group_temperatures, fit_temperature
 from fairderm.moe._baselines import exponentiated_gradient, threshold_optimizer
@@ -40,7 +40,14 @@ from fairderm.moe._constraints import ConstraintSet
 from fairderm.moe._data import RouterDataset, prepare_dataset
 from fairderm.moe._evaluate import evaluate_methods, point_accuracy
 from fairderm.moe._frontier import FRONTIER_COLUMNS, frontier_figure_html, frontier_row
-from fairderm.moe._store import ROUTER_CONFIG, ROUTER_FORMAT, ROUTER_WEIGHTS, architecture_of, save_weights
+from fairderm.moe._store import (
+    ROUTER_CONFIG,
+    ROUTER_FORMAT,
+    ROUTER_WEIGHTS,
+    architecture_of,
+    save_weights,
+)
+from fairderm.moe._tone_input import FITZPATRICK_TYPE_NAMES
 from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit, predict_logits
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
@@ -146,25 +153,6 @@ def _check_options(
         raise InputError(f"n-boot must be at least 1, got {n_boot}", column="--n-boot")
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run training on one thread (torch and BLAS/OpenMP), restoring the settings after.
-
-    The router's operations are small (a few hundred cases by 1280 features);
-    thread start-up and synchronisation cost more than they save, and on a
-    loaded machine two threads per process made training ten times slower.
-    """
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _split_arrays(dataset: RouterDataset, split: str) -> SplitArrays:
     rows = dataset.subset(split)
     return SplitArrays.from_numpy(dataset.features[rows], dataset.tone[rows], dataset.y[rows], dataset.groups[rows])
@@ -182,18 +170,16 @@ def _calibrate(model: torch.nn.Module, val: SplitArrays) -> dict[str, Any]:
     tone_aware = isinstance(getattr(model, "tone_log_temperature", None), torch.Tensor)
     if tone_aware:
         model.tone_log_temperature.zero_()
-    fitted = fit_temperature(predict_logits(model, val.features, val.tone).double().numpy(), val.y.numpy())
+    logits = predict_logits(model, val.features, val.tone).double().numpy()
+    fitted = fit_temperature(logits, val.y.numpy())
     model.temperature.fill_(fitted.temperature)
     record: dict[str, Any] = fitted.to_dict()
     if tone_aware:
         # the router sees tone, so it can also be calibrated within tone groups
         # (Pleiss et al. 2017): a factor per Fitzpatrick type, shrunk to 1
-        per_type = fit_group_temperatures(
-            predict_logits(model, val.features, val.tone).double().numpy(), val.y.numpy(), val.tone.double().numpy()
-        )
+        per_type = fit_group_temperatures(logits / fitted.temperature, val.y.numpy(), val.tone.double().numpy())
         model.tone_log_temperature.copy_(torch.as_tensor(per_type.log_adjustment, dtype=torch.float32))
-        names = list(ROMAN) if len(per_type.log_adjustment) == len(ROMAN) else None
-        record["within_tone"] = per_type.to_dict(names)
+        record["within_tone"] = per_type.to_dict(list(FITZPATRICK_TYPE_NAMES))
     return record
 
 
@@ -375,13 +361,13 @@ def train_router(
         feature_set = extract_features(cohort, cache_dir=cache_dir, progress=feature_progress)
         features, backbone_identity = feature_set.features, dict(feature_set.backbone)
     else:
-        from fairderm.inference._backbone import BACKBONE_PREPROCESSING, backbone_identity as identity
+        from fairderm.inference._backbone import feature_identity
 
-        backbone_identity = {**identity(), "preprocessing": BACKBONE_PREPROCESSING}
+        backbone_identity = feature_identity()
     if features.shape[0] != len(cohort):
         raise InputError(f"features have {features.shape[0]} rows, the cohort {len(cohort)}", column="features")
 
-    with _one_thread():
+    with one_thread():
         dataset = prepare_dataset(
             cohort, tone_frame, features, label_column=label, positive_classes=positive_classes,
             group_column=group_column, group_values=groups, seed=seed, tone_source=str(tone),
@@ -521,7 +507,7 @@ def train_router(
         "environment": environment_info(),
     }
     evaluation["inputs"] = inputs
-    evaluation = _json_safe(evaluation)
+    evaluation = json_safe(evaluation)
 
     say("writing")
     with atomic_output_dir(out) as staging:
@@ -550,19 +536,6 @@ def train_router(
         seconds=round(time.perf_counter() - started, 1),
         notes=notes,
     )
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities -> None, recursively (the JSON files are strict JSON)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _constraint_set(dataset: RouterDataset, family: str) -> ConstraintSet:
