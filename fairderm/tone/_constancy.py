@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from fairderm.tone._color import LUMINANCE_WEIGHTS
+from fairderm.tone._color import LUMINANCE_WEIGHTS, lab_to_linear
 from fairderm.tone._skin import box_mean, channel_max, dilate
 
 
@@ -70,35 +70,53 @@ def find_white_reference(
     *,
     min_area_fraction: float = 0.01,
     step: float = 8.0,
+    bright_step: float = 10.0,
+    max_cast: float = 0.8,
 ) -> np.ndarray:
     """Mask of a white reference (paper, ruler, label), or an empty mask.
 
-    A white reference is brighter than the skin (and above L* 60), flat (low
-    local variation of L*), not clipped in any channel, unsaturated, of a
-    chromaticity clearly different from the skin's (so that a flat, pale
-    patch of skin is not taken for paper), a connected region of at least
-    ``min_area_fraction`` of the image that touches the frame's edge, and
-    brighter by ``step`` L* units than the darker quarter of the pixels 2-6 px
-    outside it.
+    A white reference is brighter than the skin by ``bright_step`` L* units
+    (and above L* 60), not clipped in any channel, of a chromaticity that a
+    cast could give a neutral surface (within ``max_cast`` of neutral in log
+    chromaticity) and that the skin's does not explain (below: so that a
+    pale, over-exposed patch of skin is not taken for paper), flat among its
+    bright neighbours (so that the ticks and digits of a ruler do not count
+    as texture), a connected region of at least ``min_area_fraction`` of the
+    image that touches the frame's edge, and brighter by ``step`` L* units
+    than the darker quarter of the pixels 2-6 px outside it.
     """
     lightness = lab[..., 0]
-    chroma = np.hypot(lab[..., 1], lab[..., 2])
-    skin_chroma = float(np.hypot(skin_colour[1], skin_colour[2]))
-    # Under any cast a white is either much less saturated than the skin
-    # (warm casts push both the same way) or of another hue (cool, green).
-    skin_hue = np.arctan2(skin_colour[2], skin_colour[1])
-    hue_gap = np.abs(np.angle(np.exp(1j * (np.arctan2(lab[..., 2], lab[..., 1]) - skin_hue))))
-    unlike_skin = (chroma < 0.6 * skin_chroma) | ((hue_gap > np.radians(35.0)) & (chroma >= 3.0))
-    mean = box_mean(lightness, 2)
-    local_sd = np.sqrt(np.maximum(box_mean(lightness * lightness, 2) - mean * mean, 0.0))
-    mask = (
+    # In log chromaticity a cast is a translation: a white shows the cast
+    # itself, the skin the cast plus the skin's own chromaticity (the prior
+    # mean at its L*). So a white lies more than half the skin's own
+    # chromaticity away from the skin, and within about a third of it from
+    # the cast the skin implies, whatever the cast. (A limit on CIELAB chroma
+    # would reject whites under tungsten light, as saturated as pale skin in
+    # daylight, and accept pale, over-exposed skin.)
+    skin_chroma = log_chromaticity(lab_to_linear(np.asarray(skin_colour, dtype=np.float64)))
+    own = float(np.hypot(*expected_skin_chromaticity(float(skin_colour[0]))))
+    pixel_chroma = log_chromaticity(linear)
+    plausible_cast = np.hypot(pixel_chroma[..., 0], pixel_chroma[..., 1]) < max_cast
+    implied_cast = skin_chroma - expected_skin_chromaticity(float(skin_colour[0]))
+    unlike_skin = (np.hypot(*(pixel_chroma - skin_chroma).transpose(2, 0, 1)) > 0.5 * own) & (
+        np.hypot(*(pixel_chroma - implied_cast).transpose(2, 0, 1)) < 0.35 * own
+    )
+    bright = (
         candidate
-        & (lightness > max(60.0, float(skin_colour[0]) + 10.0))
+        & (lightness > max(60.0, float(skin_colour[0]) + bright_step))
         & (channel_max(linear) < 0.97)
-        & (local_sd < 2.5)
-        & (chroma < 25.0)
+        & plausible_cast
         & unlike_skin
     )
+    # Flatness among the bright neighbours only: the tick marks and digits of
+    # a ruler do not make its body look textured, while glare on skin varies
+    # smoothly everywhere.
+    weight = box_mean(bright.astype(np.float32), 2)
+    masked = np.where(bright, lightness, 0.0).astype(np.float32)
+    mean = box_mean(masked, 2) / np.maximum(weight, 1e-6)
+    square = box_mean(masked * masked, 2) / np.maximum(weight, 1e-6)
+    local_sd = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    mask = bright & (local_sd < 2.5) & (weight >= 0.7)
     if mask.sum() < min_area_fraction * mask.size:
         return np.zeros_like(mask)
     labels, count = ndi.label(mask)
@@ -154,8 +172,6 @@ def _skin_prior() -> tuple[np.ndarray, np.ndarray]:
     Conditioning on L* matters because darker skin is more saturated, and a
     luminance-preserving cast leaves L* almost unchanged.
     """
-    from fairderm.tone._color import lab_to_linear
-
     ita_degrees = np.linspace(-55.0, 66.0, 61)
     z = np.linspace(-2.5, 2.5, 11)
     weight_z = np.exp(-0.5 * z**2)

@@ -145,18 +145,50 @@ class _Exclusions:
         return ~excluded
 
 
+@dataclass
+class FirstLook:
+    """What a quick first pass over the uncorrected image found (half resolution)."""
+
+    lab: np.ndarray
+    linear: np.ndarray
+    valid: np.ndarray
+    skin: np.ndarray
+    """Healthy skin found with the skin hue range widened by 40 degrees."""
+    vignetting: float
+    """Strength ``v`` of the radial falloff ``1 - v r^2`` (0 when none was found)."""
+
+
+def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.ndarray,
+               params: ToneParameters) -> FirstLook:
+    """The skin and the vignetting, from the exclusions on the uncorrected image at half resolution.
+
+    The skin hue range is widened by 40 degrees so that a strong cast does
+    not hide the skin. Both colour constancy (the skin as memory colour) and
+    the main pass (which then sees the frame without its dark corners) use
+    this look.
+    """
+    lab_half, linear_half, valid_half = lab[::2, ::2], linear[::2, ::2], valid[::2, ::2]
+    empty = np.zeros(valid_half.shape, dtype=bool)
+    first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty, params, hue_margin=40.0)
+    skin = first.healthy()
+    if skin.sum() < 20:
+        skin = valid_half
+    strength = 0.0
+    if params.vignetting_correction and skin.sum() >= 50:
+        strength = min(max(vignetting_strength(linear_half, skin), 0.0), _MAX_VIGNETTING)
+        strength = strength if strength > _MIN_VIGNETTING else 0.0
+    return FirstLook(lab_half, linear_half, valid_half, skin, strength)
+
+
 def estimate_illuminant(
-    lab: np.ndarray,
     linear: np.ndarray,
-    rgb: np.ndarray,
     valid: np.ndarray,
+    look: FirstLook,
     params: ToneParameters,
 ) -> tuple[_constancy.Illuminant, np.ndarray]:
     """Illuminant gains and the white-reference mask (empty if none was used).
 
-    The skin used as memory colour is found by a first pass of the
-    exclusions on the uncorrected image, with the skin hue range widened by
-    40 degrees so that a strong cast does not hide the skin.
+    The memory colour is the skin of the first look (:func:`first_look`).
     """
     empty = np.zeros(valid.shape, dtype=bool)
     mode = params.constancy
@@ -166,23 +198,23 @@ def estimate_illuminant(
         derivative = 1 if mode == "grey-edge" else 0
         white = _constancy.grey_world_family(linear, valid, p=6.0, derivative=derivative)
         return _constancy.Illuminant(_constancy.gains_from_white(white), mode), empty
-    # The first look runs at half resolution: it only needs the skin's
-    # median colour and the white reference's location.
-    lab_half, linear_half, valid_half = lab[::2, ::2], linear[::2, ::2], valid[::2, ::2]
-    first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty[::2, ::2], params, hue_margin=40.0)
-    skin = first.healthy()
-    if skin.sum() < 20:
-        skin = valid_half
-    skin_chroma = np.median(_constancy.log_chromaticity(linear_half[skin]), axis=0)
-    skin_lightness = float(np.median(lab_half[skin][:, 0]))
+    skin = look.skin
+    skin_chroma = np.median(_constancy.log_chromaticity(look.linear[skin]), axis=0)
+    # the skin prior is conditioned on the skin's L*: measure it with the
+    # vignetting undone, or a darkened frame reads as darker (warmer) skin
+    # and the cast is under-estimated
+    skin_linear = look.linear[skin]
+    if look.vignetting:
+        skin_linear = skin_linear / radial_falloff(skin.shape, look.vignetting)[skin][:, None]
+    skin_lightness = float(np.median(linear_to_lab(skin_linear)[:, 0]))
     reference = empty
     white_chroma = None
     if mode in ("auto", "white"):
         candidate = _constancy.find_white_reference(
-            lab_half, linear_half, valid_half, np.median(lab_half[skin], axis=0)
+            look.lab, look.linear, look.valid, np.median(look.lab[skin], axis=0)
         )
         if candidate.any():
-            chroma = _constancy.log_chromaticity(np.median(linear_half[candidate], axis=0))
+            chroma = _constancy.log_chromaticity(np.median(look.linear[candidate], axis=0))
             if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
                 full = np.repeat(np.repeat(candidate, 2, axis=0), 2, axis=1)
                 reference, white_chroma = full[: valid.shape[0], : valid.shape[1]], chroma
@@ -267,35 +299,73 @@ def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: f
     return _skin.fill_holes(lesion)
 
 
-def radial_falloff(lab: np.ndarray, healthy: np.ndarray, *, max_strength: float = 0.6) -> np.ndarray | None:
-    """Vignetting as a radial falloff ``1 - v r^2`` of linear intensity, or None if negligible.
+# Vignetting strengths below this are not corrected; above this, not believed.
+_MIN_VIGNETTING = 0.02
+_MAX_VIGNETTING = 0.6
 
-    The skin's L* is fitted by least squares with a quadratic surface over
-    the healthy pixels (x, y in [-1, 1]). Its quadratic part is the sum of an
-    isotropic falloff (vignetting, lens and flash) and of shading across a
-    limb or trunk, which darkens along one direction only (rank one). The
-    larger eigenvalue of the quadratic form is therefore the isotropic part
-    alone. Through dL* ~ (L* + 16) / 3 * dY / Y it gives ``v`` (r = 0 at the
-    centre, 1 at the corners). Returns None unless ``v > 0.02``; dividing by
-    the falloff brings the skin to the level at the centre of the frame,
-    while one-directional shading stays in (the median averages it out).
+
+def _frame_axes(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row coordinates x and y of a frame, in [-1, 1] about its centre."""
+    height, width = shape
+    return (np.arange(width) - (width - 1) / 2) / (width / 2), (np.arange(height) - (height - 1) / 2) / (height / 2)
+
+
+def vignetting_strength(linear: np.ndarray, healthy: np.ndarray) -> float:
+    """Strength ``v`` of a radial falloff ``1 - v r^2`` of the skin's linear intensity (may be negative).
+
+    The skin's luminance Y is fitted by least squares with a quadratic
+    surface over the healthy pixels (x, y in [-1, 1]). A falloff of linear
+    intensity is exactly quadratic in Y (it would only be approximately so
+    in L*). The quadratic part is the sum of an isotropic falloff
+    (vignetting, lens and flash) and of shading across a limb or trunk,
+    which darkens along one direction only (rank one), so the larger
+    eigenvalue of the quadratic form is the isotropic part alone:
+    ``Y0 (1 - v (x^2 + y^2) / 2)`` gives ``v = -2 lambda / Y0`` (r = 0 at
+    the centre, 1 at the corners). Returns 0 when the skin does not span
+    the frame.
     """
-    height, width = healthy.shape
-    ys, xs = np.nonzero(healthy)
-    y = (ys - (height - 1) / 2) / (height / 2)
-    x = (xs - (width - 1) / 2) / (width / 2)
-    if np.ptp(x) < 0.5 or np.ptp(y) < 0.5:
-        return None
-    design = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
-    # normal equations: a 6x6 solve instead of a LAPACK least squares on every pixel
-    coef = np.linalg.solve(design.T @ design + 1e-6 * np.eye(6), design.T @ lab[..., 0][healthy])
+    x_axis, y_axis = _frame_axes(healthy.shape)
+    columns, rows = healthy.any(axis=0), healthy.any(axis=1)
+    if np.ptp(x_axis[columns]) < 0.5 or np.ptp(y_axis[rows]) < 0.5:
+        return 0.0
+    # The normal equations need sums of x^i y^j (i + j <= 4) over the healthy
+    # pixels and of Y x^i y^j (i + j <= 2): two small matrix products with
+    # Vandermonde matrices instead of a design matrix over every pixel.
+    vx = np.vander(x_axis, 5, increasing=True)
+    vy = np.vander(y_axis, 5, increasing=True)
+    mask = healthy.astype(np.float64)
+    luminance = np.where(healthy, linear @ LUMINANCE_WEIGHTS, 0.0)
+    power = vy.T @ mask @ vx  # power[j, i] = sum of x^i y^j
+    weighted = vy[:, :3].T @ luminance @ vx[:, :3]
+    terms = ((0, 0), (1, 0), (0, 1), (2, 0), (0, 2), (1, 1))  # (i, j): 1, x, y, x^2, y^2, xy
+    gram = np.array([[power[j1 + j2, i1 + i2] for i2, j2 in terms] for i1, j1 in terms])
+    moment = np.array([weighted[j, i] for i, j in terms])
+    coef = np.linalg.solve(gram + 1e-6 * np.eye(6), moment)
     quadratic = np.array([[coef[3], coef[5] / 2], [coef[5] / 2, coef[4]]])
     isotropic = float(np.linalg.eigvalsh(quadratic)[-1])
-    strength = -6.0 * isotropic / max(coef[0] + 16.0, 1.0)
-    if not strength > 0.02:
-        return None
-    strength = min(strength, max_strength)
-    return (1.0 - strength * _skin.centre_distance(healthy.shape) ** 2).astype(np.float32)
+    return -2.0 * isotropic / max(float(coef[0]), 1e-3)
+
+
+def radial_falloff(shape: tuple[int, int], strength: float) -> np.ndarray:
+    """The falloff ``1 - strength r^2`` over a frame (r = 0 at the centre, 1 at the corners)."""
+    return (1.0 - strength * _skin.centre_distance(shape) ** 2).astype(np.float32)
+
+
+def undo_vignetting(linear: np.ndarray, healthy: np.ndarray, done: float) -> float:
+    """The further vignetting to undo once ``done`` has been divided out (0 if negligible).
+
+    Dividing by the falloff brings the skin to the level at the centre of
+    the frame, while one-directional shading stays in (the trimmed mean
+    averages it out). The residual may be negative (the first estimate was
+    too strong), but the total falloff at the corners stays within
+    ``[1 - 0.6, 1]``.
+    """
+    residual = vignetting_strength(linear, healthy)
+    if abs(residual) <= _MIN_VIGNETTING:
+        return 0.0
+    low = 1.0 - 1.0 / (1.0 - done)  # total corner factor back to 1
+    high = 1.0 - (1.0 - _MAX_VIGNETTING) / (1.0 - done)
+    return float(np.clip(residual, low, high))
 
 
 def patch_bootstrap_ita(
@@ -382,16 +452,20 @@ def analyse_rgb(
     valid = np.ones(rgb.shape[:2], dtype=bool) if opaque is None else opaque
     linear = srgb8_to_linear(rgb)
     lab = linear_to_lab(linear)
-    illuminant, reference = estimate_illuminant(lab, linear, rgb, valid, params)
+    look = first_look(lab, linear, rgb, valid, params)
+    illuminant, reference = estimate_illuminant(linear, valid, look, params)
+    if look.vignetting:
+        linear = linear / radial_falloff(valid.shape, look.vignetting)[..., None]
     if not illuminant.is_identity:
         linear = linear * illuminant.gains
+    if look.vignetting or not illuminant.is_identity:
         lab = linear_to_lab(linear)
     exclusions, _ = find_exclusions(lab, rgb, valid, reference, params)
     healthy = exclusions.healthy()
     if params.vignetting_correction and healthy.sum() >= 50:
-        falloff = radial_falloff(lab, healthy)
-        if falloff is not None:
-            linear = linear / falloff[..., None]
+        residual = undo_vignetting(linear, healthy, look.vignetting)
+        if residual:
+            linear = linear / radial_falloff(valid.shape, residual)[..., None]
             lab = linear_to_lab(linear)
     n_valid = max(1, int(valid.sum()))
     skin_fraction = float(healthy.sum() / n_valid)
