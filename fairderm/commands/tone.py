@@ -42,6 +42,11 @@ def estimate_command(
         help="Colour constancy: auto (white reference and skin prior), white, skin-prior, shades-of-grey, "
         "grey-edge or none.",
     ),
+    lesion_masks: bool = typer.Option(
+        False, "--lesion-masks",
+        help="Use the cohort's lesion masks (manifest column 'mask') instead of segmenting the lesion; "
+        "images without a mask are segmented.",
+    ),
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.tone import ToneParameters, estimate_tone, load_calibration, write_tone
@@ -49,11 +54,15 @@ def estimate_command(
     parameters = ToneParameters(constancy=constancy)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
+    if lesion_masks:
+        from fairderm.tone._estimate import lesion_mask_paths
+
+        lesion_mask_paths(cohort, True, method)  # a cohort without masks fails here, before the progress bar
     with progress_bar() as bar:
         task = bar.add_task("measuring skin tone", total=len(cohort))
         frame = estimate_tone(
             cohort, calibration=fitted, workers=workers, method=method,
-            parameters=parameters, fitzpatrick_scheme=fitzpatrick_scheme,
+            parameters=parameters, fitzpatrick_scheme=fitzpatrick_scheme, lesion_masks=lesion_masks,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     write_tone(out, frame, cohort)

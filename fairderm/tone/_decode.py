@@ -137,3 +137,42 @@ def _is_grey_rgb(rgb: np.ndarray, opaque: np.ndarray | None) -> bool:
         spread = spread[opaque]
     # fewer than 1% of the pixels with any colour (JPEG leaves +-2 on grey)
     return bool(np.count_nonzero(spread > 2) <= 0.01 * spread.size)
+
+
+def decode_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A lesion mask file as a bool array of ``shape`` (the decoded photograph's height, width).
+
+    Any non-zero pixel of the file (after its EXIF orientation) is lesion;
+    the mask is reduced by area averaging and a working pixel is lesion
+    when at least half of it was. The mask must have the photograph's
+    aspect ratio (within 2%).
+
+    Raises
+    ------
+    ImageRefused
+        ``error`` with the reason for a missing, unreadable or mismatched mask.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageRefused("error", f"lesion mask is {width}x{height} px, above the pixel limit")
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            lesion = image.convert("L").point(lambda value: 255 if value else 0)
+    except ImageRefused:
+        raise
+    except FileNotFoundError:
+        raise ImageRefused("error", f"lesion mask not found: {path.name}") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRefused("error", f"cannot decode lesion mask {path.name}: {_first_line(exc)}") from None
+    height, width = shape
+    mask_width, mask_height = lesion.size
+    if abs(mask_width / mask_height - width / height) > 0.02 * (width / height):
+        raise ImageRefused(
+            "error",
+            f"lesion mask {path.name} is {mask_width}x{mask_height} px, not the photograph's aspect ratio "
+            f"({width}x{height} at working size)",
+        )
+    reduced = lesion.resize((width, height), Image.Resampling.BOX)
+    return np.asarray(reduced) >= 128

@@ -22,7 +22,7 @@ from fairderm._version import __version__
 from fairderm.cohort import Cohort
 from fairderm.errors import InputError
 from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE, ToneCalibration
-from fairderm.tone._decode import ImageRefused, decode_image
+from fairderm.tone._decode import ImageRefused, decode_image, decode_mask
 from fairderm.tone._pipeline import ImageTone, ToneParameters, analyse_rgb
 from fairderm.tone._scales import (
     DEFAULT_FITZPATRICK_SCHEME,
@@ -52,8 +52,18 @@ ESTIMATOR_VERSION = "fairderm-ita/1"
 _MIN_IMAGES_FOR_POOL = 48
 
 
-def measure_image(path: str | os.PathLike[str], params: ToneParameters | None = None) -> ImageTone:
+def measure_image(
+    path: str | os.PathLike[str],
+    params: ToneParameters | None = None,
+    *,
+    mask: str | os.PathLike[str] | None = None,
+) -> ImageTone:
     """Healthy-skin ITA of one photograph file; never raises for a bad image.
+
+    ``mask`` is an optional lesion mask file (non-zero = lesion, the
+    photograph's aspect ratio) used instead of the lesion segmentation; a
+    missing or mismatched mask makes the image an ``error``, never a silent
+    fall-back to the segmentation.
 
     Returns an :class:`ImageTone` whose ``status`` is ``ok``, ``abstain``
     or ``error`` with a ``reason``.
@@ -61,21 +71,24 @@ def measure_image(path: str | os.PathLike[str], params: ToneParameters | None = 
     params = params or ToneParameters()
     try:
         decoded = decode_image(Path(path), params.working_size)
+        lesion = None if mask is None else decode_mask(Path(mask), decoded.rgb.shape[:2])
     except ImageRefused as refused:
         return ImageTone(status=refused.status, reason=refused.reason)
     try:
-        return analyse_rgb(decoded.rgb, decoded.opaque, params)
+        return analyse_rgb(decoded.rgb, decoded.opaque, params, lesion=lesion)
     except (ValueError, FloatingPointError, MemoryError, IndexError) as exc:
         # a defect in the estimator on one odd image must not stop a cohort
         return ImageTone(status="error", reason=f"estimator failed: {type(exc).__name__}: {exc}")
 
 
-def _measure_chunk(paths: list[str], params: ToneParameters, method: str) -> list[dict[str, Any]]:
+def _measure_chunk(
+    items: list[tuple[str, str | None]], params: ToneParameters, method: str
+) -> list[dict[str, Any]]:
     if method == "stone":
         from fairderm.tone._stone import measure_with_stone
 
-        return [measure_with_stone(Path(p), params) for p in paths]
-    return [_record(measure_image(p, params)) for p in paths]
+        return [measure_with_stone(Path(p), params) for p, _ in items]
+    return [_record(measure_image(p, params, mask=m)) for p, m in items]
 
 
 def _record(tone: ImageTone) -> dict[str, Any]:
@@ -96,7 +109,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _run(
-    paths: Sequence[str],
+    paths: Sequence[tuple[str, str | None]],
     params: ToneParameters,
     method: str,
     workers: int,
@@ -126,9 +139,26 @@ def _run(
     return [record for chunk in results if chunk for record in chunk]
 
 
-def method_name(method: str, scheme: str, calibration: ToneCalibration | None) -> str:
-    """The ``method`` column: estimator, and how ITA became a Fitzpatrick type."""
+def lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[str | None]:
+    """Per image, the lesion mask file to use (None: segment the lesion)."""
+    if not lesion_masks:
+        return [None] * len(cohort.manifest)
+    if method != "fairderm":
+        raise InputError("lesion masks are used by the fairderm method only", column="--lesion-masks")
+    if "mask" not in cohort.manifest.columns:
+        raise InputError("the manifest has no 'mask' column: no lesion masks to use",
+                         source=cohort.manifest_path, column="mask")
+    root = cohort.images_root.resolve()
+    return [None if pd.isna(mask) or not str(mask) else str(root / str(mask)) for mask in cohort.manifest["mask"]]
+
+
+def method_name(
+    method: str, scheme: str, calibration: ToneCalibration | None, *, lesion_masks: bool = False
+) -> str:
+    """The ``method`` column: estimator, where the lesion came from, and how ITA became a Fitzpatrick type."""
     base = ESTIMATOR_VERSION if method == "fairderm" else "stone/skin-tone-classifier;lesion-masked"
+    if lesion_masks:
+        base += ";lesion=cohort-masks"
     if calibration is not None:
         return f"{base};{calibration.scale}=calibrated:{calibration.sha256[:12]}"
     return f"{base};fitzpatrick={scheme}"
@@ -141,6 +171,7 @@ def tone_frame(
     method: str,
     scheme: str = DEFAULT_FITZPATRICK_SCHEME,
     calibration: ToneCalibration | None = None,
+    lesion_masks: bool = False,
 ) -> pd.DataFrame:
     """Assemble per-image records into the tone table (contract columns first)."""
     raw = pd.DataFrame.from_records(records)
@@ -174,7 +205,8 @@ def tone_frame(
     frame["monk_est"] = pd.Series(monk.to_numpy(), dtype="Int8")
     frame["status"] = raw["status"].astype("string").to_numpy()
     frame["reason"] = raw["reason"].fillna("").astype("string").to_numpy()
-    frame["method"] = pd.Series([method_name(method, scheme, calibration)] * len(frame), dtype="string")
+    name = method_name(method, scheme, calibration, lesion_masks=lesion_masks)
+    frame["method"] = pd.Series([name] * len(frame), dtype="string")
     frame["fitzpatrick_group_est"] = pd.Series(group.to_numpy(), dtype="string")
     frame["chardon_est"] = ita_to_chardon(ita).to_numpy()
     frame["chardon_est"] = frame["chardon_est"].astype("string")
@@ -194,6 +226,7 @@ def estimate_tone(
     progress: ProgressCallback | None = None,
     parameters: ToneParameters | None = None,
     fitzpatrick_scheme: str = DEFAULT_FITZPATRICK_SCHEME,
+    lesion_masks: bool = False,
 ) -> pd.DataFrame:
     """Estimate the skin tone of every image of a cohort.
 
@@ -216,6 +249,11 @@ def estimate_tone(
     fitzpatrick_scheme
         Published ITA cut-points for ``fitzpatrick_est``: ``groh`` (default)
         or ``kinyanjui``.
+    lesion_masks
+        Use the cohort's lesion masks (manifest column ``mask``) instead of
+        segmenting the lesion. An image without a mask is segmented as
+        usual; a mask that is missing on disk or does not fit its
+        photograph makes that image an ``error`` with the reason.
 
     Returns
     -------
@@ -235,11 +273,11 @@ def estimate_tone(
     if workers is not None and workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}", column="--workers")
     workers = workers or os.cpu_count() or 1
-    paths = [str(p) for p in cohort.image_paths()]
-    records = _run(paths, params, method, workers, progress)
+    items = list(zip([str(p) for p in cohort.image_paths()], lesion_mask_paths(cohort, lesion_masks, method)))
+    records = _run(items, params, method, workers, progress)
     frame = tone_frame(
         cohort.manifest["image_id"].astype(str).tolist(), records,
-        method=method, scheme=fitzpatrick_scheme, calibration=calibration,
+        method=method, scheme=fitzpatrick_scheme, calibration=calibration, lesion_masks=lesion_masks,
     )
     frame.attrs["fairderm_tone"] = {
         "estimator": ESTIMATOR_VERSION if method == "fairderm" else "stone",
@@ -247,6 +285,7 @@ def estimate_tone(
         "fitzpatrick_scheme": None if calibration is not None and calibration.scale == "fitzpatrick"
         else fitzpatrick_scheme,
         "parameters": params.to_dict(),
+        "lesion_masks": lesion_masks,
         "calibration": None if calibration is None else {
             "sha256": calibration.sha256, "scale": calibration.scale, "cutpoints": list(calibration.cutpoints),
         },

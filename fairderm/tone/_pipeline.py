@@ -159,7 +159,7 @@ class FirstLook:
 
 
 def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.ndarray,
-               params: ToneParameters) -> FirstLook:
+               params: ToneParameters, lesion: np.ndarray | None = None) -> FirstLook:
     """The skin and the vignetting, from the exclusions on the uncorrected image at half resolution.
 
     The skin hue range is widened by 40 degrees so that a strong cast does
@@ -169,7 +169,8 @@ def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.n
     """
     lab_half, linear_half, valid_half = lab[::2, ::2], linear[::2, ::2], valid[::2, ::2]
     empty = np.zeros(valid_half.shape, dtype=bool)
-    first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty, params, hue_margin=40.0)
+    first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty, params, hue_margin=40.0,
+                               lesion=None if lesion is None else lesion[::2, ::2])
     skin = first.healthy()
     if skin.sum() < 20:
         skin = valid_half
@@ -238,8 +239,14 @@ def find_exclusions(
     params: ToneParameters,
     *,
     hue_margin: float = 0.0,
+    lesion: np.ndarray | None = None,
 ) -> tuple[_Exclusions, _skin.SkinReference]:
-    """Every non-healthy-skin mask, and the robust healthy skin colour they are relative to."""
+    """Every non-healthy-skin mask, and the robust healthy skin colour they are relative to.
+
+    ``lesion``, when given (a mask drawn by hand or by a segmentation
+    model), replaces the lesion segmentation; every other exclusion,
+    including strongly abnormal pixels elsewhere, still applies.
+    """
     shape = lab.shape[:2]
     short_side = min(shape)
     lightness = lab[..., 0]
@@ -249,6 +256,8 @@ def find_exclusions(
     hair = _skin.dilate(_skin.hair_mask(lightness, radius=max(2, short_side // 50), contrast=6.0), 1)
     outside_gamut = ~_skin.skin_gamut(lab, hue_margin)
     usable = valid & ~reference & ~clipped & ~hair & ~outside_gamut
+    if lesion is not None:
+        usable &= ~lesion
     ring = _skin.border_ring(shape, 0.25)
     seed_pixels = lab[usable & ring]
     if seed_pixels.shape[0] < 30:
@@ -256,7 +265,9 @@ def find_exclusions(
     ref = _skin.robust_reference(seed_pixels, floors=(3.0, 2.0, 2.0))
     smooth = _skin.box_mean(lab, 1)
     score = _skin.lesion_score(smooth, ref)
-    lesion = segment_lesion(score, valid & ~reference & ~clipped)
+    given = lesion is not None
+    if lesion is None:
+        lesion = segment_lesion(score, valid & ~reference & ~clipped)
     margin = max(1, int(round(params.lesion_margin * short_side)))
     lesion_zone = _skin.dilate(lesion, margin)
     highlight = (lightness > ref.centre[0] + max(3.5 * ref.scale[0], 10.0))
@@ -265,7 +276,7 @@ def find_exclusions(
     # the part of the lesion clearly unlike the skin (3 robust SDs): in a
     # close-up filled by the lesion, the segmentation can still pick out a
     # few marginal blobs of the lesion's own texture
-    distinct_lesion = lesion & (score > 3.0)
+    distinct_lesion = lesion if given else lesion & (score > 3.0)
     exclusions = _Exclusions(
         invalid=invalid, reference=reference, clipped=clipped, hair=hair,
         outside_gamut=outside_gamut, highlight=highlight, dark=dark, lesion=lesion,
@@ -447,12 +458,19 @@ def analyse_rgb(
     params: ToneParameters,
     *,
     keep_masks: bool = False,
+    lesion: np.ndarray | None = None,
 ) -> ImageTone:
-    """Measure the healthy-skin ITA of one 8-bit sRGB image at working size."""
+    """Measure the healthy-skin ITA of one 8-bit sRGB image at working size.
+
+    ``lesion`` is a known lesion mask at the same size (from the cohort's
+    ``mask`` column): it replaces the lesion segmentation, and the
+    close-up rule (no lesion stands out) no longer applies, since the
+    lesion's extent is known.
+    """
     valid = np.ones(rgb.shape[:2], dtype=bool) if opaque is None else opaque
     linear = srgb8_to_linear(rgb)
     lab = linear_to_lab(linear)
-    look = first_look(lab, linear, rgb, valid, params)
+    look = first_look(lab, linear, rgb, valid, params, lesion)
     illuminant, reference = estimate_illuminant(linear, valid, look, params)
     if look.vignetting:
         linear = linear / radial_falloff(valid.shape, look.vignetting)[..., None]
@@ -460,7 +478,7 @@ def analyse_rgb(
         linear = linear * illuminant.gains
     if look.vignetting or not illuminant.is_identity:
         lab = linear_to_lab(linear)
-    exclusions, _ = find_exclusions(lab, rgb, valid, reference, params)
+    exclusions, _ = find_exclusions(lab, rgb, valid, reference, params, lesion=lesion)
     healthy = exclusions.healthy()
     if params.vignetting_correction and healthy.sum() >= 50:
         residual = undo_vignetting(linear, healthy, look.vignetting)
@@ -497,7 +515,7 @@ def analyse_rgb(
         )
         return result
     distinct_fraction = float(exclusions.distinct_lesion.sum() / n_valid)
-    if distinct_fraction < params.min_lesion_fraction:
+    if lesion is None and distinct_fraction < params.min_lesion_fraction:
         result.status = "abstain"
         result.reason = (
             f"no lesion stands out from the skin ({100 * distinct_fraction:.2f}% of the image): "
