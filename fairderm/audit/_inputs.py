@@ -3,7 +3,8 @@
 What is hashed (all SHA-256):
 
 * the cohort's ``cohort.yaml`` and ``manifest.parquet``;
-* every selected image (``images.sha256`` in the run folder lists them, in
+* every selected image, and its lesion mask when the tone stage uses the
+  cohort's masks (``images.sha256`` in the run folder lists them, in
   ``sha256sum`` format relative to the cohort's ``images_root``; their
   combined digest is the SHA-256 of that file);
 * the model: every file of a model folder (or the checkpoint file), or for a
@@ -145,25 +146,35 @@ def _file_entry(path: Path, hasher: FileHasher) -> dict[str, Any]:
     return {"path": str(path), "sha256": hasher.digest(path)}
 
 
-def _image_entry(cohort: Cohort, hash_images: bool, hasher: FileHasher) -> tuple[dict[str, Any], str]:
+def _image_entry(
+    cohort: Cohort, hash_images: bool, hasher: FileHasher, *, masks: bool = False
+) -> tuple[dict[str, Any], str]:
+    """The selected images (and, when the tone stage uses them, their lesion masks), hashed or stamped."""
     names = cohort.manifest["image"].astype(str).tolist()
+    paths = cohort.image_paths()
+    mask_names: list[str] = []
+    if masks and "mask" in cohort.manifest.columns:
+        mask_names = [str(m) for m in cohort.manifest["mask"] if not pd.isna(m) and str(m)]
+        root = cohort.images_root.resolve()
+        names, paths = names + mask_names, paths + [root / m for m in mask_names]
+    counts = {"count": len(names) - len(mask_names), "masks": len(mask_names)} if masks else {"count": len(names)}
     if not hash_images:
         # without content hashes the selection is identified by its paths and file stamps
         stamps = []
-        for path in cohort.image_paths():
+        for path in paths:
             try:
                 stat = path.stat()
                 stamps.append([stat.st_size, stat.st_mtime_ns])
             except OSError:
                 stamps.append(None)
-        return {"count": len(names), "hashed": False, "stamps_sha256": sha256_json([names, stamps])}, ""
-    digests = hasher.digests(cohort.image_paths())
+        return {**counts, "hashed": False, "stamps_sha256": sha256_json([names, stamps])}, ""
+    digests = hasher.digests(paths)
     unreadable = [n for n, d in zip(names, digests) if d is None]
     if unreadable:
         raise InputError(f"image cannot be read: {unreadable[0]}", source=str(cohort.images_root), column="image")
     text = checksum_lines(names, digests)
     return {
-        "count": len(names), "hashed": True, "root": str(cohort.images_root.resolve()),
+        **counts, "hashed": True, "root": str(cohort.images_root.resolve()),
         "list": "images.sha256", "sha256": sha256_bytes(text.encode()),
     }, text
 
@@ -209,7 +220,8 @@ def collect_inputs(loaded: LoadedSpec, cohort: Cohort, selected: Cohort, hasher:
         "selected_ids_sha256": sha256_json(selected.manifest["image_id"].astype(str).tolist()),
         "copy": {"cohort.yaml": "cohort/cohort.yaml", "manifest.parquet": "cohort/manifest.parquet"},
     }
-    images, checksums = _image_entry(selected, spec.outputs.hash_images, hasher)
+    masks = spec.tone.source == "estimate" and spec.tone.lesion_masks
+    images, checksums = _image_entry(selected, spec.outputs.hash_images, hasher, masks=masks)
     record: dict[str, Any] = {
         "spec": _file_entry(loaded.source, hasher),
         "cohort": cohort_entry,

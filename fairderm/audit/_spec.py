@@ -96,6 +96,11 @@ class ToneSection(_Section):
         "fitzpatrick_group or monk); default: the first of these the cohort has values for.",
     )
     workers: int | None = Field(None, ge=1, description="Processes for estimation (default: one per core).")
+    lesion_masks: bool = Field(
+        False,
+        description="Use the cohort's lesion masks (manifest column 'mask') instead of segmenting the lesion "
+        "(source 'estimate'); the mask files are then hashed with the images.",
+    )
 
     @model_validator(mode="after")
     def _column_for_column_source(self) -> ToneSection:

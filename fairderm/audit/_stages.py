@@ -54,7 +54,7 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
     tone = loaded.spec.tone
     calibration = loaded.resolve(tone.calibration) if tone.calibration else None
     frame = estimate_tone(cohort, calibration=calibration, workers=tone.workers, method=tone.method,
-                          progress=progress)
+                          lesion_masks=tone.lesion_masks, progress=progress)
     write_tone(out / "tone.parquet", frame, cohort)
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata
 from fairderm.audit import run_audit, verify_run
@@ -170,3 +171,29 @@ def test_differences_use_float_tolerance_and_name_records():
     keys = [k for k, _ in differences_between(stored, other)]
     assert keys == ["groups[group=a, metric=m].estimate", "n"]
     assert list(differences_between({"x": None}, {"x": 0.0})) == [("x", "stored None, recomputed 0.0")]
+
+
+def _with_masks(cohort_root: Path) -> None:
+    """Give every case of the tiny cohort a lesion mask file (column ``mask``)."""
+    manifest = pd.read_parquet(cohort_root / "manifest.parquet")
+    for image in manifest["image"]:
+        Image.new("L", (8, 8), 0).save(cohort_root / image.replace(".png", "_mask.png"))
+    manifest["mask"] = manifest["image"].str.replace(".png", "_mask.png", regex=False)
+    manifest.to_parquet(cohort_root / "manifest.parquet", index=False)
+
+
+def test_lesion_masks_used_by_the_tone_stage_are_hashed_and_verified(write_spec, tiny_cohort):
+    _with_masks(tiny_cohort)
+    run = run_audit(write_spec(tone={"source": "estimate", "lesion_masks": True, "column": None,
+                                     "workers": 1}))
+    evidence = json.loads((run.run_dir / "evidence.json").read_text())
+    assert evidence["inputs"]["images"]["masks"] == evidence["inputs"]["images"]["count"] > 0
+    listing = (run.run_dir / "images.sha256").read_text()
+    assert "images/img001_mask.png" in listing  # a test-split case (every fifth is train)
+    tone = pd.read_parquet(next(run.run_dir.rglob("tone.parquet")))
+    assert tone["method"].str.contains("lesion=cohort-masks").all()
+    assert verify_run(run.run_dir).ok
+    mask = tiny_cohort / "images" / "img006_mask.png"
+    mask.write_bytes(mask.read_bytes() + b"\0")
+    detail = next(c.detail for c in verify_run(run.run_dir).problems if c.item == "input images")
+    assert "img006_mask.png" in detail
