@@ -93,21 +93,26 @@ def find_white_reference(
     # the cast the skin implies, whatever the cast. (A limit on CIELAB chroma
     # would reject whites under tungsten light, as saturated as pale skin in
     # daylight, and accept pale, over-exposed skin.)
-    skin_chroma = log_chromaticity(lab_to_linear(np.asarray(skin_colour, dtype=np.float64)))
-    own = float(np.hypot(*expected_skin_chromaticity(float(skin_colour[0]))))
-    pixel_chroma = log_chromaticity(linear)
-    plausible_cast = np.hypot(pixel_chroma[..., 0], pixel_chroma[..., 1]) < max_cast
-    implied_cast = skin_chroma - expected_skin_chromaticity(float(skin_colour[0]))
-    unlike_skin = (np.hypot(*(pixel_chroma - skin_chroma).transpose(2, 0, 1)) > 0.5 * own) & (
-        np.hypot(*(pixel_chroma - implied_cast).transpose(2, 0, 1)) < 0.35 * own
-    )
+    empty = np.zeros(candidate.shape, dtype=bool)
     bright = (
         candidate
         & (lightness > max(60.0, float(skin_colour[0]) + bright_step))
         & (channel_max(linear) < 0.97)
-        & plausible_cast
-        & unlike_skin
     )
+    if bright.sum() < min_area_fraction * bright.size:
+        return empty  # most photographs: nothing bright enough, no chromaticity needed
+    skin_chroma = log_chromaticity(lab_to_linear(np.asarray(skin_colour, dtype=np.float64)))
+    own = float(np.hypot(*expected_skin_chromaticity(float(skin_colour[0]))))
+    implied_cast = skin_chroma - expected_skin_chromaticity(float(skin_colour[0]))
+    pixel_chroma = log_chromaticity(linear[bright])
+    white_like = (
+        (np.hypot(*pixel_chroma.T) < max_cast)  # a chromaticity a cast could give a neutral surface
+        & (np.hypot(*(pixel_chroma - skin_chroma).T) > 0.5 * own)
+        & (np.hypot(*(pixel_chroma - implied_cast).T) < 0.35 * own)
+    )
+    bright[bright] = white_like
+    if bright.sum() < min_area_fraction * bright.size:
+        return empty
     # Flatness among the bright neighbours only: the tick marks and digits of
     # a ruler do not make its body look textured, while glare on skin varies
     # smoothly everywhere.
@@ -118,7 +123,7 @@ def find_white_reference(
     local_sd = np.sqrt(np.maximum(square - mean * mean, 0.0))
     mask = bright & (local_sd < 2.5) & (weight >= 0.7)
     if mask.sum() < min_area_fraction * mask.size:
-        return np.zeros_like(mask)
+        return empty
     labels, count = ndi.label(mask)
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     areas[0] = 0
