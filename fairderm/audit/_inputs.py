@@ -152,11 +152,9 @@ def _image_entry(
     """The selected images (and, when the tone stage uses them, their lesion masks), hashed or stamped."""
     names = cohort.manifest["image"].astype(str).tolist()
     paths = cohort.image_paths()
-    mask_names: list[str] = []
-    if masks and "mask" in cohort.manifest.columns:
-        mask_names = [str(m) for m in cohort.manifest["mask"] if not pd.isna(m) and str(m)]
-        root = cohort.images_root.resolve()
-        names, paths = names + mask_names, paths + [root / m for m in mask_names]
+    mask_paths = [path for path in cohort.mask_paths() if path is not None] if masks else []
+    mask_names = [path.relative_to(cohort.images_root.resolve()).as_posix() for path in mask_paths]
+    names, paths = names + mask_names, paths + mask_paths
     counts = {"count": len(names) - len(mask_names), "masks": len(mask_names)} if masks else {"count": len(names)}
     if not hash_images:
         # without content hashes the selection is identified by its paths and file stamps

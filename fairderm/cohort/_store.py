@@ -55,6 +55,13 @@ class Cohort:
         root = self.images_root.resolve()
         return [root / p for p in self.manifest["image"].tolist()]
 
+    def mask_paths(self) -> list[Path | None]:
+        """Absolute lesion-mask paths, in manifest order; None for a case without one (all None without a mask column)."""
+        if "mask" not in self.manifest.columns:
+            return [None] * len(self.manifest)
+        root = self.images_root.resolve()
+        return [None if pd.isna(m) or not str(m) else root / str(m) for m in self.manifest["mask"].tolist()]
+
     @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST_FILE

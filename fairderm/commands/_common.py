@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -22,9 +23,14 @@ T = TypeVar("T")
 console = Console(highlight=False, soft_wrap=True)
 
 
-def progress_bar(*, transient: bool = False) -> Progress:
-    """A rich progress bar with counts, elapsed and remaining time (stderr)."""
-    return Progress(
+@contextmanager
+def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
+    """A rich progress bar with counts, elapsed and remaining time (stderr).
+
+    When the work inside fails, the bar is removed rather than left behind,
+    so that the error's one line is all the user sees.
+    """
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -33,6 +39,12 @@ def progress_bar(*, transient: bool = False) -> Progress:
         console=Console(stderr=True),
         transient=transient,
     )
+    with progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.live.transient = True
+            raise
 
 
 def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:

@@ -54,10 +54,6 @@ def estimate_command(
     parameters = ToneParameters(constancy=constancy)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
-    if lesion_masks:
-        from fairderm.tone._estimate import lesion_mask_paths
-
-        lesion_mask_paths(cohort, True, method)  # a cohort without masks fails here, before the progress bar
     with progress_bar() as bar:
         task = bar.add_task("measuring skin tone", total=len(cohort))
         frame = estimate_tone(

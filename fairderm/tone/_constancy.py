@@ -86,13 +86,6 @@ def find_white_reference(
     than the darker quarter of the pixels 2-6 px outside it.
     """
     lightness = lab[..., 0]
-    # In log chromaticity a cast is a translation: a white shows the cast
-    # itself, the skin the cast plus the skin's own chromaticity (the prior
-    # mean at its L*). So a white lies more than half the skin's own
-    # chromaticity away from the skin, and within about a third of it from
-    # the cast the skin implies, whatever the cast. (A limit on CIELAB chroma
-    # would reject whites under tungsten light, as saturated as pale skin in
-    # daylight, and accept pale, over-exposed skin.)
     empty = np.zeros(candidate.shape, dtype=bool)
     bright = (
         candidate
@@ -101,9 +94,17 @@ def find_white_reference(
     )
     if bright.sum() < min_area_fraction * bright.size:
         return empty  # most photographs: nothing bright enough, no chromaticity needed
+    # In log chromaticity a cast is a translation: a white shows the cast
+    # itself, the skin the cast plus the skin's own chromaticity (the prior
+    # mean at its L*). So a white lies more than half the skin's own
+    # chromaticity away from the skin, and within about a third of it from
+    # the cast the skin implies, whatever the cast. (A limit on CIELAB chroma
+    # would reject whites under tungsten light, as saturated as pale skin in
+    # daylight, and accept pale, over-exposed skin.)
+    own_chroma = expected_skin_chromaticity(float(skin_colour[0]))
+    own = float(np.hypot(*own_chroma))
     skin_chroma = log_chromaticity(lab_to_linear(np.asarray(skin_colour, dtype=np.float64)))
-    own = float(np.hypot(*expected_skin_chromaticity(float(skin_colour[0]))))
-    implied_cast = skin_chroma - expected_skin_chromaticity(float(skin_colour[0]))
+    implied_cast = skin_chroma - own_chroma
     pixel_chroma = log_chromaticity(linear[bright])
     white_like = (
         (np.hypot(*pixel_chroma.T) < max_cast)  # a chromaticity a cast could give a neutral surface

@@ -139,7 +139,7 @@ def _run(
     return [record for chunk in results if chunk for record in chunk]
 
 
-def lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[str | None]:
+def _lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[str | None]:
     """Per image, the lesion mask file to use (None: segment the lesion)."""
     if not lesion_masks:
         return [None] * len(cohort.manifest)
@@ -148,8 +148,7 @@ def lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[s
     if "mask" not in cohort.manifest.columns:
         raise InputError("the manifest has no 'mask' column: no lesion masks to use",
                          source=cohort.manifest_path, column="mask")
-    root = cohort.images_root.resolve()
-    return [None if pd.isna(mask) or not str(mask) else str(root / str(mask)) for mask in cohort.manifest["mask"]]
+    return [None if path is None else str(path) for path in cohort.mask_paths()]
 
 
 def method_name(
@@ -273,7 +272,7 @@ def estimate_tone(
     if workers is not None and workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}", column="--workers")
     workers = workers or os.cpu_count() or 1
-    items = list(zip([str(p) for p in cohort.image_paths()], lesion_mask_paths(cohort, lesion_masks, method)))
+    items = list(zip([str(p) for p in cohort.image_paths()], _lesion_mask_paths(cohort, lesion_masks, method)))
     records = _run(items, params, method, workers, progress)
     frame = tone_frame(
         cohort.manifest["image_id"].astype(str).tolist(), records,

@@ -315,12 +315,6 @@ _MIN_VIGNETTING = 0.02
 _MAX_VIGNETTING = 0.6
 
 
-def _frame_axes(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row coordinates x and y of a frame, in [-1, 1] about its centre."""
-    height, width = shape
-    return (np.arange(width) - (width - 1) / 2) / (width / 2), (np.arange(height) - (height - 1) / 2) / (height / 2)
-
-
 def vignetting_strength(linear: np.ndarray, healthy: np.ndarray) -> float:
     """Strength ``v`` of a radial falloff ``1 - v r^2`` of the skin's linear intensity (may be negative).
 
@@ -335,7 +329,7 @@ def vignetting_strength(linear: np.ndarray, healthy: np.ndarray) -> float:
     the centre, 1 at the corners). Returns 0 when the skin does not span
     the frame.
     """
-    x_axis, y_axis = _frame_axes(healthy.shape)
+    x_axis, y_axis = _skin.frame_axes(healthy.shape)
     columns, rows = healthy.any(axis=0), healthy.any(axis=1)
     if np.ptp(x_axis[columns]) < 0.5 or np.ptp(y_axis[rows]) < 0.5:
         return 0.0

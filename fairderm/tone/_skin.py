@@ -50,12 +50,16 @@ def border_ring(shape: tuple[int, int], fraction: float) -> np.ndarray:
     return ring
 
 
+def frame_axes(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row coordinates x and y of a frame, in [-1, 1] about its centre."""
+    height, width = shape
+    return (np.arange(width) - (width - 1) / 2) / (width / 2), (np.arange(height) - (height - 1) / 2) / (height / 2)
+
+
 @functools.lru_cache(maxsize=32)
 def centre_distance(shape: tuple[int, int]) -> np.ndarray:
     """Distance from the image centre, 0 at the centre and 1 at the corners (read-only, cached per shape)."""
-    height, width = shape
-    yy = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / (height / 2)
-    xx = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / (width / 2)
+    xx, yy = (axis.astype(np.float32) for axis in frame_axes(shape))
     distance = np.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2) / np.sqrt(2.0)
     distance.flags.writeable = False
     return distance
