@@ -265,11 +265,13 @@ stuck-on.</think><answer>Seborrheic keratosis (SK)</answer>""",
     ("   \n  ", None),
     # --- a second batch, written after the parser and run once before any change (25/25 right)
     (
-        "Visual findings: A 4 mm tan papule.\nDifferential reasoning: The main alternatives are dermatofibroma and nevus.\nFinal diagnosis: Intradermal nevus.",
+        "Visual findings: A 4 mm tan papule.\nDifferential reasoning: The main alternatives are dermatofibroma "
+        "and nevus.\nFinal diagnosis: Intradermal nevus.",
         "nevus",
     ),
     (
-        "<think>Irregular pigmentation with streaks at periphery; Spitz nevus is possible in a child, but this is an adult.</think><answer>Final diagnosis: Superficial spreading melanoma</answer>",
+        "<think>Irregular pigmentation with streaks at periphery; Spitz nevus is possible in a child, but this "
+        "is an adult.</think><answer>Final diagnosis: Superficial spreading melanoma</answer>",
         "melanoma",
     ),
     (

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LABELS, make_cohort
+from inference_testdata import LABELS, make_cohort
 
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import read_predictions, run_inference
@@ -152,7 +152,7 @@ def _torch_model(folder, weights="model.safetensors", **spec):
     folder.mkdir()
     (folder / "model.py").write_text(MODEL_PY)
     namespace: dict = {}
-    exec(MODEL_PY, namespace)  # noqa: S102  the test's own model code
+    exec(MODEL_PY, namespace)
     torch.manual_seed(0)
     net = namespace["Net"](4)
     if weights.endswith(".safetensors"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_cohort
+from inference_testdata import make_cohort
 from vlm_server import ScriptedVLM
 
 from fairderm.inference import read_predictions

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_cohort
+from inference_testdata import make_cohort
 
 from fairderm.cohort import write_cohort
 from fairderm.errors import InputError
@@ -167,7 +167,7 @@ def test_backbone_runs_on_real_pad_photos_per_stratum(trained, pad_subset, tmp_p
 
 
 def test_backbone_backend_reuses_cached_features_without_decoding(trained, tmp_path):
-    cohort, features, _, root = trained
+    cohort, _, _, root = trained
     run_inference(cohort, tmp_path / "cached.parquet", backend="backbone", model=root / "head",
                   options={"feature_cache": str(root / "cache")}, workers=0)
     run_inference(cohort, tmp_path / "fresh.parquet", backend="backbone", model=root / "head",
@@ -218,7 +218,7 @@ def test_head_is_temperature_scaled_on_validation_and_old_heads_still_load(train
     calibration = result.config["calibration"]
     assert calibration["n_val"] == result.config["training"]["n_val"]
     assert calibration["val_nll_after"] <= calibration["val_nll_before"]
-    model, config = load_head(result.path)
+    model, _ = load_head(result.path)
     assert float(model.temperature) == pytest.approx(calibration["temperature"], rel=1e-5)
     # a head folder from before temperature scaling (no buffer) loads, uncalibrated
     old = tmp_path / "old-head"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELS, make_cohort
+from inference_testdata import LABELS, make_cohort
 
 from fairderm._io import atomic_write_parquet
 from fairderm.errors import InputError
@@ -235,7 +235,7 @@ def test_registry_names_builtins_and_rejects_unknown_backends(monkeypatch):
     assert {"backbone", "hf", "torch", "openai", "vllm", "file"} <= set(available_backends())
     # as in a process that never imported fairderm.moe (another test may have)
     monkeypatch.delitem(registry._REGISTRY, "router", raising=False)
-    with pytest.raises(InputError, match="import fairderm.moe"):
+    with pytest.raises(InputError, match=r"import fairderm\.moe"):
         load_predictor("router", None)
     register_backend("fixed-test", lambda model, **options: FixedPredictor(), replace=True)
     assert isinstance(load_predictor("fixed-test", None, labels=LABELS), FixedPredictor)

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import make_cohort
+from inference_testdata import make_cohort
 from vlm_server import ScriptedVLM
 
 from fairderm.cli import main

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import make_cohort
+from inference_testdata import make_cohort
 from vlm_server import ScriptedVLM
 
 from fairderm.errors import FairdermError, InputError
