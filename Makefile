@@ -8,11 +8,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fairderm-installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test test-fast browser bench clean help
+.PHONY: setup demo test test-fast lint browser bench clean help
 
 help:
 	@echo "make demo   - set up .venv if missing, then run the full demo audit"
-	@echo "make test   - set up .venv if missing, then run the test suite"
+	@echo "make test   - set up .venv if missing, then lint (ruff) and run the test suite"
+	@echo "make lint   - ruff check only (the rules are in pyproject.toml)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
 
 setup: $(STAMP)
@@ -40,7 +41,10 @@ browser:
 demo: $(STAMP)
 	$(BIN)/fairderm demo --out demo-output
 
-test: $(STAMP) browser
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)

@@ -226,7 +226,8 @@ def learnability(work: Path, eval_weights: tuple[float, ...] | None, folds: int 
         "V-VI expert": (np.hstack([x, x * darkest[:, None]]), False),
         "V-VI expert, balanced": (np.hstack([x, x * darkest[:, None]]), True),
     }
-    folds_ = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y * 10 + groups + 1, dataset.cluster))
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=0)
+    folds_ = list(splitter.split(x, y * 10 + groups + 1, dataset.cluster))
     results: dict[str, Any] = {}
     print(f"\n== learnability: {folds}-fold patient-grouped CV, logistic regression (C=0.01) on the frozen features")
     print("cases per group:", {n: int(np.sum(groups == i)) for i, n in enumerate(dataset.group_names)})
@@ -271,7 +272,8 @@ def _fresh(path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fairderm-router-acceptance",
+    default_work = Path(os.environ.get("TMPDIR", "/tmp")) / "fairderm-router-acceptance"
+    parser.add_argument("--work", type=Path, default=default_work,
                         help="Work folder (cohorts, tone, feature cache, router folders); reused when present.")
     parser.add_argument("--n", type=int, default=1500, help="Synthetic cohort size.")
     parser.add_argument("--n-boot", type=int, default=2000, help="Bootstrap replicates of the evaluation.")

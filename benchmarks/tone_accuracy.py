@@ -71,7 +71,8 @@ def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
                     "abstained": int((~ok).sum()),
                 })
     report = pd.DataFrame(rows)
-    for column, ratio in (("median_abs_error", "none_over_mode"), ("median_abs_error_exposed", "none_over_mode_exposed")):
+    ratios = (("median_abs_error", "none_over_mode"), ("median_abs_error_exposed", "none_over_mode_exposed"))
+    for column, ratio in ratios:
         baseline = report[report["constancy"] == "none"].set_index("images")[column]
         report[ratio] = baseline.reindex(report["images"]).to_numpy() / report[column]
     return report

@@ -111,7 +111,7 @@ def stone_rate(paths: list[Path], workers: int) -> tuple[float | None, str]:
         return None, f"skin-tone-classifier not installed ({exc}); pip install 'fairderm[stone]'"
     try:
         return pool_rate(stone_tone, paths, workers), ""
-    except Exception as exc:  # report why the third-party package could not be timed
+    except Exception as exc:  # noqa: BLE001 - report why the third-party package could not be timed
         return None, f"skin-tone-classifier failed: {type(exc).__name__}: {exc}"
 
 

@@ -254,7 +254,7 @@ def _stratum(cases: pd.DataFrame, attribute: str) -> pd.Series | None:
     """The case column behind a metrics attribute (estimated tone groups for ``fitzpatrick_est``)."""
     if attribute == "fitzpatrick_est" and "tone_group_est" in cases:
         return cases["tone_group_est"]
-    return cases[attribute] if attribute in cases else None
+    return cases.get(attribute)
 
 
 def paired_differences(run_a: RunData, run_b: RunData, *, n_boot: int, seed: int = 0) -> pd.DataFrame:

@@ -43,30 +43,29 @@ def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
     """Serve the dashboard on a free local port; yields its URL and stops it afterwards."""
     port = free_port()
     # A file, not a pipe: a pipe nobody reads can fill up and stall the server.
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(streamlit_argv(APP, Path(runs_dir), port=port, host="127.0.0.1"),
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not become healthy in time")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(streamlit_argv(APP, Path(runs_dir), port=port, host="127.0.0.1"),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("streamlit did not become healthy in time")
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _wait_for_page(page, heading: str, timeout_ms: float) -> None:

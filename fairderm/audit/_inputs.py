@@ -42,7 +42,7 @@ def select_cases(cohort: Cohort, expression: str | None, *, source: str) -> Coho
     manifest = cohort.manifest
     try:
         mask = manifest.eval(expression)
-    except Exception as exc:  # pandas raises many types for a bad expression
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
         message = f"cannot evaluate {expression!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         raise InputError(f"key 'cohort.filter': {message}", source=source) from None
     if not isinstance(mask, pd.Series) or len(mask) != len(manifest) or not pd.api.types.is_bool_dtype(mask):

@@ -369,7 +369,9 @@ def _floats_equal(a: float, b: float) -> bool:
     return abs(a - b) <= FLOAT_TOLERANCE * max(1.0, abs(a), abs(b))
 
 
-def differences_between(stored: Any, fresh: Any, path: str = "", ignore: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+def differences_between(
+    stored: Any, fresh: Any, path: str = "", ignore: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str]]:
     """Yield ``(key path, what differs)`` between a stored JSON value and a recomputed one.
 
     Floats compare within :data:`FLOAT_TOLERANCE`; everything else exactly.

@@ -21,7 +21,6 @@ from fairderm.cards._content import (
     fmt_interval,
     metric_label,
     metric_meaning,
-    number,
     short_group,
 )
 from fairderm.cards._text import (
@@ -147,7 +146,7 @@ def _value_text(key: str, value: Any) -> str:
     """A record value for a table: p-values to 3 significant digits, other numbers to 3 decimals."""
     if value is None:
         return "–"
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return str(value)
     if isinstance(value, float):
         if key.startswith("p_") or key == "p":

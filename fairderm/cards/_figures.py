@@ -132,7 +132,8 @@ def _mitigation(data: CardData) -> dict[str, Any] | None:
     for name, result in methods.items():
         if not isinstance(result, dict):
             continue
-        (gap, gap_low, gap_high), (accuracy, acc_low, acc_high) = _interval(result, "gap"), _interval(result, "accuracy")
+        gap, gap_low, gap_high = _interval(result, "gap")
+        accuracy, acc_low, acc_high = _interval(result, "accuracy")
         if gap is None or accuracy is None:
             continue
         traces.append({

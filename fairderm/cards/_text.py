@@ -78,7 +78,8 @@ def evaluation_description(data: CardData) -> str:
     status = data.run.predictions_status or {}
     failed = sum(v for k, v in status.items() if k != "ok")
     if failed:
-        parts.append(f"{failed} cases without a usable prediction ({', '.join(f'{k}: {v}' for k, v in sorted(status.items()) if k != 'ok')})")
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(status.items()) if k != "ok")
+        parts.append(f"{failed} cases without a usable prediction ({reasons})")
     if data.tone_attribute:
         sizes = data.group_sizes(data.tone_attribute)
         mix = ", ".join(f"{r.group}: {r.n}" for r in sizes.itertuples())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from fairderm.cohort._describe import CohortDescription, describe_cohort
 from fairderm.cohort._images import check_images, image_problem, resolve_inside
+from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._schema import (
     FITZPATRICK_GROUPS,
     MANIFEST_FILE,
@@ -31,18 +32,17 @@ from fairderm.cohort._schema import (
     fitzpatrick_to_group,
     validate_manifest,
 )
-from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._store import Cohort, load_cohort, write_cohort
 from fairderm.cohort._synth import synthesize_cohort
 
 __all__ = [
     "FITZPATRICK_GROUPS",
+    "FORMATS",
     "MANIFEST_FILE",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPEC_FILE",
     "TONE_ATTRIBUTES",
-    "FORMATS",
     "Cohort",
     "CohortDescription",
     "CohortSpec",

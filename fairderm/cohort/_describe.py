@@ -147,7 +147,7 @@ def describe_cohort(cohort: Cohort, *, read_image_sizes: bool = True) -> CohortD
             }
             for dim, arr in (("width", widths), ("height", heights))
         }
-        shapes = pd.Series([f"{int(w)}x{int(h)}" for w, h in zip(widths, heights) if w == w and h == h])
+        shapes = pd.Series([f"{int(w)}x{int(h)}" for w, h in zip(widths, heights) if pd.notna(w) and pd.notna(h)])
         image_sizes["most_common"] = shapes.value_counts().head(5).to_dict()
     return CohortDescription(
         name=cohort.spec.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +90,7 @@ def check_images(
         values = manifest[column].tolist()
         paths: list[Path | None] = []
         for position, value in enumerate(values):
-            if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 if column == "image":
                     raise InputError(
                         "empty value", source=source, row=source_row(manifest, position), column=column
@@ -105,7 +106,7 @@ def check_images(
         todo = [(i, p) for i, p in enumerate(paths) if p is not None]
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
             problems = list(pool.map(lambda item: image_problem(item[1]), todo))
-        for (position, path), problem in zip(todo, problems):
+        for (position, _path), problem in zip(todo, problems):
             if problem is not None:
                 raise InputError(
                     f"{problem}: {values[position]}",

@@ -30,6 +30,7 @@ Supported formats
 from __future__ import annotations
 
 import ast
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -352,7 +353,7 @@ def _convert_scin(src: _Source) -> Converted:
         if not labels_file.is_file():
             raise InputError(
                 "required column missing: weighted_skin_condition_label "
-                f"(and no scin_labels.csv beside the metadata to merge)",
+                "(and no scin_labels.csv beside the metadata to merge)",
                 source=src.path, column="weighted_skin_condition_label",
             )
         labels_table = read_table(labels_file, what="SCIN labels")
@@ -422,7 +423,7 @@ def _monk_code(value: object) -> object:
         number = float(str(value))
     except ValueError:
         return value  # left as is: manifest validation reports it with its row
-    return pd.NA if number != number else str(int(number)) if number.is_integer() else str(number)
+    return pd.NA if math.isnan(number) else str(int(number)) if number.is_integer() else str(number)
 
 
 # --------------------------------------------------------------------------- csv

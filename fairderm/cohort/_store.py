@@ -56,7 +56,7 @@ class Cohort:
         return [root / p for p in self.manifest["image"].tolist()]
 
     def mask_paths(self) -> list[Path | None]:
-        """Absolute lesion-mask paths, in manifest order; None for a case without one (all None without a mask column)."""
+        """Absolute lesion-mask paths in manifest order; None where a case has none (all None without a mask column)."""
         if "mask" not in self.manifest.columns:
             return [None] * len(self.manifest)
         root = self.images_root.resolve()
@@ -110,7 +110,7 @@ def load_cohort(root: str | Path, *, check_files: bool = False) -> Cohort:
         raise InputError(f"{MANIFEST_FILE} is missing", source=str(root))
     try:
         frame = pd.read_parquet(manifest_path)
-    except Exception as exc:  # pyarrow raises many types for a corrupt file
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
         raise InputError(f"cannot read manifest: {exc}".splitlines()[0], source=str(manifest_path)) from None
     manifest = validate_manifest(frame, spec, source=str(manifest_path))
     cohort = Cohort(root=root, spec=spec, manifest=manifest)

@@ -55,7 +55,9 @@ def _tone_table(runs: dict[str, Any]) -> Table:
     for name in runs:
         for metric in ("accuracy", "sensitivity"):
             table.add_column(f"{name} {metric}")
-    groups = sorted({r["group"] for m in metrics.values() for r in m["groups"] if r.get("attribute") == "fitzpatrick_est"})
+    groups = sorted({
+        r["group"] for m in metrics.values() for r in m["groups"] if r.get("attribute") == "fitzpatrick_est"
+    })
     for group in groups:
         cells = []
         for name in runs:

@@ -114,7 +114,8 @@ def infer_command(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; on GPU: cores - 1).",
+        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; "
+        "on GPU: cores - 1).",
     ),
     device: str | None = typer.Option(
         None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."
@@ -205,7 +206,8 @@ def head_train_command(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; on GPU: cores - 1).",
+        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; "
+        "on GPU: cores - 1).",
     ),
 ) -> None:
     from fairderm.inference import train_head

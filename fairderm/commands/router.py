@@ -104,7 +104,8 @@ def train_command(
             group_column=group_column, groups=_comma_list(groups), label=label, positive_classes=positives,
             experts=experts, top_k=top_k, tone_input=not no_tone_input,
             sweep=parse_float_list(sweep, option="--sweep"), seed=seed, n_boot=n_boot,
-            min_group_size=min_group_size, cache_dir=cache_dir, train_config={"max_epochs": max_epochs, "warm_start": not no_warm_start},
+            min_group_size=min_group_size, cache_dir=cache_dir,
+            train_config={"max_epochs": max_epochs, "warm_start": not no_warm_start},
             stage=stage, feature_progress=features,
         )
     console.print(run.summary())

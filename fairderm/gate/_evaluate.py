@@ -116,7 +116,8 @@ def decide(
     # The bound nearest the threshold decides whether the whole interval violates it.
     nearest = ci_low if lower_is_better else ci_high
     if nearest is not None and not compare(nearest, threshold):
-        return Verdict.FAIL, value, f"whole interval [{_fmt(ci_low)}, {_fmt(ci_high)}] violates {comparator} {threshold:g}"
+        interval = f"[{_fmt(ci_low)}, {_fmt(ci_high)}]"
+        return Verdict.FAIL, value, f"whole interval {interval} violates {comparator} {threshold:g}"
     return (
         Verdict.INSUFFICIENT_EVIDENCE,
         value,

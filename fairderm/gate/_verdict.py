@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from enum import Enum
 
 
-class Verdict(str, Enum):
+class Verdict(str, Enum):  # noqa: UP042 - str(Verdict.PASS) stays "Verdict.PASS" as before
     """The outcome of a rule or of the whole gate.
 
     Ordered by severity: ERROR > FAIL > INSUFFICIENT_EVIDENCE > PASS. A

@@ -116,7 +116,9 @@ class GroupTemperatureFit:
         names = names or [str(j) for j in range(len(self.log_adjustment))]
         return {
             "method": "temperature per group (calibration within groups), ridge-shrunk to the global one",
-            "temperature_factor": {n: round(float(np.exp(d)), 6) for n, d in zip(names, self.log_adjustment, strict=True)},
+            "temperature_factor": {
+                n: round(float(np.exp(d)), 6) for n, d in zip(names, self.log_adjustment, strict=True)
+            },
             "n_val": {n: round(float(c), 2) for n, c in zip(names, self.n_per_group, strict=True)},
             "val_nll_before": round(self.nll_before, 6),
             "val_nll_after": round(self.nll_after, 6),

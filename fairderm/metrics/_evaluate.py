@@ -696,7 +696,7 @@ class Engine:
             "labels": [plain(label) for label in cases.labels],
             "positive_label": [plain(cases.labels[i]) for i in cases.positive] or None,
             "threshold": options.threshold,
-            "y_score": [self.models[m].kind for m in models][0] if len(models) == 1
+            "y_score": self.models[models[0]].kind if len(models) == 1
             else [self.models[m].kind for m in models],
             "metrics": [metric.name for metric in self.metrics],
             "top_k": options.top_k,

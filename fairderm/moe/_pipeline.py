@@ -92,7 +92,8 @@ class RouterRun:
         for method, record in self.evaluation["methods"].items():
             rows.append({"method": method, "group": "all", **record["accuracy"]})
             for group, values in record["groups"].items():
-                rows.append({"method": method, "group": group, **{k: values[k] for k in ("estimate", "ci_low", "ci_high")}})
+                interval = {k: values[k] for k in ("estimate", "ci_low", "ci_high")}
+                rows.append({"method": method, "group": group, **interval})
             rows.append({"method": method, "group": "gap", **record["gap"]})
             rows.append({"method": method, "group": "gap_diff_vs_erm", **record["gap_diff_vs_erm"]})
         return pd.DataFrame(rows, columns=["method", "group", "estimate", "ci_low", "ci_high"])
@@ -148,7 +149,8 @@ def _check_options(
     if experts < 1:
         raise InputError(f"need at least one expert, got {experts}", column="--experts")
     if not 1 <= top_k <= experts:
-        raise InputError(f"top-k must be between 1 and the number of experts ({experts}), got {top_k}", column="--top-k")
+        raise InputError(f"top-k must be between 1 and the number of experts ({experts}), got {top_k}",
+                         column="--top-k")
     if n_boot < 1:
         raise InputError(f"n-boot must be at least 1, got {n_boot}", column="--n-boot")
 
@@ -427,7 +429,9 @@ def train_router(
         say("evaluating")
         ordered = {name: probs_test[name] for name in METHODS}
         evaluation = evaluate_methods(dataset, ordered, n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size)
-        constraints_report = _constraint_report(fits["moe_parity"], constraint_set, parity_objective, epsilon, val, test)
+        constraints_report = _constraint_report(
+            fits["moe_parity"], constraint_set, parity_objective, epsilon, val, test
+        )
 
         frontier_rows = [
             frontier_row(name, epsilon if name in ("moe_parity", "expgrad") else None,
@@ -445,7 +449,8 @@ def train_router(
                 dataset, {"erm": probs_test["erm"], "moe_parity": sweep_probs},
                 n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size,
             )["methods"]["moe_parity"]
-            frontier_rows.append(frontier_row("moe_parity", value, record, point_accuracy(dataset, _probs(swept.model, val), "val")))
+            val_point = point_accuracy(dataset, _probs(swept.model, val), "val")
+            frontier_rows.append(frontier_row("moe_parity", value, record, val_point))
         frontier = pd.DataFrame(frontier_rows, columns=FRONTIER_COLUMNS).sort_values(
             ["method", "epsilon"], na_position="first", kind="stable"
         ).reset_index(drop=True)
@@ -466,7 +471,10 @@ def train_router(
             "excluded": dataset.excluded,
         }
         evaluation["training"] = {
-            name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch)}
+            name: {
+                "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+                "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch),
+            }
             for name, r in fits.items()
         }
         evaluation["calibration"] = calibration

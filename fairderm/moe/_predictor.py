@@ -21,7 +21,6 @@ import torch
 from fairderm._io import read_table, sha256_file
 from fairderm.errors import InputError
 from fairderm.inference import Predictor, PredictorOutput
-from fairderm.inference._predictor import reject_unknown_options
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
     Backbone,
@@ -30,6 +29,7 @@ from fairderm.inference._backbone import (
     resolve_feature_cache,
 )
 from fairderm.inference._efficientnet import INPUT_SIZE
+from fairderm.inference._predictor import reject_unknown_options
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_WEIGHTS, load_router
 from fairderm.moe._tone_input import tone_probabilities
 

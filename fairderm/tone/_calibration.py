@@ -11,6 +11,7 @@ with ``fairderm tone estimate --calibration``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,7 @@ def load_calibration(path: str | Path) -> ToneCalibration:
         or not all(isinstance(c, (int, float)) and np.isfinite(c) for c in cutpoints)
     ):
         raise InputError(f"expected {expected} finite numbers", source=str(path), column="cutpoints")
-    if any(a < b for a, b in zip(cutpoints, cutpoints[1:])):
+    if any(a < b for a, b in itertools.pairwise(cutpoints)):
         raise InputError("cut-points must be in descending order", source=str(path), column="cutpoints")
     return ToneCalibration(
         scale=scale,

@@ -68,7 +68,7 @@ def measure_with_stone(path: Path, params: ToneParameters) -> dict[str, Any]:
         faces, _ = stone_image.process_image(
             bgr, False, False, palette, labels, new_width=-1, n_dominant_colors=2, verbose=False,
         )
-    except Exception as exc:  # a third-party failure on one image must not stop the cohort
+    except Exception as exc:  # noqa: BLE001 - a third-party failure on one image must not stop the cohort
         record.update(status="error", reason=f"skin-tone-classifier failed: {type(exc).__name__}: {exc}")
         return record
     if not faces:

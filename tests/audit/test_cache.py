@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from fairderm._io import sha256_file
 from fairderm.audit import StageCache
 from fairderm.audit._hashing import (
     FileHasher,
@@ -14,7 +15,6 @@ from fairderm.audit._hashing import (
     parse_checksum_lines,
     tree_digests,
 )
-from fairderm._io import sha256_file
 
 
 def test_key_depends_on_stage_and_inputs_not_on_key_order():
@@ -38,10 +38,9 @@ def test_stored_outputs_are_found_by_their_key(tmp_path):
 def test_failed_stage_leaves_no_cache_entry(tmp_path):
     cache = StageCache(tmp_path)
     key = StageCache.key("inference", {"a": 1})
-    with pytest.raises(RuntimeError):
-        with cache.store("inference", key, {"a": 1}) as staging:
-            (staging / "predictions.parquet").write_bytes(b"half")
-            raise RuntimeError("model crashed")
+    with pytest.raises(RuntimeError), cache.store("inference", key, {"a": 1}) as staging:
+        (staging / "predictions.parquet").write_bytes(b"half")
+        raise RuntimeError("model crashed")
     assert cache.lookup("inference", key) is None
     assert not (tmp_path / "inference" / key).exists()
     assert not [p for p in (tmp_path / "inference").iterdir() if p.name.endswith(".partial")]

@@ -87,7 +87,8 @@ def test_new_seed_recomputes_metrics_but_reuses_predictions(write_spec, monkeypa
 def test_changed_model_file_reruns_inference(write_spec, predictions_file):
     run_audit(write_spec())
     frame = pd.read_csv(predictions_file)
-    frame.loc[0, "prob_nevus"], frame.loc[0, "prob_melanoma"] = frame.loc[0, "prob_melanoma"], frame.loc[0, "prob_nevus"]
+    swapped = frame.loc[0, "prob_melanoma"], frame.loc[0, "prob_nevus"]
+    frame.loc[0, "prob_nevus"], frame.loc[0, "prob_melanoma"] = swapped
     frame.to_csv(predictions_file, index=False)
     again = run_audit(write_spec())
     assert {s.stage: s.cache for s in again.stages}["inference"] == "miss"
@@ -161,7 +162,7 @@ def test_bad_spec_input_is_rejected_before_any_output(write_spec, override, mess
 def test_missing_image_is_rejected_naming_it(write_spec, tiny_cohort):
     (tiny_cohort / "images" / "img001.png").unlink()
     path = write_spec()
-    with pytest.raises(InputError, match="img001.png"):
+    with pytest.raises(InputError, match=r"img001\.png"):
         run_audit(path)
     _assert_nothing_written(path.parent / "tiny" / "runs")
 

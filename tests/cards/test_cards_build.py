@@ -175,7 +175,7 @@ def test_card_info_with_unknown_key_is_rejected_naming_it(tmp_path: Path) -> Non
 
 def test_run_folder_without_metrics_is_rejected(full_run: Path) -> None:
     (full_run / "metrics.json").unlink()
-    with pytest.raises(InputError, match="metrics.json not found"):
+    with pytest.raises(InputError, match=r"metrics\.json not found"):
         build_card(full_run)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",

@@ -75,13 +75,13 @@ def test_policy_without_rules_is_rejected() -> None:
 
 
 def test_policy_with_unknown_top_level_key_is_rejected() -> None:
-    with pytest.raises(InputError, match="column 'rule'.*unknown key"):
+    with pytest.raises(InputError, match=r"column 'rule'.*unknown key"):
         policy_from_dict({"rule": [_rule()]})
 
 
 def test_policy_file_that_is_not_yaml_is_rejected(tmp_path: Path) -> None:
     path = write_policy(tmp_path / "bad.yaml", "rules: [unclosed\n")
-    with pytest.raises(InputError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(InputError, match=r"bad\.yaml: not valid YAML"):
         load_policy(path)
 
 

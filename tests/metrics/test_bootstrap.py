@@ -149,9 +149,9 @@ def test_gaps_come_from_the_same_replicates_as_the_groups(binary):
     engine = _engine(binary.y, binary.score, binary.group, metrics=["accuracy"], n_boot=300)
     ids = engine.attribute_slots("group")
     replicates = engine.replicates[0, ids, 0]
-    gap = [s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "gap"][0]
+    gap = next(s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "gap")
     np.testing.assert_allclose(gap.replicates, replicates.max(axis=0) - replicates.min(axis=0))
-    ratio = [s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "ratio"][0]
+    ratio = next(s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "ratio")
     np.testing.assert_allclose(ratio.replicates, np.log(replicates.min(axis=0) / replicates.max(axis=0)))
 
 
@@ -167,7 +167,7 @@ def test_stratified_bootstrap_keeps_intersection_cells(binary):
 def test_rank_plan_marks_ties_only_when_present():
     assert RankPlan.build(np.array([0.1, 0.2, 0.3]), np.array([0, 1, 1])).tied is None
     plan = RankPlan.build(np.array([0.3, 0.1, 0.3, 0.3]), np.array([1, 0, 0, 1]))
-    columns, run, first, last = plan.tied
+    columns, _, first, last = plan.tied
     np.testing.assert_array_equal(columns, [1, 2, 3])
     np.testing.assert_array_equal(first, [0])
     np.testing.assert_array_equal(last, [2])

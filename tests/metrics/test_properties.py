@@ -76,8 +76,8 @@ def test_gap_and_ratio_estimates_do_not_depend_on_group_names(audit):
     y, score, group, cluster = audit
     renamed = np.asarray([{"a": "z9", "b": "m1", "c": "a0"}[g] for g in group])
     columns = ["metric", "kind", "estimate"]
-    first = evaluate(y, score, {"tone": group}, **{**QUICK, "n_boot": 0}).disparities.to_frame()
-    second = evaluate(y, score, {"tone": renamed}, **{**QUICK, "n_boot": 0}).disparities.to_frame()
+    first = evaluate(y, score, {"tone": group}, cluster=cluster, **{**QUICK, "n_boot": 0}).disparities.to_frame()
+    second = evaluate(y, score, {"tone": renamed}, cluster=cluster, **{**QUICK, "n_boot": 0}).disparities.to_frame()
     keep = ["gap", "ratio", "eod", "dpd"]
     pd.testing.assert_frame_equal(first[first["kind"].isin(keep)][columns].reset_index(drop=True),
                                   second[second["kind"].isin(keep)][columns].reset_index(drop=True))

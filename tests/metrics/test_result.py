@@ -57,7 +57,7 @@ def test_nan_is_written_as_null(binary):
     y = binary.y.copy()
     y[:5] = 0
     data = json.loads(evaluate(y, binary.score, {"tone": tone}, n_boot=50).to_json())
-    undefined = [r for r in data["groups"] if r["group"] == "tone=V-VI" and r["metric"] == "auroc"][0]
+    undefined = next(r for r in data["groups"] if r["group"] == "tone=V-VI" and r["metric"] == "auroc")
     assert undefined["estimate"] is None and undefined["flag"] == "undefined"
 
 

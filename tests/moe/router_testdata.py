@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from fairderm.cohort import CohortSpec, write_cohort
 
 GROUP_NAMES = ("I-II", "III-IV", "V-VI")

@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy import ndimage as ndi
+from tone_fixtures import SKIN_ITA, encode, make_cohort, skin_photo
 
 from fairderm.tone import estimate_tone, measure_image
 from fairderm.tone._color import lab_to_srgb
 from fairderm.tone._decode import decode_image
-
-from tone_fixtures import SKIN_ITA, encode, make_cohort, skin_photo
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
