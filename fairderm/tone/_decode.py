@@ -59,15 +59,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def decode_image(path: Path, working_size: int) -> DecodedImage:
-    """Decode ``path`` to at most ``working_size`` pixels on the long side.
+def _open_oriented(
+    path: Path, what: str, missing: str, *, draft_size: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Open, size-check, decode and EXIF-orient an image file; every failure is an ``error``.
 
-    Raises
-    ------
-    ImageRefused
-        ``error`` for unreadable files (missing, truncated, not an image,
-        decompression bomb), ``abstain`` for readable images without usable
-        colour (grayscale, too small, fully transparent).
+    ``what`` names the file in the reasons ("image", "lesion mask x.png"),
+    ``missing`` is the reason for a file that is not there. A JPEG is
+    decoded at reduced scale when ``draft_size`` is given (the smallest
+    libjpeg scale whose long side is still at least that). Returns the
+    loaded image and the file's own (width, height).
     """
     try:
         with warnings.catch_warnings():
@@ -78,26 +79,46 @@ def decode_image(path: Path, working_size: int) -> DecodedImage:
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ImageRefused(
                         "error",
-                        f"image is {width}x{height} px, above the {MAX_IMAGE_PIXELS} pixel limit "
+                        f"{what} is {width}x{height} px, above the {MAX_IMAGE_PIXELS} pixel limit "
                         "(decompression bomb?)",
                     )
-                if image.format == "JPEG":
-                    image.draft(image.mode if image.mode == "CMYK" else "RGB",
-                                (working_size, working_size))
+                if draft_size is not None and image.format == "JPEG":
+                    image.draft(image.mode if image.mode == "CMYK" else "RGB", (draft_size, draft_size))
                 image.load()
-                image = ImageOps.exif_transpose(image) or image
-                return _to_working_rgb(image, original_size, working_size)
+                return ImageOps.exif_transpose(image) or image, original_size
     except ImageRefused:
         raise
     except FileNotFoundError:
-        raise ImageRefused("error", "file not found") from None
+        raise ImageRefused("error", missing) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRefused("error", f"decompression bomb refused: {_first_line(exc)}") from None
+        raise ImageRefused("error", f"decompression bomb refused ({what}): {_first_line(exc)}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRefused("error", f"cannot decode image: {_first_line(exc)}") from None
+        raise ImageRefused("error", f"cannot decode {what}: {_first_line(exc)}") from None
 
 
-def _to_working_rgb(image: Image.Image, original_size: tuple[int, int], working_size: int) -> DecodedImage:
+def decode_image(path: Path, working_size: int) -> DecodedImage:
+    """Decode ``path`` to at most ``working_size`` pixels on the long side.
+
+    Raises
+    ------
+    ImageRefused
+        ``error`` for unreadable files (missing, truncated, not an image,
+        decompression bomb), ``abstain`` for readable images without usable
+        colour (grayscale, too small, fully transparent).
+    """
+    image, original_size = _open_oriented(path, "image", "file not found", draft_size=working_size)
+    try:
+        return to_working_rgb(image, original_size, working_size)
+    except (OSError, ValueError) as exc:  # a mode Pillow reads but cannot convert to RGB
+        raise ImageRefused("error", f"cannot convert image ({image.mode}) to RGB: {_first_line(exc)}") from None
+
+
+def to_working_rgb(image: Image.Image, original_size: tuple[int, int], working_size: int) -> DecodedImage:
+    """A decoded image as working-size sRGB with its opacity; ``abstain`` for no usable colour.
+
+    Every mode becomes RGB or is refused (grayscale); the image is reduced
+    by area averaging to ``working_size`` on its long side.
+    """
     mode = image.mode
     if mode in _GRAYSCALE_MODES:
         raise ImageRefused("abstain", f"grayscale image ({mode}): no colour information")
@@ -152,20 +173,8 @@ def decode_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     ImageRefused
         ``error`` with the reason for a missing, unreadable or mismatched mask.
     """
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageRefused("error", f"lesion mask is {width}x{height} px, above the pixel limit")
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            lesion = image.convert("L").point(lambda value: 255 if value else 0)
-    except ImageRefused:
-        raise
-    except FileNotFoundError:
-        raise ImageRefused("error", f"lesion mask not found: {path.name}") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRefused("error", f"cannot decode lesion mask {path.name}: {_first_line(exc)}") from None
+    image, _ = _open_oriented(path, f"lesion mask {path.name}", f"lesion mask not found: {path.name}")
+    lesion = image.convert("L").point(lambda value: 255 if value else 0)
     height, width = shape
     mask_width, mask_height = lesion.size
     if abs(mask_width / mask_height - width / height) > 0.02 * (width / height):

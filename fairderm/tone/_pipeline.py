@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage as ndi
 
 from fairderm.errors import InputError
 from fairderm.tone import _constancy, _skin
 from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, linear_to_lab, srgb8_to_linear
+from fairderm.tone._decode import ImageRefused, to_working_rgb
 
 ConstancyMode = Literal["auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none"]
 CONSTANCY_MODES: tuple[str, ...] = ("auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none")
@@ -537,10 +539,9 @@ def healthy_skin_mask(rgb: np.ndarray, params: ToneParameters | None = None) -> 
     Returns
     -------
     numpy.ndarray
-        (height, width) bool; all False for an image too small to analyse.
+        (height, width) bool; all False for an image the estimator refuses
+        (too small, grey, fully transparent).
     """
-    from PIL import Image
-
     params = params or ToneParameters()
     array = np.asarray(rgb)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
@@ -548,16 +549,14 @@ def healthy_skin_mask(rgb: np.ndarray, params: ToneParameters | None = None) -> 
     if array.dtype != np.uint8:
         array = np.clip(np.round(np.asarray(array, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
     height, width = array.shape[:2]
-    if min(height, width) < 2:
+    try:
+        decoded = to_working_rgb(Image.fromarray(array), (width, height), params.working_size)
+    except ImageRefused:  # too small, grey or transparent: nothing is measured
         return np.zeros((height, width), dtype=bool)
-    scale = min(1.0, params.working_size / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray(array)
-    small = np.asarray(image.resize(size, Image.Resampling.BOX) if scale < 1.0 else image)
-    opaque = small[..., 3] >= 128 if small.shape[2] == 4 else None
-    tone = analyse_rgb(np.ascontiguousarray(small[..., :3]), opaque, params, keep_masks=True)
+    tone = analyse_rgb(decoded.rgb, decoded.opaque, params, keep_masks=True)
     if tone.healthy_mask is None:
         return np.zeros((height, width), dtype=bool)
+    size = decoded.rgb.shape[1], decoded.rgb.shape[0]
     rows = np.minimum(np.arange(height) * size[1] // height, size[1] - 1)
     cols = np.minimum(np.arange(width) * size[0] // width, size[0] - 1)
     return tone.healthy_mask[rows[:, None], cols[None, :]]

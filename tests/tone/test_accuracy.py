@@ -152,3 +152,11 @@ def test_every_monk_swatch_is_measured_as_skin(monk, tmp_path):
     assert tone.skin_fraction > 0.2
     assert not (healthy_skin_mask(photo) & lesion_mask((200, 150))).any()
     assert abs(int(lab_to_monk(np.array([tone.lab])).iloc[0]) - monk) <= 2
+
+
+def test_healthy_skin_mask_is_empty_where_the_estimator_refuses_the_photograph():
+    grey = np.repeat(skin_photo((120, 90)).mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    tiny = skin_photo((120, 90))[:10, :10]
+    for photo in (grey, tiny):
+        mask = healthy_skin_mask(photo)
+        assert mask.shape == photo.shape[:2] and not mask.any()
