@@ -17,6 +17,15 @@ the gap change excludes 0.
 splits of the same cohort (the manifest's split removed, so the router draws
 its own), to show how much the verdict depends on which 20% is held out.
 
+``--train-subsamples K --train-size M`` separates the router's effect from
+the noise of a small test split: on a larger cohort (e.g. ``--n 6000``, whose
+tone-balanced validation and test splits hold ~1200 cases each, ~340 of them
+V-VI) the router is trained K times, each on M training cases drawn without
+replacement from the training split (M = 900 is the training split of the
+issue's 1500-case example, with its tone imbalance), and evaluated on the
+whole, unchanged validation and test splits. The mean gap change over the K
+draws is the router's expected effect at that training size.
+
 PAD run (``--pad``): the shared PAD-UFES-20 subset, imported with ``fairderm
 cohort import --format pad-ufes-20``, tone estimated for the router's input,
 groups from the clinic's Fitzpatrick labels I-II vs III-IV (the 4 V-VI images
@@ -33,6 +42,7 @@ Usage::
     python benchmarks/router_acceptance.py --pad                    # + PAD, both tasks
     python benchmarks/router_acceptance.py --split-seeds 1,2,3,4    # + re-drawn splits
     python benchmarks/router_acceptance.py --learnability           # + how much of the gap is closable
+    python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5   # effect vs noise
     python benchmarks/router_acceptance.py --work /tmp/acc --n-boot 2000 --json results.json
 """
 
@@ -125,7 +135,8 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
 
 
 def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str,
-              eval_weights: tuple[float, ...] | None) -> list[dict[str, Any]]:
+              eval_weights: tuple[float, ...] | None, subsamples: int = 0,
+              train_size: int = 900) -> list[dict[str, Any]]:
     """The synthetic acceptance run (and re-drawn splits)."""
     from fairderm.cohort import synthesize_cohort, write_cohort
 
@@ -160,7 +171,60 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constrain
         run = train_router(resplit, _fresh(work / f"router{tag}-split{seed}-{constraint}"), tone=tone_path,
                            features=features, n_boot=n_boot, seed=seed, constraint=constraint)
         results.append(report(f"synthetic, split seed {seed}", run, time.perf_counter() - started))
+    if subsamples:
+        results += train_subsamples(work, cohort, tone_path, features, tag, constraint, n_boot,
+                                    subsamples, train_size)
     return results
+
+
+def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, tag: str, constraint: str,
+                     n_boot: int, count: int, size: int) -> list[dict[str, Any]]:
+    """The router trained on ``count`` draws of ``size`` training cases, evaluated on the full held-out splits."""
+    from fairderm.cohort import write_cohort
+    from fairderm.tone import read_tone, write_tone
+    from fairderm.tone._store import align_to_cohort
+
+    manifest = cohort.manifest
+    train = np.flatnonzero(manifest["split"].eq("train").to_numpy())
+    if size > train.size:
+        raise SystemExit(f"--train-size {size} is more than the {train.size} training cases of the cohort")
+    tone = align_to_cohort(read_tone(tone_path, cohort), cohort)
+    spec = cohort.spec.model_copy(update={"images_root": str(cohort.images_root)})
+    results = []
+    for seed in range(count):
+        drawn = np.random.default_rng(seed).choice(train, size=size, replace=False)
+        keep = np.array(manifest["split"].isin(["val", "test"]), dtype=bool)
+        keep[drawn] = True
+        folder = work / f"synth{tag}-train{size}-draw{seed}"
+        if not (folder / "cohort.yaml").is_file():
+            write_cohort(folder, spec, manifest[keep].reset_index(drop=True), check_files=False)
+        subset = load_cohort(folder, check_files=False)
+        subset_tone = work / f"synth{tag}-train{size}-draw{seed}-tone.parquet"
+        if not subset_tone.is_file():
+            write_tone(subset_tone, tone[keep].reset_index(drop=True), subset)
+        started = time.perf_counter()
+        run = train_router(subset, _fresh(work / f"router{tag}-train{size}-draw{seed}-{constraint}"),
+                           tone=subset_tone, features=features[keep], n_boot=n_boot, constraint=constraint)
+        results.append(report(f"synthetic, {size} training cases, draw {seed}", run, time.perf_counter() - started))
+    changes = np.array([r["criteria"]["gap_change"]["estimate"] for r in results])
+    gaps = np.array([r["criteria"]["gap_erm"] for r in results])
+    accuracy = np.array([r["criteria"]["accuracy_change"] for r in results])
+    summary = {
+        "title": f"synthetic, {count} draws of {size} training cases",
+        "mean_gap_erm": float(gaps.mean()),
+        "mean_gap_change": float(changes.mean()),
+        "sd_gap_change": float(changes.std(ddof=1)) if count > 1 else None,
+        "mean_gap_reduction_share": float(-changes.mean() / gaps.mean()) if gaps.mean() else None,
+        "mean_accuracy_change": float(accuracy.mean()),
+        "draws_meeting_all_criteria": int(sum(
+            r["criteria"]["gap_cut_by_half"] and r["criteria"]["accuracy_within_2_points"]
+            and r["criteria"]["paired_interval_excludes_0"] for r in results)),
+    }
+    print(f"\n== {summary['title']}: ERM gap {summary['mean_gap_erm']:.3f} on average, moe_parity's gap change "
+          f"{summary['mean_gap_change']:+.3f} (SD {summary['sd_gap_change'] or 0:.3f} over draws), "
+          f"accuracy change {summary['mean_accuracy_change']:+.3f}; "
+          f"{summary['draws_meeting_all_criteria']} of {count} draws meet every criterion")
+    return [*results, summary]
 
 
 def pad(work: Path, n_boot: int) -> list[dict[str, Any]]:
@@ -283,6 +347,11 @@ def main() -> None:
     parser.add_argument("--eval-tone-weights", default="1,1,1,1,1,1",
                         help="Tone mix of the validation and test splits (fairderm cohort synth "
                              "--eval-tone-weights); 'train' draws them with the training mix.")
+    parser.add_argument("--train-subsamples", type=int, default=0,
+                        help="Also train the router on this many draws of --train-size training cases, each "
+                             "evaluated on the full validation and test splits (use with a large --n).")
+    parser.add_argument("--train-size", type=int, default=900,
+                        help="Training cases per draw (900: the training split of a 1500-case cohort).")
     parser.add_argument("--learnability", action="store_true",
                         help="Also cross-validate linear models on the synthetic features: how much of the gap "
                              "reweighting or a dark-skin expert can close at all.")
@@ -296,7 +365,8 @@ def main() -> None:
     if not args.no_synthetic:
         eval_weights = None if args.eval_tone_weights == "train" else tuple(
             float(w) for w in args.eval_tone_weights.split(","))
-        results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint, eval_weights)
+        results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint, eval_weights,
+                             args.train_subsamples, args.train_size)
         if args.learnability:
             results.append(learnability(args.work, eval_weights))
     if args.pad:

@@ -23,8 +23,10 @@ classes on light skin (pink BCC, multi-coloured asymmetric melanoma) are weak
 on dark skin, where other cues carry the class (pearly grey border, ulcer and
 globules of BCC; size and irregular border of melanoma; fissures and horn
 cysts of keratosis). A classifier trained mostly on light skin learns the
-light-skin cues and misses dark-skin melanomas: a disparity that more weight
-on dark-skin cases can close, which is what the router is tested on.
+light-skin cues and misses dark-skin melanomas: a disparity that more
+dark-skin training cases close, and that more weight on the few there are
+narrows, which is what the router is tested on (``docs/router.md`` measures
+by how much).
 
 Optics: reflectance is multiplied by exp(-(M eps_mel + D eps_deep + H eps_hb))
 for epidermal melanin, dermal melanin and haemoglobin (after the layered
