@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from fairderm._version import __version__
 from fairderm.cohort import Cohort
-from fairderm.errors import InputError
+from fairderm.errors import FairdermError, InputError
 from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE, ToneCalibration
 from fairderm.tone._decode import ImageRefused, decode_image, decode_mask
 from fairderm.tone._pipeline import ImageTone, ToneParameters, analyse_rgb
@@ -102,8 +103,18 @@ def _record(tone: ImageTone) -> dict[str, Any]:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork is fastest, but unsafe once torch's thread pools exist in the parent
-    if "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules:
+    """fork where the platform has it, spawn once CUDA is initialised in this process.
+
+    fork starts workers at once and, unlike spawn, does not re-import the
+    caller's ``__main__`` (a script without an ``if __name__ == "__main__"``
+    guard would run again in every worker). The workers use numpy, scipy and
+    Pillow only, so torch's CPU thread pools in the parent do not matter (as
+    for torch's own DataLoader workers); a CUDA context does not survive a
+    fork.
+    """
+    torch = sys.modules.get("torch")
+    cuda_started = torch is not None and bool(torch.cuda.is_initialized())
+    if "fork" in multiprocessing.get_all_start_methods() and not cuda_started:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 
@@ -128,14 +139,22 @@ def _run(
     chunks = [list(paths[i : i + size]) for i in range(0, total, size)]
     results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
     done = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        futures = {pool.submit(_measure_chunk, chunk, params, method): i for i, chunk in enumerate(chunks)}
-        for future in as_completed(futures):
-            index = futures[future]
-            results[index] = future.result()
-            done += len(chunks[index])
-            if progress:
-                progress(done, total)
+    context = _pool_context()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_measure_chunk, chunk, params, method): i for i, chunk in enumerate(chunks)}
+            for future in as_completed(futures):
+                index = futures[future]
+                results[index] = future.result()
+                done += len(chunks[index])
+                if progress:
+                    progress(done, total)
+    except BrokenProcessPool:
+        hint = (" (started by spawn: a script that calls estimate_tone must do so under "
+                "'if __name__ == \"__main__\":')" if context.get_start_method() == "spawn" else "")
+        raise FairdermError(
+            f"a tone worker process died{hint}; workers=1 measures in this process"
+        ) from None
     return [record for chunk in results if chunk for record in chunk]
 
 
