@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from fairderm._io import atomic_output_dir, atomic_write_parquet, ensure_new_output_dir
+from fairderm._processes import worker_context
 from fairderm._version import __version__
 from fairderm.cohort._schema import (
     MANIFEST_FILE,
@@ -255,7 +256,7 @@ def _render_all(plans: list[ImagePlan], seed: int, size: int, staging: Path, wor
             if progress is not None:
                 progress(len(records), total)
         return records
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=worker_context()) as pool:
         pending = {
             pool.submit(_render_chunk, part, seed, size, str(staging), digits) for part in chunks
         }

@@ -7,9 +7,7 @@ is ``abstain``, each with its reason, and the other images are unaffected.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairderm._processes import worker_context
 from fairderm._version import __version__
 from fairderm.cohort import Cohort
 from fairderm.errors import FairdermError, InputError
@@ -102,23 +101,6 @@ def _record(tone: ImageTone) -> dict[str, Any]:
     }
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork where the platform has it, spawn once CUDA is initialised in this process.
-
-    fork starts workers at once and, unlike spawn, does not re-import the
-    caller's ``__main__`` (a script without an ``if __name__ == "__main__"``
-    guard would run again in every worker). The workers use numpy, scipy and
-    Pillow only, so torch's CPU thread pools in the parent do not matter (as
-    for torch's own DataLoader workers); a CUDA context does not survive a
-    fork.
-    """
-    torch = sys.modules.get("torch")
-    cuda_started = torch is not None and bool(torch.cuda.is_initialized())
-    if "fork" in multiprocessing.get_all_start_methods() and not cuda_started:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
 def _run(
     paths: Sequence[tuple[str, str | None]],
     params: ToneParameters,
@@ -139,7 +121,7 @@ def _run(
     chunks = [list(paths[i : i + size]) for i in range(0, total, size)]
     results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
     done = 0
-    context = _pool_context()
+    context = worker_context()
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_measure_chunk, chunk, params, method): i for i, chunk in enumerate(chunks)}

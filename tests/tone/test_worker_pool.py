@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fairderm.tone._estimate as estimate_module
+from fairderm._processes import worker_context
 from fairderm.errors import FairdermError
 from fairderm.tone import estimate_tone
 
@@ -26,7 +27,7 @@ def test_workers_are_forked_beside_torch_on_the_cpu():
     # would run again in every worker
     torch.ones(2) @ torch.ones(2)
     assert "torch" in sys.modules and not torch.cuda.is_initialized()
-    assert estimate_module._pool_context().get_start_method() == "fork"
+    assert worker_context().get_start_method() == "fork"
 
 
 def _die(items, params, method):
