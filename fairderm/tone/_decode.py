@@ -174,7 +174,11 @@ def decode_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         ``error`` with the reason for a missing, unreadable or mismatched mask.
     """
     image, _ = _open_oriented(path, f"lesion mask {path.name}", f"lesion mask not found: {path.name}")
-    lesion = image.convert("L").point(lambda value: 255 if value else 0)
+    try:
+        lesion = image.convert("L").point(lambda value: 255 if value else 0)
+    except (OSError, ValueError) as exc:  # a mode Pillow reads but cannot convert
+        raise ImageRefused("error", f"cannot convert lesion mask {path.name} ({image.mode}): "
+                                    f"{_first_line(exc)}") from None
     height, width = shape
     mask_width, mask_height = lesion.size
     if abs(mask_width / mask_height - width / height) > 0.02 * (width / height):
