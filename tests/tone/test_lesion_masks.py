@@ -49,6 +49,10 @@ def test_a_missing_or_mismatched_mask_is_an_error_not_a_fall_back(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     assert "cannot decode lesion mask broken.png" in measure_image(photo, mask=broken).reason
+    lab_mask = tmp_path / "lab.tif"
+    Image.new("LAB", (160, 120)).save(lab_mask)  # Pillow reads CIELAB TIFFs but cannot make them grey
+    unconvertible = measure_image(photo, mask=lab_mask)
+    assert unconvertible.status == "error" and "cannot convert lesion mask lab.tif (LAB)" in unconvertible.reason
 
 
 def _masked_cohort(root) -> object:
