@@ -152,10 +152,12 @@ def _image_entry(
     """The selected images (and, when the tone stage uses them, their lesion masks), hashed or stamped."""
     names = cohort.manifest["image"].astype(str).tolist()
     paths = cohort.image_paths()
-    mask_paths = [path for path in cohort.mask_paths() if path is not None] if masks else []
-    mask_names = [path.relative_to(cohort.images_root.resolve()).as_posix() for path in mask_paths]
-    names, paths = names + mask_names, paths + mask_paths
-    counts = {"count": len(names) - len(mask_names), "masks": len(mask_names)} if masks else {"count": len(names)}
+    counts = {"count": len(names)}
+    if masks:
+        mask_paths = [path for path in cohort.mask_paths() if path is not None]
+        counts["masks"] = len(mask_paths)
+        names += [path.relative_to(cohort.images_root.resolve()).as_posix() for path in mask_paths]
+        paths += mask_paths
     if not hash_images:
         # without content hashes the selection is identified by its paths and file stamps
         stamps = []

@@ -102,23 +102,23 @@ def _record(tone: ImageTone) -> dict[str, Any]:
 
 
 def _run(
-    paths: Sequence[tuple[str, str | None]],
+    items: Sequence[tuple[str, str | None]],
     params: ToneParameters,
     method: str,
     workers: int,
     progress: ProgressCallback | None,
 ) -> list[dict[str, Any]]:
-    total = len(paths)
+    total = len(items)
     if workers <= 1 or total < _MIN_IMAGES_FOR_POOL:
         records = []
-        for done, path in enumerate(paths, start=1):
-            records.extend(_measure_chunk([path], params, method))
+        for done, item in enumerate(items, start=1):
+            records.extend(_measure_chunk([item], params, method))
             if progress:
                 progress(done, total)
         return records
     # small chunks keep the progress bar moving and the cores balanced
     size = max(4, min(64, total // (workers * 8) or 1))
-    chunks = [list(paths[i : i + size]) for i in range(0, total, size)]
+    chunks = [list(items[i : i + size]) for i in range(0, total, size)]
     results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
     done = 0
     context = worker_context()

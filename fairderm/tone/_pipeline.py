@@ -202,11 +202,11 @@ def estimate_illuminant(
         white = _constancy.grey_world_family(linear, valid, p=6.0, derivative=derivative)
         return _constancy.Illuminant(_constancy.gains_from_white(white), mode), empty
     skin = look.skin
-    skin_chroma = np.median(_constancy.log_chromaticity(look.linear[skin]), axis=0)
+    skin_linear = look.linear[skin]
+    skin_chroma = np.median(_constancy.log_chromaticity(skin_linear), axis=0)
     # the skin prior is conditioned on the skin's L*: measure it with the
     # vignetting undone, or a darkened frame reads as darker (warmer) skin
     # and the cast is under-estimated
-    skin_linear = look.linear[skin]
     if look.vignetting:
         skin_linear = skin_linear / radial_falloff(skin.shape, look.vignetting)[skin][:, None]
     skin_lightness = float(np.median(linear_to_lab(skin_linear)[:, 0]))
@@ -556,7 +556,7 @@ def healthy_skin_mask(rgb: np.ndarray, params: ToneParameters | None = None) -> 
     tone = analyse_rgb(decoded.rgb, decoded.opaque, params, keep_masks=True)
     if tone.healthy_mask is None:
         return np.zeros((height, width), dtype=bool)
-    size = decoded.rgb.shape[1], decoded.rgb.shape[0]
-    rows = np.minimum(np.arange(height) * size[1] // height, size[1] - 1)
-    cols = np.minimum(np.arange(width) * size[0] // width, size[0] - 1)
+    small_height, small_width = decoded.rgb.shape[:2]
+    rows = np.minimum(np.arange(height) * small_height // height, small_height - 1)
+    cols = np.minimum(np.arange(width) * small_width // width, small_width - 1)
     return tone.healthy_mask[rows[:, None], cols[None, :]]
