@@ -9,7 +9,9 @@ cast (manifest column ``illuminant`` other than ``d65``), with the error
 of no correction divided by the error of each mode. The error is given
 twice: against the true skin ITA, and against the ITA the true skin has
 after the camera's exposure (``exposure_stops``, up to +-0.2 stops), which
-isolates what colour constancy can correct.
+isolates what colour constancy can correct. The share of 95% intervals
+``[ita_low, ita_high]`` that contain the true ITA is printed with their
+median width, also with the exposure prior set to the generator's.
 
 PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
 masks, the abstention rate and its reasons, Spearman's rho against the
@@ -44,6 +46,8 @@ from fairderm.tone._decode import decode_image
 from fairderm.tone._pipeline import analyse_rgb
 
 MODES = ("none", "shades-of-grey", "grey-edge", "skin-prior", "auto")
+GENERATOR_EXPOSURE_SD = 0.4 / np.sqrt(12.0)
+"""SD, in stops, of the synthetic generator's exposure (uniform on +-0.2 stops)."""
 DEFAULT_PAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pad-ufes-20-subset"
 
 
@@ -61,6 +65,7 @@ def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
             ok = frame["status"].eq("ok").to_numpy()
             error = np.abs(frame["ita"].to_numpy(dtype=float) - true_ita)
             exposed_error = np.abs(frame["ita"].to_numpy(dtype=float) - exposed_ita)
+            covered, width = interval_coverage(frame, true_ita)
             for subset, keep in (("all", ok), ("cast", ok & cast)):
                 rows.append({
                     "constancy": mode, "images": subset, "n": int(keep.sum()),
@@ -69,13 +74,31 @@ def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
                     "p90_abs_error": float(np.percentile(error[keep], 90)),
                     "spearman": float(spearmanr(frame["ita"].to_numpy(dtype=float)[keep], true_ita[keep])[0]),
                     "abstained": int((~ok).sum()),
+                    "interval_coverage": float(covered[keep].mean()),
+                    "median_interval_width": float(np.median(width[keep])),
                 })
+        # The default exposure prior (SD 0.17 stops) is wider than the generator's
+        # exposure (uniform +-0.2 stops, SD 0.115): with the prior set to the
+        # generator's, coverage shows whether the interval's terms are right.
+        matched = estimate_tone(cohort, workers=workers, parameters=ToneParameters(exposure_sd=GENERATOR_EXPOSURE_SD))
+        covered, width = interval_coverage(matched, true_ita)
+        ok = matched["status"].eq("ok").to_numpy()
+        rows.append({
+            "constancy": f"auto, exposure_sd={GENERATOR_EXPOSURE_SD:.3f}", "images": "all", "n": int(ok.sum()),
+            "interval_coverage": float(covered[ok].mean()), "median_interval_width": float(np.median(width[ok])),
+        })
     report = pd.DataFrame(rows)
     ratios = (("median_abs_error", "none_over_mode"), ("median_abs_error_exposed", "none_over_mode_exposed"))
     for column, ratio in ratios:
         baseline = report[report["constancy"] == "none"].set_index("images")[column]
         report[ratio] = baseline.reindex(report["images"]).to_numpy() / report[column]
     return report
+
+
+def interval_coverage(frame: pd.DataFrame, true_ita: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: whether ``[ita_low, ita_high]`` contains the true ITA, and the interval's width."""
+    low, high = frame["ita_low"].to_numpy(dtype=float), frame["ita_high"].to_numpy(dtype=float)
+    return (low <= true_ita) & (true_ita <= high), high - low
 
 
 def exposure_adjusted_ita(manifest: pd.DataFrame) -> np.ndarray:

@@ -47,11 +47,16 @@ def estimate_command(
         help="Use the cohort's lesion masks (manifest column 'mask') instead of segmenting the lesion; "
         "images without a mask are segmented.",
     ),
+    exposure_sd: float = typer.Option(
+        0.17, "--exposure-sd", min=0.0, max=2.0,
+        help="Prior SD, in stops, of the photographs' exposure error, carried into ita_low/ita_high "
+        "(0.17: a third of a stop as the 95% bound; less for standardised photography).",
+    ),
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.tone import ToneParameters, estimate_tone, load_calibration, write_tone
 
-    parameters = ToneParameters(constancy=constancy)
+    parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
     with progress_bar() as bar:

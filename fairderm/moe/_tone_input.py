@@ -15,7 +15,9 @@ image on which the estimator abstained or failed gets the uniform vector
 
 The cut points are those behind the tone table's own ``fitzpatrick_est``
 (:func:`tone_cut_points`: a fitted calibration, else the named published
-scheme), so that the most probable type is the estimated one.
+scheme), so that the probabilities and ``fitzpatrick_est`` share their
+boundaries. With a wide interval the most probable type may be a wider
+neighbour of the estimated one.
 
 Probabilities of the groups I-II, III-IV and V-VI are sums of these.
 """

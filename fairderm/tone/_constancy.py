@@ -33,10 +33,18 @@ from fairderm.tone._skin import box_mean, channel_max, dilate
 
 @dataclass(frozen=True)
 class Illuminant:
-    """An illuminant estimate: per-channel gains and where they came from."""
+    """An illuminant estimate: per-channel gains, where they came from, and how uncertain they are.
+
+    ``cast_cov`` is the covariance, in log chromaticity, of the cast that
+    may remain after the gains are applied (the posterior of
+    :func:`skin_prior_cast`, or the white reference's noise); ``None`` when
+    the method gives none (no correction, grey-world), in which case the
+    cast prior applies.
+    """
 
     gains: np.ndarray
     source: str
+    cast_cov: np.ndarray | None = None
 
     @property
     def is_identity(self) -> bool:
@@ -44,6 +52,9 @@ class Illuminant:
 
 
 NO_CORRECTION = Illuminant(gains=np.ones(3, dtype=np.float32), source="none")
+
+WHITE_CHROMA_SD = 0.02
+"""Noise of a white reference's log chromaticity as a measure of the cast (paper and rulers are not quite grey)."""
 
 
 def gains_from_white(white_linear: np.ndarray) -> np.ndarray:
@@ -229,9 +240,9 @@ def skin_prior_cast(
     cast_sd: float,
     lightness_sd: float,
     white_chroma: np.ndarray | None = None,
-    white_sd: float = 0.02,
-) -> np.ndarray:
-    """Posterior mean of the cast (log chromaticity) from the skin and an optional white.
+    white_sd: float = WHITE_CHROMA_SD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and covariance of the cast (log chromaticity) from the skin and an optional white.
 
     A Gaussian form of colour by correlation (Finlayson, Hordley & Hubel
     2001) with skin as the memory colour (Bianco & Schettini 2012): the
@@ -239,7 +250,8 @@ def skin_prior_cast(
     :func:`expected_skin_chromaticity` at the observed L*, covariance
     :func:`skin_chroma_covariance`) plus the cast (prior N(0,
     ``cast_sd``^2 I)); a white reference, when present, observes the cast
-    directly with noise ``white_sd``. The combination is precision-weighted.
+    directly with noise ``white_sd``. The combination is precision-weighted;
+    the covariance is what the ITA interval propagates.
     """
     skin_precision = np.linalg.inv(skin_chroma_covariance(skin_lightness, lightness_sd))
     precision = np.eye(2) / cast_sd**2 + skin_precision
@@ -247,7 +259,8 @@ def skin_prior_cast(
     if white_chroma is not None:
         precision = precision + np.eye(2) / white_sd**2
         information = information + np.asarray(white_chroma) / white_sd**2
-    return np.linalg.solve(precision, information)
+    covariance = np.linalg.inv(precision)
+    return covariance @ information, covariance
 
 
 def white_fits_skin(

@@ -6,7 +6,8 @@ Steps (each in its own function, all on a <= 256 px working image):
 2. colour constancy (white reference, else a statistical estimate);
 3. the healthy-skin mask: skin colour model minus lesion, hair, highlights,
    references, ink, background and dark borders;
-4. ITA over the healthy pixels, with a patch-bootstrap interval;
+4. ITA over the healthy pixels, with an interval from a patch bootstrap and the
+   colour cast's and exposure's uncertainty;
 5. status: ``ok``, or ``abstain`` with the reason.
 """
 
@@ -22,7 +23,7 @@ from scipy import ndimage as ndi
 
 from fairderm.errors import InputError
 from fairderm.tone import _constancy, _skin
-from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, linear_to_lab, srgb8_to_linear
+from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, lab_to_linear, linear_to_lab, srgb8_to_linear
 from fairderm.tone._decode import ImageRefused, to_working_rgb
 
 ConstancyMode = Literal["auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none"]
@@ -43,19 +44,32 @@ class ToneParameters:
         ``grey-edge`` (the last two for comparison) or ``none``.
     cast_sd
         Prior standard deviation of the colour cast in log chromaticity.
+    exposure_sd
+        Prior standard deviation, in stops, of the photograph's exposure
+        error. Nothing in a photograph without a reference of known
+        reflectance measures exposure, and ITA moves with it (0.17 stops
+        moves L* by about 3 units and ITA by about 6 degrees for skin at
+        L* 60, b* 15), so the interval carries it. The default takes a
+        third of a stop, the step in which cameras set exposure, as the
+        95% bound of automatic exposure's error (SD 1/3 / 1.96);
+        standardised photography (fixed flash and settings) may use less,
+        phone snapshots more.
     lightness_sd
         Uncertainty of the skin's observed L* from exposure (L* units), which
         weakens the skin prior along the skin locus.
     min_skin_fraction
         Abstain when fewer healthy-skin pixels than this fraction remain.
     max_interval_spread
-        Abstain when the 95% interval of ITA, measured as the length of the
-        arc it spans in the (L*, b*) plane around ITA's centre (L* = 50,
-        b* = 0), exceeds this many CIELAB units. ITA is an angle, so the
-        same spread of skin colour makes a wider ITA interval the closer
-        the colour is to that centre (medium-dark skin, L* near 50); a
-        threshold in degrees would abstain more often on darker skin. 8
-        units is about 22 degrees of ITA for light skin (L* 65, b* 15).
+        Abstain when the 95% patch-bootstrap interval of ITA (the skin's
+        variation across the photograph alone, without the cast and
+        exposure terms that every photograph shares), measured as the
+        length of the arc it spans in the (L*, b*) plane around ITA's
+        centre (L* = 50, b* = 0), exceeds this many CIELAB units. ITA is
+        an angle, so the same spread of skin colour makes a wider ITA
+        interval the closer the colour is to that centre (medium-dark skin,
+        L* near 50); a threshold in degrees would abstain more often on
+        darker skin. 8 units is about 22 degrees of ITA for light skin
+        (L* 65, b* 15).
     min_lesion_fraction
         Abstain when the part of the segmented lesion that differs from the
         skin by more than 3 robust SDs covers less than this fraction of
@@ -79,6 +93,7 @@ class ToneParameters:
     working_size: int = 128
     constancy: ConstancyMode = "auto"
     cast_sd: float = 0.2
+    exposure_sd: float = 0.17
     lightness_sd: float = 6.0
     min_skin_fraction: float = 0.05
     max_interval_spread: float = 8.0
@@ -99,6 +114,8 @@ class ToneParameters:
             raise InputError("min_skin_fraction must be in (0, 1)", column="min_skin_fraction")
         if not 0.0 <= self.min_lesion_fraction < 1.0:
             raise InputError("min_lesion_fraction must be in [0, 1)", column="min_lesion_fraction")
+        if not 0.0 <= self.exposure_sd <= 2.0:
+            raise InputError(f"exposure_sd must be 0-2 stops, got {self.exposure_sd}", column="exposure_sd")
         if self.n_boot < 20 or self.patch_grid < 2:
             raise InputError("n_boot must be >= 20 and patch_grid >= 2", column="n_boot")
 
@@ -224,13 +241,15 @@ def estimate_illuminant(
     if mode == "white":
         if white_chroma is None:
             return _constancy.NO_CORRECTION, empty
-        return _constancy.Illuminant(_constancy.gains_from_cast(white_chroma), "white-reference"), reference
-    cast = _constancy.skin_prior_cast(
+        white_cov = np.eye(2) * _constancy.WHITE_CHROMA_SD**2
+        gains = _constancy.gains_from_cast(white_chroma)
+        return _constancy.Illuminant(gains, "white-reference", white_cov), reference
+    cast, cast_cov = _constancy.skin_prior_cast(
         skin_chroma, skin_lightness, cast_sd=params.cast_sd, lightness_sd=params.lightness_sd,
         white_chroma=white_chroma,
     )
     source = "white-reference" if white_chroma is not None else "skin-prior"
-    return _constancy.Illuminant(_constancy.gains_from_cast(cast), source), reference
+    return _constancy.Illuminant(_constancy.gains_from_cast(cast), source, cast_cov), reference
 
 
 def find_exclusions(
@@ -375,18 +394,17 @@ def undo_vignetting(linear: np.ndarray, healthy: np.ndarray, done: float) -> flo
     return float(np.clip(residual, low, high))
 
 
-def patch_bootstrap_ita(
+def patch_bootstrap_colour(
     lab: np.ndarray, healthy: np.ndarray, params: ToneParameters
-) -> tuple[float, float, float, np.ndarray]:
-    """ITA of the healthy skin and its 95% patch-bootstrap interval.
+) -> tuple[np.ndarray, np.ndarray]:
+    """CIELAB colour of the healthy skin and its patch-bootstrap replicates, shape (3,) and (n_boot, 3).
 
     The image is cut into a ``patch_grid`` x ``patch_grid`` grid; each patch
     contributes the mean colour of its healthy pixels, weighted by their
     count. The skin colour is the weighted 20%-trimmed mean over patches
-    (robust to a few patches of shadow or missed lesion); the interval
-    resamples patches with replacement (a block bootstrap, which respects
-    the spatial correlation of pixels) and takes the 2.5 and 97.5
-    percentiles of the replicates' ITA.
+    (robust to a few patches of shadow or missed lesion); the replicates
+    resample patches with replacement (a block bootstrap, which respects
+    the spatial correlation of pixels).
     """
     grid = params.patch_grid
     height, width = healthy.shape
@@ -401,11 +419,43 @@ def patch_bootstrap_ita(
         [np.bincount(patch, weights=pixels[:, k], minlength=grid * grid)[present] for k in range(3)], axis=1
     ) / counts[:, None]
     colour = np.array([_trimmed_means(means[:, k], counts[None, :])[0] for k in range(3)])
-    ita = float(ita_degrees(colour[0], colour[2]))
     weights = _patch_draws(counts.size, params.n_boot, params.seed) * counts[None, :]
-    boot = ita_degrees(_trimmed_means(means[:, 0], weights), _trimmed_means(means[:, 2], weights))
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return ita, float(low), float(high), colour
+    replicates = np.stack([_trimmed_means(means[:, k], weights) for k in range(3)], axis=1)
+    return colour, replicates
+
+
+def ita_interval(replicates: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the ITA of CIELAB replicates (n, 3)."""
+    low, high = np.percentile(ita_degrees(replicates[:, 0], replicates[:, 2]), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def with_capture_uncertainty(
+    replicates: np.ndarray, cast_cov: np.ndarray, exposure_sd: float, seed: int
+) -> np.ndarray:
+    """The replicates, each under a cast and an exposure error drawn from what is known of them.
+
+    Replicate ``i`` is multiplied, in linear RGB, by the von Kries gains of a
+    cast ``delta_i ~ N(0, cast_cov)`` (log chromaticity; a grey's luminance kept) and
+    by ``2 ** e_i`` with ``e_i ~ N(0, exposure_sd^2)`` stops. The
+    percentiles of their ITA then give an interval for the skin's ITA
+    that carries the colour constancy's remaining uncertainty and the
+    unknown exposure as well as the skin's variation across the photograph.
+    """
+    normal = _standard_normals(replicates.shape[0], seed)
+    cast = normal[:, :2] @ np.linalg.cholesky(cast_cov + 1e-12 * np.eye(2)).T
+    gains = np.stack([np.exp(-cast[:, 0]), np.ones(len(cast)), np.exp(-cast[:, 1])], axis=1)
+    gains = gains / (gains @ LUMINANCE_WEIGHTS)[:, None] * 2.0 ** (exposure_sd * normal[:, 2:3])
+    linear = lab_to_linear(replicates) * gains
+    return linear_to_lab(linear.astype(np.float32)).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _standard_normals(n: int, seed: int) -> np.ndarray:
+    """(n, 3) standard normal draws of the capture terms, drawn once per process (seed offset from the patches')."""
+    draws = np.random.default_rng([seed, 1]).standard_normal((n, 3))
+    draws.flags.writeable = False
+    return draws
 
 
 @functools.lru_cache(maxsize=128)
@@ -499,15 +549,21 @@ def analyse_rgb(
             f"need {100 * params.min_skin_fraction:.0f}%)"
         )
         return result
-    ita, low, high, colour = patch_bootstrap_ita(lab, healthy, params)
-    result.ita, result.ita_low, result.ita_high = ita, low, high
+    colour, replicates = patch_bootstrap_colour(lab, healthy, params)
+    cast_cov = illuminant.cast_cov if illuminant.cast_cov is not None else np.eye(2) * params.cast_sd**2
+    result.ita = float(ita_degrees(colour[0], colour[2]))
+    result.ita_low, result.ita_high = ita_interval(
+        with_capture_uncertainty(replicates, cast_cov, params.exposure_sd, params.seed)
+    )
     result.lab = (float(colour[0]), float(colour[1]), float(colour[2]))
+    low, high = ita_interval(replicates)
     spread = interval_spread(low, high, colour)
     if spread > params.max_interval_spread:
         result.status = "abstain"
         result.reason = (
-            f"ITA interval too wide ({low:.1f} to {high:.1f} deg, a spread of {spread:.1f} > "
-            f"{params.max_interval_spread:g} CIELAB units): the skin colour varies too much across the photograph"
+            f"ITA interval too wide: the skin colour varies too much across the photograph (its patches "
+            f"alone give {low:.1f} to {high:.1f} deg, a spread of {spread:.1f} > "
+            f"{params.max_interval_spread:g} CIELAB units)"
         )
         return result
     distinct_fraction = float(exclusions.distinct_lesion.sum() / n_valid)

@@ -6,6 +6,8 @@ numbers come from ``benchmarks/tone_accuracy.py`` on larger cohorts.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +17,9 @@ from tone_fixtures import lesion_mask, skin_photo
 
 from fairderm.errors import InputError
 from fairderm.tone import MONK_HEX, ToneParameters, healthy_skin_mask, lab_to_monk, measure_image, srgb8_to_lab
+from fairderm.tone._color import ita_degrees, lab_to_linear, linear_to_lab
 from fairderm.tone._decode import decode_image
-from fairderm.tone._pipeline import analyse_rgb, interval_spread
+from fairderm.tone._pipeline import analyse_rgb, interval_spread, ita_interval, with_capture_uncertainty
 
 
 def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -41,13 +44,47 @@ def test_synthetic_ita_is_close_to_the_truth(synth_cohort, synth_tone):
     assert spearmanr(synth_tone["ita"][ok], true_ita[ok])[0] > 0.9
 
 
-def test_synthetic_interval_covers_most_true_ita_within_the_bias(synth_cohort, synth_tone):
+def test_synthetic_interval_covers_the_true_ita(synth_cohort, synth_tone):
     ok = synth_tone["status"].eq("ok").to_numpy()
     true_ita = synth_cohort.manifest["true_ita"].to_numpy(dtype=float)[ok]
+    ita = synth_tone["ita"].to_numpy()[ok]
     low, high = synth_tone["ita_low"].to_numpy()[ok], synth_tone["ita_high"].to_numpy()[ok]
-    assert np.all(low <= synth_tone["ita"].to_numpy()[ok]) and np.all(synth_tone["ita"].to_numpy()[ok] <= high)
-    # the interval is for sampling error only; it should cover the truth widened by a few degrees of bias
-    assert np.mean((true_ita >= low - 5) & (true_ita <= high + 5)) > 0.5
+    assert np.all(low <= ita) and np.all(ita <= high)
+    # the interval carries the cast's and the exposure's uncertainty: a 95% interval
+    # (benchmarks/tone_accuracy.py: 97-99% on 300 images, the generator's exposure
+    # being narrower than the prior's)
+    assert np.mean((true_ita >= low) & (true_ita <= high)) >= 0.9
+
+
+def test_capture_uncertainty_without_cast_or_exposure_leaves_the_replicates():
+    replicates = np.array([[60.0, 12.0, 15.0], [45.0, 14.0, 20.0], [30.0, 10.0, 16.0]])
+    same = with_capture_uncertainty(replicates, np.zeros((2, 2)), 0.0, seed=0)
+    assert same == pytest.approx(replicates, abs=0.06)  # the CIELAB table's rounding
+
+
+def test_exposure_term_spreads_ita_as_the_exposure_prior_says():
+    colour = np.array([60.0, 12.0, 15.0])
+    draws = with_capture_uncertainty(np.tile(colour, (4000, 1)), np.zeros((2, 2)), 0.17, seed=0)
+    low, high = ita_interval(draws)
+    # ITA rises with exposure, so its 2.5% and 97.5% points are those of the exposure
+    exposed = linear_to_lab(lab_to_linear(colour)[None, :] * 2.0 ** (np.array([[-1.96], [1.96]]) * 0.17))
+    expected = ita_degrees(exposed[:, 0], exposed[:, 2])
+    assert (low, high) == pytest.approx(tuple(expected), abs=0.6)
+    assert high - low > 10  # about 6 degrees each way at this colour
+
+
+def test_cast_term_keeps_lightness_and_moves_chroma():
+    colour = np.array([60.0, 12.0, 15.0])
+    draws = with_capture_uncertainty(np.tile(colour, (2000, 1)), np.eye(2) * 0.05**2, 0.0, seed=0)
+    # von Kries gains that keep a neutral surface's luminance keep the skin's L* within a fraction of a unit
+    assert draws[:, 0] == pytest.approx(60.0, abs=0.5)
+    assert 1.0 < draws[:, 2].std() < 6.0
+    assert abs(np.mean(draws[:, 2]) - 15.0) < 0.5
+
+
+def test_exposure_sd_outside_zero_to_two_stops_is_refused():
+    with pytest.raises(InputError, match="exposure_sd"):
+        ToneParameters(exposure_sd=-0.1)
 
 
 def test_synthetic_lesion_exclusion_matches_the_true_masks(synth_cohort):
@@ -126,7 +163,18 @@ def test_skin_varying_across_the_photograph_abstains_for_a_wide_interval(tmp_pat
     tone = measure_image(tmp_path / "ramp.png")
     assert tone.status == "abstain"
     assert "interval too wide" in tone.reason
-    assert tone.ita_high - tone.ita_low > 15
+    # the rule looks at the skin's variation across the photograph alone
+    low, high = map(float, re.search(r"patches alone give (-?[\d.]+) to (-?[\d.]+) deg", tone.reason).groups())
+    assert high - low > 15
+
+
+def test_uniform_skin_is_kept_though_its_interval_carries_the_exposure(tmp_path):
+    Image.fromarray(skin_photo((160, 120))).save(tmp_path / "skin.png")
+    with_exposure = measure_image(tmp_path / "skin.png")
+    without = measure_image(tmp_path / "skin.png", ToneParameters(exposure_sd=0.0))
+    assert with_exposure.status == without.status == "ok"
+    assert with_exposure.ita == without.ita
+    assert with_exposure.ita_high - with_exposure.ita_low > (without.ita_high - without.ita_low) + 4
 
 
 def test_interval_spread_is_the_arc_in_colour_units():

@@ -28,7 +28,7 @@ def test_estimate_writes_the_contract_columns(tone_file, synth_cohort, synth_ton
     assert frame["image_id"].tolist() == synth_cohort.manifest["image_id"].tolist()
     # two worker processes give exactly what one process gives
     pd.testing.assert_series_equal(frame["ita"], synth_tone["ita"].astype("float64"))
-    assert frame["method"].iloc[0].startswith("fairderm-ita/1;fitzpatrick=groh")
+    assert frame["method"].iloc[0].startswith("fairderm-ita/2;fitzpatrick=groh")
 
 
 def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
@@ -37,6 +37,25 @@ def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "ok" in result.stdout and "of 60 images" in result.stdout
     assert read_tone(tmp_path / "t.parquet")["method"].iloc[0].endswith("fitzpatrick=kinyanjui")
+
+
+def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort, synth_tone, tmp_path):
+    result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--workers", "1",
+                     "--exposure-sd", "0")
+    assert result.exit_code == 0, result.stderr
+    frame = read_tone(tmp_path / "t.parquet")
+    assert frame.attrs["fairderm_tone"]["parameters"]["exposure_sd"] == 0.0
+    pd.testing.assert_series_equal(frame["ita"], synth_tone["ita"].astype("float64"))
+    width = frame["ita_high"] - frame["ita_low"]
+    default_width = synth_tone["ita_high"] - synth_tone["ita_low"]
+    assert (width < default_width).sum() >= 0.9 * width.notna().sum()
+
+
+def test_negative_exposure_sd_is_refused_without_output(run_cli, synth_cohort, tmp_path):
+    result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--exposure-sd", "-1")
+    assert result.exit_code == 2
+    assert "--exposure-sd" in result.stderr
+    assert not (tmp_path / "t.parquet").exists()
 
 
 def test_validate_prints_a_table_and_writes_json(run_cli, synth_cohort, tone_file, tmp_path):
