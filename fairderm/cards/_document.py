@@ -341,7 +341,11 @@ def _tone(data: CardData) -> Section:
                  ("Images", str(summary["n_images"])),
                  ("Status", ", ".join(f"{k}: {v}" for k, v in summary["status_counts"].items()) or "not recorded")]
         if summary["median_ita_interval_width"] is not None:
-            facts.append(("Median ITA interval width", f"{summary['median_ita_interval_width']:.1f}°"))
+            # fairderm-ita/1 intervals were the patch bootstrap alone; later ones carry the cast and exposure
+            carries = ("skin variation only" if any(m.startswith("fairderm-ita/1") for m in summary["methods"])
+                       else "skin variation, colour cast and exposure")
+            facts.append(("Median 95% ITA interval width",
+                          f"{summary['median_ita_interval_width']:.1f}° ({carries})"))
         if summary["fitzpatrick_counts"]:
             facts.append(("Estimated Fitzpatrick types",
                           ", ".join(f"{k}: {v}" for k, v in summary["fitzpatrick_counts"].items())))

@@ -58,6 +58,8 @@ def test_card_reports_tone_groups_intersections_reliability_power_gate_and_hashe
     assert f"| metrics.json | {metrics_hash} |" in markdown
     assert "unknown (fitzpatrick_est, n=6)" in markdown  # small groups are named in the caveats
     assert "Reliability curves by fitzpatrick_est" in markdown
+    # the test tone table's intervals are ita +- 3 degrees
+    assert "- **Median 95% ITA interval width**: 6.0° (skin variation, colour cast and exposure)" in markdown
 
 
 def test_markdown_front_matter_is_hugging_face_metadata(full_run: Path) -> None:
