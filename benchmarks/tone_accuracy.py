@@ -11,7 +11,10 @@ twice: against the true skin ITA, and against the ITA the true skin has
 after the camera's exposure (``exposure_stops``, up to +-0.2 stops), which
 isolates what colour constancy can correct. The share of 95% intervals
 ``[ita_low, ita_high]`` that contain the true ITA is printed with their
-median width, also with the exposure prior set to the generator's.
+median width, also with the exposure prior set to the generator's, and
+the share of images whose estimated group (I-II / III-IV / V-VI) is that of
+their true ITA, as the intervals expect it (``expected_group_agreement``)
+and as measured.
 
 PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
 masks, the abstention rate and its reasons, Spearman's rho against the
@@ -40,7 +43,16 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from fairderm.cohort import import_cohort, synthesize_cohort
-from fairderm.tone import ToneParameters, estimate_tone, icc1, ita_degrees, measure_image
+from fairderm.tone import (
+    ToneParameters,
+    estimate_tone,
+    expected_group_agreement,
+    fitzpatrick_group,
+    icc1,
+    ita_degrees,
+    ita_to_fitzpatrick,
+    measure_image,
+)
 from fairderm.tone._color import lab_to_linear, linear_to_lab
 from fairderm.tone._decode import decode_image
 from fairderm.tone._pipeline import analyse_rgb
@@ -51,9 +63,10 @@ GENERATOR_EXPOSURE_SD = 0.4 / np.sqrt(12.0)
 DEFAULT_PAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pad-ufes-20-subset"
 
 
-def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
-    """Median |ITA error| and Spearman per constancy mode, all images and cast images."""
+def synthetic_report(n: int, seed: int, workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Median |ITA error| and Spearman per constancy mode, all images and cast images; the strata's agreement."""
     rows = []
+    strata: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cohort = synthesize_cohort(Path(tmp) / "synth", n=n, seed=seed, workers=workers)
         manifest = cohort.manifest
@@ -66,6 +79,8 @@ def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
             error = np.abs(frame["ita"].to_numpy(dtype=float) - true_ita)
             exposed_error = np.abs(frame["ita"].to_numpy(dtype=float) - exposed_ita)
             covered, width = interval_coverage(frame, true_ita)
+            if mode == "auto":
+                strata = strata_agreement(frame, true_ita)
             for subset, keep in (("all", ok), ("cast", ok & cast)):
                 rows.append({
                     "constancy": mode, "images": subset, "n": int(keep.sum()),
@@ -92,7 +107,15 @@ def synthetic_report(n: int, seed: int, workers: int) -> pd.DataFrame:
     for column, ratio in ratios:
         baseline = report[report["constancy"] == "none"].set_index("images")[column]
         report[ratio] = baseline.reindex(report["images"]).to_numpy() / report[column]
-    return report
+    return report, strata
+
+
+def strata_agreement(frame: pd.DataFrame, true_ita: np.ndarray) -> dict[str, float]:
+    """Share of measured images in the group of their true ITA: expected from the intervals, and measured."""
+    ok = frame["status"].eq("ok").to_numpy()
+    true_group = fitzpatrick_group(ita_to_fitzpatrick(true_ita)).astype(str).to_numpy()
+    measured = frame["fitzpatrick_group_est"].astype(str).to_numpy() == true_group
+    return {"expected": expected_group_agreement(frame)["expected_agreement"], "measured": float(measured[ok].mean())}
 
 
 def interval_coverage(frame: pd.DataFrame, true_ita: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if not args.skip_synthetic:
         start = time.perf_counter()
-        report = synthetic_report(args.n, args.seed, args.workers)
+        report, strata = synthetic_report(args.n, args.seed, args.workers)
         print(f"\nsynthetic cohort n={args.n} seed={args.seed} ({time.perf_counter() - start:.0f} s)")
         print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(f"strata (auto): {strata['expected']:.3f} of measured images expected in the group of their true ITA "
+              f"(from the intervals), {strata['measured']:.3f} measured")
     if not args.skip_pad:
         if not (args.pad / "labels.csv").is_file():
             print(f"\nPAD subset not found at {args.pad}; skipped")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from fairderm.cards._info import CardInfo
 from fairderm.cards._run import RunArtifacts
+from fairderm.tone import expected_group_agreement
 
 GROUP_COLUMNS = ["attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"]
 DISPARITY_COLUMNS = ["attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high"]
@@ -282,7 +283,7 @@ class CardData:
     # tone ---------------------------------------------------------------------------------------
     @property
     def tone_summary(self) -> dict[str, Any] | None:
-        """Method, status counts, abstention rate and ITA interval width from tone.parquet."""
+        """Method, status counts, abstention rate, ITA interval width and the strata's expected agreement."""
         tone = self.run.tone
         if tone is None:
             return None
@@ -298,15 +299,23 @@ class CardData:
         if "fitzpatrick_est" in tone:
             types = pd.to_numeric(tone["fitzpatrick_est"], errors="coerce").dropna().astype(int)
             counts = {f"type {k}": int(v) for k, v in sorted(types.value_counts().items())}
-        meta = self.run.tone_meta or {}
+        # tone.parquet's provenance: the estimator's settings sit under "estimation"
+        estimation = (self.run.tone_meta or {}).get("estimation") or {}
+        strata = None
+        if {"ita", "ita_low", "ita_high", "status"} <= set(tone.columns):
+            frame = tone.copy(deep=False)
+            frame.attrs["fairderm_tone"] = estimation
+            agreement = expected_group_agreement(frame)
+            strata = agreement["expected_agreement"] if agreement["n"] else None
         return {
             "n_images": n,
             "methods": methods,
             "status_counts": {str(k): int(v) for k, v in sorted(status.items())},
             "abstention_rate": (status.get("abstain", 0) + status.get("error", 0)) / n if n else None,
             "median_ita_interval_width": width,
+            "expected_group_agreement": strata,
             "fitzpatrick_counts": counts,
-            "calibration": meta.get("calibration"),
+            "calibration": estimation.get("calibration"),
         }
 
     def tone_validation_measures(self) -> list[dict[str, Any]]:

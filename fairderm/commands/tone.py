@@ -54,7 +54,7 @@ def estimate_command(
     ),
 ) -> None:
     from fairderm.cohort import load_cohort
-    from fairderm.tone import ToneParameters, estimate_tone, load_calibration, write_tone
+    from fairderm.tone import ToneParameters, estimate_tone, expected_group_agreement, load_calibration, write_tone
 
     parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
     cohort = load_cohort(cohort_dir)
@@ -75,6 +75,13 @@ def estimate_command(
     reasons = frame.loc[frame["status"] != "ok", "reason"].str.replace(r"\(.*", "", regex=True).str.strip()
     for reason, count in reasons.value_counts().head(5).items():
         console.print(f"  {count:>5} x {reason}")
+    strata = expected_group_agreement(frame)
+    if strata["n"]:
+        console.print(
+            f"strata: {100 * strata['expected_agreement']:.0f}% of the {strata['n']} measured images are expected "
+            "in the I-II / III-IV / V-VI group of their true skin ITA (from the intervals, not from labels; "
+            "'fairderm tone validate' measures agreement with labels)"
+        )
 
 
 @tone_app.command("validate", help="Agreement of a tone table with tone labels, with bootstrap intervals.")

@@ -34,13 +34,13 @@ from fairderm.moe._model import LinearHead, MixtureOfExperts, load_balancing_los
 from fairderm.moe._pipeline import RouterRun, train_router
 from fairderm.moe._predictor import RouterPredictor, router_predictor
 from fairderm.moe._store import load_router
-from fairderm.moe._tone_input import (
+from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit
+from fairderm.tone._uncertainty import (
     DEFAULT_ITA_CUT_POINTS,
     group_probabilities,
     tone_cut_points,
     tone_probabilities,
 )
-from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit
 
 register_backend("router", router_predictor, replace=True)
 

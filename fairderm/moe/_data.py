@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fairderm.cohort import FITZPATRICK_GROUPS, Cohort, fitzpatrick_to_group
 from fairderm.errors import InputError
-from fairderm.moe._tone_input import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
+from fairderm.tone._uncertainty import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 TONE_GROUP_SOURCE = "fitzpatrick_est"

@@ -47,8 +47,8 @@ from fairderm.moe._store import (
     architecture_of,
     save_weights,
 )
-from fairderm.moe._tone_input import FITZPATRICK_TYPE_NAMES
 from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit, predict_logits
+from fairderm.tone._uncertainty import FITZPATRICK_TYPE_NAMES
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 CONSTRAINTS: tuple[str, ...] = ("loss", "eo", "dro")

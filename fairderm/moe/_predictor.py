@@ -31,7 +31,7 @@ from fairderm.inference._backbone import (
 from fairderm.inference._efficientnet import INPUT_SIZE
 from fairderm.inference._predictor import reject_unknown_options
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_WEIGHTS, load_router
-from fairderm.moe._tone_input import tone_probabilities
+from fairderm.tone._uncertainty import tone_probabilities
 
 METHODS_WITH_WEIGHTS: tuple[str, ...] = ("moe_parity", "moe", "erm", "reweight")
 

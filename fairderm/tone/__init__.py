@@ -24,6 +24,9 @@ ita_degrees, ita_to_chardon, ita_to_fitzpatrick, lab_to_monk, fitzpatrick_group
     The scales.
 icc1
     Label-free consistency: ICC(1) of ITA across a patient's photographs.
+expected_group_agreement, tone_probabilities, tone_cut_points, group_cut_points
+    What the intervals say about the strata: the share of images expected in
+    the group of their true ITA, and per-image type probabilities.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ from fairderm.tone._scales import (
     lab_to_monk,
 )
 from fairderm.tone._store import read_tone, write_tone
+from fairderm.tone._uncertainty import (
+    expected_group_agreement,
+    group_cut_points,
+    tone_cut_points,
+    tone_probabilities,
+)
 from fairderm.tone._validation import ToneValidation, icc1, validate_tone
 
 __all__ = [
@@ -57,8 +66,10 @@ __all__ = [
     "ToneParameters",
     "ToneValidation",
     "estimate_tone",
+    "expected_group_agreement",
     "fit_calibration",
     "fitzpatrick_group",
+    "group_cut_points",
     "healthy_skin_mask",
     "icc1",
     "ita_degrees",
@@ -69,6 +80,8 @@ __all__ = [
     "measure_image",
     "read_tone",
     "srgb8_to_lab",
+    "tone_cut_points",
+    "tone_probabilities",
     "validate_tone",
     "write_tone",
 ]

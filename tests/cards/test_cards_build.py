@@ -153,6 +153,37 @@ def test_write_card_writes_three_files_and_ignores_an_earlier_card(full_run: Pat
     assert "card.md" not in files and "metrics.json" in files
 
 
+def test_unvalidated_strata_report_the_expected_agreement_from_the_intervals(full_run: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from fairderm.tone import expected_group_agreement
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    (run / "tone_validation.json").unlink()
+    card = build_card(run)
+    expected = expected_group_agreement(pd.read_parquet(run / "tone.parquet"))["expected_agreement"]
+    markdown = " ".join(card.to_markdown().split())
+    assert "not validated against tone labels in this run" in markdown
+    assert f"Its ITA intervals alone put {100 * expected:.0f}% of the measured images in the group" in markdown
+    estimator = card.to_dict()["quantitative_analysis"]["tone_reliability"]["estimator"]
+    assert estimator["expected_group_agreement"] == pytest.approx(expected)
+    assert card_schema_errors(card.to_dict()) == []
+
+
+def test_tone_calibration_is_read_from_the_estimation_provenance(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from fairderm._io import atomic_write_parquet
+
+    run = make_run(tmp_path / "run")
+    frame = pd.read_parquet(run / "tone.parquet")
+    calibration = {"sha256": "cd" * 32, "scale": "fitzpatrick", "cutpoints": [50.0, 40.0, 30.0, 20.0, 10.0]}
+    atomic_write_parquet(run / "tone.parquet", frame, metadata_json={"estimation": {"calibration": calibration}})
+    markdown = build_card(run).to_markdown()
+    assert "**Calibration**" in markdown and "cdcdcdcd" in markdown
+
+
 def test_owner_text_comes_from_spec_and_info_file_overrides_it(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", card={"license": "Apache-2.0", "intended_use": "Triage support.",
                                            "owners": [{"name": "Derm team"}]})

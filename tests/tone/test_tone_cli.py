@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,8 @@ def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "ok" in result.stdout and "of 60 images" in result.stdout
     assert read_tone(tmp_path / "t.parquet")["method"].iloc[0].endswith("fitzpatrick=kinyanjui")
+    assert re.search(r"strata: \d+% of the \d+ measured images are expected in the I-II / III-IV / V-VI group",
+                     " ".join(result.stdout.split()))
 
 
 def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort, synth_tone, tmp_path):

@@ -1,0 +1,204 @@
+"""What a tone table's intervals say about its strata: type probabilities and expected agreement.
+
+The tone estimator gives each image an individual typology angle (ITA,
+Chardon et al. 1991) with an uncertainty interval ``[ita_low, ita_high]``
+(the skin's variation across the photograph, the colour cast left after
+correction and the exposure; ``docs/tone.md``). We read the estimate as a
+normal distribution,
+
+    ITA ~ N(ita, sigma),   sigma = (ita_high - ita_low) / (2 * 1.96),
+
+(the interval taken as a 95% interval) and integrate it over the ITA cut
+points that define the Fitzpatrick types, ``P(type j) = Phi((c_{j-1} - ita) /
+sigma) - Phi((c_j - ita) / sigma)`` with the cut points in decreasing order
+(ITA falls as skin darkens). An interval of zero width gives a point mass.
+
+Two uses:
+
+- :func:`tone_probabilities`, the router's tone input: an image on which
+  the estimator abstained or failed gets the uniform vector (1/6 each), i.e.
+  the router is told nothing about its tone;
+- :func:`expected_group_agreement`, a label-free reliability figure for the
+  strata: the share of measured images expected to sit in the group
+  (I-II / III-IV / V-VI) of their true skin ITA. It covers the measurement
+  only, as far as the interval's error model holds; how ITA maps to a
+  labelled Fitzpatrick type (a phototype, not a colour) is not in it, so
+  agreement with labels is lower (``fairderm tone validate`` measures that).
+
+The cut points are those behind the tone table's own ``fitzpatrick_est``
+(:func:`tone_cut_points`: a fitted calibration, else the named published
+scheme), so that the probabilities and ``fitzpatrick_est`` share their
+boundaries. With a wide interval the most probable type may be a wider
+neighbour of the estimated one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from fairderm.errors import InputError
+from fairderm.tone._scales import DEFAULT_FITZPATRICK_SCHEME, FITZPATRICK_CUTPOINTS, category_index
+
+N_TYPES = 6
+FITZPATRICK_TYPE_NAMES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI")
+
+# ITA (degrees) boundaries between Fitzpatrick types I|II, II|III, ..., V|VI
+# when a tone table does not say which it used: the tone estimator's default
+# scheme, so that the router's type probabilities agree with ``fitzpatrick_est``.
+DEFAULT_ITA_CUT_POINTS: tuple[float, ...] = tuple(FITZPATRICK_CUTPOINTS[DEFAULT_FITZPATRICK_SCHEME])
+
+_Z95 = float(norm.ppf(0.975))
+
+
+def tone_probabilities(
+    tone: pd.DataFrame, *, cut_points: tuple[float, ...] = DEFAULT_ITA_CUT_POINTS
+) -> np.ndarray:
+    """Per-image probabilities of the six Fitzpatrick types from ITA estimates.
+
+    Parameters
+    ----------
+    tone
+        A tone table (:func:`fairderm.tone.read_tone`): columns ``ita``,
+        ``ita_low``, ``ita_high`` and ``status``.
+    cut_points
+        Five non-increasing ITA boundaries between types I..VI (equal
+        neighbours leave a type empty, as a fitted calibration may).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 6)`` float32, rows summing to 1; uniform for rows whose status is
+        not ``ok`` or whose ITA is missing.
+    """
+    cuts = np.asarray(cut_points, dtype=float)
+    if cuts.shape != (N_TYPES - 1,) or np.any(np.diff(cuts) > 0):
+        raise ValueError("cut_points must be 5 non-increasing ITA values")
+    ita, sigma, usable, _ = _estimates(tone)
+    probs = category_probabilities(ita, sigma, cuts)
+    probs[~usable] = 1.0 / N_TYPES
+    return probs.astype(np.float32)
+
+
+def category_probabilities(ita: np.ndarray, sigma: np.ndarray, cut_points: np.ndarray) -> np.ndarray:
+    """``(n, len(cut_points) + 1)`` probabilities of the ITA categories under ``N(ita, sigma)``.
+
+    Category 0 lies above the first (highest) cut point. ``sigma`` 0 gives a
+    point mass; rows with a missing ITA come out as NaN.
+    """
+    cuts = np.asarray(cut_points, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (cuts[None, :] - ita[:, None]) / sigma[:, None]
+    point_mass = (ita[:, None] < cuts[None, :]).astype(float)
+    below = np.where(sigma[:, None] > 0, norm.cdf(z), point_mass)
+    # P(ITA < c_0 = +inf) = 1, then P(ITA < c_j), then P(ITA < -inf) = 0;
+    # category j's probability is the drop between consecutive cut points.
+    lower = np.concatenate([np.ones((len(ita), 1)), below, np.zeros((len(ita), 1))], axis=1)
+    probs = np.clip(lower[:, :-1] - lower[:, 1:], 0.0, None)
+    with np.errstate(invalid="ignore"):
+        probs /= probs.sum(axis=1, keepdims=True)
+    probs[~np.isfinite(ita)] = np.nan
+    return probs
+
+
+def _estimates(tone: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ITA, its normal sigma from the 95% interval (0 without one), which rows are usable (status ok,
+    ITA known), and which have an interval."""
+    missing = [c for c in ("ita", "ita_low", "ita_high", "status") if c not in tone.columns]
+    if missing:
+        raise InputError(f"tone table lacks column {missing[0]!r}", column=missing[0])
+    ita = pd.to_numeric(tone["ita"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    low = pd.to_numeric(tone["ita_low"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    high = pd.to_numeric(tone["ita_high"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    usable = (tone["status"].astype("string") == "ok").fillna(False).to_numpy() & np.isfinite(ita)
+    has_interval = np.isfinite(low) & np.isfinite(high)
+    sigma = np.where(has_interval, (high - low) / (2 * _Z95), 0.0)
+    return ita, np.clip(sigma, 0.0, None), usable, has_interval
+
+
+def tone_cut_points(tone: pd.DataFrame) -> tuple[float, ...]:
+    """The ITA cut points that produced a tone table's ``fitzpatrick_est``.
+
+    Read from the table's provenance (``attrs["fairderm_tone"]``, set by
+    :func:`fairderm.tone.read_tone`): a calibration on the Fitzpatrick scale
+    wins, then the named scheme; a table without provenance gets
+    :data:`DEFAULT_ITA_CUT_POINTS`.
+    """
+    settings = tone.attrs.get("fairderm_tone") or {}
+    calibration = settings.get("calibration") or {}
+    fitted = calibration.get("cutpoints") or []
+    if calibration.get("scale") == "fitzpatrick" and len(fitted) == N_TYPES - 1:
+        return tuple(float(c) for c in fitted)
+    scheme = settings.get("fitzpatrick_scheme")
+    return tuple(FITZPATRICK_CUTPOINTS.get(scheme, DEFAULT_ITA_CUT_POINTS)) if scheme else DEFAULT_ITA_CUT_POINTS
+
+
+def group_probabilities(type_probs: np.ndarray) -> np.ndarray:
+    """Collapse six type probabilities to the groups I-II, III-IV, V-VI."""
+    return type_probs.reshape(len(type_probs), 3, 2).sum(axis=2)
+
+
+GROUP_NAMES: tuple[str, ...] = ("I-II", "III-IV", "V-VI")
+
+
+def group_cut_points(tone: pd.DataFrame) -> tuple[float, float]:
+    """The two ITA boundaries, I-II | III-IV and III-IV | V-VI, behind a tone table's ``fitzpatrick_group_est``.
+
+    A calibration on the group scale gives them directly; otherwise they
+    are the type boundaries II|III and IV|V of :func:`tone_cut_points`.
+    """
+    calibration = (tone.attrs.get("fairderm_tone") or {}).get("calibration") or {}
+    fitted = calibration.get("cutpoints") or []
+    if calibration.get("scale") == "fitzpatrick_group" and len(fitted) == len(GROUP_NAMES) - 1:
+        return float(fitted[0]), float(fitted[1])
+    types = tone_cut_points(tone)
+    return float(types[1]), float(types[3])
+
+
+def expected_group_agreement(tone: pd.DataFrame) -> dict[str, Any]:
+    """Share of measured images expected in the ITA group of their true skin colour, from the intervals alone.
+
+    For each image with status ``ok``, the probability that its true ITA
+    lies in the group its estimate lies in (``ITA ~ N(ita, sigma)``, the
+    groups of :func:`group_cut_points`); the mean over images, the mean
+    within each estimated group, and the expected counts of estimated
+    against true group. No labels are used: the figure holds as far as the
+    interval's error model does (on the synthetic cohorts it is within 2
+    points of the agreement measured against the true ITA), and it leaves
+    out how ITA maps to a labelled Fitzpatrick type.
+
+    Returns
+    -------
+    dict
+        ``n`` (images with status ``ok`` and an interval),
+        ``expected_agreement`` (NaN when none),
+        ``by_group`` (estimated group -> ``{"n", "expected_agreement"}``),
+        ``expected_counts`` (estimated group -> true group -> expected
+        number of images) and ``cut_points``.
+    """
+    ita, sigma, usable, has_interval = _estimates(tone)
+    cuts = np.asarray(group_cut_points(tone))
+    measured = usable & has_interval  # skin-tone-classifier's rows carry no interval: nothing to say
+    ita, sigma = ita[measured], sigma[measured]
+    probs = category_probabilities(ita, sigma, cuts)
+    estimated = category_index(ita, cuts)
+    own = probs[np.arange(len(ita)), estimated] if len(ita) else np.zeros(0)
+    by_group: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(GROUP_NAMES):
+        rows = estimated == k
+        by_group[name] = {
+            "n": int(rows.sum()),
+            "expected_agreement": float(own[rows].mean()) if rows.any() else float("nan"),
+        }
+        counts[name] = {true: float(probs[rows, j].sum()) for j, true in enumerate(GROUP_NAMES)}
+    return {
+        "n": int(len(ita)),
+        "expected_agreement": float(own.mean()) if len(own) else float("nan"),
+        "by_group": by_group,
+        "expected_counts": counts,
+        "cut_points": [float(c) for c in cuts],
+    }
