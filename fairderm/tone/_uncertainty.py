@@ -158,34 +158,48 @@ def group_cut_points(tone: pd.DataFrame) -> tuple[float, float]:
     return float(types[1]), float(types[3])
 
 
+def own_group_probability(tone: pd.DataFrame) -> np.ndarray:
+    """Per row, the probability that the true ITA lies in the estimated group; NaN unless measured with an interval.
+
+    Skin-tone-classifier's rows carry no interval, so nothing is said of them.
+    """
+    ita, sigma, usable, has_interval = _estimates(tone)
+    cuts = np.asarray(group_cut_points(tone))
+    own = np.full(len(ita), np.nan)
+    measured = usable & has_interval
+    if measured.any():
+        probs = category_probabilities(ita[measured], sigma[measured], cuts)
+        own[measured] = probs[np.arange(int(measured.sum())), category_index(ita[measured], cuts)]
+    return own
+
+
 def expected_group_agreement(tone: pd.DataFrame) -> dict[str, Any]:
     """Share of measured images expected in the ITA group of their true skin colour, from the intervals alone.
 
-    For each image with status ``ok``, the probability that its true ITA
-    lies in the group its estimate lies in (``ITA ~ N(ita, sigma)``, the
-    groups of :func:`group_cut_points`); the mean over images, the mean
-    within each estimated group, and the expected counts of estimated
-    against true group. No labels are used: the figure holds as far as the
-    interval's error model does (on the synthetic cohorts it is within 2
-    points of the agreement measured against the true ITA), and it leaves
+    For each image with status ``ok`` and an interval, the probability that
+    its true ITA lies in the group its estimate lies in (``ITA ~ N(ita,
+    sigma)``, the groups of :func:`group_cut_points`); the mean over images,
+    the mean within each estimated group, and the expected counts of
+    estimated against true group. No labels are used: the figure holds as far
+    as the interval's error model does (on the synthetic cohorts it is within
+    2 points of the agreement measured against the true ITA), and it leaves
     out how ITA maps to a labelled Fitzpatrick type.
 
     Returns
     -------
     dict
         ``n`` (images with status ``ok`` and an interval),
-        ``expected_agreement`` (NaN when none),
-        ``by_group`` (estimated group -> ``{"n", "expected_agreement"}``),
-        ``expected_counts`` (estimated group -> true group -> expected
-        number of images) and ``cut_points``.
+        ``expected_agreement`` (NaN when none), ``by_group`` (estimated group
+        -> ``{"n", "expected_agreement"}``), ``expected_counts`` (estimated
+        group -> true group -> expected number of images) and ``cut_points``.
     """
     ita, sigma, usable, has_interval = _estimates(tone)
     cuts = np.asarray(group_cut_points(tone))
-    measured = usable & has_interval  # skin-tone-classifier's rows carry no interval: nothing to say
+    measured = usable & has_interval
     ita, sigma = ita[measured], sigma[measured]
     probs = category_probabilities(ita, sigma, cuts)
     estimated = category_index(ita, cuts)
-    own = probs[np.arange(len(ita)), estimated] if len(ita) else np.zeros(0)
+    own = own_group_probability(tone)[measured]
     by_group: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, float]] = {}
     for k, name in enumerate(GROUP_NAMES):

@@ -23,6 +23,12 @@ abstention_rate
 consistency_icc
     Label-free: ICC(1) of ITA across the photographs of each patient
     (Shrout & Fleiss 1979), over patients with at least two estimates.
+expected_group_agreement
+    Label-free, over the evaluated images: the mean probability, from each
+    image's ITA interval, that its true ITA lies in its estimated group
+    (:func:`fairderm.tone.expected_group_agreement`). Set beside the
+    agreement with labels it separates the measurement's share of the
+    disagreement from that of the mapping from ITA to the labels.
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ from fairderm.errors import InputError
 from fairderm.tone._calibration import SCALE_CATEGORIES
 from fairderm.tone._scales import FITZPATRICK_GROUP_OF_TYPE
 from fairderm.tone._store import align_to_cohort
+from fairderm.tone._uncertainty import own_group_probability
 
 LABEL_COLUMNS: tuple[str, ...] = tuple(SCALE_CATEGORIES)
 METRICS: tuple[str, ...] = (
     "exact_agreement", "within_one", "kappa_quadratic", "spearman", "abstention_rate", "consistency_icc",
+    "expected_group_agreement",
 )
 CI_LEVEL = 0.95
 
@@ -332,6 +340,12 @@ def validate_tone(
         values["consistency_icc"] = icc1(
             np.where(ok, ita, np.nan), cluster_ids, cluster_weights
         ) if ok.sum() >= 4 else np.full(n_boot + 1, np.nan)
+    own = own_group_probability(tone)
+    interval = evaluated & np.isfinite(own)
+    if interval.any():
+        values["expected_group_agreement"] = _ratio(
+            weights[:, interval] @ own[interval], weights[:, interval].sum(axis=1)
+        )
     alpha = (1 - CI_LEVEL) / 2
     metrics = {name: _summarise(v, alpha) for name, v in values.items()}
     per_group = []

@@ -59,6 +59,16 @@ def test_validation_agreement_confusion_and_abstention(report, synth_cohort, syn
     assert report.n_evaluated == len(true)
 
 
+def test_validation_sets_the_intervals_expected_agreement_beside_the_labels(report, synth_cohort, synth_tone):
+    from fairderm.tone import expected_group_agreement
+
+    # the label-free figure over the evaluated images: every ok image here has a label and an interval
+    expected = expected_group_agreement(synth_tone)["expected_agreement"]
+    assert report.metrics["expected_group_agreement"]["estimate"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < report.metrics["expected_group_agreement"]["ci_low"] <= expected
+    assert "expected_group_agreement" in report.summary()
+
+
 def test_validation_intervals_contain_the_estimate_and_round_trip(report):
     for name, values in report.metrics.items():
         if np.isfinite(values["ci_low"]):
