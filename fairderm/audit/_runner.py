@@ -308,8 +308,12 @@ def _run_stages(
     tone_frame: pd.DataFrame | None = None
     tone_file: Path | None = None
     if spec.tone.source == "estimate":
+        from fairderm.tone import ESTIMATOR_VERSION
+
         tone_inputs = {
             **cohort_inputs, "tone": spec.tone.model_dump(mode="json", exclude={"workers", "calibration"}),
+            # a new estimator (e.g. wider intervals) must not reuse the old one's tables
+            "estimator": ESTIMATOR_VERSION,
             **inputs.digest("tone_calibration"),
             "reference": _stages.tone_reference_column(loaded, selected),
             "seed": spec.bootstrap.seed,

@@ -96,6 +96,11 @@ class ToneSection(_Section):
         "fitzpatrick_group or monk); default: the first of these the cohort has values for.",
     )
     workers: int | None = Field(None, ge=1, description="Processes for estimation (default: one per core).")
+    exposure_sd: float = Field(
+        0.17, ge=0.0, le=2.0,
+        description="Prior SD, in stops, of the photographs' exposure error, carried into the ITA intervals "
+        "(source 'estimate'; see `fairderm tone estimate --exposure-sd`).",
+    )
     lesion_masks: bool = Field(
         False,
         description="Use the cohort's lesion masks (manifest column 'mask') instead of segmenting the lesion "

@@ -49,12 +49,13 @@ def tone_reference_column(loaded: LoadedSpec, cohort: Cohort) -> str | None:
 
 def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgress | None) -> None:
     """Estimate tone for the audited cases; validate it against labels when the cohort has them."""
-    from fairderm.tone import estimate_tone, validate_tone, write_tone
+    from fairderm.tone import ToneParameters, estimate_tone, load_calibration, validate_tone, write_tone
 
     tone = loaded.spec.tone
-    calibration = loaded.resolve(tone.calibration) if tone.calibration else None
+    calibration = load_calibration(loaded.resolve(tone.calibration)) if tone.calibration else None
     frame = estimate_tone(cohort, calibration=calibration, workers=tone.workers, method=tone.method,
-                          lesion_masks=tone.lesion_masks, progress=progress)
+                          lesion_masks=tone.lesion_masks, progress=progress,
+                          parameters=ToneParameters(exposure_sd=tone.exposure_sd))
     write_tone(out / "tone.parquet", frame, cohort)
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
-from fairderm.tone._estimate import EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
+from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
 from fairderm.tone._scales import (
     CHARDON_CATEGORIES,
@@ -57,6 +57,7 @@ from fairderm.tone._validation import ToneValidation, icc1, validate_tone
 __all__ = [
     "CHARDON_CATEGORIES",
     "DEFAULT_FITZPATRICK_SCHEME",
+    "ESTIMATOR_VERSION",
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
     "MONK_HEX",
