@@ -163,9 +163,13 @@ def log_chromaticity(linear: np.ndarray) -> np.ndarray:
 
 
 def gains_from_cast(cast: np.ndarray) -> np.ndarray:
-    """Per-channel gains that undo a cast given in log chromaticity, keeping luminance Y."""
-    gains = np.array([np.exp(-cast[0]), 1.0, np.exp(-cast[1])])
-    return (gains / (LUMINANCE_WEIGHTS @ gains)).astype(np.float32)
+    """Per-channel gains that undo a cast given in log chromaticity, keeping a grey's luminance Y.
+
+    ``cast`` is (2,) or (..., 2); the gains are (3,) or (..., 3).
+    """
+    cast = np.asarray(cast, dtype=np.float64)
+    gains = np.stack([np.exp(-cast[..., 0]), np.ones(cast.shape[:-1]), np.exp(-cast[..., 1])], axis=-1)
+    return (gains / (gains @ LUMINANCE_WEIGHTS)[..., None]).astype(np.float32)
 
 
 # Mean b* of skin per ITA category (very light ... dark), at the category

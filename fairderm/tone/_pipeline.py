@@ -444,8 +444,7 @@ def with_capture_uncertainty(
     """
     normal = _standard_normals(replicates.shape[0], seed)
     cast = normal[:, :2] @ np.linalg.cholesky(cast_cov + 1e-12 * np.eye(2)).T
-    gains = np.stack([np.exp(-cast[:, 0]), np.ones(len(cast)), np.exp(-cast[:, 1])], axis=1)
-    gains = gains / (gains @ LUMINANCE_WEIGHTS)[:, None] * 2.0 ** (exposure_sd * normal[:, 2:3])
+    gains = _constancy.gains_from_cast(cast) * 2.0 ** (exposure_sd * normal[:, 2:3])
     linear = lab_to_linear(replicates) * gains
     return linear_to_lab(linear.astype(np.float32)).astype(np.float64)
 

@@ -158,18 +158,24 @@ def group_cut_points(tone: pd.DataFrame) -> tuple[float, float]:
     return float(types[1]), float(types[3])
 
 
+def _measured_groups(tone: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows measured with an interval (status ``ok``), their group probabilities and estimated groups, and
+    the group cut points."""
+    ita, sigma, usable, has_interval = _estimates(tone)
+    cuts = np.asarray(group_cut_points(tone))
+    measured = usable & has_interval  # skin-tone-classifier's rows carry no interval: nothing to say
+    probs = category_probabilities(ita[measured], sigma[measured], cuts)
+    return measured, probs, category_index(ita[measured], cuts), cuts
+
+
 def own_group_probability(tone: pd.DataFrame) -> np.ndarray:
     """Per row, the probability that the true ITA lies in the estimated group; NaN unless measured with an interval.
 
     Skin-tone-classifier's rows carry no interval, so nothing is said of them.
     """
-    ita, sigma, usable, has_interval = _estimates(tone)
-    cuts = np.asarray(group_cut_points(tone))
-    own = np.full(len(ita), np.nan)
-    measured = usable & has_interval
-    if measured.any():
-        probs = category_probabilities(ita[measured], sigma[measured], cuts)
-        own[measured] = probs[np.arange(int(measured.sum())), category_index(ita[measured], cuts)]
+    measured, probs, estimated, _ = _measured_groups(tone)
+    own = np.full(len(measured), np.nan)
+    own[measured] = probs[np.arange(len(estimated)), estimated]
     return own
 
 
@@ -193,13 +199,8 @@ def expected_group_agreement(tone: pd.DataFrame) -> dict[str, Any]:
         -> ``{"n", "expected_agreement"}``), ``expected_counts`` (estimated
         group -> true group -> expected number of images) and ``cut_points``.
     """
-    ita, sigma, usable, has_interval = _estimates(tone)
-    cuts = np.asarray(group_cut_points(tone))
-    measured = usable & has_interval
-    ita, sigma = ita[measured], sigma[measured]
-    probs = category_probabilities(ita, sigma, cuts)
-    estimated = category_index(ita, cuts)
-    own = own_group_probability(tone)[measured]
+    _, probs, estimated, cuts = _measured_groups(tone)
+    own = probs[np.arange(len(estimated)), estimated]
     by_group: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, float]] = {}
     for k, name in enumerate(GROUP_NAMES):
@@ -210,7 +211,7 @@ def expected_group_agreement(tone: pd.DataFrame) -> dict[str, Any]:
         }
         counts[name] = {true: float(probs[rows, j].sum()) for j, true in enumerate(GROUP_NAMES)}
     return {
-        "n": int(len(ita)),
+        "n": int(len(own)),
         "expected_agreement": float(own.mean()) if len(own) else float("nan"),
         "by_group": by_group,
         "expected_counts": counts,
