@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import numpy as np
 
-# sRGB (linear) -> CIE XYZ, D65 (IEC 61966-2-1).
-_SRGB_TO_XYZ = np.array(
+SRGB_TO_XYZ = np.array(
     [
         [0.412453, 0.357580, 0.180423],
         [0.212671, 0.715160, 0.072169],
         [0.019334, 0.119193, 0.950227],
     ]
 )
-LUMINANCE_WEIGHTS = _SRGB_TO_XYZ[1]
+"""Linear sRGB -> CIE XYZ, D65 (IEC 61966-2-1)."""
+LUMINANCE_WEIGHTS = SRGB_TO_XYZ[1]
 """Weights of linear R, G, B in the luminance Y."""
 # D65 reference white, 2-degree observer (as in scikit-image).
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 # Rows divided by the white, so that X/Xn, Y/Yn, Z/Zn come out of one product.
-_LINEAR_TO_XYZN = (_SRGB_TO_XYZ / D65_WHITE[:, None]).astype(np.float32)
+_LINEAR_TO_XYZN = (SRGB_TO_XYZ / D65_WHITE[:, None]).astype(np.float32)
 
 _DELTA = 6.0 / 29.0
 _DELTA_CUBE = _DELTA**3
@@ -92,7 +92,7 @@ def lab_to_linear(lab: np.ndarray) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
     xyzn = np.where(f > _DELTA, f**3, (f - 4.0 / 29.0) / _LINEAR_SLOPE)
-    return (xyzn * D65_WHITE) @ np.linalg.inv(_SRGB_TO_XYZ).T
+    return (xyzn * D65_WHITE) @ np.linalg.inv(SRGB_TO_XYZ).T
 
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from fairderm.tone._color import LUMINANCE_WEIGHTS, lab_to_linear
+from fairderm.tone._color import LUMINANCE_WEIGHTS, SRGB_TO_XYZ, lab_to_linear
 from fairderm.tone._skin import box_mean, channel_max, dilate
 
 
@@ -172,6 +172,63 @@ def gains_from_cast(cast: np.ndarray) -> np.ndarray:
     return (gains / (gains @ LUMINANCE_WEIGHTS)[..., None]).astype(np.float32)
 
 
+def planckian_log_chromaticity(temperature: float) -> np.ndarray:
+    """Log chromaticity (log R/G, log B/G, linear sRGB) of a black body at ``temperature`` kelvin.
+
+    The chromaticity (x, y) is the cubic-spline approximation of the
+    Planckian locus by Kim et al. (2002; US patent 7,024,034), valid from
+    1667 K to 25000 K; it is taken to XYZ at unit luminance and to linear
+    sRGB. D65 (6504 K, slightly off the locus) comes out near (0.06, 0.05).
+    """
+    t = float(temperature)
+    if not 1667.0 <= t <= 25000.0:
+        raise ValueError(f"the Planckian locus approximation covers 1667-25000 K, not {t:g} K")
+    if t <= 4000.0:
+        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
+    else:
+        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
+    if t <= 2222.0:
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+    elif t <= 4000.0:
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+    else:
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+    xyz = np.array([x / y, 1.0, (1.0 - x - y) / y])
+    return log_chromaticity(np.linalg.solve(SRGB_TO_XYZ, xyz))
+
+
+def _locus_direction() -> np.ndarray:
+    """Unit direction of the Planckian locus in log chromaticity, from cool to warm (2500-10000 K).
+
+    In log chromaticity the locus is nearly straight (under Wien's
+    approximation it is exactly a line in 1/T): its principal direction over
+    evenly spaced reciprocal temperatures, signed so that warm light (red up,
+    blue down) is positive.
+    """
+    points = np.array([planckian_log_chromaticity(1e6 / mired) for mired in np.linspace(100.0, 400.0, 31)])
+    centred = points - points.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    return direction if direction[0] > 0 else -direction
+
+
+LOCUS_DIRECTION = _locus_direction()
+"""Unit vector of the Planckian locus in log chromaticity (warm positive), about (0.49, -0.87)."""
+
+
+def cast_prior_covariance(locus_sd: float, tint_sd: float) -> np.ndarray:
+    """Prior covariance of the cast left after the camera's white balance, in log chromaticity.
+
+    Light sources lie near the Planckian (black-body) and daylight loci, so
+    a camera's white-balance error is mostly a wrong colour temperature
+    (along the locus: warm-cool, ``locus_sd``) and less often a tint across
+    it (green-magenta, as under some fluorescent and LED lamps, ``tint_sd``).
+    Along the locus 0.7 log-chromaticity units are 100 mired (e.g. 5000 K
+    to 10000 K).
+    """
+    along = np.outer(LOCUS_DIRECTION, LOCUS_DIRECTION)
+    return locus_sd**2 * along + tint_sd**2 * (np.eye(2) - along)
+
+
 # Mean b* of skin per ITA category (very light ... dark), at the category
 # centres, from colorimetric surveys (Del Bino et al. 2006, Fig. 2; Del Bino &
 # Bernerd 2013, Table 1): yellowness rises from the lightest skin to tan and
@@ -241,7 +298,7 @@ def skin_prior_cast(
     skin_chroma: np.ndarray,
     skin_lightness: float,
     *,
-    cast_sd: float,
+    cast_cov: np.ndarray,
     lightness_sd: float,
     white_chroma: np.ndarray | None = None,
     white_sd: float = WHITE_CHROMA_SD,
@@ -253,12 +310,12 @@ def skin_prior_cast(
     observed skin chromaticity is the skin's own (prior mean
     :func:`expected_skin_chromaticity` at the observed L*, covariance
     :func:`skin_chroma_covariance`) plus the cast (prior N(0,
-    ``cast_sd``^2 I)); a white reference, when present, observes the cast
+    ``cast_cov``), :func:`cast_prior_covariance`); a white reference, when present, observes the cast
     directly with noise ``white_sd``. The combination is precision-weighted;
     the covariance is what the ITA interval propagates.
     """
     skin_precision = np.linalg.inv(skin_chroma_covariance(skin_lightness, lightness_sd))
-    precision = np.eye(2) / cast_sd**2 + skin_precision
+    precision = np.linalg.inv(cast_cov) + skin_precision
     information = skin_precision @ (np.asarray(skin_chroma) - expected_skin_chromaticity(skin_lightness))
     if white_chroma is not None:
         precision = precision + np.eye(2) / white_sd**2

@@ -42,8 +42,13 @@ class ToneParameters:
         ``auto`` (white reference when found, combined with the skin prior),
         ``white`` (white reference only), ``skin-prior``, ``shades-of-grey``,
         ``grey-edge`` (the last two for comparison) or ``none``.
-    cast_sd
-        Prior standard deviation of the colour cast in log chromaticity.
+    cast_locus_sd, cast_tint_sd
+        Prior standard deviations, in log chromaticity, of the colour cast
+        left by the camera's white balance: along the Planckian locus (a
+        wrong colour temperature, warm or cool; 0.4 is about 57 mired) and
+        across it (a green or magenta tint). Light sources lie near the
+        locus, so the first is the larger
+        (:func:`fairderm.tone._constancy.cast_prior_covariance`).
     exposure_sd
         Prior standard deviation, in stops, of the photograph's exposure
         error. Nothing in a photograph without a reference of known
@@ -92,7 +97,8 @@ class ToneParameters:
 
     working_size: int = 128
     constancy: ConstancyMode = "auto"
-    cast_sd: float = 0.2
+    cast_locus_sd: float = 0.4
+    cast_tint_sd: float = 0.2
     exposure_sd: float = 0.17
     lightness_sd: float = 6.0
     min_skin_fraction: float = 0.05
@@ -116,11 +122,18 @@ class ToneParameters:
             raise InputError("min_lesion_fraction must be in [0, 1)", column="min_lesion_fraction")
         if not 0.0 <= self.exposure_sd <= 2.0:
             raise InputError(f"exposure_sd must be 0-2 stops, got {self.exposure_sd}", column="exposure_sd")
+        for name in ("cast_locus_sd", "cast_tint_sd"):
+            if not 0.0 < getattr(self, name) <= 2.0:
+                raise InputError(f"{name} must be in (0, 2], got {getattr(self, name)}", column=name)
         if self.n_boot < 20 or self.patch_grid < 2:
             raise InputError("n_boot must be >= 20 and patch_grid >= 2", column="n_boot")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def cast_prior(self) -> np.ndarray:
+        """Prior covariance (2, 2) of the cast in log chromaticity."""
+        return _constancy.cast_prior_covariance(self.cast_locus_sd, self.cast_tint_sd)
 
 
 @dataclass
@@ -245,7 +258,7 @@ def estimate_illuminant(
         gains = _constancy.gains_from_cast(white_chroma)
         return _constancy.Illuminant(gains, "white-reference", white_cov), reference
     cast, cast_cov = _constancy.skin_prior_cast(
-        skin_chroma, skin_lightness, cast_sd=params.cast_sd, lightness_sd=params.lightness_sd,
+        skin_chroma, skin_lightness, cast_cov=params.cast_prior(), lightness_sd=params.lightness_sd,
         white_chroma=white_chroma,
     )
     source = "white-reference" if white_chroma is not None else "skin-prior"
@@ -549,7 +562,7 @@ def analyse_rgb(
         )
         return result
     colour, replicates = patch_bootstrap_colour(lab, healthy, params)
-    cast_cov = illuminant.cast_cov if illuminant.cast_cov is not None else np.eye(2) * params.cast_sd**2
+    cast_cov = illuminant.cast_cov if illuminant.cast_cov is not None else params.cast_prior()
     result.ita = float(ita_degrees(colour[0], colour[2]))
     result.ita_low, result.ita_high = ita_interval(
         with_capture_uncertainty(replicates, cast_cov, params.exposure_sd, params.seed)

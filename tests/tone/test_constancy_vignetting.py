@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from tone_fixtures import SKIN_ITA, skin_photo
 
+from fairderm.errors import InputError
 from fairderm.tone import ToneParameters
 from fairderm.tone._color import _srgb_encode, srgb8_to_linear
+from fairderm.tone._constancy import (
+    LOCUS_DIRECTION,
+    cast_prior_covariance,
+    expected_skin_chromaticity,
+    planckian_log_chromaticity,
+    skin_prior_cast,
+)
 from fairderm.tone._pipeline import analyse_rgb, radial_falloff, vignetting_strength
 
 TUNGSTEN = np.array([1.268, 0.961, 0.596])
@@ -53,6 +61,44 @@ def test_pale_skin_at_the_edge_is_not_taken_for_a_white_reference():
     linear[:16] = 0.75 * linear[:16] + 0.25 * 0.9
     tone = analyse_rgb(_photograph(linear), None, ToneParameters())
     assert tone.constancy != "white-reference"
+
+
+def test_the_planckian_locus_runs_from_warm_to_cool_through_daylight():
+    tungsten, daylight, north_sky = (planckian_log_chromaticity(t) for t in (2856.0, 6504.0, 10000.0))
+    assert tungsten[0] > 0.5 and tungsten[1] < -1.0  # incandescent light: red up, blue down
+    assert north_sky[0] < 0 < north_sky[1]
+    assert np.hypot(*daylight) < 0.1  # D65 lies just off the locus at its temperature
+    warm = (tungsten - north_sky) / np.linalg.norm(tungsten - north_sky)
+    assert np.isclose(np.linalg.norm(LOCUS_DIRECTION), 1.0)
+    assert float(warm @ LOCUS_DIRECTION) > np.cos(np.radians(3.0))
+    with pytest.raises(ValueError, match="1667-25000 K"):
+        planckian_log_chromaticity(1000.0)
+
+
+def test_the_cast_prior_lets_a_colour_temperature_error_through_more_than_a_tint():
+    covariance = cast_prior_covariance(0.4, 0.2)
+    tint = np.array([-LOCUS_DIRECTION[1], LOCUS_DIRECTION[0]])
+    assert np.isclose(LOCUS_DIRECTION @ covariance @ LOCUS_DIRECTION, 0.16)
+    assert np.isclose(tint @ covariance @ tint, 0.04)
+    # the same size of cast, along the locus and across it, on skin of L* 62:
+    # the posterior recovers more of the warm cast than of the tint
+    lightness = 62.0
+    recovered = {}
+    for name, direction in (("warm", LOCUS_DIRECTION), ("tint", tint)):
+        cast = 0.3 * direction
+        observed = expected_skin_chromaticity(lightness) + cast
+        mean, posterior = skin_prior_cast(observed, lightness, cast_cov=covariance, lightness_sd=6.0)
+        recovered[name] = float(mean @ direction) / 0.3
+        assert np.all(np.linalg.eigvalsh(posterior) > 0)
+        assert np.all(np.linalg.eigvalsh(covariance - posterior) > -1e-12)  # the skin only adds information
+    assert 0.5 < recovered["tint"] < recovered["warm"] < 1.0
+
+
+def test_cast_prior_settings_are_checked():
+    with pytest.raises(InputError, match="cast_locus_sd"):
+        ToneParameters(cast_locus_sd=0.0)
+    with pytest.raises(InputError, match="cast_tint_sd"):
+        ToneParameters(cast_tint_sd=3.0)
 
 
 def test_vignetting_strength_recovers_a_radial_falloff_beside_shading_across_a_limb():
