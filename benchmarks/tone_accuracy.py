@@ -17,7 +17,9 @@ their true ITA, as the intervals expect it (``expected_group_agreement``)
 and as measured.
 
 PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
-masks, the abstention rate and its reasons, Spearman's rho against the
+masks, the abstention rate and its reasons, how many all-lesion close-ups
+(the largest square inside each large hand-drawn lesion, cut out as a
+photograph of its own) the close-up rule catches, Spearman's rho against the
 clinic's Fitzpatrick type, and the label-free consistency of ITA across a
 patient's photographs (ICC(1)).
 
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 
 from fairderm.cohort import import_cohort, synthesize_cohort
@@ -54,7 +57,7 @@ from fairderm.tone import (
     measure_image,
 )
 from fairderm.tone._color import lab_to_linear, linear_to_lab
-from fairderm.tone._decode import decode_image
+from fairderm.tone._decode import decode_image, to_working_rgb
 from fairderm.tone._pipeline import analyse_rgb
 
 MODES = ("none", "shades-of-grey", "grey-edge", "skin-prior", "auto")
@@ -144,13 +147,41 @@ def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return (2 * intersection / total if total else 1.0), (intersection / union if union else 1.0)
 
 
+def inner_square(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int]:
+    """The largest axis-aligned square inside a mask: its (left, top, right, bottom) box and side."""
+    depth = ndi.distance_transform_cdt(np.pad(mask, 1), metric="chessboard")[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    half = int(depth[row, col]) - 1
+    return (col - half, row - half, col + half + 1, row + half + 1), 2 * half + 1
+
+
+def closeup_status(photo: Image.Image, mask: np.ndarray, params: ToneParameters) -> str | None:
+    """Status of an all-lesion close-up cut from inside a lesion (None if the lesion is too small).
+
+    The crop is the largest square inside the hand-drawn mask, kept if its
+    side is at least a quarter of the photograph's short side and 48 px:
+    a real lesion filling the frame, with no skin around it. ``closeup``
+    means the close-up rule caught it, ``abstain`` another rule, ``ok``
+    that its colour was measured as skin.
+    """
+    box, side = inner_square(mask)
+    if side < max(48, 0.25 * min(photo.size)):
+        return None
+    crop = photo.crop(box)
+    decoded = to_working_rgb(crop, crop.size, params.working_size)
+    tone = analyse_rgb(decoded.rgb, decoded.opaque, params)
+    if tone.status == "abstain" and tone.reason.startswith("no lesion stands out"):
+        return "closeup"
+    return tone.status
+
+
 def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
-    """Lesion Dice/IoU against the hand-drawn masks, abstentions, Spearman vs the clinic's type."""
+    """Lesion Dice/IoU against the hand-drawn masks, abstentions, close-ups, Spearman vs the clinic's type."""
     labels = pd.read_csv(pad / "labels.csv")
     if limit:
         labels = labels.iloc[:limit]
     params = ToneParameters()
-    dices, ious = [], []
+    dices, ious, closeups = [], [], []
     for image, mask in zip(labels["image"], labels["mask"]):
         decoded = decode_image(pad / image, params.working_size)
         tone = analyse_rgb(decoded.rgb, decoded.opaque, params, keep_masks=True)
@@ -159,6 +190,12 @@ def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
         d, j = dice_iou(tone.lesion_mask, truth)
         dices.append(d)
         ious.append(j)
+        with Image.open(pad / image) as photo, Image.open(pad / mask) as drawn:
+            photo = photo.convert("RGB")
+            lesion = np.asarray(drawn.convert("L").resize(photo.size, Image.Resampling.NEAREST)) > 127
+            closeups.append(closeup_status(photo, lesion, params))
+    closeups = [c for c in closeups if c is not None]
+    share = (lambda status: float(np.mean([c == status for c in closeups]))) if closeups else (lambda _: float("nan"))
     with tempfile.TemporaryDirectory() as tmp:
         if limit:
             statuses = [measure_image(pad / image, params) for image in labels["image"]]
@@ -181,6 +218,9 @@ def pad_report(pad: Path, workers: int, limit: int | None) -> dict[str, object]:
         "mean_iou": float(np.mean(ious)),
         "abstention_rate": float((~ok).mean()),
         "reasons": dict(reasons),
+        "closeups_cut_from_lesions": len(closeups),
+        "closeups_caught_by_closeup_rule": share("closeup"),
+        "closeups_abstained_otherwise": share("abstain"),
         "spearman_vs_clinic_fitzpatrick": float(spearmanr(
             -frame["ita"].to_numpy(dtype=float)[labelled], np.asarray(fitzpatrick, dtype=float)[labelled])[0]),
         "n_labelled": int(labelled.sum()),

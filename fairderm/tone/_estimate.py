@@ -46,7 +46,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
 """Further columns fairderm writes: the estimated group, Chardon category, skin colour, diagnostics."""
 STATUSES: tuple[str, ...] = ("ok", "abstain", "error")
 METHODS: tuple[str, ...] = ("fairderm", "stone")
-ESTIMATOR_VERSION = "fairderm-ita/3"
+ESTIMATOR_VERSION = "fairderm-ita/4"
 
 # Below this many images a process pool costs more than it saves.
 _MIN_IMAGES_FOR_POOL = 48

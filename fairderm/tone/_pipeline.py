@@ -201,8 +201,10 @@ def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.n
     """
     lab_half, linear_half, valid_half = lab[::2, ::2], linear[::2, ::2], valid[::2, ::2]
     empty = np.zeros(valid_half.shape, dtype=bool)
+    # the skin's drift is not fitted here: this look only needs the skin
+    # roughly, and each fit costs about half a millisecond
     first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty, params, hue_margin=40.0,
-                               lesion=None if lesion is None else lesion[::2, ::2])
+                               lesion=None if lesion is None else lesion[::2, ::2], skin_drift=False)
     skin = first.healthy()
     if skin.sum() < 20:
         skin = valid_half
@@ -274,12 +276,20 @@ def find_exclusions(
     *,
     hue_margin: float = 0.0,
     lesion: np.ndarray | None = None,
+    skin_drift: bool = True,
 ) -> tuple[_Exclusions, _skin.SkinReference]:
     """Every non-healthy-skin mask, and the robust healthy skin colour they are relative to.
 
     ``lesion``, when given (a mask drawn by hand or by a segmentation
     model), replaces the lesion segmentation; every other exclusion,
     including strongly abnormal pixels elsewhere, still applies.
+
+    Each pixel's lesion score is its distance, in robust SDs, from the skin
+    colour expected at its place: the robust quadratic surface fitted to
+    the outer ring's skin (:func:`fairderm.tone._skin.skin_field`), or,
+    when the ring's skin does not span the frame or ``skin_drift`` is off,
+    the ring's one robust colour. The returned reference is always the
+    ring's global colour (highlights and dark borders are relative to it).
     """
     shape = lab.shape[:2]
     short_side = min(shape)
@@ -296,9 +306,16 @@ def find_exclusions(
     seed_pixels = lab[usable & ring]
     if seed_pixels.shape[0] < 30:
         seed_pixels = lab[usable] if usable.sum() >= 30 else lab[valid]
-    ref = _skin.robust_reference(seed_pixels, floors=(3.0, 2.0, 2.0))
+    ref = _skin.robust_reference(seed_pixels, floors=_SCALE_FLOORS)
     smooth = _skin.box_mean(lab, 1)
-    score = _skin.lesion_score(smooth, ref)
+    # score against the skin's smooth drift across the frame where it can be
+    # fitted (uneven light inflates one global spread, and hides faint lesions)
+    fitted = _skin.skin_field(lab, usable & ring) if skin_drift else None
+    if fitted is None:
+        score = _skin.lesion_score(smooth, ref)
+    else:
+        field, field_scale = fitted
+        score = _skin.lesion_score(smooth, _skin.SkinReference(field, np.maximum(field_scale, _SCALE_FLOORS)))
     given = lesion is not None
     if lesion is None:
         lesion = segment_lesion(score, valid & ~reference & ~clipped)
@@ -343,6 +360,10 @@ def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: f
     lesion = _skin.erode(_skin.dilate(lesion, 2), 2)
     return _skin.fill_holes(lesion)
 
+
+# Lower bounds of the skin's robust SD (L*, a*, b*) in the lesion score: JPEG
+# noise and smooth skin must not make every blemish a lesion.
+_SCALE_FLOORS = (3.0, 2.0, 2.0)
 
 # Vignetting strengths below this are not corrected; above this, not believed.
 _MIN_VIGNETTING = 0.02

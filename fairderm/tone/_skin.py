@@ -170,7 +170,11 @@ def channel_min(rgb: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SkinReference:
-    """Robust centre and spread of a skin colour (CIELAB)."""
+    """Robust centre and spread of a skin colour (CIELAB).
+
+    ``centre`` is one colour (3,) or a colour per pixel (height, width, 3),
+    as :func:`skin_field` gives; ``scale`` is (3,).
+    """
 
     centre: np.ndarray
     scale: np.ndarray
@@ -209,3 +213,62 @@ def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
     mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
     between = weight_low * weight_high * (mean_low - mean_high) ** 2
     return float(centres[int(np.argmax(between))])
+
+
+# Tukey's biweight tuning constant (95% efficiency under a normal model).
+_TUKEY_C = 4.685
+
+
+def skin_field(
+    lab: np.ndarray, fit: np.ndarray, *, max_points: int = 256, iterations: int = 3
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A smooth skin colour over the frame: a robust quadratic surface per CIELAB channel.
+
+    Light falls unevenly on curved skin and the colour drifts across a
+    photograph, so one global skin colour, and its spread, describe the
+    skin poorly: a faint lesion is then no further from it than the skin
+    at the far side of the frame. Here each channel is fitted, on at most
+    ``max_points`` pixels of ``fit`` (evenly subsampled), with
+    ``c0 + c1 x + c2 y + c3 x^2 + c4 y^2 + c5 xy`` (x, y in [-1, 1]) by
+    iteratively reweighted least squares with Tukey's biweight (scale: the
+    MAD of the residuals), so that lesion, hair or shadow in ``fit`` do not
+    pull the surface.
+
+    Returns the surface (height, width, 3) and the residuals' robust SD per
+    channel, or ``None`` when the fitted pixels do not span the frame in
+    both directions (a surface would then be an extrapolation).
+    """
+    rows, cols = np.nonzero(fit)
+    if rows.size < 60:
+        return None
+    if rows.size > max_points:
+        keep = np.linspace(0, rows.size - 1, max_points).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    x_axis, y_axis = frame_axes(fit.shape)
+    x, y = x_axis[cols], y_axis[rows]
+    if np.ptp(x) < 1.0 or np.ptp(y) < 1.0:
+        return None
+    design = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
+    values = lab[rows, cols].astype(np.float64)
+    # one weighted least-squares problem per channel, solved together:
+    # gram[k] = D' W_k D, moment[k] = D' W_k v_k
+    outer = design[:, :, None] * design[:, None, :]
+    weights = np.ones_like(values)
+    for _ in range(iterations):
+        gram = np.einsum("nk,nij->kij", weights, outer) + 1e-6 * np.eye(6)
+        moment = np.einsum("nk,ni,nk->ki", weights, design, values)
+        coefficients = np.linalg.solve(gram, moment[..., None])[..., 0].T  # (6, 3)
+        residual = values - design @ coefficients
+        # the fit has an intercept, so the residuals are centred: MAD about 0
+        scale = np.maximum(np.median(np.abs(residual), axis=0) * 1.4826, 1e-3)
+        u = residual / (_TUKEY_C * scale)
+        weights = np.clip(1.0 - u * u, 0.0, None) ** 2
+    c = coefficients.astype(np.float32)
+    xs, ys = x_axis.astype(np.float32), y_axis.astype(np.float32)
+    # separable evaluation: (c0 + c2 y + c4 y^2) + (c1 + c5 y) x + c3 x^2
+    field = (
+        (c[0] + ys[:, None] * c[2] + (ys * ys)[:, None] * c[4])[:, None, :]
+        + (c[1] + ys[:, None] * c[5])[:, None, :] * xs[None, :, None]
+        + (xs * xs)[None, :, None] * c[3]
+    )
+    return field, scale

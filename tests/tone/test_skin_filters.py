@@ -1,4 +1,4 @@
-"""The fast binary filters of the skin mask agree with scipy.ndimage."""
+"""The fast filters of the skin mask agree with scipy.ndimage; the skin-colour surface follows a drift."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage as ndi
 
-from fairderm.tone._skin import channel_max, channel_min, dilate, erode, fill_holes
+from fairderm.tone._skin import channel_max, channel_min, dilate, erode, fill_holes, frame_axes, skin_field
 
 masks = arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)), elements=st.booleans())
 
@@ -43,3 +43,48 @@ def test_box_mean_and_grey_closing_match_scipy(image, radius):
     np.testing.assert_allclose(box_mean(image, radius), ndi.uniform_filter(image, size), atol=1e-3)
     closed = _square_filter(_square_filter(image, radius, np.maximum), radius, np.minimum)
     np.testing.assert_array_equal(closed, ndi.grey_closing(image, size=(size, size)))
+
+
+def _drifting_skin(shape=(96, 128), seed=0):
+    """CIELAB skin whose colour drifts across the frame (uneven light), with fine noise."""
+    x_axis, y_axis = frame_axes(shape)
+    x, y = np.meshgrid(x_axis, y_axis)
+    rng = np.random.default_rng(seed)
+    lab = np.stack([62 + 8 * x - 5 * y - 6 * x * x, 10 + 1.5 * y, 15 + 2 * x * y], axis=-1)
+    return lab.astype(np.float32), (lab + rng.normal(0, 0.6, lab.shape)).astype(np.float32), x, y
+
+
+def test_skin_field_follows_the_drift_and_ignores_a_lesion_in_the_fit():
+    truth, lab, x, y = _drifting_skin()
+    lesion = np.hypot(x - 0.6, y + 0.5) < 0.25  # partly inside the fitted pixels
+    lab[lesion] += np.array([-25.0, 8.0, 6.0], dtype=np.float32)
+    field, scale = skin_field(lab, np.ones(lab.shape[:2], dtype=bool))
+    assert field.shape == lab.shape
+    assert np.abs(field - truth).max() < 0.5  # not pulled towards the lesion
+    np.testing.assert_allclose(scale, 0.6, rtol=0.35)
+
+
+def test_skin_field_refuses_fitted_pixels_that_do_not_span_the_frame():
+    _, lab, x, _ = _drifting_skin()
+    assert skin_field(lab, x < -0.5) is None  # a strip along one side: the rest would be extrapolated
+    assert skin_field(lab, np.zeros(lab.shape[:2], dtype=bool)) is None
+
+
+def test_a_faint_lesion_on_unevenly_lit_skin_is_found_against_the_drift():
+    from fairderm.tone import ToneParameters
+    from fairderm.tone._color import lab_to_srgb, linear_to_lab, srgb8_to_linear
+    from fairderm.tone._pipeline import find_exclusions
+
+    _, lab, x, y = _drifting_skin(seed=1)
+    lab[..., 0] += 10 * x  # strong light from one side: L* spans ~40 units
+    lesion = np.hypot(x, y) < 0.18
+    lab[lesion] += np.array([-8.0, 4.0, 3.0], dtype=np.float32)  # a faint, reddish patch
+    rgb = np.round(lab_to_srgb(lab) * 255).astype(np.uint8)
+    lab8 = linear_to_lab(srgb8_to_linear(rgb))
+    valid, empty = np.ones(lesion.shape, dtype=bool), np.zeros(lesion.shape, dtype=bool)
+    dice = {}
+    for drift in (True, False):
+        found = find_exclusions(lab8, rgb, valid, empty, ToneParameters(), skin_drift=drift)[0].distinct_lesion
+        dice[drift] = 2 * (found & lesion).sum() / (found.sum() + lesion.sum())
+    assert dice[True] > 0.7
+    assert dice[False] < 0.3  # one global skin colour: the drift swamps the lesion

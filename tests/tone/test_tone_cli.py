@@ -29,7 +29,7 @@ def test_estimate_writes_the_contract_columns(tone_file, synth_cohort, synth_ton
     assert frame["image_id"].tolist() == synth_cohort.manifest["image_id"].tolist()
     # two worker processes give exactly what one process gives
     pd.testing.assert_series_equal(frame["ita"], synth_tone["ita"].astype("float64"))
-    assert frame["method"].iloc[0].startswith("fairderm-ita/3;fitzpatrick=groh")
+    assert frame["method"].iloc[0].startswith("fairderm-ita/4;fitzpatrick=groh")
 
 
 def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
