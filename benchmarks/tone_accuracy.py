@@ -14,7 +14,9 @@ isolates what colour constancy can correct. The share of 95% intervals
 median width, also with the exposure prior set to the generator's, and
 the share of images whose estimated group (I-II / III-IV / V-VI) is that of
 their true ITA, as the intervals expect it (``expected_group_agreement``)
-and as measured.
+and as measured, and the error when a background (a beige wall, a tan
+drape, a wooden table: colours skin could have; black cloth, a white
+sheet, grey) covers the left 40% of every fifth photograph.
 
 PAD part: mean Dice and IoU of the segmented lesion against the hand-drawn
 masks, the abstention rate and its reasons, how many all-lesion close-ups
@@ -45,7 +47,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 
-from fairderm.cohort import import_cohort, synthesize_cohort
+from fairderm.cohort import Cohort, import_cohort, synthesize_cohort
 from fairderm.tone import (
     ToneParameters,
     estimate_tone,
@@ -56,7 +58,7 @@ from fairderm.tone import (
     ita_to_fitzpatrick,
     measure_image,
 )
-from fairderm.tone._color import lab_to_linear, linear_to_lab
+from fairderm.tone._color import lab_to_linear, lab_to_srgb, linear_to_lab
 from fairderm.tone._decode import decode_image, to_working_rgb
 from fairderm.tone._pipeline import analyse_rgb
 
@@ -66,8 +68,9 @@ GENERATOR_EXPOSURE_SD = 0.4 / np.sqrt(12.0)
 DEFAULT_PAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pad-ufes-20-subset"
 
 
-def synthetic_report(n: int, seed: int, workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Median |ITA error| and Spearman per constancy mode, all images and cast images; the strata's agreement."""
+def synthetic_report(n: int, seed: int, workers: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
+    """Median |ITA error| and Spearman per constancy mode, all images and cast images; the strata's agreement;
+    the error with backgrounds pasted in (:func:`background_report`)."""
     rows = []
     strata: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,12 +108,46 @@ def synthetic_report(n: int, seed: int, workers: int) -> tuple[pd.DataFrame, dic
             "constancy": f"auto, exposure_sd={GENERATOR_EXPOSURE_SD:.3f}", "images": "all", "n": int(ok.sum()),
             "interval_coverage": float(covered[ok].mean()), "median_interval_width": float(np.median(width[ok])),
         })
+        backgrounds = background_report(cohort, true_ita)
     report = pd.DataFrame(rows)
     ratios = (("median_abs_error", "none_over_mode"), ("median_abs_error_exposed", "none_over_mode_exposed"))
     for column, ratio in ratios:
         baseline = report[report["constancy"] == "none"].set_index("images")[column]
         report[ratio] = baseline.reindex(report["images"]).to_numpy() / report[column]
-    return report, strata
+    return report, strata, backgrounds
+
+
+# Backgrounds pasted over the left 40% of a photograph (CIELAB, then L* noise
+# SD 2): three of skin-like hue, which pass the skin gamut, and three that do not.
+BACKGROUNDS: dict[str, tuple[float, float, float]] = {
+    "beige wall": (82.0, 3.0, 14.0), "tan drape": (70.0, 6.0, 20.0), "wooden table": (55.0, 12.0, 28.0),
+    "black cloth": (12.0, 1.0, 1.0), "white sheet": (90.0, 0.0, 3.0), "grey": (60.0, 0.0, 0.0),
+}
+
+
+def background_report(cohort: Cohort, true_ita: np.ndarray, *, every: int = 5, share: float = 0.4) -> pd.DataFrame:
+    """|ITA error| and abstentions with a background over the left ``share`` of every ``every``-th photograph."""
+    params = ToneParameters()
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(0, len(cohort.manifest), every):
+        with Image.open(cohort.images_root / cohort.manifest["image"].iloc[index]) as photo:
+            pixels = np.asarray(photo.convert("RGB")).copy()
+        width = int(share * pixels.shape[1])
+        for name, colour in (("none", None), *BACKGROUNDS.items()):
+            if colour is not None:
+                noise = rng.normal(0.0, 2.0, (pixels.shape[0], width))
+                lab = np.stack([colour[0] + noise, np.full_like(noise, colour[1]), np.full_like(noise, colour[2])], -1)
+                pixels[:, :width] = np.round(lab_to_srgb(lab) * 255).astype(np.uint8)
+            image = Image.fromarray(pixels)
+            decoded = to_working_rgb(image, image.size, params.working_size)
+            tone = analyse_rgb(decoded.rgb, decoded.opaque, params)
+            rows.append({"background": name, "error": abs(tone.ita - true_ita[index]), "ok": tone.status == "ok"})
+    frame = pd.DataFrame(rows)
+    return frame.groupby("background", sort=False).agg(
+        n=("ok", "size"), abstained=("ok", lambda ok: float((~ok).mean())),
+        median_abs_error=("error", "median"), p90_abs_error=("error", lambda e: float(np.nanpercentile(e, 90))),
+    ).reset_index()
 
 
 def strata_agreement(frame: pd.DataFrame, true_ita: np.ndarray) -> dict[str, float]:
@@ -241,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if not args.skip_synthetic:
         start = time.perf_counter()
-        report, strata = synthetic_report(args.n, args.seed, args.workers)
+        report, strata, backgrounds = synthetic_report(args.n, args.seed, args.workers)
         print(f"\nsynthetic cohort n={args.n} seed={args.seed} ({time.perf_counter() - start:.0f} s)")
         print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"strata (auto): {strata['expected']:.3f} of measured images expected in the group of their true ITA "
               f"(from the intervals), {strata['measured']:.3f} measured")
+        print("\nbackgrounds over the left 40% of every fifth photograph (auto; error against the true ITA)")
+        print(backgrounds.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if not args.skip_pad:
         if not (args.pad / "labels.csv").is_file():
             print(f"\nPAD subset not found at {args.pad}; skipped")

@@ -159,6 +159,7 @@ class _Exclusions:
 
     invalid: np.ndarray
     reference: np.ndarray
+    background: np.ndarray
     clipped: np.ndarray
     hair: np.ndarray
     outside_gamut: np.ndarray
@@ -171,7 +172,7 @@ class _Exclusions:
 
     def healthy(self) -> np.ndarray:
         excluded = (
-            self.invalid | self.reference | self.clipped | self.hair | self.outside_gamut
+            self.invalid | self.reference | self.background | self.clipped | self.hair | self.outside_gamut
             | self.highlight | self.dark | self.lesion_zone | self.abnormal
         )
         return ~excluded
@@ -191,7 +192,8 @@ class FirstLook:
 
 
 def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.ndarray,
-               params: ToneParameters, lesion: np.ndarray | None = None) -> FirstLook:
+               params: ToneParameters, lesion: np.ndarray | None = None,
+               background: np.ndarray | None = None) -> FirstLook:
     """The skin and the vignetting, from the exclusions on the uncorrected image at half resolution.
 
     The skin hue range is widened by 40 degrees so that a strong cast does
@@ -204,7 +206,8 @@ def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.n
     # the skin's drift is not fitted here: this look only needs the skin
     # roughly, and each fit costs about half a millisecond
     first, _ = find_exclusions(lab_half, rgb[::2, ::2], valid_half, empty, params, hue_margin=40.0,
-                               lesion=None if lesion is None else lesion[::2, ::2], skin_drift=False)
+                               lesion=None if lesion is None else lesion[::2, ::2], skin_drift=False,
+                               background=None if background is None else background[::2, ::2])
     skin = first.healthy()
     if skin.sum() < 20:
         skin = valid_half
@@ -251,8 +254,7 @@ def estimate_illuminant(
         if candidate.any():
             chroma = _constancy.log_chromaticity(np.median(look.linear[candidate], axis=0))
             if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
-                full = np.repeat(np.repeat(candidate, 2, axis=0), 2, axis=1)
-                reference, white_chroma = full[: valid.shape[0], : valid.shape[1]], chroma
+                reference, white_chroma = _upsample(candidate, valid.shape), chroma
     if mode == "white":
         if white_chroma is None:
             return _constancy.NO_CORRECTION, empty
@@ -277,12 +279,15 @@ def find_exclusions(
     hue_margin: float = 0.0,
     lesion: np.ndarray | None = None,
     skin_drift: bool = True,
+    background: np.ndarray | None = None,
 ) -> tuple[_Exclusions, _skin.SkinReference]:
     """Every non-healthy-skin mask, and the robust healthy skin colour they are relative to.
 
     ``lesion``, when given (a mask drawn by hand or by a segmentation
     model), replaces the lesion segmentation; every other exclusion,
     including strongly abnormal pixels elsewhere, still applies.
+    ``background`` is a mask of a skin-coloured background
+    (:func:`find_background`), excluded like a white reference.
 
     Each pixel's lesion score is its distance, in robust SDs, from the skin
     colour expected at its place: the robust quadratic surface fitted to
@@ -303,6 +308,8 @@ def find_exclusions(
     if lesion is not None:
         usable &= ~lesion
     ring = _skin.border_ring(shape, 0.25)
+    background = np.zeros(shape, dtype=bool) if background is None else background
+    usable &= ~background
     seed_pixels = lab[usable & ring]
     if seed_pixels.shape[0] < 30:
         seed_pixels = lab[usable] if usable.sum() >= 30 else lab[valid]
@@ -329,11 +336,30 @@ def find_exclusions(
     # few marginal blobs of the lesion's own texture
     distinct_lesion = lesion if given else lesion & (score > 3.0)
     exclusions = _Exclusions(
-        invalid=invalid, reference=reference, clipped=clipped, hair=hair,
+        invalid=invalid, reference=reference, background=background, clipped=clipped, hair=hair,
         outside_gamut=outside_gamut, highlight=highlight, dark=dark, lesion=lesion,
         lesion_zone=lesion_zone, abnormal=abnormal, distinct_lesion=distinct_lesion,
     )
     return exclusions, ref
+
+
+def _upsample(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A half-resolution mask (every other row and column) back at full resolution."""
+    return np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+
+
+def find_background(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """A background of skin-like colour (wall, drape, couch paper, table, clothing) beside the skin, or ``None``.
+
+    Looked for once, before colour constancy, among the pixels of the outer
+    ring that a cast skin could be (the hue range widened by 40 degrees),
+    by their log chromaticity (:func:`fairderm.tone._skin.minority_population`):
+    a cast moves skin and background alike, so the split does not depend
+    on it.
+    """
+    candidate = valid & _skin.skin_gamut(lab, 40.0) & (_skin.channel_max(rgb) < 250)
+    ring = _skin.border_ring(valid.shape, 0.25)
+    return _skin.minority_population(linear, _constancy.log_chromaticity, candidate, ring)
 
 
 def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: float = 2.5) -> np.ndarray:
@@ -549,7 +575,10 @@ def analyse_rgb(
     valid = np.ones(rgb.shape[:2], dtype=bool) if opaque is None else opaque
     linear = srgb8_to_linear(rgb)
     lab = linear_to_lab(linear)
-    look = first_look(lab, linear, rgb, valid, params, lesion)
+    # looked for at half resolution, as the first look is made
+    half = find_background(lab[::2, ::2], linear[::2, ::2], rgb[::2, ::2], valid[::2, ::2])
+    background = None if half is None else _upsample(half, valid.shape)
+    look = first_look(lab, linear, rgb, valid, params, lesion, background)
     illuminant, reference = estimate_illuminant(linear, valid, look, params)
     if look.vignetting:
         linear = linear / radial_falloff(valid.shape, look.vignetting)[..., None]
@@ -557,7 +586,7 @@ def analyse_rgb(
         linear = linear * illuminant.gains
     if look.vignetting or not illuminant.is_identity:
         lab = linear_to_lab(linear)
-    exclusions, _ = find_exclusions(lab, rgb, valid, reference, params, lesion=lesion)
+    exclusions, _ = find_exclusions(lab, rgb, valid, reference, params, lesion=lesion, background=background)
     healthy = exclusions.healthy()
     if params.vignetting_correction and healthy.sum() >= 50:
         residual = undo_vignetting(linear, healthy, look.vignetting)

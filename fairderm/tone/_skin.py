@@ -7,6 +7,7 @@ separable filters, so that one photograph takes a few milliseconds.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,3 +273,89 @@ def skin_field(
         + (xs * xs)[None, :, None] * c[3]
     )
     return field, scale
+
+
+def two_populations(values: np.ndarray, *, iterations: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
+    """Split points (n, d) into two clusters (Lloyd's 2-means, started from two far-apart points).
+
+    Returns the labels (0/1), the clusters' medians (2, d), and the separation: the
+    distance between the centres in units of the pooled within-cluster
+    robust SD (MAD per coordinate, root mean square over coordinates).
+    """
+    first = values[np.argmax(np.sum((values - values.mean(axis=0)) ** 2, axis=1))]
+    second = values[np.argmax(np.sum((values - first) ** 2, axis=1))]
+    labels = np.zeros(values.shape[0], dtype=bool)
+    for step in range(iterations):
+        # nearer to ``second`` than to ``first``: one side of the bisecting plane
+        update = values @ (second - first) > 0.5 * (second @ second - first @ first)
+        if update.all() or not update.any():
+            return update.astype(np.int64), np.stack([first, second]), 0.0
+        if step and np.array_equal(update, labels):
+            break
+        labels = update
+        first, second = values[~labels].mean(axis=0), values[labels].mean(axis=0)
+    # robust centres and spread of the final clusters
+    centres = np.stack([np.median(values[~labels], axis=0), np.median(values[labels], axis=0)])
+    labels = labels.astype(np.int64)
+    residual = values - centres[labels]
+    spread = np.median(np.abs(residual), axis=0) * 1.4826
+    pooled = float(np.sqrt(np.mean(spread**2)))
+    return labels, centres, float(np.linalg.norm(centres[1] - centres[0]) / max(pooled, 1e-6))
+
+
+def minority_population(
+    linear: np.ndarray,
+    chroma: Callable[[np.ndarray], np.ndarray],
+    usable: np.ndarray,
+    ring: np.ndarray,
+    *,
+    min_separation: float = 8.0,
+    min_share: float = 0.15,
+    min_offset: float = 0.35,
+    max_points: int = 256,
+) -> np.ndarray | None:
+    """Pixels of a second colour in the frame's outer ring that is not the skin's, or ``None``.
+
+    Backgrounds of skin-like hue (a beige wall, a tan drape or couch paper,
+    a wooden table, clothing) pass the skin gamut and, when they fill part
+    of the ring, drag the robust skin colour towards them and inflate its
+    spread, so that neither the lesion nor the background stands out. In
+    log chromaticity (``chroma`` of linear RGB ``linear``, which shading
+    does not move; computed for the whole frame only when there are two
+    populations) the ring's usable pixels are split in two
+    (:func:`two_populations`);
+    if the two are far apart (``min_separation`` pooled robust SDs) and
+    the smaller holds at least ``min_share`` of the ring, every usable
+    pixel is given to the nearer of the two colours. The skin is the one
+    that holds more of the frame's centre (where the photographer put the
+    lesion, on skin); the other is a background if it enters from the
+    edge: its pixels' centroid lies at least ``min_offset`` from the
+    frame's centre (x, y in [-1, 1]). Skin around a large, centred lesion
+    that reaches into the ring is centred itself, so it is not taken for a
+    background. The background's pixels are returned.
+    """
+    rows, cols = np.nonzero(usable & ring)
+    if rows.size < 60:
+        return None
+    if rows.size > max_points:
+        keep = np.linspace(0, rows.size - 1, max_points).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    values = chroma(linear[rows, cols]).astype(np.float64)
+    labels, centres, separation = two_populations(values)
+    share = float(labels.mean())
+    if separation < min_separation or min(share, 1.0 - share) < min_share:
+        return None
+    every = chroma(linear)
+    second = usable & (np.sum((every - centres[1]) ** 2, axis=-1) < np.sum((every - centres[0]) ** 2, axis=-1))
+    # which one is a background: not the one at the frame's centre (where
+    # the photographer put the lesion, on skin), and one that enters from
+    # the edge, its pixels off to one side (skin around a large lesion that
+    # reaches the ring is centred, so it is not taken for a background)
+    populations = (usable & ~second, second)
+    central = centre_distance(usable.shape) < 0.2
+    other = 1 - int(np.argmax([np.count_nonzero(population & central) for population in populations]))
+    rows_k, cols_k = np.nonzero(populations[other])
+    x_axis, y_axis = frame_axes(usable.shape)
+    if np.hypot(x_axis[cols_k].mean(), y_axis[rows_k].mean()) < min_offset:
+        return None
+    return populations[other]

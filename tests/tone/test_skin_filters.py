@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage as ndi
 
-from fairderm.tone._skin import channel_max, channel_min, dilate, erode, fill_holes, frame_axes, skin_field
+from fairderm.tone._skin import (
+    channel_max,
+    channel_min,
+    dilate,
+    erode,
+    fill_holes,
+    frame_axes,
+    skin_field,
+    two_populations,
+)
 
 masks = arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)), elements=st.booleans())
 
@@ -88,3 +97,73 @@ def test_a_faint_lesion_on_unevenly_lit_skin_is_found_against_the_drift():
         dice[drift] = 2 * (found & lesion).sum() / (found.sum() + lesion.sum())
     assert dice[True] > 0.7
     assert dice[False] < 0.3  # one global skin colour: the drift swamps the lesion
+
+
+def test_two_populations_splits_two_colours_and_not_one():
+    rng = np.random.default_rng(0)
+    skin = rng.normal([0.35, -0.55], 0.02, size=(300, 2))
+    wall = rng.normal([0.05, -0.35], 0.02, size=(150, 2))
+    labels, centres, separation = two_populations(np.concatenate([skin, wall]))
+    assert separation > 8
+    assert len(set(labels[:300])) == 1 and len(set(labels[300:])) == 1 and labels[0] != labels[-1]
+    np.testing.assert_allclose(np.sort(centres[:, 0]), [0.05, 0.35], atol=0.01)
+    assert two_populations(skin)[2] < 4
+
+
+def _with_wall(share: float, wall_lab=(82.0, 3.0, 14.0)) -> tuple[np.ndarray, np.ndarray]:
+    """A skin photograph whose left ``share`` of the width is a beige wall: (rgb, wall mask)."""
+    from tone_fixtures import skin_photo
+
+    from fairderm.tone._color import lab_to_srgb
+
+    rgb = skin_photo((160, 120), lesion_radius=0.12)
+    wall = np.zeros(rgb.shape[:2], dtype=bool)
+    wall[:, : int(share * rgb.shape[1])] = True
+    noise = np.random.default_rng(1).normal(0, 1.0, wall.sum())
+    lab = np.stack([wall_lab[0] + 2 * noise, np.full_like(noise, wall_lab[1]), np.full_like(noise, wall_lab[2])], -1)
+    rgb[wall] = np.round(lab_to_srgb(lab) * 255).astype(np.uint8)
+    return rgb, wall
+
+
+def test_a_skin_coloured_wall_beside_the_skin_is_found_as_background():
+    from fairderm.tone._color import linear_to_lab, srgb8_to_linear
+    from fairderm.tone._pipeline import find_background
+
+    for share in (0.3, 0.45):  # the wall may hold most of the outer ring: it is still not the skin
+        rgb, wall = _with_wall(share)
+        linear = srgb8_to_linear(rgb)
+        found = find_background(linear_to_lab(linear), linear, rgb, np.ones(wall.shape, dtype=bool))
+        assert found is not None
+        assert (found & wall).sum() / wall.sum() > 0.95
+        assert (found & ~wall).sum() / (~wall).sum() < 0.05
+
+
+def test_skin_alone_or_with_a_large_lesion_has_no_background():
+    from tone_fixtures import skin_photo
+
+    from fairderm.tone._color import linear_to_lab, srgb8_to_linear
+    from fairderm.tone._pipeline import find_background
+
+    for radius in (0.12, 0.4):  # a lesion reaching into the outer ring is not a background
+        rgb = skin_photo((160, 120), lesion_radius=radius)
+        linear = srgb8_to_linear(rgb)
+        found = find_background(linear_to_lab(linear), linear, rgb, np.ones(rgb.shape[:2], dtype=bool))
+        assert found is None or not found[~_central(rgb.shape[:2], radius + 0.05)].any()
+
+
+def _central(shape, radius):
+    height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / min(width, height) < radius
+
+
+def test_the_skin_beside_a_wall_is_measured_not_the_wall():
+    from tone_fixtures import SKIN_ITA
+
+    from fairderm.tone import ToneParameters
+    from fairderm.tone._pipeline import analyse_rgb
+
+    for share in (0.3, 0.45):
+        tone = analyse_rgb(_with_wall(share)[0], None, ToneParameters())
+        assert tone.status == "ok"
+        assert abs(tone.ita - SKIN_ITA) < 3.0
