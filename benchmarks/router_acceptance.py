@@ -34,7 +34,8 @@ malignant vs benign and for the 6 diagnoses.
 
 Every stage is timed; the PAD stages include feature extraction (the cache
 lives in the work folder, so a second run reuses it: pass a fresh ``--work``
-to time from scratch).
+to time from scratch). A tone table in the work folder is reused only if
+the current estimator version wrote it.
 
 Usage::
 
@@ -79,10 +80,14 @@ class Timer:
 
 
 def _tone(cohort_dir: Path, tone_path: Path, timer: Timer) -> None:
-    from fairderm.tone import estimate_tone, write_tone
+    """Estimate the cohort's tone into ``tone_path``, unless the file there is by this estimator version."""
+    from fairderm._io import read_parquet_metadata
+    from fairderm.tone import ESTIMATOR_VERSION, estimate_tone, write_tone
 
     if tone_path.is_file():
-        return
+        estimator = read_parquet_metadata(tone_path).get("estimation", {}).get("estimator")
+        if estimator == ESTIMATOR_VERSION:
+            return
     cohort = load_cohort(cohort_dir)
     timer.run("tone estimate", lambda: write_tone(tone_path, estimate_tone(cohort), cohort))
 
@@ -200,8 +205,7 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
             write_cohort(folder, spec, manifest[keep].reset_index(drop=True), check_files=False)
         subset = load_cohort(folder, check_files=False)
         subset_tone = work / f"synth{tag}-train{size}-draw{seed}-tone.parquet"
-        if not subset_tone.is_file():
-            write_tone(subset_tone, tone[keep].reset_index(drop=True), subset)
+        write_tone(subset_tone, tone[keep].reset_index(drop=True), subset)  # always from the current table
         started = time.perf_counter()
         run = train_router(subset, _fresh(work / f"router{tag}-train{size}-draw{seed}-{constraint}"),
                            tone=subset_tone, features=features[keep], n_boot=n_boot, constraint=constraint)
