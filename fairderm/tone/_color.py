@@ -106,6 +106,12 @@ def hex_to_lab(codes: list[str] | tuple[str, ...]) -> np.ndarray:
     return linear_to_lab(srgb8_to_linear(rgb.astype(np.uint8))).astype(np.float64)
 
 
+def log_chromaticity(linear: np.ndarray) -> np.ndarray:
+    """(log R/G, log B/G) of linear RGB (..., 3): a diagonal cast is a translation here."""
+    floor = np.maximum(linear, 1e-4)
+    return np.stack([np.log(floor[..., 0] / floor[..., 1]), np.log(floor[..., 2] / floor[..., 1])], axis=-1)
+
+
 def ita_degrees(lightness: np.ndarray | float, b_star: np.ndarray | float) -> np.ndarray:
     """Individual typology angle in degrees (Chardon, Cretois & Bourden 1991).
 

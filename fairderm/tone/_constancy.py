@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from fairderm.tone._color import LUMINANCE_WEIGHTS, SRGB_TO_XYZ, lab_to_linear
+from fairderm.tone._color import LUMINANCE_WEIGHTS, SRGB_TO_XYZ, lab_to_linear, log_chromaticity
 from fairderm.tone._skin import box_mean, channel_max, dilate
 
 
@@ -154,12 +154,6 @@ def find_white_reference(
         if not band.any() or np.median(lightness[region]) - np.percentile(lightness[band], 25) < step:
             keep[index] = False
     return keep[labels]
-
-
-def log_chromaticity(linear: np.ndarray) -> np.ndarray:
-    """(log R/G, log B/G) of linear RGB (..., 3): a diagonal cast is a translation here."""
-    floor = np.maximum(linear, 1e-4)
-    return np.stack([np.log(floor[..., 0] / floor[..., 1]), np.log(floor[..., 2] / floor[..., 1])], axis=-1)
 
 
 def gains_from_cast(cast: np.ndarray) -> np.ndarray:

@@ -359,7 +359,7 @@ def find_background(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid:
     """
     candidate = valid & _skin.skin_gamut(lab, 40.0) & (_skin.channel_max(rgb) < 250)
     ring = _skin.border_ring(valid.shape, 0.25)
-    return _skin.minority_population(linear, _constancy.log_chromaticity, candidate, ring)
+    return _skin.minority_population(linear, candidate, ring)
 
 
 def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: float = 2.5) -> np.ndarray:

@@ -7,11 +7,12 @@ separable filters, so that one photograph takes a few milliseconds.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from fairderm.tone._color import log_chromaticity
 
 # Skin hue in CIELAB (h_ab = atan2(b*, a*)) across the lightest to the darkest
 # skin: the Monk swatches span 49-89 degrees, measured skin 30-80 degrees
@@ -184,8 +185,26 @@ class SkinReference:
 def robust_reference(lab_pixels: np.ndarray, floors: tuple[float, float, float]) -> SkinReference:
     """Median and MAD-based standard deviation per channel, with lower bounds."""
     centre = np.median(lab_pixels, axis=0)
-    mad = np.median(np.abs(lab_pixels - centre), axis=0) * 1.4826
-    return SkinReference(centre=centre, scale=np.maximum(mad, np.asarray(floors)))
+    return SkinReference(centre=centre, scale=np.maximum(robust_sd(lab_pixels - centre), np.asarray(floors)))
+
+
+def robust_sd(deviations: np.ndarray) -> np.ndarray:
+    """Per-column SD from the median absolute deviation of (n, d) deviations from a centre (normal-consistent)."""
+    return np.median(np.abs(deviations), axis=0) * 1.4826
+
+
+def sample_pixels(mask: np.ndarray, max_points: int, min_points: int = 60) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows and columns of at most ``max_points`` of a mask's pixels, evenly spaced in scan order.
+
+    ``None`` when the mask has fewer than ``min_points`` pixels.
+    """
+    rows, cols = np.nonzero(mask)
+    if rows.size < min_points:
+        return None
+    if rows.size > max_points:
+        keep = np.linspace(0, rows.size - 1, max_points).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    return rows, cols
 
 
 def lesion_score(lab: np.ndarray, reference: SkinReference) -> np.ndarray:
@@ -239,12 +258,10 @@ def skin_field(
     channel, or ``None`` when the fitted pixels do not span the frame in
     both directions (a surface would then be an extrapolation).
     """
-    rows, cols = np.nonzero(fit)
-    if rows.size < 60:
+    sample = sample_pixels(fit, max_points)
+    if sample is None:
         return None
-    if rows.size > max_points:
-        keep = np.linspace(0, rows.size - 1, max_points).astype(np.int64)
-        rows, cols = rows[keep], cols[keep]
+    rows, cols = sample
     x_axis, y_axis = frame_axes(fit.shape)
     x, y = x_axis[cols], y_axis[rows]
     if np.ptp(x) < 1.0 or np.ptp(y) < 1.0:
@@ -261,7 +278,7 @@ def skin_field(
         coefficients = np.linalg.solve(gram, moment[..., None])[..., 0].T  # (6, 3)
         residual = values - design @ coefficients
         # the fit has an intercept, so the residuals are centred: MAD about 0
-        scale = np.maximum(np.median(np.abs(residual), axis=0) * 1.4826, 1e-3)
+        scale = np.maximum(robust_sd(residual), 1e-3)
         u = residual / (_TUKEY_C * scale)
         weights = np.clip(1.0 - u * u, 0.0, None) ** 2
     c = coefficients.astype(np.float32)
@@ -298,14 +315,12 @@ def two_populations(values: np.ndarray, *, iterations: int = 8) -> tuple[np.ndar
     centres = np.stack([np.median(values[~labels], axis=0), np.median(values[labels], axis=0)])
     labels = labels.astype(np.int64)
     residual = values - centres[labels]
-    spread = np.median(np.abs(residual), axis=0) * 1.4826
-    pooled = float(np.sqrt(np.mean(spread**2)))
+    pooled = float(np.sqrt(np.mean(robust_sd(residual) ** 2)))
     return labels, centres, float(np.linalg.norm(centres[1] - centres[0]) / max(pooled, 1e-6))
 
 
 def minority_population(
     linear: np.ndarray,
-    chroma: Callable[[np.ndarray], np.ndarray],
     usable: np.ndarray,
     ring: np.ndarray,
     *,
@@ -320,8 +335,8 @@ def minority_population(
     a wooden table, clothing) pass the skin gamut and, when they fill part
     of the ring, drag the robust skin colour towards them and inflate its
     spread, so that neither the lesion nor the background stands out. In
-    log chromaticity (``chroma`` of linear RGB ``linear``, which shading
-    does not move; computed for the whole frame only when there are two
+    log chromaticity (of linear RGB ``linear``, which shading does not
+    move; computed for the whole frame only when there are two
     populations) the ring's usable pixels are split in two
     (:func:`two_populations`);
     if the two are far apart (``min_separation`` pooled robust SDs) and
@@ -334,18 +349,16 @@ def minority_population(
     that reaches into the ring is centred itself, so it is not taken for a
     background. The background's pixels are returned.
     """
-    rows, cols = np.nonzero(usable & ring)
-    if rows.size < 60:
+    sample = sample_pixels(usable & ring, max_points)
+    if sample is None:
         return None
-    if rows.size > max_points:
-        keep = np.linspace(0, rows.size - 1, max_points).astype(np.int64)
-        rows, cols = rows[keep], cols[keep]
-    values = chroma(linear[rows, cols]).astype(np.float64)
+    rows, cols = sample
+    values = log_chromaticity(linear[rows, cols]).astype(np.float64)
     labels, centres, separation = two_populations(values)
     share = float(labels.mean())
     if separation < min_separation or min(share, 1.0 - share) < min_share:
         return None
-    every = chroma(linear)
+    every = log_chromaticity(linear)
     second = usable & (np.sum((every - centres[1]) ** 2, axis=-1) < np.sum((every - centres[0]) ** 2, axis=-1))
     # which one is a background: not the one at the frame's centre (where
     # the photographer put the lesion, on skin), and one that enters from
