@@ -227,7 +227,8 @@ def run_demo(
         lap("train classifier")
         say("training the parity-constrained router and its baselines")
         router = train_router(cohort, out / "models" / "router", tone=tone_path, seed=seed,
-                              features=features.features, stage=lambda name: say(f"  router: {name}"))
+                              features=features.features, cache_dir=out / "cache",
+                              stage=lambda name: say(f"  router: {name}"))
         lap("train router")
 
         audits = out / "audits"

@@ -65,6 +65,11 @@ def train_command(
     no_tone_input: bool = typer.Option(
         False, "--no-tone-input", help="Route on the image features alone (no tone probabilities)."
     ),
+    views: int = typer.Option(
+        7, "--views", help="Most turned or mirrored views (0-7) added per training case of an under-represented "
+        "tone group when training the constrained router: a group n times smaller than the largest gets n - 1, "
+        "capped here; 0 turns them off."
+    ),
     sweep: str | None = typer.Option(
         None, "--sweep", help="Comma-separated epsilons for the accuracy-versus-gap frontier, e.g. 0,0.01,0.02,0.05."
     ),
@@ -97,12 +102,12 @@ def train_command(
             bar.update(task, description=name, total=None, completed=0)
 
         def features(done: int, total: int) -> None:
-            bar.update(task, description="extracting backbone features", total=total, completed=done)
+            bar.update(task, total=total, completed=done)  # the stage named which features
 
         run = train_router(
             loaded, out, tone=tone, backbone=backbone, constraint=constraint, epsilon=epsilon,
             group_column=group_column, groups=_comma_list(groups), label=label, positive_classes=positives,
-            experts=experts, top_k=top_k, tone_input=not no_tone_input,
+            experts=experts, top_k=top_k, tone_input=not no_tone_input, views=views,
             sweep=parse_float_list(sweep, option="--sweep"), seed=seed, n_boot=n_boot,
             min_group_size=min_group_size, cache_dir=cache_dir,
             train_config={"max_epochs": max_epochs, "warm_start": not no_warm_start},

@@ -17,6 +17,9 @@ register_backend, load_predictor, available_backends
 extract_features, FeatureSet, Backbone, backbone_identity
     The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor
     (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input).
+extract_view_features, dihedral_view, DIHEDRAL_VIEWS
+    Cached features of turned and mirrored views of chosen images (the
+    router's extra training views of under-represented groups).
 CachedEmbedder, CachedImage, resolve_feature_cache
     For predictors on the backbone: reuse cached features by image hash.
 train_head, load_head, HeadTrainingResult
@@ -32,12 +35,15 @@ from __future__ import annotations
 
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
+    DIHEDRAL_VIEWS,
     Backbone,
     CachedEmbedder,
     CachedImage,
     FeatureSet,
     backbone_identity,
+    dihedral_view,
     extract_features,
+    extract_view_features,
     resolve_feature_cache,
 )
 from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
@@ -66,6 +72,7 @@ __all__ = [
     "BACKBONE_NAME",
     "BACKBONE_PREPROCESSING",
     "DEFAULT_PROMPT",
+    "DIHEDRAL_VIEWS",
     "FEATURE_DIM",
     "PREDICTIONS_FORMAT",
     "Backbone",
@@ -80,7 +87,9 @@ __all__ = [
     "StratumProgress",
     "available_backends",
     "backbone_identity",
+    "dihedral_view",
     "extract_features",
+    "extract_view_features",
     "load_head",
     "load_predictor",
     "map_classes",

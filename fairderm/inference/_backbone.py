@@ -455,3 +455,111 @@ def extract_features(
             cache.store([digests[todo[k]] for k in good], computed[good])
     seconds = round(time.perf_counter() - started, 3)
     return FeatureSet(image_ids, features, errors, identity, cache_hits=hits, seconds=seconds)
+
+
+# The seven non-identity symmetries of the square (the dihedral group D4): a
+# skin lesion photographed turned or mirrored is the same lesion, and the
+# frozen backbone's pooled features are not invariant to these, so each view
+# is a further, genuinely different training case of the same label.
+DIHEDRAL_VIEWS: tuple[str, ...] = (
+    "rot90", "rot180", "rot270", "flip", "flip_rot90", "flip_rot180", "flip_rot270",
+)
+
+
+def dihedral_view(pixels: torch.Tensor, name: str) -> torch.Tensor:
+    """``pixels`` (..., H, W) turned counter-clockwise and/or mirrored left-right, per ``name``."""
+    if name not in DIHEDRAL_VIEWS:
+        raise ValueError(f"unknown view {name!r}; expected one of {list(DIHEDRAL_VIEWS)}")
+    turned = pixels.flip(-1) if name.startswith("flip") else pixels
+    quarter_turns = int(name.rsplit("rot", 1)[1]) // 90 if "rot" in name else 0
+    return torch.rot90(turned, quarter_turns, dims=(-2, -1)).contiguous()
+
+
+def extract_view_features(
+    cohort: Cohort | str | os.PathLike[str],
+    positions: Sequence[int],
+    counts: Sequence[int],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | torch.device | None = None,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Features of the first ``counts[i]`` :data:`DIHEDRAL_VIEWS` of the images at manifest ``positions``.
+
+    Each view has its own cache key (the backbone identity plus the view's
+    name), so views, like the plain features, are computed once per image.
+    An image is decoded once for all its views.
+
+    Returns
+    -------
+    features, errors
+        float32 ``(len(positions), max(counts), 1280)``: NaN beyond an image's
+        count and for images that failed; ``image_id -> reason`` for those.
+    """
+    if len(positions) != len(counts):
+        raise ValueError(f"{len(positions)} positions but {len(counts)} view counts")
+    if any(c < 0 or c > len(DIHEDRAL_VIEWS) for c in counts):
+        raise InputError(f"view counts must lie in 0..{len(DIHEDRAL_VIEWS)}", column="views")
+    if not isinstance(cohort, Cohort):
+        cohort = load_cohort(cohort)
+    n_views = max(counts, default=0)
+    out = np.full((len(positions), n_views, FEATURE_DIM), np.nan, dtype=np.float32)
+    errors: dict[str, str] = {}
+    if n_views == 0:
+        return out, errors
+    image_ids = cohort.manifest["image_id"].astype(str).tolist()
+    all_paths = cohort.image_paths()
+    paths = [all_paths[p] for p in positions]
+    digests = _hash_images(paths)
+    identity = feature_identity()
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    caches = [FeatureCache(root, feature_cache_key({**identity, "view": name})) for name in DIHEDRAL_VIEWS[:n_views]]
+    known = [cache.load() if use_cache else {} for cache in caches]
+    todo: list[int] = []
+    for row, (digest, count) in enumerate(zip(digests, counts, strict=True)):
+        if digest is None and count:
+            errors[image_ids[positions[row]]] = "cannot read image: file not found or unreadable"
+            continue
+        for view in range(count):
+            if digest in known[view]:
+                out[row, view] = known[view][digest]
+        if count and np.isnan(out[row, :count, 0]).any():
+            todo.append(row)
+    done = len(positions) - len(todo)
+    if progress is not None:
+        progress(done, len(positions))
+    if not todo:
+        return out, errors
+    backbone = Backbone(device)
+    decoder = CaseDataset(paths, Backbone.preprocess)
+    fresh: list[dict[str, np.ndarray]] = [{} for _ in caches]
+    step = batch_size or backbone.batch_size
+    for start in range(0, len(todo), step):
+        rows, pixels = [], []
+        for row in todo[start:start + step]:
+            _, decoded, reason = decoder[row]  # an unreadable image is a per-case failure
+            if reason is None:
+                rows.append(row)
+                pixels.append(decoded)
+            else:
+                errors[image_ids[positions[row]]] = reason
+        if rows:
+            batch = torch.stack(pixels)
+            for view, name in enumerate(DIHEDRAL_VIEWS[:n_views]):
+                members = [k for k, row in enumerate(rows) if counts[row] > view]
+                if not members:
+                    continue
+                computed = backbone.embed(dihedral_view(batch[members], name)).float().cpu().numpy()
+                for k, features in zip(members, computed, strict=True):
+                    out[rows[k], view] = features
+                    fresh[view][digests[rows[k]]] = features
+        done += len(todo[start:start + step])
+        if progress is not None:
+            progress(done, len(positions))
+    if use_cache:
+        for cache, computed in zip(caches, fresh, strict=True):
+            if computed:
+                cache.store(list(computed), np.stack(list(computed.values())))
+    return out, errors

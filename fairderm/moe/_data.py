@@ -298,3 +298,23 @@ def _ordered_labels(labels: pd.Series, spec_labels: list[str]) -> list[str]:
     """The cohort's label order, restricted to labels that occur, then any others sorted."""
     present = set(labels.dropna().unique())
     return [c for c in spec_labels if c in present] + sorted(present - set(spec_labels))
+
+
+def balanced_view_counts(groups: np.ndarray, n_groups: int, max_views: int) -> np.ndarray:
+    """Extra (turned or mirrored) views per training case of each constraint group.
+
+    A group of ``n_k`` cases gets ``round(n_max / n_k) - 1`` views per case,
+    at most ``max_views``, so that with its views it approaches the largest
+    group's count: the largest group gets none, a group a tenth its size
+    ``min(9, max_views)``. ``groups`` holds the training rows' group indices
+    (-1 outside every group, never given views).
+    """
+    if max_views < 0:
+        raise InputError(f"views must be >= 0, got {max_views}", column="--views")
+    sizes = np.bincount(groups[groups >= 0], minlength=n_groups)
+    per_group = np.zeros(n_groups, dtype=int)
+    if sizes.max(initial=0) == 0:
+        return per_group
+    present = sizes > 0
+    per_group[present] = np.clip(np.rint(sizes.max() / sizes[present]).astype(int) - 1, 0, max_views)
+    return per_group

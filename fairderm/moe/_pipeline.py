@@ -34,10 +34,11 @@ from fairderm._io import (
 from fairderm._threads import one_thread
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
+from fairderm.inference._backbone import DIHEDRAL_VIEWS
 from fairderm.inference._temperature import fit_group_temperatures, fit_temperature
 from fairderm.moe._baselines import exponentiated_gradient, threshold_optimizer
 from fairderm.moe._constraints import ConstraintSet
-from fairderm.moe._data import RouterDataset, prepare_dataset
+from fairderm.moe._data import RouterDataset, balanced_view_counts, prepare_dataset
 from fairderm.moe._evaluate import evaluate_methods, point_accuracy
 from fairderm.moe._frontier import FRONTIER_COLUMNS, frontier_figure_html, frontier_row
 from fairderm.moe._store import (
@@ -137,7 +138,7 @@ class RouterRun:
 
 
 def _check_options(
-    constraint: str, epsilon: float, sweep: list[float] | None, experts: int, top_k: int, n_boot: int
+    constraint: str, epsilon: float, sweep: list[float] | None, experts: int, top_k: int, n_boot: int, views: int
 ) -> None:
     if constraint not in CONSTRAINTS:
         raise InputError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}", column="--constraint")
@@ -153,6 +154,8 @@ def _check_options(
                          column="--top-k")
     if n_boot < 1:
         raise InputError(f"n-boot must be at least 1, got {n_boot}", column="--n-boot")
+    if not 0 <= views <= len(DIHEDRAL_VIEWS):
+        raise InputError(f"views must be between 0 and {len(DIHEDRAL_VIEWS)}, got {views}", column="--views")
 
 
 def _split_arrays(dataset: RouterDataset, split: str) -> SplitArrays:
@@ -275,6 +278,7 @@ def train_router(
     experts: int = 8,
     top_k: int = 2,
     tone_input: bool = True,
+    views: int = 7,
     sweep: list[float] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
@@ -313,6 +317,11 @@ def train_router(
         Label column; positive classes for a binary task.
     experts, top_k, tone_input
         Router architecture.
+    views
+        Most turned or mirrored views added per training case of an
+        under-represented group when training ``moe_parity`` and the sweep
+        (:func:`~fairderm.moe._data.balanced_view_counts`; 0: none). Their
+        features come from the cohort's images (cached like the plain ones).
     sweep
         Epsilons of the accuracy-versus-gap frontier.
     seed
@@ -337,7 +346,7 @@ def train_router(
     """
     started = time.perf_counter()
     say = stage or (lambda _name: None)
-    _check_options(constraint, epsilon, sweep, experts, top_k, n_boot)
+    _check_options(constraint, epsilon, sweep, experts, top_k, n_boot, views)
     if not isinstance(cohort, Cohort):
         cohort = load_cohort(cohort)
     tone_frame = None
@@ -374,6 +383,12 @@ def train_router(
             cohort, tone_frame, features, label_column=label, positive_classes=positive_classes,
             group_column=group_column, group_values=groups, seed=seed, tone_source=str(tone),
         )
+    # outside one_thread: the backbone computing the views wants every core
+    viewed_train, views_record = _training_views(
+        cohort, dataset, views, cache_dir=cache_dir, say=say, progress=feature_progress
+    )
+
+    with one_thread():
         overrides = {"n_experts": experts, "top_k": top_k, "tone_input": tone_input, "seed": seed, "epsilon": epsilon}
         overrides["constraint"] = "eo" if constraint == "eo" else "loss"
         config = TrainConfig(**{**(train_config or {}), **overrides})
@@ -384,17 +399,21 @@ def train_router(
 
         fits: dict[str, FitResult] = {}
 
-        def run(architecture: str, objective: str, method: str, cfg: TrainConfig) -> FitResult:
+        def run(architecture: str, objective: str, method: str, cfg: TrainConfig,
+                data: SplitArrays = train) -> FitResult:
             say(f"training {method}")
             warm = fits["erm"].model if architecture == "moe" and cfg.warm_start else None
-            return fit(architecture, objective, train, val, n_classes=n_classes, constraints=constraint_set,
+            return fit(architecture, objective, data, val, n_classes=n_classes, constraints=constraint_set,
                        config=cfg, log=log.append, method=method, warm_start=warm)
+
+        # the fairness-aware router (and its sweep) also trains on the views
+        parity_train = train if viewed_train is None else _concat(train, viewed_train)
 
         fits["erm"] = run("linear", "erm", "erm", config)
         fits["reweight"] = run("linear", "reweight", "reweight", config)
         fits["moe"] = run("moe", "erm", "moe", config)
         parity_objective = "dro" if constraint == "dro" else "lagrangian"
-        fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config)
+        fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config, parity_train)
 
         calibration = {name: _calibrate(result.model, val) for name, result in fits.items()}
         probs_val = {name: _probs(result.model, val) for name, result in fits.items()}
@@ -402,6 +421,10 @@ def train_router(
         group_labels = dataset.group_labels()
         train_rows, val_rows, test_rows = (dataset.subset(s) for s in ("train", "val", "test"))
         notes: list[str] = []
+        if views_record["failed"]:
+            first = next(iter(views_record["failed"].items()))
+            notes.append(f"views: {len(views_record['failed'])} images could not be read, so moe_parity trained "
+                         f"without their views (first: {first[0]}: {first[1]})")
 
         say("training expgrad")
         eval_rows = val_rows | test_rows
@@ -442,7 +465,8 @@ def train_router(
         for value in sorted(set(sweep or [])):
             if parity_objective == "lagrangian" and value == epsilon:
                 continue
-            swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}))
+            swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}),
+                        parity_train)
             _calibrate(swept.model, val)
             sweep_probs = _probs(swept.model, test)
             record = evaluate_methods(
@@ -477,6 +501,7 @@ def train_router(
             }
             for name, r in fits.items()
         }
+        evaluation["views"] = views_record
         evaluation["calibration"] = calibration
         evaluation["notes"] = notes
 
@@ -506,6 +531,7 @@ def train_router(
         },
         "backbone": backbone_identity,
         "training": config.model_dump(),
+        "views": views_record,
         "models": {
             name: {"weights": f"models/{name}.safetensors", "architecture": architecture_of(fits[name].model)}
             for name in TORCH_METHODS
@@ -543,6 +569,64 @@ def train_router(
         frontier=frontier,
         seconds=round(time.perf_counter() - started, 1),
         notes=notes,
+    )
+
+
+def _training_views(
+    cohort: Cohort,
+    dataset: RouterDataset,
+    max_views: int,
+    *,
+    cache_dir: str | os.PathLike[str] | None,
+    say: StageCallback,
+    progress: FeatureProgress | None,
+) -> tuple[SplitArrays | None, dict[str, Any]]:
+    """Features of the turned and mirrored views that the constrained router adds to its training split.
+
+    With ~90 dark-skin training cases the router fits them within a few
+    epochs, and the training surrogate its multipliers scale vanishes while
+    the held-out error does not (docs/router.md). Each under-represented
+    group's cases get :func:`balanced_view_counts` extra views: the same
+    label, tone and group, different backbone features. Views of images
+    that cannot be read are left out and counted.
+    """
+    rows = np.flatnonzero(dataset.subset("train"))
+    per_group = balanced_view_counts(dataset.groups[rows], len(dataset.group_names), max_views)
+    counts = np.where(dataset.groups[rows] >= 0, per_group[np.maximum(dataset.groups[rows], 0)], 0)
+    record: dict[str, Any] = {
+        "max_views": max_views,
+        "per_case": dict(zip(dataset.group_names, per_group.tolist(), strict=True)),
+        "views": list(DIHEDRAL_VIEWS[: int(per_group.max(initial=0))]),
+        "methods": ["moe_parity"],
+        "rows_added": 0,
+        "failed": {},
+    }
+    wanted = counts > 0
+    if not wanted.any():
+        return None, record
+    from fairderm.inference import extract_view_features
+
+    say("extracting view features")
+    position = {image_id: k for k, image_id in enumerate(cohort.manifest["image_id"].astype(str))}
+    chosen = rows[wanted]
+    features, failed = extract_view_features(
+        cohort, [position[str(i)] for i in dataset.image_ids[chosen]], counts[wanted].tolist(),
+        cache_dir=cache_dir, progress=progress,
+    )
+    usable = np.isfinite(features).all(axis=2)  # (case, view): NaN beyond a case's count or if it failed
+    case, view = np.nonzero(usable)
+    source = chosen[case]
+    record["rows_added"] = len(case)
+    record["failed"] = failed
+    viewed = SplitArrays.from_numpy(
+        features[case, view], dataset.tone[source], dataset.y[source], dataset.groups[source]
+    )
+    return viewed, record
+
+
+def _concat(first: SplitArrays, second: SplitArrays) -> SplitArrays:
+    return SplitArrays(
+        *(torch.cat([getattr(first, name), getattr(second, name)]) for name in ("features", "tone", "y", "groups"))
     )
 
 

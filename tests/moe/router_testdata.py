@@ -120,6 +120,7 @@ def make_planted_cohort(
 
 
 # Small and quick: every trained router in the tests uses these settings.
-QUICK = {"n_boot": 50, "train_config": {"max_epochs": 40, "patience": 10}}
+# manifest-only cohorts have no images to turn, so no views (tested on images in test_router_cli.py)
+QUICK = {"n_boot": 50, "views": 0, "train_config": {"max_epochs": 40, "patience": 10}}
 
 

@@ -28,6 +28,12 @@ def test_cli_tone_file_not_matching_the_cohort_is_rejected(run_cli, planted_coho
     assert "error:" in result.stderr and "tone" in result.stderr
 
 
+def test_cli_more_views_than_the_square_has_is_a_usage_error(run_cli, planted_cohort, tmp_path) -> None:
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--views", "8")
+    assert result.exit_code == 2
+    assert "views must be between 0 and 7" in result.stderr
+
+
 def test_cli_unknown_constraint_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--constraint", "fairest")
     assert result.exit_code == 2
@@ -49,7 +55,9 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     from fairderm.inference import read_predictions, run_inference
     from fairderm.tone import estimate_tone, write_tone
 
-    cohort = synthesize_cohort(tmp_path / "cohort", n=150, seed=2, image_size=128, workers=2)
+    # dark skin under-represented, so the constrained router trains on views of its cases
+    cohort = synthesize_cohort(tmp_path / "cohort", n=150, seed=2, image_size=128, workers=2,
+                               tone_weights=[0.25, 0.25, 0.15, 0.15, 0.1, 0.1])
     tone_path = tmp_path / "tone.parquet"
     write_tone(tone_path, estimate_tone(cohort, workers=2), cohort)
     router = tmp_path / "router"
@@ -61,6 +69,12 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     assert "moe_parity vs ERM" in result.stdout
     evaluation = json.loads((router / "evaluation.json").read_text())
     assert set(evaluation["methods"]) == {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
+    views = evaluation["views"]
+    train_counts = {g: c["train"] for g, c in evaluation["dataset"]["group_counts"].items() if g != "(none)"}
+    largest = max(train_counts, key=train_counts.get)
+    assert views["per_case"][largest] == 0 and max(views["per_case"].values()) > 0
+    assert views["failed"] == {}
+    assert views["rows_added"] == sum(views["per_case"][g] * n for g, n in train_counts.items())
 
     stored = pd.read_parquet(router / "predictions.parquet")
     stored = stored[(stored["method"] == "moe_parity") & (stored["split"] == "test")].set_index("image_id")

@@ -197,3 +197,21 @@ def test_router_saved_before_calibration_loads_uncalibrated(planted_router, tmp_
     model, _ = load_router(old)
     assert float(model.temperature) == 1.0
     assert (model.tone_log_temperature == 0).all()
+
+
+def test_views_per_case_bring_each_group_towards_the_largest() -> None:
+    from fairderm.moe._data import balanced_view_counts
+
+    groups = np.repeat([0, 1, 2, -1], [540, 270, 90, 30])
+    assert balanced_view_counts(groups, 3, 7).tolist() == [0, 1, 5]
+    assert balanced_view_counts(groups, 3, 2).tolist() == [0, 1, 2]  # capped
+    assert balanced_view_counts(groups, 3, 0).tolist() == [0, 0, 0]
+    assert balanced_view_counts(np.repeat([0, 2], [500, 40]), 3, 7).tolist() == [0, 0, 7]  # absent group: none
+    assert balanced_view_counts(np.repeat([0, 1], [100, 100]), 2, 7).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("views", [-1, 8])
+def test_views_outside_0_to_7_are_rejected(planted_cohort, tmp_path, views) -> None:
+    with pytest.raises(InputError, match="views must be between 0 and 7"):
+        _train(planted_cohort, tmp_path / "r", views=views)
+    assert not (tmp_path / "r").exists()
