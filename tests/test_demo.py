@@ -46,9 +46,17 @@ def test_demo_writes_two_verifiable_runs(demo_output):
 
 @pytest.mark.slow
 def test_demo_embeds_each_image_once(demo_output):
+    from fairderm.inference._backbone import feature_cache_key, feature_identity
+
     # extract_features writes one chunk; both audits find every test image in it
-    chunks = list((demo_output / "cache" / "features").rglob("*.npz"))
+    cache = demo_output / "cache" / "features"
+    chunks = list((cache / feature_cache_key(feature_identity())).glob("*.npz"))
     assert len(chunks) == 1, chunks
+    # the router's turned and mirrored views sit beside it, one key per view, each computed once
+    evaluation = json.loads((demo_output / "models" / "router" / "evaluation.json").read_text())
+    view_keys = [k for k in cache.iterdir() if k.name != chunks[0].parent.name]
+    assert len(view_keys) == len(evaluation["views"]["views"])
+    assert all(len(list(k.glob("*.npz"))) == 1 for k in view_keys)
     for name in ("erm", "router"):
         spec = yaml.safe_load((demo_output / "audits" / f"{name}.yaml").read_text())
         assert spec["model"]["options"]["feature_cache"] == "../cache"
