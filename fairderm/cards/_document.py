@@ -378,6 +378,14 @@ def _mitigation(data: CardData) -> Section | None:
         Table(["Method", "Accuracy (95% CI)", "Tone gap (95% CI)", "Gap change vs ERM (95% CI)"], rows),
         Figure("mitigation", "Accuracy against tone gap, with 95% intervals, per method."),
     ]
+    views = (data.run.mitigation or {}).get("views")
+    if isinstance(views, dict) and views.get("rows_added"):
+        per_case = ", ".join(f"{g} {n}" for g, n in (views.get("per_case") or {}).items())
+        blocks.insert(2, Paragraph(
+            f"moe_parity also trained on {views['rows_added']} turned or mirrored views of the smaller tone "
+            f"groups' training images (views per case: {per_case}); the other methods trained on the images "
+            "alone."
+        ))
     trade = tradeoffs(data)
     if trade:
         blocks.append(Bullets(trade))

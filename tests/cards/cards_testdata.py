@@ -93,5 +93,6 @@ def make_run(folder: Path, *, label: str = "female", card: dict[str, Any] | None
                 "gap_diff_vs_erm": interval(0.0, 0.0)},
         "moe_parity": {"accuracy": interval(0.83, 0.03), "gap": interval(0.06, 0.05),
                        "gap_diff_vs_erm": interval(-0.12, 0.07), "groups": {"V-VI": interval(0.8, 0.1)}},
-    }}), encoding="utf-8")
+    }, "views": {"max_views": 7, "per_case": {"I-II": 0, "III-IV": 4, "V-VI": 6}, "rows_added": 1098,
+                 "methods": ["moe_parity"], "failed": {}}}), encoding="utf-8")
     return folder

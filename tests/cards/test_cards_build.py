@@ -35,6 +35,12 @@ def test_card_has_mitchell_sections_in_order_and_fairderm_additions(full_run: Pa
     assert "Mitigation" in titles
 
 
+def test_mitigation_section_says_which_method_trained_on_extra_views(full_run: Path) -> None:
+    markdown = build_card(full_run).to_markdown()
+    assert "moe_parity also trained on 1098 turned or mirrored views" in markdown
+    assert "III-IV 4, V-VI 6" in markdown
+
+
 def _row(metrics: dict, group: str, metric: str) -> dict:
     return next(r for r in metrics["groups"] if r["group"] == group and r["metric"] == metric)
 
