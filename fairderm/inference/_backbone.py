@@ -8,6 +8,7 @@ reuses images of another (the same photos, relabelled) reuses their features.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -351,12 +352,17 @@ def embed_paths(
     progress: ProgressCallback | None = None,
     done_before: int = 0,
     total: int | None = None,
+    preprocess: Callable[[Path], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
-    """Features of ``paths`` (NaN rows for failures) and ``position -> reason`` errors."""
+    """Features of ``paths`` (NaN rows for failures) and ``position -> reason`` errors.
+
+    ``preprocess`` (default: the backbone's) turns a path into uint8 pixels;
+    it runs in the DataLoader workers, so it must pickle.
+    """
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     loader = case_loader(
-        CaseDataset(paths, backbone.preprocess),
+        CaseDataset(paths, preprocess or backbone.preprocess),
         torch.stack,
         batch_size=batch_size or backbone.batch_size,
         workers=plan_workers(workers, backbone.device.type),
@@ -372,6 +378,60 @@ def embed_paths(
         if progress is not None:
             progress(done, total if total is not None else len(paths))
     return features, errors
+
+
+def _cached_features(
+    paths: Sequence[Path],
+    image_ids: Sequence[str],
+    cache: FeatureCache | None,
+    *,
+    preprocess: Callable[[Path], torch.Tensor] | None,
+    device: str | torch.device | None,
+    batch_size: int | None,
+    workers: int | None,
+    progress: ProgressCallback | None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> tuple[np.ndarray, dict[str, str], int]:
+    """Features of ``paths`` from ``cache`` (None: no cache), the rest computed and stored.
+
+    Returns the ``(n, 1280)`` features (NaN rows for failures), ``image_id ->
+    reason`` for the images that failed, and how many rows came from the cache.
+    """
+    total = len(paths) if total is None else total
+    digests = _hash_images(paths)
+    cached = cache.load() if cache is not None else {}
+    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
+    errors: dict[str, str] = {}
+    todo: list[int] = []
+    for position, digest in enumerate(digests):
+        if digest is None:
+            errors[image_ids[position]] = "cannot read image: file not found or unreadable"
+        elif digest in cached:
+            features[position] = cached[digest]
+        else:
+            todo.append(position)
+    hits = len(paths) - len(todo) - len(errors)
+    if progress is not None:
+        progress(done_before + hits + len(errors), total)
+    if todo:
+        computed, failed = embed_paths(
+            Backbone(device),
+            [paths[i] for i in todo],
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            done_before=done_before + hits + len(errors),
+            total=total,
+            preprocess=preprocess,
+        )
+        features[todo] = computed
+        for local, reason in failed.items():
+            errors[image_ids[todo[local]]] = reason
+        good = [k for k in range(len(todo)) if k not in failed]
+        if cache is not None:
+            cache.store([digests[todo[k]] for k in good], computed[good])
+    return features, errors, hits
 
 
 def extract_features(
@@ -418,41 +478,12 @@ def extract_features(
         cohort = load_cohort(cohort)
     started = time.perf_counter()
     image_ids = cohort.manifest["image_id"].astype(str).tolist()
-    paths = cohort.image_paths()
-    digests = _hash_images(paths)
     identity = feature_identity()
     cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), feature_cache_key(identity))
-    cached = cache.load() if use_cache else {}
-
-    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
-    errors: dict[str, str] = {}
-    todo: list[int] = []
-    for position, digest in enumerate(digests):
-        if digest is None:
-            errors[image_ids[position]] = "cannot read image: file not found or unreadable"
-        elif digest in cached:
-            features[position] = cached[digest]
-        else:
-            todo.append(position)
-    hits = len(paths) - len(todo) - len(errors)
-    if progress is not None:
-        progress(hits + len(errors), len(paths))
-    if todo:
-        computed, failed = embed_paths(
-            Backbone(device),
-            [paths[i] for i in todo],
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
-            done_before=hits + len(errors),
-            total=len(paths),
-        )
-        features[todo] = computed
-        for local, reason in failed.items():
-            errors[image_ids[todo[local]]] = reason
-        good = [k for k in range(len(todo)) if k not in failed]
-        if use_cache:
-            cache.store([digests[todo[k]] for k in good], computed[good])
+    features, errors, hits = _cached_features(
+        cohort.image_paths(), image_ids, cache if use_cache else None, preprocess=None, device=device,
+        batch_size=batch_size, workers=workers, progress=progress,
+    )
     seconds = round(time.perf_counter() - started, 3)
     return FeatureSet(image_ids, features, errors, identity, cache_hits=hits, seconds=seconds)
 
@@ -475,6 +506,11 @@ def dihedral_view(pixels: torch.Tensor, name: str) -> torch.Tensor:
     return torch.rot90(turned, quarter_turns, dims=(-2, -1)).contiguous()
 
 
+def _view_of_file(path: Path, name: str) -> torch.Tensor:
+    """The backbone's preprocessing of ``path``, then the view ``name`` (module level: DataLoader workers pickle it)."""
+    return dihedral_view(Backbone.preprocess(path), name)
+
+
 def extract_view_features(
     cohort: Cohort | str | os.PathLike[str],
     positions: Sequence[int],
@@ -482,15 +518,16 @@ def extract_view_features(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     batch_size: int | None = None,
+    workers: int | None = None,
     progress: ProgressCallback | None = None,
     device: str | torch.device | None = None,
     use_cache: bool = True,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Features of the first ``counts[i]`` :data:`DIHEDRAL_VIEWS` of the images at manifest ``positions``.
 
-    Each view has its own cache key (the backbone identity plus the view's
-    name), so views, like the plain features, are computed once per image.
-    An image is decoded once for all its views.
+    Each view is extracted like the plain features (:func:`extract_features`),
+    under its own cache key (the backbone identity plus the view's name), so
+    a view is computed once per image.
 
     Returns
     -------
@@ -507,59 +544,20 @@ def extract_view_features(
     n_views = max(counts, default=0)
     out = np.full((len(positions), n_views, FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[str, str] = {}
-    if n_views == 0:
-        return out, errors
     image_ids = cohort.manifest["image_id"].astype(str).tolist()
-    all_paths = cohort.image_paths()
-    paths = [all_paths[p] for p in positions]
-    digests = _hash_images(paths)
+    paths = cohort.image_paths()
     identity = feature_identity()
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    caches = [FeatureCache(root, feature_cache_key({**identity, "view": name})) for name in DIHEDRAL_VIEWS[:n_views]]
-    known = [cache.load() if use_cache else {} for cache in caches]
-    todo: list[int] = []
-    for row, (digest, count) in enumerate(zip(digests, counts, strict=True)):
-        if digest is None and count:
-            errors[image_ids[positions[row]]] = "cannot read image: file not found or unreadable"
-            continue
-        for view in range(count):
-            if digest in known[view]:
-                out[row, view] = known[view][digest]
-        if count and np.isnan(out[row, :count, 0]).any():
-            todo.append(row)
-    done = len(positions) - len(todo)
-    if progress is not None:
-        progress(done, len(positions))
-    if not todo:
-        return out, errors
-    backbone = Backbone(device)
-    decoder = CaseDataset(paths, Backbone.preprocess)
-    fresh: list[dict[str, np.ndarray]] = [{} for _ in caches]
-    step = batch_size or backbone.batch_size
-    for start in range(0, len(todo), step):
-        rows, pixels = [], []
-        for row in todo[start:start + step]:
-            _, decoded, reason = decoder[row]  # an unreadable image is a per-case failure
-            if reason is None:
-                rows.append(row)
-                pixels.append(decoded)
-            else:
-                errors[image_ids[positions[row]]] = reason
-        if rows:
-            batch = torch.stack(pixels)
-            for view, name in enumerate(DIHEDRAL_VIEWS[:n_views]):
-                members = [k for k, row in enumerate(rows) if counts[row] > view]
-                if not members:
-                    continue
-                computed = backbone.embed(dihedral_view(batch[members], name)).float().cpu().numpy()
-                for k, features in zip(members, computed, strict=True):
-                    out[rows[k], view] = features
-                    fresh[view][digests[rows[k]]] = features
-        done += len(todo[start:start + step])
-        if progress is not None:
-            progress(done, len(positions))
-    if use_cache:
-        for cache, computed in zip(caches, fresh, strict=True):
-            if computed:
-                cache.store(list(computed), np.stack(list(computed.values())))
+    done, total = 0, int(sum(counts))
+    for view, name in enumerate(DIHEDRAL_VIEWS[:n_views]):
+        rows = [row for row, count in enumerate(counts) if count > view]
+        cache = FeatureCache(root, feature_cache_key({**identity, "view": name}))
+        out[rows, view], failed, _ = _cached_features(
+            [paths[positions[r]] for r in rows], [image_ids[positions[r]] for r in rows],
+            cache if use_cache else None, preprocess=functools.partial(_view_of_file, name=name),
+            device=device, batch_size=batch_size, workers=workers, progress=progress,
+            done_before=done, total=total,
+        )
+        errors.update(failed)
+        done += len(rows)
     return out, errors
