@@ -18,11 +18,23 @@ III-IV, V-VI; ``fitzpatrick_est_type`` the type 1-6; ``monk_est`` 1-10.
 A case whose tone estimate abstained, or whose attribute value is missing,
 gets no value (None); the metrics engine collects those cases in the group
 ``missing`` of that attribute and reports it like any group.
+
+Estimated strata
+----------------
+``fitzpatrick_est`` is an estimate, and metrics.json says so (basis
+``estimated``). With validation labels (``tone.validation_labels`` or
+``tone.validation_column``) the metrics engine adds ``fitzpatrick_est:true``,
+metrics by true group corrected for the estimate's errors (basis
+``corrected``); without them, ``tone.strata_error`` (default: the published
+agreement of colour estimates with dermatologists) adds
+``fitzpatrick_est:bounds``, the range of each rate metric and gap that the
+error model allows (basis ``bounded``). See :mod:`fairderm.metrics._strata`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +43,127 @@ import pandas as pd
 from fairderm.audit._spec import AuditSpec
 from fairderm.cohort import CohortSpec, fitzpatrick_to_group
 from fairderm.errors import InputError
+from fairderm.metrics import StrataErrorModel
 
 MISSING = "missing"
+#: The estimated attribute that validation labels and error models apply to.
+ESTIMATED_GROUP = "fitzpatrick_est"
+#: Label values read as "no label" (the labeller could not tell).
+NO_LABEL = frozenset({"", "cannot_tell", "cannot tell", "unknown", "na", "n/a"})
+_GROUP_OF = {"1": "I-II", "2": "I-II", "3": "III-IV", "4": "III-IV", "5": "V-VI", "6": "V-VI",
+             "i": "I-II", "ii": "I-II", "iii": "III-IV", "iv": "III-IV", "v": "V-VI", "vi": "V-VI",
+             "i-ii": "I-II", "iii-iv": "III-IV", "v-vi": "V-VI"}
+
+
+@dataclass
+class StrataInputs:
+    """How far the estimated strata can be trusted: validation labels or an error model.
+
+    Attributes
+    ----------
+    true_group
+        Per manifest image id: the labelled Fitzpatrick group (I-II, III-IV,
+        V-VI), only for labelled cases.
+    inclusion
+        Per labelled image id: its inclusion probability, when recorded.
+    error_model
+        The error model that bounds the metrics when nothing is labelled.
+    source
+        Where the labels came from, in words.
+    """
+
+    true_group: dict[str, str] = field(default_factory=dict)
+    inclusion: dict[str, float] = field(default_factory=dict)
+    error_model: StrataErrorModel | None = None
+    source: str = ""
+    n_cannot_tell: int = 0
+
+
+def _label_group(value: Any, where: str, row: int, column: str) -> str | None:
+    """A Fitzpatrick group from a type 1-6, a roman type or a group name; None for no label."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if text.lower() in NO_LABEL:
+        return None
+    group = _GROUP_OF.get(text.lower())
+    if group is None:
+        raise InputError(f"label {text!r} is not a Fitzpatrick type (1-6, I-VI) or group (I-II, III-IV, V-VI)",
+                         source=where, row=row, column=column)
+    return group
+
+
+def strata_inputs(spec: AuditSpec, manifest: pd.DataFrame, *, labels: Path | None,
+                  error_model: Path | None) -> StrataInputs | None:
+    """Validation labels (from the labels CSV or a manifest column) or the strata error model of a spec.
+
+    ``labels`` and ``error_model`` are the files to read (the spec's, or the
+    run folder's copies when verify recomputes).
+    """
+    tone = spec.tone
+    if tone.source != "estimate":
+        return None
+    ids = manifest["image_id"].astype(str)
+    if tone.validation_column:
+        column = tone.validation_column
+        if column not in manifest.columns:
+            raise InputError(f"key 'tone.validation_column': the manifest has no column {column!r}")
+        out = StrataInputs(source=f"manifest column {column!r}")
+        for row, (image_id, value) in enumerate(zip(ids, manifest[column]), start=1):
+            group = _label_group(value, "manifest", row, column)
+            if group is not None:
+                out.true_group[image_id] = group
+        if tone.validation_inclusion:
+            if tone.validation_inclusion not in manifest.columns:
+                raise InputError(f"key 'tone.validation_inclusion': the manifest has no column "
+                                 f"{tone.validation_inclusion!r}")
+            probs = pd.to_numeric(manifest[tone.validation_inclusion], errors="coerce")
+            out.inclusion = {i: float(p) for i, p in zip(ids, probs) if i in out.true_group}
+        return out
+    if labels is not None:
+        return _labels_file(labels, set(ids))
+    if tone.strata_error == "none":
+        return None
+    model = StrataErrorModel.published() if error_model is None else StrataErrorModel.from_csv(error_model)
+    return StrataInputs(error_model=model, source=model.source)
+
+
+def _labels_file(path: Path, known: set[str]) -> StrataInputs:
+    try:
+        frame = pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the validation labels ({error})", source=str(path)) from None
+    for column in ("image_id", "label"):
+        if column not in frame.columns:
+            raise InputError(f"no column {column!r} (have {list(frame.columns)})", source=str(path), column=column)
+    out = StrataInputs(source=f"validation labels {path.name}")
+    seen: set[str] = set()
+    has_prob = "inclusion_prob" in frame.columns
+    for row, record in enumerate(frame.itertuples(index=False), start=1):
+        image_id = str(record.image_id)
+        if image_id not in known:
+            raise InputError(f"image id {image_id!r} is not an audited case of the cohort", source=str(path),
+                             row=row, column="image_id")
+        if image_id in seen:
+            raise InputError(f"image id {image_id!r} is labelled twice", source=str(path), row=row,
+                             column="image_id")
+        seen.add(image_id)
+        group = _label_group(record.label, str(path), row, "label")
+        if group is None:
+            out.n_cannot_tell += 1
+            continue
+        out.true_group[image_id] = group
+        if has_prob:
+            value = pd.to_numeric(pd.Series([record.inclusion_prob]), errors="coerce").iloc[0]
+            if not (0 < value <= 1):
+                raise InputError(f"inclusion probability {record.inclusion_prob!r} is outside (0, 1]",
+                                 source=str(path), row=row, column="inclusion_prob")
+            out.inclusion[image_id] = float(value)
+    if not out.true_group:
+        raise InputError("no image is labelled", source=str(path), column="label")
+    return out
 
 
 @dataclass
@@ -76,6 +207,10 @@ class EvaluationTable:
     positive_label: Any
     covariates: pd.DataFrame | None = None
     coverage: dict[str, Any] = field(default_factory=dict)
+    true_groups: np.ndarray | None = None
+    inclusion_prob: np.ndarray | None = None
+    strata_error: StrataErrorModel | None = None
+    estimated: list[str] = field(default_factory=list)
 
 
 def _task(spec: AuditSpec, cohort_spec: CohortSpec) -> str:
@@ -138,6 +273,7 @@ def evaluation_table(
     spec: AuditSpec,
     *,
     cluster: str | None,
+    strata: StrataInputs | None = None,
 ) -> EvaluationTable:
     """Join the selected manifest rows, tone estimates and predictions.
 
@@ -155,6 +291,8 @@ def evaluation_table(
         The audit spec (strata, metrics task).
     cluster
         Resolved cluster column, or None.
+    strata
+        Validation labels or the strata error model (:func:`strata_inputs`), or None.
     """
     manifest = manifest.reset_index(drop=True)
     attributes = list(dict.fromkeys(spec.stratum_attributes() + [a for c in spec.strata.intersections for a in c]))
@@ -196,8 +334,18 @@ def evaluation_table(
         # a case without a cluster id is a cluster of its own, never pooled with the others
         own = "case:" + manifest["image_id"].astype("string")
         cluster_values = manifest[cluster].astype("string").fillna(own).to_numpy(dtype=object)[keep]
+    kept_ids = ids.to_numpy(dtype=object)[keep]
+    estimated = [a for a in attributes if a in ("fitzpatrick_est", "fitzpatrick_est_type", "monk_est")]
+    true_groups = inclusion = error_model = None
+    if strata is not None and ESTIMATED_GROUP in attributes:
+        if strata.true_group:
+            true_groups = np.array([strata.true_group.get(i) for i in kept_ids], dtype=object)
+            if strata.inclusion:
+                inclusion = np.array([strata.inclusion.get(i, np.nan) for i in kept_ids], dtype=np.float64)
+        else:
+            error_model = strata.error_model
     return EvaluationTable(
-        image_ids=ids.to_numpy(dtype=object)[keep],
+        image_ids=kept_ids,
         y_true=y_true,
         y_score=y_score,
         labels=eval_labels,
@@ -208,6 +356,10 @@ def evaluation_table(
         covariates=(manifest.loc[keep, list(spec.metrics.covariates)].reset_index(drop=True)
                     if spec.metrics.covariates else None),
         coverage=coverage,
+        true_groups=true_groups,
+        inclusion_prob=inclusion,
+        strata_error=error_model,
+        estimated=estimated,
     )
 
 
@@ -235,6 +387,13 @@ def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
     """Run the metrics engine; returns ``EvaluationResult.to_dict()`` (the content of metrics.json)."""
     from fairderm.metrics import evaluate
 
+    strata: dict[str, Any] = {}
+    if table.true_groups is not None:
+        strata = {"true_groups": {ESTIMATED_GROUP: table.true_groups}, "inclusion_prob": table.inclusion_prob}
+    elif table.strata_error is not None:
+        strata = {"strata_error": table.strata_error,
+                  "estimated": [ESTIMATED_GROUP, *(a for a in table.estimated if a != ESTIMATED_GROUP)]}
     result = evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
-                      covariates=table.covariates, **metrics_config(spec, table))
+                      covariates=table.covariates, estimated=table.estimated or None, **strata,
+                      **metrics_config(spec, table))
     return result.to_dict()

@@ -142,6 +142,11 @@ def add_run_relative_paths(record: dict[str, Any], run_dir: Path) -> dict[str, A
     return out
 
 
+#: The run folder's copies of the tone validation labels and of the strata error model.
+TONE_VALIDATION_FILE = "tone_validation.csv"
+STRATA_ERROR_FILE = "strata_error.csv"
+
+
 def _file_entry(path: Path, hasher: FileHasher) -> dict[str, Any]:
     return {"path": str(path), "sha256": hasher.digest(path)}
 
@@ -236,4 +241,12 @@ def collect_inputs(loaded: LoadedSpec, cohort: Cohort, selected: Cohort, hasher:
     if loaded.policy_path:
         files["policy.yaml"] = loaded.policy_path
         record["policy"]["copy"] = "policy.yaml"
+    # The strata's validation labels and error model are inputs of the metrics: the run keeps a copy of
+    # each, so that verify recomputes the corrected or bounded rows from the run folder alone.
+    for key, value, copy in (("tone_validation", spec.tone.validation_labels, TONE_VALIDATION_FILE),
+                             ("strata_error", spec.tone.strata_error_file, STRATA_ERROR_FILE)):
+        record[key] = None
+        if value:
+            record[key] = {**_file_entry(loaded.resolve(value), hasher), "copy": copy}
+            files[copy] = loaded.resolve(value)
     return AuditInputs(record=record, image_checksums=checksums, files=files)

@@ -41,7 +41,7 @@ from fairderm._io import (
     sha256_file,
     sha256_json,
 )
-from fairderm.audit import _stages
+from fairderm.audit import _evaluation, _stages
 from fairderm.audit._cache import StageCache
 from fairderm.audit._evidence import write_evidence
 from fairderm.audit._hashing import FileHasher
@@ -338,9 +338,15 @@ def _run_stages(
         "predictions_parquet": sha256_file(stages.run_dir / "predictions.parquet"),
         "spec": spec.model_dump(mode="json", include={"strata", "metrics", "bootstrap"}),
         "tone_source": spec.tone.source, "tone_column": spec.tone.column, "cluster": cluster,
+        "strata_error": spec.tone.model_dump(
+            mode="json", include={"validation_column", "validation_inclusion", "strata_error"}),
+        **inputs.digest("tone_validation", "strata_error"),
     }
     folder = stages.run("metrics", metrics_inputs, lambda out: _stages.run_metrics(
-        loaded, selected, tone_frame, predictions, cluster, out))
+        loaded, selected, tone_frame, predictions, cluster, out, strata=_evaluation.strata_inputs(
+            loaded.spec, selected.manifest,
+            labels=loaded.resolve(spec.tone.validation_labels) if spec.tone.validation_labels else None,
+            error_model=loaded.resolve(spec.tone.strata_error_file) if spec.tone.strata_error_file else None)))
     coverage = _json(folder / "coverage.json")
 
     if loaded.policy_path is None:

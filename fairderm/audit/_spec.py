@@ -106,12 +106,52 @@ class ToneSection(_Section):
         description="Use the cohort's lesion masks (manifest column 'mask') instead of segmenting the lesion "
         "(source 'estimate'); the mask files are then hashed with the images.",
     )
+    validation_labels: str | None = Field(
+        None,
+        description="CSV of reference skin-tone labels (e.g. a dermatologist's) for a validation sample of the "
+        "cases, relative to the spec file: columns image_id, label (Fitzpatrick type 1-6 or group I-II/III-IV/"
+        "V-VI; empty or 'cannot_tell' for none) and optionally inclusion_prob (`fairderm tone label` writes "
+        "it). The metrics by estimated group are then corrected to metrics by true group "
+        "(attribute fitzpatrick_est:true; source 'estimate').",
+    )
+    validation_column: str | None = Field(
+        None,
+        description="Manifest column holding such labels for part of the cases, instead of validation_labels.",
+    )
+    validation_inclusion: str | None = Field(
+        None,
+        description="Manifest column with each labelled case's inclusion probability (with validation_column); "
+        "default: the labelled share of its estimated group (labelled at random within estimated group).",
+    )
+    strata_error: str = Field(
+        "published",
+        description="Without validation labels: the error model that bounds the metrics by true group "
+        "(attribute fitzpatrick_est:bounds). 'published': colour estimates' published agreement with "
+        "dermatologists on clinical photographs (Groh et al. 2022); 'none': no bounds (the estimated groups "
+        "at face value); or a CSV confusion matrix relative to the spec file (rows true group, columns "
+        "estimated group, counts or proportions).",
+    )
 
     @model_validator(mode="after")
     def _column_for_column_source(self) -> ToneSection:
         if self.source == "column" and not self.column:
             raise ValueError("source 'column' needs 'column' (the labelled tone column)")
+        if self.validation_labels and self.validation_column:
+            raise ValueError("give validation_labels or validation_column, not both")
+        if self.validation_inclusion and not self.validation_column:
+            raise ValueError("validation_inclusion goes with validation_column")
+        if (self.validation_labels or self.validation_column) and self.source != "estimate":
+            raise ValueError(f"validation labels correct estimated strata, but source is '{self.source}'")
         return self
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.validation_labels or self.validation_column)
+
+    @property
+    def strata_error_file(self) -> str | None:
+        """The strata error model's CSV, when it is a file."""
+        return None if self.strata_error in ("published", "none") else self.strata_error
 
 
 class StrataSection(_Section):
@@ -364,6 +404,12 @@ def load_spec(path: str | Path) -> LoadedSpec:
     _require_exists(loaded, "policy", loaded.policy_path, "policy file")
     if spec.tone.calibration:
         _require_exists(loaded, "tone.calibration", loaded.resolve(spec.tone.calibration), "calibration file")
+    if spec.tone.validation_labels:
+        _require_exists(loaded, "tone.validation_labels", loaded.resolve(spec.tone.validation_labels),
+                        "validation labels file")
+    if spec.tone.strata_error_file:
+        _require_exists(loaded, "tone.strata_error", loaded.resolve(spec.tone.strata_error_file),
+                        "strata error model file")
     if spec.model.prompt:
         _require_exists(loaded, "model.prompt", loaded.resolve(spec.model.prompt), "prompt file")
     return loaded

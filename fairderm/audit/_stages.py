@@ -117,10 +117,11 @@ def run_predictions(
 
 def run_metrics(
     loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, predictions: pd.DataFrame,
-    cluster: str | None, out: Path,
+    cluster: str | None, out: Path, *, strata: _evaluation.StrataInputs | None = None,
 ) -> None:
     """Per-group metrics, disparities, tests and power (metrics.json) and coverage (coverage.json)."""
-    table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster)
+    table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster,
+                                         strata=strata)
     atomic_write_json(out / "metrics.json", _evaluation.compute_metrics(table, loaded.spec))
     atomic_write_json(out / "coverage.json", table.coverage)
 

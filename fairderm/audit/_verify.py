@@ -41,7 +41,7 @@ from fairderm._io import sha256_file
 from fairderm.audit import _evaluation
 from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT
 from fairderm.audit._hashing import parse_checksum_lines
-from fairderm.audit._inputs import cluster_column, select_cases
+from fairderm.audit._inputs import STRATA_ERROR_FILE, TONE_VALIDATION_FILE, cluster_column, select_cases
 from fairderm.audit._spec import LoadedSpec, parse_spec
 from fairderm.cohort import Cohort, CohortSpec, validate_manifest
 from fairderm.errors import FairdermError, InputError
@@ -291,8 +291,13 @@ def _recompute(run_dir: Path, result: Verification, intact: set[str]) -> None:
         selected = select_cases(cohort, loaded_spec.spec.cohort.filter, source="spec.yaml")
         tone = pd.read_parquet(run_dir / "tone.parquet") if (run_dir / "tone.parquet").is_file() else None
         predictions = pd.read_parquet(run_dir / "predictions.parquet")
-        table = _evaluation.evaluation_table(selected.manifest, cohort.spec, tone, predictions, loaded_spec.spec,
-                                 cluster=cluster_column(loaded_spec, selected))
+        spec = loaded_spec.spec
+        strata = _evaluation.strata_inputs(
+            spec, selected.manifest,
+            labels=run_dir / TONE_VALIDATION_FILE if spec.tone.validation_labels else None,
+            error_model=run_dir / STRATA_ERROR_FILE if spec.tone.strata_error_file else None)
+        table = _evaluation.evaluation_table(selected.manifest, cohort.spec, tone, predictions, spec,
+                                             cluster=cluster_column(loaded_spec, selected), strata=strata)
         metrics = _evaluation.compute_metrics(table, loaded_spec.spec)
     except (FairdermError, OSError, ValueError, KeyError) as exc:
         result.add("metrics.json", "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")

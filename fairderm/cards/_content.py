@@ -12,8 +12,8 @@ from fairderm.cards._info import CardInfo
 from fairderm.cards._run import RunArtifacts
 from fairderm.tone import expected_group_agreement
 
-GROUP_COLUMNS = ["attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"]
-DISPARITY_COLUMNS = ["attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high"]
+GROUP_COLUMNS = ["attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag", "basis"]
+DISPARITY_COLUMNS = ["attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high", "basis"]
 TONE_GROUP_ORDER = ["I-II", "III-IV", "V-VI"]
 
 METRIC_NAMES = {
@@ -88,6 +88,13 @@ def fmt_interval(estimate: Any, low: Any, high: Any) -> str:
     if number(low) is None or number(high) is None:
         return fmt(estimate)
     return f"{fmt(estimate)} ({fmt(low)} to {fmt(high)})"
+
+
+def fmt_range(low: Any, high: Any) -> str:
+    """``range 0.412 to 0.917``: a bounded value (every value in it is consistent with the data)."""
+    if number(low) is None or number(high) is None:
+        return "–"
+    return f"range {fmt(low)} to {fmt(high)}"
 
 
 def metric_label(metric: str) -> str:
@@ -223,6 +230,12 @@ class CardData:
                 return preferred
         tone_like = [a for a in attributes if "fitzpatrick" in a or "monk" in a or "tone" in a]
         return tone_like[0] if tone_like else (attributes[0] if attributes else None)
+
+    @property
+    def strata(self) -> dict[str, Any] | None:
+        """How the estimated tone strata were corrected or bounded (metrics.json config ``strata``)."""
+        strata = self.config.get("strata")
+        return strata if isinstance(strata, dict) else None
 
     @property
     def intersections(self) -> list[str]:

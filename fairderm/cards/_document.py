@@ -19,6 +19,7 @@ from fairderm.cards._content import (
     CardData,
     fmt,
     fmt_interval,
+    fmt_range,
     metric_label,
     metric_meaning,
     short_group,
@@ -99,6 +100,8 @@ class Document:
 
 
 def _cell(row: dict[str, Any]) -> str:
+    if row.get("basis") == "bounded":
+        return fmt_range(row.get("ci_low"), row.get("ci_high"))
     text = fmt_interval(row.get("estimate"), row.get("ci_low"), row.get("ci_high"))
     flag = row.get("flag")
     return f"{text} {INSUFFICIENT_MARK}" if flag not in (None, "ok") and text != "–" else text
@@ -291,7 +294,7 @@ def _disparity_rows(data: CardData) -> list[list[str]]:
     rows = []
     for row in data.disparities.to_dict("records"):
         attribute = str(row["attribute"])
-        if attribute != data.tone_attribute and row["kind"] != "gap":
+        if attribute.split(":")[0] != data.tone_attribute and row["kind"] != "gap":
             continue
         group = "" if row["group"] in (None, attribute) else short_group(str(row["group"]), attribute)
         if row["reference"]:
@@ -326,6 +329,66 @@ def _sizes_and_power(data: CardData) -> Section:
     else:
         blocks.append(Paragraph("No power analysis was recorded in metrics.json."))
     return Section("Group sizes and power", blocks)
+
+
+def _trust(data: CardData) -> Section | None:
+    """How far the tone groups can be trusted: the estimate's error carried into the disparities."""
+    tone = data.tone_attribute
+    if tone is None or not tone.endswith("_est"):
+        return None
+    strata = data.strata
+    blocks: list[Block] = [Paragraph(
+        f"The {tone} groups are estimated from colour. On clinical photographs colour (ITA) estimates agree "
+        "with dermatologists' three Fitzpatrick groups for about 41-49% of images (Groh et al. 2022), where two "
+        "dermatologists agree for 69-76%. Cases in the wrong group blur the groups into each other, so a real "
+        "disparity looks smaller by estimated group, or disappears.")]
+    if strata is None:
+        blocks.append(Paragraph(
+            "This run neither corrected nor bounded the estimated groups (tone.strata_error: none and no "
+            "validation labels): the figures by estimated group are taken at face value and may hide a "
+            "disparity."))
+        return Section("How far the tone groups can be trusted", blocks)
+    true_attribute = str(strata.get("corrected_attribute") or strata.get("bounded_attribute"))
+    if strata.get("basis") in ("corrected", "labelled"):
+        confusion = strata.get("confusion") or {}
+        estimated_values = list(next(iter(confusion.values()), {}).keys())
+        blocks.append(Paragraph(
+            f"Validation: {strata.get('n_labelled')} labelled cases ({strata.get('inclusion_prob')} inclusion "
+            f"probabilities). Agreement of the estimate with the labels: {fmt(strata.get('agreement'), 2)}. "
+            f"Metrics by true group ({true_attribute}) were computed by {strata.get('method')}. Assumption: "
+            f"{strata.get('assumption')}."))
+        blocks.append(Table(["Labelled group"] + [f"estimated {v}" for v in estimated_values],
+                            [[str(true_value)] + [str(row.get(v, 0)) for v in estimated_values]
+                             for true_value, row in confusion.items()],
+                            note="Validation confusion matrix: labelled cases by labelled and estimated group."))
+    else:
+        model = strata.get("error_model") or {}
+        groups = [str(g) for g in model.get("groups", [])]
+        blocks.append(Paragraph(
+            f"No tone labels were given, so the metrics by true group cannot be estimated; {true_attribute} "
+            f"gives the range of each rate metric and gap that the data allow under an error model of the "
+            f"estimate ({model.get('source')}; agreement {fmt(model.get('agreement_equal_groups'), 2)} with equal "
+            "groups), widened for sampling error. The gate PASSes a rule on these only if the whole range meets "
+            "it. Metrics not bounded: " + (", ".join(strata.get("not_bounded") or []) or "none") + "."))
+        blocks.append(Table(["True group"] + [f"P(estimated {g})" for g in groups],
+                            [[g] + [fmt(v, 2) for v in row] for g, row in zip(groups, model.get("confusion", []))],
+                            note="Error model of the strata: each row sums to 1."))
+    body = []
+    for row in data.disparities.to_dict("records"):
+        if row["attribute"] not in (tone, true_attribute) or row["kind"] not in ("gap", "diff_vs_ref"):
+            continue
+        if row["metric"] not in HEADLINE_METRICS:
+            continue
+        group = "" if row["group"] in (None, "") else short_group(str(row["group"]), str(row["attribute"]))
+        if row["reference"] and row["kind"] == "diff_vs_ref":
+            group += f" vs {short_group(str(row['reference']), str(row['attribute']))}"
+        body.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
+                     group or "–", str(row.get("basis") or ""), _cell(row)])
+    if body:
+        blocks.append(Table(["Metric", "Disparity", "Groups", "Basis", "Value (95% CI or range)"], body,
+                            note="'estimated': by estimated group at face value; 'corrected': by true group, "
+                                 "corrected with the validation labels; 'bounded': the range by true group."))
+    return Section("How far the tone groups can be trusted", blocks)
 
 
 def _tone(data: CardData) -> Section:
@@ -449,6 +512,11 @@ def build_document(data: CardData) -> Document:
         _evaluation_data(data),
         Section("Training data", [Paragraph(training_description(data))]),
         _quantitative(data),
+    ]
+    trust = _trust(data)
+    if trust is not None:
+        sections.append(trust)
+    sections += [
         _sizes_and_power(data),
         _tone(data),
     ]

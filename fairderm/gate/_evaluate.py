@@ -17,6 +17,7 @@ can PASS or FAIL but never be insufficient, and a strict one (``ci_high <=
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -130,6 +131,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _group_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> GroupCheck:
+    if record.get("basis") == "bounded":
+        return _range_check(record, rule, attribute)
     flag = str(record.get("flag") or "ok")
     estimate, low, high = (_number(record.get(k)) for k in ("estimate", "ci_low", "ci_high"))
     base = dict(
@@ -153,6 +156,22 @@ def _group_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> Group
         threshold=float(rule.threshold),  # type: ignore[arg-type]
     )
     return GroupCheck(**base, value=value, verdict=verdict, reason=reason)
+
+
+def _range_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> GroupCheck:
+    """A bounded value: PASS only if its whole range meets the rule, FAIL only if the whole range violates it."""
+    low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
+    base = dict(group=_short(str(record["group"]), attribute), estimate=None, ci_low=low, ci_high=high,
+                n=_count(record.get("n")), n_pos=_count(record.get("n_pos")), flag=str(record.get("flag") or "ok"))
+    if low is None or high is None:
+        return GroupCheck(**base, value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
+                          reason="range undefined under the strata error model")
+    verdict, value, reason = decide(low, low, high, statistic="interval", comparator=str(rule.comparator),
+                                    threshold=float(rule.threshold))  # type: ignore[arg-type]
+    reason = reason.replace("whole interval", "whole range").replace("interval", "range")
+    if verdict is Verdict.PASS:
+        reason = f"whole range [{_fmt(low)}, {_fmt(high)}] meets {rule.comparator} {rule.threshold:g}"
+    return GroupCheck(**base, value=value, verdict=verdict, reason=f"{reason} (true groups bounded)")
 
 
 def _count(value: Any) -> int | None:
@@ -229,8 +248,7 @@ def _finish(rule: Rule, checks: list[GroupCheck]) -> RuleResult:
     )
 
 
-def _metric_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:
-    attribute = rule.attribute
+def _metric_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) -> RuleResult:
     of_metric = [r for r in groups if r["metric"] == rule.metric]
     if not of_metric:
         known = sorted({str(r["metric"]) for r in groups})
@@ -248,8 +266,8 @@ def _metric_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:
     return _finish(rule, checks)
 
 
-def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]]) -> RuleResult:
-    attribute = rule.attribute
+def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
+                    attribute: str) -> RuleResult:
     of_kind = [d for d in disparities if d["metric"] == rule.metric and d["kind"] == rule.disparity]
     if not of_kind:
         return _error(rule, f"no {rule.disparity} disparity for metric {rule.metric!r} in metrics.json")
@@ -344,6 +362,43 @@ def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:
     return _finish(rule, checks)
 
 
+#: Attributes holding true-group rows for an estimated attribute, in order of preference.
+TRUE_GROUP_SUFFIXES = ((":true", None), (":bounds", "bounded"))
+
+
+def _true_group_attribute(rule: Rule, groups: list[dict[str, Any]]) -> str | None:
+    """The attribute with corrected (else bounded) rows for the rule's attribute, if metrics.json has one."""
+    present = {_attribute_of(r) for r in groups if rule.metric is None or r["metric"] == rule.metric}
+    for suffix, _ in TRUE_GROUP_SUFFIXES:
+        if rule.attribute + suffix in present:
+            return rule.attribute + suffix
+    return None
+
+
+def _decide_on(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
+               attribute: str) -> RuleResult:
+    if rule.check == "disparity":
+        return _disparity_rule(rule, groups, disparities, attribute)
+    return _metric_rule(rule, groups, attribute)
+
+
+def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]]) -> RuleResult:
+    """One rule's verdict; on true-group rows when the rule's attribute was estimated and corrected or bounded."""
+    if rule.check == "sample_size":
+        return _sample_size_rule(rule, groups)
+    naive = _decide_on(rule, groups, disparities, rule.attribute)
+    basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == rule.attribute and r.get("basis")),
+                 None)
+    true_attribute = _true_group_attribute(rule, groups) if rule.strata == "auto" else None
+    if true_attribute is None:
+        return dataclasses.replace(naive, basis=basis)
+    decided = _decide_on(rule, groups, disparities, true_attribute)
+    true_basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == true_attribute), None)
+    label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
+    message = (f"[{label}] {decided.message}; by estimated groups at face value: {naive.verdict.value}")
+    return dataclasses.replace(decided, message=message, basis=true_basis, naive_verdict=naive.verdict)
+
+
 def evaluate_gate(
     metrics: Mapping[str, Any] | Any,
     policy: Policy,
@@ -385,14 +440,7 @@ def evaluate_gate(
     if hasattr(metrics, "to_dict") and not isinstance(metrics, Mapping):
         metrics = metrics.to_dict()
     groups, disparities = _metrics_tables(metrics, source)
-    results = []
-    for rule in policy.rules:
-        if rule.check == "sample_size":
-            results.append(_sample_size_rule(rule, groups))
-        elif rule.check == "disparity":
-            results.append(_disparity_rule(rule, groups, disparities))
-        else:
-            results.append(_metric_rule(rule, groups))
+    results = [_rule_result(rule, groups, disparities) for rule in policy.rules]
     config = metrics.get("config") if isinstance(metrics.get("config"), Mapping) else {}
     return GateResult(
         policy=policy,

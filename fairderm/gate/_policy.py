@@ -28,7 +28,19 @@ Rule keys (YAML)
 ``min_pos``         sample-size rule: minimum positives per group
 ``small_groups``    ``insufficient`` (default) or ``ignore``: what a group flagged
                     other than ``ok`` in metrics.json does to the rule
+``strata``          ``auto`` (default) or ``as_estimated``: see below
 ==================  ===============================================================
+
+Estimated strata. When metrics.json holds rows by *true* group for the
+rule's attribute -- ``<attribute>:true`` (basis ``corrected``: estimated
+strata corrected with validation labels) or ``<attribute>:bounds`` (basis
+``bounded``: the range an error model of the estimate allows) -- a metric or
+disparity rule with ``strata: auto`` is decided on those rows, corrected ones
+first. A bounded value PASSes only if its whole range (widened for sampling
+error) meets the rule, FAILs only if the whole range violates it, and is
+INSUFFICIENT_EVIDENCE otherwise, whatever ``statistic`` says. The verdict on
+the estimated groups taken at face value is reported beside it.
+``strata: as_estimated`` decides on the estimated groups themselves.
 
 ``each`` and ``worst`` reach the same verdict (the worst group passes only
 if every group does); ``worst`` reports the group that decided it. A
@@ -102,6 +114,11 @@ class Rule(BaseModel):
     threshold: float | None = Field(None, description="The value the statistic is compared with.")
     min_n: int | None = Field(None, ge=1, description="Sample-size rule: minimum cases per group.")
     min_pos: int | None = Field(None, ge=1, description="Sample-size rule: minimum positive cases per group.")
+    strata: Literal["auto", "as_estimated"] = Field(
+        "auto",
+        description="'auto': decide on true-group rows (corrected, else bounded) when metrics.json has them for "
+        "the attribute; 'as_estimated': on the estimated groups at face value.",
+    )
     small_groups: Literal["insufficient", "ignore"] = Field(
         "insufficient",
         description="A group flagged 'insufficient' in metrics.json makes the rule INSUFFICIENT_EVIDENCE "

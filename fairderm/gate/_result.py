@@ -63,6 +63,10 @@ class RuleResult:
     message: str
     checks: list[GroupCheck] = field(default_factory=list)
     decisive_group: str | None = None
+    #: What the groups checked are: ``labelled``, ``estimated``, ``corrected`` or ``bounded``.
+    basis: str | None = None
+    #: The verdict on the estimated groups at face value, when a corrected or bounded one decided.
+    naive_verdict: Verdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe record (the rule's own settings under ``rule``)."""
@@ -74,6 +78,8 @@ class RuleResult:
             "verdict": self.verdict.value,
             "message": self.message,
             "decisive_group": self.decisive_group,
+            "basis": self.basis,
+            "naive_verdict": None if self.naive_verdict is None else self.naive_verdict.value,
             "rule": self.rule.model_dump(mode="json", exclude_none=True),
             "groups": [c.to_dict() for c in self.checks],
         }
@@ -87,6 +93,8 @@ class RuleResult:
             message=record["message"],
             checks=[GroupCheck.from_dict(c) for c in record.get("groups", [])],
             decisive_group=record.get("decisive_group"),
+            basis=record.get("basis"),
+            naive_verdict=None if record.get("naive_verdict") is None else Verdict(record["naive_verdict"]),
         )
 
 

@@ -71,12 +71,17 @@ from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_inte
 from fairderm.metrics._power import minimum_detectable_difference
 from fairderm.metrics._result import ComparisonResult, Disparities, EvaluationResult
 from fairderm.metrics._significance import adjust_pvalues
+from fairderm.metrics._strata import StrataErrorModel, with_strata_error
+
+#: evaluate()'s arguments about estimated strata (not engine options; compare() does not take them).
+_STRATA_KEYS = ("true_groups", "inclusion_prob", "strata_error", "estimated")
 
 __all__ = [
     "ComparisonResult",
     "Disparities",
     "EvaluationResult",
     "Interval",
+    "StrataErrorModel",
     "adjust_pvalues",
     "case_mix_adjustment",
     "compare",
@@ -116,6 +121,10 @@ def evaluate(
     case_mix: bool = True,
     power: bool = True,
     n_jobs: int | None = None,
+    true_groups: Any = None,
+    inclusion_prob: Any = None,
+    strata_error: StrataErrorModel | None = None,
+    estimated: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Per-group metrics, disparities and their uncertainty for one model.
 
@@ -181,6 +190,33 @@ def evaluate(
         Whether to compute these tables.
     n_jobs
         Threads for the bootstrap (default: available cores, at most 4).
+    true_groups
+        The true group of a validation sample of cases (missing elsewhere)
+        for an attribute whose groups are estimated: an array when ``groups``
+        has one attribute, else ``{attribute: array}``. Adds the attribute
+        ``<attribute>:true`` with metrics, disparities and tests per *true*
+        group that carry the estimate's error and the validation sample's
+        uncertainty (basis ``corrected``; ``labelled`` when every case is
+        labelled, then the labels are used directly). See
+        :mod:`fairderm.metrics._strata` for the estimator and its assumption.
+    inclusion_prob
+        Each labelled case's probability of having been drawn into the
+        validation sample (``fairderm tone label`` records it); default: the
+        labelled share of its estimated group (labelled at random within
+        estimated group).
+    strata_error
+        Without ``true_groups``: an error model of the estimated attribute
+        (:class:`StrataErrorModel`, e.g. ``StrataErrorModel.published()``).
+        Adds ``<attribute>:bounds`` with the range of every rate metric and
+        gap consistent with the data and the model (basis ``bounded``:
+        ``estimate`` is null, ``bound_low``/``bound_high`` the identified
+        range, ``ci_low``/``ci_high`` the range widened for sampling error).
+        The error model names the attribute through ``estimated`` (its first
+        entry) or, with one attribute, applies to it.
+    estimated
+        Attributes whose values are estimates (rows get basis ``estimated``,
+        others ``labelled``); default the attribute named by
+        ``true_groups`` / ``strata_error``.
 
     Returns
     -------
@@ -193,10 +229,13 @@ def evaluate(
         labels outside the label set, mismatched lengths, unknown metrics or
         options; the message names the argument and row.
     """
-    settings = {key: value for key, value in locals().items() if key not in ("y_true", "y_score", "groups")}
+    settings = {key: value for key, value in locals().items()
+                if key not in ("y_true", "y_score", "groups", *_STRATA_KEYS)}
     # One BLAS thread: the engine's products are small, and it runs its own threads.
     with threadpool_limits(limits=1, user_api="blas"):
-        return run_engine(y_true, [y_score], groups, settings).result(0)
+        engine = run_engine(y_true, [y_score], groups, settings)
+        return with_strata_error(engine, engine.result(0), true_groups=true_groups, inclusion_prob=inclusion_prob,
+                                 strata_error=strata_error, estimated=estimated)
 
 
 def compare(
@@ -237,6 +276,7 @@ def compare(
     defaults = {
         key: parameter.default for key, parameter in inspect.signature(evaluate).parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        and key not in _STRATA_KEYS
     }
     unknown = sorted(set(options) - set(defaults))
     if unknown:

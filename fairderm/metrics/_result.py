@@ -19,9 +19,15 @@ SCHEMA = "fairderm.metrics/1"
 COMPARISON_SCHEMA = "fairderm.metrics.comparison/1"
 
 GROUP_COLUMNS = ["group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"]
-GROUP_RECORD = ["attribute", *GROUP_COLUMNS]
+#: ``basis``: how the rows' groups are known -- ``labelled`` (recorded values),
+#: ``estimated`` (e.g. estimated skin tone, taken at face value), ``corrected``
+#: (true groups from estimates plus validation labels) or ``bounded`` (range over
+#: what an error model of the estimate allows; ``estimate`` is null and
+#: ``bound_low``/``bound_high`` hold the identified range).
+STRATA_COLUMNS = ["basis", "bound_low", "bound_high"]
+GROUP_RECORD = ["attribute", *GROUP_COLUMNS, *STRATA_COLUMNS]
 DISPARITY_COLUMNS = ["metric", "kind", "group", "estimate", "ci_low", "ci_high"]
-DISPARITY_RECORD = ["attribute", *DISPARITY_COLUMNS, "reference", "flag"]
+DISPARITY_RECORD = ["attribute", *DISPARITY_COLUMNS, "reference", "flag", *STRATA_COLUMNS]
 TEST_COLUMNS = ["metric", "attribute", "test", "statistic", "dof", "p_value", "p_adjusted", "method",
                 "n_groups", "groups", "n_perm", "note"]
 CALIBRATION_COLUMNS = ["attribute", "group", "kind", "bin", "bin_low", "bin_high", "n", "mean_confidence",
@@ -80,7 +86,8 @@ def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame
         raise InputError(f"'{what}' must be a list of records", column=what)
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
     for column in columns:
-        if column in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted"):
+        if column in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "bound_low",
+                      "bound_high"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
     if "n_pos" in frame.columns:
         frame["n_pos"] = pd.array(

@@ -10,8 +10,10 @@ import pytest
 
 from fairderm.metrics import ComparisonResult, EvaluationResult, compare, evaluate
 
-GROUP_KEYS = {"attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"}
-DISPARITY_KEYS = {"attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high", "flag"}
+STRATA_KEYS = {"basis", "bound_low", "bound_high"}
+GROUP_KEYS = {"attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag", *STRATA_KEYS}
+DISPARITY_KEYS = {"attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high", "flag",
+                  *STRATA_KEYS}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,8 @@ def test_metrics_json_has_the_contract_keys_and_records(result):
     assert overall and all(r["attribute"] == "all" for r in overall)
     attributes = {r["attribute"] for r in data["groups"]}
     assert attributes == {"all", "tone", "sex", "tone&sex"}
+    # nothing was declared estimated: every grouping is recorded as labelled
+    assert {r["basis"] for r in data["groups"]} == {"labelled"}
     assert {"metric", "attribute", "test", "statistic", "p_value", "p_adjusted", "method"} <= set(data["tests"][0])
     assert {"attribute", "group", "adjusted_or", "ci_low", "ci_high"} <= set(data["case_mix"][0])
     assert {"attribute", "group", "metric", "mdd"} <= set(data["power"][0])
