@@ -273,7 +273,7 @@ def evaluation_table(
     spec: AuditSpec,
     *,
     cluster: str | None,
-    strata: StrataInputs | None = None,
+    trust: StrataInputs | None = None,
 ) -> EvaluationTable:
     """Join the selected manifest rows, tone estimates and predictions.
 
@@ -291,7 +291,7 @@ def evaluation_table(
         The audit spec (strata, metrics task).
     cluster
         Resolved cluster column, or None.
-    strata
+    trust
         Validation labels or the strata error model (:func:`strata_inputs`), or None.
     """
     manifest = manifest.reset_index(drop=True)
@@ -337,13 +337,13 @@ def evaluation_table(
     kept_ids = ids.to_numpy(dtype=object)[keep]
     estimated = [a for a in attributes if a in ("fitzpatrick_est", "fitzpatrick_est_type", "monk_est")]
     true_groups = inclusion = error_model = None
-    if strata is not None and ESTIMATED_GROUP in attributes:
-        if strata.true_group:
-            true_groups = np.array([strata.true_group.get(i) for i in kept_ids], dtype=object)
-            if strata.inclusion:
-                inclusion = np.array([strata.inclusion.get(i, np.nan) for i in kept_ids], dtype=np.float64)
+    if trust is not None and ESTIMATED_GROUP in attributes:
+        if trust.true_group:
+            true_groups = np.array([trust.true_group.get(i) for i in kept_ids], dtype=object)
+            if trust.inclusion:
+                inclusion = np.array([trust.inclusion.get(i, np.nan) for i in kept_ids], dtype=np.float64)
         else:
-            error_model = strata.error_model
+            error_model = trust.error_model
     return EvaluationTable(
         image_ids=kept_ids,
         y_true=y_true,

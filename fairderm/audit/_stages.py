@@ -121,7 +121,7 @@ def run_metrics(
 ) -> None:
     """Per-group metrics, disparities, tests and power (metrics.json) and coverage (coverage.json)."""
     table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster,
-                                         strata=strata)
+                                         trust=strata)
     atomic_write_json(out / "metrics.json", _evaluation.compute_metrics(table, loaded.spec))
     atomic_write_json(out / "coverage.json", table.coverage)
 

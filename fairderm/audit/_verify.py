@@ -297,7 +297,7 @@ def _recompute(run_dir: Path, result: Verification, intact: set[str]) -> None:
             labels=run_dir / TONE_VALIDATION_FILE if spec.tone.validation_labels else None,
             error_model=run_dir / STRATA_ERROR_FILE if spec.tone.strata_error_file else None)
         table = _evaluation.evaluation_table(selected.manifest, cohort.spec, tone, predictions, spec,
-                                             cluster=cluster_column(loaded_spec, selected), strata=strata)
+                                             cluster=cluster_column(loaded_spec, selected), trust=strata)
         metrics = _evaluation.compute_metrics(table, loaded_spec.spec)
     except (FairdermError, OSError, ValueError, KeyError) as exc:
         result.add("metrics.json", "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")
