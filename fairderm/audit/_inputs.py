@@ -19,35 +19,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fairderm._io import sha256_bytes, sha256_json
 from fairderm.audit._hashing import FileHasher, checksum_lines, combined_digest, tree_digests
 from fairderm.audit._spec import TONE_DERIVED, LoadedSpec
-from fairderm.cohort import SPEC_FILE, Cohort
+from fairderm.cohort import SPEC_FILE, Cohort, parse_filter
 from fairderm.errors import InputError
 
 
 def select_cases(cohort: Cohort, expression: str | None, *, source: str) -> Cohort:
-    """The cohort restricted to the rows ``expression`` selects (a ``DataFrame.query``).
+    """The cohort restricted to the rows ``expression`` selects (see :func:`fairderm.cohort.parse_filter`).
+
+    The filter is parsed by fairderm, never evaluated as Python or pandas
+    code: ``fairderm verify`` applies the filter stored in a run folder that
+    someone else wrote.
 
     Raises
     ------
     InputError
-        For an expression pandas cannot evaluate, one that does not give one
-        boolean per row, or one that selects nothing.
+        For an expression outside the filter language, a column the manifest
+        lacks, or one that selects nothing.
     """
     if not expression:
         return cohort
     manifest = cohort.manifest
     try:
-        mask = manifest.eval(expression)
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
-        message = f"cannot evaluate {expression!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        raise InputError(f"key 'cohort.filter': {message}", source=source) from None
-    if not isinstance(mask, pd.Series) or len(mask) != len(manifest) or not pd.api.types.is_bool_dtype(mask):
-        raise InputError(f"key 'cohort.filter': {expression!r} does not give true/false per case", source=source)
-    selected = manifest[mask.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+        mask = parse_filter(expression).mask(manifest)
+    except InputError as exc:
+        raise InputError(f"key 'cohort.filter': cannot evaluate {expression!r}: {exc.reason}", source=source) from None
+    selected = manifest[mask].reset_index(drop=True)
     if selected.empty:
         raise InputError(f"key 'cohort.filter': {expression!r} selects no cases", source=source)
     return Cohort(root=cohort.root, spec=cohort.spec, manifest=selected)

@@ -44,8 +44,9 @@ class CohortSection(_Section):
     path: str = Field(min_length=1, description="Cohort folder, relative to the spec file.")
     filter: str | None = Field(
         None,
-        description="pandas DataFrame.query expression on the manifest selecting the audited cases, "
-        "e.g. \"split == 'test'\" (default: every case).",
+        description="Filter on the manifest selecting the audited cases, e.g. \"split == 'test'\": columns, "
+        "comparisons, literals, in, and/or/not, parentheses, parsed by fairderm and never run as code "
+        "(default: every case).",
     )
 
 

@@ -192,7 +192,7 @@ def head_train_command(
     train_filter: str | None = typer.Option(
         None,
         "--train-filter",
-        help="pandas query on the manifest selecting rows, e.g. \"split == 'train'\".",
+        help="Filter on the manifest selecting rows, e.g. \"split == 'train'\" (see docs/audit.md: filters).",
     ),
     head: str = typer.Option("linear", "--head", help="Head type: linear or mlp."),
     seed: int = typer.Option(
