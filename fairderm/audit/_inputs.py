@@ -14,6 +14,7 @@ What is hashed (all SHA-256):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,13 +184,33 @@ def _model_entry(loaded: LoadedSpec, hasher: FileHasher) -> dict[str, Any]:
     entry: dict[str, Any] = {"backend": model.backend, "model": model.model, "options": model.options}
     path = loaded.model_path
     if path is not None:
-        files = tree_digests(path, hasher)
+        # a torch model.json named as a file loads weights from beside it: the whole folder is the model
+        files = tree_digests(path.parent if model.backend == "torch" and path.is_file() else path, hasher)
         entry.update(path=str(path), files=files, sha256=combined_digest(files))
     else:
         entry.update(endpoint=model.endpoint, sha256=sha256_json([model.backend, model.model, model.endpoint]))
     if model.prompt:
         entry["prompt"] = _file_entry(loaded.resolve(model.prompt), hasher)
+    if model.architecture:
+        # the user's own code builds the model: its file is part of the model's identity
+        entry["architecture"] = {"name": model.architecture, **_file_entry(_architecture_file(loaded), hasher)}
     return entry
+
+
+def _architecture_file(loaded: LoadedSpec) -> Path:
+    """The file defining the spec's own model class (``model.architecture``), to hash."""
+    module_part = str(loaded.architecture).partition(":")[0]
+    if module_part.endswith(".py"):
+        return Path(module_part)
+    try:
+        # finding a submodule imports its parent packages: the user's code, named in the user's spec
+        found = importlib.util.find_spec(module_part)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"key 'model.architecture': cannot find {module_part!r}: {exc}",
+                         source=str(loaded.source)) from None
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        raise InputError(f"key 'model.architecture': no source file for {module_part!r}", source=str(loaded.source))
+    return Path(found.origin)
 
 
 def collect_inputs(loaded: LoadedSpec, cohort: Cohort, selected: Cohort, hasher: FileHasher) -> AuditInputs:

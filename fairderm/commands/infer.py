@@ -87,6 +87,12 @@ def infer_command(
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="openai: retries after the first attempt (3)."
     ),
+    architecture: str | None = typer.Option(
+        None,
+        "--architecture",
+        help="torch: your model class, module:Class or path/file.py:Class, used instead of the "
+        "registered architecture model.json names. This runs your code.",
+    ),
     option: list[str] | None = typer.Option(
         None,
         "--option",
@@ -139,6 +145,7 @@ def infer_command(
         ("concurrency", concurrency),
         ("timeout", timeout),
         ("max_retries", max_retries),
+        ("architecture", architecture),
     ):
         if value is not None:
             options[key] = value
