@@ -166,13 +166,17 @@ def model_folder_file(folder: Path, value: Any, *, config: Path, key: str) -> Pa
     pure = PurePosixPath(value.replace("\\", "/"))
     if os.path.isabs(value) or pure.is_absolute() or (len(value) > 1 and value[1] == ":"):
         raise InputError(f"key '{key}': absolute path {value!r} is not allowed", source=str(config))
+    if ".." in pure.parts:
+        raise InputError(f"key '{key}': {value!r} leaves the model folder", source=str(config))
     if any(part.startswith(".") for part in pure.parts):
-        raise InputError(f"key '{key}': {value!r} is hidden or leaves the model folder", source=str(config))
+        raise InputError(f"key '{key}': {value!r} is hidden (hidden files are not part of a model)",
+                         source=str(config))
     root = folder.resolve()
     target = (root / pure).resolve()
-    if not target.is_relative_to(root) or any(p.startswith(".") for p in target.relative_to(root).parts):
-        raise InputError(f"key '{key}': {value!r} resolves outside the model folder or to a hidden file",
-                         source=str(config))
+    if not target.is_relative_to(root):
+        raise InputError(f"key '{key}': {value!r} resolves outside the model folder", source=str(config))
+    if any(part.startswith(".") for part in target.relative_to(root).parts):
+        raise InputError(f"key '{key}': {value!r} resolves to a hidden file", source=str(config))
     if not target.is_file():
         raise InputError(f"key '{key}': file not found: {value}", source=str(config))
     return target
