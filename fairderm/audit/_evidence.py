@@ -13,7 +13,8 @@ Shape (``format`` ``fairderm.evidence/1``)::
         "cohort": {"path", "name", "synthetic", "cohort_yaml_sha256", "manifest_sha256",
                    "filter", "n_cases", "n_selected", "selected_ids_sha256", "copy"},
         "images": {"count", "masks" (with tone.lesion_masks), "hashed", "root", "list": "images.sha256", "sha256"},
-        "model":  {"backend", "model", "options", "path", "files": {name: sha256}, "sha256"},
+        "model":  {"backend", "model", "options", "path", "files": {name: sha256}, "sha256",
+                   "architecture": {"name", "path", "sha256"} (with model.architecture)},
         "policy": {"path", "sha256", "copy": "policy.yaml"} | null,
         "tone_calibration": {"path", "sha256"} | null
       },

@@ -14,40 +14,40 @@ What is hashed (all SHA-256):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fairderm._io import sha256_bytes, sha256_json
 from fairderm.audit._hashing import FileHasher, checksum_lines, combined_digest, tree_digests
 from fairderm.audit._spec import TONE_DERIVED, LoadedSpec
-from fairderm.cohort import SPEC_FILE, Cohort
+from fairderm.cohort import SPEC_FILE, Cohort, parse_filter
 from fairderm.errors import InputError
 
 
 def select_cases(cohort: Cohort, expression: str | None, *, source: str) -> Cohort:
-    """The cohort restricted to the rows ``expression`` selects (a ``DataFrame.query``).
+    """The cohort restricted to the rows ``expression`` selects (see :func:`fairderm.cohort.parse_filter`).
+
+    The filter is parsed by fairderm, never evaluated as Python or pandas
+    code: ``fairderm verify`` applies the filter stored in a run folder that
+    someone else wrote.
 
     Raises
     ------
     InputError
-        For an expression pandas cannot evaluate, one that does not give one
-        boolean per row, or one that selects nothing.
+        For an expression outside the filter language, a column the manifest
+        lacks, or one that selects nothing.
     """
     if not expression:
         return cohort
     manifest = cohort.manifest
     try:
-        mask = manifest.eval(expression)
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad expression
-        message = f"cannot evaluate {expression!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        raise InputError(f"key 'cohort.filter': {message}", source=source) from None
-    if not isinstance(mask, pd.Series) or len(mask) != len(manifest) or not pd.api.types.is_bool_dtype(mask):
-        raise InputError(f"key 'cohort.filter': {expression!r} does not give true/false per case", source=source)
-    selected = manifest[mask.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+        mask = parse_filter(expression).mask(manifest)
+    except InputError as exc:
+        raise InputError(f"key 'cohort.filter': cannot evaluate {expression!r}: {exc.reason}", source=source) from None
+    selected = manifest[mask].reset_index(drop=True)
     if selected.empty:
         raise InputError(f"key 'cohort.filter': {expression!r} selects no cases", source=source)
     return Cohort(root=cohort.root, spec=cohort.spec, manifest=selected)
@@ -189,13 +189,33 @@ def _model_entry(loaded: LoadedSpec, hasher: FileHasher) -> dict[str, Any]:
     entry: dict[str, Any] = {"backend": model.backend, "model": model.model, "options": model.options}
     path = loaded.model_path
     if path is not None:
-        files = tree_digests(path, hasher)
+        # a torch model.json named as a file loads weights from beside it: the whole folder is the model
+        files = tree_digests(path.parent if model.backend == "torch" and path.is_file() else path, hasher)
         entry.update(path=str(path), files=files, sha256=combined_digest(files))
     else:
         entry.update(endpoint=model.endpoint, sha256=sha256_json([model.backend, model.model, model.endpoint]))
     if model.prompt:
         entry["prompt"] = _file_entry(loaded.resolve(model.prompt), hasher)
+    if model.architecture:
+        # the user's own code builds the model: its file is part of the model's identity
+        entry["architecture"] = {"name": model.architecture, **_file_entry(_architecture_file(loaded), hasher)}
     return entry
+
+
+def _architecture_file(loaded: LoadedSpec) -> Path:
+    """The file defining the spec's own model class (``model.architecture``), to hash."""
+    module_part = str(loaded.architecture).partition(":")[0]
+    if module_part.endswith(".py"):
+        return Path(module_part)
+    try:
+        # finding a submodule imports its parent packages: the user's code, named in the user's spec
+        found = importlib.util.find_spec(module_part)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"key 'model.architecture': cannot find {module_part!r}: {exc}",
+                         source=str(loaded.source)) from None
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        raise InputError(f"key 'model.architecture': no source file for {module_part!r}", source=str(loaded.source))
+    return Path(found.origin)
 
 
 def collect_inputs(loaded: LoadedSpec, cohort: Cohort, selected: Cohort, hasher: FileHasher) -> AuditInputs:

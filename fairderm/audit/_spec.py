@@ -44,8 +44,9 @@ class CohortSection(_Section):
     path: str = Field(min_length=1, description="Cohort folder, relative to the spec file.")
     filter: str | None = Field(
         None,
-        description="pandas DataFrame.query expression on the manifest selecting the audited cases, "
-        "e.g. \"split == 'test'\" (default: every case).",
+        description="Filter on the manifest selecting the audited cases, e.g. \"split == 'test'\": columns, "
+        "comparisons, literals, in, and/or/not, parentheses, parsed by fairderm and never run as code "
+        "(default: every case).",
     )
 
 
@@ -62,6 +63,12 @@ class ModelSection(_Section):
     )
     endpoint: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai, vllm).")
     prompt: str | None = Field(None, description="Prompt file for text models, relative to the spec file.")
+    architecture: str | None = Field(
+        None,
+        description="torch: your model class, 'package.module:Class' or 'file.py:Class' (relative to the spec "
+        "file), used instead of the registered architecture model.json names. This runs your code; a model "
+        "folder itself can only name a registered architecture.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Further keyword arguments for the backend (e.g. batch_size, concurrency, label_map); "
@@ -72,6 +79,14 @@ class ModelSection(_Section):
     def _endpoint_for_servers(self) -> ModelSection:
         if self.backend == "openai" and not self.endpoint:
             raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL)")
+        return self
+
+    @model_validator(mode="after")
+    def _architecture_for_torch(self) -> ModelSection:
+        if self.architecture and self.backend != "torch":
+            raise ValueError("'architecture' is for backend 'torch' only")
+        if "architecture" in self.options:
+            raise ValueError("give the architecture as model.architecture, not among model.options")
         return self
 
 
@@ -333,6 +348,15 @@ class LoadedSpec(BaseModel):
         return self.resolve(self.spec.model.model) if self.spec.model.backend in PATH_BACKENDS else None
 
     @property
+    def architecture(self) -> str | None:
+        """``model.architecture`` with a ``file.py`` part made absolute (relative to the spec file)."""
+        value = self.spec.model.architecture
+        if not value:
+            return None
+        module_part, sep, name = value.partition(":")
+        return f"{self.resolve(module_part)}{sep}{name}" if module_part.endswith(".py") else value
+
+    @property
     def policy_path(self) -> Path | None:
         return self.resolve(self.spec.policy) if self.spec.policy else None
 
@@ -402,6 +426,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise InputError(f"key 'cohort.path': cohort folder not found: {loaded.cohort_path}", source=str(path))
     _require_exists(loaded, "model.model", loaded.model_path, "model")
     _require_exists(loaded, "policy", loaded.policy_path, "policy file")
+    architecture = spec.model.architecture
+    if architecture and architecture.partition(":")[0].endswith(".py"):
+        _require_exists(loaded, "model.architecture", loaded.resolve(architecture.partition(":")[0]),
+                        "architecture file")
     if spec.tone.calibration:
         _require_exists(loaded, "tone.calibration", loaded.resolve(spec.tone.calibration), "calibration file")
     if spec.tone.validation_labels:

@@ -87,6 +87,8 @@ def run_predictions(
         options["endpoint"] = model.endpoint
     if model.prompt:
         options["prompt"] = str(loaded.resolve(model.prompt))
+    if model.architecture:
+        options["architecture"] = loaded.architecture
     if isinstance(options.get("feature_cache"), str):
         options["feature_cache"] = str(loaded.resolve(options["feature_cache"]))
     target = loaded.model_path if loaded.model_path is not None else model.model

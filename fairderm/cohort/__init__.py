@@ -12,6 +12,9 @@ import_cohort, FORMATS
     Importers from public datasets' metadata (and a user's own table).
 describe_cohort
     Counts by label and tone, missingness, patients, image sizes.
+parse_filter, CaseFilter
+    Case filters (``split == 'test' and fitzpatrick in (5, 6)``), parsed by
+    fairderm and never evaluated as code.
 synthesize_cohort
     Synthetic cohort with known true skin colour, lesion masks and recorded confounders.
 """
@@ -19,6 +22,7 @@ synthesize_cohort
 from __future__ import annotations
 
 from fairderm.cohort._describe import CohortDescription, describe_cohort
+from fairderm.cohort._filter import CaseFilter, parse_filter
 from fairderm.cohort._images import check_images, image_problem, resolve_inside
 from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._schema import (
@@ -43,6 +47,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SPEC_FILE",
     "TONE_ATTRIBUTES",
+    "CaseFilter",
     "Cohort",
     "CohortDescription",
     "CohortSpec",
@@ -52,6 +57,7 @@ __all__ = [
     "image_problem",
     "import_cohort",
     "load_cohort",
+    "parse_filter",
     "resolve_inside",
     "synthesize_cohort",
     "validate_manifest",

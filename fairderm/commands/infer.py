@@ -87,6 +87,12 @@ def infer_command(
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="openai: retries after the first attempt (3)."
     ),
+    architecture: str | None = typer.Option(
+        None,
+        "--architecture",
+        help="torch: your model class, module:Class or path/file.py:Class, used instead of the "
+        "registered architecture model.json names. This runs your code.",
+    ),
     option: list[str] | None = typer.Option(
         None,
         "--option",
@@ -139,6 +145,7 @@ def infer_command(
         ("concurrency", concurrency),
         ("timeout", timeout),
         ("max_retries", max_retries),
+        ("architecture", architecture),
     ):
         if value is not None:
             options[key] = value
@@ -192,7 +199,7 @@ def head_train_command(
     train_filter: str | None = typer.Option(
         None,
         "--train-filter",
-        help="pandas query on the manifest selecting rows, e.g. \"split == 'train'\".",
+        help="Filter on the manifest selecting rows, e.g. \"split == 'train'\" (see docs/audit.md: filters).",
     ),
     head: str = typer.Option("linear", "--head", help="Head type: linear or mlp."),
     seed: int = typer.Option(

@@ -14,6 +14,9 @@ Predictor, PredictorOutput
 register_backend, load_predictor, available_backends
     The backend registry (``backbone``, ``hf``, ``torch``, ``openai``,
     ``vllm``, ``file`` built in; ``router`` added by :mod:`fairderm.moe`).
+register_architecture, available_architectures, model_folder_file
+    The architectures a torch ``model.json`` may name (a model folder never
+    names code to import), and the check of a path a model folder's config names.
 extract_features, FeatureSet, Backbone, backbone_identity
     The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor
     (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input).
@@ -33,6 +36,11 @@ predictions schema.
 
 from __future__ import annotations
 
+from fairderm.inference._architectures import (
+    available_architectures,
+    model_folder_file,
+    register_architecture,
+)
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
     DIHEDRAL_VIEWS,
@@ -85,6 +93,7 @@ __all__ = [
     "Predictor",
     "PredictorOutput",
     "StratumProgress",
+    "available_architectures",
     "available_backends",
     "backbone_identity",
     "dihedral_view",
@@ -93,8 +102,10 @@ __all__ = [
     "load_head",
     "load_predictor",
     "map_classes",
+    "model_folder_file",
     "parse_report",
     "read_predictions",
+    "register_architecture",
     "register_backend",
     "resolve_feature_cache",
     "run_inference",

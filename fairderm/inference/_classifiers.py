@@ -7,22 +7,23 @@ downloaded.
 
 ``--backend torch --model DIR``: a folder holding ``model.json``::
 
-    {"architecture": "model.py:Net",        # or "package.module:Net"
-     "kwargs": {"n_classes": 4},
-     "weights": "model.safetensors",        # or a .pt/.pth state dict
+    {"architecture": "efficientnet_lite0",  # a registered architecture
+     "kwargs": {},
+     "weights": "model.safetensors",        # or a .pt/.pth state dict, inside DIR
      "classes": ["nevus", "melanoma", ...],
      "input_size": 224,
      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
      "output": "logits"}                    # or "probabilities"
 
 Weights load with safetensors, or ``torch.load(weights_only=True)`` (never
-arbitrary pickles). The architecture is code the user names.
+arbitrary pickles). The folder never names code: its architecture is a
+registered one, or the user's own class given with the backend option
+``architecture`` (``--architecture module:Class``), which runs the user's
+code (see :mod:`fairderm.inference._architectures`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -34,24 +35,29 @@ import torch
 
 from fairderm._io import sha256_file
 from fairderm.errors import InputError
+from fairderm.inference._architectures import (
+    Architecture,
+    folder_architecture,
+    model_folder_file,
+    user_architecture,
+)
 from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import open_rgb, resize_center_crop, to_uint8_chw
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_SMALL_FILES = (".json", ".txt", ".model", ".py")
-
 
 def folder_identity(folder: Path) -> dict[str, str]:
-    """SHA-256 of every weight and config file in a model folder (relative names)."""
+    """SHA-256 of every file in a model folder (relative names), hidden ones left out.
+
+    Every file, not only known weight and config suffixes: whatever a loader
+    reads (weights, config, labels, tokenizer, remote code) is in it.
+    Loaders never read hidden files (:func:`model_folder_file` refuses them).
+    """
     files = {}
     for path in sorted(folder.rglob("*")):
-        if (
-            path.is_file()
-            and path.suffix in _WEIGHT_SUFFIXES + _SMALL_FILES
-            and ".cache" not in path.parts
-        ):
-            files[str(path.relative_to(folder))] = sha256_file(path)
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            files[relative.as_posix()] = sha256_file(path)
     return files
 
 
@@ -160,39 +166,6 @@ class HFImageClassifier(_TorchRunner, Predictor):
         }
 
 
-def _import_architecture(spec: str, folder: Path) -> type:
-    module_part, _, name = spec.partition(":")
-    if not name:
-        raise InputError(
-            f"architecture {spec!r} must be 'module:Class' or 'file.py:Class'",
-            column="architecture",
-        )
-    if module_part.endswith(".py"):
-        path = (folder / module_part).resolve()
-        if not path.is_file():
-            raise InputError(
-                f"architecture file not found: {module_part}",
-                source=str(folder),
-                column="architecture",
-            )
-        loader_spec = importlib.util.spec_from_file_location(
-            f"fairderm_user_model_{path.stem}", path
-        )
-        assert loader_spec is not None and loader_spec.loader is not None
-        module = importlib.util.module_from_spec(loader_spec)
-        loader_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as exc:
-            raise InputError(
-                f"cannot import {module_part!r}: {exc}", column="architecture"
-            ) from None
-    if not hasattr(module, name):
-        raise InputError(f"{module_part!r} has no {name!r}", column="architecture")
-    return getattr(module, name)
-
-
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -218,7 +191,9 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
     backend = "torch"
     batch_size = 64
 
-    def __init__(self, folder: str | os.PathLike[str], device: torch.device) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], device: torch.device, architecture: str | None = None
+    ) -> None:
         self.folder = Path(folder)
         spec_path = self.folder / "model.json" if self.folder.is_dir() else self.folder
         if not spec_path.is_file():
@@ -230,7 +205,10 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
             self.spec = json.loads(spec_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON: {exc}", source=str(spec_path)) from None
-        for key in ("architecture", "weights", "classes"):
+        if not isinstance(self.spec, dict):
+            raise InputError("must hold a JSON object", source=str(spec_path))
+        required = ("weights", "classes") if architecture else ("architecture", "weights", "classes")
+        for key in required:
             if key not in self.spec:
                 raise InputError(f"required key missing: {key}", source=str(spec_path), column=key)
         self.classes = [str(c) for c in self.spec["classes"]]
@@ -246,11 +224,16 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
             raise InputError(
                 "output must be 'logits' or 'probabilities'", source=str(spec_path), column="output"
             )
-        self.weights_path = self.folder / self.spec["weights"]
-        if not self.weights_path.is_file():
-            raise InputError("weights file not found", source=str(self.weights_path))
-        architecture = _import_architecture(str(self.spec["architecture"]), self.folder)
-        self.model = architecture(**self.spec.get("kwargs", {}))
+        self.weights_path = model_folder_file(
+            self.folder, self.spec["weights"], config=spec_path, key="weights"
+        )
+        # the folder only names a registered architecture; the user's own code comes from the user
+        self.architecture: Architecture = (
+            user_architecture(architecture)
+            if architecture
+            else folder_architecture(self.spec["architecture"], source=str(spec_path))
+        )
+        self.model = self.architecture.build(self.spec.get("kwargs", {}), source=str(spec_path))
         try:
             self.model.load_state_dict(_load_state_dict(self.weights_path), strict=True)
         except RuntimeError as exc:
@@ -283,7 +266,9 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
             "backend": "torch",
             "model": str(self.folder),
             "files": folder_identity(self.folder),
-            "architecture": self.spec["architecture"],
+            "architecture": self.architecture.name,
+            "architecture_origin": self.architecture.origin,
+            "architecture_sha256": self.architecture.source_sha256,
             "classes": self.classes,
         }
 
@@ -313,8 +298,11 @@ def hf_predictor(
 def torch_predictor(
     model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any
 ) -> TorchCheckpointClassifier:
-    """Factory of the ``torch`` backend."""
-    reject_unknown_options(options, [], "torch")
+    """Factory of the ``torch`` backend (option: ``architecture``, the user's ``module:Class``; runs that code)."""
+    reject_unknown_options(options, ["architecture"], "torch")
     if model is None:
         raise InputError("--backend torch needs --model MODEL_DIR (with model.json)")
-    return TorchCheckpointClassifier(model, pick_device(device))
+    architecture = options.get("architecture")
+    return TorchCheckpointClassifier(
+        model, pick_device(device), str(architecture) if architecture else None
+    )

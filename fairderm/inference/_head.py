@@ -27,7 +27,7 @@ from torch import nn
 
 from fairderm._io import atomic_output_dir, atomic_write_json, environment_info, sha256_file
 from fairderm._threads import one_thread
-from fairderm.cohort import Cohort, load_cohort
+from fairderm.cohort import Cohort, load_cohort, parse_filter
 from fairderm.errors import InputError
 from fairderm.inference._backbone import (
     BACKBONE_PREPROCESSING,
@@ -119,19 +119,18 @@ class HeadTrainingResult:
         )
 
 
-def _select_rows(manifest: pd.DataFrame, train_filter: str | None) -> pd.Series:
+def _select_rows(manifest: pd.DataFrame, train_filter: str | None) -> np.ndarray:
     if not train_filter:
-        return pd.Series(True, index=manifest.index)
+        return np.ones(len(manifest), dtype=bool)
     try:
-        kept = manifest.query(train_filter)
-    except Exception as exc:  # noqa: BLE001  pandas raises many types for a bad expression
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kept = parse_filter(train_filter).mask(manifest)
+    except InputError as exc:
         raise InputError(
-            f"invalid filter expression {train_filter!r}: {detail}", column="train_filter"
+            f"invalid filter expression {train_filter!r}: {exc.reason}", column="train_filter"
         ) from None
-    if kept.empty:
+    if not kept.any():
         raise InputError(f"filter {train_filter!r} keeps no rows", column="train_filter")
-    return manifest.index.isin(kept.index)
+    return kept
 
 
 def _train_val_split(
@@ -277,8 +276,8 @@ def train_head(
         Manifest column holding the target (``label``: the diagnosis; any
         other column, e.g. a binary ``malignant``, works too).
     train_filter
-        A ``DataFrame.query`` expression selecting the manifest rows to use,
-        e.g. ``"split == 'train'"`` or ``"fitzpatrick_group != 'V-VI'"``.
+        A filter (:func:`fairderm.cohort.parse_filter`) selecting the manifest
+        rows to use, e.g. ``"split == 'train'"`` or ``"fitzpatrick_group != 'V-VI'"``.
     seed
         Seeds the split, the initialisation and the batch order.
     head
@@ -314,7 +313,7 @@ def train_head(
             column=label,
         )
     selected = _select_rows(manifest, train_filter)
-    rows = manifest[selected & manifest[label].notna()].reset_index(drop=True)
+    rows = manifest[selected & manifest[label].notna().to_numpy()].reset_index(drop=True)
     if rows.empty:
         raise InputError(f"no rows with a value in column {label!r}", column=label)
     train_pos, val_pos, split_method = _train_val_split(

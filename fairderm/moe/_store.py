@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fairderm.errors import InputError
+from fairderm.inference import model_folder_file
 from fairderm.moe._model import LinearHead, MixtureOfExperts
 
 ROUTER_WEIGHTS = "model.safetensors"
@@ -105,7 +106,9 @@ def load_router(
             raise InputError(
                 f"no stored weights for method {method!r} (stored: {sorted(stored)})", source=str(folder)
             )
-        weights_path, architecture = folder / stored[method]["weights"], stored[method]["architecture"]
+        weights_path = model_folder_file(folder, stored[method].get("weights"), config=config_path,
+                                         key=f"models.{method}.weights")
+        architecture = stored[method]["architecture"]
     model = build_from_architecture(architecture)
     try:
         state = load_file(str(weights_path))

@@ -172,14 +172,20 @@ def _torch_model(folder, weights="model.safetensors", **spec):
     (folder / "model.json").write_text(json.dumps(config))
 
 
+def _own_net(folder) -> dict:
+    """The backend option naming the test's own class: the user's code, given outside the model folder."""
+    return {"architecture": f"{folder / 'model.py'}:Net"}
+
+
 @pytest.mark.parametrize("weights", ["model.safetensors", "model.pt"])
 def test_torch_backend_loads_safe_weights_and_predicts(cohort, tmp_path, weights):
     _torch_model(tmp_path / "net", weights)
     run = run_inference(
-        cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net", workers=0
+        cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net", workers=0,
+        options=_own_net(tmp_path / "net"),
     )
     assert (run.predictions["status"] == "ok").all()
-    assert run.metadata["model"]["architecture"] == "model.py:Net"
+    assert run.metadata["model"]["architecture"] == f"{tmp_path / 'net' / 'model.py'}:Net"
     assert run.metadata["preprocessing"]["input_size"] == 24
 
 
@@ -189,7 +195,8 @@ def test_torch_checkpoint_with_pickled_code_is_refused(cohort, tmp_path):
         {"state_dict": {"w": torch.zeros(1)}, "callback": print}, tmp_path / "net" / "model.pt"
     )
     with pytest.raises(InputError, match="weights_only=True"):
-        run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net")
+        run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net",
+                      options=_own_net(tmp_path / "net"))
 
 
 def test_torch_weights_that_do_not_fit_are_rejected(cohort, tmp_path):
@@ -197,7 +204,8 @@ def test_torch_weights_that_do_not_fit_are_rejected(cohort, tmp_path):
         tmp_path / "net", kwargs={"n_classes": 5}, classes=["nevus", "melanoma", "bcc", "SK", "MEL"]
     )
     with pytest.raises(InputError, match="do not fit the architecture"):
-        run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net")
+        run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=tmp_path / "net",
+                      options=_own_net(tmp_path / "net"))
 
 
 # ---------------------------------------------------------------- vllm

@@ -215,3 +215,18 @@ def test_views_outside_0_to_7_are_rejected(planted_cohort, tmp_path, views) -> N
     with pytest.raises(InputError, match="views must be between 0 and 7"):
         _train(planted_cohort, tmp_path / "r", views=views)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("weights", ["../erm.safetensors", "ABSOLUTE", ".erm.safetensors"])
+def test_router_config_naming_weights_outside_its_folder_is_refused(planted_router, tmp_path, weights) -> None:
+    import shutil
+
+    copy = tmp_path / "router"
+    shutil.copytree(planted_router.out, copy)
+    config = json.loads((copy / "config.json").read_text())
+    shutil.copy(copy / config["models"]["erm"]["weights"], copy / ".erm.safetensors")
+    shutil.copy(copy / config["models"]["erm"]["weights"], tmp_path / "erm.safetensors")
+    config["models"]["erm"]["weights"] = str(tmp_path / "erm.safetensors") if weights == "ABSOLUTE" else weights
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"config\.json: key 'models\.erm\.weights': "):
+        load_router(copy, method="erm")
