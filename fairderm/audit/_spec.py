@@ -62,6 +62,11 @@ class ModelSection(_Section):
     )
     endpoint: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai, vllm).")
     prompt: str | None = Field(None, description="Prompt file for text models, relative to the spec file.")
+    revision: str | None = Field(
+        None,
+        description="Revision of a served or vLLM model (e.g. the commit of its weights), which the server does not "
+        "report (openai, vllm); part of the inference stage's cache key (`fairderm infer --model-revision`).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Further keyword arguments for the backend (e.g. batch_size, concurrency, label_map); "
@@ -72,6 +77,8 @@ class ModelSection(_Section):
     def _endpoint_for_servers(self) -> ModelSection:
         if self.backend == "openai" and not self.endpoint:
             raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL)")
+        if self.revision is not None and self.backend not in ("openai", "vllm"):
+            raise ValueError(f"'revision' is for backends openai and vllm, not {self.backend!r}")
         return self
 
 
