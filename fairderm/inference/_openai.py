@@ -379,7 +379,6 @@ class OpenAIChatPredictor(Predictor):
             model,
             api_key_env=api_key_env,
             timeout=min(self.timeout, 30.0),
-            max_response_bytes=self.max_response_bytes,
         )
         self.model = model or self.served.get("id")
         if not self.model:
