@@ -152,6 +152,14 @@ class _Stages:
         key = StageCache.key(stage, inputs)
         started = time.perf_counter()
         folder = self.cache.lookup(stage, key)
+        reason = None
+        problem = self.cache.integrity_problem(folder) if folder is not None else None
+        if problem is not None:
+            reason = f"cache entry not reused: {problem}; recomputed"
+            if self.log:
+                self.log(f"{stage}: {reason}")
+            self.cache.discard(stage, key)
+            folder = None
         hit = folder is not None
         if folder is None:
             if self.log:
@@ -160,7 +168,7 @@ class _Stages:
                 work(staging)
             folder = self.cache.folder(stage, key)
         files = _stages.copy_outputs(folder, self.run_dir)
-        record = StageRecord(stage, key, "hit" if hit else "miss", time.perf_counter() - started, files)
+        record = StageRecord(stage, key, "hit" if hit else "miss", time.perf_counter() - started, files, reason)
         self.records.append(record)
         if self.log:
             self.log(f"{stage}: {'cached' if hit else 'done'} ({record.seconds:.1f} s)")
@@ -326,7 +334,8 @@ def _run_stages(
         stages.skip("tone", f"tone.source is '{spec.tone.source}'")
 
     tone_sha = _file_sha(stages.run_dir / "tone.parquet")
-    inference_inputs = {**cohort_inputs, **inputs.digest("model"), "tone_parquet": tone_sha,
+    inference_inputs = {**cohort_inputs, **inputs.digest("model"), **_stages.model_identity(loaded),
+                        "tone_parquet": tone_sha,
                         "tone_column": spec.tone.column if spec.tone.source == "column" else None}
     folder = stages.run("inference", inference_inputs, lambda out: _stages.run_predictions(
         loaded, selected, tone_frame, out, _stage_progress(progress, "inference"), whole=whole,

@@ -69,6 +69,11 @@ class ModelSection(_Section):
         "file), used instead of the registered architecture model.json names. This runs your code; a model "
         "folder itself can only name a registered architecture.",
     )
+    revision: str | None = Field(
+        None,
+        description="Revision of a served or vLLM model (e.g. the commit of its weights), which the server does not "
+        "report (openai, vllm); part of the inference stage's cache key (`fairderm infer --model-revision`).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Further keyword arguments for the backend (e.g. batch_size, concurrency, label_map); "
@@ -79,6 +84,8 @@ class ModelSection(_Section):
     def _endpoint_for_servers(self) -> ModelSection:
         if self.backend == "openai" and not self.endpoint:
             raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL)")
+        if self.revision is not None and self.backend not in ("openai", "vllm"):
+            raise ValueError(f"'revision' is for backends openai and vllm, not {self.backend!r}")
         return self
 
     @model_validator(mode="after")

@@ -63,6 +63,30 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
         atomic_write_json(out / "tone_validation.json", validation.to_dict())
 
 
+def model_identity(loaded: LoadedSpec) -> dict[str, Any]:
+    """What identifies a vision-language model beyond the spec's words, for the inference stage's cache key.
+
+    For ``openai``: the server's own answer about the model (``GET /models``:
+    id, root, created...), so that a server redeployed at the same endpoint
+    with another model never gets the old predictions; for ``openai`` and
+    ``vllm``: the model revision and the versions of fairderm's request
+    format and report parser. Empty for the other backends, whose files are
+    hashed.
+    """
+    model = loaded.spec.model
+    if model.backend not in ("openai", "vllm"):
+        return {}
+    from fairderm.inference import PARSER_VERSION, PROMPT_VERSION, served_model_identity
+
+    identity: dict[str, Any] = {
+        "revision": model.revision, "prompt_version": PROMPT_VERSION, "parser_version": PARSER_VERSION,
+    }
+    if model.backend == "openai" and model.endpoint:
+        identity["served"] = served_model_identity(
+            model.endpoint, model.model, api_key_env=model.options.get("api_key_env", "OPENAI_API_KEY"))
+    return {"model_identity": identity}
+
+
 def run_predictions(
     loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, out: Path, progress: StageProgress | None,
     *, whole: Cohort | None = None, tone_file: Path | None = None,
@@ -75,7 +99,7 @@ def run_predictions(
     gets the tone stage's estimates as its tone input (``tone_file``), as in
     its training, unless the spec's options name a tone table.
     """
-    from fairderm.inference import run_inference
+    from fairderm.inference import rows_sha256, run_inference
 
     if loaded.spec.model.backend == "router":
         import fairderm.moe  # noqa: F401  registers the 'router' backend
@@ -89,6 +113,8 @@ def run_predictions(
         options["prompt"] = str(loaded.resolve(model.prompt))
     if model.architecture:
         options["architecture"] = loaded.architecture
+    if model.revision:
+        options["revision"] = model.revision
     if isinstance(options.get("feature_cache"), str):
         options["feature_cache"] = str(loaded.resolve(options["feature_cache"]))
     target = loaded.model_path if loaded.model_path is not None else model.model
@@ -104,8 +130,10 @@ def run_predictions(
         run_inference(whole, imported, backend="file", model=target, options=options, progress=report, **runner)
         frame = pd.read_parquet(imported)
         keep = frame["image_id"].astype(str).isin(set(cohort.manifest["image_id"].astype(str)))
-        metadata = {**read_parquet_metadata(imported), "selected_from_whole_cohort": True}
-        atomic_write_parquet(out / "predictions.parquet", frame[keep].reset_index(drop=True), metadata_json=metadata)
+        selected = frame[keep].reset_index(drop=True)
+        metadata = {**read_parquet_metadata(imported), "selected_from_whole_cohort": True,
+                    "rows_sha256": rows_sha256(selected)}
+        atomic_write_parquet(out / "predictions.parquet", selected, metadata_json=metadata)
         imported.unlink()
         return
     strata: dict[str, Any] = {}

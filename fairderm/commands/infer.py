@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def _check_numbers(flags: dict[str, tuple[float | None, float, bool]]) -> None:
+    """Refuse a numeric flag out of range before anything runs: ``{flag: (value, bound, bound allowed)}``."""
+    for flag, (value, bound, allowed) in flags.items():
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < bound or (value == bound and not allowed):
+            relation = "at least" if allowed else "more than"
+            raise InputError(f"{flag} must be {relation} {bound:g}, not {value:g}")
+
+
 def _load_router_backend() -> None:
     try:
         import fairderm.moe  # noqa: F401  registers the `router` backend on import
@@ -82,7 +93,9 @@ def infer_command(
         None, "--concurrency", help="openai: requests in flight at once (8)."
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="openai: seconds per request attempt (120)."
+        None,
+        "--timeout",
+        help="openai: seconds per request attempt, from connecting to the last byte of the answer (120).",
     ),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="openai: retries after the first attempt (3)."
@@ -92,6 +105,17 @@ def infer_command(
         "--architecture",
         help="torch: your model class, module:Class or path/file.py:Class, used instead of the "
         "registered architecture model.json names. This runs your code.",
+    ),
+    max_response_bytes: int | None = typer.Option(
+        None,
+        "--max-response-bytes",
+        help="openai: largest answer accepted (1 MiB); a larger one is that case's error.",
+    ),
+    model_revision: str | None = typer.Option(
+        None,
+        "--model-revision",
+        help="openai/vllm: the model's revision (e.g. a commit of its weights), recorded in its identity; "
+        "a new revision never reuses predictions of another.",
     ),
     option: list[str] | None = typer.Option(
         None,
@@ -139,6 +163,17 @@ def infer_command(
 ) -> None:
     from fairderm.inference import run_inference
 
+    _check_numbers(
+        {
+            "--concurrency": (concurrency, 1, True),
+            "--timeout": (timeout, 0, False),
+            "--max-retries": (max_retries, 0, True),
+            "--max-response-bytes": (max_response_bytes, 1, True),
+            "--cap-per-stratum": (cap_per_stratum, 1, True),
+            "--batch-size": (batch_size, 1, True),
+            "--workers": (workers, 0, True),
+        }
+    )
     options = _parse_options(option)
     for key, value in (
         ("endpoint", endpoint),
@@ -146,6 +181,8 @@ def infer_command(
         ("timeout", timeout),
         ("max_retries", max_retries),
         ("architecture", architecture),
+        ("max_response_bytes", max_response_bytes),
+        ("revision", model_revision),
     ):
         if value is not None:
             options[key] = value
@@ -184,7 +221,8 @@ def infer_command(
             retry_errors=retry_errors,
             progress=show,
         )
-    console.print(result.summary())
+    # the summary quotes server text (failure reasons): printed as it is, never read as rich markup
+    console.print(result.summary(), markup=False)
 
 
 @head_app.command(

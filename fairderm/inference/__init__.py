@@ -7,8 +7,11 @@ run_inference, InferenceRun, StratumProgress
     crash-safe; write one predictions Parquet (columns ``image_id, stratum,
     status, reason, pred, prob_<label>...`` and for text models ``text,
     differential, latency_s, prompt_tokens, completion_tokens, attempts``).
-read_predictions
-    Read and validate a predictions file.
+read_predictions, rows_sha256
+    Read and validate a predictions file; the content hash of its rows.
+served_model_identity, PROMPT_VERSION, PARSER_VERSION
+    What identifies a vision-language model beyond its name: the server's
+    own answer about it, the versions of the request format and the parser.
 Predictor, PredictorOutput
     The interface every backend implements.
 register_backend, load_predictor, available_backends
@@ -58,6 +61,7 @@ from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
 from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
+from fairderm.inference._openai import served_model_identity
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -65,13 +69,14 @@ from fairderm.inference._predictor import (
     load_predictor,
     register_backend,
 )
-from fairderm.inference._prompt import DEFAULT_PROMPT
-from fairderm.inference._report import ParsedReport, parse_report
+from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
+from fairderm.inference._report import PARSER_VERSION, ParsedReport, parse_report
 from fairderm.inference._runner import (
     PREDICTIONS_FORMAT,
     InferenceRun,
     StratumProgress,
     read_predictions,
+    rows_sha256,
     run_inference,
 )
 
@@ -82,7 +87,9 @@ __all__ = [
     "DEFAULT_PROMPT",
     "DIHEDRAL_VIEWS",
     "FEATURE_DIM",
+    "PARSER_VERSION",
     "PREDICTIONS_FORMAT",
+    "PROMPT_VERSION",
     "Backbone",
     "CachedEmbedder",
     "CachedImage",
@@ -108,6 +115,8 @@ __all__ = [
     "register_architecture",
     "register_backend",
     "resolve_feature_cache",
+    "rows_sha256",
     "run_inference",
+    "served_model_identity",
     "train_head",
 ]

@@ -6,20 +6,33 @@ HTTP 429 or 5xx, or gets a body that is not the expected JSON is retried
 with exponential backoff (``backoff * 2**attempt``, plus up to 25% jitter;
 ``Retry-After`` is honoured up to 60 s); other 4xx answers are final.
 Every case records its latency (all attempts), token counts and attempts.
+
+Each case stands alone: whatever its reply (malformed JSON, a ``usage``
+that is not an object, a body over ``max_response_bytes``, a server that
+drips one byte a second past ``timeout``, which bounds each attempt from
+connecting to the last byte), only that case fails, with the reason in its
+``reason`` column; the other cases of the batch go on. Server text in a
+reason is cut to one line without control characters or escape sequences.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from fairderm._io import json_safe
+from fairderm._terminal import printable
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 from fairderm.inference._prompt import (
@@ -34,6 +47,8 @@ from fairderm.inference._prompt import (
 )
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+_ERROR_BODY_BYTES = 4096  # of an error answer only a one-line snippet is kept
 _OPTIONS = (
     "endpoint",
     "prompt",
@@ -49,7 +64,12 @@ _OPTIONS = (
     "api_key_env",
     "revision",
     "batch_size",
+    "max_response_bytes",
 )
+# What /models says about a deployment; `permission` is left out (vLLM makes up new ids for it on every answer)
+_SERVED_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len", "created")
+# vLLM, SGLang and lmdeploy stamp `created` with the time of the answer: such a value says nothing of the model
+_STAMP_TOLERANCE_S = 5.0
 
 
 def _api_base(endpoint: str) -> str:
@@ -61,8 +81,214 @@ def _api_base(endpoint: str) -> str:
 
 
 def _snippet(text: str, limit: int = 120) -> str:
-    one_line = " ".join(text.split())
+    one_line = " ".join(printable(text).split())
     return one_line[:limit] + ("..." if len(one_line) > limit else "")
+
+
+def _number(value: Any, name: str, *, minimum: float, integer: bool, strict: bool = False) -> Any:
+    """``value`` as an int (or a finite float) no less than ``minimum`` (above it when ``strict``)."""
+    kind = "a whole number" if integer else "a number"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = float(value)
+        if integer:
+            if not number.is_integer():
+                raise ValueError
+            number = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"option {name} must be {kind}, not {value!r}") from None
+    if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+        bound = f"more than {minimum:g}" if strict else f"at least {minimum:g}"
+        raise InputError(f"option {name} must be {bound}, not {value!r}")
+    return number
+
+
+def _auth_headers(api_key_env: str | None) -> dict[str, str]:
+    token = os.environ.get(api_key_env) if api_key_env else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class _TooLarge(Exception):
+    """A reply body over the size cap (its declared or received size so far)."""
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    received_at: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+async def _fetch(
+    client: httpx.AsyncClient, method: str, url: str, *, limit: int, timeout: float, **request: Any
+) -> _Reply:
+    """One HTTP exchange read in chunks: never more than ``limit`` bytes of a 200 answer are held.
+
+    Raises :class:`_TooLarge` for a larger 200 answer; of another answer only
+    the first few KiB are read. The caller bounds the whole exchange in time.
+    """
+    async with client.stream(method, url, timeout=timeout, **request) as response:
+        ok = response.status_code == 200
+        keep = limit if ok else min(limit, _ERROR_BODY_BYTES)
+        declared = response.headers.get("content-length", "")
+        if ok and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge(int(declared))
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > keep:
+                if ok:
+                    raise _TooLarge(len(body))
+                del body[keep:]
+                break
+        return _Reply(response.status_code, response.headers, bytes(body), time.time())
+
+
+def _answer_time(reply: _Reply) -> float:
+    """When the server answered, by its own clock (``Date``) where it says, else by ours."""
+    try:
+        return parsedate_to_datetime(reply.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError):
+        return reply.received_at
+
+
+def _served_entry(entry: dict[str, Any], answered_at: float) -> dict[str, Any]:
+    """The fields of a /models entry that identify the deployment (JSON scalars only)."""
+    kept = {
+        k: entry[k]
+        for k in _SERVED_FIELDS
+        if k in entry and (entry[k] is None or isinstance(entry[k], str | int | float | bool))
+    }
+    created = kept.get("created")
+    if isinstance(created, int | float) and abs(created - answered_at) <= _STAMP_TOLERANCE_S:
+        del kept["created"]
+    return json_safe(kept)
+
+
+async def _get_models(
+    base: str, headers: dict[str, str], timeout: float, limit: int
+) -> _Reply:
+    async with httpx.AsyncClient(headers=headers) as client, asyncio.timeout(timeout):
+        return await _fetch(client, "GET", f"{base}/models", limit=limit, timeout=timeout)
+
+
+def served_model_identity(
+    endpoint: str,
+    model: str | None,
+    *,
+    api_key_env: str | None = "OPENAI_API_KEY",
+    timeout: float = 30.0,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> dict[str, Any]:
+    """What an OpenAI-compatible server says about the model it serves (``GET /models``).
+
+    The entry of ``model`` (the first listed when None) reduced to the fields
+    that identify a deployment: ``id``, ``root`` (the weights vLLM loaded),
+    ``parent``, ``owned_by``, ``max_model_len`` and ``created`` unless it is
+    merely the time of the answer (as vLLM stamps it). A redeployed server
+    that answers differently therefore gets a different identity, and no
+    cached predictions of the old one are reused.
+
+    Parameters
+    ----------
+    endpoint
+        The server's base URL (``http://host:8000/v1``).
+    model
+        Served model name, or None for the first listed.
+    api_key_env
+        Environment variable holding a bearer token, if any.
+    timeout
+        Seconds for the whole exchange.
+    max_response_bytes
+        Largest answer read.
+
+    Returns
+    -------
+    dict
+        Empty when the server does not list its models (no ``/models`` route).
+
+    Raises
+    ------
+    FairdermError
+        When the server cannot be reached, does not answer in time or answers too much.
+    InputError
+        When the server lists models but not ``model``.
+    """
+    base = _api_base(endpoint)
+    try:
+        reply = asyncio.run(_get_models(base, _auth_headers(api_key_env), timeout, max_response_bytes))
+    except TimeoutError:
+        raise FairdermError(f"the model server at {base} did not answer within {timeout:g} s") from None
+    except _TooLarge:
+        raise FairdermError(
+            f"the model server at {base} answered /models with more than {max_response_bytes} bytes"
+        ) from None
+    except httpx.HTTPError as exc:
+        reason = _snippet(str(exc)) or type(exc).__name__
+        raise FairdermError(f"cannot reach the model server at {base}: {reason}") from None
+    if reply.status != 200:
+        return {}
+    try:
+        listed = json.loads(reply.body).get("data", [])
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(listed, list):
+        return {}
+    entries = [e for e in listed if isinstance(e, dict)]
+    if model is not None:
+        named = [e for e in entries if e.get("id") == model]
+        if listed and not named:
+            names = [e.get("id") for e in entries]
+            raise InputError(f"the server does not serve model {model!r} (it serves {names})")
+        entries = named
+    if not entries:
+        return {}
+    return _served_entry(entries[0], _answer_time(reply))
+
+
+def parse_completion(body: bytes) -> tuple[str, int | None, int | None]:
+    """The answer text and token counts of a chat-completions reply.
+
+    Raises
+    ------
+    ValueError
+        Naming what is malformed (not JSON, no ``choices[0].message``, content
+        that is not text, a ``usage`` that is not an object or counts that are
+        not whole numbers).
+    """
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if not isinstance(reply, dict):
+        raise ValueError("not a JSON object")
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("no choices")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise ValueError("choices[0] has no message")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ValueError("message content is not text")
+    usage = reply.get("usage")
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise ValueError("usage is not an object")
+    counts = []
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"usage.{key} is not a count")
+        counts.append(value)
+    return content or "", counts[0], counts[1]
 
 
 class OpenAIChatPredictor(Predictor):
@@ -84,7 +310,7 @@ class OpenAIChatPredictor(Predictor):
     concurrency
         Requests in flight at once.
     timeout
-        Seconds per attempt.
+        Seconds per attempt, from connecting to the answer's last byte.
     max_retries
         Further attempts after the first.
     backoff
@@ -96,7 +322,11 @@ class OpenAIChatPredictor(Predictor):
     api_key_env
         Environment variable holding a bearer token, if the server needs one.
     revision
-        Model revision to record (the API does not report one).
+        Model revision to record (the API does not report one); part of the identity.
+    batch_size
+        Cases per batch (default four times ``concurrency``).
+    max_response_bytes
+        Largest answer accepted; a larger one is that case's error, never stored.
     """
 
     backend = "openai"
@@ -122,30 +352,34 @@ class OpenAIChatPredictor(Predictor):
         api_key_env: str = "OPENAI_API_KEY",
         revision: str | None = None,
         batch_size: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        if int(concurrency) < 1:
-            raise InputError("concurrency must be at least 1", column="concurrency")
-        if float(timeout) <= 0:
-            raise InputError("timeout must be positive", column="timeout")
+        self.concurrency = _number(concurrency, "concurrency", minimum=1, integer=True)
+        self.timeout = float(_number(timeout, "timeout", minimum=0, integer=False, strict=True))
+        self.max_retries = _number(max_retries, "max_retries", minimum=0, integer=True)
+        self.backoff = float(_number(backoff, "backoff", minimum=0, integer=False))
+        self.max_tokens = _number(max_tokens, "max_tokens", minimum=1, integer=True)
+        self.temperature = float(_number(temperature, "temperature", minimum=0, integer=False))
+        self.seed = None if seed is None else _number(seed, "seed", minimum=-(2**63), integer=True)
+        self.max_side = _number(max_side, "max_side", minimum=1, integer=True)
+        self.max_response_bytes = _number(max_response_bytes, "max_response_bytes", minimum=1, integer=True)
+        self.batch_size = (
+            _number(batch_size, "batch_size", minimum=1, integer=True) if batch_size else 4 * self.concurrency
+        )
         self.labels = list(labels)
         self.classes = list(labels)
         self.base = _api_base(endpoint)
         self.template = load_prompt(prompt)
         self.prompt = render_prompt(self.template, self.labels)
         self.system = system
-        self.concurrency = int(concurrency)
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_tokens = int(max_tokens)
-        self.temperature = float(temperature)
-        self.seed = seed
-        self.max_side = int(max_side)
         self.revision = revision
-        self.batch_size = int(batch_size) if batch_size else 4 * self.concurrency
-        token = os.environ.get(api_key_env) if api_key_env else None
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.served = self._served_model(model)
+        self.headers = _auth_headers(api_key_env)
+        self.served = served_model_identity(
+            self.base,
+            model,
+            api_key_env=api_key_env,
+            timeout=min(self.timeout, 30.0),
+        )
         self.model = model or self.served.get("id")
         if not self.model:
             raise InputError(
@@ -153,31 +387,6 @@ class OpenAIChatPredictor(Predictor):
             )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
-
-    def _served_model(self, model: str | None) -> dict[str, Any]:
-        """What the server says about the model (``GET /models``), for the identity."""
-        try:
-            response = httpx.get(
-                f"{self.base}/models", headers=self.headers, timeout=min(self.timeout, 30.0)
-            )
-        except httpx.HTTPError as exc:
-            raise FairdermError(f"cannot reach the model server at {self.base}: {exc}") from None
-        if response.status_code != 200:
-            return {}
-        try:
-            listed = response.json().get("data", [])
-        except (ValueError, AttributeError):
-            return {}
-        entries = [e for e in listed if isinstance(e, dict)]
-        if model is not None:
-            entries = [e for e in entries if e.get("id") == model]
-            if listed and not entries:
-                names = [e.get("id") for e in listed if isinstance(e, dict)]
-                raise InputError(f"the server does not serve model {model!r} (it serves {names})")
-        if not entries:
-            return {}
-        keep = ("id", "root", "parent", "owned_by", "max_model_len")
-        return {k: entries[0][k] for k in keep if k in entries[0]}
 
     def preprocess(self, path: Path | None) -> tuple[bytes, str]:
         return encode_image(path, self.max_side)
@@ -243,7 +452,6 @@ class OpenAIChatPredictor(Predictor):
         )
 
     async def _request(self, gate: asyncio.Semaphore, payload: dict[str, Any]) -> dict[str, Any]:
-        assert self._client is not None
         result: dict[str, Any] = {
             "text": None,
             "status": "error",
@@ -257,7 +465,11 @@ class OpenAIChatPredictor(Predictor):
             started = time.perf_counter()
             for attempt in range(self.max_retries + 1):
                 result["attempts"] = attempt + 1
-                retry, delay = await self._attempt(payload, result)
+                try:
+                    retry, delay = await self._attempt(payload, result)
+                except Exception as exc:  # noqa: BLE001  whatever one reply does, it fails only its own case
+                    result["reason"] = f"client error: {type(exc).__name__}: {_snippet(str(exc))}"
+                    break
                 if not retry or attempt == self.max_retries:
                     break
                 wait = (
@@ -275,33 +487,40 @@ class OpenAIChatPredictor(Predictor):
         """One request; fills ``result``; returns (retry?, server-requested delay)."""
         assert self._client is not None
         try:
-            response = await self._client.post(
-                f"{self.base}/chat/completions", json=payload, timeout=self.timeout
-            )
-        except httpx.TimeoutException:
-            result["reason"] = f"server timed out after {self.timeout:g} s"
+            # the deadline covers the whole exchange: httpx's own timeout bounds each read only
+            async with asyncio.timeout(self.timeout):
+                reply = await _fetch(
+                    self._client,
+                    "POST",
+                    f"{self.base}/chat/completions",
+                    limit=self.max_response_bytes,
+                    timeout=self.timeout,
+                    json=payload,
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            result["reason"] = f"server timed out: no complete answer within {self.timeout:g} s"
             return True, None
+        except _TooLarge:
+            result["reason"] = f"answer larger than {self.max_response_bytes} bytes (max_response_bytes)"
+            return False, None
         except httpx.HTTPError as exc:
             result["reason"] = f"connection error: {_snippet(str(exc)) or type(exc).__name__}"
             return True, None
-        if response.status_code != 200:
-            result["reason"] = f"HTTP {response.status_code}: {_snippet(response.text)}"
-            retryable = response.status_code == 429 or response.status_code >= 500
-            return retryable, _retry_after(response) if retryable else None
+        if reply.status != 200:
+            result["reason"] = f"HTTP {reply.status}: {_snippet(reply.text)}"
+            retryable = reply.status == 429 or reply.status >= 500
+            return retryable, _retry_after(reply.headers) if retryable else None
         try:
-            body = response.json()
-            message = body["choices"][0]["message"]
-            text = message.get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            result["reason"] = f"malformed server JSON: {_snippet(response.text)}"
+            text, prompt_tokens, completion_tokens = parse_completion(reply.body)
+        except ValueError as exc:
+            result["reason"] = f"malformed server JSON ({exc}): {_snippet(reply.text)}"
             return True, None
-        usage = body.get("usage") or {}
         result.update(
-            text=text if isinstance(text, str) else "",
+            text=text,
             status=None,
             reason=None,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
         )
         return False, None
 
@@ -313,12 +532,13 @@ class OpenAIChatPredictor(Predictor):
         self._loop, self._client = None, None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
     try:
-        return min(60.0, max(0.0, float(value))) if value is not None else None
+        delay = float(value) if value is not None else None
     except ValueError:
         return None
+    return min(60.0, max(0.0, delay)) if delay is not None and math.isfinite(delay) else None
 
 
 def openai_predictor(

@@ -27,6 +27,9 @@ Differential diagnosis: the diagnoses you considered and why you kept or rejecte
 Final diagnosis: exactly one of: ${labels}.
 """
 DEFAULT_MAX_SIDE = 1024
+# The version of how a prompt and an image become a request (template filling, message layout, image
+# encoding): raise it when any of these changes, so that no cached answer to the old requests is reused.
+PROMPT_VERSION = 1
 
 
 def readable_label(label: str) -> str:
@@ -55,7 +58,7 @@ def render_prompt(template: str, labels: list[str]) -> str:
 
 
 def prompt_identity(text: str) -> dict[str, Any]:
-    return {"prompt_sha256": sha256_bytes(text.encode("utf-8")), "prompt": text}
+    return {"prompt_version": PROMPT_VERSION, "prompt_sha256": sha256_bytes(text.encode("utf-8")), "prompt": text}
 
 
 def encode_image(path: Path | None, max_side: int = DEFAULT_MAX_SIDE) -> tuple[bytes, str]:

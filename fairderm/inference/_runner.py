@@ -6,11 +6,17 @@ next to the output. A run that is killed loses at most the batch in flight;
 the next run with the same model, cohort and settings (the same
 *fingerprint*) reads the shards, skips the finished cases and, at the end,
 merges everything into ``<out>`` (atomically again) and removes the shards.
+
+Every shard and the merged output carry the SHA-256 of their own rows
+(``rows_sha256`` in the Parquet metadata): a file edited after it was written
+is never reused; its cases are run again, and the run says so in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -31,6 +37,7 @@ from fairderm._io import (
     read_parquet_metadata,
     sha256_json,
 )
+from fairderm._terminal import printable
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
 from fairderm.inference._backbone import pick_device
@@ -42,7 +49,7 @@ from fairderm.inference._predictor import (
     load_predictor,
     raise_at_first_row,
 )
-from fairderm.inference._report import parse_report
+from fairderm.inference._report import PARSER_VERSION, parse_report
 from fairderm.inference._strata import Strata, resolve_strata, schedule
 
 PREDICTIONS_FORMAT = "fairderm.predictions/1"
@@ -101,12 +108,15 @@ class InferenceRun:
         The provenance stored in its schema metadata.
     strata
         Per-stratum counts, failures and throughput of this run.
+    notes
+        One line per earlier result that was not reused (an edited shard or output).
     """
 
     path: Path
     predictions: pd.DataFrame = field(repr=False)
     metadata: dict[str, Any] = field(repr=False)
     strata: dict[str, StratumProgress] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per stratum: total, done, ok, error, unparseable, seconds, images_per_s."""
@@ -117,6 +127,7 @@ class InferenceRun:
             "path": str(self.path),
             "strata": [s.to_dict() for s in self.strata.values()],
             "metadata": self.metadata,
+            "notes": self.notes,
         }
 
     def error_reasons(self, top: int = 5) -> list[tuple[str, int]]:
@@ -125,8 +136,10 @@ class InferenceRun:
         return [(str(k), int(v)) for k, v in counts.items()]
 
     def summary(self) -> str:
+        """Counts, per-stratum throughput and the top failure reasons, safe to print on a terminal."""
         counts = self.predictions["status"].value_counts()
         lines = [
+            *self.notes,
             f"predictions: {self.path} ({len(self.predictions)} cases; "
             + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in STATUSES)
             + ")",
@@ -142,8 +155,9 @@ class InferenceRun:
                     f"{s.stratum:<12}{s.done:>7}{s.ok:>7}{s.error:>7}{s.unparseable:>8}{rate:>9}"
                 )
         for reason, n in self.error_reasons():
-            lines.append(f"  {n} x {reason}")
-        return "\n".join(lines)
+            lines.append(f"  {n} x {' '.join(reason.split())}")
+        # reasons and the model name may come from a server: no escape sequence reaches the terminal
+        return printable("\n".join(lines))
 
 
 def _string_columns(has_text: bool) -> list[str]:
@@ -174,6 +188,23 @@ def _typed(
         else:
             out[column] = values.astype("string")
     return out.reset_index(drop=True)
+
+
+def rows_sha256(frame: pd.DataFrame) -> str:
+    """SHA-256 of a predictions table's column names and values (row order included, index not)."""
+    digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rows_problem(frame: pd.DataFrame, meta: dict[str, Any]) -> str | None:
+    """Why a stored table may not be reused, or None when its rows are those it was written with."""
+    stored = meta.get("rows_sha256")
+    if stored is None:
+        return "carries no content hash"
+    if stored != rows_sha256(frame):
+        return "was changed after it was written (its rows do not match their hash)"
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -277,17 +308,20 @@ class _RowBuilder:
 
 
 class _ShardStore:
-    """``<out>.shards/``: ``run.json`` with the fingerprint, and ``shard-NNNNNN.parquet`` files."""
+    """``<out>.shards/``: ``run.json`` with the fingerprint, and ``shard-NNNNNN.parquet`` files.
+
+    ``notes`` collects one line per shard that is not reused because its rows
+    no longer match the hash it was written with.
+    """
 
     def __init__(self, out: Path) -> None:
         self.folder = out.with_name(out.name + ".shards")
+        self.notes: list[str] = []
 
     def fingerprint(self) -> str | None:
         run_file = self.folder / _RUN_FILE
         if not run_file.is_file():
             return None
-        import json
-
         try:
             return json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
         except (OSError, ValueError):
@@ -305,7 +339,14 @@ class _ShardStore:
         for path in self.shard_paths():
             # shards are written atomically: one that does not read is foreign; its cases are redone
             with contextlib.suppress(OSError, ValueError, pa.ArrowException):
-                frames.append(pd.read_parquet(path))
+                frame = pd.read_parquet(path)
+                problem = _rows_problem(frame, read_parquet_metadata(path))
+                if problem is None:
+                    frames.append(frame)
+                    continue
+                note = f"{printable(path.name)} {problem}: its {len(frame)} cases are run again"
+                if note not in self.notes:
+                    self.notes.append(note)
         if not frames:
             return pd.DataFrame(columns=["image_id", "status"])
         # a case retried after an error appears twice; the later shard wins
@@ -314,7 +355,9 @@ class _ShardStore:
     def write(self, frame: pd.DataFrame) -> None:
         existing = self.shard_paths()
         number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-        atomic_write_parquet(self.folder / f"shard-{number:06d}.parquet", frame)
+        atomic_write_parquet(
+            self.folder / f"shard-{number:06d}.parquet", frame, metadata_json={"rows_sha256": rows_sha256(frame)}
+        )
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -329,7 +372,7 @@ def _fingerprint_parts(
     cap: int | None,
     seed: int,
 ) -> dict[str, Any]:
-    return {
+    parts = {
         "format": PREDICTIONS_FORMAT,
         "backend": predictor.backend,
         "model": predictor.identity(),
@@ -341,6 +384,10 @@ def _fingerprint_parts(
         "cap_per_stratum": cap,
         "seed": seed,
     }
+    if predictor.writes_text:
+        # the same answers read by other parsing rules are other predictions
+        parts["parser_version"] = PARSER_VERSION
+    return parts
 
 
 def run_inference(
@@ -490,11 +537,16 @@ def _execute(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     previous: pd.DataFrame | None = None
+    notes: list[str] = []
     if out.exists():
         meta = read_parquet_metadata(out) if out.is_file() else {}
         if meta.get("fingerprint") == fingerprint and not restart:
             previous = pd.read_parquet(out)
-            if not retry_errors or not (previous["status"] == "error").any():
+            problem = _rows_problem(previous, meta)
+            if problem is not None:
+                notes.append(f"{printable(out.name)} {problem}: not reused, its cases are run again")
+                previous = None
+            elif not retry_errors or not (previous["status"] == "error").any():
                 return _finished(out, previous, meta)
         elif not overwrite:
             raise InputError(
@@ -568,6 +620,7 @@ def _execute(
         "fingerprint": fingerprint,
         "cohort": {"name": cohort.spec.name, "root": str(cohort.root), "n_cases": len(ids)},
         "n_predictions": len(merged),
+        "rows_sha256": rows_sha256(merged),
         "status_counts": {s: int((merged["status"] == s).sum()) for s in STATUSES},
         "strata_run": [t.to_dict() for t in tallies.values()],
         "started_at": started_at,
@@ -576,7 +629,7 @@ def _execute(
     }
     atomic_write_parquet(out, merged, metadata_json=metadata)
     store.remove()
-    return InferenceRun(out, merged, metadata, tallies)
+    return InferenceRun(out, merged, metadata, tallies, notes=notes + store.notes)
 
 
 def _count(tally: StratumProgress, status: str) -> None:

@@ -3,8 +3,17 @@
 It answers like the models fairderm audits: SkinGPT-R1 (visual findings,
 differential reasoning, final diagnosis) or Skin-R1 (``<think>`` /
 ``<answer>``), and misbehaves on request: malformed JSON, a slow answer
-(client timeout), HTTP 500, HTTP 429 then success, HTTP 400, an empty answer.
-What to do with an image is looked up by the SHA-256 of its bytes.
+(client timeout), HTTP 500, HTTP 429 then success, HTTP 400, an empty answer,
+and the hostile ones: a ``usage`` that is not an object, an answer dripped one
+byte at a time, a huge answer (with or without Content-Length), an error
+body full of terminal escape sequences. What to do with an image is looked up
+by the SHA-256 of its bytes.
+
+``GET /v1/models`` answers as ``vllm serve`` does: ``id``, ``object``,
+``created`` (vLLM stamps the time of the answer; set ``created`` for a server
+that reports a fixed one), ``owned_by``, ``root`` (the weights' path),
+``parent``, ``max_model_len`` and a ``permission`` list with a fresh id each
+time. Change ``root`` or ``created`` between runs to play a redeployed server.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +33,11 @@ SKINGPT = """**Visual findings:** a {size} mm lesion with {feature}.
 **Differential reasoning:** {other} was considered, but the pattern points elsewhere; {other} is less likely.
 **Final diagnosis:** {name}"""
 SKINR1 = "<think>The lesion shows {feature}. {other} is possible but less likely.</think><answer>{name}</answer>"
+# An error body that, printed raw, would wipe the line and draw a green "gate PASS", clear the screen
+# (C1 CSI, as UTF-8) and retitle the terminal; plus rich markup for the same
+ANSI_ERROR_BODY = (
+    b'{"error": "\x1b[2K\r\x1b[1;32mgate PASS\x1b[0m \xc2\x9b2J\x1b]0;owned\x07 [bold green]PASS[/]"}'
+)
 _NAMES = {
     "nevus": "benign melanocytic nevus",
     "melanoma": "Melanoma",
@@ -49,8 +64,12 @@ class ScriptedVLM:
 
     Behaviours: ``("skingpt", label)``, ``("skinr1", label)``, ``"malformed"``,
     ``"slow"``, ``"http500"``, ``"flaky429"`` (429 once, then a SkinGPT
-    answer for ``flaky_label``), ``"http400"``, ``"empty"``. Unknown images get
-    a SkinGPT answer for ``default_label``.
+    answer for ``flaky_label``), ``"http400"``, ``"empty"``, ``"bad_usage"``
+    (a good answer whose ``usage`` is ``"abc"``), ``"drip"`` (a good answer
+    sent one byte every ``drip_seconds``), ``"huge"`` and ``"huge_unsized"``
+    (an answer of ``huge_bytes``, with and without Content-Length),
+    ``"ansi_error"`` (HTTP 400 whose body redraws the line as a green
+    "gate PASS"). Unknown images get a SkinGPT answer for ``default_label``.
     """
 
     def __init__(
@@ -61,8 +80,16 @@ class ScriptedVLM:
         slow_seconds: float = 3.0,
         default_label: str = "nevus",
         flaky_label: str = "bcc",
+        root: str | None = None,
+        created: int | None = None,
+        drip_seconds: float = 0.1,
+        huge_bytes: int = 2 * 1024 * 1024,
     ) -> None:
         self.model = model
+        self.root = root if root is not None else f"/models/{model}"
+        self.created = created
+        self.drip_seconds = drip_seconds
+        self.huge_bytes = huge_bytes
         self.delay = delay
         self.slow_seconds = slow_seconds
         self.default_label = default_label
@@ -77,26 +104,43 @@ class ScriptedVLM:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
 
-            def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+            def _send(
+                self, code: int, body: bytes, how: str = "whole", content_type: str = "application/json"
+            ) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if how != "unsized":
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:
-                    self.wfile.write(body)
+                    if how == "drip":
+                        for k in range(len(body)):
+                            self.wfile.write(body[k : k + 1])
+                            self.wfile.flush()
+                            time.sleep(server.drip_seconds)
+                    else:
+                        self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
+                    now = int(time.time())
                     body = {
                         "object": "list",
                         "data": [
                             {
                                 "id": server.model,
                                 "object": "model",
-                                "root": f"/models/{server.model}",
+                                "created": now if server.created is None else server.created,
+                                "owned_by": "vllm",
+                                "root": server.root,
+                                "parent": None,
                                 "max_model_len": 8192,
+                                "permission": [
+                                    {"id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission",
+                                     "created": now, "allow_sampling": True}
+                                ],
                             }
                         ],
                     }
@@ -128,7 +172,7 @@ class ScriptedVLM:
     def set(self, image: Path, behaviour: object) -> None:
         self.script[hashlib.sha256(Path(image).read_bytes()).hexdigest()] = behaviour
 
-    def respond(self, payload: dict) -> tuple[int, bytes]:
+    def respond(self, payload: dict) -> tuple[int, bytes] | tuple[int, bytes, str]:
         content = payload["messages"][-1]["content"]
         url = next(part["image_url"]["url"] for part in content if part["type"] == "image_url")
         digest = hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
@@ -148,11 +192,29 @@ class ScriptedVLM:
             return 500, b'{"error": "CUDA out of memory"}'
         if behaviour == "http400":
             return 400, b'{"error": "image too large for the context window"}'
+        if behaviour == "ansi_error":
+            return 400, ANSI_ERROR_BODY
         if behaviour == "flaky429":
             if hits == 1:
                 return 429, b'{"error": "rate limited"}'
             behaviour = ("skingpt", self.flaky_label)
-        text = "" if behaviour == "empty" else answer_text(*behaviour)  # type: ignore[misc]
+        how = "whole"
+        usage: object = None
+        if behaviour == "drip":
+            how, behaviour = "drip", ("skingpt", self.default_label)
+        if behaviour == "bad_usage":
+            usage, behaviour = "abc", ("skingpt", self.default_label)
+        if behaviour in ("huge", "huge_unsized"):
+            how = "unsized" if behaviour == "huge_unsized" else "whole"
+            text = "x" * self.huge_bytes
+        else:
+            text = "" if behaviour == "empty" else answer_text(*behaviour)  # type: ignore[misc]
+        if usage is None:
+            usage = {
+                "prompt_tokens": 900 + len(url) // 1000,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 900 + len(text.split()),
+            }
         body = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
@@ -164,13 +226,9 @@ class ScriptedVLM:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": 900 + len(url) // 1000,
-                "completion_tokens": len(text.split()),
-                "total_tokens": 900 + len(text.split()),
-            },
+            "usage": usage,
         }
-        return 200, json.dumps(body).encode()
+        return 200, json.dumps(body).encode(), how
 
 
 def main() -> None:
