@@ -114,8 +114,14 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
     attribute = c2.selectbox("Attribute", attributes, key="disp_attribute")
     mode = c3.radio("Estimates", ["raw", "case-mix adjusted"], horizontal=True, key="disp_mode")
     rows = groups[(groups["metric"] == metric) & (groups["attribute"].isin([attribute, "all"]))]
-    st.plotly_chart(charts.interval_plot(rows.assign(group=rows["group"].map(_short)),
-                                         title=f"{metric} per group (95% CI)"), key="disp_groups")
+    _basis_note(groups, attribute)
+    plotted = rows.assign(group=rows["group"].map(_short))
+    if "basis" in plotted and plotted["basis"].eq("bounded").any():
+        # a bounded group has no estimate: its range is drawn around the range's midpoint
+        bounded = plotted["basis"].eq("bounded")
+        plotted.loc[bounded, "estimate"] = (plotted.loc[bounded, "ci_low"] + plotted.loc[bounded, "ci_high"]) / 2
+    st.plotly_chart(charts.interval_plot(plotted, title=f"{metric} per group (95% CI; range where bounded)"),
+                    key="disp_groups")
     table = run.table("disparities")
     if table.empty:
         _missing("Disparities")
@@ -166,6 +172,28 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
         st.subheader("Tests")
         chosen = tests[(tests["attribute"] == attribute) & (tests["metric"] == metric)]
         st.dataframe(chosen.drop(columns=["groups"], errors="ignore"), hide_index=True)
+
+
+def _basis_note(groups: pd.DataFrame, attribute: str) -> None:
+    """Say how the attribute's groups are known: estimated strata can hide a disparity."""
+    if "basis" not in groups:
+        return
+    basis = set(groups.loc[groups["attribute"] == attribute, "basis"].dropna())
+    others = sorted(a for a in groups["attribute"].dropna().unique()
+                    if a.split(":")[0] == attribute and a != attribute)
+    if "estimated" in basis:
+        text = (f"{attribute} groups are estimated from colour (about half of clinical photographs land in the "
+                "dermatologists' group), so differences between them are blurred and a real disparity can look "
+                "small.")
+        st.warning(text + (f" Compare {', '.join(others)}." if others else
+                           " This run has no corrected or bounded figures by true group."))
+    elif "corrected" in basis:
+        st.info("By true group: the estimated strata corrected with validation labels; the intervals carry the "
+                "estimate's errors and the validation sample's size.")
+    elif "bounded" in basis:
+        st.info("By true group, bounded: no labels, so each value is a range that the data allow under an error "
+                "model of the estimate (widened for sampling error); the dot marks the range's middle, not an "
+                "estimate.")
 
 
 # ---------------------------------------------------------------- Intersections

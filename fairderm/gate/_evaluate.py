@@ -375,6 +375,22 @@ def _true_group_attribute(rule: Rule, groups: list[dict[str, Any]]) -> str | Non
     return None
 
 
+def _groups_without_truth(rule: Rule, groups: list[dict[str, Any]], true_attribute: str) -> list[GroupCheck]:
+    """Estimated groups the rule covers that have no true-group row (no labelled case of them): unjudged."""
+    def names(attribute: str) -> set[str]:
+        return {_short(str(r["group"]), attribute) for r in groups
+                if _attribute_of(r) == attribute and r["metric"] == rule.metric
+                and str(r.get("flag") or "ok") not in ("missing_value", "empty") and not _excluded(r, rule, attribute)}
+
+    wanted = names(rule.attribute)
+    if rule.group_names is not None:
+        wanted &= {_short(name, rule.attribute) for name in rule.group_names}
+    return [GroupCheck(group=name, estimate=None, ci_low=None, ci_high=None, n=None, n_pos=None, flag="absent",
+                       value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
+                       reason="no labelled case of this group: its metrics by true group cannot be estimated")
+            for name in sorted(wanted - names(true_attribute))]
+
+
 def _decide_on(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
                attribute: str) -> RuleResult:
     if rule.check == "disparity":
@@ -394,6 +410,9 @@ def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dic
         return dataclasses.replace(naive, basis=basis)
     decided = _decide_on(rule, groups, disparities, true_attribute)
     true_basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == true_attribute), None)
+    unseen = _groups_without_truth(rule, groups, true_attribute)
+    if unseen and decided.verdict is not Verdict.ERROR:
+        decided = _finish(rule, [*decided.checks, *unseen])
     label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
     message = (f"[{label}] {decided.message}; by estimated groups at face value: {naive.verdict.value}")
     return dataclasses.replace(decided, message=message, basis=true_basis, naive_verdict=naive.verdict)

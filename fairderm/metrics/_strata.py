@@ -254,7 +254,11 @@ def true_group_inputs(
     """Check ``true_groups`` and ``inclusion_prob`` against the cases (one line per fault).
 
     ``true_groups`` is an array (when the cases have one attribute) or
-    ``{attribute: array}`` naming the estimated attribute it corrects.
+    ``{attribute: array}`` naming the estimated attribute it corrects. The
+    true groups are the labelled values, or the categories of a pandas
+    Categorical (then a category without a labelled case is an error). They
+    need not be the estimated attribute's groups (e.g. labels I-II / III-VI
+    against estimated I-II / III-IV / V-VI).
     """
     base = [a for a in cases.attributes if len(a.members) == 1]
     if isinstance(true_groups, Mapping):
@@ -272,6 +276,8 @@ def true_group_inputs(
             raise InputError("groups has several attributes: name the one corrected, {attribute: array}",
                              column="true_groups")
         attribute, values = base[0], true_groups
+    dtype = getattr(values, "dtype", None)
+    declared = [str(c) for c in dtype.categories] if isinstance(dtype, pd.CategoricalDtype) else None
     series = pd.Series(np.asarray(values, dtype=object)).reset_index(drop=True)
     if len(series) != cases.n:
         raise InputError(f"has {len(series)} values but y_true has {cases.n}", column="true_groups")
@@ -281,16 +287,20 @@ def true_group_inputs(
         raise InputError("no case is labelled", column="true_groups")
     text = series[labelled].astype(str)
     estimated_values = tuple(group.split("=", 1)[1] for group in attribute.groups)
-    present = [v for v, m in zip(estimated_values, attribute.missing) if not m]
-    true_values = tuple(present) + tuple(sorted(set(text) - set(present)))
-    unknown = sorted(set(text) - set(present))
-    if unknown and present:
-        raise InputError(f"true group(s) {unknown} are not groups of {attribute.name!r} ({present}); "
-                         "label on the estimated attribute's scale", column="true_groups")
+    if declared is not None:
+        true_values = tuple(declared)
+    else:
+        # the estimated attribute's order where the scales agree, then any other labelled value
+        seen = set(text)
+        true_values = tuple(v for v in estimated_values if v in seen) + tuple(
+            sorted(seen - set(estimated_values)))
     unlabelled_groups = [g for g in true_values if not (text == g).any()]
     if unlabelled_groups:
         raise InputError(f"true group {unlabelled_groups[0]!r} has no labelled case; label some of its cases "
-                         "(fairderm tone label) or leave it out of the audit", column="true_groups")
+                         "(fairderm tone label) or leave it out of true_groups' categories", column="true_groups")
+    if len(true_values) < 2:
+        raise InputError(f"needs labelled cases of two or more true groups, got {list(true_values)}",
+                         column="true_groups")
     true = np.full(cases.n, -1, dtype=np.int64)
     true[labelled] = pd.Categorical(text, categories=list(true_values)).codes
     estimated = attribute.codes.astype(np.int64)
