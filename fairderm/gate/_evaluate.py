@@ -368,7 +368,7 @@ TRUE_GROUP_SUFFIXES = ((":true", None), (":bounds", "bounded"))
 
 def _true_group_attribute(rule: Rule, groups: list[dict[str, Any]]) -> str | None:
     """The attribute with corrected (else bounded) rows for the rule's attribute, if metrics.json has one."""
-    present = {_attribute_of(r) for r in groups if rule.metric is None or r["metric"] == rule.metric}
+    present = {_attribute_of(r) for r in groups}
     for suffix, _ in TRUE_GROUP_SUFFIXES:
         if rule.attribute + suffix in present:
             return rule.attribute + suffix
@@ -408,12 +408,20 @@ def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dic
     true_attribute = _true_group_attribute(rule, groups) if rule.strata == "auto" else None
     if true_attribute is None:
         return dataclasses.replace(naive, basis=basis)
-    decided = _decide_on(rule, groups, disparities, true_attribute)
     true_basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == true_attribute), None)
+    label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
+    if naive.verdict is not Verdict.ERROR and not any(
+            _attribute_of(r) == true_attribute and r["metric"] == rule.metric for r in groups):
+        # The strata are known to be estimated, and this metric has no figure by true group (e.g. AUROC or
+        # ECE cannot be bounded): the face-value figure cannot vouch for the true groups.
+        return dataclasses.replace(
+            naive, verdict=Verdict.INSUFFICIENT_EVIDENCE, basis=true_basis, naive_verdict=naive.verdict,
+            message=f"[{label}] {rule.metric} has no figure by true group, and the estimated groups can hide a "
+                    f"disparity; by estimated groups at face value: {naive.verdict.value}")
+    decided = _decide_on(rule, groups, disparities, true_attribute)
     unseen = _groups_without_truth(rule, groups, true_attribute)
     if unseen and decided.verdict is not Verdict.ERROR:
         decided = _finish(rule, [*decided.checks, *unseen])
-    label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
     message = (f"[{label}] {decided.message}; by estimated groups at face value: {naive.verdict.value}")
     return dataclasses.replace(decided, message=message, basis=true_basis, naive_verdict=naive.verdict)
 
