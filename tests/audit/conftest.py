@@ -38,9 +38,8 @@ def _png(value: int) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def tiny_cohort(tmp_path: Path) -> Path:
-    """90 cases of 30 patients, Fitzpatrick groups 40/30/20, split test/train."""
+def write_tiny_cohort(out: Path) -> Path:
+    """90 cases of 30 patients, Fitzpatrick groups 40/30/20, split test/train, written to ``out``."""
     rng = np.random.default_rng(7)
     n = 90
     groups = np.array(["I-II"] * 40 + ["III-IV"] * 30 + ["V-VI"] * 20)
@@ -56,14 +55,18 @@ def tiny_cohort(tmp_path: Path) -> Path:
     spec = CohortSpec(name="tiny", labels=LABELS, positive_classes=POSITIVE, synthetic=True,
                       attributes=["fitzpatrick_group", "sex"])
     files = {f"images/img{k:03d}.png": _png(k) for k in range(n)}
-    out = tmp_path / "cohort"
     write_cohort(out, spec, manifest, extra_files=files)
     return out
 
 
 @pytest.fixture
-def predictions_file(tiny_cohort: Path) -> Path:
-    """Class probabilities for every case: right 70% of the time."""
+def tiny_cohort(tmp_path: Path) -> Path:
+    """90 cases of 30 patients, Fitzpatrick groups 40/30/20, split test/train."""
+    return write_tiny_cohort(tmp_path / "cohort")
+
+
+def write_predictions(tiny_cohort: Path) -> Path:
+    """Class probabilities for every case of a tiny cohort, right 70% of the time: ``../model_predictions.csv``."""
     manifest = pd.read_parquet(tiny_cohort / "manifest.parquet")
     rng = np.random.default_rng(11)
     probs = rng.dirichlet(np.ones(len(LABELS)), size=len(manifest))
@@ -76,6 +79,12 @@ def predictions_file(tiny_cohort: Path) -> Path:
     path = tiny_cohort.parent / "model_predictions.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def predictions_file(tiny_cohort: Path) -> Path:
+    """Class probabilities for every case: right 70% of the time."""
+    return write_predictions(tiny_cohort)
 
 
 @pytest.fixture
