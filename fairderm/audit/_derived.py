@@ -142,7 +142,8 @@ def check_evidence_fields(run_dir: Path, evidence: dict[str, Any], loaded: Loade
     checks = [
         ("run_id", evidence.get("run_id"), run_dir.name),
         ("audit", evidence.get("audit"), loaded.name),
-        ("seeds", evidence.get("seeds"), seeds),
+        ("seeds", sorted(evidence["seeds"]) if isinstance(evidence.get("seeds"), dict) else None, sorted(seeds)),
+        *((f"seeds.{key}", (evidence.get("seeds") or {}).get(key), value) for key, value in seeds.items()),
         ("inputs.model.backend", model.get("backend"), spec.model.backend),
         ("inputs.model.model", model.get("model"), spec.model.model),
         ("inputs.model.options", model.get("options"), json.loads(json.dumps(spec.model.options))),
