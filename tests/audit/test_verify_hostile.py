@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from conftest import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
+from audit_testdata import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata, sha256_bytes, sha256_file
 from fairderm.audit import generate_key_pair, run_audit, sign_run, verify_run
