@@ -322,6 +322,15 @@ def test_sign_keygen_and_verify_commands(run_dir: Path, tmp_path: Path, run_cli)
     assert refused.exit_code == 1 and "evidence.sig" in refused.stdout
 
 
+def test_deeply_nested_metrics_json_fails_verify_with_one_line_naming_it(run_dir: Path, run_cli) -> None:
+    (run_dir / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    _rehash(run_dir)
+    result = run_cli("verify", run_dir, "--no-inputs")
+    assert result.exit_code == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "metrics.json" in result.stdout and "NOT verified" in result.stdout
+
+
 # --- paths outside the folders verify may read -----------------------------------------------------------------
 
 
