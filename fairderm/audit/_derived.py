@@ -40,10 +40,9 @@ import numpy as np
 import pandas as pd
 
 from fairderm._io import read_parquet_metadata, sha256_json
-from fairderm.audit._evidence import EVIDENCE_FILE
+from fairderm.audit._evidence import EVIDENCE_FILE, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
 from fairderm.audit._runner import RUN_LOG_FILE, STAGES
-from fairderm.audit._signature import SIGNATURE_FILE
 from fairderm.audit._spec import LoadedSpec
 from fairderm.cohort import Cohort
 from fairderm.errors import FairdermError
@@ -297,7 +296,7 @@ def _check_run_log(run_dir: Path, evidence: dict[str, Any], loaded: LoadedSpec, 
         result.add(RUN_LOG_FILE, "mismatch", f"holds keys a run log never has: {extra}", key=extra[0])
         good = False
     good &= _check_times(log, evidence, result)
-    good &= _check_stages(run_dir, log.get("stages"), evidence, loaded, result)
+    good &= _check_stages(log.get("stages"), evidence, loaded, result)
     if good:
         result.add(RUN_LOG_FILE, "ok", "verdict, names, times and stages match the run")
 
@@ -322,7 +321,7 @@ def _expected_skip(stage: str, loaded: LoadedSpec) -> bool:
             "card": not spec.outputs.card}.get(stage, False)
 
 
-def _check_stages(run_dir: Path, stages: Any, evidence: dict[str, Any], loaded: LoadedSpec,
+def _check_stages(stages: Any, evidence: dict[str, Any], loaded: LoadedSpec,
                   result: Verification) -> bool:
     recorded = evidence.get("stages") if isinstance(evidence.get("stages"), dict) else {}
     if not isinstance(stages, list) or [s.get("stage") if isinstance(s, dict) else s for s in stages] != list(STAGES):

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from fairderm._io import atomic_write_json, sha256_bytes, sha256_file
-from fairderm.audit._evidence import EVIDENCE_FILE
+from fairderm.audit._evidence import EVIDENCE_FILE, SIGNATURE_FILE
 from fairderm.errors import InputError
 
-SIGNATURE_FILE = "evidence.sig"
 SIGNATURE_FORMAT = "fairderm.signature/1"
 _MESSAGE_PREFIX = b"fairderm.evidence-signature/1 sha256:"
 

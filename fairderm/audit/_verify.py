@@ -50,10 +50,10 @@ import yaml
 
 from fairderm._io import sha256_file
 from fairderm.audit import _derived, _evaluation
-from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT
+from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
 from fairderm.audit._inputs import cluster_column, select_cases
-from fairderm.audit._signature import SIGNATURE_FILE, check_signature, read_signature
+from fairderm.audit._signature import check_signature, read_signature
 from fairderm.audit._spec import LoadedSpec, parse_spec
 from fairderm.cohort import Cohort, CohortSpec, resolve_inside, validate_manifest
 from fairderm.errors import FairdermError, InputError
