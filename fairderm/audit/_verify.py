@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from fairderm.audit import _derived, _evaluation
 from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
 from fairderm.audit._inputs import cluster_column, select_cases
-from fairderm.audit._signature import check_signature, read_signature
+from fairderm.audit._signature import check_signature, load_public_key, read_signature
 from fairderm.audit._spec import LoadedSpec, parse_spec
 from fairderm.cohort import Cohort, CohortSpec, resolve_inside, validate_manifest
 from fairderm.errors import FairdermError, InputError
@@ -174,12 +175,16 @@ def verify_run(run_dir: str | Path, *, check_inputs: bool = True, check_images: 
     Raises
     ------
     InputError
-        When ``run_dir`` is not a folder or has no readable ``evidence.json``,
-        or ``public_key`` cannot be read.
+        When ``run_dir`` is not a folder, holds a symbolic link or anything
+        but plain files and folders, or has no readable ``evidence.json``, or
+        ``public_key`` cannot be read.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError("run folder not found", source=str(run_dir))
+    _refuse_special_files(run_dir)
+    if public_key is not None:
+        load_public_key(public_key)  # an unreadable key is refused before any work
     evidence_path = run_dir / EVIDENCE_FILE
     if not evidence_path.is_file():
         raise InputError(f"{EVIDENCE_FILE} not found: not an audit run folder", source=str(run_dir))
@@ -199,6 +204,20 @@ def verify_run(run_dir: str | Path, *, check_inputs: bool = True, check_images: 
         _recompute(run_dir, evidence, result, intact)
     _check_signature(run_dir, result, public_key)
     return result
+
+
+def _refuse_special_files(run_dir: Path) -> None:
+    """A run folder holds plain files and folders only: a link could point verify at any file, a FIFO hang it.
+
+    An audit writes every file itself (copies, never links), so a genuine run has none.
+    """
+    for folder, subfolders, files in os.walk(run_dir):
+        for name in (*subfolders, *files):
+            path = Path(folder) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                kind = "a symbolic link" if path.is_symlink() else "not a plain file"
+                raise InputError(f"{path.relative_to(run_dir).as_posix()!r} is {kind}: a run folder holds plain "
+                                 "files only; refused, nothing was read", source=str(run_dir))
 
 
 def _default_inputs_roots(run_dir: Path) -> list[Path]:

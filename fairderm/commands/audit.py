@@ -146,7 +146,8 @@ def verify_command(
         console.print(table)
     passed = sum(c.status == "ok" for c in result.checks)
     console.print(Text.assemble("evidence digest: ", (f"sha256:{result.evidence_sha256}", "bold"),
-                                " (publish it: it names this evidence and so every file it hashes)"))
+                                " (publish it with the verdict: it names this evidence and every file it hashes)"
+                                if result.ok else ""))
     if result.ok:
         console.print(Text.assemble(("verified", "bold green"), f": {passed} checks match"
                                     + (f", {len(shown)} skipped" if shown and not show_all else "")))

@@ -8,6 +8,7 @@ One real run (policy, card, figures) is built per module; each test edits a copy
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from audit_testdata import POLICY, fake_compute_metrics, write_predictions, writ
 from fairderm._io import atomic_write_parquet, read_parquet_metadata, sha256_bytes, sha256_file
 from fairderm.audit import generate_key_pair, run_audit, sign_run, verify_run
 from fairderm.audit._evidence import artifact_digests
+from fairderm.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("fake_metrics")
 
@@ -364,6 +366,27 @@ def test_inputs_named_outside_the_audit_tree_are_not_opened(run_dir: Path, tmp_p
     assert not any(path.is_relative_to(outside.resolve()) for path in opened)
     skipped = {c.item: c.detail for c in result.checks if c.status == "skipped"}
     assert "outside the inputs root" in skipped["input policy"] and "input model" in skipped
+
+
+def test_run_folder_file_linked_to_a_file_outside_is_refused_unread(run_dir: Path, tmp_path: Path,
+                                                                   opened: list[Path], run_cli) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("password: hunter2\n")
+    (run_dir / "spec.yaml").unlink()
+    (run_dir / "spec.yaml").symlink_to(secret)
+    _rehash(run_dir)
+    with pytest.raises(InputError, match=r"'spec\.yaml' is a symbolic link"):
+        verify_run(run_dir)
+    assert opened == []
+    result = run_cli("verify", run_dir)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_fifo_in_the_run_folder_is_refused_without_waiting(run_dir: Path) -> None:
+    os.mkfifo(run_dir / "figures" / "pipe.json")
+    with pytest.raises(InputError, match="not a plain file"):
+        verify_run(run_dir)
 
 
 def test_image_name_escaping_images_root_is_refused_unread(run_dir: Path, tmp_path: Path,
