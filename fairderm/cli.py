@@ -3,12 +3,18 @@
 Each concern registers its commands from its own module in
 :mod:`fairderm.commands`; this module assembles them and turns fairderm's
 errors into one line on stderr and a non-zero exit status.
+
+Exit status 1 and 2 are verdicts (FAIL, INSUFFICIENT_EVIDENCE) or, for
+fairderm's own input errors, documented per command; an unexpected exception
+is never taken for one: it exits 3 (ERROR) with one line naming it, and the
+global ``--debug`` flag prints its traceback as well.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 import typer
@@ -17,6 +23,9 @@ from rich.markup import escape
 
 from fairderm._version import __version__
 from fairderm.errors import FairdermError
+
+ERROR_EXIT = 3
+"""Exit status of an unexpected error: ERROR, as for a gate that cannot be evaluated."""
 
 _COMMAND_MODULES = ("cohort", "tone", "infer", "router", "audit", "gatecard", "dashboard", "demo")
 
@@ -43,12 +52,30 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="On an unexpected error, print its traceback (otherwise one line, exit 3)."
+    ),
 ) -> None:
     """Audit dermatology AI for fairness across skin tones."""
 
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"fairderm.commands.{_name}").register(app)
+
+
+def _global_options(args: list[str]) -> list[str]:
+    """The options given before the command name (``fairderm --debug audit ...``)."""
+    options = []
+    for arg in args:
+        if not arg.startswith("-"):
+            break
+        options.append(arg)
+    return options
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage errors (unknown option, missing argument) from typer's own click.
         exc.show()
         return getattr(exc, "exit_code", 2)
+    except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 3 and one line
+        if "--debug" in _global_options(args):
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {escape(_one_line(exc))} (unexpected; `fairderm --debug ...` "
+                          "shows the traceback)", markup=True, highlight=False)
+        return ERROR_EXIT
     return result if isinstance(result, int) else 0
 
 

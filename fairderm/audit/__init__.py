@@ -17,6 +17,8 @@ run_audit, AuditRun, StageRecord
     Run an audit; the result names its run folder, verdict and exit code.
 verify_run, Verification, Check
     Re-check a run folder.
+sign_run, check_signature, generate_key_pair, evidence_digest, SIGNATURE_FILE
+    Ed25519 signatures of a run's evidence digest (``evidence.sig``).
 StageCache
     The content-addressed stage cache.
 EvaluationTable, evaluation_table, compute_metrics
@@ -28,8 +30,9 @@ from __future__ import annotations
 
 from fairderm.audit._cache import StageCache
 from fairderm.audit._evaluation import EvaluationTable, compute_metrics, evaluation_table
-from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT
+from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
 from fairderm.audit._runner import RUN_LOG_FILE, STAGES, AuditRun, StageRecord, run_audit
+from fairderm.audit._signature import check_signature, evidence_digest, generate_key_pair, sign_run
 from fairderm.audit._spec import AuditSpec, LoadedSpec, dump_spec, load_spec, parse_spec
 from fairderm.audit._verify import Check, Verification, verify_run
 
@@ -37,6 +40,7 @@ __all__ = [
     "EVIDENCE_FILE",
     "EVIDENCE_FORMAT",
     "RUN_LOG_FILE",
+    "SIGNATURE_FILE",
     "STAGES",
     "AuditRun",
     "AuditSpec",
@@ -46,11 +50,15 @@ __all__ = [
     "StageCache",
     "StageRecord",
     "Verification",
+    "check_signature",
     "compute_metrics",
     "dump_spec",
     "evaluation_table",
+    "evidence_digest",
+    "generate_key_pair",
     "load_spec",
     "parse_spec",
     "run_audit",
+    "sign_run",
     "verify_run",
 ]

@@ -24,9 +24,11 @@ Shape (``format`` ``fairderm.evidence/1``)::
     }
 
 ``artifacts`` lists every file of the run folder except ``evidence.json``
-itself, by POSIX path relative to the run folder. The evidence is not signed:
-it lets a reviewer detect a change to any file it lists; whoever could rewrite
-the whole folder could rewrite it too (sign or archive it to close that gap).
+itself (and ``evidence.sig``, the optional signature written after it), by
+POSIX path relative to the run folder. The hashes let a reviewer detect a
+change to any file listed; whoever could rewrite the whole folder could
+rewrite them too, so the evidence digest (SHA-256 of this file) is what to
+publish, and ``fairderm sign`` signs it (:mod:`fairderm.audit._signature`).
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ from fairderm._version import __version__
 
 EVIDENCE_FILE = "evidence.json"
 EVIDENCE_FORMAT = "fairderm.evidence/1"
+SIGNATURE_FILE = "evidence.sig"
+"""The producer's signature of the evidence digest, written after ``evidence.json`` (``fairderm sign``)."""
 
 
 def artifact_digests(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file in a run folder except ``evidence.json``, by relative POSIX path."""
+    """SHA-256 of every file in a run folder except ``evidence.json`` and its signature, by relative POSIX path."""
     return {
         path.relative_to(run_dir).as_posix(): sha256_file(path)
         for path in sorted(run_dir.rglob("*"))
-        if path.is_file() and path.relative_to(run_dir).as_posix() != EVIDENCE_FILE
+        if path.is_file() and path.relative_to(run_dir).as_posix() not in (EVIDENCE_FILE, SIGNATURE_FILE)
     }
 
 

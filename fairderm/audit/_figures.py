@@ -87,30 +87,35 @@ def reliability_figure(calibration: Any) -> Any | None:
     return figure
 
 
-def write_figures(run_dir: Path, out: Path) -> list[str]:
-    """Write the figures of a run folder's ``metrics.json`` into ``out``; returns the file names."""
+def figure_files(metrics: dict[str, Any]) -> dict[str, str]:
+    """The contents of ``figures/`` for a ``metrics.json`` mapping, by file name."""
     import plotly.io as pio
 
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     records = [r for r in metrics.get("groups", []) if isinstance(r, dict)]
     names = list(dict.fromkeys(str(r.get("metric")) for r in records))
     figures = [(name, interval_figure(records, name)) for name in names]
     reliability = reliability_figure(metrics.get("calibration"))
     if reliability is not None:
         figures.append(("reliability", reliability))
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    files = {}
     parts = []
     for index, (name, figure) in enumerate(figures):
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        atomic_write_text(out / f"{safe}.json", pio.to_json(figure, pretty=False))
-        written.append(f"{safe}.json")
-        # plotly.js once, inline in the first figure: the page opens offline
-        parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=index == 0))
-    page = (
+        files[f"{safe}.json"] = pio.to_json(figure, pretty=False)
+        # plotly.js once, inline in the first figure: the page opens offline; stable div ids keep the
+        # page byte-identical when verify renders it again
+        parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=index == 0, div_id=f"figure-{safe}"))
+    files["metrics.html"] = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fairderm figures</title></head><body>"
         + "".join(parts) + "</body></html>\n"
     )
-    atomic_write_text(out / "metrics.html", page)
-    written.append("metrics.html")
-    return written
+    return files
+
+
+def write_figures(run_dir: Path, out: Path) -> list[str]:
+    """Write the figures of a run folder's ``metrics.json`` into ``out``; returns the file names."""
+    files = figure_files(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return list(files)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,22 +75,50 @@ class FileHasher:
             self._dirty = False
 
 
+def _escaped(name: str) -> tuple[str, str]:
+    """GNU ``sha256sum``'s escaping: a name holding ``\\``, a line feed or a carriage return gets them
+    written as ``\\\\``, ``\\n`` and ``\\r`` and its line a leading ``\\``."""
+    if not any(c in name for c in "\\\n\r"):
+        return "", name
+    return "\\", name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _unescaped(name: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), name)
+
+
 def checksum_lines(names: Iterable[str], digests: Iterable[str | None]) -> str:
     """``sha256sum``-style text: one ``<digest>  <name>`` line per file.
 
-    Unreadable files get the digest ``-`` so that they are still listed.
+    Unreadable files get the digest ``-`` so that they are still listed. A
+    name holding a line break is escaped as GNU ``sha256sum`` does, so that
+    every file keeps one line and ``sha256sum -c`` still reads the list.
     """
-    return "".join(f"{d or '-'}  {n}\n" for n, d in zip(names, digests))
+    lines = []
+    for name, digest in zip(names, digests):
+        flag, text = _escaped(name)
+        lines.append(f"{flag}{digest or '-'}  {text}\n")
+    return "".join(lines)
 
 
 def parse_checksum_lines(text: str) -> dict[str, str]:
-    """Inverse of :func:`checksum_lines`: name -> digest."""
+    """Inverse of :func:`checksum_lines`: name -> digest.
+
+    Lines end at ``\\n`` only: other characters that :meth:`str.splitlines`
+    would break at (``\\x0b``, ``\\x1c``, U+2028...) are valid in file names.
+    """
     out: dict[str, str] = {}
-    for line in text.splitlines():
-        digest, sep, name = line.partition("  ")
+    for line in text.split("\n"):
+        escaped = line.startswith("\\")
+        digest, sep, name = line[escaped:].partition("  ")
         if sep:
-            out[name] = digest
+            out[_unescaped(name) if escaped else name] = digest
     return out
+
+
+def read_checksum_file(path: Path) -> dict[str, str]:
+    """:func:`parse_checksum_lines` of a file, read without newline translation."""
+    return parse_checksum_lines(path.read_bytes().decode("utf-8"))
 
 
 def tree_digests(path: Path, hasher: FileHasher | None = None) -> dict[str, str]:

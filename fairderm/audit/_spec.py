@@ -234,13 +234,14 @@ class MetricsSection(_Section):
         "holm", description="Multiplicity adjustment of the tests: holm (Holm 1979, confirmatory) or fdr_bh "
         "(Benjamini-Hochberg 1995, exploratory).",
     )
-    n_perm: int = Field(1000, ge=100, description="Permutations per permutation test (AUROC, ECE).")
+    n_perm: int = Field(1000, ge=100, le=1_000_000, description="Permutations per permutation test (AUROC, ECE).")
 
 
 class BootstrapSection(_Section):
     """Confidence intervals."""
 
-    n_boot: int = Field(2000, ge=100, description="Bootstrap replicates B.")
+    # the cap keeps a typo (1e12) from running for ever; intervals settle long before it
+    n_boot: int = Field(2000, ge=100, le=1_000_000, description="Bootstrap replicates B (100 to 1,000,000).")
     ci: Literal["bca", "percentile"] = Field("bca", description="Interval method: bca (Efron 1987) or percentile.")
     cluster: str | None = Field(
         "auto",

@@ -13,22 +13,34 @@ Checks, in order:
    every image listed in ``images.sha256``, the model's files, the policy,
    the tone calibration and the spec. An input that cannot be found is
    reported as ``skipped`` (the run's copy was checked instead) and does not
-   fail verification; an input that is found but differs does;
+   fail verification; an input that is found but differs does. Verify reads
+   originals only inside the inputs root (default: the folder holding
+   ``audits/NAME/runs/RUN_ID``'s ``audits`` folder) and images only inside
+   the cohort's ``images_root``; a path in ``evidence.json`` that resolves
+   elsewhere is not opened (``skipped``, saying so), and an image or model
+   file name that escapes its folder fails verification;
 5. the metrics, recomputed with :mod:`fairderm.metrics` from the stored
    predictions, tone estimates, manifest copy and spec (the seed among them),
    against ``metrics.json`` and ``coverage.json``: exact for strings,
    integers and nulls, within 1e-12 (relative, or absolute below 1) for floats;
-6. the gate, re-evaluated from ``metrics.json`` and ``policy.yaml``, against
-   ``gate.json``.
+6. every derived file derived again from the run's own data and compared
+   (the gate's reports, the run log, the card, the figures, ``pred`` against
+   the probabilities, ``evidence.json``'s own fields): see
+   :mod:`fairderm.audit._derived`;
+7. with a public key, the producer's signature of the evidence digest
+   (``evidence.sig``, see :mod:`fairderm.audit._signature`).
 
 Verification passes only when nothing is ``mismatch``, ``missing``,
-``unexpected`` or ``error``.
+``unexpected`` or ``error``. Its ``evidence_sha256`` is the digest to
+publish: with it a reader knows which evidence (and so which files) a
+verified result is about.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +50,13 @@ import pandas as pd
 import yaml
 
 from fairderm._io import sha256_file
-from fairderm.audit import _evaluation
-from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT
-from fairderm.audit._hashing import parse_checksum_lines
+from fairderm.audit import _derived, _evaluation
+from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
+from fairderm.audit._hashing import read_checksum_file
 from fairderm.audit._inputs import STRATA_ERROR_FILE, TONE_VALIDATION_FILE, cluster_column, select_cases
+from fairderm.audit._signature import check_signature, load_public_key, read_signature
 from fairderm.audit._spec import LoadedSpec, parse_spec
-from fairderm.cohort import Cohort, CohortSpec, validate_manifest
+from fairderm.cohort import Cohort, CohortSpec, resolve_inside, validate_manifest
 from fairderm.errors import FairdermError, InputError
 
 FLOAT_TOLERANCE = 1e-12
@@ -82,9 +95,20 @@ class Check:
 
 @dataclass
 class Verification:
-    """The outcome of :func:`verify_run`."""
+    """The outcome of :func:`verify_run`.
+
+    Attributes
+    ----------
+    run_dir
+        The run folder verified.
+    evidence_sha256
+        SHA-256 of its ``evidence.json``: the digest to publish (or sign).
+    checks
+        Every check made, in order.
+    """
 
     run_dir: Path
+    evidence_sha256: str = ""
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -108,13 +132,14 @@ class Verification:
         return pd.DataFrame([c.to_dict() for c in self.checks], columns=["item", "status", "detail", "key"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+        return {"run_dir": str(self.run_dir), "ok": self.ok, "evidence_sha256": self.evidence_sha256,
+                "checks": [c.to_dict() for c in self.checks]}
 
     def summary(self) -> str:
         counts = self.to_frame()["status"].value_counts().to_dict() if self.checks else {}
         head = f"verify {self.run_dir}: {'OK' if self.ok else 'FAILED'} " + ", ".join(
             f"{n} {s}" for s, n in sorted(counts.items()))
-        lines = [head]
+        lines = [head, f"  evidence sha256:{self.evidence_sha256}"]
         for check in self.checks:
             if check.status != "ok":
                 key = f" [{check.key}]" if check.key else ""
@@ -123,7 +148,8 @@ class Verification:
 
 
 def verify_run(run_dir: str | Path, *, check_inputs: bool = True, check_images: bool = True,
-               recompute: bool = True) -> Verification:
+               recompute: bool = True, public_key: str | Path | None = None,
+               inputs_root: str | Path | None = None) -> Verification:
     """Verify a run folder written by :func:`fairderm.audit.run_audit`.
 
     Parameters
@@ -135,33 +161,83 @@ def verify_run(run_dir: str | Path, *, check_inputs: bool = True, check_images: 
     check_images
         With ``check_inputs``: re-hash every image listed in ``images.sha256``.
     recompute
-        Recompute the metrics and the gate from the stored files.
+        Recompute the metrics and derive every derived file again from the
+        stored files.
+    public_key
+        The producer's Ed25519 public key (PEM): ``evidence.sig`` must be its
+        holder's signature of this ``evidence.json``.
+    inputs_root
+        With ``check_inputs``: the folder the original inputs are read in
+        (default: the folder holding the ``audits`` folder of
+        ``audits/NAME/runs/RUN_ID``; else none are read). Images are read in
+        the cohort's ``images_root`` wherever it is.
 
     Raises
     ------
     InputError
-        When ``run_dir`` is not a folder or has no readable ``evidence.json``.
+        When ``run_dir`` is not a folder, holds a symbolic link or anything
+        but plain files and folders, or has no readable ``evidence.json``, or
+        ``public_key`` cannot be read.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError("run folder not found", source=str(run_dir))
+    _refuse_special_files(run_dir)
+    if public_key is not None:
+        load_public_key(public_key)  # an unreadable key is refused before any work
     evidence_path = run_dir / EVIDENCE_FILE
     if not evidence_path.is_file():
         raise InputError(f"{EVIDENCE_FILE} not found: not an audit run folder", source=str(run_dir))
     try:
         evidence = json.loads(evidence_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not valid JSON: {exc}", source=str(evidence_path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"not valid JSON: {str(exc) or type(exc).__name__}", source=str(evidence_path)) from None
     if not isinstance(evidence, dict) or evidence.get("format") != EVIDENCE_FORMAT:
         raise InputError(f"not a {EVIDENCE_FORMAT} file", source=str(evidence_path), column="format")
-    result = Verification(run_dir)
+    result = Verification(run_dir, evidence_sha256=sha256_file(evidence_path))
     intact = _check_artifacts(run_dir, evidence, result)
     _check_copies(run_dir, evidence, result)
     if check_inputs:
-        _check_originals(run_dir, evidence, result, images=check_images)
+        roots = [Path(inputs_root)] if inputs_root is not None else _default_inputs_roots(run_dir)
+        _check_originals(run_dir, evidence, result, images=check_images, roots=[r.resolve() for r in roots])
     if recompute:
-        _recompute(run_dir, result, intact)
+        _recompute(run_dir, evidence, result, intact)
+    _check_signature(run_dir, result, public_key)
     return result
+
+
+def _refuse_special_files(run_dir: Path) -> None:
+    """A run folder holds plain files and folders only: a link could point verify at any file, a FIFO hang it.
+
+    An audit writes every file itself (copies, never links), so a genuine run has none.
+    """
+    for folder, subfolders, files in os.walk(run_dir):
+        for name in (*subfolders, *files):
+            path = Path(folder) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                kind = "a symbolic link" if path.is_symlink() else "not a plain file"
+                raise InputError(f"{path.relative_to(run_dir).as_posix()!r} is {kind}: a run folder holds plain "
+                                 "files only; refused, nothing was read", source=str(run_dir))
+
+
+def _default_inputs_roots(run_dir: Path) -> list[Path]:
+    """``TREE`` for ``TREE/audits/NAME/runs/RUN_ID``: where an audit's spec, cohort, model and policy live."""
+    parents = run_dir.resolve().parents
+    return [parents[3]] if len(parents) > 3 and parents[0].name == "runs" else []
+
+
+def _check_signature(run_dir: Path, result: Verification, public_key: str | Path | None) -> None:
+    if public_key is None:
+        try:
+            signed = read_signature(run_dir) is not None
+        except InputError as exc:
+            result.add(SIGNATURE_FILE, "error", str(exc))
+            return
+        if signed:
+            result.add(SIGNATURE_FILE, "skipped", "not checked: give the producer's public key (--public-key)")
+        return
+    outcome = check_signature(run_dir, public_key)
+    result.add(SIGNATURE_FILE, "ok" if outcome.ok else "mismatch", outcome.detail)
 
 
 def _check_artifacts(run_dir: Path, evidence: dict[str, Any], result: Verification) -> set[str]:
@@ -181,7 +257,7 @@ def _check_artifacts(run_dir: Path, evidence: dict[str, Any], result: Verificati
             intact.add(name)
     for path in sorted(run_dir.rglob("*")):
         name = path.relative_to(run_dir).as_posix()
-        if path.is_file() and name != EVIDENCE_FILE and name not in artifacts:
+        if path.is_file() and name not in (EVIDENCE_FILE, SIGNATURE_FILE) and name not in artifacts:
             result.add(name, "unexpected", "in the run folder but not listed in evidence.json")
     return intact
 
@@ -217,50 +293,74 @@ def _check_copies(run_dir: Path, evidence: dict[str, Any], result: Verification)
         _compare_hash(result, "images.sha256", run_dir / "images.sha256", images.get("sha256"))
 
 
-def _locate(run_dir: Path, entry: dict[str, Any], key: str = "path") -> Path | None:
-    """An original input: relative to the run folder as recorded, else its absolute path."""
+def _inside(path: Path, roots: list[Path]) -> bool:
+    real = path.resolve()
+    return any(real.is_relative_to(root) for root in roots)
+
+
+def _locate(run_dir: Path, entry: dict[str, Any], roots: list[Path], key: str = "path") -> tuple[Path | None, str]:
+    """An original input inside ``roots``: relative to the run folder as recorded, else its absolute path.
+
+    Returns the path (None when not found or not readable here) and, for
+    None, why. A path outside ``roots`` is never opened, not even looked at:
+    evidence.json is written by whoever produced the run.
+    """
     relative = entry.get(f"{key}_from_run")
-    candidates = [run_dir / relative] if relative else []
+    candidates = [run_dir / str(relative)] if relative else []
     if entry.get(key):
-        candidates.append(Path(entry[key]))
-    return next((c for c in candidates if c.exists()), None)
+        candidates.append(Path(str(entry[key])))
+    allowed = [c for c in candidates if _inside(c, roots)]
+    found = next((c for c in allowed if c.exists()), None)
+    if found is not None:
+        return found, ""
+    if candidates and not allowed:
+        where = ", ".join(str(r) for r in roots) or "nowhere (give --inputs-root)"
+        return None, f"not read: {entry.get(key)} is outside the inputs root ({where})"
+    return None, f"not found at {entry.get(key)}"
 
 
-def _check_originals(run_dir: Path, evidence: dict[str, Any], result: Verification, *, images: bool) -> None:
+def _check_originals(run_dir: Path, evidence: dict[str, Any], result: Verification, *, images: bool,
+                     roots: list[Path]) -> None:
     cohort = _entry(evidence, "cohort")
+    cohort_root = None
     if cohort:
-        root = _locate(run_dir, cohort)
-        if root is None:
-            result.add("input cohort", "skipped", f"not found at {cohort.get('path')}; the run's copy was checked")
+        cohort_root, why = _locate(run_dir, cohort, roots)
+        if cohort_root is None:
+            result.add("input cohort", "skipped", f"{why}; the run's copy was checked")
         else:
-            _compare_hash(result, "input cohort manifest", root / "manifest.parquet", cohort.get("manifest_sha256"))
-            _compare_hash(result, "input cohort.yaml", root / "cohort.yaml", cohort.get("cohort_yaml_sha256"))
+            _compare_hash(result, "input cohort manifest", cohort_root / "manifest.parquet",
+                          cohort.get("manifest_sha256"))
+            _compare_hash(result, "input cohort.yaml", cohort_root / "cohort.yaml", cohort.get("cohort_yaml_sha256"))
     for name, item in (("spec", "input spec"), ("policy", "input policy"), ("tone_calibration", "input calibration")):
         entry = _entry(evidence, name)
         if not entry:
             continue
-        path = _locate(run_dir, entry)
+        path, why = _locate(run_dir, entry, roots)
         if path is None:
-            result.add(item, "skipped", f"not found at {entry.get('path')}")
+            result.add(item, "skipped", why)
         else:
             _compare_hash(result, item, path, entry.get("sha256"))
-    _check_model(run_dir, _entry(evidence, "model"), result)
+    _check_model(run_dir, _entry(evidence, "model"), result, roots)
     image_entry = _entry(evidence, "images")
     if images and image_entry and image_entry.get("hashed"):
-        _check_images(run_dir, image_entry, result)
+        _check_images(run_dir, image_entry, result, cohort_root)
 
 
-def _check_model(run_dir: Path, entry: dict[str, Any] | None, result: Verification) -> None:
-    if not entry or not entry.get("files"):
+def _check_model(run_dir: Path, entry: dict[str, Any] | None, result: Verification, roots: list[Path]) -> None:
+    if not entry or not isinstance(entry.get("files"), dict) or not entry["files"]:
         return
-    path = _locate(run_dir, entry)
+    path, why = _locate(run_dir, entry, roots)
     if path is None:
-        result.add("input model", "skipped", f"not found at {entry.get('path')}")
+        result.add("input model", "skipped", why)
         return
     base = path.parent if path.is_file() else path
     differing = []
     for name, recorded in sorted(entry["files"].items()):
-        file = base / name
+        try:
+            file = resolve_inside(base, str(name))
+        except ValueError:
+            result.add("input model", "error", f"refused: model file name {name!r} escapes the model folder")
+            return
         if not file.is_file() or sha256_file(file) != recorded:
             differing.append(name)
     if differing:
@@ -269,15 +369,41 @@ def _check_model(run_dir: Path, entry: dict[str, Any] | None, result: Verificati
         result.add("input model", "ok")
 
 
-def _check_images(run_dir: Path, entry: dict[str, Any], result: Verification) -> None:
+def _cohort_images_root(run_dir: Path, cohort_root: Path) -> Path | None:
+    """The images_root the run's cohort.yaml gives, for the original cohort folder."""
+    try:
+        spec = CohortSpec.model_validate(yaml.safe_load((run_dir / "cohort/cohort.yaml").read_text(encoding="utf-8")))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # the copy's hash and content are checked elsewhere
+    root = Path(spec.images_root)
+    return (root if root.is_absolute() else cohort_root / root).resolve()
+
+
+def _check_images(run_dir: Path, entry: dict[str, Any], result: Verification, cohort_root: Path | None) -> None:
     listing = run_dir / "images.sha256"
-    root = _locate(run_dir, entry, key="root")
-    if root is None or not listing.is_file():
-        result.add("input images", "skipped", f"images root not found at {entry.get('root')}")
+    if cohort_root is None or not listing.is_file():
+        result.add("input images", "skipped", "the original cohort was not read, so neither was its images_root")
         return
-    recorded = parse_checksum_lines(listing.read_text(encoding="utf-8"))
-    differing = [name for name, digest in recorded.items()
-                 if not (root / name).is_file() or sha256_file(root / name) != digest]
+    root = _cohort_images_root(run_dir, cohort_root)
+    if root is None or not root.is_dir():
+        result.add("input images", "skipped", f"images root not found at {root}")
+        return
+    recorded_root = entry.get("root")
+    moved = Path(str(entry.get("root_from_run"))) if entry.get("root_from_run") else None
+    if not any(p is not None and (run_dir / p).resolve() == root for p in (moved, recorded_root)):
+        result.add("input images", "mismatch", f"evidence.json names images root {recorded_root}, but the "
+                   f"cohort's images_root is {root}")
+        return
+    recorded = read_checksum_file(listing)
+    differing = []
+    for name, digest in recorded.items():
+        try:
+            path = resolve_inside(root, name)
+        except ValueError:
+            result.add("input images", "error", f"refused: images.sha256 names {name!r}, outside images_root")
+            return
+        if not path.is_file() or sha256_file(path) != digest:
+            differing.append(name)
     if differing:
         result.add("input images", "mismatch",
                    f"{len(differing)} of {len(recorded)} images differ or are missing: {', '.join(differing[:5])}")
@@ -285,7 +411,7 @@ def _check_images(run_dir: Path, entry: dict[str, Any], result: Verification) ->
         result.add("input images", "ok", f"{len(recorded)} images")
 
 
-def _recompute(run_dir: Path, result: Verification, intact: set[str]) -> None:
+def _recompute(run_dir: Path, evidence: dict[str, Any], result: Verification, intact: set[str]) -> None:
     try:
         loaded_spec, cohort = _stored_inputs(run_dir)
         selected = select_cases(cohort, loaded_spec.spec.cohort.filter, source="spec.yaml")
@@ -302,10 +428,12 @@ def _recompute(run_dir: Path, result: Verification, intact: set[str]) -> None:
     except (FairdermError, OSError, ValueError, KeyError) as exc:
         result.add("metrics.json", "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")
         return
-    _compare_file(run_dir, "metrics.json", metrics, result)
-    _compare_file(run_dir, "coverage.json", table.coverage, result)
-    if (run_dir / "policy.yaml").is_file():
-        _regate(run_dir, result)
+    compare_json_file(run_dir, "metrics.json", metrics, result)
+    compare_json_file(run_dir, "coverage.json", table.coverage, result)
+    _derived.check_selection(evidence, loaded_spec, cohort, selected, run_dir, result)
+    _derived.check_predictions(run_dir, cohort, selected, predictions, result)
+    _derived.check_evidence_fields(run_dir, evidence, loaded_spec, result)
+    _derived.check_outputs(run_dir, evidence, loaded_spec, result)
 
 
 def _stored_inputs(run_dir: Path) -> tuple[LoadedSpec, Cohort]:
@@ -319,30 +447,23 @@ def _stored_inputs(run_dir: Path) -> tuple[LoadedSpec, Cohort]:
     return loaded, Cohort(root=cohort_dir, spec=cohort_spec, manifest=manifest)
 
 
-def _regate(run_dir: Path, result: Verification) -> None:
-    from fairderm.audit._stages import gate_result
-
-    try:
-        gate = gate_result(run_dir / "metrics.json", run_dir / "policy.yaml").to_dict()
-    except FairdermError as exc:
-        result.add("gate.json", "error", f"cannot re-evaluate the gate: {exc}")
-        return
-    _compare_file(run_dir, "gate.json", gate, result)
-
-
-def _compare_file(run_dir: Path, name: str, recomputed: Any, result: Verification,
-                  ignore: tuple[str, ...] = ()) -> None:
+def compare_json_file(run_dir: Path, name: str, recomputed: Any, result: Verification,
+                      ignore: tuple[str, ...] = ()) -> None:
+    """A stored JSON file of the run against recomputed values: one ``mismatch`` per differing key."""
     path = run_dir / name
     if not path.is_file():
         result.add(name, "missing", "cannot compare the recomputed values")
         return
+    fresh = json.loads(json.dumps(recomputed, default=_plain))  # the form the file was written in
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
+        differences = list(differences_between(stored, fresh, ignore=ignore))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         result.add(name, "error", f"not valid JSON: {exc}")
         return
-    fresh = json.loads(json.dumps(recomputed, default=_plain))  # the form the file was written in
-    differences = list(differences_between(stored, fresh, ignore=ignore))
+    except RecursionError:
+        result.add(name, "error", "nested too deeply to be a file this run wrote")
+        return
     for key, detail in differences[:MAX_DIFFERENCES]:
         result.add(name, "mismatch", detail, key=key)
     if len(differences) > MAX_DIFFERENCES:

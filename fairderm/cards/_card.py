@@ -56,13 +56,17 @@ class ModelCard:
         lines += [f"  - {section.title}" for section in self.document.sections]
         return "\n".join(lines)
 
+    def texts(self) -> dict[str, str]:
+        """The three files' contents by file name (``card.json``, ``card.md``, ``card.html``)."""
+        return {CARD_JSON: self.to_json(), CARD_MARKDOWN: self.to_markdown(), CARD_HTML: self.to_html()}
+
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write card.md, card.html and card.json into ``out_dir``; returns their paths."""
         out_dir = Path(out_dir)
         paths = {"markdown": out_dir / CARD_MARKDOWN, "html": out_dir / CARD_HTML, "json": out_dir / CARD_JSON}
-        texts = {"json": self.to_json(), "markdown": self.to_markdown(), "html": self.to_html()}
-        for key, text in texts.items():
-            atomic_write_text(paths[key], text)
+        texts = self.texts()
+        for key, name in (("json", CARD_JSON), ("markdown", CARD_MARKDOWN), ("html", CARD_HTML)):
+            atomic_write_text(paths[key], texts[name])
         return paths
 
 
@@ -79,7 +83,7 @@ def _resolve_info(run: RunArtifacts, info: CardInfo | str | Path | None) -> Card
 
 
 def build_card(
-    run_dir: str | Path,
+    run_dir: str | Path | RunArtifacts,
     *,
     info: CardInfo | str | Path | None = None,
     gate: Any = None,
@@ -90,7 +94,9 @@ def build_card(
     ----------
     run_dir
         ``audits/NAME/runs/RUN_ID/``; only ``metrics.json`` is required (see
-        :func:`load_run` for what each other file adds).
+        :func:`load_run` for what each other file adds). Or a run folder
+        already read (``fairderm verify`` rebuilds a card from the folder as
+        it stood when the card was written).
     info
         Owner-written text (:class:`CardInfo` or a YAML path); overrides the
         spec's ``card:`` mapping key by key.
@@ -104,7 +110,7 @@ def build_card(
         When the run folder or ``metrics.json`` is missing, or a present file
         or the card info cannot be parsed.
     """
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, RunArtifacts) else load_run(run_dir)
     if gate is not None and hasattr(gate, "to_dict"):
         gate = gate.to_dict()
     data = CardData.build(run, _resolve_info(run, info), gate)

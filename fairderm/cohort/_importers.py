@@ -533,7 +533,10 @@ def import_cohort(
     if not request.images.is_dir():
         raise InputError("images folder not found", source=str(request.images))
     ensure_new_output_dir(request.out)
-    source = _Source(request, _numbered(read_table(request.metadata, what="metadata")))
+    table = read_table(request.metadata, what="metadata")
+    if table.empty:
+        raise InputError("no data rows (a header alone describes no cases)", source=str(request.metadata))
+    source = _Source(request, _numbered(table))
     converted = FORMATS[format].convert(source)
     manifest = converted.manifest
     if SOURCE_ROW not in manifest.columns:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
@@ -78,3 +80,18 @@ def parse_float_list(text: str | None, *, option: str, length: int | None = None
     if length is not None and len(values) != length:
         raise InputError(f"expected {length} numbers, got {len(values)}", column=option)
     return values
+
+
+def check_output_file(path: Path, *, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done.
+
+    A folder given where a file is wanted, or a path below an existing file,
+    would otherwise fail only when the result is written, after the work.
+    """
+    if path.is_dir():
+        raise InputError("is a folder; give the file to write", source=str(path), column=option)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if existing != path and not existing.is_dir():
+        raise InputError(f"{existing} is not a folder", source=str(path), column=option)
+    if existing != path and not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write in {existing}", source=str(path), column=option)

@@ -50,9 +50,20 @@ def register(app: typer.Typer) -> None:
     app.command(
         "verify",
         help="Re-check an audit run folder: every SHA-256 in evidence.json, the original inputs where they "
-        "can be found, and the metrics and gate recomputed from the stored predictions and seeds. Exit 0 "
-        "only when everything matches; 1 when something differs (each difference is listed).",
+        "can be found, the metrics recomputed from the stored predictions and seeds, and every derived file "
+        "(gate reports, run log, card, figures) derived again and compared; with --public-key, the producer's "
+        "signature. Prints the evidence digest to publish. Exit 0 only when everything matches; 1 when "
+        "something differs (each difference is listed). See docs/audit.md for what this proves.",
     )(verify_command)
+    app.command(
+        "sign",
+        help="Sign a run folder's evidence digest with an Ed25519 private key: writes RUN/evidence.sig, "
+        "which `fairderm verify RUN --public-key KEY.pub` checks.",
+    )(sign_command)
+    app.command(
+        "keygen",
+        help="Write a new Ed25519 key pair for `fairderm sign`: KEY (private, mode 0600) and KEY.pub.",
+    )(keygen_command)
 
 
 def print_audit_run(run: object) -> None:
@@ -111,10 +122,19 @@ def verify_command(
     ),
     no_images: bool = typer.Option(False, "--no-images", help="Do not re-hash every image (large cohorts)."),
     show_all: bool = typer.Option(False, "--all", help="List every check, not only those that did not pass."),
+    public_key: Path | None = typer.Option(
+        None, "--public-key", help="The producer's Ed25519 public key (PEM): RUN/evidence.sig must be its "
+        "holder's signature of this evidence."
+    ),
+    inputs_root: Path | None = typer.Option(
+        None, "--inputs-root", help="Read the original inputs only inside this folder (default: the folder "
+        "holding RUN's audits folder)."
+    ),
 ) -> None:
     from fairderm.audit import verify_run
 
-    result = verify_run(run_dir, check_inputs=not no_inputs, check_images=not no_images)
+    result = verify_run(run_dir, check_inputs=not no_inputs, check_images=not no_images, public_key=public_key,
+                        inputs_root=inputs_root)
     table = Table(title=Text(f"verify {run_dir}"), title_justify="left")
     for column in ("status", "item", "key", "detail"):
         table.add_column(column, overflow="fold")
@@ -125,6 +145,9 @@ def verify_command(
     if shown:
         console.print(table)
     passed = sum(c.status == "ok" for c in result.checks)
+    console.print(Text.assemble("evidence digest: ", (f"sha256:{result.evidence_sha256}", "bold"),
+                                " (publish it with the verdict: it names this evidence and every file it hashes)"
+                                if result.ok else ""))
     if result.ok:
         console.print(Text.assemble(("verified", "bold green"), f": {passed} checks match"
                                     + (f", {len(shown)} skipped" if shown and not show_all else "")))
@@ -132,3 +155,25 @@ def verify_command(
         console.print(Text.assemble(("NOT verified", "bold red"),
                                     f": {len(result.problems)} problems, {passed} checks match"))
     raise typer.Exit(result.exit_code)
+
+
+def sign_command(
+    run_dir: Path = typer.Argument(..., help="Run folder (audits/NAME/runs/RUN_ID); verify it first."),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM), from `fairderm keygen` or openssl."),
+) -> None:
+    from fairderm.audit import sign_run
+
+    record = sign_run(run_dir, key)
+    console.print(Text.assemble("signed evidence ", (f"sha256:{record['evidence_sha256']}", "bold"),
+                                f" with key sha256:{record['public_key_sha256'][:12]}... -> "
+                                f"{Path(run_dir) / 'evidence.sig'}"))
+
+
+def keygen_command(
+    key: Path = typer.Argument(..., help="Private key file to write (the public key goes to KEY.pub)."),
+) -> None:
+    from fairderm.audit import generate_key_pair
+
+    private, public = generate_key_pair(key)
+    console.print(f"private key: {private} (keep it secret)")
+    console.print(f"public key:  {public} (give it to reviewers: fairderm verify RUN --public-key {public})")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fairderm.commands._common import console, progress_bar
+from fairderm.commands._common import check_output_file, console, progress_bar
 
 tone_app = typer.Typer(
     help="Skin tone from healthy skin: estimate (ITA, Fitzpatrick, Monk), validate against labels, calibrate.",
@@ -56,6 +56,7 @@ def estimate_command(
     from fairderm.cohort import load_cohort
     from fairderm.tone import ToneParameters, estimate_tone, expected_group_agreement, load_calibration, write_tone
 
+    check_output_file(out, option="--out")
     parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
@@ -90,13 +91,15 @@ def validate_command(
     tone: Path = typer.Option(..., "--tone", help="Tone table from 'fairderm tone estimate'."),
     label: str = typer.Option(..., "--label", help=_LABEL_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
-    n_boot: int = typer.Option(2000, "--n-boot", min=100, help="Bootstrap replicates."),
+    n_boot: int = typer.Option(2000, "--n-boot", min=100, max=1_000_000, help="Bootstrap replicates."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
 ) -> None:
     from fairderm._io import atomic_write_text
     from fairderm.cohort import load_cohort
     from fairderm.tone import read_tone, validate_tone
 
+    if json_out is not None:
+        check_output_file(json_out, option="--json")
     cohort = load_cohort(cohort_dir)
     frame = read_tone(tone, cohort)
     with console.status("bootstrapping"):
@@ -138,6 +141,7 @@ def calibrate_command(
 
     if label not in LABEL_COLUMNS:
         raise InputError(f"label must be one of {list(LABEL_COLUMNS)}, got {label!r}", column="--label")
+    check_output_file(out, option="--out")
     cohort = load_cohort(cohort_dir)
     if label not in cohort.manifest.columns:
         raise InputError(f"the cohort has no '{label}' column", source=str(cohort_dir), column=label)

@@ -25,6 +25,8 @@ def read_json_file(path: str | Path, *, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{what} is not valid JSON: {exc}", source=str(path)) from None
+    except RecursionError:
+        raise InputError(f"{what} is nested too deeply to read", source=str(path)) from None
 
 
 def gate_run(run_dir: str | Path, policy: Policy | str | Path) -> GateResult:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,13 @@ class HFImageClassifier(_TorchRunner, Predictor):
                 self.folder, local_files_only=True, trust_remote_code=trust_remote_code
             ).eval()
             self.processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True)
+        except pickle.UnpicklingError:
+            # torch.load(weights_only=True) refused the weights: they hold pickled objects, maybe code
+            raise InputError(
+                "refused: the weights hold pickled objects that a weights-only load does not run "
+                "(convert them to safetensors)",
+                source=str(self.folder),
+            ) from None
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(
                 f"cannot load the model: {str(exc).splitlines()[0]}", source=str(self.folder)

@@ -67,6 +67,7 @@ class FilePredictor(Predictor):
         else:
             self.classes = sorted(frame["pred"].dropna().astype(str).str.strip().unique().tolist())
         self.preds = _texts(frame["pred"]) if "pred" in frame.columns else None
+        self.gives_predictions = self.preds is not None
         self.status = _texts(frame["status"]) if "status" in frame.columns else None
         if self.status is not None:
             given = self.status

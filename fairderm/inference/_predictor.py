@@ -84,6 +84,10 @@ class Predictor:
     gives_probabilities
         False when ``predict`` returns no ``probs`` (text models, a file of
         decisions only); the output then has no ``prob_`` columns.
+    gives_predictions
+        True when ``predict`` returns its own ``pred`` beside ``probs`` (an
+        imported file with both columns): ``pred`` is then the model's, not
+        the most probable label, and the predictions file records so.
     batch_size
         Default cases per batch; also the checkpoint interval of a run.
     """
@@ -94,6 +98,7 @@ class Predictor:
     writes_text: bool = False
     needs_images: bool = True
     gives_probabilities: bool = True
+    gives_predictions: bool = False
     batch_size: int = 64
 
     def check_cases(self, image_ids: Sequence[str]) -> None:

@@ -618,6 +618,8 @@ def _execute(
     metadata = {
         **parts,
         "fingerprint": fingerprint,
+        # how pred relates to the prob_ columns, for `fairderm verify` to check
+        "pred_source": "argmax" if builder.has_probs and not predictor.gives_predictions else "model",
         "cohort": {"name": cohort.spec.name, "root": str(cohort.root), "n_cases": len(ids)},
         "n_predictions": len(merged),
         "rows_sha256": rows_sha256(merged),

@@ -91,6 +91,10 @@ class Options:
     target_power: float = 0.8
 
 
+MAX_RESAMPLES = 1_000_000
+"""Bootstrap replicates or permutations at most: a typo (1e12) is refused instead of running for ever."""
+
+
 def make_options(**kw: Any) -> Options:
     if kw["ci"] not in ("bca", "percentile"):
         raise InputError(f"ci must be 'bca' or 'percentile', got {kw['ci']!r}", column="ci")
@@ -98,6 +102,9 @@ def make_options(**kw: Any) -> Options:
         value = kw[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InputError(f"must be a non-negative integer, got {value!r}", column=name)
+    for name in ("n_boot", "n_perm"):
+        if kw[name] > MAX_RESAMPLES:
+            raise InputError(f"at most {MAX_RESAMPLES:,} resamples, got {kw[name]:,}", column=name)
     if not 0.0 < float(kw["confidence"]) < 1.0:
         raise InputError(f"must lie in (0, 1), got {kw['confidence']!r}", column="confidence")
     if not 0.0 < float(kw["threshold"]) <= 1.0:

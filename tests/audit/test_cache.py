@@ -78,3 +78,11 @@ def test_tree_digests_cover_every_file_but_hidden_ones(tmp_path):
 def test_checksum_lines_round_trip():
     text = checksum_lines(["images/a b.jpg", "c.png"], ["1" * 64, None])
     assert parse_checksum_lines(text) == {"images/a b.jpg": "1" * 64, "c.png": "-"}
+
+
+def test_checksum_lines_keep_names_with_line_breaks_on_one_line_as_sha256sum_does():
+    names = ["a\nb.png", "c\u2028d.png", "e\\f\r.png", "g\x0bh\x1ci.png", "plain.png"]
+    text = checksum_lines(names, ["2" * 64] * len(names))
+    assert text.count("\n") == len(names)
+    assert text.splitlines()[0] == "\\" + "2" * 64 + "  a\\nb.png"  # GNU coreutils' escaped form
+    assert parse_checksum_lines(text) == dict.fromkeys(names, "2" * 64)

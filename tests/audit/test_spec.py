@@ -67,6 +67,14 @@ def test_too_few_bootstrap_replicates_are_rejected(write_spec):
     assert "key 'bootstrap.n_boot'" in _error(write_spec(bootstrap={"n_boot": 10}))
 
 
+def test_a_trillion_bootstrap_replicates_are_refused_by_audit_with_one_line(write_spec, run_cli, tmp_path):
+    result = run_cli("audit", write_spec(bootstrap={"n_boot": 1_000_000_000_000}))
+    assert result.exit_code == 3
+    assert "Traceback" not in result.stderr
+    assert "bootstrap.n_boot" in result.stderr and "1000000" in result.stderr
+    assert not (tmp_path / "audits" / "tiny" / "runs").exists()
+
+
 def test_missing_cohort_is_rejected(write_spec):
     message = _error(write_spec(cohort={"path": "../no-such-cohort"}))
     assert "key 'cohort.path': cohort folder not found" in message

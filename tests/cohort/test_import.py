@@ -466,3 +466,14 @@ def test_describe_writes_json(tmp_path, images, run_cli):
     assert described["tone_totals"]["fitzpatrick"] == {"1": 1, "2": 1, "4": 1, "5": 1, "6": 1, "missing": 1}
     assert described["patients"]["n_patients"] == 4
     assert described["image_sizes"]["width"]["max"] == 32
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pad-ufes-20"])
+def test_header_only_metadata_is_refused_with_one_line(tmp_path, images, run_cli, fmt):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("image_id,image,label,patient_id,lesion_id,img_id,diagnostic\n")
+    out = tmp_path / "cohort"
+    result = run_cli("cohort", "import", "--format", fmt, "--metadata", meta, "--images", images, "--out", out)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    _assert_clean_failure(result, out, row=None, column=None, words="no data rows")

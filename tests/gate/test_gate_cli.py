@@ -99,3 +99,13 @@ def test_hostile_labels_are_printed_as_text_not_markup(tmp_path: Path, run_cli) 
     result = run_cli("gate", write_run(tmp_path / "run", metrics), "--policy", policy)
     assert result.exit_code == 0, result.stderr
     assert "[bold red]x[/]" in result.stdout
+
+
+def test_deeply_nested_metrics_json_is_an_error_of_one_line(tmp_path: Path, demo_policy_file, run_cli) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli("gate", run, "--policy", demo_policy_file)
+    assert result.exit_code == 3
+    assert "Traceback" not in result.stderr
+    assert "metrics.json" in result.stderr and "nested too deeply" in result.stderr

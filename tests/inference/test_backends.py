@@ -131,6 +131,30 @@ def test_hf_model_with_unmappable_labels_is_rejected(cohort, tmp_path, monkeypat
         run_inference(cohort, tmp_path / "p.parquet", backend="hf", model=tmp_path / "vit")
 
 
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_hf_weights_are_refused_with_one_line_and_never_run(cohort, tmp_path, monkeypatch, run_cli):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "vit"
+    _tiny_vit(folder, LABELS)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"vit.embeddings.cls_token": _RunsAShellCommand(marker)}, folder / "pytorch_model.bin")
+    result = run_cli("infer", cohort.root, "--backend", "hf", "--model", folder, "--out", tmp_path / "p.parquet")
+    assert not marker.exists()
+    assert result.exit_code == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "refused" in result.stderr and str(folder) in result.stderr
+
+
 # ---------------------------------------------------------------- torch
 
 MODEL_PY = """

@@ -139,3 +139,19 @@ def test_every_tone_command_has_help(run_cli, command):
     result = run_cli("tone", command, "--help")
     assert result.exit_code == 0
     assert "--help" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["estimate", "calibrate"])
+def test_out_naming_a_folder_is_refused_before_any_work(run_cli, synth_cohort, tmp_path, monkeypatch, command):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr("fairderm.tone.estimate_tone", no_work)
+    monkeypatch.setattr("fairderm.tone.fit_calibration", no_work)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    args = ["--tone", tmp_path / "t.parquet", "--label", "fitzpatrick"] if command == "calibrate" else []
+    result = run_cli("tone", command, synth_cohort.root, "--out", folder, *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "is a folder" in result.stderr and "--out" in result.stderr
