@@ -12,9 +12,10 @@ after the camera's exposure (``exposure_stops``, up to +-0.2 stops), which
 isolates what colour constancy can correct. The share of 95% intervals
 ``[ita_low, ita_high]`` that contain the true ITA is printed with their
 median width, also with the exposure prior set to the generator's, and
-the share of images whose estimated group (I-II / III-IV / V-VI) is that of
-their true ITA, as the intervals expect it (``expected_group_agreement``)
-and as measured, and the error when a background (a beige wall, a tan
+the measurement's repeatability (``measurement_repeatability``: the share
+of images whose ITA, varied within its interval, stays in its group
+I-II / III-IV / V-VI) beside the share whose group is that of their true
+ITA, and the error when a background (a beige wall, a tan
 drape, a wooden table: colours skin could have; black cloth, a white
 sheet, grey) covers the left 40% of every fifth photograph.
 
@@ -51,12 +52,12 @@ from fairderm.cohort import Cohort, import_cohort, synthesize_cohort
 from fairderm.tone import (
     ToneParameters,
     estimate_tone,
-    expected_group_agreement,
     fitzpatrick_group,
     icc1,
     ita_degrees,
     ita_to_fitzpatrick,
     measure_image,
+    measurement_repeatability,
 )
 from fairderm.tone._color import lab_to_linear, lab_to_srgb, linear_to_lab
 from fairderm.tone._decode import decode_image, to_working_rgb
@@ -151,11 +152,13 @@ def background_report(cohort: Cohort, true_ita: np.ndarray, *, every: int = 5, s
 
 
 def strata_agreement(frame: pd.DataFrame, true_ita: np.ndarray) -> dict[str, float]:
-    """Share of measured images in the group of their true ITA: expected from the intervals, and measured."""
+    """The measurement's repeatability (from the intervals), and the share of measured images in the group of their
+    true ITA."""
     ok = frame["status"].eq("ok").to_numpy()
     true_group = fitzpatrick_group(ita_to_fitzpatrick(true_ita)).astype(str).to_numpy()
     measured = frame["fitzpatrick_group_est"].astype(str).to_numpy() == true_group
-    return {"expected": expected_group_agreement(frame)["expected_agreement"], "measured": float(measured[ok].mean())}
+    return {"repeatability": measurement_repeatability(frame)["repeatability"],
+            "measured": float(measured[ok].mean())}
 
 
 def interval_coverage(frame: pd.DataFrame, true_ita: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         report, strata, backgrounds = synthetic_report(args.n, args.seed, args.workers)
         print(f"\nsynthetic cohort n={args.n} seed={args.seed} ({time.perf_counter() - start:.0f} s)")
         print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print(f"strata (auto): {strata['expected']:.3f} of measured images expected in the group of their true ITA "
-              f"(from the intervals), {strata['measured']:.3f} measured")
+        print(f"strata (auto): measurement repeatability {strata['repeatability']:.3f} (from the intervals); "
+              f"{strata['measured']:.3f} of measured images in the group of their true ITA")
         print("\nbackgrounds over the left 40% of every fifth photograph (auto; error against the true ITA)")
         print(backgrounds.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if not args.skip_pad:

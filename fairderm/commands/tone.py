@@ -54,7 +54,14 @@ def estimate_command(
     ),
 ) -> None:
     from fairderm.cohort import load_cohort
-    from fairderm.tone import ToneParameters, estimate_tone, expected_group_agreement, load_calibration, write_tone
+    from fairderm.tone import (
+        REPEATABILITY_IS_NOT_ACCURACY,
+        ToneParameters,
+        estimate_tone,
+        load_calibration,
+        measurement_repeatability,
+        write_tone,
+    )
 
     parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
     cohort = load_cohort(cohort_dir)
@@ -75,13 +82,14 @@ def estimate_command(
     reasons = frame.loc[frame["status"] != "ok", "reason"].str.replace(r"\(.*", "", regex=True).str.strip()
     for reason, count in reasons.value_counts().head(5).items():
         console.print(f"  {count:>5} x {reason}")
-    strata = expected_group_agreement(frame)
+    strata = measurement_repeatability(frame)
     if strata["n"]:
         console.print(
-            f"strata: {100 * strata['expected_agreement']:.0f}% of the {strata['n']} measured images are expected "
-            "in the I-II / III-IV / V-VI group of their true skin ITA (from the intervals, not from labels; "
-            "'fairderm tone validate' measures agreement with labels)"
+            f"measurement repeatability: the ITA of {100 * strata['repeatability']:.0f}% of the {strata['n']} "
+            "measured images stays in its I-II / III-IV / V-VI group when varied within its interval "
+            "(skin variation, colour cast, exposure; no labels used)"
         )
+        console.print(f"  {REPEATABILITY_IS_NOT_ACCURACY}; 'fairderm tone validate' measures agreement with labels")
 
 
 @tone_app.command("validate", help="Agreement of a tone table with tone labels, with bootstrap intervals.")
@@ -95,7 +103,7 @@ def validate_command(
 ) -> None:
     from fairderm._io import atomic_write_text
     from fairderm.cohort import load_cohort
-    from fairderm.tone import read_tone, validate_tone
+    from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY, read_tone, validate_tone
 
     cohort = load_cohort(cohort_dir)
     frame = read_tone(tone, cohort)
@@ -110,6 +118,8 @@ def validate_command(
         estimate = f"{row.estimate:.3f}" if row.estimate == row.estimate else "-"
         table.add_row(row.metric, row.group, estimate, interval, str(row.n))
     console.print(table)
+    if "measurement_repeatability" in report.metrics:
+        console.print(f"measurement_repeatability is label-free; {REPEATABILITY_IS_NOT_ACCURACY}")
     confusion = report.confusion_frame()
     matrix = Table(title=f"confusion: rows {label}, columns estimated")
     matrix.add_column(label)

@@ -38,8 +38,11 @@ def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "ok" in result.stdout and "of 60 images" in result.stdout
     assert read_tone(tmp_path / "t.parquet")["method"].iloc[0].endswith("fitzpatrick=kinyanjui")
-    assert re.search(r"strata: \d+% of the \d+ measured images are expected in the I-II / III-IV / V-VI group",
-                     " ".join(result.stdout.split()))
+    printed = " ".join(result.stdout.split())
+    assert re.search(r"measurement repeatability: the ITA of \d+% of the \d+ measured images stays in its "
+                     r"I-II / III-IV / V-VI group", printed)
+    assert "repeatability is not accuracy" in printed and "0.41-0.49" in printed and "0.69-0.76" in printed
+    assert "expected in" not in printed and "right group" not in printed
 
 
 def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort, synth_tone, tmp_path):

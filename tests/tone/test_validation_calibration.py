@@ -59,14 +59,16 @@ def test_validation_agreement_confusion_and_abstention(report, synth_cohort, syn
     assert report.n_evaluated == len(true)
 
 
-def test_validation_sets_the_intervals_expected_agreement_beside_the_labels(report, synth_cohort, synth_tone):
-    from fairderm.tone import expected_group_agreement
+def test_validation_sets_the_measurement_repeatability_beside_the_labels(report, synth_cohort, synth_tone):
+    from fairderm.tone import measurement_repeatability
 
     # the label-free figure over the evaluated images: every ok image here has a label and an interval
-    expected = expected_group_agreement(synth_tone)["expected_agreement"]
-    assert report.metrics["expected_group_agreement"]["estimate"] == pytest.approx(expected, abs=1e-9)
-    assert 0 < report.metrics["expected_group_agreement"]["ci_low"] <= expected
-    assert "expected_group_agreement" in report.summary()
+    expected = measurement_repeatability(synth_tone)["repeatability"]
+    assert report.metrics["measurement_repeatability"]["estimate"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < report.metrics["measurement_repeatability"]["ci_low"] <= expected
+    summary = report.summary()
+    assert "measurement_repeatability" in summary and "expected_group_agreement" not in summary
+    assert "repeatability is not accuracy" in summary and "Groh et al. 2022" in summary
 
 
 def test_validation_intervals_contain_the_estimate_and_round_trip(report):
