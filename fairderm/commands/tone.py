@@ -133,16 +133,25 @@ def validate_command(
         console.print(f"[green]wrote[/] {json_out}")
 
 
-@tone_app.command("calibrate", help="Fit ITA cut-points to a cohort's tone labels and write them as JSON.")
+@tone_app.command(
+    "calibrate",
+    help="Fit ITA cut-points to a cohort's tone labels and write them as JSON, if they beat the published ones "
+    "out of fold.",
+)
 def calibrate_command(
     cohort_dir: Path = typer.Argument(..., metavar="COHORT", help="Cohort folder with tone labels."),
     tone: Path = typer.Option(..., "--tone", help="Tone table from 'fairderm tone estimate'."),
     label: str = typer.Option(..., "--label", help=_LABEL_HELP),
     out: Path = typer.Option(..., "--out", help="Calibration JSON to write."),
+    folds: int = typer.Option(
+        5, "--folds", min=2, help="Cross-validation folds (of whole patients when the manifest has patient_id)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.errors import InputError
     from fairderm.tone import fit_calibration, read_tone
+    from fairderm.tone._calibration import published_categories
     from fairderm.tone._store import align_to_cohort
     from fairderm.tone._validation import LABEL_COLUMNS
 
@@ -153,8 +162,14 @@ def calibrate_command(
         raise InputError(f"the cohort has no '{label}' column", source=str(cohort_dir), column=label)
     frame = align_to_cohort(read_tone(tone, cohort), cohort)
     ita = frame["ita"].where(frame["status"] == "ok")
+    published, published_name = published_categories(frame, label)
+    manifest = cohort.manifest.reset_index(drop=True)
+    grouped = "patient_id" in manifest.columns and manifest["patient_id"].notna().any()
     calibration = fit_calibration(
-        ita.to_numpy(), cohort.manifest[label].reset_index(drop=True), label,
+        ita.to_numpy(), manifest[label], label,
+        published=published, published_name=published_name,
+        groups=manifest["patient_id"] if grouped else None, grouped_by="patient_id" if grouped else None,
+        n_folds=folds, seed=seed,
         source={
             "cohort": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "label": label,
             "tone_method": str(frame["method"].iloc[0]) if len(frame) else None,

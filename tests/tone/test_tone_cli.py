@@ -94,6 +94,36 @@ def test_calibrate_then_estimate_with_calibration(run_cli, synth_cohort, tone_fi
     np.testing.assert_array_equal(frame["fitzpatrick_est"].to_numpy(dtype=float)[ok], expected)
 
 
+def test_calibrate_reports_the_out_of_fold_agreement_beside_the_published(run_cli, synth_cohort, tone_file, tmp_path):
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "fitzpatrick",
+                     "--out", tmp_path / "cal.json")
+    assert result.exit_code == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    assert re.search(r"exact agreement out of fold \(5-fold, folds of whole patient_id\): [0-9.]+; "
+                     r"published cut-points \(groh\) on the same images: [0-9.]+", printed)
+    cv = load_calibration(tmp_path / "cal.json").cross_validation
+    assert cv["agreement"] > cv["published_agreement"]
+
+
+def test_calibrate_to_labels_the_ita_does_not_track_is_refused_and_writes_nothing(
+    run_cli, synth_cohort, tone_file, tmp_path
+):
+    from fairderm.tone import write_tone
+
+    frame = read_tone(tone_file, synth_cohort)
+    frame["ita"] = np.random.default_rng(0).permutation(frame["ita"].to_numpy())  # ITA unrelated to the labels
+    shuffled = tmp_path / "shuffled.parquet"
+    write_tone(shuffled, frame, synth_cohort)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", shuffled, "--label", "fitzpatrick_group",
+                     "--out", out_dir / "cal.json")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: column 'fitzpatrick_group': calibration refused")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(out_dir.iterdir()) == []
+
+
 def test_estimate_with_bad_calibration_file_writes_nothing(run_cli, synth_cohort, tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text('{"format": "something else"}')
