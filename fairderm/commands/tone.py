@@ -48,9 +48,15 @@ def estimate_command(
         "images without a mask are segmented.",
     ),
     exposure_sd: float = typer.Option(
-        0.17, "--exposure-sd", min=0.0, max=2.0,
+        0.45, "--exposure-sd", min=0.0, max=2.0,
         help="Prior SD, in stops, of the photographs' exposure error, carried into ita_low/ita_high "
-        "(0.17: a third of a stop as the 95% bound; less for standardised photography).",
+        "(0.45: the spread between smartphone photographs of the same lesion; less for standardised "
+        "photography).",
+    ),
+    white_reflectance: float = typer.Option(
+        0.85, "--white-reflectance", min=0.05, max=1.0,
+        help="Luminance factor of the white references (rulers, paper) in the photographs: a white reference "
+        "found sets the exposure so that it reads this (0.85: office paper, white plastic rulers).",
     ),
 ) -> None:
     from fairderm.cohort import load_cohort
@@ -63,7 +69,7 @@ def estimate_command(
         write_tone,
     )
 
-    parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
+    parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd, white_reflectance=white_reflectance)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
     with progress_bar() as bar:

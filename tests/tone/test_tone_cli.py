@@ -19,7 +19,8 @@ def tone_file(tmp_path_factory, synth_cohort):
     from fairderm.cli import main
 
     path = tmp_path_factory.mktemp("cli") / "tone.parquet"
-    assert main(["tone", "estimate", str(synth_cohort.root), "--out", str(path), "--workers", "2"]) == 0
+    assert main(["tone", "estimate", str(synth_cohort.root), "--out", str(path), "--workers", "2",
+                 "--white-reflectance", "0.65"]) == 0
     return path
 
 
@@ -29,7 +30,7 @@ def test_estimate_writes_the_contract_columns(tone_file, synth_cohort, synth_ton
     assert frame["image_id"].tolist() == synth_cohort.manifest["image_id"].tolist()
     # two worker processes give exactly what one process gives
     pd.testing.assert_series_equal(frame["ita"], synth_tone["ita"].astype("float64"))
-    assert frame["method"].iloc[0].startswith("fairderm-ita/4;fitzpatrick=groh")
+    assert frame["method"].iloc[0].startswith("fairderm-ita/5;fitzpatrick=groh")
 
 
 def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
@@ -47,7 +48,7 @@ def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
 
 def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort, synth_tone, tmp_path):
     result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--workers", "1",
-                     "--exposure-sd", "0")
+                     "--exposure-sd", "0", "--white-reflectance", "0.65")
     assert result.exit_code == 0, result.stderr
     frame = read_tone(tmp_path / "t.parquet")
     assert frame.attrs["fairderm_tone"]["parameters"]["exposure_sd"] == 0.0
