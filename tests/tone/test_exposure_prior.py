@@ -1,4 +1,4 @@
-"""The exposure prior against real photographs re-exposed by half a stop (fast version of benchmarks/tone_exposure.py)."""
+"""The exposure prior against real photographs re-exposed by half a stop (fast benchmarks/tone_exposure.py)."""
 
 from __future__ import annotations
 
