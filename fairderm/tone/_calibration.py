@@ -199,8 +199,8 @@ def published_categories(tone: pd.DataFrame, scale: str) -> tuple[pd.Series, str
         raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="--label")
     ok = tone["status"].astype("string").eq("ok").fillna(False).to_numpy()
     if scale == "monk":
-        lab = tone[["skin_L", "skin_a", "skin_b"]].to_numpy(dtype=np.float64, na_value=np.nan)
-        lab[~ok] = np.nan
+        lab = np.where(ok[:, None], tone[["skin_L", "skin_a", "skin_b"]].to_numpy(dtype=np.float64, na_value=np.nan),
+                       np.nan)
         return lab_to_monk(lab).set_axis(tone.index), "monk-swatches"
     scheme = (tone.attrs.get("fairderm_tone") or {}).get("fitzpatrick_scheme") or DEFAULT_FITZPATRICK_SCHEME
     ita = np.where(ok, pd.to_numeric(tone["ita"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),

@@ -125,6 +125,15 @@ def test_calibrate_to_labels_the_ita_does_not_track_is_refused_and_writes_nothin
     assert list(out_dir.iterdir()) == []
 
 
+def test_calibrate_monk_is_compared_with_the_published_swatches(run_cli, synth_cohort, tone_file, tmp_path):
+    # the synthetic Monk labels are the nearest swatch of the true skin colour: the published mapping itself
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "monk",
+                     "--out", tmp_path / "cal.json")
+    assert result.exit_code == 2
+    assert "no better than the published monk-swatches mapping" in result.stderr
+    assert not (tmp_path / "cal.json").exists()
+
+
 def test_estimate_with_bad_calibration_file_writes_nothing(run_cli, synth_cohort, tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text('{"format": "something else"}')
