@@ -211,8 +211,13 @@ def published_categories(tone: pd.DataFrame, scale: str) -> tuple[pd.Series, str
 
 
 def _folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold (0..k-1) of every image: whole groups are dealt to the folds in a seeded random order."""
-    codes = pd.factorize(pd.Series(groups).astype("string"), use_na_sentinel=False)[0]
+    """Fold (0..k-1) of every image: whole groups are dealt to the folds in a seeded random order.
+
+    An image without a group (missing patient id) is a group of its own.
+    """
+    codes = pd.factorize(pd.Series(groups).astype("string"))[0]
+    missing = codes < 0
+    codes[missing] = codes.max() + 1 + np.arange(int(missing.sum()))
     order = np.random.default_rng(seed).permutation(int(codes.max()) + 1)
     fold_of_group = np.empty_like(order)
     fold_of_group[order] = np.arange(order.size) % n_folds

@@ -166,6 +166,9 @@ def test_calibration_folds_keep_each_patient_whole():
     folds = _folds(patients, 5, seed=0)
     assert pd.DataFrame({"p": patients, "f": folds}).groupby("p")["f"].nunique().max() == 1
     assert set(folds) == set(range(5))
+    # images without a patient id are dealt out one by one, not lumped into one fold
+    unknown = _folds(np.array([None] * 10, dtype=object), 5, seed=0)
+    assert np.bincount(unknown).tolist() == [2, 2, 2, 2, 2]
 
 
 def _group_calibration(cohort):
