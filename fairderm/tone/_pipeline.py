@@ -273,11 +273,11 @@ def estimate_illuminant(
         )
         if candidate.any():
             white_linear = look.linear[candidate]
-            if look.vignetting:
-                white_linear = white_linear / radial_falloff(skin.shape, look.vignetting)[candidate][:, None]
             chroma = _constancy.log_chromaticity(np.median(white_linear, axis=0))
             if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
                 reference, white_chroma = _upsample(candidate, valid.shape), chroma
+            if look.vignetting:  # for its luminance: a ruler at the frame's edge sits where the falloff is deepest
+                white_linear = white_linear / radial_falloff(skin.shape, look.vignetting)[candidate][:, None]
     if mode == "white":
         if white_chroma is None:
             return _constancy.NO_CORRECTION, empty

@@ -125,6 +125,12 @@ def test_cast_prior_settings_are_checked():
         ToneParameters(cast_tint_sd=3.0)
 
 
+@pytest.mark.parametrize("reflectance", [0.0, 1.2, float("nan")])
+def test_a_white_reflectance_outside_0_05_to_1_is_rejected(reflectance):
+    with pytest.raises(InputError, match=r"white_reflectance must be 0\.05-1"):
+        ToneParameters(white_reflectance=reflectance)
+
+
 def test_vignetting_strength_recovers_a_radial_falloff_beside_shading_across_a_limb():
     shape = (96, 128)
     x = (np.arange(shape[1]) - (shape[1] - 1) / 2) / (shape[1] / 2)
