@@ -156,8 +156,7 @@ def calibrate_command(
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.errors import InputError
-    from fairderm.tone import fit_calibration, read_tone
-    from fairderm.tone._calibration import published_categories
+    from fairderm.tone import fit_calibration, published_categories, read_tone
     from fairderm.tone._store import align_to_cohort
     from fairderm.tone._validation import LABEL_COLUMNS
 

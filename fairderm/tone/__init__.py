@@ -16,8 +16,9 @@ write_tone, read_tone
     Tone tables as Parquet with provenance.
 validate_tone, ToneValidation
     Agreement with tone labels, with bootstrap intervals.
-fit_calibration, load_calibration, ToneCalibration
-    Ordinal ITA cut-points fitted on labelled images.
+fit_calibration, load_calibration, ToneCalibration, published_categories
+    Ordinal ITA cut-points fitted on labelled images, kept only when they
+    beat the published mapping out of fold.
 ToneParameters, ImageTone
     Estimator settings and a single image's measurement.
 ita_degrees, ita_to_chardon, ita_to_fitzpatrick, lab_to_monk, fitzpatrick_group
@@ -32,7 +33,7 @@ measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, to
 
 from __future__ import annotations
 
-from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration
+from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration, published_categories
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
 from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
@@ -82,6 +83,7 @@ __all__ = [
     "load_calibration",
     "measure_image",
     "measurement_repeatability",
+    "published_categories",
     "read_tone",
     "srgb8_to_lab",
     "tone_cut_points",
