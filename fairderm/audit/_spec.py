@@ -119,9 +119,15 @@ class ToneSection(_Section):
     )
     workers: int | None = Field(None, ge=1, description="Processes for estimation (default: one per core).")
     exposure_sd: float = Field(
-        0.17, ge=0.0, le=2.0,
+        0.45, ge=0.0, le=2.0,
         description="Prior SD, in stops, of the photographs' exposure error, carried into the ITA intervals "
         "(source 'estimate'; see `fairderm tone estimate --exposure-sd`).",
+    )
+    white_reflectance: float = Field(
+        0.85, ge=0.05, le=1.0,
+        description="Luminance factor of the white references (rulers, paper) in the photographs: a white "
+        "reference found sets the exposure so that it reads this (source 'estimate'; see `fairderm tone "
+        "estimate --white-reflectance`).",
     )
     lesion_masks: bool = Field(
         False,

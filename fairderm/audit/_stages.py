@@ -55,7 +55,8 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
     calibration = load_calibration(loaded.resolve(tone.calibration)) if tone.calibration else None
     frame = estimate_tone(cohort, calibration=calibration, workers=tone.workers, method=tone.method,
                           lesion_masks=tone.lesion_masks, progress=progress,
-                          parameters=ToneParameters(exposure_sd=tone.exposure_sd))
+                          parameters=ToneParameters(exposure_sd=tone.exposure_sd,
+                                                    white_reflectance=tone.white_reflectance))
     write_tone(out / "tone.parquet", frame, cohort)
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:

@@ -107,7 +107,7 @@ def _tone_reliability(data: CardData) -> dict[str, Any]:
             "status_counts": summary["status_counts"],
             "abstention_rate": summary["abstention_rate"],
             "median_ita_interval_width": summary["median_ita_interval_width"],
-            "expected_group_agreement": summary["expected_group_agreement"],
+            "measurement_repeatability": summary["measurement_repeatability"],
         },
     }
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fairderm.cards._info import CardInfo
 from fairderm.cards._run import RunArtifacts
-from fairderm.tone import expected_group_agreement
+from fairderm.tone import measurement_repeatability
 
 GROUP_COLUMNS = ["attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag", "basis"]
 DISPARITY_COLUMNS = ["attribute", "metric", "kind", "group", "reference", "estimate", "ci_low", "ci_high", "basis"]
@@ -296,7 +296,7 @@ class CardData:
     # tone ---------------------------------------------------------------------------------------
     @property
     def tone_summary(self) -> dict[str, Any] | None:
-        """Method, status counts, abstention rate, ITA interval width and the strata's expected agreement."""
+        """Method, status counts, abstention rate, ITA interval width and the measurement's repeatability."""
         tone = self.run.tone
         if tone is None:
             return None
@@ -318,15 +318,15 @@ class CardData:
         if {"ita", "ita_low", "ita_high", "status"} <= set(tone.columns):
             frame = tone.copy(deep=False)
             frame.attrs["fairderm_tone"] = estimation
-            agreement = expected_group_agreement(frame)
-            strata = agreement["expected_agreement"] if agreement["n"] else None
+            repeatability = measurement_repeatability(frame)
+            strata = repeatability["repeatability"] if repeatability["n"] else None
         return {
             "n_images": n,
             "methods": methods,
             "status_counts": {str(k): int(v) for k, v in sorted(status.items())},
             "abstention_rate": (status.get("abstain", 0) + status.get("error", 0)) / n if n else None,
             "median_ita_interval_width": width,
-            "expected_group_agreement": strata,
+            "measurement_repeatability": strata,
             "fitzpatrick_counts": counts,
             "calibration": estimation.get("calibration"),
         }

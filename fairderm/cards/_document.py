@@ -40,6 +40,7 @@ from fairderm.cards._text import (
     training_description,
 )
 from fairderm.gate import LEGEND
+from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY
 
 INSUFFICIENT_MARK = "†"
 
@@ -409,10 +410,11 @@ def _tone(data: CardData) -> Section:
                        else "skin variation, colour cast and exposure")
             facts.append(("Median 95% ITA interval width",
                           f"{summary['median_ita_interval_width']:.1f}° ({carries})"))
-        if summary.get("expected_group_agreement") is not None:
-            facts.append(("Expected share of measured images in the group of their true skin ITA",
-                          f"{summary['expected_group_agreement']:.2f} (from the intervals, not from labels; "
-                          "it leaves out how ITA maps to a labelled Fitzpatrick type)"))
+        if summary.get("measurement_repeatability") is not None:
+            facts.append(("Measurement repeatability: share of measured images whose ITA, varied within its "
+                          "interval, stays in its group",
+                          f"{summary['measurement_repeatability']:.2f} (from the intervals, no labels used; "
+                          f"{REPEATABILITY_IS_NOT_ACCURACY})"))
         if summary["fitzpatrick_counts"]:
             facts.append(("Estimated Fitzpatrick types",
                           ", ".join(f"{k}: {v}" for k, v in summary["fitzpatrick_counts"].items())))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fairderm.cards._content import CardData, fmt_interval, metric_label, number, short_group
+from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY
 
 NOT_DOCUMENTED = "Not documented by the model owner."
 
@@ -123,11 +124,11 @@ def tone_reliability_statement(data: CardData) -> str:
     elif estimated:
         text += ("The estimator was not validated against tone labels in this run, so how reliable these "
                  "strata are is unknown here. ")
-        expected = summary.get("expected_group_agreement") if summary else None
-        if expected is not None:
-            text += (f"Its ITA intervals alone put {100 * expected:.0f}% of the measured images in the group of "
-                     "their true skin ITA; that covers the measurement, not how ITA maps to a labelled "
-                     "Fitzpatrick type, so agreement with labels is usually lower. ")
+        repeatability = summary.get("measurement_repeatability") if summary else None
+        if repeatability is not None:
+            text += (f"The colour measurement is repeatable: the ITA of {100 * repeatability:.0f}% of the measured "
+                     "images stays in its group when varied within its interval. But "
+                     f"{REPEATABILITY_IS_NOT_ACCURACY}. ")
     if summary is not None and summary["abstention_rate"] is not None:
         text += (f"{summary['status_counts'].get('abstain', 0)} of {summary['n_images']} images "
                  f"({100 * summary['abstention_rate']:.1f}%) got no tone estimate (abstained or failed).")

@@ -48,16 +48,29 @@ def estimate_command(
         "images without a mask are segmented.",
     ),
     exposure_sd: float = typer.Option(
-        0.17, "--exposure-sd", min=0.0, max=2.0,
+        0.45, "--exposure-sd", min=0.0, max=2.0,
         help="Prior SD, in stops, of the photographs' exposure error, carried into ita_low/ita_high "
-        "(0.17: a third of a stop as the 95% bound; less for standardised photography).",
+        "(0.45: the spread between smartphone photographs of the same lesion; less for standardised "
+        "photography).",
+    ),
+    white_reflectance: float = typer.Option(
+        0.85, "--white-reflectance", min=0.05, max=1.0,
+        help="Luminance factor of the white references (rulers, paper) in the photographs: a white reference "
+        "found sets the exposure so that it reads this (0.85: office paper, white plastic rulers).",
     ),
 ) -> None:
     from fairderm.cohort import load_cohort
-    from fairderm.tone import ToneParameters, estimate_tone, expected_group_agreement, load_calibration, write_tone
+    from fairderm.tone import (
+        REPEATABILITY_IS_NOT_ACCURACY,
+        ToneParameters,
+        estimate_tone,
+        load_calibration,
+        measurement_repeatability,
+        write_tone,
+    )
 
     check_output_file(out, option="--out")
-    parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd)
+    parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd, white_reflectance=white_reflectance)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
     with progress_bar() as bar:
@@ -76,13 +89,14 @@ def estimate_command(
     reasons = frame.loc[frame["status"] != "ok", "reason"].str.replace(r"\(.*", "", regex=True).str.strip()
     for reason, count in reasons.value_counts().head(5).items():
         console.print(f"  {count:>5} x {reason}")
-    strata = expected_group_agreement(frame)
+    strata = measurement_repeatability(frame)
     if strata["n"]:
         console.print(
-            f"strata: {100 * strata['expected_agreement']:.0f}% of the {strata['n']} measured images are expected "
-            "in the I-II / III-IV / V-VI group of their true skin ITA (from the intervals, not from labels; "
-            "'fairderm tone validate' measures agreement with labels)"
+            f"measurement repeatability: the ITA of {100 * strata['repeatability']:.0f}% of the {strata['n']} "
+            "measured images stays in its I-II / III-IV / V-VI group when varied within its interval "
+            "(skin variation, colour cast, exposure; no labels used)"
         )
+        console.print(f"  {REPEATABILITY_IS_NOT_ACCURACY}; 'fairderm tone validate' measures agreement with labels")
 
 
 @tone_app.command("validate", help="Agreement of a tone table with tone labels, with bootstrap intervals.")
@@ -96,7 +110,7 @@ def validate_command(
 ) -> None:
     from fairderm._io import atomic_write_text
     from fairderm.cohort import load_cohort
-    from fairderm.tone import read_tone, validate_tone
+    from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY, read_tone, validate_tone
 
     if json_out is not None:
         check_output_file(json_out, option="--json")
@@ -113,6 +127,8 @@ def validate_command(
         estimate = f"{row.estimate:.3f}" if row.estimate == row.estimate else "-"
         table.add_row(row.metric, row.group, estimate, interval, str(row.n))
     console.print(table)
+    if "measurement_repeatability" in report.metrics:
+        console.print(f"measurement_repeatability is label-free; {REPEATABILITY_IS_NOT_ACCURACY}")
     confusion = report.confusion_frame()
     matrix = Table(title=f"confusion: rows {label}, columns estimated")
     matrix.add_column(label)
@@ -126,16 +142,24 @@ def validate_command(
         console.print(f"[green]wrote[/] {json_out}")
 
 
-@tone_app.command("calibrate", help="Fit ITA cut-points to a cohort's tone labels and write them as JSON.")
+@tone_app.command(
+    "calibrate",
+    help="Fit ITA cut-points to a cohort's tone labels and write them as JSON, if they beat the published ones "
+    "out of fold.",
+)
 def calibrate_command(
     cohort_dir: Path = typer.Argument(..., metavar="COHORT", help="Cohort folder with tone labels."),
     tone: Path = typer.Option(..., "--tone", help="Tone table from 'fairderm tone estimate'."),
     label: str = typer.Option(..., "--label", help=_LABEL_HELP),
     out: Path = typer.Option(..., "--out", help="Calibration JSON to write."),
+    folds: int = typer.Option(
+        5, "--folds", min=2, help="Cross-validation folds (of whole patients when the manifest has patient_id)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.errors import InputError
-    from fairderm.tone import fit_calibration, read_tone
+    from fairderm.tone import fit_calibration, published_categories, read_tone
     from fairderm.tone._store import align_to_cohort
     from fairderm.tone._validation import LABEL_COLUMNS
 
@@ -147,8 +171,14 @@ def calibrate_command(
         raise InputError(f"the cohort has no '{label}' column", source=str(cohort_dir), column=label)
     frame = align_to_cohort(read_tone(tone, cohort), cohort)
     ita = frame["ita"].where(frame["status"] == "ok")
+    published, published_name = published_categories(frame, label)
+    manifest = cohort.manifest.reset_index(drop=True)
+    grouped = "patient_id" in manifest.columns and manifest["patient_id"].notna().any()
     calibration = fit_calibration(
-        ita.to_numpy(), cohort.manifest[label].reset_index(drop=True), label,
+        ita.to_numpy(), manifest[label], label,
+        published=published, published_name=published_name,
+        groups=manifest["patient_id"] if grouped else None, grouped_by="patient_id" if grouped else None,
+        n_folds=folds, seed=seed,
         source={
             "cohort": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "label": label,
             "tone_method": str(frame["method"].iloc[0]) if len(frame) else None,

@@ -16,22 +16,24 @@ write_tone, read_tone
     Tone tables as Parquet with provenance.
 validate_tone, ToneValidation
     Agreement with tone labels, with bootstrap intervals.
-fit_calibration, load_calibration, ToneCalibration
-    Ordinal ITA cut-points fitted on labelled images.
+fit_calibration, load_calibration, ToneCalibration, published_categories
+    Ordinal ITA cut-points fitted on labelled images, kept only when they
+    beat the published mapping out of fold.
 ToneParameters, ImageTone
     Estimator settings and a single image's measurement.
 ita_degrees, ita_to_chardon, ita_to_fitzpatrick, lab_to_monk, fitzpatrick_group
     The scales.
 icc1
     Label-free consistency: ICC(1) of ITA across a patient's photographs.
-expected_group_agreement, tone_probabilities, tone_cut_points, group_cut_points
-    What the intervals say about the strata: the share of images expected in
-    the group of their true ITA, and per-image type probabilities.
+measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, tone_cut_points, group_cut_points
+    What the intervals say about the strata: the share of measured images
+    whose ITA, varied within its interval, stays in its group (repeatability,
+    not accuracy), and per-image type probabilities.
 """
 
 from __future__ import annotations
 
-from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration
+from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration, published_categories
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
 from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
@@ -47,8 +49,9 @@ from fairderm.tone._scales import (
 )
 from fairderm.tone._store import read_tone, write_tone
 from fairderm.tone._uncertainty import (
-    expected_group_agreement,
+    REPEATABILITY_IS_NOT_ACCURACY,
     group_cut_points,
+    measurement_repeatability,
     tone_cut_points,
     tone_probabilities,
 )
@@ -61,13 +64,13 @@ __all__ = [
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
     "MONK_HEX",
+    "REPEATABILITY_IS_NOT_ACCURACY",
     "TONE_COLUMNS",
     "ImageTone",
     "ToneCalibration",
     "ToneParameters",
     "ToneValidation",
     "estimate_tone",
-    "expected_group_agreement",
     "fit_calibration",
     "fitzpatrick_group",
     "group_cut_points",
@@ -79,6 +82,8 @@ __all__ = [
     "lab_to_monk",
     "load_calibration",
     "measure_image",
+    "measurement_repeatability",
+    "published_categories",
     "read_tone",
     "srgb8_to_lab",
     "tone_cut_points",

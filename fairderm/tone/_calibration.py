@@ -7,6 +7,15 @@ minimise the total absolute category error, an exact dynamic programme over
 the images sorted by ITA (the L1 analogue of isotonic regression, whose
 least-squares form is Barlow et al. 1972). The fit is saved as JSON and used
 with ``fairderm tone estimate --calibration``.
+
+A fit is only kept when it earns its place: its exact agreement with the
+labels out of fold (k-fold cross-validation, folds of whole patients when
+patient ids are given, so that one patient's photographs never sit on both
+sides; Roberts et al. 2017 on blocked cross-validation) must beat the
+published mapping's agreement on the same images, and it must not collapse
+the scale to one or two categories (as a fit to labels that the ITA does
+not track does: on PAD every image became type II). Otherwise
+:func:`fit_calibration` refuses it.
 """
 
 from __future__ import annotations
@@ -24,7 +33,13 @@ from fairderm._io import atomic_write_json, sha256_json
 from fairderm._version import __version__
 from fairderm.cohort._schema import FITZPATRICK_GROUPS
 from fairderm.errors import InputError
-from fairderm.tone._scales import category_index
+from fairderm.tone._scales import (
+    DEFAULT_FITZPATRICK_SCHEME,
+    category_index,
+    fitzpatrick_group,
+    ita_to_fitzpatrick,
+    lab_to_monk,
+)
 
 CalibrationScale = Literal["fitzpatrick", "fitzpatrick_group", "monk"]
 
@@ -61,6 +76,12 @@ class ToneCalibration:
         Exact agreement on the training images (optimistic).
     source
         Provenance: cohort manifest hash, tone file method, label column.
+    cross_validation
+        ``n_folds``, ``grouped_by`` (the column whose groups formed the
+        folds, or None), ``agreement`` (out-of-fold exact agreement of the
+        fitted mapping), ``published`` (name of the published mapping) and
+        ``published_agreement`` (its exact agreement on the same images);
+        empty for a calibration written before they were recorded.
     """
 
     scale: str
@@ -69,6 +90,7 @@ class ToneCalibration:
     counts: dict[str, int]
     training_agreement: float
     source: dict[str, Any] = field(default_factory=dict)
+    cross_validation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def categories(self) -> tuple[Any, ...]:
@@ -83,6 +105,7 @@ class ToneCalibration:
             "n": int(self.n),
             "counts": {str(k): int(v) for k, v in self.counts.items()},
             "training_agreement": float(self.training_agreement),
+            "cross_validation": self.cross_validation,
             "source": self.source,
             "fairderm_version": __version__,
         }
@@ -109,6 +132,12 @@ class ToneCalibration:
             empty = "  (never predicted)" if low >= high or high <= -ITA_BOUND or low >= ITA_BOUND else ""
             lines.append(f"  {category!s:>7}: {low:7.1f} < ITA <= {high:7.1f}   n={support}{empty}")
         lines.append(f"  exact agreement on the training images: {self.training_agreement:.3f} (optimistic)")
+        cv = self.cross_validation
+        if cv:
+            folds = f"{cv['n_folds']}-fold" + (f", folds of whole {cv['grouped_by']}" if cv["grouped_by"] else "")
+            lines.append(f"  exact agreement out of fold ({folds}): {cv['agreement']:.3f}; "
+                         f"published cut-points ({cv['published']}) on the same images: "
+                         f"{cv['published_agreement']:.3f}")
         return "\n".join(lines)
 
 
@@ -157,15 +186,69 @@ def _l1_ordinal_fit(ita: np.ndarray, ranks: np.ndarray, n_categories: int) -> tu
     return tuple(cutpoints)
 
 
+def published_categories(tone: pd.DataFrame, scale: str) -> tuple[pd.Series, str]:
+    """The published mapping's category of every row of a tone table on ``scale``, and the mapping's name.
+
+    Fitzpatrick types and groups come from ITA with the table's published
+    scheme (:data:`fairderm.tone.FITZPATRICK_CUTPOINTS`; the default when
+    the table was made with a Fitzpatrick calibration), Monk tones from the
+    skin colour's nearest swatch (:func:`fairderm.tone.lab_to_monk`), so
+    that a calibration is compared with what it would replace.
+    """
+    if scale not in SCALE_CATEGORIES:
+        raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="--label")
+    ok = tone["status"].astype("string").eq("ok").fillna(False).to_numpy()
+    if scale == "monk":
+        lab = np.where(ok[:, None], tone[["skin_L", "skin_a", "skin_b"]].to_numpy(dtype=np.float64, na_value=np.nan),
+                       np.nan)
+        return lab_to_monk(lab).set_axis(tone.index), "monk-swatches"
+    scheme = (tone.attrs.get("fairderm_tone") or {}).get("fitzpatrick_scheme") or DEFAULT_FITZPATRICK_SCHEME
+    ita = np.where(ok, pd.to_numeric(tone["ita"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
+                   np.nan)
+    types = ita_to_fitzpatrick(ita, scheme)
+    categories = types if scale == "fitzpatrick" else fitzpatrick_group(types)
+    return categories.set_axis(tone.index), scheme
+
+
+def _folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of every image: whole groups are dealt to the folds in a seeded random order.
+
+    An image without a group (missing patient id) is a group of its own.
+    """
+    codes = pd.factorize(pd.Series(groups).astype("string"))[0]
+    missing = codes < 0
+    codes[missing] = codes.max() + 1 + np.arange(int(missing.sum()))
+    order = np.random.default_rng(seed).permutation(int(codes.max()) + 1)
+    fold_of_group = np.empty_like(order)
+    fold_of_group[order] = np.arange(order.size) % n_folds
+    return fold_of_group[codes]
+
+
+def _out_of_fold(values: np.ndarray, ranks: np.ndarray, folds: np.ndarray, n_categories: int) -> np.ndarray:
+    """Category of every image predicted by cut-points fitted on the other folds."""
+    predicted = np.empty_like(ranks)
+    for fold in np.unique(folds):
+        held = folds == fold
+        cuts = _l1_ordinal_fit(values[~held], ranks[~held], n_categories)
+        predicted[held] = category_index(values[held], cuts)
+    return predicted
+
+
 def fit_calibration(
     ita: np.ndarray | pd.Series,
     labels: pd.Series,
     scale: CalibrationScale,
     *,
+    published: pd.Series | None = None,
+    published_name: str = DEFAULT_FITZPATRICK_SCHEME,
+    groups: np.ndarray | pd.Series | None = None,
+    grouped_by: str | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
     source: dict[str, Any] | None = None,
     min_images: int = 20,
 ) -> ToneCalibration:
-    """Fit ordinal ITA cut-points for ``scale`` on labelled images.
+    """Fit ordinal ITA cut-points for ``scale`` on labelled images, and keep them only if they beat the published ones.
 
     Parameters
     ----------
@@ -175,13 +258,39 @@ def fit_calibration(
         The reference tone per image (missing rows are dropped).
     scale
         Which scale the labels are on.
+    published
+        The published mapping's category per image on ``scale``
+        (:func:`published_categories`); by default, for the Fitzpatrick
+        scales, ITA through the ``published_name`` scheme. A Monk
+        calibration needs it.
+    published_name
+        Name of the published mapping, recorded and printed.
+    groups
+        Per image, the patient (or other cluster) it belongs to: the folds
+        then hold whole groups. None: images are dealt to folds singly.
+    grouped_by
+        Name of the column ``groups`` came from, recorded.
+    n_folds
+        Folds of the cross-validation (fewer when there are fewer groups).
+    seed
+        Seed of the fold assignment.
     source
         Provenance to store with the fit.
     min_images
         Refuse to fit on fewer usable images than this.
+
+    Raises
+    ------
+    InputError
+        Too few usable images; a fit that puts the labelled images in fewer
+        than three categories (or fewer than the labels hold, if they hold
+        fewer); a fit whose out-of-fold exact agreement is no better than
+        the published mapping's on the same images.
     """
     if scale not in SCALE_CATEGORIES:
         raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="--label")
+    if n_folds < 2:
+        raise InputError(f"n_folds must be at least 2, got {n_folds}", column="n_folds")
     ita = pd.Series(np.asarray(ita, dtype=np.float64), index=labels.index)
     usable = ita.notna() & labels.notna()
     if int(usable.sum()) < min_images:
@@ -190,12 +299,49 @@ def fit_calibration(
             f"need at least {min_images} to fit a calibration",
             column=scale,
         )
+    if published is None:
+        if scale == "monk":
+            raise InputError("a Monk calibration is compared with the published swatches: pass published",
+                             column="published")
+        types = ita_to_fitzpatrick(ita.to_numpy(), published_name)
+        published = types if scale == "fitzpatrick" else fitzpatrick_group(types)
+    published = pd.Series(np.asarray(published, dtype=object), index=labels.index)
     ranks = _label_ranks(labels[usable], scale)
     values = ita[usable].to_numpy()
     categories = SCALE_CATEGORIES[scale]
     cutpoints = _l1_ordinal_fit(values, ranks, len(categories))
     predicted = category_index(values, cutpoints)
     counts = {str(c): int((ranks == k).sum()) for k, c in enumerate(categories)}
+
+    used = np.unique(predicted)
+    needed = min(3, int(np.unique(ranks).size))
+    if used.size < needed:
+        names = ", ".join(str(categories[k]) for k in used)
+        raise InputError(
+            f"calibration refused: the cut-points fitted to these labels put all {int(usable.sum())} images in "
+            f"{used.size} of {len(categories)} categories ({names}): the ITA does not track the labels; "
+            f"keep the published cut-points",
+            column=scale,
+        )
+    group_values = np.arange(int(usable.sum())) if groups is None else np.asarray(groups, dtype=object)[usable]
+    folds = _folds(group_values, n_folds, seed)
+    n_used_folds = int(np.unique(folds).size)
+    if n_used_folds < 2:
+        raise InputError(f"cross-validation needs at least 2 {grouped_by or 'groups'}, got 1", column=scale)
+    out_of_fold = float(np.mean(_out_of_fold(values, ranks, folds, len(categories)) == ranks))
+    # an image the published mapping leaves without a category counts as a disagreement
+    published_ranks = published[usable].astype("string").map(
+        {str(c): k for k, c in enumerate(categories)}
+    ).fillna(-1).to_numpy(dtype=np.int64)
+    published_agreement = float(np.mean(published_ranks == ranks))
+    folds_text = f"{n_used_folds}-fold" + (f", folds of whole {grouped_by}" if grouped_by else "")
+    if out_of_fold <= published_agreement:
+        raise InputError(
+            f"calibration refused: out of fold ({folds_text}) the fitted cut-points agree with these labels for "
+            f"{out_of_fold:.3f} of {int(usable.sum())} images, no better than the published {published_name} "
+            f"mapping on the same images ({published_agreement:.3f}); keep the published cut-points",
+            column=scale,
+        )
     return ToneCalibration(
         scale=scale,
         cutpoints=cutpoints,
@@ -203,6 +349,10 @@ def fit_calibration(
         counts=counts,
         training_agreement=float(np.mean(predicted == ranks)),
         source=source or {},
+        cross_validation={
+            "n_folds": n_used_folds, "grouped_by": grouped_by, "seed": seed, "agreement": out_of_fold,
+            "published": published_name, "published_agreement": published_agreement,
+        },
     )
 
 
@@ -238,4 +388,5 @@ def load_calibration(path: str | Path) -> ToneCalibration:
         counts={str(k): int(v) for k, v in (raw.get("counts") or {}).items()},
         training_agreement=float(raw.get("training_agreement", float("nan"))),
         source=raw.get("source") or {},
+        cross_validation=raw.get("cross_validation") or {},
     )

@@ -6,7 +6,9 @@ Sources of evidence, combined in ``auto`` mode:
    bright, flat, unsaturated region that is not skin and enters the frame
    from its edge. Its linear RGB is the illuminant, up to a scale; it is
    used only if neutralising it leaves the skin a plausible skin colour
-   (:func:`white_fits_skin`).
+   (:func:`white_fits_skin`). Its luminance also sets the exposure
+   (:func:`exposure_from_white`): a white of known reflectance should read
+   that reflectance.
 2. the **skin as memory colour** (:func:`skin_prior_cast`): healthy skin's
    chromaticity given its L* is known from colorimetric surveys, so its
    deviation from that prior, shrunk by a prior on the cast, estimates the
@@ -35,6 +37,9 @@ from fairderm.tone._skin import box_mean, channel_max, dilate
 class Illuminant:
     """An illuminant estimate: per-channel gains, where they came from, and how uncertain they are.
 
+    ``gains`` undo the cast and, when a white reference set it, the
+    exposure (``exposure_stops``).
+
     ``cast_cov`` is the covariance, in log chromaticity, of the cast that
     may remain after the gains are applied (the posterior of
     :func:`skin_prior_cast`, or the white reference's noise); ``None`` when
@@ -45,6 +50,10 @@ class Illuminant:
     gains: np.ndarray
     source: str
     cast_cov: np.ndarray | None = None
+    exposure_stops: float = 0.0
+    """Exposure correction, in stops, included in ``gains`` (from a white reference; 0 without one)."""
+    exposure_sd: float | None = None
+    """SD, in stops, of the exposure left after the correction; None: the exposure prior applies."""
 
     @property
     def is_identity(self) -> bool:
@@ -55,6 +64,36 @@ NO_CORRECTION = Illuminant(gains=np.ones(3, dtype=np.float32), source="none")
 
 WHITE_CHROMA_SD = 0.02
 """Noise of a white reference's log chromaticity as a measure of the cast (paper and rulers are not quite grey)."""
+
+WHITE_REFLECTANCE = 0.85
+"""Default luminance factor of a white reference: office paper and white plastic rulers reflect about 0.8-0.9 of the
+light (paper of ISO 2470 brightness 85-95; Munsell N9-N9.5 is 0.79-0.88)."""
+
+WHITE_EXPOSURE_SD = 0.2
+"""SD, in stops, of the exposure a white reference sets: whites of unknown make reflect 0.65-0.92 (half a stop), and the
+reference may be lit a little differently from the skin. The interval carries this instead of the exposure prior
+when it is smaller."""
+
+MAX_WHITE_EXPOSURE_STOPS = 1.0
+"""A white reference may correct the exposure by at most this many stops either way: a white that reads further off is
+more likely in shadow, angled to the light or not white than the photograph that far off."""
+
+
+def exposure_from_white(
+    white_luminance: float, reflectance: float = WHITE_REFLECTANCE, max_stops: float = MAX_WHITE_EXPOSURE_STOPS
+) -> float:
+    """Exposure correction, in stops, that brings a white reference's luminance to its reflectance.
+
+    A diffuse white of luminance factor ``reflectance`` lit like the skin
+    reads ``Y = reflectance`` in linear sRGB when the photograph is exposed
+    so that a perfect diffuser reads 1 (the exposure the skin's CIELAB
+    assumes). Reading ``white_luminance`` instead, the photograph is off by
+    ``log2(reflectance / white_luminance)`` stops, clamped to ``max_stops``
+    either way.
+    """
+    if not white_luminance > 0:
+        return 0.0
+    return float(np.clip(np.log2(reflectance / white_luminance), -max_stops, max_stops))
 
 
 def gains_from_white(white_linear: np.ndarray) -> np.ndarray:

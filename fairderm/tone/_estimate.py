@@ -42,11 +42,13 @@ TONE_COLUMNS: tuple[str, ...] = (
 """The contract columns of a tone table, in order."""
 EXTRA_COLUMNS: tuple[str, ...] = (
     "fitzpatrick_group_est", "chardon_est", "skin_L", "skin_a", "skin_b", "lesion_fraction", "constancy",
+    "exposure_correction",
 )
-"""Further columns fairderm writes: the estimated group, Chardon category, skin colour, diagnostics."""
+"""Further columns fairderm writes: the estimated group, Chardon category, skin colour, diagnostics (among them the
+stops by which a white reference corrected the exposure)."""
 STATUSES: tuple[str, ...] = ("ok", "abstain", "error")
 METHODS: tuple[str, ...] = ("fairderm", "stone")
-ESTIMATOR_VERSION = "fairderm-ita/4"
+ESTIMATOR_VERSION = "fairderm-ita/5"
 
 # Below this many images a process pool costs more than it saves.
 _MIN_IMAGES_FOR_POOL = 48
@@ -97,7 +99,7 @@ def _record(tone: ImageTone) -> dict[str, Any]:
         "skin_fraction": tone.skin_fraction, "status": tone.status, "reason": tone.reason,
         "skin_L": tone.lab[0], "skin_a": tone.lab[1], "skin_b": tone.lab[2],
         "lesion_fraction": tone.lesion_fraction, "constancy": tone.constancy,
-        "monk": None,
+        "exposure_correction": tone.exposure_correction, "monk": None,
     }
 
 
@@ -214,6 +216,7 @@ def tone_frame(
         frame[column] = lab[:, ("skin_L", "skin_a", "skin_b").index(column)]
     frame["lesion_fraction"] = raw["lesion_fraction"].to_numpy(dtype=np.float64)
     frame["constancy"] = raw["constancy"].fillna("none").astype("string").to_numpy()
+    frame["exposure_correction"] = raw["exposure_correction"].to_numpy(dtype=np.float64)
     return frame
 
 

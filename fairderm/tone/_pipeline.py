@@ -52,13 +52,17 @@ class ToneParameters:
     exposure_sd
         Prior standard deviation, in stops, of the photograph's exposure
         error. Nothing in a photograph without a reference of known
-        reflectance measures exposure, and ITA moves with it (0.17 stops
-        moves L* by about 3 units and ITA by about 6 degrees for skin at
-        L* 60, b* 15), so the interval carries it. The default takes a
-        third of a stop, the step in which cameras set exposure, as the
-        95% bound of automatic exposure's error (SD 1/3 / 1.96);
-        standardised photography (fixed flash and settings) may use less,
-        phone snapshots more.
+        reflectance measures exposure, and ITA moves with it (on PAD's
+        photographs half a stop moves ITA by about 20 degrees), so the
+        interval carries it. The default, 0.45 stops, is the spread of
+        real smartphone exposure: photographs of the same lesion on PAD
+        differ in the skin's log2 luminance by a pooled within-lesion SD of
+        0.47 stops (``benchmarks/tone_exposure.py``; an upper bound, as
+        framing differs too). Until ``fairderm-ita/5`` it was 0.17 (a
+        third of a stop as the 95% bound), under which the interval held a
+        half-stop re-exposure of a PAD photograph for a fifth to two fifths
+        of them. Standardised photography (fixed flash and settings) may
+        use less.
     lightness_sd
         Uncertainty of the skin's observed L* from exposure (L* units), which
         weakens the skin prior along the skin locus.
@@ -91,6 +95,12 @@ class ToneParameters:
         fraction of the working image's short side.
     vignetting_correction
         Fit and undo a radial falloff of the skin's luminance (vignetting).
+    white_reflectance
+        Luminance factor of a white reference (paper, ruler, label) when one
+        is found: its luminance after the cast is undone then sets the
+        exposure (:func:`fairderm.tone._constancy.exposure_from_white`,
+        within +-1 stop). 0.85 is office paper or a white plastic ruler; set
+        the reference's own value when it is known.
     seed
         Seed of the patch bootstrap.
     """
@@ -99,7 +109,7 @@ class ToneParameters:
     constancy: ConstancyMode = "auto"
     cast_locus_sd: float = 0.4
     cast_tint_sd: float = 0.2
-    exposure_sd: float = 0.17
+    exposure_sd: float = 0.45
     lightness_sd: float = 6.0
     min_skin_fraction: float = 0.05
     max_interval_spread: float = 8.0
@@ -108,6 +118,7 @@ class ToneParameters:
     patch_grid: int = 8
     lesion_margin: float = 0.04
     vignetting_correction: bool = True
+    white_reflectance: float = _constancy.WHITE_REFLECTANCE
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,6 +136,9 @@ class ToneParameters:
         for name in ("cast_locus_sd", "cast_tint_sd"):
             if not 0.0 < getattr(self, name) <= 2.0:
                 raise InputError(f"{name} must be in (0, 2], got {getattr(self, name)}", column=name)
+        if not 0.05 <= self.white_reflectance <= 1.0:
+            raise InputError(f"white_reflectance must be 0.05-1, got {self.white_reflectance}",
+                             column="white_reflectance")
         if self.n_boot < 20 or self.patch_grid < 2:
             raise InputError("n_boot must be >= 20 and patch_grid >= 2", column="n_boot")
 
@@ -149,6 +163,8 @@ class ImageTone:
     lab: tuple[float, float, float] = (float("nan"), float("nan"), float("nan"))
     lesion_fraction: float = float("nan")
     constancy: str = "none"
+    exposure_correction: float = 0.0
+    """Stops by which a white reference corrected the exposure (0 without one)."""
     lesion_mask: np.ndarray | None = field(default=None, repr=False)
     healthy_mask: np.ndarray | None = field(default=None, repr=False)
 
@@ -227,6 +243,9 @@ def estimate_illuminant(
     """Illuminant gains and the white-reference mask (empty if none was used).
 
     The memory colour is the skin of the first look (:func:`first_look`).
+    A white reference, when used, also sets the exposure: its luminance with
+    the cast (and the vignetting) undone should be ``params.white_reflectance``
+    (:func:`fairderm.tone._constancy.exposure_from_white`).
     """
     empty = np.zeros(valid.shape, dtype=bool)
     mode = params.constancy
@@ -247,26 +266,35 @@ def estimate_illuminant(
     skin_lightness = float(np.median(linear_to_lab(skin_linear)[:, 0]))
     reference = empty
     white_chroma = None
+    white_linear = None
     if mode in ("auto", "white"):
         candidate = _constancy.find_white_reference(
             look.lab, look.linear, look.valid, np.median(look.lab[skin], axis=0)
         )
         if candidate.any():
-            chroma = _constancy.log_chromaticity(np.median(look.linear[candidate], axis=0))
+            white_linear = look.linear[candidate]
+            chroma = _constancy.log_chromaticity(np.median(white_linear, axis=0))
             if _constancy.white_fits_skin(chroma, skin_chroma, skin_lightness, lightness_sd=params.lightness_sd):
                 reference, white_chroma = _upsample(candidate, valid.shape), chroma
+            if look.vignetting:  # for its luminance: a ruler at the frame's edge sits where the falloff is deepest
+                white_linear = white_linear / radial_falloff(skin.shape, look.vignetting)[candidate][:, None]
     if mode == "white":
         if white_chroma is None:
             return _constancy.NO_CORRECTION, empty
-        white_cov = np.eye(2) * _constancy.WHITE_CHROMA_SD**2
-        gains = _constancy.gains_from_cast(white_chroma)
-        return _constancy.Illuminant(gains, "white-reference", white_cov), reference
-    cast, cast_cov = _constancy.skin_prior_cast(
-        skin_chroma, skin_lightness, cast_cov=params.cast_prior(), lightness_sd=params.lightness_sd,
-        white_chroma=white_chroma,
-    )
-    source = "white-reference" if white_chroma is not None else "skin-prior"
-    return _constancy.Illuminant(_constancy.gains_from_cast(cast), source, cast_cov), reference
+        cast, cast_cov = white_chroma, np.eye(2) * _constancy.WHITE_CHROMA_SD**2
+    else:
+        cast, cast_cov = _constancy.skin_prior_cast(
+            skin_chroma, skin_lightness, cast_cov=params.cast_prior(), lightness_sd=params.lightness_sd,
+            white_chroma=white_chroma,
+        )
+    gains = _constancy.gains_from_cast(cast)
+    if white_chroma is None:
+        return _constancy.Illuminant(gains, "skin-prior", cast_cov), reference
+    white_luminance = float(np.median((white_linear * gains) @ LUMINANCE_WEIGHTS))
+    stops = _constancy.exposure_from_white(white_luminance, params.white_reflectance)
+    return _constancy.Illuminant(
+        gains * np.float32(2.0**stops), "white-reference", cast_cov, stops, _constancy.WHITE_EXPOSURE_SD
+    ), reference
 
 
 def find_exclusions(
@@ -600,6 +628,7 @@ def analyse_rgb(
         skin_fraction=skin_fraction,
         lesion_fraction=float(exclusions.lesion.sum() / n_valid),
         constancy=illuminant.source,
+        exposure_correction=illuminant.exposure_stops,
     )
     if keep_masks:
         result.lesion_mask = exclusions.lesion
@@ -613,9 +642,11 @@ def analyse_rgb(
         return result
     colour, replicates = patch_bootstrap_colour(lab, healthy, params)
     cast_cov = illuminant.cast_cov if illuminant.cast_cov is not None else params.cast_prior()
+    exposure_sd = params.exposure_sd if illuminant.exposure_sd is None else min(params.exposure_sd,
+                                                                                 illuminant.exposure_sd)
     result.ita = float(ita_degrees(colour[0], colour[2]))
     result.ita_low, result.ita_high = ita_interval(
-        with_capture_uncertainty(replicates, cast_cov, params.exposure_sd, params.seed)
+        with_capture_uncertainty(replicates, cast_cov, exposure_sd, params.seed)
     )
     result.lab = (float(colour[0]), float(colour[1]), float(colour[2]))
     low, high = ita_interval(replicates)

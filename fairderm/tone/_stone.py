@@ -42,7 +42,7 @@ def measure_with_stone(path: Path, params: ToneParameters) -> dict[str, Any]:
         "ita": float("nan"), "ita_low": float("nan"), "ita_high": float("nan"),
         "skin_fraction": float("nan"), "status": "ok", "reason": "",
         "skin_L": float("nan"), "skin_a": float("nan"), "skin_b": float("nan"),
-        "lesion_fraction": float("nan"), "constancy": "none", "monk": None,
+        "lesion_fraction": float("nan"), "constancy": "none", "exposure_correction": 0.0, "monk": None,
     }
     stone_image = require_stone()
     try:

@@ -23,12 +23,14 @@ abstention_rate
 consistency_icc
     Label-free: ICC(1) of ITA across the photographs of each patient
     (Shrout & Fleiss 1979), over patients with at least two estimates.
-expected_group_agreement
-    Label-free, over the evaluated images: the mean probability, from each
-    image's ITA interval, that its true ITA lies in its estimated group
-    (:func:`fairderm.tone.expected_group_agreement`). Set beside the
-    agreement with labels it separates the measurement's share of the
-    disagreement from that of the mapping from ITA to the labels.
+measurement_repeatability
+    Label-free, over the evaluated images: the mean probability that an
+    image's ITA, varied within its own interval, stays in its estimated
+    group (:func:`fairderm.tone.measurement_repeatability`). It is the
+    repeatability of the colour measurement, not an agreement: set beside
+    the agreement with labels it shows how much of the disagreement the
+    measurement's own modelled error could explain, the rest being the
+    photograph's colour and the mapping from ITA to the labels.
 """
 
 from __future__ import annotations
@@ -46,12 +48,12 @@ from fairderm.errors import InputError
 from fairderm.tone._calibration import SCALE_CATEGORIES
 from fairderm.tone._scales import FITZPATRICK_GROUP_OF_TYPE
 from fairderm.tone._store import align_to_cohort
-from fairderm.tone._uncertainty import own_group_probability
+from fairderm.tone._uncertainty import REPEATABILITY_IS_NOT_ACCURACY, own_group_probability
 
 LABEL_COLUMNS: tuple[str, ...] = tuple(SCALE_CATEGORIES)
 METRICS: tuple[str, ...] = (
     "exact_agreement", "within_one", "kappa_quadratic", "spearman", "abstention_rate", "consistency_icc",
-    "expected_group_agreement",
+    "measurement_repeatability",
 )
 CI_LEVEL = 0.95
 
@@ -161,12 +163,14 @@ class ToneValidation:
             f"evaluated ({self.n_images} in the cohort)",
             f"{level}% {self.config.get('ci', 'percentile')} bootstrap intervals, B={self.config.get('n_boot')}, "
             f"resampling {self.config.get('cluster') or 'images'}",
-            f"{'metric':<18}{'group':<9}{'estimate':>9}  {'interval':<17}{'n':>6}",
+            f"{'metric':<26}{'group':<9}{'estimate':>9}  {'interval':<17}{'n':>6}",
         ]
         for row in self.to_frame().itertuples(index=False):
             interval = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]" if np.isfinite(row.ci_low) else "-"
             estimate = f"{row.estimate:.3f}" if np.isfinite(row.estimate) else "-"
-            lines.append(f"{row.metric:<18}{row.group:<9}{estimate:>9}  {interval:<17}{row.n:>6}")
+            lines.append(f"{row.metric:<26}{row.group:<9}{estimate:>9}  {interval:<17}{row.n:>6}")
+        if "measurement_repeatability" in self.metrics:
+            lines.append(f"measurement_repeatability is label-free; {REPEATABILITY_IS_NOT_ACCURACY}")
         return "\n".join(lines)
 
 
@@ -343,7 +347,7 @@ def validate_tone(
     own = own_group_probability(tone)
     interval = evaluated & np.isfinite(own)
     if interval.any():
-        values["expected_group_agreement"] = _ratio(
+        values["measurement_repeatability"] = _ratio(
             weights[:, interval] @ own[interval], weights[:, interval].sum(axis=1)
         )
     alpha = (1 - CI_LEVEL) / 2

@@ -159,21 +159,23 @@ def test_write_card_writes_three_files_and_ignores_an_earlier_card(full_run: Pat
     assert "card.md" not in files and "metrics.json" in files
 
 
-def test_unvalidated_strata_report_the_expected_agreement_from_the_intervals(full_run: Path, tmp_path: Path) -> None:
+def test_unvalidated_strata_report_the_repeatability_as_not_accuracy(full_run: Path, tmp_path: Path) -> None:
     import pandas as pd
 
-    from fairderm.tone import expected_group_agreement
+    from fairderm.tone import measurement_repeatability
 
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     (run / "tone_validation.json").unlink()
     card = build_card(run)
-    expected = expected_group_agreement(pd.read_parquet(run / "tone.parquet"))["expected_agreement"]
+    expected = measurement_repeatability(pd.read_parquet(run / "tone.parquet"))["repeatability"]
     markdown = " ".join(card.to_markdown().split())
     assert "not validated against tone labels in this run" in markdown
-    assert f"Its ITA intervals alone put {100 * expected:.0f}% of the measured images in the group" in markdown
+    assert f"the ITA of {100 * expected:.0f}% of the measured images stays in its group" in markdown
+    assert "repeatability is not accuracy" in markdown and "0.41-0.49" in markdown and "0.69-0.76" in markdown
+    assert "right group" not in markdown and "group of their true" not in markdown
     estimator = card.to_dict()["quantitative_analysis"]["tone_reliability"]["estimator"]
-    assert estimator["expected_group_agreement"] == pytest.approx(expected)
+    assert estimator["measurement_repeatability"] == pytest.approx(expected)
     assert card_schema_errors(card.to_dict()) == []
 
 

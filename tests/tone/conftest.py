@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tone_fixtures import make_cohort
+from tone_fixtures import SYNTH_WHITE, make_cohort
 
 from fairderm.cohort import Cohort, synthesize_cohort
-from fairderm.tone import estimate_tone
+from fairderm.tone import ToneParameters, estimate_tone
 
 
 @pytest.fixture
@@ -32,5 +32,5 @@ def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
 
 @pytest.fixture(scope="session")
 def synth_tone(synth_cohort: Cohort) -> pd.DataFrame:
-    """The tone table of :func:`synth_cohort`."""
-    return estimate_tone(synth_cohort, workers=1)
+    """The tone table of :func:`synth_cohort`, told the reflectance of its rulers and paper (0.65)."""
+    return estimate_tone(synth_cohort, workers=1, parameters=ToneParameters(white_reflectance=SYNTH_WHITE))

@@ -11,6 +11,7 @@ from fairderm.tone import ToneParameters
 from fairderm.tone._color import _srgb_encode, srgb8_to_linear
 from fairderm.tone._constancy import (
     LOCUS_DIRECTION,
+    WHITE_REFLECTANCE,
     cast_prior_covariance,
     expected_skin_chromaticity,
     planckian_log_chromaticity,
@@ -40,7 +41,7 @@ def _photograph(linear: np.ndarray, gains: np.ndarray | None = None) -> np.ndarr
 
 def test_a_ruler_under_tungsten_light_is_used_as_the_white_reference():
     scene = _with_ruler(skin_photo((160, 120)))
-    tone = analyse_rgb(_photograph(scene, TUNGSTEN), None, ToneParameters())
+    tone = analyse_rgb(_photograph(scene, TUNGSTEN), None, ToneParameters(white_reflectance=0.65))
     uncorrected = analyse_rgb(_photograph(scene, TUNGSTEN), None, ToneParameters(constancy="none"))
     assert tone.status == "ok"
     assert tone.constancy == "white-reference"
@@ -49,9 +50,32 @@ def test_a_ruler_under_tungsten_light_is_used_as_the_white_reference():
 
 
 def test_the_same_ruler_in_daylight_leaves_the_colour_alone():
-    tone = analyse_rgb(_photograph(_with_ruler(skin_photo((160, 120)))), None, ToneParameters())
+    tone = analyse_rgb(_photograph(_with_ruler(skin_photo((160, 120)))), None, ToneParameters(white_reflectance=0.65))
     assert tone.constancy == "white-reference"
+    assert abs(tone.exposure_correction) < 0.05
     assert abs(tone.ita - SKIN_ITA) < 2.0
+
+
+@pytest.mark.parametrize("stops", [-0.7, 0.15])
+def test_a_white_reference_sets_the_exposure_of_a_mis_exposed_photograph(stops):
+    """A ruler of the default reflectance, under- or over-exposed (not so far that it clips): the white brings the
+    skin back."""
+    scene = _with_ruler(skin_photo((160, 120)), reflectance=WHITE_REFLECTANCE)
+    photo = _photograph(scene * 2.0**stops)
+    tone = analyse_rgb(photo, None, ToneParameters())
+    without_white = analyse_rgb(photo, None, ToneParameters(constancy="skin-prior"))
+    assert tone.constancy == "white-reference"
+    assert tone.exposure_correction == pytest.approx(-stops, abs=0.05)
+    assert without_white.exposure_correction == 0.0
+    assert abs(tone.ita - SKIN_ITA) < 2.0
+    assert abs(without_white.ita - SKIN_ITA) > 4 * abs(tone.ita - SKIN_ITA)
+
+
+def test_the_white_references_exposure_correction_is_clamped_to_one_stop():
+    scene = _with_ruler(skin_photo((160, 120)), reflectance=WHITE_REFLECTANCE)
+    tone = analyse_rgb(_photograph(scene * 2.0**-1.3), None, ToneParameters())
+    assert tone.constancy == "white-reference"
+    assert tone.exposure_correction == pytest.approx(1.0)
 
 
 def test_pale_skin_at_the_edge_is_not_taken_for_a_white_reference():
@@ -99,6 +123,12 @@ def test_cast_prior_settings_are_checked():
         ToneParameters(cast_locus_sd=0.0)
     with pytest.raises(InputError, match="cast_tint_sd"):
         ToneParameters(cast_tint_sd=3.0)
+
+
+@pytest.mark.parametrize("reflectance", [0.0, 1.2, float("nan")])
+def test_a_white_reflectance_outside_0_05_to_1_is_rejected(reflectance):
+    with pytest.raises(InputError, match=r"white_reflectance must be 0\.05-1"):
+        ToneParameters(white_reflectance=reflectance)
 
 
 def test_vignetting_strength_recovers_a_radial_falloff_beside_shading_across_a_limb():

@@ -81,7 +81,7 @@ def test_estimate_uses_the_cohort_masks_image_by_image(tmp_path):
     assert frame.loc["faint", "status"] == "ok"
     assert frame.loc["plain", "status"] == "ok"  # no mask: segmented as usual
     assert frame.loc["odd", "status"] == "error" and "aspect ratio" in frame.loc["odd", "reason"]
-    assert set(frame["method"]) == {"fairderm-ita/4;lesion=cohort-masks;fitzpatrick=groh"}
+    assert set(frame["method"]) == {"fairderm-ita/5;lesion=cohort-masks;fitzpatrick=groh"}
     assert frame.attrs["fairderm_tone"]["lesion_masks"] is True
     plain = estimate_tone(cohort, workers=1).set_index("image_id")
     assert plain.loc["faint", "status"] == "abstain"
@@ -93,7 +93,7 @@ def test_cli_lesion_masks_write_the_table_and_a_cohort_without_masks_is_refused(
     out = tmp_path / "tone.parquet"
     result = run_cli("tone", "estimate", cohort.root, "--out", out, "--lesion-masks", "--workers", "1")
     assert result.exit_code == 0, result.stderr
-    assert read_tone(out, cohort)["method"].iloc[0] == "fairderm-ita/4;lesion=cohort-masks;fitzpatrick=groh"
+    assert read_tone(out, cohort)["method"].iloc[0] == "fairderm-ita/5;lesion=cohort-masks;fitzpatrick=groh"
     bare = make_cohort(tmp_path / "bare", {"a.png": encode(Image.fromarray(skin_photo()), "PNG")})
     refused = run_cli("tone", "estimate", bare.root, "--out", tmp_path / "bare.parquet", "--lesion-masks")
     assert refused.exit_code == 2

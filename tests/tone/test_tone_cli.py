@@ -19,7 +19,8 @@ def tone_file(tmp_path_factory, synth_cohort):
     from fairderm.cli import main
 
     path = tmp_path_factory.mktemp("cli") / "tone.parquet"
-    assert main(["tone", "estimate", str(synth_cohort.root), "--out", str(path), "--workers", "2"]) == 0
+    assert main(["tone", "estimate", str(synth_cohort.root), "--out", str(path), "--workers", "2",
+                 "--white-reflectance", "0.65"]) == 0
     return path
 
 
@@ -29,7 +30,7 @@ def test_estimate_writes_the_contract_columns(tone_file, synth_cohort, synth_ton
     assert frame["image_id"].tolist() == synth_cohort.manifest["image_id"].tolist()
     # two worker processes give exactly what one process gives
     pd.testing.assert_series_equal(frame["ita"], synth_tone["ita"].astype("float64"))
-    assert frame["method"].iloc[0].startswith("fairderm-ita/4;fitzpatrick=groh")
+    assert frame["method"].iloc[0].startswith("fairderm-ita/5;fitzpatrick=groh")
 
 
 def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
@@ -38,13 +39,16 @@ def test_estimate_prints_counts(run_cli, synth_cohort, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "ok" in result.stdout and "of 60 images" in result.stdout
     assert read_tone(tmp_path / "t.parquet")["method"].iloc[0].endswith("fitzpatrick=kinyanjui")
-    assert re.search(r"strata: \d+% of the \d+ measured images are expected in the I-II / III-IV / V-VI group",
-                     " ".join(result.stdout.split()))
+    printed = " ".join(result.stdout.split())
+    assert re.search(r"measurement repeatability: the ITA of \d+% of the \d+ measured images stays in its "
+                     r"I-II / III-IV / V-VI group", printed)
+    assert "repeatability is not accuracy" in printed and "0.41-0.49" in printed and "0.69-0.76" in printed
+    assert "expected in" not in printed and "right group" not in printed
 
 
 def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort, synth_tone, tmp_path):
     result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--workers", "1",
-                     "--exposure-sd", "0")
+                     "--exposure-sd", "0", "--white-reflectance", "0.65")
     assert result.exit_code == 0, result.stderr
     frame = read_tone(tmp_path / "t.parquet")
     assert frame.attrs["fairderm_tone"]["parameters"]["exposure_sd"] == 0.0
@@ -89,6 +93,45 @@ def test_calibrate_then_estimate_with_calibration(run_cli, synth_cohort, tone_fi
     ok = frame["status"].eq("ok").to_numpy()
     expected = calibration.apply(frame["ita"].to_numpy())[ok] + 1
     np.testing.assert_array_equal(frame["fitzpatrick_est"].to_numpy(dtype=float)[ok], expected)
+
+
+def test_calibrate_reports_the_out_of_fold_agreement_beside_the_published(run_cli, synth_cohort, tone_file, tmp_path):
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "fitzpatrick",
+                     "--out", tmp_path / "cal.json")
+    assert result.exit_code == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    assert re.search(r"exact agreement out of fold \(5-fold, folds of whole patient_id\): [0-9.]+; "
+                     r"published cut-points \(groh\) on the same images: [0-9.]+", printed)
+    cv = load_calibration(tmp_path / "cal.json").cross_validation
+    assert cv["agreement"] > cv["published_agreement"]
+
+
+def test_calibrate_to_labels_the_ita_does_not_track_is_refused_and_writes_nothing(
+    run_cli, synth_cohort, tone_file, tmp_path
+):
+    from fairderm.tone import write_tone
+
+    frame = read_tone(tone_file, synth_cohort)
+    frame["ita"] = np.random.default_rng(0).permutation(frame["ita"].to_numpy())  # ITA unrelated to the labels
+    shuffled = tmp_path / "shuffled.parquet"
+    write_tone(shuffled, frame, synth_cohort)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", shuffled, "--label", "fitzpatrick_group",
+                     "--out", out_dir / "cal.json")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: column 'fitzpatrick_group': calibration refused")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(out_dir.iterdir()) == []
+
+
+def test_calibrate_monk_is_compared_with_the_published_swatches(run_cli, synth_cohort, tone_file, tmp_path):
+    # the synthetic Monk labels are the nearest swatch of the true skin colour: the published mapping itself
+    result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "monk",
+                     "--out", tmp_path / "cal.json")
+    assert result.exit_code == 2
+    assert "no better than the published monk-swatches mapping" in result.stderr
+    assert not (tmp_path / "cal.json").exists()
 
 
 def test_estimate_with_bad_calibration_file_writes_nothing(run_cli, synth_cohort, tmp_path):

@@ -59,14 +59,16 @@ def test_validation_agreement_confusion_and_abstention(report, synth_cohort, syn
     assert report.n_evaluated == len(true)
 
 
-def test_validation_sets_the_intervals_expected_agreement_beside_the_labels(report, synth_cohort, synth_tone):
-    from fairderm.tone import expected_group_agreement
+def test_validation_sets_the_measurement_repeatability_beside_the_labels(report, synth_cohort, synth_tone):
+    from fairderm.tone import measurement_repeatability
 
     # the label-free figure over the evaluated images: every ok image here has a label and an interval
-    expected = expected_group_agreement(synth_tone)["expected_agreement"]
-    assert report.metrics["expected_group_agreement"]["estimate"] == pytest.approx(expected, abs=1e-9)
-    assert 0 < report.metrics["expected_group_agreement"]["ci_low"] <= expected
-    assert "expected_group_agreement" in report.summary()
+    expected = measurement_repeatability(synth_tone)["repeatability"]
+    assert report.metrics["measurement_repeatability"]["estimate"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < report.metrics["measurement_repeatability"]["ci_low"] <= expected
+    summary = report.summary()
+    assert "measurement_repeatability" in summary and "expected_group_agreement" not in summary
+    assert "repeatability is not accuracy" in summary and "Groh et al. 2022" in summary
 
 
 def test_validation_intervals_contain_the_estimate_and_round_trip(report):
@@ -118,11 +120,65 @@ def test_calibration_recovers_known_cutpoints():
     calibration = fit_calibration(ita, groups, "fitzpatrick_group")
     np.testing.assert_allclose(calibration.cutpoints, truth, atol=0.5)
     assert calibration.training_agreement == 1.0
+    # the published (groh) boundaries 28 and 5 misplace the images between them and the true ones
+    cv = calibration.cross_validation
+    assert cv["published"] == "groh" and cv["published_agreement"] == pytest.approx(1 - 7 / 130, abs=0.02)
+    assert cv["agreement"] > 0.99 and cv["n_folds"] == 5 and cv["grouped_by"] is None
+
+
+def test_calibration_on_a_synthetic_cohort_with_true_types_is_accepted_out_of_fold(synth_cohort):
+    """The synthetic types follow Chardon's ITA ranges, not the published groh cut-points: a fit learns them."""
+    manifest = synth_cohort.manifest
+    calibration = fit_calibration(
+        manifest["true_ita"].to_numpy(dtype=float), manifest["fitzpatrick"], "fitzpatrick",
+        groups=manifest["patient_id"], grouped_by="patient_id",
+    )
+    cv = calibration.cross_validation
+    assert cv["agreement"] > cv["published_agreement"] + 0.2
+    assert cv["grouped_by"] == "patient_id"
+    assert "out of fold" in calibration.summary() and "published cut-points (groh)" in calibration.summary()
+
+
+def test_calibration_that_collapses_to_one_category_is_refused():
+    """Labels the ITA does not track (PAD's clinic types): the L1 fit puts (almost) every image in the commonest."""
+    rng = np.random.default_rng(3)
+    ita = rng.normal(30.0, 15.0, 400)
+    types = pd.Series(rng.choice([1, 2, 3], size=400, p=[0.1, 0.7, 0.2]))
+    with pytest.raises(InputError, match=r"column 'fitzpatrick': calibration refused: .* in [12] of 6 categories"):
+        fit_calibration(ita, types, "fitzpatrick")
+
+
+def test_calibration_no_better_than_the_published_cutpoints_out_of_fold_is_refused():
+    """Labels made by the published cut-points themselves: nothing to gain, and the fit may only lose."""
+    from fairderm.tone import ita_to_fitzpatrick
+
+    ita = np.random.default_rng(4).uniform(-50, 70, 300)
+    types = ita_to_fitzpatrick(ita, "groh")
+    with pytest.raises(InputError, match="no better than the published groh mapping") as raised:
+        fit_calibration(ita, types, "fitzpatrick")
+    assert "\n" not in str(raised.value)
+
+
+def test_calibration_folds_keep_each_patient_whole():
+    from fairderm.tone._calibration import _folds
+
+    patients = np.repeat(np.arange(40), np.random.default_rng(5).integers(1, 5, 40))
+    folds = _folds(patients, 5, seed=0)
+    assert pd.DataFrame({"p": patients, "f": folds}).groupby("p")["f"].nunique().max() == 1
+    assert set(folds) == set(range(5))
+    # images without a patient id are dealt out one by one, not lumped into one fold
+    unknown = _folds(np.array([None] * 10, dtype=object), 5, seed=0)
+    assert np.bincount(unknown).tolist() == [2, 2, 2, 2, 2]
+
+
+def _group_calibration(cohort):
+    """Group cut-points learnt from the true ITA (Chardon's ranges, 41 and 10): better than groh's 28 and 5."""
+    return fit_calibration(cohort.manifest["true_ita"].to_numpy(dtype=float), cohort.manifest["fitzpatrick_group"],
+                           "fitzpatrick_group")
 
 
 def test_calibrated_estimate_uses_the_fitted_cutpoints(tmp_path, synth_cohort, synth_tone):
-    ita = synth_tone["ita"].where(synth_tone["status"] == "ok")
-    calibration = fit_calibration(ita, synth_cohort.manifest["fitzpatrick_group"], "fitzpatrick_group")
+    calibration = _group_calibration(synth_cohort)
     frame = estimate_tone(synth_cohort, calibration=calibration, workers=1)
     expected = np.array(calibration.categories, dtype=object)[calibration.apply(frame["ita"].to_numpy())]
     ok = frame["status"].eq("ok").to_numpy()
@@ -135,9 +191,13 @@ def test_calibration_with_too_few_labels_is_rejected():
         fit_calibration(np.arange(5.0), pd.Series([1, 2, 3, 4, 5]), "fitzpatrick")
 
 
-def test_calibration_file_with_ascending_cutpoints_is_rejected(tmp_path, synth_cohort, synth_tone):
-    ita = synth_tone["ita"].where(synth_tone["status"] == "ok")
-    data = fit_calibration(ita, synth_cohort.manifest["fitzpatrick_group"], "fitzpatrick_group").to_dict()
+def test_monk_calibration_without_the_published_tones_is_rejected():
+    with pytest.raises(InputError, match="pass published"):
+        fit_calibration(np.arange(30.0), pd.Series(np.arange(30) % 10 + 1), "monk")
+
+
+def test_calibration_file_with_ascending_cutpoints_is_rejected(tmp_path, synth_cohort):
+    data = _group_calibration(synth_cohort).to_dict()
     data["cutpoints"] = [-10.0, 30.0]
     path = tmp_path / "cal.json"
     path.write_text(json.dumps(data))

@@ -8,16 +8,17 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from tone_fixtures import SYNTH_WHITE
 
 import fairderm.tone._estimate as estimate_module
 from fairderm._processes import worker_context
 from fairderm.errors import FairdermError
-from fairderm.tone import estimate_tone
+from fairderm.tone import ToneParameters, estimate_tone
 
 
 def test_worker_processes_give_the_single_process_table(synth_cohort, synth_tone):
     assert len(synth_cohort.manifest) >= estimate_module._MIN_IMAGES_FOR_POOL  # the pool is really used
-    pooled = estimate_tone(synth_cohort, workers=2)
+    pooled = estimate_tone(synth_cohort, workers=2, parameters=ToneParameters(white_reflectance=SYNTH_WHITE))
     pd.testing.assert_frame_equal(pooled, synth_tone)
 
 

@@ -24,6 +24,11 @@ SKIN_ITA = float(ita_degrees(SKIN_LAB[0], SKIN_LAB[2]))
 LESION_LAB = (32.0, 14.0, 14.0)
 
 
+SYNTH_WHITE = 0.65
+"""Reflectance of the synthetic cohorts' rulers and paper (``fairderm.cohort``'s renderer): the tests tell the
+estimator, as a user who knows their references would (``ToneParameters.white_reflectance``)."""
+
+
 def skin_photo(
     size: tuple[int, int] = (160, 120),
     skin_lab: tuple[float, float, float] = SKIN_LAB,
