@@ -130,6 +130,11 @@ def infer_command(
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="Run cases whose status is error again."
     ),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        help="Seconds to wait while another process writes the same --out (default: refuse at once).",
+    ),
 ) -> None:
     from fairderm.inference import run_inference
 
@@ -176,6 +181,7 @@ def infer_command(
             restart=restart,
             retry_errors=retry_errors,
             progress=show,
+            wait=wait,
         )
     console.print(result.summary())
 

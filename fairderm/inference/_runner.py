@@ -28,6 +28,7 @@ from fairderm._io import (
     atomic_write_json,
     atomic_write_parquet,
     environment_info,
+    output_lock,
     read_parquet_metadata,
     sha256_json,
 )
@@ -362,6 +363,7 @@ def run_inference(
     restart: bool = False,
     retry_errors: bool = False,
     progress: ProgressCallback | None = None,
+    wait: float = 0.0,
 ) -> InferenceRun:
     """Run a model over a cohort, stratum by stratum, resumably; write predictions Parquet.
 
@@ -408,6 +410,10 @@ def run_inference(
         cases whose status is ``error`` again.
     progress
         Called after each batch with ``{stratum: StratumProgress}``.
+    wait
+        Seconds to wait while another process writes ``out`` (its lock,
+        :func:`fairderm._io.output_lock`, is held for the whole run); 0
+        refuses at once.
 
     Returns
     -------
@@ -418,12 +424,43 @@ def run_inference(
     InputError
         Before any inference: unknown backend or option, model classes that
         map onto no cohort label, bad strata, an output of a different run.
+    OutputBusyError
+        When another process is writing ``out``.
     """
     if not isinstance(cohort, Cohort):
         cohort = load_cohort(cohort)
     out = Path(out)
     if cap_per_stratum is not None and cap_per_stratum < 1:
         raise InputError("cap per stratum must be at least 1", column="cap_per_stratum")
+    with output_lock(out, wait=wait):
+        return _run_locked(
+            cohort, out, backend=backend, model=model, options=options, class_map=class_map, tone=tone,
+            strata=strata, cap_per_stratum=cap_per_stratum, batch_size=batch_size, workers=workers,
+            device=device, seed=seed, overwrite=overwrite, restart=restart, retry_errors=retry_errors,
+            progress=progress,
+        )
+
+
+def _run_locked(
+    cohort: Cohort,
+    out: Path,
+    *,
+    backend: str | Predictor,
+    model: str | os.PathLike[str] | None,
+    options: Mapping[str, Any] | None,
+    class_map: Mapping[str, str] | None,
+    tone: str | os.PathLike[str] | pd.DataFrame | None,
+    strata: str | None,
+    cap_per_stratum: int | None,
+    batch_size: int | None,
+    workers: int | None,
+    device: str | None,
+    seed: int,
+    overwrite: bool,
+    restart: bool,
+    retry_errors: bool,
+    progress: ProgressCallback | None,
+) -> InferenceRun:
     labels = list(cohort.spec.labels)
     torch_device = pick_device(device)
     if isinstance(backend, Predictor):
@@ -489,12 +526,16 @@ def _execute(
     builder = _RowBuilder(predictor, labels, class_labels)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
+    order = schedule(stratification, cap=cap, seed=seed)
+    ids = cohort.manifest["image_id"].astype(str).to_numpy()
     previous: pd.DataFrame | None = None
     if out.exists():
         meta = read_parquet_metadata(out) if out.is_file() else {}
         if meta.get("fingerprint") == fingerprint and not restart:
             previous = pd.read_parquet(out)
-            if not retry_errors or not (previous["status"] == "error").any():
+            # finished only when it holds exactly the scheduled cases: a short file is resumed, not trusted
+            complete = len(previous) == len(order) and set(previous["image_id"].astype(str)) == set(ids[order])
+            if complete and (not retry_errors or not (previous["status"] == "error").any()):
                 return _finished(out, previous, meta)
         elif not overwrite:
             raise InputError(
@@ -510,16 +551,14 @@ def _execute(
         store.remove()
     store.start(fingerprint, {"out": str(out), "started_at": started_at})
     if previous is not None:
-        store.write(previous)  # the finished output of the same run, before retrying its errors
+        store.write(previous)  # the output of the same run, before retrying its errors or completing it
 
     done = store.read()
     if retry_errors:
         done = done[done["status"] != "error"]
     finished = set(done["image_id"].astype(str))
 
-    order = schedule(stratification, cap=cap, seed=seed)
     set_order = set(order)
-    ids = cohort.manifest["image_id"].astype(str).to_numpy()
     stratum_of = stratification.values
     tallies = {name: StratumProgress(name, 0) for name in sorted(set(stratum_of[order].tolist()))}
     for position in order:
