@@ -14,10 +14,11 @@ The run folder
 --------------
 ``<runs_dir>/RUN_ID/`` is built under a temporary name and renamed into place
 when complete, so a failed audit leaves no run folder. ``RUN_ID`` is the UTC
-start time, the first 8 hex digits of the SHA-256 of the audit's inputs and 6
-random hex digits (``20250101T120000Z-1a2b3c4d-0f9e8d``): run folders sort by
-time, two runs with the same middle part audited the same inputs with the same
-settings, and two audits started in the same second never share a run id.
+start time to the millisecond, the first 8 hex digits of the SHA-256 of the
+audit's inputs and 6 random hex digits (``20250101T120000.123Z-1a2b3c4d-0f9e8d``):
+run folders sort by time, two runs with the same middle part audited the same
+inputs with the same settings, and two audits started at the same moment, in
+any processes, never share a run id.
 
 Concurrency
 -----------
@@ -191,8 +192,9 @@ def _file_sha(path: Path) -> str | None:
 
 
 def _run_id(inputs_key: str) -> str:
-    # the random part keeps two audits started in the same second apart, in any process
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # milliseconds keep runs in order within a second; the random part keeps two audits apart in any process
+    now = datetime.now(UTC)
+    stamp = f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
     return f"{stamp}-{inputs_key[:8]}-{secrets.token_hex(3)}"
 
 
