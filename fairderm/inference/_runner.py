@@ -648,17 +648,13 @@ def _predict_all(
     batch_size = batch_size or predictor.batch_size
     paths: list[Path | None] = [None] * len(todo)
     if predictor.needs_images:
-        images = cohort.manifest["image"].astype(str).to_numpy()
-        for k, position in enumerate(todo):
-            try:
-                paths[k] = cohort.image_path(images[position])
-            except ValueError:
-                pass  # escapes images_root: preprocess fails on None, the case is an error
+        every = cohort.image_paths()
+        paths = [every[position] for position in todo]  # checked inside images_root as each is opened
     else:
         workers = 0
     device_type = getattr(device, "type", "cpu")
     loader = case_loader(
-        CaseDataset(paths, predictor.preprocess),
+        CaseDataset(paths, predictor.preprocess, root=cohort.images_root if predictor.needs_images else None),
         predictor.collate,
         batch_size=batch_size,
         workers=plan_workers(workers, device_type),
