@@ -351,7 +351,7 @@ def embed_paths(
     backbone: Backbone,
     paths: Sequence[Path],
     *,
-    root: Path,
+    root: Path | None = None,
     batch_size: int | None,
     workers: int | None,
     progress: ProgressCallback | None = None,
@@ -362,8 +362,8 @@ def embed_paths(
     """Features of ``paths`` (NaN rows for failures) and ``position -> reason`` errors.
 
     ``preprocess`` (default: the backbone's) turns a path into uint8 pixels;
-    it runs in the DataLoader workers, so it must pickle. Each path is
-    checked inside ``root`` (the cohort's ``images_root``) as it is opened.
+    it runs in the DataLoader workers, so it must pickle. With ``root`` (a
+    cohort's ``images_root``), each path is checked inside it as it is opened.
     """
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
