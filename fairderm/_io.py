@@ -259,15 +259,15 @@ def ensure_new_output_dir(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike[str], *, wait: float = 0.0) -> Iterator[Path]:
+def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place on success.
 
     On any exception the temporary folder is removed, so a failed command
     leaves no partial output. The target must not exist or be empty. The
     target's :func:`output_lock` is held throughout: a second process
-    writing the same folder is refused (or waits ``wait`` seconds).
+    writing the same folder is refused.
     """
-    with output_lock(path, wait=wait):
+    with output_lock(path):
         target = ensure_new_output_dir(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
