@@ -227,9 +227,9 @@ def output_lock(path: str | os.PathLike[str], *, wait: float = 0.0) -> Iterator[
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if time.monotonic() >= deadline:
+                waited = f" (waited {wait:g} s)" if wait else ""
                 raise OutputBusyError(
-                    "another fairderm process is writing this output; wait for it to finish "
-                    "or give --wait SECONDS",
+                    f"another fairderm process is writing this output{waited}; try again once it has finished",
                     source=str(path),
                 ) from None
             time.sleep(_LOCK_POLL_S)
