@@ -173,12 +173,18 @@ def _cohort_candidates(spec: dict[str, Any] | None, run_dir: Path, root: Path) -
 def _load_manifest(
     spec: dict[str, Any] | None, run_dir: Path, root: Path
 ) -> tuple[pd.DataFrame | None, Path | None, str]:
-    """Find the run's cohort inside the runs folder: manifest and images root."""
-    from fairderm.cohort import load_cohort
+    """Find the run's cohort inside the runs folder: manifest and images root.
+
+    The cohort's own files are checked too: a ``manifest.parquet`` or
+    ``cohort.yaml`` symlinked from outside the runs folder is not read.
+    """
+    from fairderm.cohort import MANIFEST_FILE, SPEC_FILE, load_cohort
 
     for candidate in _cohort_candidates(spec, run_dir, root):
         try:
             resolved = resolve_inside(root, candidate.resolve().relative_to(root))
+            for name in (SPEC_FILE, MANIFEST_FILE):
+                resolve_inside(root, (resolved / name).relative_to(root))
         except (ValueError, InputError):
             continue
         if (resolved / "cohort.yaml").is_file():

@@ -7,6 +7,8 @@ or interrupted command never leaves a partial file or folder behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -15,6 +17,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -24,9 +27,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairderm.errors import InputError
+from fairderm.errors import InputError, OutputBusyError
 
 _HASH_CHUNK = 1 << 20
+_LOCK_POLL_S = 0.1
 # mkstemp creates files readable by the owner only; artefacts are meant to be shared.
 _FILE_MODE = 0o644
 
@@ -181,6 +185,71 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataF
         raise InputError(f"cannot read {what}: {exc}".splitlines()[0], source=str(path)) from exc
 
 
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file of an output: ``.NAME.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str], *, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive OS lock on the output ``path`` for as long as the block runs.
+
+    The lock is ``fcntl.flock`` on :func:`lock_path`, so the operating system
+    releases it when its holder dies (even by SIGKILL): a lock never goes
+    stale. The holder removes the lock file on release; a waiter that got
+    the lock on a file removed meanwhile (its inode no longer the path's)
+    tries again, so two processes can never both hold one output.
+
+    Parameters
+    ----------
+    path
+        The file or folder about to be written.
+    wait
+        Seconds to wait for another writer to finish; 0 refuses at once.
+
+    Raises
+    ------
+    OutputBusyError
+        When another process still holds the lock after ``wait`` seconds.
+    """
+    if wait < 0:
+        raise InputError(f"wait must be >= 0 seconds, got {wait}", column="wait")
+    target = lock_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() >= deadline:
+                waited = f" (waited {wait:g} s)" if wait else ""
+                raise OutputBusyError(
+                    f"another fairderm process is writing this output{waited}; try again once it has finished",
+                    source=str(path),
+                ) from None
+            time.sleep(_LOCK_POLL_S)
+            continue
+        try:
+            current = os.stat(target)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(fd)
+        if current is not None and (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+            break
+        os.close(fd)  # the holder before us removed this file: lock the one now at the path
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        os.close(fd)
+
+
 def ensure_new_output_dir(path: str | os.PathLike[str]) -> Path:
     """Refuse an output folder that exists and is not empty."""
     path = Path(path)
@@ -194,19 +263,22 @@ def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place on success.
 
     On any exception the temporary folder is removed, so a failed command
-    leaves no partial output. The target must not exist or be empty.
+    leaves no partial output. The target must not exist or be empty. The
+    target's :func:`output_lock` is held throughout: a second process
+    writing the same folder is refused.
     """
-    target = ensure_new_output_dir(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        yield staging
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with output_lock(path):
+        target = ensure_new_output_dir(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        try:
+            yield staging
+            if target.exists():
+                target.rmdir()
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 _TRACKED_PACKAGES = (

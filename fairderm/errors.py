@@ -51,3 +51,17 @@ class InputError(FairdermError, ValueError):
             where.append(f"column '{column}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class OutputBusyError(FairdermError):
+    """Another process is writing the same output (its lock is held).
+
+    Exit status 3, as for any error that is not a verdict: the command
+    did not run, so it can neither pass nor fail.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)

@@ -113,6 +113,49 @@ def test_earlier_demo_folder_is_cleared(tmp_path):
     assert tmp_path.is_dir() and not list(tmp_path.iterdir())
 
 
+def test_folder_with_a_copied_demo_marker_keeps_the_user_files(tmp_path, run_cli):
+    (tmp_path / DEMO_MARKER).write_text("made by `fairderm demo`\n")
+    (tmp_path / "thesis.tex").write_text("precious")
+    (tmp_path / "cohort").mkdir()
+    result = run_cli("demo", "--out", tmp_path)
+    assert result.exit_code == 2 and "'thesis.tex', which no earlier demo wrote" in result.stderr
+    assert (tmp_path / "thesis.tex").read_text() == "precious" and (tmp_path / "cohort").is_dir()
+
+
+def _finished_demo(out: Path) -> None:
+    (out / "audits" / "erm").mkdir(parents=True)
+    (out / "audits" / "erm" / "erm.yaml").write_text("x")
+    (out / DEMO_MARKER).write_text(json.dumps({"files": ["audits/erm/erm.yaml"]}))
+
+
+def test_file_added_to_a_finished_demo_folder_is_not_deleted(tmp_path):
+    _finished_demo(tmp_path)
+    (tmp_path / "audits" / "notes.md").write_text("mine")
+    with pytest.raises(InputError, match=r"'audits/notes\.md', which no earlier demo wrote"):
+        _prepare(tmp_path)
+    assert (tmp_path / "audits" / "notes.md").read_text() == "mine"
+    assert (tmp_path / "audits" / "erm" / "erm.yaml").is_file()
+
+
+def test_symlink_in_a_demo_folder_is_not_followed_or_deleted(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    _finished_demo(out)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.csv").write_text("mine")
+    (out / "cohort").symlink_to(precious, target_is_directory=True)
+    with pytest.raises(InputError, match="'cohort', which no earlier demo wrote"):
+        _prepare(out)
+    assert (precious / "data.csv").read_text() == "mine"
+
+
+def test_finished_demo_folder_is_cleared_of_exactly_its_files(tmp_path):
+    _finished_demo(tmp_path)
+    _prepare(tmp_path)
+    assert tmp_path.is_dir() and not list(tmp_path.iterdir())
+
+
 def test_demo_with_too_few_images_is_rejected(tmp_path):
     from fairderm.audit._demo import run_demo
 

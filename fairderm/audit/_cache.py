@@ -2,11 +2,16 @@
 
 Layout: ``<cache_dir>/<stage>/<key>/`` holds the stage's files plus
 ``_inputs.json`` (the inputs the key was computed from, for a reader who wants
-to know why two keys differ, and the SHA-256 of every file stored). A folder
-is moved into place only once the stage has finished (see
-:func:`fairderm._io.atomic_output_dir`), so a folder that exists is complete;
-a crashed stage leaves nothing behind. An entry whose files no longer match
-their stored hashes is not reused (:meth:`StageCache.integrity_problem`).
+to know why two keys differ). A stage is built in ``<stage>/.<key>.partial/``
+while its entry's lock (:func:`fairderm._io.output_lock`) is held, and moved
+into place only once it has finished, so a folder that exists is complete. A
+stage that fails with an error leaves nothing behind; one that is killed or
+interrupted leaves its ``.partial`` folder, which the next build of the same
+key (the same inputs, so the same outputs) takes over: the inference stage
+resumes from the shards in it rather than from zero, and the folder is gone
+once the entry is published. ``_inputs.json`` also records the SHA-256 of every
+file stored: an entry whose files no longer match is not reused
+(:meth:`StageCache.integrity_problem`).
 """
 
 from __future__ import annotations
@@ -16,14 +21,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from fairderm._io import atomic_output_dir, atomic_write_json, sha256_file, sha256_json
+from fairderm._io import atomic_write_json, output_lock, sha256_file, sha256_json
 from fairderm._terminal import printable
 from fairderm._version import __version__
-from fairderm.errors import InputError
 
 INPUTS_FILE = "_inputs.json"
 
@@ -79,31 +83,66 @@ class StageCache:
     def discard(self, stage: str, key: str) -> None:
         """Remove an entry that may not be reused; it is moved aside first, so no reader finds it half gone."""
         folder = self.folder(stage, key)
-        aside = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".discarded", dir=folder.parent))
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(folder, aside / key)
-        shutil.rmtree(aside, ignore_errors=True)
+        with output_lock(folder):
+            aside = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".discarded", dir=folder.parent))
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(folder, aside / key)
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def build(
+        self, stage: str, key: str, inputs: Mapping[str, Any], work: Callable[[Path], None], *, wait: float = 0.0
+    ) -> tuple[Path, bool]:
+        """The entry of ``stage`` for ``key``: found, or built by ``work(staging)`` under the entry's lock.
+
+        Returns the entry's folder and whether this call built it. A process
+        that waited for the lock while another built the same key finds the
+        finished entry and does no work.
+
+        Raises
+        ------
+        OutputBusyError
+            When another process still builds the entry after ``wait`` seconds.
+        """
+        with output_lock(self.folder(stage, key), wait=wait):
+            found = self.lookup(stage, key)
+            if found is not None:
+                return found, False
+            with self._staged(stage, key, inputs) as staging:
+                work(staging)
+        return self.folder(stage, key), True
 
     @contextlib.contextmanager
-    def store(self, stage: str, key: str, inputs: Mapping[str, Any]) -> Iterator[Path]:
-        """Build a stage's outputs in a staging folder; publish them on success.
+    def store(self, stage: str, key: str, inputs: Mapping[str, Any], *, wait: float = 0.0) -> Iterator[Path]:
+        """Build a stage's outputs in its staging folder under the entry's lock; publish them on success."""
+        with output_lock(self.folder(stage, key), wait=wait), self._staged(stage, key, inputs) as staging:
+            yield staging
 
-        Yields the staging folder. When another process published the same
-        key meanwhile, its (identical by construction) outputs are kept.
-        """
+    @contextlib.contextmanager
+    def _staged(self, stage: str, key: str, inputs: Mapping[str, Any]) -> Iterator[Path]:
+        # the caller holds the entry's lock: nobody else uses its staging folder or its place
         target = self.folder(stage, key)
+        staging = target.with_name(f".{key}.partial")
         if target.exists() and not (target / INPUTS_FILE).is_file():
-            # an empty or foreign folder at the key's place: not a finished entry
-            with contextlib.suppress(OSError):
-                target.rmdir()
+            shutil.rmtree(target)  # an unfinished entry at the key's place (older fairderm)
+        if staging.is_dir():
+            # a killed build of the same key: keep its inference shards, drop everything else
+            for entry in staging.iterdir():
+                if entry.is_dir() and not entry.is_symlink() and entry.name.endswith(".shards"):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        staging.mkdir(parents=True, exist_ok=True)
         try:
-            with atomic_output_dir(target) as staging:
-                yield staging
-                atomic_write_json(staging / INPUTS_FILE, {"stage": stage, "key": key, "inputs": inputs,
-                                                          "files": _file_digests(staging)})
-        except (InputError, OSError):
-            if self.lookup(stage, key) is None:
-                raise
+            yield staging
+            atomic_write_json(staging / INPUTS_FILE, {"stage": stage, "key": key, "inputs": inputs,
+                                                      "files": _file_digests(staging)})
+        except Exception:
+            # a stage that failed is not resumed; an interrupt (KeyboardInterrupt, SIGKILL) keeps it to resume
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        os.replace(staging, target)
 
 
 def _file_digests(folder: Path) -> dict[str, str]:

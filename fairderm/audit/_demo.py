@@ -36,6 +36,8 @@ wrote, so no half-made demo is left behind.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -45,11 +47,13 @@ from typing import Any
 
 import yaml
 
-from fairderm._io import atomic_write_text
+from fairderm._io import atomic_write_json, atomic_write_text, output_lock
 from fairderm.audit._runner import AuditRun, ProgressCallback, run_audit
 from fairderm.errors import InputError
 
 DEMO_MARKER = ".fairderm-demo"
+DEMO_ENTRIES: tuple[str, ...] = ("cohort", "tone", "cache", "models", "audits")
+"""What the demo writes at the top of its folder, beside :data:`DEMO_MARKER`."""
 DEMO_TONE_WEIGHTS: tuple[float, ...] = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
 DEMO_EVAL_TONE_WEIGHTS: tuple[float, ...] = (1, 1, 1, 1, 1, 1)
 DEMO_TRAIN_FILTER = "split == 'train'"
@@ -129,14 +133,80 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
     }
 
 
+def _read_marker(out: Path) -> dict[str, Any] | None:
+    """The demo's record of its own files; ``{"files": None}`` for a demo that did not finish; None: no demo."""
+    marker = out / DEMO_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {"files": None}  # an earlier fairderm's plain-text marker, or one cut short
+    files = record.get("files") if isinstance(record, dict) else None
+    return {"files": files if isinstance(files, list) else None}
+
+
+def _tree(out: Path) -> tuple[list[str], list[str]]:
+    """Files (and symlinks, never followed) and folders under ``out``, relative, the marker left out."""
+    files, folders = [], []
+    for folder, dirnames, filenames in os.walk(out):
+        base = Path(folder).relative_to(out)
+        for name in list(dirnames):
+            if (Path(folder) / name).is_symlink():
+                dirnames.remove(name)
+                files.append((base / name).as_posix())
+            else:
+                folders.append((base / name).as_posix())
+        files += [(base / name).as_posix() for name in filenames if (base / name).as_posix() != DEMO_MARKER]
+    return files, folders
+
+
 def _prepare(out: Path) -> None:
-    """Refuse a folder holding anything but an earlier demo; clear an earlier demo."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / DEMO_MARKER).is_file():
-            raise InputError("output exists, is not empty and is not an earlier demo; choose a new folder",
-                             source=str(out))
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Refuse a folder holding anything the demo did not write; remove what an earlier demo wrote.
+
+    A finished demo recorded every file it wrote in :data:`DEMO_MARKER`: a
+    file not in that list (or any symlink) means the folder is not only a
+    demo's, and nothing is deleted. An unfinished demo's folder may hold
+    only :data:`DEMO_ENTRIES`.
+    """
+    if out.exists() and (not out.is_dir() or out.is_symlink()):
+        raise InputError("output is not a folder; choose a new folder", source=str(out))
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    record = _read_marker(out)
+    if record is None:
+        raise InputError("output exists, is not empty and is not an earlier demo; choose a new folder",
+                         source=str(out))
+    files, folders = _tree(out)
+    written = record["files"]
+    if written is None:
+        foreign = sorted(
+            [p.name for p in out.iterdir() if p.name != DEMO_MARKER and (p.name not in DEMO_ENTRIES or p.is_symlink())]
+            + [f for f in files if (out / f).is_symlink()]
+        )
+    else:
+        known = {str(f) for f in written}
+        foreign = sorted(f for f in files if f not in known or (out / f).is_symlink())
+    if foreign:
+        raise InputError(f"output holds {foreign[0]!r}, which no earlier demo wrote; choose a new folder",
+                         source=str(out))
+    for file in files:
+        (out / file).unlink()
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        (out / folder).rmdir()
+    (out / DEMO_MARKER).unlink()
+
+
+def _remove_written(out: Path, created: bool) -> None:
+    """After a failed demo: remove what it wrote (its entries and marker), and the folder if it made it."""
+    for name in DEMO_ENTRIES:
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    (out / DEMO_MARKER).unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _training_text(n: int, head: dict[str, Any]) -> str:
@@ -179,17 +249,26 @@ def run_demo(
     log
         Called with one line as each step starts.
     """
-    from fairderm.cohort import synthesize_cohort
-    from fairderm.inference import extract_features, train_head
-    from fairderm.moe import train_router
-    from fairderm.tone import estimate_tone, write_tone
-
     policy_path = Path(policy) if policy is not None else EXAMPLE_POLICY
     if not policy_path.is_file():
         raise InputError("policy file not found (give one with --policy)", source=str(policy_path))
     if n < 100:
         raise InputError(f"the demo needs at least 100 images, got {n}", column="--n")
     out = Path(out)
+    with output_lock(out):
+        return _run_demo(out, n=n, seed=seed, n_boot=n_boot, policy_path=policy_path, progress=progress, log=log)
+
+
+def _run_demo(
+    out: Path, *, n: int, seed: int, n_boot: int, policy_path: Path, progress: ProgressCallback | None,
+    log: LogCallback | None,
+) -> DemoResult:
+    from fairderm.cohort import synthesize_cohort
+    from fairderm.inference import extract_features, train_head
+    from fairderm.moe import train_router
+    from fairderm.tone import estimate_tone, write_tone
+
+    created = not out.exists()
     _prepare(out)
     say = log or (lambda _line: None)
 
@@ -206,8 +285,7 @@ def run_demo(
         clock = now
 
     try:
-        (out / DEMO_MARKER).write_text("made by `fairderm demo`; a later demo into this folder replaces it\n",
-                                       encoding="utf-8")
+        atomic_write_json(out / DEMO_MARKER, {"made_by": "fairderm demo", "files": None})
         say(f"synthesising {n} images (train: Fitzpatrick I-VI weighted "
             f"{', '.join(map(str, DEMO_TONE_WEIGHTS))}; val and test: every type equally often)")
         cohort = synthesize_cohort(out / "cohort", n=n, seed=seed, tone_weights=list(DEMO_TONE_WEIGHTS),
@@ -259,7 +337,9 @@ def run_demo(
             say(f"auditing {name}")
             runs[name] = run_audit(spec_path, progress=progress, log=lambda line: say(f"  {line}"))
             lap(f"audit {name}")
+        # the record of every file written, last: only these may a later demo delete
+        atomic_write_json(out / DEMO_MARKER, {"made_by": "fairderm demo", "files": sorted(_tree(out)[0])})
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        _remove_written(out, created)
         raise
     return DemoResult(out=out, runs=runs, router_evaluation=router.evaluation, timings=timings)

@@ -23,7 +23,7 @@ from typing import Any
 from fairderm._io import sha256_bytes, sha256_json
 from fairderm.audit._hashing import FileHasher, checksum_lines, combined_digest, tree_digests
 from fairderm.audit._spec import TONE_DERIVED, LoadedSpec
-from fairderm.cohort import SPEC_FILE, Cohort, parse_filter
+from fairderm.cohort import SPEC_FILE, Cohort, checked_image_path, parse_filter
 from fairderm.errors import InputError
 
 
@@ -158,8 +158,14 @@ def _image_entry(
     names = cohort.manifest["image"].astype(str).tolist()
     paths = cohort.image_paths()
     counts = {"count": len(names)}
+    mask_paths = [path for path in cohort.mask_paths() if path is not None] if masks else []
+    for column, path in [("image", p) for p in paths] + [("mask", p) for p in mask_paths]:
+        try:
+            checked_image_path(cohort.images_root, path)
+        except ValueError as exc:
+            # a manifest or symlink changed since import: nothing outside images_root is read or hashed
+            raise InputError(f"cannot be used: {exc}", source=str(cohort.manifest_path), column=column) from None
     if masks:
-        mask_paths = [path for path in cohort.mask_paths() if path is not None]
         counts["masks"] = len(mask_paths)
         names += [path.relative_to(cohort.images_root.resolve()).as_posix() for path in mask_paths]
         paths += mask_paths

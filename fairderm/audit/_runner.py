@@ -14,17 +14,27 @@ The run folder
 --------------
 ``<runs_dir>/RUN_ID/`` is built under a temporary name and renamed into place
 when complete, so a failed audit leaves no run folder. ``RUN_ID`` is the UTC
-start time and the first 8 hex digits of the SHA-256 of the audit's inputs
-(``20250101T120000Z-1a2b3c4d``): run folders sort by time, and two runs with
-the same suffix audited the same inputs with the same settings.
+start time to the millisecond, the first 8 hex digits of the SHA-256 of the
+audit's inputs and 6 random hex digits (``20250101T120000.123Z-1a2b3c4d-0f9e8d``):
+run folders sort by time, two runs with the same middle part audited the same
+inputs with the same settings, and two audits started at the same moment, in
+any processes, never share a run id.
+
+Concurrency
+-----------
+Every folder an audit writes is held under an OS lock
+(:func:`fairderm._io.output_lock`): its run folder while it is built, and each
+cache entry while its stage runs. A second audit of the same spec either waits
+(``wait`` seconds) for the first to publish a stage, then reuses it from the
+cache, or is refused with one line naming the entry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +48,7 @@ from fairderm._io import (
     atomic_write_json,
     atomic_write_text,
     environment_info,
+    output_lock,
     sha256_file,
     sha256_json,
 )
@@ -55,7 +66,7 @@ from fairderm.audit._inputs import (
 )
 from fairderm.audit._spec import LoadedSpec, dump_spec, load_spec
 from fairderm.cohort import Cohort, load_cohort
-from fairderm.errors import InputError
+from fairderm.errors import InputError, OutputBusyError
 
 STAGES: tuple[str, ...] = ("tone", "inference", "metrics", "gate", "card")
 RUN_LOG_FILE = "run.json"
@@ -141,10 +152,11 @@ class AuditRun:
 class _Stages:
     """Runs stages through the cache and records what each did."""
 
-    def __init__(self, cache: StageCache, run_dir: Path, log: LogCallback | None) -> None:
+    def __init__(self, cache: StageCache, run_dir: Path, log: LogCallback | None, wait: float = 0.0) -> None:
         self.cache = cache
         self.run_dir = run_dir
         self.log = log
+        self.wait = wait
         self.records: list[StageRecord] = []
 
     def run(self, stage: str, inputs: dict[str, Any], work: Callable[[Path], None]) -> Path:
@@ -162,11 +174,14 @@ class _Stages:
             folder = None
         hit = folder is not None
         if folder is None:
-            if self.log:
-                self.log(f"{stage}: running")
-            with self.cache.store(stage, key, inputs) as staging:
+
+            def logged_work(staging: Path) -> None:
+                if self.log:
+                    self.log(f"{stage}: running")
                 work(staging)
-            folder = self.cache.folder(stage, key)
+
+            folder, built = self.cache.build(stage, key, inputs, logged_work, wait=self.wait)
+            hit = not built
         files = _stages.copy_outputs(folder, self.run_dir)
         record = StageRecord(stage, key, "hit" if hit else "miss", time.perf_counter() - started, files, reason)
         self.records.append(record)
@@ -184,15 +199,11 @@ def _file_sha(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def _run_id(inputs_key: str, runs_dir: Path) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-{inputs_key[:8]}"
-    # two runs of the same inputs in one second: keep both, still in order
-    suffix = 1
-    while (runs_dir / run_id).exists():
-        suffix += 1
-        run_id = f"{stamp}-{inputs_key[:8]}.{suffix}"
-    return run_id
+def _run_id(inputs_key: str) -> str:
+    # milliseconds keep runs in order within a second; the random part keeps two audits apart in any process
+    now = datetime.now(UTC)
+    stamp = f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
+    return f"{stamp}-{inputs_key[:8]}-{secrets.token_hex(3)}"
 
 
 def _stage_progress(progress: ProgressCallback | None, stage: str) -> Callable[[int, int], None] | None:
@@ -201,23 +212,40 @@ def _stage_progress(progress: ProgressCallback | None, stage: str) -> Callable[[
     return lambda done, total: progress(stage, done, total)
 
 
+_PARTIAL = ".partial"
+
+
+def _sweep_partials(runs_dir: Path) -> None:
+    """Remove run folders left half-built by killed audits (a live audit holds its run's lock)."""
+    if not runs_dir.is_dir():
+        return
+    for holder in runs_dir.iterdir():
+        if not (holder.name.startswith(".") and holder.name.endswith(_PARTIAL)) or holder.is_symlink():
+            continue
+        run_id = holder.name[1 : -len(_PARTIAL)]
+        with contextlib.suppress(OutputBusyError), output_lock(runs_dir / run_id):
+            shutil.rmtree(holder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _building(target: Path) -> Iterator[Path]:
-    """Build a run folder as ``.RUN_ID.partial/RUN_ID`` beside its place; move it there on success.
+    """Build a run folder as ``.RUN_ID.partial/RUN_ID`` beside its place, locked; move it there on success.
 
     Unlike :func:`fairderm._io.atomic_output_dir`, the folder being built
     already has its final name, so anything that reads the run id from the
     folder's name (the model card) sees the right one.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    holder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    staging = holder / target.name
-    staging.mkdir()
-    try:
-        yield staging
-        os.rename(staging, target)  # fails, rather than merging, if the target appeared meanwhile
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+    _sweep_partials(target.parent)
+    with output_lock(target):
+        holder = target.with_name(f".{target.name}{_PARTIAL}")
+        staging = holder / target.name
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+            os.rename(staging, target)  # fails, rather than merging, if the target appeared meanwhile
+        finally:
+            shutil.rmtree(holder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -234,6 +262,7 @@ def run_audit(
     runs_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
+    wait: float = 0.0,
 ) -> AuditRun:
     """Audit a model as a spec describes; write a run folder.
 
@@ -248,6 +277,9 @@ def run_audit(
         ``progress(stage, done, total)`` during tone estimation and inference.
     log
         Called with one line as each stage starts and ends.
+    wait
+        Seconds to wait for a cache entry that another audit is building
+        (see the module docstring); 0 refuses at once.
 
     Returns
     -------
@@ -260,6 +292,8 @@ def run_audit(
     InputError
         For a bad spec or input, before any run folder exists; nothing is
         left behind by a failure at any stage.
+    OutputBusyError
+        When another audit still builds a stage this one needs after ``wait`` seconds.
     """
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     source = str(loaded.source)
@@ -274,7 +308,7 @@ def run_audit(
     resolved_spec = loaded.spec.model_copy(update={"name": loaded.name})
     inputs_key = sha256_json({"inputs": inputs.digest(*inputs.record), "spec": resolved_spec.model_dump(mode="json")})
     target_runs = Path(runs_dir) if runs_dir is not None else loaded.runs_dir
-    run_id = _run_id(inputs_key, target_runs)
+    run_id = _run_id(inputs_key)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with _building(target_runs / run_id) as staging:
         atomic_write_text(staging / "spec.yaml", dump_spec(resolved_spec))
@@ -284,7 +318,7 @@ def run_audit(
         if inputs.image_checksums:
             atomic_write_text(staging / "images.sha256", inputs.image_checksums)
         atomic_write_json(staging / "environment.json", environment_info())
-        stages = _Stages(cache, staging, log)
+        stages = _Stages(cache, staging, log, wait)
         verdict, exit_code, coverage = _run_stages(loaded, cohort, selected, inputs, cluster, stages, progress)
         if loaded.spec.model.backend == "router" and loaded.model_path is not None:
             evaluation = loaded.model_path / "evaluation.json"

@@ -8,6 +8,7 @@ the key path (``audits/x.yaml: key 'bootstrap.n_boot': ...``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fairderm.cards import CardInfo
 from fairderm.errors import InputError
+from fairderm.metrics import metric_name_problem
 
 BACKENDS: tuple[str, ...] = ("hf", "torch", "backbone", "openai", "vllm", "file", "router")
 """Inference backends an audit can run (see :mod:`fairderm.inference`)."""
@@ -28,6 +30,8 @@ TONE_DERIVED: tuple[str, ...] = ("fitzpatrick_est", "fitzpatrick_est_type", "mon
 ``fitzpatrick_est`` is the estimated group (I-II, III-IV, V-VI; the name release
 policies use), ``fitzpatrick_est_type`` the estimated type 1-6 and ``monk_est``
 the estimated Monk tone 1-10."""
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
@@ -242,6 +246,19 @@ class MetricsSection(_Section):
     )
     n_perm: int = Field(1000, ge=100, le=1_000_000, description="Permutations per permutation test (AUROC, ECE).")
 
+    @field_validator("names")
+    @classmethod
+    def _known_metric_names(cls, names: list[str]) -> list[str]:
+        # checked when the spec is loaded, so that a typo costs no tone estimation or inference
+        for name in names:
+            problem = metric_name_problem(name)
+            if problem:
+                raise ValueError(problem)
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"metric named twice: {', '.join(duplicated)}")
+        return names
+
 
 class BootstrapSection(_Section):
     """Confidence intervals."""
@@ -273,7 +290,11 @@ class OutputsSection(_Section):
 class AuditSpec(_Section):
     """An audit: a cohort, a model, strata, metrics, bootstrap, a policy and outputs."""
 
-    name: str | None = Field(None, description="Audit name (default: the spec file's stem).")
+    name: str | None = Field(
+        None,
+        description="Audit name (default: the spec file's stem): letters, digits, '.', '_' and '-', starting "
+        "with a letter or digit, at most 100 characters (it names the NAME/runs and NAME/cache folders).",
+    )
     description: str = Field("", description="What is audited and why, in words (shown in the card).")
     cohort: CohortSection
     model: ModelSection
@@ -290,6 +311,13 @@ class AuditSpec(_Section):
         description="The owner's text for the model card: intended use, training data, owners, licence, ... "
         "(the keys of fairderm.cards.CardInfo); what is left out is stated as not documented.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, name: str | None) -> str | None:
+        if name is not None:
+            _check_slug(name)
+        return name
 
     @model_validator(mode="before")
     @classmethod
@@ -385,6 +413,15 @@ class LoadedSpec(BaseModel):
         return self.resolve(out) if out else self.base / self.name / "cache"
 
 
+def _check_slug(name: str) -> None:
+    """The audit name becomes a folder name: no separators, no ``..``, nothing hidden."""
+    if not _SLUG.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a safe name: use letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit, at most 100 characters"
+        )
+
+
 def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
 
@@ -435,9 +472,16 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {str(exc).splitlines()[0]}", source=str(path)) from None
     spec = parse_spec(raw, source=path)
+    if spec.name is None:
+        try:
+            _check_slug(path.stem)
+        except ValueError as exc:
+            raise InputError(f"key 'name': the file name is the default name, and {exc}; give 'name'",
+                             source=str(path)) from None
     loaded = LoadedSpec(spec=spec, source=path.resolve(), name=spec.name or path.stem)
     if not (loaded.cohort_path / "cohort.yaml").is_file():
         raise InputError(f"key 'cohort.path': cohort folder not found: {loaded.cohort_path}", source=str(path))
+    _check_metric_labels(loaded)
     _require_exists(loaded, "model.model", loaded.model_path, "model")
     _require_exists(loaded, "policy", loaded.policy_path, "policy file")
     architecture = spec.model.architecture
@@ -455,6 +499,23 @@ def load_spec(path: str | Path) -> LoadedSpec:
     if spec.model.prompt:
         _require_exists(loaded, "model.prompt", loaded.resolve(spec.model.prompt), "prompt file")
     return loaded
+
+
+def _check_metric_labels(loaded: LoadedSpec) -> None:
+    """Per-class metric names (``sensitivity:melanoma``) must name a label of the cohort: known from cohort.yaml."""
+    from fairderm.cohort import SPEC_FILE
+
+    try:
+        cohort_spec = yaml.safe_load((loaded.cohort_path / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return  # the cohort's own loader reports an unreadable cohort.yaml, naming it
+    labels = cohort_spec.get("labels") if isinstance(cohort_spec, dict) else None
+    if not isinstance(labels, list):
+        return
+    for name in loaded.spec.metrics.names:
+        problem = metric_name_problem(name, [str(label) for label in labels])
+        if problem:
+            raise InputError(f"key 'metrics.names': {problem}", source=str(loaded.source))
 
 
 def dump_spec(spec: AuditSpec) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fairderm.cohort._images import image_size
+from fairderm.cohort._images import checked_image_path, image_size
 from fairderm.cohort._schema import TONE_ATTRIBUTES
 from fairderm.cohort._store import Cohort
 
@@ -135,7 +136,7 @@ def describe_cohort(cohort: Cohort, *, read_image_sizes: bool = True) -> CohortD
         heights = pd.to_numeric(manifest["height"], errors="coerce").to_numpy(dtype=float)
     elif read_image_sizes:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            sizes = list(pool.map(image_size, cohort.image_paths()))
+            sizes = list(pool.map(lambda path: _size_inside(cohort.images_root, path), cohort.image_paths()))
         widths = np.array([s[0] if s else np.nan for s in sizes], dtype=float)
         heights = np.array([s[1] if s else np.nan for s in sizes], dtype=float)
     else:
@@ -161,3 +162,11 @@ def describe_cohort(cohort: Cohort, *, read_image_sizes: bool = True) -> CohortD
         image_sizes=image_sizes,
         notes=list(cohort.spec.notes),
     )
+
+
+def _size_inside(root: Path, path: Path) -> tuple[int, int] | None:
+    """The image's size, or None when it cannot be read or now lies outside ``root``."""
+    try:
+        return image_size(checked_image_path(root, path))
+    except ValueError:
+        return None

@@ -35,6 +35,25 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return candidate
 
 
+def checked_image_path(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``path`` resolved now, symlinks followed; :class:`ValueError` when that leaves ``root``.
+
+    The check every stage makes just before it opens an image or mask: a
+    manifest rewritten or a symlink swapped after the cohort was imported
+    (and validated) must not make fairderm read outside ``images_root``.
+    Returns the resolved path, which the caller opens.
+    """
+    root_real = Path(root).resolve()
+    real = Path(path).resolve()
+    if not real.is_relative_to(root_real):
+        try:
+            shown = Path(path).relative_to(root_real).as_posix()
+        except ValueError:
+            shown = str(path)
+        raise ValueError(f"path {shown!r} escapes images_root")
+    return real
+
+
 def image_problem(path: Path) -> str | None:
     """Why the image at ``path`` can't be used, or None when it decodes.
 

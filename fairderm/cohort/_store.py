@@ -51,12 +51,19 @@ class Cohort:
         return resolve_inside(self.images_root, relative)
 
     def image_paths(self) -> list[Path]:
-        """Absolute image paths, in manifest order."""
+        """Absolute image paths, in manifest order.
+
+        Not yet checked: whatever opens one first passes it through
+        :func:`fairderm.cohort.checked_image_path`, at the moment it reads.
+        """
         root = self.images_root.resolve()
         return [root / p for p in self.manifest["image"].tolist()]
 
     def mask_paths(self) -> list[Path | None]:
-        """Absolute lesion-mask paths in manifest order; None where a case has none (all None without a mask column)."""
+        """Absolute lesion-mask paths in manifest order; None where a case has none (all None without a mask column).
+
+        Checked, like :meth:`image_paths`, by whatever opens them.
+        """
         if "mask" not in self.manifest.columns:
             return [None] * len(self.manifest)
         root = self.images_root.resolve()

@@ -93,6 +93,10 @@ def audit_command(
         None, "--runs-dir", help="Put the run folder here (default: the spec's outputs.runs_dir, else "
         "NAME/runs beside the spec)."
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", help="Seconds to wait for a stage that another audit is computing, then reuse it "
+        "(default: refuse at once)."
+    ),
 ) -> None:
     from fairderm.audit import run_audit
 
@@ -105,7 +109,7 @@ def audit_command(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            run = run_audit(spec, runs_dir=runs_dir, progress=progress, log=bar.console.print)
+            run = run_audit(spec, runs_dir=runs_dir, progress=progress, log=bar.console.print, wait=wait)
     except (FairdermError, OSError) as exc:
         _err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         _err_console.print(Text.assemble("verdict: ", ("ERROR", _VERDICT_STYLE["ERROR"]),

@@ -160,6 +160,11 @@ def infer_command(
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="Run cases whose status is error again."
     ),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        help="Seconds to wait while another process writes the same --out (default: refuse at once).",
+    ),
 ) -> None:
     from fairderm.inference import run_inference
 
@@ -220,6 +225,7 @@ def infer_command(
             restart=restart,
             retry_errors=retry_errors,
             progress=show,
+            wait=wait,
         )
     # the summary quotes server text (failure reasons): printed as it is, never read as rich markup
     console.print(result.summary(), markup=False)

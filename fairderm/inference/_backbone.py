@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from fairderm._io import atomic_write_bytes, sha256_file, sha256_json
-from fairderm.cohort import Cohort, load_cohort
+from fairderm.cohort import Cohort, checked_image_path, load_cohort
 from fairderm.errors import InputError
 from fairderm.inference._efficientnet import (
     BACKBONE_NAME,
@@ -332,12 +332,16 @@ class CachedEmbedder:
             self._fresh = {}
 
 
-def _hash_images(paths: Sequence[Path]) -> list[str | None]:
-    def digest(path: Path) -> str | None:
+def _hash_images(paths: Sequence[Path], root: Path) -> list[str]:
+    """SHA-256 of each image, or the reason it cannot be read (``cannot read image: ...``)."""
+
+    def digest(path: Path) -> str:
         try:
-            return sha256_file(path)
+            return sha256_file(checked_image_path(root, path))
+        except ValueError as exc:
+            return f"cannot read image: {exc}"
         except OSError:
-            return None
+            return "cannot read image: file not found or unreadable"
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         return list(pool.map(digest, paths))
@@ -347,6 +351,7 @@ def embed_paths(
     backbone: Backbone,
     paths: Sequence[Path],
     *,
+    root: Path | None = None,
     batch_size: int | None,
     workers: int | None,
     progress: ProgressCallback | None = None,
@@ -357,12 +362,13 @@ def embed_paths(
     """Features of ``paths`` (NaN rows for failures) and ``position -> reason`` errors.
 
     ``preprocess`` (default: the backbone's) turns a path into uint8 pixels;
-    it runs in the DataLoader workers, so it must pickle.
+    it runs in the DataLoader workers, so it must pickle. With ``root`` (a
+    cohort's ``images_root``), each path is checked inside it as it is opened.
     """
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     loader = case_loader(
-        CaseDataset(paths, preprocess or backbone.preprocess),
+        CaseDataset(paths, preprocess or backbone.preprocess, root=root),
         torch.stack,
         batch_size=batch_size or backbone.batch_size,
         workers=plan_workers(workers, backbone.device.type),
@@ -385,6 +391,7 @@ def _cached_features(
     image_ids: Sequence[str],
     cache: FeatureCache | None,
     *,
+    root: Path,
     preprocess: Callable[[Path], torch.Tensor] | None,
     device: str | torch.device | None,
     batch_size: int | None,
@@ -399,14 +406,14 @@ def _cached_features(
     reason`` for the images that failed, and how many rows came from the cache.
     """
     total = len(paths) if total is None else total
-    digests = _hash_images(paths)
+    digests = _hash_images(paths, root)
     cached = cache.load() if cache is not None else {}
     features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
     errors: dict[str, str] = {}
     todo: list[int] = []
     for position, digest in enumerate(digests):
-        if digest is None:
-            errors[image_ids[position]] = "cannot read image: file not found or unreadable"
+        if digest.startswith("cannot read image"):
+            errors[image_ids[position]] = digest
         elif digest in cached:
             features[position] = cached[digest]
         else:
@@ -418,6 +425,7 @@ def _cached_features(
         computed, failed = embed_paths(
             Backbone(device),
             [paths[i] for i in todo],
+            root=root,
             batch_size=batch_size,
             workers=workers,
             progress=progress,
@@ -481,8 +489,8 @@ def extract_features(
     identity = feature_identity()
     cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), feature_cache_key(identity))
     features, errors, hits = _cached_features(
-        cohort.image_paths(), image_ids, cache if use_cache else None, preprocess=None, device=device,
-        batch_size=batch_size, workers=workers, progress=progress,
+        cohort.image_paths(), image_ids, cache if use_cache else None, root=cohort.images_root, preprocess=None,
+        device=device, batch_size=batch_size, workers=workers, progress=progress,
     )
     seconds = round(time.perf_counter() - started, 3)
     return FeatureSet(image_ids, features, errors, identity, cache_hits=hits, seconds=seconds)
@@ -554,7 +562,8 @@ def extract_view_features(
         cache = FeatureCache(root, feature_cache_key({**identity, "view": name}))
         out[rows, view], failed, _ = _cached_features(
             [paths[positions[r]] for r in rows], [image_ids[positions[r]] for r in rows],
-            cache if use_cache else None, preprocess=functools.partial(_view_of_file, name=name),
+            cache if use_cache else None, root=cohort.images_root,
+            preprocess=functools.partial(_view_of_file, name=name),
             device=device, batch_size=batch_size, workers=workers, progress=progress,
             done_before=done, total=total,
         )

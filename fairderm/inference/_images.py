@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fairderm.cohort._images import MAX_IMAGE_PIXELS
+from fairderm.cohort._images import MAX_IMAGE_PIXELS, checked_image_path
 
 _RESAMPLE = Image.Resampling.BILINEAR
 
@@ -112,21 +112,32 @@ class CaseDataset(torch.utils.data.Dataset):
     """Cases (paths) -> ``(position, input or None, error or None)`` via ``preprocess``.
 
     A failure to read one image becomes an error item, never an exception,
-    so one bad file cannot stop a run.
+    so one bad file cannot stop a run. With ``root`` (the cohort's
+    ``images_root``), each path is resolved and checked inside it just before
+    it is opened (:func:`fairderm.cohort.checked_image_path`): one that
+    escapes is that case's error.
     """
 
     def __init__(
-        self, paths: Sequence[Path | None], preprocess: Callable[[Path | None], Any]
+        self,
+        paths: Sequence[Path | None],
+        preprocess: Callable[[Path | None], Any],
+        *,
+        root: Path | None = None,
     ) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
+        self.root = root
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, position: int) -> tuple[int, Any, str | None]:
+        path = self.paths[position]
         try:
-            return position, self.preprocess(self.paths[position]), None
+            if self.root is not None and path is not None:
+                path = checked_image_path(self.root, path)
+            return position, self.preprocess(path), None
         except Exception as exc:  # noqa: BLE001  any decoder error is a per-case failure, reported in `reason`
             return position, None, describe_error(exc, self.paths[position])
 

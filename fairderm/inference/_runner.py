@@ -34,6 +34,7 @@ from fairderm._io import (
     atomic_write_json,
     atomic_write_parquet,
     environment_info,
+    output_lock,
     read_parquet_metadata,
     sha256_json,
 )
@@ -409,6 +410,7 @@ def run_inference(
     restart: bool = False,
     retry_errors: bool = False,
     progress: ProgressCallback | None = None,
+    wait: float = 0.0,
 ) -> InferenceRun:
     """Run a model over a cohort, stratum by stratum, resumably; write predictions Parquet.
 
@@ -455,6 +457,10 @@ def run_inference(
         cases whose status is ``error`` again.
     progress
         Called after each batch with ``{stratum: StratumProgress}``.
+    wait
+        Seconds to wait while another process writes ``out`` (its lock,
+        :func:`fairderm._io.output_lock`, is held for the whole run); 0
+        refuses at once.
 
     Returns
     -------
@@ -465,12 +471,43 @@ def run_inference(
     InputError
         Before any inference: unknown backend or option, model classes that
         map onto no cohort label, bad strata, an output of a different run.
+    OutputBusyError
+        When another process is writing ``out``.
     """
     if not isinstance(cohort, Cohort):
         cohort = load_cohort(cohort)
     out = Path(out)
     if cap_per_stratum is not None and cap_per_stratum < 1:
         raise InputError("cap per stratum must be at least 1", column="cap_per_stratum")
+    with output_lock(out, wait=wait):
+        return _run_locked(
+            cohort, out, backend=backend, model=model, options=options, class_map=class_map, tone=tone,
+            strata=strata, cap_per_stratum=cap_per_stratum, batch_size=batch_size, workers=workers,
+            device=device, seed=seed, overwrite=overwrite, restart=restart, retry_errors=retry_errors,
+            progress=progress,
+        )
+
+
+def _run_locked(
+    cohort: Cohort,
+    out: Path,
+    *,
+    backend: str | Predictor,
+    model: str | os.PathLike[str] | None,
+    options: Mapping[str, Any] | None,
+    class_map: Mapping[str, str] | None,
+    tone: str | os.PathLike[str] | pd.DataFrame | None,
+    strata: str | None,
+    cap_per_stratum: int | None,
+    batch_size: int | None,
+    workers: int | None,
+    device: str | None,
+    seed: int,
+    overwrite: bool,
+    restart: bool,
+    retry_errors: bool,
+    progress: ProgressCallback | None,
+) -> InferenceRun:
     labels = list(cohort.spec.labels)
     torch_device = pick_device(device)
     if isinstance(backend, Predictor):
@@ -536,6 +573,8 @@ def _execute(
     builder = _RowBuilder(predictor, labels, class_labels)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
+    order = schedule(stratification, cap=cap, seed=seed)
+    ids = cohort.manifest["image_id"].astype(str).to_numpy()
     previous: pd.DataFrame | None = None
     notes: list[str] = []
     if out.exists():
@@ -546,8 +585,11 @@ def _execute(
             if problem is not None:
                 notes.append(f"{printable(out.name)} {problem}: not reused, its cases are run again")
                 previous = None
-            elif not retry_errors or not (previous["status"] == "error").any():
-                return _finished(out, previous, meta)
+            else:
+                # finished only when it holds exactly the scheduled cases: a short file is resumed, not trusted
+                complete = len(previous) == len(order) and set(previous["image_id"].astype(str)) == set(ids[order])
+                if complete and (not retry_errors or not (previous["status"] == "error").any()):
+                    return _finished(out, previous, meta)
         elif not overwrite:
             raise InputError(
                 "output exists and was made by a different run; pass --overwrite to replace it",
@@ -562,16 +604,14 @@ def _execute(
         store.remove()
     store.start(fingerprint, {"out": str(out), "started_at": started_at})
     if previous is not None:
-        store.write(previous)  # the finished output of the same run, before retrying its errors
+        store.write(previous)  # the output of the same run, before retrying its errors or completing it
 
     done = store.read()
     if retry_errors:
         done = done[done["status"] != "error"]
     finished = set(done["image_id"].astype(str))
 
-    order = schedule(stratification, cap=cap, seed=seed)
     set_order = set(order)
-    ids = cohort.manifest["image_id"].astype(str).to_numpy()
     stratum_of = stratification.values
     tallies = {name: StratumProgress(name, 0) for name in sorted(set(stratum_of[order].tolist()))}
     for position in order:
@@ -664,17 +704,13 @@ def _predict_all(
     batch_size = batch_size or predictor.batch_size
     paths: list[Path | None] = [None] * len(todo)
     if predictor.needs_images:
-        images = cohort.manifest["image"].astype(str).to_numpy()
-        for k, position in enumerate(todo):
-            try:
-                paths[k] = cohort.image_path(images[position])
-            except ValueError:
-                pass  # escapes images_root: preprocess fails on None, the case is an error
+        every = cohort.image_paths()
+        paths = [every[position] for position in todo]  # checked inside images_root as each is opened
     else:
         workers = 0
     device_type = getattr(device, "type", "cpu")
     loader = case_loader(
-        CaseDataset(paths, predictor.preprocess),
+        CaseDataset(paths, predictor.preprocess, root=cohort.images_root if predictor.needs_images else None),
         predictor.collate,
         batch_size=batch_size,
         workers=plan_workers(workers, device_type),

@@ -66,6 +66,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from fairderm.metrics._casemix import case_mix_adjustment
+from fairderm.metrics._catalogue import metric_name_problem
 from fairderm.metrics._evaluate import run_engine
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._power import minimum_detectable_difference
@@ -86,6 +87,7 @@ __all__ = [
     "case_mix_adjustment",
     "compare",
     "evaluate",
+    "metric_name_problem",
     "minimum_detectable_difference",
     "newcombe_interval",
     "paired_evaluate",

@@ -103,6 +103,26 @@ class Layout:
         self.width = cursor
 
 
+def metric_name_problem(name: str, labels: Sequence[str] | None = None) -> str | None:
+    """Why ``name`` is not a metric name, or None when it is one; the check that needs no data.
+
+    ``mean_score:<column>`` names are accepted here: whether the column
+    exists is known only with the scores. ``labels``, when given, must hold
+    the label of a per-class name (``sensitivity:melanoma``).
+    """
+    if name.startswith(MEAN_SCORE_PREFIX):
+        return None
+    base, _, label = name.partition(":")
+    if base not in BASE_METRICS:
+        return (f"unknown metric {name!r}; known: {', '.join(BASE_METRICS)}, '<rate>:<label>', "
+                f"'{MEAN_SCORE_PREFIX}<column>'")
+    if label and base not in (*RATE_METRICS, "auroc"):
+        return f"metric {base!r} has no per-class form ({name!r})"
+    if label and labels is not None and label not in labels:
+        return f"metric {name!r} names no label of {list(labels)}"
+    return None
+
+
 def resolve_metrics(
     requested: Sequence[str] | None,
     cases: Cases,
@@ -143,22 +163,15 @@ def resolve_metrics(
             out.append(MetricDef(name, "mean_score", score=column))
             continue
         base, _, label = name.partition(":")
-        if base not in BASE_METRICS:
-            raise InputError(
-                f"unknown metric {name!r}; known: {', '.join(BASE_METRICS)}, '<rate>:<label>', "
-                f"'{MEAN_SCORE_PREFIX}<column>'",
-                column="metrics",
-            )
+        problem = metric_name_problem(name, labels)
+        if problem:
+            raise InputError(problem, column="metrics")
         if hard and base in SCORE_METRICS:
             raise InputError(f"metric {name!r} needs class probabilities, but y_score holds hard labels",
                              column="metrics")
         if base == "top_k_accuracy" and top_k >= cases.n_classes:
             raise InputError(f"top_k_accuracy with k={top_k} needs more than {top_k} classes", column="metrics")
         if label:
-            if base not in (*RATE_METRICS, "auroc"):
-                raise InputError(f"metric {base!r} has no per-class form ({name!r})", column="metrics")
-            if label not in labels:
-                raise InputError(f"metric {name!r} names no label of {labels}", column="metrics")
             out.append(MetricDef(name, base, event=labels.index(label)))
             continue
         out.extend(_expand(base, binary, has_event, labels))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from fairderm._processes import worker_context
 from fairderm._version import __version__
-from fairderm.cohort import Cohort
+from fairderm.cohort import Cohort, checked_image_path
 from fairderm.errors import FairdermError, InputError
 from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE, ToneCalibration
 from fairderm.tone._decode import ImageRefused, decode_image, decode_mask
@@ -84,13 +84,24 @@ def measure_image(
 
 
 def _measure_chunk(
-    items: list[tuple[str, str | None]], params: ToneParameters, method: str
+    items: list[tuple[str, str | None]], params: ToneParameters, method: str, root: str
 ) -> list[dict[str, Any]]:
-    if method == "stone":
-        from fairderm.tone._stone import measure_with_stone
+    records = []
+    for path, mask in items:
+        try:
+            # checked as it is opened: a manifest or symlink changed since import must not reach outside
+            image = checked_image_path(root, path)
+            lesion = None if mask is None else checked_image_path(root, mask)
+        except ValueError as exc:
+            records.append(_record(ImageTone(status="error", reason=f"cannot read image: {exc}")))
+            continue
+        if method == "stone":
+            from fairderm.tone._stone import measure_with_stone
 
-        return [measure_with_stone(Path(p), params) for p, _ in items]
-    return [_record(measure_image(p, params, mask=m)) for p, m in items]
+            records.append(measure_with_stone(image, params))
+        else:
+            records.append(_record(measure_image(image, params, mask=lesion)))
+    return records
 
 
 def _record(tone: ImageTone) -> dict[str, Any]:
@@ -109,12 +120,13 @@ def _run(
     method: str,
     workers: int,
     progress: ProgressCallback | None,
+    root: str,
 ) -> list[dict[str, Any]]:
     total = len(items)
     if workers <= 1 or total < _MIN_IMAGES_FOR_POOL:
         records = []
         for done, item in enumerate(items, start=1):
-            records.extend(_measure_chunk([item], params, method))
+            records.extend(_measure_chunk([item], params, method, root))
             if progress:
                 progress(done, total)
         return records
@@ -126,7 +138,7 @@ def _run(
     context = worker_context()
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_measure_chunk, chunk, params, method): i for i, chunk in enumerate(chunks)}
+            futures = {pool.submit(_measure_chunk, chunk, params, method, root): i for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 index = futures[future]
                 results[index] = future.result()
@@ -277,7 +289,7 @@ def estimate_tone(
         raise InputError(f"workers must be >= 1, got {workers}", column="--workers")
     workers = workers or os.cpu_count() or 1
     items = list(zip([str(p) for p in cohort.image_paths()], _lesion_mask_paths(cohort, lesion_masks, method)))
-    records = _run(items, params, method, workers, progress)
+    records = _run(items, params, method, workers, progress, str(cohort.images_root))
     frame = tone_frame(
         cohort.manifest["image_id"].astype(str).tolist(), records,
         method=method, scheme=fitzpatrick_scheme, calibration=calibration, lesion_masks=lesion_masks,

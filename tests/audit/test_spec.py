@@ -155,3 +155,38 @@ def test_example_policy_ships_inside_the_package():
     package = Path(fairderm.__file__).resolve().parent
     assert EXAMPLE_POLICY.parent == package / "audit"
     assert EXAMPLE_POLICY.read_text() == (package.parent / "audits" / "policy.example.yaml").read_text()
+
+
+def _named(path: Path, name: str) -> Path:
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({"name": name, **spec}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "a\\b", "/abs", "x" * 101, ""])
+def test_audit_name_with_path_traversal_is_rejected(write_spec, name):
+    message = _error(_named(write_spec(), name))
+    assert "key 'name'" in message and "not a safe name" in message
+
+
+def test_audit_name_traversal_writes_nothing_outside(write_spec, tmp_path):
+    from fairderm.audit import run_audit
+
+    with pytest.raises(InputError, match="key 'name'"):
+        run_audit(_named(write_spec(), "../../escaped"))
+    assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.parametrize("metric", ["acuracy", "sensitivity:psoriasis", "brier:melanoma"])
+def test_unknown_metric_is_rejected_before_tone_runs(write_spec, monkeypatch, metric):
+    from fairderm.audit import _stages, run_audit
+
+    def no_stage(*args, **kwargs):
+        raise AssertionError("a stage ran before the spec's metric names were checked")
+
+    for stage in ("run_tone", "run_predictions", "run_metrics"):
+        monkeypatch.setattr(_stages, stage, no_stage)
+    path = write_spec(tone={"source": "estimate", "column": None}, metrics=["accuracy", metric])
+    with pytest.raises(InputError, match=r"key 'metrics\.names'") as caught:
+        run_audit(path)
+    assert metric in str(caught.value) and "\n" not in str(caught.value)

@@ -81,3 +81,17 @@ def test_stage_cache_holding_metrics_is_not_a_run(tmp_path: Path) -> None:
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "metrics.json").write_text("{}")
     assert RunsRoot.open(tmp_path).run_ids() == ["audits/x/runs/r1"]
+
+
+@pytest.mark.parametrize("name", ["manifest.parquet", "cohort.yaml"])
+def test_cohort_file_symlinked_from_outside_the_runs_folder_is_not_read(runs_dir: Path, run_ids: list[str],
+                                                                       tmp_path: Path, name: str) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(runs_dir, root)
+    cohort_file = next(root.rglob(name))
+    outside = tmp_path / f"outside-{name}"
+    shutil.move(cohort_file, outside)
+    cohort_file.symlink_to(outside)
+    run = load_run(RunsRoot.open(root), run_ids[0])
+    assert run.manifest is None
+    assert "not found inside the runs folder" in run.cohort_note

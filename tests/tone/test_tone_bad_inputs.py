@@ -210,3 +210,33 @@ def test_other_image_formats_are_measured(fmt, tmp_path):
     tone = measure_image(path)
     assert tone.status == "ok", tone.reason
     assert abs(tone.ita - SKIN_ITA) < 3.0
+
+
+def _swap_after_import(cohort, outside: Path) -> None:
+    """What a hostile user does once the cohort is imported: one symlink and one manifest path point outside."""
+    link = cohort.images_root / "images" / "b.png"
+    link.unlink()
+    link.symlink_to(outside)
+    manifest = pd.read_parquet(cohort.manifest_path)
+    manifest.loc[manifest["image_id"] == "c", "image"] = "../../outside.png"
+    manifest.to_parquet(cohort.manifest_path, index=False)
+
+
+def test_symlink_or_manifest_swapped_after_import_is_an_error_row_not_read(tmp_path, monkeypatch):
+    from fairderm.cohort import load_cohort
+
+    photo = encode(Image.fromarray(skin_photo()), "PNG")
+    cohort = make_cohort(tmp_path / "cohort", {"a.png": photo, "b.png": photo, "c.png": photo})
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(photo)
+    _swap_after_import(cohort, outside)
+    opened: list[str] = []
+    real_decode = decode_image
+    monkeypatch.setattr("fairderm.tone._estimate.decode_image",
+                        lambda path, size: opened.append(str(path)) or real_decode(path, size))
+    frame = estimate_tone(load_cohort(cohort.root), workers=1).set_index("image_id")
+    assert frame.loc["a", "status"] == "ok"
+    for image_id in ("b", "c"):
+        assert frame.loc[image_id, "status"] == "error"
+        assert "escapes images_root" in frame.loc[image_id, "reason"]
+    assert opened == [str((cohort.images_root / "images" / "a.png").resolve())]
