@@ -163,18 +163,25 @@ def _diff(result, attribute: str, metric: str):
 
 @contextlib.contextmanager
 def labelled_alone() -> Iterator[None]:
-    """Within it, the membership model sees nothing but an intercept: the correction then rests on the
-    labelled cases alone (design-weighted), the baseline the outcome-informed model must beat."""
-    informed = _strata.membership_features
+    """Within it, the membership model knows nothing (the overall shares for every case): the correction then
+    rests on the labelled cases alone, design-weighted -- the baseline the estimated group must beat."""
+    informed = _strata.membership_probabilities
 
-    def intercept_only(cases, model, estimated, n_estimated):
-        return informed(cases, model, estimated, n_estimated)[:, :1]
+    def overall_only(groups, count):
+        return np.broadcast_to(_overall(groups, count), (groups.true.size, len(groups.true_values)))
 
-    _strata.membership_features = intercept_only
+    _strata.membership_probabilities = overall_only
     try:
         yield
     finally:
-        _strata.membership_features = informed
+        _strata.membership_probabilities = informed
+
+
+def _overall(groups, count) -> np.ndarray:
+    labelled = groups.labelled & (count > 0)
+    weight = count[labelled] / groups.inclusion[labelled]
+    shares = np.bincount(groups.true[labelled], weights=weight, minlength=len(groups.true_values))
+    return shares / shares.sum()
 
 
 def run(repetitions: int, n_boot: int, clusters: bool, seed: int = 0, progress: bool = True) -> dict:

@@ -17,16 +17,16 @@ Corrected: validation labels for part of the cases
 
         w_ig = p_g(x_i) + R_i / pi_i * (1[T_i = g] - p_g(x_i))
 
-    where ``p_g(x)`` is a ridge multinomial logistic model of the true group
-    given the estimated group and the case's outcome (label, correctness,
-    score), fitted on the labelled cases weighted by ``1 / pi``; ``R_i`` marks a
-    labelled case and ``pi_i`` its inclusion probability. Every metric is then
+    where ``p_g(x)`` is P(true group g | estimated group), the labelled cases'
+    shares weighted by ``1 / pi`` (:func:`membership_probabilities`); ``R_i``
+    marks a labelled case and ``pi_i`` its inclusion probability. Every metric is then
     computed from the weighted case statistics exactly as for an ordinary group
     (the weights enter the confusion counts and the Mann-Whitney pairs of
     AUROC). The weighted sums are unbiased whatever ``p_g`` is, provided the
     inclusion probabilities are right; a good ``p_g`` only narrows the interval,
     which is why the estimate beats the labelled cases alone whenever the
-    estimated group or the outcome carries information about the true group.
+    estimated group carries information about the true group: every case's
+    outcome then speaks, through its estimated group, for the true groups.
 
     Assumption: given the recorded inclusion probabilities (default: labelled
     at random within estimated group, ``pi`` = labelled share of the estimated
@@ -58,7 +58,6 @@ Bounded: no labels, an error model of the strata
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,10 +83,6 @@ BOUNDED_SUFFIX = ":bounds"
 BASES = ("labelled", "estimated", "corrected", "bounded")
 #: A true group with fewer labelled cases is flagged insufficient.
 MIN_LABELLED_PER_GROUP = 10
-#: Ridge penalty of the membership model (on standardised features).
-RIDGE = 1.0
-#: Folds of the cross-fitted membership model (1: fitted in sample).
-CROSS_FIT = 5
 #: Replicates per block of weighted statistics (bounds the (B x G x n) temporaries).
 BLOCK = 128
 
@@ -230,8 +225,6 @@ class TrueGroups:
     true_values: tuple[str, ...]
     inclusion: np.ndarray
     inclusion_source: str
-    fold: np.ndarray
-    """Cross-fitting fold of each labelled case (see :func:`cross_fit_folds`)."""
 
     @property
     def labelled(self) -> np.ndarray:
@@ -322,116 +315,43 @@ def true_group_inputs(
                              row=row + 1, column="inclusion_prob")
         inclusion = np.where(labelled, prob, np.nan)
         source = "given"
-    return TrueGroups(attribute.name, estimated, estimated_values, true, true_values, inclusion, source,
-                      np.zeros(cases.n, dtype=np.int64))
-
-
-def cross_fit_folds(groups: TrueGroups, design: np.ndarray) -> np.ndarray:
-    """Fold of every labelled case, dealt in an order fixed by the cases' content (not the row order)."""
-    keys = [groups.true, *design[:, ::-1].T]
-    order = np.lexsort(keys)
-    labelled = order[groups.labelled[order]]
-    fold = np.zeros(groups.true.size, dtype=np.int64)
-    fold[labelled] = np.arange(labelled.size) % CROSS_FIT
-    return fold
+    return TrueGroups(attribute.name, estimated, estimated_values, true, true_values, inclusion, source)
 
 
 # ---------------------------------------------------------------------------
-# The membership model p_g(x).
+# The membership model p_g(x) = P(true group g | estimated group).
+
+#: Pseudo-count that shrinks an estimated group's shares towards the overall ones.
+PRIOR_CASES = 0.5
 
 
-def membership_features(cases: Cases, model: ModelOutput, estimated: np.ndarray, n_estimated: int) -> np.ndarray:
-    """(n, d) design of the membership model: intercept, estimated group, outcome and score.
+def membership_probabilities(groups: TrueGroups, count: np.ndarray) -> np.ndarray:
+    """(n, G) P(true group | estimated group) for every case, from the labelled cases of a resample.
 
-    The outcome terms let the model learn that, within an estimated group,
-    the true groups differ in how often the model is right -- the very
-    association the correction must not lose.
+    The design-weighted shares (weights ``count / pi``) of the true groups among
+    each estimated group's labelled cases, shrunk towards the overall shares by
+    :data:`PRIOR_CASES` cases; an estimated group without labelled cases gets
+    the overall shares. Outcome terms (label, correctness, score) were tried as
+    further predictors: they cannot bias the estimate (the correction term
+    removes any model error) but, fitted on ~150 labels, their noise widened the
+    intervals in the simulation (docs/metrics.md).
     """
-    columns = [np.ones(cases.n)]
-    for code in range(1, n_estimated):
-        columns.append((estimated == code).astype(np.float64))
-    correct = (model.pred == cases.y).astype(np.float64)
-    columns.append(correct)
-    y_pos = cases.y_pos
-    if model.pos_score is not None:
-        clipped = np.clip(model.pos_score, 1e-4, 1 - 1e-4)
-        logit = np.log(clipped / (1 - clipped))
-        outcome = y_pos.astype(np.float64)
-        columns += [outcome, logit, logit * outcome]
-    elif model.proba is not None:
-        top = np.clip(model.proba.max(axis=1), 1e-4, 1 - 1e-4)
-        logit = np.log(top / (1 - top))
-        columns += [logit, logit * correct]
-    elif y_pos is not None:
-        columns.append(y_pos.astype(np.float64))
-    design = np.column_stack(columns)
-    spread = design[:, 1:].std(axis=0)
-    centre = design[:, 1:].mean(axis=0)
-    design[:, 1:] = (design[:, 1:] - centre) / np.where(spread > 0, spread, 1.0)
-    return design
+    labelled = groups.labelled & (count > 0)
+    weight = count[labelled] / groups.inclusion[labelled]
+    table = np.zeros((len(groups.estimated_values), len(groups.true_values)))
+    np.add.at(table, (groups.estimated[labelled], groups.true[labelled]), weight)
+    overall = table.sum(axis=0) / table.sum()
+    shares = (table + PRIOR_CASES * overall) / (table.sum(axis=1, keepdims=True) + PRIOR_CASES)
+    return shares[groups.estimated]
 
 
-def _softmax_rest(eta: np.ndarray) -> np.ndarray:
-    """(n, G) probabilities from (n, G-1) logits against class 0."""
-    full = np.concatenate([np.zeros((eta.shape[0], 1)), eta], axis=1)
-    full -= full.max(axis=1, keepdims=True)
-    np.exp(full, out=full)
-    full /= full.sum(axis=1, keepdims=True)
-    return full
-
-
-def fit_membership(design: np.ndarray, target: np.ndarray, weight: np.ndarray, n_groups: int,
-                   ridge: float = RIDGE, max_iter: int = 50) -> np.ndarray:
-    """Ridge multinomial logistic regression by Newton's method; returns (G-1, d) coefficients.
-
-    The intercept is not penalised. ``weight`` is the case weight (bootstrap
-    count over inclusion probability).
-    """
-    n_rest, d = n_groups - 1, design.shape[1]
-    beta = np.zeros((n_rest, d))
-    onehot = np.zeros((target.size, n_groups))
-    onehot[np.arange(target.size), target] = 1.0
-    onehot = onehot[:, 1:]
-    penalty = np.full(d, ridge)
-    penalty[0] = 1e-8
-    penalty = np.tile(penalty, n_rest)
-    for _ in range(max_iter):
-        prob = _softmax_rest(design @ beta.T)[:, 1:]
-        gradient = ((onehot - prob) * weight[:, None]).T @ design - penalty.reshape(n_rest, d) * beta
-        curvature = weight[:, None, None] * (np.einsum("na,ab->nab", prob, np.eye(n_rest))
-                                             - prob[:, :, None] * prob[:, None, :])
-        hessian = np.einsum("ni,nab,nj->aibj", design, curvature, design).reshape(n_rest * d, n_rest * d)
-        hessian[np.diag_indices_from(hessian)] += penalty
-        step = np.linalg.solve(hessian, gradient.reshape(-1)).reshape(n_rest, d)
-        beta += step
-        if np.abs(step).max() < 1e-8:
-            break
-    return beta
-
-
-def membership_weights(design: np.ndarray, groups: TrueGroups, count: np.ndarray) -> np.ndarray:
+def membership_weights(groups: TrueGroups, count: np.ndarray) -> np.ndarray:
     """(G, n) augmented inverse-probability membership weights for one resample.
 
     ``count`` is each case's multiplicity in the resample (ones for the data).
     """
     labelled = groups.labelled
-    n_groups = len(groups.true_values)
-    rows = labelled & (count > 0)
-    fit_weight = count / np.where(labelled, groups.inclusion, 1.0)
-    beta = fit_membership(design[rows], groups.true[rows], fit_weight[rows], n_groups)
-    prob = _softmax_rest(design @ beta.T)
-    if CROSS_FIT > 1:
-        # A labelled case's own residual is taken against a model fitted without it (cross-fitting,
-        # Chernozhukov et al. 2018; Zrnic & Candes 2024): an in-sample fit shrinks the residuals that carry
-        # the correction, and with it the interval.
-        positions = np.flatnonzero(rows)
-        fold = groups.fold[positions]
-        for k in range(CROSS_FIT):
-            held = positions[fold == k]
-            kept = positions[fold != k]
-            if held.size and kept.size:
-                beta_k = fit_membership(design[kept], groups.true[kept], fit_weight[kept], n_groups)
-                prob[held] = _softmax_rest(design[held] @ beta_k.T)
+    prob = membership_probabilities(groups, count)
     observed = np.zeros_like(prob)
     observed[np.flatnonzero(labelled), groups.true[labelled]] = 1.0
     scale = np.where(labelled, 1.0 / np.where(labelled, groups.inclusion, 1.0), 0.0)
@@ -568,12 +488,9 @@ def corrected_tables(
         basis = "labelled"
         point_weights = np.zeros((n_groups, cases.n))
         point_weights[groups.true, np.arange(cases.n)] = 1.0
-        design = None
     else:
         basis = "corrected"
-        design = membership_features(cases, model, groups.estimated, len(groups.estimated_values))
-        groups = dataclasses.replace(groups, fold=cross_fit_folds(groups, design))
-        point_weights = membership_weights(design, groups, np.ones(cases.n))
+        point_weights = membership_weights(groups, np.ones(cases.n))
     estimates, point_linear = stats.values(point_weights)
     rng = np.random.default_rng(seed)
     unit, stratum = _resampling_units(groups, cases.cluster)
@@ -581,10 +498,10 @@ def corrected_tables(
     for lo in range(0, n_boot, BLOCK):
         hi = min(n_boot, lo + BLOCK)
         counts = resample_counts(rng, unit, stratum, hi - lo)
-        if design is None:
+        if basis == "labelled":
             block = counts[:, None, :] * point_weights[None, :, :]
         else:
-            block = np.stack([membership_weights(design, groups, row) for row in counts])
+            block = np.stack([membership_weights(groups, row) for row in counts])
         values, _ = stats.values(block.reshape(-1, cases.n))
         replicates[:, :, lo:hi] = values.reshape(hi - lo, n_groups, len(metrics)).transpose(1, 2, 0)
 
@@ -623,8 +540,8 @@ def corrected_tables(
         "corrected_attribute": attribute,
         "basis": basis,
         "method": ("labelled true groups used directly: every case is labelled" if basis == "labelled" else
-                   "augmented inverse-probability weights with a ridge multinomial membership model "
-                   "(Robins et al. 1994; Angelopoulos et al. 2023); percentile bootstrap refitting the model"),
+                   "augmented inverse-probability weights with P(true group | estimated group) from the labelled "
+                   "cases (Robins et al. 1994; Angelopoulos et al. 2023); percentile bootstrap re-estimating it"),
         "assumption": ("none beyond the labels" if basis == "labelled" else
                        "labelling depends on nothing but the recorded inclusion probabilities "
                        "(default: at random within estimated group)"),

@@ -12,7 +12,7 @@ from vlm_server import ScriptedVLM
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata
 from fairderm.cli import main
-from fairderm.inference import read_predictions, run_inference
+from fairderm.inference import read_predictions, rows_sha256, run_inference
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 RUN_CLI = "import sys; from fairderm.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -91,8 +91,11 @@ def test_short_output_of_the_same_run_is_completed_not_taken_as_finished(tmp_pat
                 server.endpoint, "--workers", "0", "--max-retries", "0"]
         assert main(args) == 0
         full = read_predictions(out, cohort)
-        # what a lost race used to leave: the same run's metadata over 8 of its rows
-        atomic_write_parquet(out, full.head(8), metadata_json=read_parquet_metadata(out))
+        # what a lost race used to leave: the same run's metadata over 8 of its rows (with their own, valid
+        # rows hash: an edited file is never reused at all)
+        short = pd.read_parquet(out).head(8)
+        atomic_write_parquet(out, short, metadata_json={**read_parquet_metadata(out),
+                                                        "rows_sha256": rows_sha256(short)})
         server.hits.clear()
         assert main(args) == 0
         assert sum(server.hits.values()) == N - 8
