@@ -191,3 +191,26 @@ def test_labels_without_sidecar_need_a_scale(labels_path: Path, synth_cohort: Co
     with pytest.raises(InputError, match=r"labels\.json is missing, so give the scale"):
         read_tone_labels(labels_path, synth_cohort)
     assert read_tone_labels(labels_path, synth_cohort, "fitzpatrick").scale == "fitzpatrick"
+
+
+def test_label_command_draws_once_and_then_resumes(run_cli, tmp_path: Path, synth_cohort: Cohort,
+                                                   tone_path: Path) -> None:
+    out = tmp_path / "drawn.csv"
+    args = ("tone", "label", synth_cohort.root, "--tone", tone_path, "--out", out, "--n", "12", "--no-serve")
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "12 images to label" in result.stdout
+    labels = read_tone_labels(out, synth_cohort)
+    record_answer(out, labels, 0, "3", "derm-2")
+    result = run_cli(*args, "--seed", "9")
+    assert result.exit_code == 0, result.stderr
+    assert "resuming" in result.stdout and "1 of 12 images answered" in " ".join(result.stdout.split())
+    assert read_tone_labels(out, synth_cohort).frame["image_id"].tolist() == labels.frame["image_id"].tolist()
+
+
+def test_label_command_rejects_a_scale_other_than_the_files(run_cli, labels_path: Path, synth_cohort: Cohort,
+                                                            tone_path: Path) -> None:
+    result = run_cli("tone", "label", synth_cohort.root, "--tone", tone_path, "--out", labels_path,
+                     "--scale", "monk", "--no-serve")
+    assert result.exit_code == 2
+    assert "labels are on the 'fitzpatrick' scale, not 'monk'" in result.stderr
