@@ -122,7 +122,7 @@ def main() -> None:
     for column, button in zip(st.columns(len(buttons)), buttons):
         column.button(button.text, key=f"answer-{button.value}", shortcut=button.key, on_click=_answer,
                       args=(args.labels, args.cohort, position, button.value, args.labeller),
-                      use_container_width=True)
+                      width="stretch")
     back, forward, _ = st.columns([1, 1, 6])
     back.button("Back", key="back", shortcut=BACK_KEY, on_click=_move, args=(-1, total))
     forward.button("Forward", key="forward", shortcut=FORWARD_KEY, on_click=_move, args=(1, total))

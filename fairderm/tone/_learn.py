@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from fairderm._io import atomic_write_bytes, atomic_write_json, sha256_file, to_json_text
+from fairderm._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_json_text
 from fairderm._version import __version__
 from fairderm.errors import InputError
 from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE
@@ -135,8 +135,6 @@ class ToneModel:
     @property
     def sha256(self) -> str:
         """Hash of the fitted arrays and settings (names the model in tone tables' ``method``)."""
-        from fairderm._io import sha256_bytes
-
         digest = [self.scale, list(self.classes), self.c, self.coef.round(12).tolist(),
                   self.intercept.round(12).tolist(), self.mean.round(12).tolist()]
         return sha256_bytes(json.dumps(digest).encode())
