@@ -119,7 +119,8 @@ def main() -> None:
             st.markdown(f"- {line}")
         st.caption("Keys: the digit of a value (Monk 10: 0), X cannot tell, ← back, → forward.")
     buttons = answer_buttons(labels.scale, labels.categories)
-    for column, button in zip(st.columns(len(buttons)), buttons):
+    # "Cannot tell" gets twice the width so that its text is not cut on the ten-value Monk scale
+    for column, button in zip(st.columns([1] * (len(buttons) - 1) + [2]), buttons):
         column.button(button.text, key=f"answer-{button.value}", shortcut=button.key, on_click=_answer,
                       args=(args.labels, args.cohort, position, button.value, args.labeller),
                       width="stretch")

@@ -48,7 +48,7 @@ def answer_buttons(scale: str, values: tuple[str, ...]) -> list[AnswerButton]:
     elif scale == "fitzpatrick_group":
         buttons = [AnswerButton(v, v, str(i)) for i, v in enumerate(values, start=1)]
     else:
-        buttons = [AnswerButton(v, f"Monk {v}", v[-1]) for v in values]
+        buttons = [AnswerButton(v, v, v[-1]) for v in values]
     return [*buttons, AnswerButton(CANNOT_TELL, "Cannot tell", CANNOT_TELL_KEY)]
 
 
