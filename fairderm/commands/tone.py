@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from fairderm.commands._common import check_output_file, console, progress_bar
+from fairderm.commands.tone_labels import register_label_commands
 
 tone_app = typer.Typer(
     help="Skin tone from healthy skin: estimate (ITA, Fitzpatrick, Monk), validate against labels, calibrate.",
@@ -187,3 +188,6 @@ def calibrate_command(
     calibration.save(out)
     console.print(calibration.summary())
     console.print(f"[green]wrote[/] {out} (sha256 {calibration.sha256[:12]})")
+
+
+register_label_commands(tone_app)

@@ -29,6 +29,12 @@ measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, to
     What the intervals say about the strata: the share of measured images
     whose ITA, varied within its interval, stays in its group (repeatability,
     not accuracy), and per-image type probabilities.
+new_label_sample, labels_from_column, read_tone_labels, write_labels, record_answer, ToneLabels, CANNOT_TELL
+    Validation labels: a sample stratified by estimated group with inclusion
+    probabilities, a manifest column's partial labels, the labels CSV.
+fit_tone_model, learned_tone_frame, load_tone_model, ToneModel, LearnedToneReport
+    A stratifier learned from labels (image features and colour), scored
+    out of fold beside the colour estimate.
 """
 
 from __future__ import annotations
@@ -36,6 +42,16 @@ from __future__ import annotations
 from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration, published_categories
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
 from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
+from fairderm.tone._labels import (
+    CANNOT_TELL,
+    ToneLabels,
+    labels_from_column,
+    new_label_sample,
+    read_tone_labels,
+    record_answer,
+    write_labels,
+)
+from fairderm.tone._learn import LearnedToneReport, ToneModel, fit_tone_model, learned_tone_frame, load_tone_model
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
 from fairderm.tone._scales import (
     CHARDON_CATEGORIES,
@@ -58,6 +74,7 @@ from fairderm.tone._uncertainty import (
 from fairderm.tone._validation import ToneValidation, icc1, validate_tone
 
 __all__ = [
+    "CANNOT_TELL",
     "CHARDON_CATEGORIES",
     "DEFAULT_FITZPATRICK_SCHEME",
     "ESTIMATOR_VERSION",
@@ -67,11 +84,15 @@ __all__ = [
     "REPEATABILITY_IS_NOT_ACCURACY",
     "TONE_COLUMNS",
     "ImageTone",
+    "LearnedToneReport",
     "ToneCalibration",
+    "ToneLabels",
+    "ToneModel",
     "ToneParameters",
     "ToneValidation",
     "estimate_tone",
     "fit_calibration",
+    "fit_tone_model",
     "fitzpatrick_group",
     "group_cut_points",
     "healthy_skin_mask",
@@ -80,14 +101,21 @@ __all__ = [
     "ita_to_chardon",
     "ita_to_fitzpatrick",
     "lab_to_monk",
+    "labels_from_column",
+    "learned_tone_frame",
     "load_calibration",
+    "load_tone_model",
     "measure_image",
     "measurement_repeatability",
+    "new_label_sample",
     "published_categories",
     "read_tone",
+    "read_tone_labels",
+    "record_answer",
     "srgb8_to_lab",
     "tone_cut_points",
     "tone_probabilities",
     "validate_tone",
+    "write_labels",
     "write_tone",
 ]
