@@ -76,6 +76,7 @@ class StrataInputs:
     inclusion: dict[str, float] = field(default_factory=dict)
     error_model: StrataErrorModel | None = None
     source: str = ""
+    #: Sampled images without an answer (not yet labelled, or "cannot tell").
     n_cannot_tell: int = 0
 
 
@@ -95,12 +96,13 @@ def _label_group(value: Any, where: str, row: int, column: str) -> str | None:
     return group
 
 
-def strata_inputs(spec: AuditSpec, manifest: pd.DataFrame, *, labels: Path | None,
+def strata_inputs(spec: AuditSpec, manifest: pd.DataFrame, *, cohort_ids: set[str], labels: Path | None,
                   error_model: Path | None) -> StrataInputs | None:
     """Validation labels (from the labels CSV or a manifest column) or the strata error model of a spec.
 
-    ``labels`` and ``error_model`` are the files to read (the spec's, or the
-    run folder's copies when verify recomputes).
+    ``manifest`` holds the audited cases, ``cohort_ids`` every image id of the
+    cohort. ``labels`` and ``error_model`` are the files to read (the spec's,
+    or the run folder's copies when verify recomputes).
     """
     tone = spec.tone
     if tone.source != "estimate":
@@ -123,14 +125,23 @@ def strata_inputs(spec: AuditSpec, manifest: pd.DataFrame, *, labels: Path | Non
             out.inclusion = {i: float(p) for i, p in zip(ids, probs) if i in out.true_group}
         return out
     if labels is not None:
-        return _labels_file(labels, set(ids))
+        return _labels_file(labels, cohort_ids, set(ids))
     if tone.strata_error == "none":
         return None
     model = StrataErrorModel.published() if error_model is None else StrataErrorModel.from_csv(error_model)
     return StrataInputs(error_model=model, source=model.source)
 
 
-def _labels_file(path: Path, known: set[str]) -> StrataInputs:
+def _labels_file(path: Path, cohort_ids: set[str], audited: set[str]) -> StrataInputs:
+    """The labels CSV (``fairderm tone label`` writes it; any CSV with image_id and label will do).
+
+    Images of the cohort outside the audited cases are left out (a filter
+    that does not look at the labels keeps the design valid). Sampled images
+    without an answer -- not yet labelled, or "cannot tell" -- are taken as
+    missing at random within their stratum: with a ``stratum`` column, the
+    inclusion probability of an answered image is the draw's times its
+    stratum's answer rate.
+    """
     try:
         frame = pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False)
     except (OSError, ValueError) as error:
@@ -141,26 +152,41 @@ def _labels_file(path: Path, known: set[str]) -> StrataInputs:
     out = StrataInputs(source=f"validation labels {path.name}")
     seen: set[str] = set()
     has_prob = "inclusion_prob" in frame.columns
+    answered = np.zeros(len(frame), dtype=bool)
+    groups: list[str | None] = []
+    probabilities = np.full(len(frame), np.nan)
     for row, record in enumerate(frame.itertuples(index=False), start=1):
         image_id = str(record.image_id)
-        if image_id not in known:
-            raise InputError(f"image id {image_id!r} is not an audited case of the cohort", source=str(path),
-                             row=row, column="image_id")
-        if image_id in seen:
-            raise InputError(f"image id {image_id!r} is labelled twice", source=str(path), row=row,
+        if image_id not in cohort_ids:
+            raise InputError(f"image id {image_id!r} is not in the cohort", source=str(path), row=row,
                              column="image_id")
+        if image_id in seen:
+            raise InputError(f"image id {image_id!r} is listed twice", source=str(path), row=row, column="image_id")
         seen.add(image_id)
-        group = _label_group(record.label, str(path), row, "label")
-        if group is None:
-            out.n_cannot_tell += 1
-            continue
-        out.true_group[image_id] = group
         if has_prob:
             value = pd.to_numeric(pd.Series([record.inclusion_prob]), errors="coerce").iloc[0]
             if not (0 < value <= 1):
                 raise InputError(f"inclusion probability {record.inclusion_prob!r} is outside (0, 1]",
                                  source=str(path), row=row, column="inclusion_prob")
-            out.inclusion[image_id] = float(value)
+            probabilities[row - 1] = float(value)
+        group = _label_group(record.label, str(path), row, "label")
+        groups.append(group)
+        answered[row - 1] = group is not None
+    rate = np.ones(len(frame))
+    if "stratum" in frame.columns:
+        stratum = frame["stratum"].astype(str).to_numpy()
+        for value in set(stratum):
+            members = stratum == value
+            rate[members] = answered[members].mean()
+    for row, image_id in enumerate(frame["image_id"].astype(str)):
+        if not answered[row]:
+            out.n_cannot_tell += 1
+            continue
+        if image_id not in audited:
+            continue
+        out.true_group[image_id] = str(groups[row])
+        if has_prob:
+            out.inclusion[image_id] = float(probabilities[row] * rate[row])
     if not out.true_group:
         raise InputError("no image is labelled", source=str(path), column="label")
     return out
@@ -387,13 +413,13 @@ def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
     """Run the metrics engine; returns ``EvaluationResult.to_dict()`` (the content of metrics.json)."""
     from fairderm.metrics import evaluate
 
-    strata: dict[str, Any] = {}
+    # the estimated group first: an error model bounds the first estimated attribute
+    estimated = sorted(table.estimated, key=lambda attribute: attribute != ESTIMATED_GROUP)
+    strata: dict[str, Any] = {"estimated": estimated or None}
     if table.true_groups is not None:
-        strata = {"true_groups": {ESTIMATED_GROUP: table.true_groups}, "inclusion_prob": table.inclusion_prob}
+        strata.update(true_groups={ESTIMATED_GROUP: table.true_groups}, inclusion_prob=table.inclusion_prob)
     elif table.strata_error is not None:
-        strata = {"strata_error": table.strata_error,
-                  "estimated": [ESTIMATED_GROUP, *(a for a in table.estimated if a != ESTIMATED_GROUP)]}
+        strata["strata_error"] = table.strata_error
     result = evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
-                      covariates=table.covariates, estimated=table.estimated or None, **strata,
-                      **metrics_config(spec, table))
+                      covariates=table.covariates, **strata, **metrics_config(spec, table))
     return result.to_dict()

@@ -387,7 +387,7 @@ def _run_stages(
     }
     folder = stages.run("metrics", metrics_inputs, lambda out: _stages.run_metrics(
         loaded, selected, tone_frame, predictions, cluster, out, strata=_evaluation.strata_inputs(
-            loaded.spec, selected.manifest,
+            loaded.spec, selected.manifest, cohort_ids=set(whole.manifest["image_id"].astype(str)),
             labels=loaded.resolve(spec.tone.validation_labels) if spec.tone.validation_labels else None,
             error_model=loaded.resolve(spec.tone.strata_error_file) if spec.tone.strata_error_file else None)))
     coverage = _json(folder / "coverage.json")

@@ -419,7 +419,7 @@ def _recompute(run_dir: Path, evidence: dict[str, Any], result: Verification, in
         predictions = pd.read_parquet(run_dir / "predictions.parquet")
         spec = loaded_spec.spec
         strata = _evaluation.strata_inputs(
-            spec, selected.manifest,
+            spec, selected.manifest, cohort_ids=set(cohort.manifest["image_id"].astype(str)),
             labels=run_dir / TONE_VALIDATION_FILE if spec.tone.validation_labels else None,
             error_model=run_dir / STRATA_ERROR_FILE if spec.tone.strata_error_file else None)
         table = _evaluation.evaluation_table(selected.manifest, cohort.spec, tone, predictions, spec,
