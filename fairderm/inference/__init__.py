@@ -12,6 +12,10 @@ read_predictions, rows_sha256
 served_model_identity, PROMPT_VERSION, PARSER_VERSION
     What identifies a vision-language model beyond its name: the server's
     own answer about it, the versions of the request format and the parser.
+ChatClient
+    Concurrent, retried chat-completions requests to an OpenAI-compatible
+    server, each case failing alone (the ``openai`` backend's transport;
+    :mod:`fairderm.reasoning`'s judge uses it too).
 Predictor, PredictorOutput
     The interface every backend implements.
 register_backend, load_predictor, available_backends
@@ -61,7 +65,7 @@ from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
 from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
-from fairderm.inference._openai import served_model_identity
+from fairderm.inference._openai import ChatClient, served_model_identity
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -93,6 +97,7 @@ __all__ = [
     "Backbone",
     "CachedEmbedder",
     "CachedImage",
+    "ChatClient",
     "FeatureSet",
     "HeadTrainingResult",
     "InferenceRun",
