@@ -34,8 +34,8 @@ CachedEmbedder, CachedImage, resolve_feature_cache
     For predictors on the backbone: reuse cached features by image hash.
 train_head, load_head, HeadTrainingResult
     Heads (linear or MLP) on the backbone's features.
-map_classes, parse_report, ParsedReport
-    Model classes -> cohort labels; a written report -> a diagnosis.
+map_classes, parse_report, ParsedReport, report_parts, ReportParts
+    Model classes -> cohort labels; a written report -> a diagnosis; its parts.
 
 See ``docs/inference.md`` for the backends, the prompt format and the
 predictions schema.
@@ -74,7 +74,7 @@ from fairderm.inference._predictor import (
     register_backend,
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
-from fairderm.inference._report import PARSER_VERSION, ParsedReport, parse_report
+from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
 from fairderm.inference._runner import (
     PREDICTIONS_FORMAT,
     InferenceRun,
@@ -104,6 +104,7 @@ __all__ = [
     "ParsedReport",
     "Predictor",
     "PredictorOutput",
+    "ReportParts",
     "StratumProgress",
     "available_architectures",
     "available_backends",
@@ -119,6 +120,7 @@ __all__ = [
     "read_predictions",
     "register_architecture",
     "register_backend",
+    "report_parts",
     "resolve_feature_cache",
     "rows_sha256",
     "run_inference",
