@@ -18,7 +18,7 @@ from rich.markup import escape
 from fairderm._version import __version__
 from fairderm.errors import FairdermError
 
-_COMMAND_MODULES = ("cohort", "tone", "infer", "router", "audit", "gatecard", "dashboard", "demo")
+_COMMAND_MODULES = ("cohort", "tone", "infer", "score", "router", "audit", "gatecard", "dashboard", "demo")
 
 app = typer.Typer(
     name="fairderm",
