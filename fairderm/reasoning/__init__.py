@@ -9,7 +9,7 @@ load_rubric, Rubric, Dimension
 Judge, Judgement, parse_judgement, judge_messages
     A judge model behind an OpenAI-compatible server (vLLM or hosted)
     scoring each report 1-5 per dimension with a short justification.
-report_checks, CHECK_NAMES
+report_checks, CHECK_NAMES, CHECKS_VERSION
     Deterministic checks needing no judge: sections present, diagnosis
     consistent, true diagnosis considered, hedging, refusal, length.
 score_reports, read_scores, ScoreTable
@@ -31,12 +31,13 @@ from fairderm.reasoning._agreement import (
     quadratic_weighted_kappa,
     read_ratings,
 )
-from fairderm.reasoning._checks import CHECK_NAMES, report_checks
+from fairderm.reasoning._checks import CHECK_NAMES, CHECKS_VERSION, report_checks
 from fairderm.reasoning._judge import JUDGE_PROMPT_VERSION, Judge, Judgement, judge_messages, parse_judgement
 from fairderm.reasoning._rubric import Dimension, Rubric, load_rubric
 from fairderm.reasoning._scores import SCORES_FORMAT, ScoreTable, read_scores, score_reports
 
 __all__ = [
+    "CHECKS_VERSION",
     "CHECK_NAMES",
     "JUDGE_PROMPT_VERSION",
     "SCORES_FORMAT",

@@ -32,6 +32,8 @@ import numpy as np
 
 from fairderm.inference import parse_report, report_parts
 
+# Raise whenever a check may give another value for the same report, so that no cached scores are reused.
+CHECKS_VERSION = 1
 CHECK_NAMES: tuple[str, ...] = (
     "sections_present",
     "diagnosis_consistent",
