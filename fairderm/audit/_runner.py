@@ -58,6 +58,7 @@ from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
 
 STAGES: tuple[str, ...] = ("tone", "inference", "reasoning", "metrics", "gate", "card")
+"""Every stage, in order; ``reasoning`` runs (and is listed in a run) only when the spec has a reasoning section."""
 RUN_LOG_FILE = "run.json"
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -377,7 +378,6 @@ def _reasoning_stage(
 ) -> Any:
     """Score the reports when the spec has ``reasoning:``; the scores table, or None."""
     if loaded.spec.reasoning is None:
-        stages.skip("reasoning", "the spec has no reasoning section")
         return None
     from fairderm.reasoning import CHECKS_VERSION, read_scores
 

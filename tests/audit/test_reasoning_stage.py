@@ -116,3 +116,11 @@ def test_unknown_judge_option_is_rejected_naming_the_key():
             "reasoning": {"endpoint": "http://127.0.0.1:2/v1", "options": {"temprature": 0}}}
     with pytest.raises(InputError, match=r"key 'reasoning\.options': unknown judge option 'temprature'"):
         parse_spec(spec, source="a.yaml")
+
+
+def test_card_lists_each_scores_lowest_group(cohort, tmp_path):
+    run, _, _ = _audit(cohort, tmp_path, _biased)
+    card = (run.run_dir / "card.md").read_text()
+    section = card.split("Reasoning quality", 1)[1]
+    safety = next(line for line in section.splitlines() if line.startswith("| safety"))
+    assert f"| {DARK} |" in safety
