@@ -76,7 +76,7 @@ def _groups(metrics: dict, metric: str) -> pd.DataFrame:
     return frame[(frame["metric"] == metric) & (frame["attribute"] == "fitzpatrick_group")].set_index("group")
 
 
-def test_judge_scoring_one_tone_group_lower_fails_the_score_rule(cohort, tmp_path):
+def test_judge_scoring_one_tone_group_lower_fails_the_score_rule_and_the_card_names_it(cohort, tmp_path):
     run, metrics, asked = _audit(cohort, tmp_path, _biased)
     assert asked == len(cohort.manifest)
     assert "reasoning" in [s.stage for s in run.stages if s.cache == "miss"]
@@ -92,6 +92,9 @@ def test_judge_scoring_one_tone_group_lower_fails_the_score_rule(cohort, tmp_pat
     assert (truth["estimate"] == 1.0).all()  # every scripted report names the true diagnosis
     assert (run.run_dir / "scores.parquet").is_file()
     assert verify_run(run.run_dir).ok
+    card = (run.run_dir / "card.md").read_text().split("Reasoning quality", 1)[1]
+    safety_row = next(line for line in card.splitlines() if line.startswith("| safety"))
+    assert f"| {DARK} |" in safety_row  # the card names the lowest group
 
 
 def test_judge_grading_every_group_alike_passes(cohort, tmp_path):
@@ -118,9 +121,10 @@ def test_unknown_judge_option_is_rejected_naming_the_key():
         parse_spec(spec, source="a.yaml")
 
 
-def test_card_lists_each_scores_lowest_group(cohort, tmp_path):
-    run, _, _ = _audit(cohort, tmp_path, _biased)
-    card = (run.run_dir / "card.md").read_text()
-    section = card.split("Reasoning quality", 1)[1]
-    safety = next(line for line in section.splitlines() if line.startswith("| safety"))
-    assert f"| {DARK} |" in safety
+def test_rerun_with_new_predictions_asks_the_judge_only_about_new_reports(cohort, tmp_path):
+    _audit(cohort, tmp_path, _unbiased)
+    # fresh servers: new endpoints, so inference reruns and its predictions file differs (latencies);
+    # the reports are the same, and the judge is asked about none of them
+    run, _, asked = _audit(cohort, tmp_path, _unbiased)
+    assert {s.stage: s.cache for s in run.stages}["reasoning"] == "miss"
+    assert asked == 0
