@@ -33,6 +33,7 @@ PAGES = {
     "Calibration": views.calibration,
     "Skin tone": views.skin_tone,
     "Cases": views.cases_page,
+    "Reasoning": views.reasoning,
     "Mitigation": views.mitigation,
     "Compare runs": None,
     "Model card": views.model_card,

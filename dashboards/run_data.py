@@ -125,6 +125,7 @@ class RunData:
     spec: dict[str, Any] | None = None
     predictions: pd.DataFrame | None = field(default=None, repr=False)
     tone: pd.DataFrame | None = field(default=None, repr=False)
+    scores: pd.DataFrame | None = field(default=None, repr=False)
     manifest: pd.DataFrame | None = field(default=None, repr=False)
     images_root: Path | None = None
     cohort_note: str = ""
@@ -215,6 +216,7 @@ def load_run(runs: RunsRoot, run_id: str) -> RunData:
         spec=spec if isinstance(spec, dict) else None,
         predictions=_read_parquet(runs.file(run_id, "predictions.parquet")),
         tone=_read_parquet(runs.file(run_id, "tone.parquet")),
+        scores=_read_parquet(runs.file(run_id, "scores.parquet")),
         manifest=manifest,
         images_root=images_root,
         cohort_note=note,

@@ -17,6 +17,7 @@ from PIL import Image
 
 from dashboards import charts
 from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
+from fairderm._terminal import printable
 from fairderm.errors import InputError
 
 NOT_AVAILABLE = "not available in this run"
@@ -390,6 +391,67 @@ def _case_caption(row: pd.Series) -> str:
     if isinstance(report, str) and report:
         text += f" · “{report[:80]}”"
     return text
+
+
+# ---------------------------------------------------------------- Reasoning
+_NOT_DIMENSIONS = ("judge_key", "judge_latency_s", "judge_attempts")
+
+
+def reasoning(run: RunData, runs: RunsRoot) -> None:
+    st.header("Reasoning")
+    if run.scores is None:
+        _missing("Report scores (scores.parquet: a spec with a reasoning section)")
+        return
+    scores = run.scores
+    dimensions = [c.removeprefix("judge_") for c in scores.columns
+                  if c.startswith("judge_") and c not in _NOT_DIMENSIONS]
+    checks = [c for c in scores.columns if c.startswith("check_")]
+    choices = dimensions + checks
+    if not choices:
+        _missing("Report scores")
+        return
+    c1, c2 = st.columns(2)
+    chosen = c1.selectbox("Score", choices, key="reasoning_score")
+    count = c2.slider("Reports per group", 1, 8, 3, key="reasoning_count")
+    column = chosen if chosen.startswith("check_") else f"judge_{chosen}"
+    metric = f"mean_score:{chosen.removeprefix('check_')}"
+    groups = run.table("groups")
+    if not groups.empty and "metric" in groups:
+        rows = groups[groups["metric"] == metric]
+        if not rows.empty:
+            st.dataframe(rows[[c for c in ("attribute", "group", "estimate", "ci_low", "ci_high", "n", "flag")
+                               if c in rows]], hide_index=True)
+    cases = case_table(run)
+    keep = [c for c in cases.columns if c not in scores.columns or c == "image_id"]
+    joined = scores.merge(cases[keep], on="image_id", how="left") if not cases.empty else scores
+    joined = joined[joined[column].notna()]
+    errors = int((scores["status"] == "error").sum())
+    if errors:
+        st.warning(f"{errors} reports have no judge scores (the judge's answer was unusable; see scores.parquet).")
+    tone = joined["tone_group"] if "tone_group" in joined else pd.Series("all", index=joined.index)
+    st.caption(f"The {count} lowest-scored reports of each tone group on {chosen}, with the judge's justification.")
+    for group, part in joined.assign(_group=tone.fillna("missing")).groupby("_group", sort=True):
+        st.subheader(str(group))
+        for _, row in part.sort_values(column, kind="stable").head(count).iterrows():
+            _scored_report(run, runs, row, chosen, column)
+
+
+def _scored_report(run: RunData, runs: RunsRoot, row: pd.Series, chosen: str, column: str) -> None:
+    left, right = st.columns([1, 3])
+    path = run.image_path(str(row["image"]), runs) if isinstance(row.get("image"), str) else None
+    with left:
+        if path is not None and path.is_file():
+            st.image(Image.open(path), caption=str(row["image_id"]), width="stretch")
+        else:
+            st.caption(f"{row['image_id']}: image not available inside the runs folder")
+    with right:
+        st.markdown(f"**{chosen}: {row[column]:g}** · true {row.get('label', '?')} · pred {row.get('pred', '?')}")
+        report = row.get("text")
+        # st.text: a model's or judge's words are shown as written, never as markdown, and printable first
+        st.text(printable(report) if isinstance(report, str) else "(no report text)")
+        why = row.get(f"why_{chosen}")
+        if isinstance(why, str) and why:
+            st.text("Judge: " + printable(why))
 
 
 # ---------------------------------------------------------------- Mitigation

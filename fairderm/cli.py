@@ -27,7 +27,7 @@ from fairderm.errors import FairdermError
 ERROR_EXIT = 3
 """Exit status of an unexpected error: ERROR, as for a gate that cannot be evaluated."""
 
-_COMMAND_MODULES = ("cohort", "tone", "infer", "router", "audit", "gatecard", "dashboard", "demo")
+_COMMAND_MODULES = ("cohort", "tone", "infer", "score", "router", "audit", "gatecard", "dashboard", "demo")
 
 app = typer.Typer(
     name="fairderm",

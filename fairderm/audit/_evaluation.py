@@ -237,6 +237,7 @@ class EvaluationTable:
     inclusion_prob: np.ndarray | None = None
     strata_error: StrataErrorModel | None = None
     estimated: list[str] = field(default_factory=list)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _task(spec: AuditSpec, cohort_spec: CohortSpec) -> str:
@@ -300,6 +301,7 @@ def evaluation_table(
     *,
     cluster: str | None,
     trust: StrataInputs | None = None,
+    scores: Any = None,
 ) -> EvaluationTable:
     """Join the selected manifest rows, tone estimates and predictions.
 
@@ -319,6 +321,8 @@ def evaluation_table(
         Resolved cluster column, or None.
     trust
         Validation labels or the strata error model (:func:`strata_inputs`), or None.
+    scores
+        The reports' scores (a :class:`fairderm.reasoning.ScoreTable`), or None.
     """
     manifest = manifest.reset_index(drop=True)
     attributes = list(dict.fromkeys(spec.stratum_attributes() + [a for c in spec.strata.intersections for a in c]))
@@ -386,6 +390,7 @@ def evaluation_table(
         inclusion_prob=inclusion,
         strata_error=error_model,
         estimated=estimated,
+        scores=scores.score_columns(kept_ids) if scores is not None else {},
     )
 
 
@@ -420,6 +425,11 @@ def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
         strata.update(true_groups={ESTIMATED_GROUP: table.true_groups}, inclusion_prob=table.inclusion_prob)
     elif table.strata_error is not None:
         strata["strata_error"] = table.strata_error
+    config = metrics_config(spec, table)
+    if table.scores:
+        # every score column is audited: the judge's dimensions and the deterministic checks
+        config["metrics"] += [f"mean_score:{name}" for name in table.scores if f"mean_score:{name}" not in
+                              config["metrics"]]
     result = evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
-                      covariates=table.covariates, **strata, **metrics_config(spec, table))
+                      covariates=table.covariates, scores=table.scores or None, **strata, **config)
     return result.to_dict()

@@ -68,7 +68,8 @@ from fairderm.audit._spec import LoadedSpec, dump_spec, load_spec
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError, OutputBusyError
 
-STAGES: tuple[str, ...] = ("tone", "inference", "metrics", "gate", "card")
+STAGES: tuple[str, ...] = ("tone", "inference", "reasoning", "metrics", "gate", "card")
+"""Every stage, in order; ``reasoning`` runs (and is listed in a run) only when the spec has a reasoning section."""
 RUN_LOG_FILE = "run.json"
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -375,6 +376,7 @@ def _run_stages(
         loaded, selected, tone_frame, out, _stage_progress(progress, "inference"), whole=whole,
         tone_file=tone_file))
     predictions = _read_predictions(folder / "predictions.parquet", selected)
+    scores = _reasoning_stage(loaded, selected, predictions, cohort_inputs, stages, progress)
 
     metrics_inputs = {
         **cohort_inputs, "tone_parquet": tone_sha,
@@ -384,12 +386,14 @@ def _run_stages(
         "strata_error": spec.tone.model_dump(
             mode="json", include={"validation_column", "validation_inclusion", "strata_error"}),
         **inputs.digest("tone_validation", "strata_error"),
+        "scores_parquet": _file_sha(stages.run_dir / "scores.parquet"),
     }
     folder = stages.run("metrics", metrics_inputs, lambda out: _stages.run_metrics(
         loaded, selected, tone_frame, predictions, cluster, out, strata=_evaluation.strata_inputs(
             loaded.spec, selected.manifest, cohort_ids=set(whole.manifest["image_id"].astype(str)),
             labels=loaded.resolve(spec.tone.validation_labels) if spec.tone.validation_labels else None,
-            error_model=loaded.resolve(spec.tone.strata_error_file) if spec.tone.strata_error_file else None)))
+            error_model=loaded.resolve(spec.tone.strata_error_file) if spec.tone.strata_error_file else None),
+        scores=scores))
     coverage = _json(folder / "coverage.json")
 
     if loaded.policy_path is None:
@@ -400,6 +404,30 @@ def _run_stages(
         stages.run_dir / "metrics.json", stages.run_dir / "policy.yaml", out))
     gate = _json(folder / "gate.json")
     return str(gate["verdict"]), int(gate.get("exit_code", _EXIT_CODES[str(gate["verdict"])])), coverage
+
+
+def _reasoning_stage(
+    loaded: LoadedSpec, selected: Cohort, predictions: pd.DataFrame, cohort_inputs: dict[str, Any], stages: _Stages,
+    progress: ProgressCallback | None,
+) -> Any:
+    """Score the reports when the spec has ``reasoning:``; the scores table, or None."""
+    if loaded.spec.reasoning is None:
+        return None
+    from fairderm.reasoning import CHECKS_VERSION, read_scores
+
+    rubric, judge = _stages.reasoning_judge(loaded)
+    try:
+        reasoning_inputs = {
+            **cohort_inputs, "predictions_parquet": sha256_file(stages.run_dir / "predictions.parquet"),
+            "rubric": rubric.sha256(), "judge": judge.identity() if judge is not None else None,
+            "checks_version": CHECKS_VERSION,
+        }
+        folder = stages.run("reasoning", reasoning_inputs, lambda out: _stages.run_reasoning(
+            loaded, selected, predictions, rubric, judge, out, _stage_progress(progress, "reasoning")))
+    finally:
+        if judge is not None:
+            judge.close()
+    return read_scores(folder / "scores.parquet")
 
 
 _EXIT_CODES = {"PASS": 0, "FAIL": 1, "INSUFFICIENT_EVIDENCE": 2, "ERROR": 3}

@@ -287,6 +287,42 @@ class OutputsSection(_Section):
     )
 
 
+JUDGE_OPTIONS: tuple[str, ...] = (
+    "concurrency", "timeout", "max_retries", "backoff", "max_tokens", "temperature", "seed", "json_mode",
+    "api_key_env", "max_response_bytes", "batch_size",
+)
+"""Keys of ``reasoning.options`` (see :class:`fairderm.reasoning.Judge`)."""
+
+
+class ReasoningSection(_Section):
+    """Scoring a text model's reports (fairderm.reasoning): a judge model on a rubric, and deterministic checks."""
+
+    rubric: str | None = Field(
+        None, description="Rubric YAML, relative to the spec file (default: fairderm's DermEval-style rubric)."
+    )
+    endpoint: str | None = Field(
+        None, description="Base URL of the judge's OpenAI-compatible server (e.g. vllm serve); none: checks only."
+    )
+    model: str | None = Field(None, description="Judge model name (default: the first model the server lists).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Judge settings: " + ", ".join(JUDGE_OPTIONS) + "."
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(JUDGE_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown judge option {unknown[0]!r} (known: {', '.join(JUDGE_OPTIONS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _model_needs_endpoint(self) -> ReasoningSection:
+        if self.model is not None and self.endpoint is None:
+            raise ValueError("a judge model needs the endpoint that serves it")
+        return self
+
+
 class AuditSpec(_Section):
     """An audit: a cohort, a model, strata, metrics, bootstrap, a policy and outputs."""
 
@@ -304,6 +340,9 @@ class AuditSpec(_Section):
     bootstrap: BootstrapSection = Field(default_factory=BootstrapSection)
     policy: str | None = Field(
         None, description="Release-gate policy YAML, relative to the spec file (none: no gate, exit 0)."
+    )
+    reasoning: ReasoningSection | None = Field(
+        None, description="Score the model's reports (text models: openai, vllm) and audit the scores by group."
     )
     outputs: OutputsSection = Field(default_factory=OutputsSection)
     card: CardInfo = Field(
@@ -338,6 +377,13 @@ class AuditSpec(_Section):
             derived = sorted(used & set(TONE_DERIVED))
             if derived:
                 raise ValueError(f"strata use {derived} but tone.source is '{self.tone.source}', not 'estimate'")
+        return self
+
+    @model_validator(mode="after")
+    def _reasoning_needs_reports(self) -> AuditSpec:
+        if self.reasoning is not None and self.model.backend not in ("openai", "vllm"):
+            raise ValueError(f"reasoning scores written reports, and backend '{self.model.backend}' writes none "
+                             "(use openai or vllm)")
         return self
 
     def stratum_attributes(self) -> list[str]:
@@ -498,6 +544,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
                         "strata error model file")
     if spec.model.prompt:
         _require_exists(loaded, "model.prompt", loaded.resolve(spec.model.prompt), "prompt file")
+    if spec.reasoning is not None and spec.reasoning.rubric:
+        _require_exists(loaded, "reasoning.rubric", loaded.resolve(spec.reasoning.rubric), "rubric file")
     return loaded
 
 

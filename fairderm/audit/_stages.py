@@ -10,6 +10,8 @@ stage      files
 tone       ``tone.parquet``; ``tone_validation.json`` when the cohort has a
            labelled tone column to measure the estimate against
 inference  ``predictions.parquet``
+reasoning  ``scores.parquet`` (the spec's ``reasoning:``: judge scores and
+           deterministic checks of every report, :mod:`fairderm.reasoning`)
 metrics    ``metrics.json``, ``coverage.json``
 gate       ``gate.json``, ``junit.xml``, ``gate.md``
 card       ``card.md``, ``card.html``, ``card.json``, ``figures/`` (rendered
@@ -146,13 +148,61 @@ def run_predictions(
                   progress=report, **strata, **runner)
 
 
+REASONING_RESUME_FILE = "reasoning-judgements.parquet"
+
+
+def reasoning_judge(loaded: LoadedSpec) -> tuple[Any, Any]:
+    """The spec's rubric and judge (None without ``reasoning.endpoint``: checks only).
+
+    Building the judge asks its server what it serves, so that the stage's
+    cache key holds the judge's identity; close the judge when done.
+    """
+    from fairderm.reasoning import Judge, load_rubric
+
+    section = loaded.spec.reasoning
+    assert section is not None
+    rubric = load_rubric(loaded.resolve(section.rubric) if section.rubric else None)
+    if section.endpoint is None:
+        return rubric, None
+    options = {k: v for k, v in section.options.items() if k != "batch_size"}
+    return rubric, Judge(section.model, rubric, endpoint=section.endpoint, **options)
+
+
+def run_reasoning(
+    loaded: LoadedSpec, cohort: Cohort, predictions: pd.DataFrame, rubric: Any, judge: Any, out: Path,
+    progress: StageProgress | None,
+) -> None:
+    """Score every report (scores.parquet); judgements of earlier runs are reused by their cache key.
+
+    The last scores table is kept beside the stage cache
+    (``REASONING_RESUME_FILE``), so that a run after a change of predictions
+    or an interrupted run asks the judge only for what it has not answered.
+    """
+    from fairderm.reasoning import score_reports
+
+    resume = loaded.cache_dir / REASONING_RESUME_FILE
+    target = out / "scores.parquet"
+    if resume.is_file():
+        shutil.copyfile(resume, target)
+    truth = dict(zip(cohort.manifest["image_id"].astype(str), cohort.manifest["label"].astype(str)))
+    batch_size = int(loaded.spec.reasoning.options.get("batch_size", 32)) if loaded.spec.reasoning else 32
+    score_reports(predictions, truth=truth, labels=cohort.spec.labels, out=target, rubric=rubric, judge=judge,
+                  batch_size=batch_size, progress=progress)
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target, resume)
+
+
 def run_metrics(
     loaded: LoadedSpec, cohort: Cohort, tone: pd.DataFrame | None, predictions: pd.DataFrame,
-    cluster: str | None, out: Path, *, strata: _evaluation.StrataInputs | None = None,
+    cluster: str | None, out: Path, *, strata: _evaluation.StrataInputs | None = None, scores: Any = None,
 ) -> None:
-    """Per-group metrics, disparities, tests and power (metrics.json) and coverage (coverage.json)."""
+    """Per-group metrics, disparities, tests and power (metrics.json) and coverage (coverage.json).
+
+    ``scores`` (a :class:`fairderm.reasoning.ScoreTable`) adds ``mean_score:<dimension>`` and
+    ``mean_score:<check>`` per group.
+    """
     table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster,
-                                         trust=strata)
+                                         trust=strata, scores=scores)
     atomic_write_json(out / "metrics.json", _evaluation.compute_metrics(table, loaded.spec))
     atomic_write_json(out / "coverage.json", table.coverage)
 

@@ -422,8 +422,14 @@ def _recompute(run_dir: Path, evidence: dict[str, Any], result: Verification, in
             spec, selected.manifest, cohort_ids=set(cohort.manifest["image_id"].astype(str)),
             labels=run_dir / TONE_VALIDATION_FILE if spec.tone.validation_labels else None,
             error_model=run_dir / STRATA_ERROR_FILE if spec.tone.strata_error_file else None)
+        scores = None
+        if (run_dir / "scores.parquet").is_file():
+            from fairderm.reasoning import read_scores
+
+            scores = read_scores(run_dir / "scores.parquet")
         table = _evaluation.evaluation_table(selected.manifest, cohort.spec, tone, predictions, spec,
-                                             cluster=cluster_column(loaded_spec, selected), trust=strata)
+                                             cluster=cluster_column(loaded_spec, selected), trust=strata,
+                                             scores=scores)
         metrics = _evaluation.compute_metrics(table, loaded_spec.spec)
     except (FairdermError, OSError, ValueError, KeyError) as exc:
         result.add("metrics.json", "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")

@@ -290,6 +290,37 @@ def _quantitative(data: CardData) -> Section:
     return section
 
 
+def _reasoning(data: CardData) -> Section | None:
+    """The reports' scores (fairderm.reasoning): overall and worst-group mean of every score column."""
+    scores = [m for m in data.metric_names if m.startswith("mean_score:")]
+    if not scores:
+        return None
+    rows = []
+    for metric in scores:
+        every = data.groups[(data.groups["metric"] == metric) & (data.groups["attribute"] == "all")]
+        overall = every.iloc[0] if len(every) else None
+        for attribute in [a for a in data.attributes if "&" not in a]:
+            part = data.rows(attribute)
+            part = part[(part["metric"] == metric) & (part["flag"] == "ok")]
+            estimates = pd.to_numeric(part["estimate"], errors="coerce")
+            if estimates.notna().any():
+                worst = part.loc[estimates.idxmin()]
+                rows.append([
+                    metric.removeprefix("mean_score:"),
+                    fmt_interval(*(overall[k] for k in ("estimate", "ci_low", "ci_high"))) if overall is not None
+                    else "-",
+                    short_group(str(worst["group"]), attribute),
+                    fmt_interval(worst["estimate"], worst["ci_low"], worst["ci_high"]),
+                ])
+    return Section("Reasoning quality", [
+        Paragraph("Every report was scored by a judge model on the rubric's dimensions (1-5) and by deterministic "
+                  "checks (0/1 shares, or words for length_words); scores.parquet holds each case's scores, the "
+                  "judge's justification, the rubric and the judge's identity. Below: the mean over all cases and "
+                  "the mean of the group where it is lowest (groups flagged ok only)."),
+        Table(["Score", "All cases (95% CI)", "Lowest group", "Lowest-group mean (95% CI)"], rows),
+    ])
+
+
 def _disparity_rows(data: CardData) -> list[list[str]]:
     """Every disparity of the tone attribute, then the gaps of the other attributes."""
     rows = []
@@ -515,6 +546,9 @@ def build_document(data: CardData) -> Document:
         Section("Training data", [Paragraph(training_description(data))]),
         _quantitative(data),
     ]
+    reasoning = _reasoning(data)
+    if reasoning is not None:
+        sections.append(reasoning)
     trust = _trust(data)
     if trust is not None:
         sections.append(trust)

@@ -12,6 +12,10 @@ read_predictions, rows_sha256
 served_model_identity, PROMPT_VERSION, PARSER_VERSION
     What identifies a vision-language model beyond its name: the server's
     own answer about it, the versions of the request format and the parser.
+ChatClient
+    Concurrent, retried chat-completions requests to an OpenAI-compatible
+    server, each case failing alone (the ``openai`` backend's transport;
+    :mod:`fairderm.reasoning`'s judge uses it too).
 Predictor, PredictorOutput
     The interface every backend implements.
 register_backend, load_predictor, available_backends
@@ -30,8 +34,8 @@ CachedEmbedder, CachedImage, resolve_feature_cache
     For predictors on the backbone: reuse cached features by image hash.
 train_head, load_head, HeadTrainingResult
     Heads (linear or MLP) on the backbone's features.
-map_classes, parse_report, ParsedReport
-    Model classes -> cohort labels; a written report -> a diagnosis.
+map_classes, parse_report, ParsedReport, report_parts, ReportParts
+    Model classes -> cohort labels; a written report -> a diagnosis; its parts.
 
 See ``docs/inference.md`` for the backends, the prompt format and the
 predictions schema.
@@ -61,7 +65,7 @@ from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
 from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
-from fairderm.inference._openai import served_model_identity
+from fairderm.inference._openai import ChatClient, served_model_identity
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -70,7 +74,7 @@ from fairderm.inference._predictor import (
     register_backend,
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
-from fairderm.inference._report import PARSER_VERSION, ParsedReport, parse_report
+from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
 from fairderm.inference._runner import (
     PREDICTIONS_FORMAT,
     InferenceRun,
@@ -93,12 +97,14 @@ __all__ = [
     "Backbone",
     "CachedEmbedder",
     "CachedImage",
+    "ChatClient",
     "FeatureSet",
     "HeadTrainingResult",
     "InferenceRun",
     "ParsedReport",
     "Predictor",
     "PredictorOutput",
+    "ReportParts",
     "StratumProgress",
     "available_architectures",
     "available_backends",
@@ -114,6 +120,7 @@ __all__ = [
     "read_predictions",
     "register_architecture",
     "register_backend",
+    "report_parts",
     "resolve_feature_cache",
     "rows_sha256",
     "run_inference",

@@ -291,22 +291,19 @@ def parse_completion(body: bytes) -> tuple[str, int | None, int | None]:
     return content or "", counts[0], counts[1]
 
 
-class OpenAIChatPredictor(Predictor):
-    """A vision-language model served over the OpenAI chat-completions API.
+class ChatClient:
+    """Chat-completions requests to one OpenAI-compatible server, each case standing alone.
+
+    Requests go out concurrently over one async connection pool; each is
+    retried as the module describes and bounded by ``timeout`` from
+    connecting to its last byte; an answer over ``max_response_bytes`` is
+    that case's error. Used by the ``openai`` backend and by
+    :mod:`fairderm.reasoning`'s judge.
 
     Parameters
     ----------
-    model
-        Served model name (``--served-model-name`` of ``vllm serve``); None
-        takes the first model the server lists.
-    labels
-        The cohort's labels, offered in the prompt and used by the parser.
     endpoint
         Base URL, e.g. ``http://127.0.0.1:8000/v1``.
-    prompt
-        Prompt template file (see :mod:`fairderm.inference._prompt`).
-    system
-        Optional system message.
     concurrency
         Requests in flight at once.
     timeout
@@ -315,130 +312,45 @@ class OpenAIChatPredictor(Predictor):
         Further attempts after the first.
     backoff
         Base delay of the exponential backoff, in seconds.
-    max_tokens, temperature, seed
-        Sampling settings sent with each request (recorded in the identity).
-    max_side
-        Longest image side sent; larger images are downscaled.
     api_key_env
         Environment variable holding a bearer token, if the server needs one.
-    revision
-        Model revision to record (the API does not report one); part of the identity.
-    batch_size
-        Cases per batch (default four times ``concurrency``).
     max_response_bytes
-        Largest answer accepted; a larger one is that case's error, never stored.
+        Largest answer accepted.
     """
-
-    backend = "openai"
-    writes_text = True
-    gives_probabilities = False
 
     def __init__(
         self,
-        model: str | None,
-        labels: Sequence[str],
-        *,
         endpoint: str = DEFAULT_ENDPOINT,
-        prompt: str | os.PathLike[str] | None = None,
-        system: str | None = None,
+        *,
         concurrency: int = 8,
         timeout: float = 120.0,
         max_retries: int = 3,
         backoff: float = 1.0,
-        max_tokens: int = 1024,
-        temperature: float = 0.0,
-        seed: int | None = 0,
-        max_side: int = DEFAULT_MAX_SIDE,
-        api_key_env: str = "OPENAI_API_KEY",
-        revision: str | None = None,
-        batch_size: int | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.concurrency = _number(concurrency, "concurrency", minimum=1, integer=True)
         self.timeout = float(_number(timeout, "timeout", minimum=0, integer=False, strict=True))
         self.max_retries = _number(max_retries, "max_retries", minimum=0, integer=True)
         self.backoff = float(_number(backoff, "backoff", minimum=0, integer=False))
-        self.max_tokens = _number(max_tokens, "max_tokens", minimum=1, integer=True)
-        self.temperature = float(_number(temperature, "temperature", minimum=0, integer=False))
-        self.seed = None if seed is None else _number(seed, "seed", minimum=-(2**63), integer=True)
-        self.max_side = _number(max_side, "max_side", minimum=1, integer=True)
         self.max_response_bytes = _number(max_response_bytes, "max_response_bytes", minimum=1, integer=True)
-        self.batch_size = (
-            _number(batch_size, "batch_size", minimum=1, integer=True) if batch_size else 4 * self.concurrency
-        )
-        self.labels = list(labels)
-        self.classes = list(labels)
         self.base = _api_base(endpoint)
-        self.template = load_prompt(prompt)
-        self.prompt = render_prompt(self.template, self.labels)
-        self.system = system
-        self.revision = revision
         self.headers = _auth_headers(api_key_env)
-        self.served = served_model_identity(
-            self.base,
-            model,
-            api_key_env=api_key_env,
-            timeout=min(self.timeout, 30.0),
-        )
-        self.model = model or self.served.get("id")
-        if not self.model:
-            raise InputError(
-                f"no --model given and the server lists no models at {self.base}/models"
-            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
 
-    def preprocess(self, path: Path | None) -> tuple[bytes, str]:
-        return encode_image(path, self.max_side)
+    def complete(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send each request body to ``/chat/completions``; one result per body, in order.
 
-    def collate(self, items: list[Any]) -> list[Any]:
-        return list(items)
-
-    def identity(self) -> dict[str, Any]:
-        return {
-            "backend": "openai",
-            "model": self.model,
-            "endpoint": self.base,
-            "served": self.served,
-            "revision": self.revision,
-            "generation": {
-                "max_tokens": self.max_tokens,
-                "temperature": self.temperature,
-                "seed": self.seed,
-            },
-            "system": self.system,
-            **prompt_identity(self.prompt),
-        }
-
-    def preprocessing(self) -> dict[str, Any]:
-        return image_preprocessing(self.max_side)
-
-    def _payload(self, image: tuple[bytes, str]) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": chat_messages(self.prompt, data_url(image), self.system),
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-        if self.seed is not None:
-            payload["seed"] = self.seed
-        return payload
-
-    def predict(self, inputs: list[tuple[bytes, str]], image_ids: Sequence[str]) -> PredictorOutput:
+        Each result has ``text`` (the answer, None on failure), ``status``
+        (None on success, else ``error``), ``reason``, ``latency_s``,
+        ``prompt_tokens``, ``completion_tokens`` and ``attempts``.
+        """
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        results = self._loop.run_until_complete(self._batch(inputs))
-        return PredictorOutput(
-            text=[r["text"] for r in results],
-            status=[r["status"] for r in results],
-            reason=[r["reason"] for r in results],
-            extras={
-                k: [r[k] for r in results]
-                for k in ("latency_s", "prompt_tokens", "completion_tokens", "attempts")
-            },
-        )
+        return self._loop.run_until_complete(self._batch(payloads))
 
-    async def _batch(self, inputs: list[tuple[bytes, str]]) -> list[dict[str, Any]]:
+    async def _batch(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 headers=self.headers,
@@ -448,7 +360,7 @@ class OpenAIChatPredictor(Predictor):
             )
         gate = asyncio.Semaphore(self.concurrency)
         return await asyncio.gather(
-            *(self._request(gate, self._payload(image)) for image in inputs)
+            *(self._request(gate, payload) for payload in payloads)
         )
 
     async def _request(self, gate: asyncio.Semaphore, payload: dict[str, Any]) -> dict[str, Any]:
@@ -530,6 +442,159 @@ class OpenAIChatPredictor(Predictor):
                 self._loop.run_until_complete(self._client.aclose())
             self._loop.close()
         self._loop, self._client = None, None
+
+
+
+class OpenAIChatPredictor(Predictor):
+    """A vision-language model served over the OpenAI chat-completions API.
+
+    Parameters
+    ----------
+    model
+        Served model name (``--served-model-name`` of ``vllm serve``); None
+        takes the first model the server lists.
+    labels
+        The cohort's labels, offered in the prompt and used by the parser.
+    endpoint
+        Base URL, e.g. ``http://127.0.0.1:8000/v1``.
+    prompt
+        Prompt template file (see :mod:`fairderm.inference._prompt`).
+    system
+        Optional system message.
+    concurrency
+        Requests in flight at once.
+    timeout
+        Seconds per attempt, from connecting to the answer's last byte.
+    max_retries
+        Further attempts after the first.
+    backoff
+        Base delay of the exponential backoff, in seconds.
+    max_tokens, temperature, seed
+        Sampling settings sent with each request (recorded in the identity).
+    max_side
+        Longest image side sent; larger images are downscaled.
+    api_key_env
+        Environment variable holding a bearer token, if the server needs one.
+    revision
+        Model revision to record (the API does not report one); part of the identity.
+    batch_size
+        Cases per batch (default four times ``concurrency``).
+    max_response_bytes
+        Largest answer accepted; a larger one is that case's error, never stored.
+    """
+
+    backend = "openai"
+    writes_text = True
+    gives_probabilities = False
+
+    def __init__(
+        self,
+        model: str | None,
+        labels: Sequence[str],
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        prompt: str | os.PathLike[str] | None = None,
+        system: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        backoff: float = 1.0,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        seed: int | None = 0,
+        max_side: int = DEFAULT_MAX_SIDE,
+        api_key_env: str = "OPENAI_API_KEY",
+        revision: str | None = None,
+        batch_size: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.max_tokens = _number(max_tokens, "max_tokens", minimum=1, integer=True)
+        self.temperature = float(_number(temperature, "temperature", minimum=0, integer=False))
+        self.seed = None if seed is None else _number(seed, "seed", minimum=-(2**63), integer=True)
+        self.max_side = _number(max_side, "max_side", minimum=1, integer=True)
+        self.chat = ChatClient(
+            endpoint,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            api_key_env=api_key_env,
+            max_response_bytes=max_response_bytes,
+        )
+        self.concurrency = self.chat.concurrency
+        self.timeout = self.chat.timeout
+        self.batch_size = (
+            _number(batch_size, "batch_size", minimum=1, integer=True) if batch_size else 4 * self.concurrency
+        )
+        self.labels = list(labels)
+        self.classes = list(labels)
+        self.base = self.chat.base
+        self.template = load_prompt(prompt)
+        self.prompt = render_prompt(self.template, self.labels)
+        self.system = system
+        self.revision = revision
+        self.served = served_model_identity(
+            self.base,
+            model,
+            api_key_env=api_key_env,
+            timeout=min(self.timeout, 30.0),
+        )
+        self.model = model or self.served.get("id")
+        if not self.model:
+            raise InputError(
+                f"no --model given and the server lists no models at {self.base}/models"
+            )
+
+    def preprocess(self, path: Path | None) -> tuple[bytes, str]:
+        return encode_image(path, self.max_side)
+
+    def collate(self, items: list[Any]) -> list[Any]:
+        return list(items)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": "openai",
+            "model": self.model,
+            "endpoint": self.base,
+            "served": self.served,
+            "revision": self.revision,
+            "generation": {
+                "max_tokens": self.max_tokens,
+                "temperature": self.temperature,
+                "seed": self.seed,
+            },
+            "system": self.system,
+            **prompt_identity(self.prompt),
+        }
+
+    def preprocessing(self) -> dict[str, Any]:
+        return image_preprocessing(self.max_side)
+
+    def _payload(self, image: tuple[bytes, str]) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat_messages(self.prompt, data_url(image), self.system),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+        if self.seed is not None:
+            payload["seed"] = self.seed
+        return payload
+
+    def predict(self, inputs: list[tuple[bytes, str]], image_ids: Sequence[str]) -> PredictorOutput:
+        results = self.chat.complete([self._payload(image) for image in inputs])
+        return PredictorOutput(
+            text=[r["text"] for r in results],
+            status=[r["status"] for r in results],
+            reason=[r["reason"] for r in results],
+            extras={
+                k: [r[k] for r in results]
+                for k in ("latency_s", "prompt_tokens", "completion_tokens", "attempts")
+            },
+        )
+
+    def close(self) -> None:
+        self.chat.close()
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

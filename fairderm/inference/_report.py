@@ -505,3 +505,66 @@ def _first_paragraph(text: str) -> str:
 def _first_sentence(text: str) -> str:
     match = re.search(r"(?<!\b[A-Z])[.!?](?:\s|$)|\n", text)
     return text[: match.start()] if match else text[:300]
+
+
+_FINDINGS_HEADERS = (
+    "visual findings",
+    "findings",
+    "clinical findings",
+    "description",
+    "observations",
+    "observation",
+    "morphology",
+    "dermoscopic features",
+)
+_JSON_FINDINGS_KEYS = ("visual findings", "visual_findings", "findings", "description", "observations")
+
+
+@dataclass
+class ReportParts:
+    """The parts of a report, as written (empty where a part is missing).
+
+    Attributes
+    ----------
+    style
+        ``tags`` (``<think>``/``<answer>``, Skin-R1), ``json``, ``sections``
+        (headed sections, SkinGPT-R1) or ``free`` (none of these).
+    findings
+        The visual findings (a findings section or JSON key).
+    reasoning
+        The differential reasoning (a differential section or key; the
+        ``<think>`` text of a tagged report).
+    final
+        The final diagnosis passage (final section, ``<answer>`` or JSON key).
+    """
+
+    style: str
+    findings: str = ""
+    reasoning: str = ""
+    final: str = ""
+
+
+def report_parts(text: str | None) -> ReportParts:
+    """Split a report into findings, reasoning and final diagnosis, by the same rules as :func:`parse_report`."""
+    if text is None or not text.strip():
+        return ReportParts("free")
+    tags = list(_TAG.finditer(text))
+    if tags:
+        think = _THINK.search(text)
+        reasoning = re.sub(r"</?think>", "", think.group(0), flags=re.IGNORECASE).strip() if think else ""
+        return ReportParts("tags", _section_text(text, _FINDINGS_HEADERS), reasoning,
+                           tags[-1].group("body").strip())
+    obj = _json_object(text)
+    if obj is not None and _json_value(obj, _JSON_FINAL_KEYS) is not None:
+        return ReportParts(
+            "json",
+            _as_text(_json_value(obj, _JSON_FINDINGS_KEYS)).strip(),
+            _as_text(_json_value(obj, _JSON_DIFF_KEYS)).strip(),
+            _as_text(_json_value(obj, _JSON_FINAL_KEYS)).strip(),
+        )
+    final = _final_section(text)
+    findings = _section_text(text, _FINDINGS_HEADERS).strip()
+    reasoning = _section_text(text, _DIFFERENTIAL_HEADERS).strip()
+    if final is None and not findings and not reasoning:
+        return ReportParts("free")
+    return ReportParts("sections", findings, reasoning, final[1].strip() if final else "")

@@ -1,0 +1,14 @@
+"""Fixtures of the reasoning tests: a scripted judge server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from judge_server import ScriptedJudge
+
+
+@pytest.fixture
+def judge_server() -> Iterator[ScriptedJudge]:
+    with ScriptedJudge() as server:
+        yield server
