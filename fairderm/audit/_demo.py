@@ -23,6 +23,8 @@ wrote, so no half-made demo is left behind.
 =============================  ==============================================
 ``cohort/``                    the synthetic cohort (images, masks, manifest)
 ``tone/tone.parquet``          tone estimates of every image
+``tone/validation_labels.csv`` 150 test images' true types (a stand-in
+                               for a dermatologist's labels; ``.json``: the draw)
 ``models/erm/``                the classifier (head.safetensors + head.json)
 ``models/router/``             the router, its baselines, evaluation.json
 ``audits/policy.yaml``         the release policy both audits are gated with
@@ -57,7 +59,10 @@ DEMO_ENTRIES: tuple[str, ...] = ("cohort", "tone", "cache", "models", "audits")
 DEMO_TONE_WEIGHTS: tuple[float, ...] = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
 DEMO_EVAL_TONE_WEIGHTS: tuple[float, ...] = (1, 1, 1, 1, 1, 1)
 DEMO_TRAIN_FILTER = "split == 'train'"
+DEMO_TEST_FILTER = "split == 'test'"
 DEMO_N = 1000
+#: Images of the test split given a "dermatologist's" tone label (the generator's true type stands in).
+DEMO_VALIDATION_LABELS = 150
 DEMO_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
 )
@@ -118,11 +123,13 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
     return {
         "name": name,
         "description": description,
-        "cohort": {"path": "../cohort", "filter": "split == 'test'"},
+        "cohort": {"path": "../cohort", "filter": DEMO_TEST_FILTER},
         # the features extracted for training are reused by image hash: no image is embedded twice
         "model": {"backend": backend, "model": model, "options": {"feature_cache": "../cache"}},
         # the synthetic cohort's rulers and paper reflect 0.65 (fairderm.cohort's renderer), real paper about 0.85
-        "tone": {"source": "estimate", "method": "fairderm", "white_reflectance": 0.65},
+        "tone": {"source": "estimate", "method": "fairderm", "white_reflectance": 0.65,
+                 # a validation sample: the metrics by estimated tone are corrected to the true tone groups
+                 "validation_labels": "../tone/validation_labels.csv"},
         "strata": {"attributes": ["fitzpatrick_est", "sex"], "intersections": [["fitzpatrick_est", "sex"]],
                    "min_n": 30},
         "metrics": list(DEMO_METRICS),
@@ -131,6 +138,23 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
         "outputs": {"cache_dir": "cache"},  # one stage cache: the second audit reuses the tone stage
         "card": card,
     }
+
+
+def _validation_labels(cohort: Any, tone: Any, tone_path: Path, out: Path, seed: int) -> None:
+    """A validation sample of the audited test split, as ``fairderm tone label`` draws it, answered with the
+    synthetic cohort's true Fitzpatrick types where a dermatologist would answer."""
+    from fairderm.audit._inputs import select_cases
+    from fairderm.tone import new_label_sample, write_labels
+
+    test = select_cases(cohort, DEMO_TEST_FILTER, source="demo")
+    labels = new_label_sample(test, tone, tone_path=tone_path, scale="fitzpatrick", n=DEMO_VALIDATION_LABELS,
+                              seed=seed)
+    truth = test.manifest.set_index(test.manifest["image_id"].astype(str))["fitzpatrick"]
+    frame = labels.frame
+    frame["label"] = truth.reindex(frame["image_id"].astype(str)).astype(int).astype(str).to_numpy()
+    frame["labeller"] = "synthetic-truth"
+    frame["labelled_at"] = labels.draw["created_at"]
+    write_labels(out, labels)
 
 
 def _read_marker(out: Path) -> dict[str, Any] | None:
@@ -296,6 +320,7 @@ def _run_demo(
         tone = estimate_tone(cohort, progress=step("tone"))
         tone_path = out / "tone" / "tone.parquet"
         write_tone(tone_path, tone, cohort)
+        _validation_labels(cohort, tone, tone_path, out / "tone" / "validation_labels.csv", seed)
         lap("tone")
         say("extracting EfficientNet-Lite0 features")
         features = extract_features(cohort, cache_dir=out / "cache", progress=step("features"))

@@ -42,7 +42,7 @@ import pandas as pd
 from fairderm._io import read_parquet_metadata, sha256_json
 from fairderm.audit._evidence import EVIDENCE_FILE, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
-from fairderm.audit._runner import RUN_LOG_FILE, STAGES
+from fairderm.audit._runner import RUN_LOG_FILE, run_stages
 from fairderm.audit._spec import LoadedSpec
 from fairderm.cohort import Cohort
 from fairderm.errors import FairdermError
@@ -153,7 +153,7 @@ def check_evidence_fields(run_dir: Path, evidence: dict[str, Any], loaded: Loade
     if version is not None:
         checks.append(("fairderm_version", evidence.get("fairderm_version"), version))
     stages = evidence.get("stages")
-    checks.append(("stages", sorted(stages) if isinstance(stages, dict) else stages, sorted(STAGES)))
+    checks.append(("stages", sorted(stages) if isinstance(stages, dict) else stages, sorted(run_stages(loaded))))
     good = all([_same(result, EVIDENCE_FILE, key, stored, derived) for key, stored, derived in checks])
     if _timestamp(evidence.get("created_utc")) is None:
         result.add(EVIDENCE_FILE, "mismatch", f"not a time stamp: {evidence.get('created_utc')!r}",
@@ -324,8 +324,9 @@ def _expected_skip(stage: str, loaded: LoadedSpec) -> bool:
 def _check_stages(stages: Any, evidence: dict[str, Any], loaded: LoadedSpec,
                   result: Verification) -> bool:
     recorded = evidence.get("stages") if isinstance(evidence.get("stages"), dict) else {}
-    if not isinstance(stages, list) or [s.get("stage") if isinstance(s, dict) else s for s in stages] != list(STAGES):
-        result.add(RUN_LOG_FILE, "mismatch", f"stages must be {list(STAGES)} in order", key="stages")
+    expected = list(run_stages(loaded))
+    if not isinstance(stages, list) or [s.get("stage") if isinstance(s, dict) else s for s in stages] != expected:
+        result.add(RUN_LOG_FILE, "mismatch", f"stages must be {expected} in order", key="stages")
         return False
     artifacts = evidence.get("artifacts") if isinstance(evidence.get("artifacts"), dict) else {}
     good = True

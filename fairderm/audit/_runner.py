@@ -70,6 +70,11 @@ from fairderm.errors import InputError, OutputBusyError
 
 STAGES: tuple[str, ...] = ("tone", "inference", "reasoning", "metrics", "gate", "card")
 """Every stage, in order; ``reasoning`` runs (and is listed in a run) only when the spec has a reasoning section."""
+
+
+def run_stages(loaded: LoadedSpec) -> tuple[str, ...]:
+    """The stages a run of this spec lists, in order."""
+    return tuple(s for s in STAGES if s != "reasoning" or loaded.spec.reasoning is not None)
 RUN_LOG_FILE = "run.json"
 
 ProgressCallback = Callable[[str, int, int], None]
