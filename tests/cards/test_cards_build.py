@@ -264,3 +264,43 @@ def test_card_cli_on_folder_without_metrics_fails_with_one_line(tmp_path: Path, 
     result = run_cli("card", tmp_path)
     assert result.exit_code == 2
     assert "metrics.json not found" in result.stderr
+
+
+def _strata_metrics(corrected: bool) -> dict:
+    """metrics.json of a model worse on true V-VI, by estimated tone, corrected with labels or bounded."""
+    import numpy as np
+
+    from fairderm.metrics import StrataErrorModel, evaluate
+
+    rng = np.random.default_rng(3)
+    n = 600
+    true = rng.choice(["I-II", "III-IV", "V-VI"], n)
+    flip = rng.random(n) < 0.4
+    estimated = np.where(flip, rng.choice(["I-II", "III-IV", "V-VI"], n), true)
+    y = (rng.random(n) < 0.4).astype(int)
+    right = rng.random(n) < np.where(true == "V-VI", 0.6, 0.85)
+    score = np.where(right == (y == 1), 0.8, 0.2)
+    options = {"n_boot": 100, "metrics": ["accuracy", "sensitivity"], "tests": False, "case_mix": False,
+               "power": False}
+    if corrected:
+        labels = np.where(np.arange(n) % 4 == 0, true, None)
+        result = evaluate(y, score, {"fitzpatrick_est": estimated}, true_groups=labels, **options)
+    else:
+        result = evaluate(y, score, {"fitzpatrick_est": estimated}, strata_error=StrataErrorModel.published(),
+                          **options)
+    return json.loads(result.to_json())
+
+
+@pytest.mark.parametrize("corrected", [True, False], ids=["corrected", "bounded"])
+def test_card_says_how_far_the_tone_groups_can_be_trusted(tmp_path: Path, corrected: bool) -> None:
+    run = make_run(tmp_path / "run", optional=False)
+    (run / "metrics.json").write_text(json.dumps(_strata_metrics(corrected)), encoding="utf-8")
+    markdown = build_card(run).to_markdown()
+    section = markdown.split("## How far the tone groups can be trusted", 1)[1].split("\n## ", 1)[0]
+    assert "Groh et al. 2022" in section
+    if corrected:
+        assert "Validation: 150 labelled cases" in section and "Validation confusion matrix" in section
+        assert "| corrected |" in section and "| estimated |" in section
+    else:
+        assert "No tone labels were given" in section and "Error model of the strata" in section
+        assert "range " in section and "| bounded |" in section
