@@ -247,13 +247,19 @@ def run(repetitions: int, n_boot: int, clusters: bool, seed: int = 0, progress: 
         "true_gap": true_gap,
         "naive_gap": float(np.mean(naive_gaps)),
         "coverage": {key: float(np.mean(values)) for key, values in covered.items()},
-        "width_ratio": {key: float(np.median([a / b for a, b, _ in values])) for key, values in widths.items()},
-        "width_ratio_unweighted": {key: float(np.median([a / c for a, _, c in values]))
+        "width_ratio": {key: _median_ratio([(a, b) for a, b, _ in values]) for key, values in widths.items()},
+        "width_ratio_unweighted": {key: _median_ratio([(a, c) for a, _, c in values])
                                    for key, values in widths.items()},
         "bound_coverage_diff": float(np.mean(bound_hits)),
         "bound_coverage_gap": float(np.mean(gap_bound_hits)),
         "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
     }
+
+
+def _median_ratio(pairs: list[tuple[float, float]]) -> float:
+    """Median of a / b over the cohorts where both widths exist (a degenerate comparator interval is skipped)."""
+    ratios = [a / b for a, b in pairs if np.isfinite(a) and np.isfinite(b) and b > 0]
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def _gate_verdict(result) -> str:
