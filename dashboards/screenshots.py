@@ -39,13 +39,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
-    """Serve the dashboard on a free local port; yields its URL and stops it afterwards."""
-    port = free_port()
+def serve_app(argv: list[str], port: int, *, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run a Streamlit command line serving ``port``; yields its URL and process once healthy, stops it afterwards."""
     # A file, not a pipe: a pipe nobody reads can fill up and stall the server.
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(streamlit_argv(APP, Path(runs_dir), port=port, host="127.0.0.1"),
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout
@@ -59,13 +57,22 @@ def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("streamlit did not become healthy in time")
                 time.sleep(0.3)
-            yield url
+            yield url, process
         finally:
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextlib.contextmanager
+def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
+    """Serve the dashboard on a free local port; yields its URL and stops it afterwards."""
+    port = free_port()
+    with serve_app(streamlit_argv(APP, Path(runs_dir), port=port, host="127.0.0.1"), port,
+                   timeout=timeout) as (url, _):
+        yield url
 
 
 def _wait_for_page(page, heading: str, timeout_ms: float) -> None:

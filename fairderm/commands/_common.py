@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fairderm.errors import InputError
+from fairderm.errors import FairdermError, InputError
 
 T = TypeVar("T")
 
@@ -95,3 +96,15 @@ def check_output_file(path: Path, *, option: str) -> None:
         raise InputError(f"{existing} is not a folder", source=str(path), column=option)
     if existing != path and not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"cannot write in {existing}", source=str(path), column=option)
+
+
+def run_streamlit(argv: list[str]) -> None:
+    """Run a Streamlit server in the foreground until it stops; Ctrl-C is a normal end."""
+    import typer
+
+    try:
+        completed = subprocess.run(argv, check=False)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if completed.returncode:
+        raise FairdermError(f"streamlit exited with status {completed.returncode}")

@@ -8,13 +8,12 @@ runs ``streamlit run`` on it as a subprocess and passes the runs folder after
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import typer
 
-from fairderm.commands._common import console
+from fairderm.commands._common import console, run_streamlit
 from fairderm.errors import FairdermError, InputError
 
 
@@ -62,9 +61,4 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"runs folder {str(runs_dir)!r} does not exist or is not a folder")
         argv = streamlit_argv(dashboard_app_path(), runs_dir.resolve(), port=port, host=host)
         console.print(f"fairderm dashboard on http://{host}:{port} (runs: {runs_dir.resolve()}); Ctrl-C stops it")
-        try:
-            completed = subprocess.run(argv, check=False)
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
-        if completed.returncode:
-            raise FairdermError(f"streamlit exited with status {completed.returncode}")
+        run_streamlit(argv)

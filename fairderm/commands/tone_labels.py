@@ -9,7 +9,6 @@ measurements and writes a model folder with a tone table for every image.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fairderm.commands._common import console, progress_bar
+from fairderm.commands._common import console, progress_bar, run_streamlit
 from fairderm.errors import FairdermError, InputError
 
 _SCALE_HELP = "Tone scale of the labels: fitzpatrick (I-VI), fitzpatrick_group (I-II / III-IV / V-VI) or monk (1-10)."
@@ -102,12 +101,7 @@ def label_command(
         return
     argv = labelling_argv(labelling_app_path(), cohort_dir.resolve(), out.resolve(), labeller=labeller, port=port)
     console.print(f"labelling page on http://127.0.0.1:{port}; Ctrl-C stops it (every answer is already saved)")
-    try:
-        completed = subprocess.run(argv, check=False)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    if completed.returncode:
-        raise FairdermError(f"streamlit exited with status {completed.returncode}")
+    run_streamlit(argv)
 
 
 def learn_command(

@@ -51,7 +51,8 @@ _DIFFERENTIAL_HEADERS = (
     "differential",
     "ddx",
 )
-_OTHER_HEADERS = (
+#: Headers of the findings section (see :func:`report_parts`).
+_FINDINGS_HEADERS = (
     "visual findings",
     "findings",
     "clinical findings",
@@ -60,6 +61,9 @@ _OTHER_HEADERS = (
     "observation",
     "morphology",
     "dermoscopic features",
+)
+_OTHER_HEADERS = (
+    *_FINDINGS_HEADERS,
     "reasoning",
     "analysis",
     "rationale",
@@ -507,16 +511,6 @@ def _first_sentence(text: str) -> str:
     return text[: match.start()] if match else text[:300]
 
 
-_FINDINGS_HEADERS = (
-    "visual findings",
-    "findings",
-    "clinical findings",
-    "description",
-    "observations",
-    "observation",
-    "morphology",
-    "dermoscopic features",
-)
 _JSON_FINDINGS_KEYS = ("visual findings", "visual_findings", "findings", "description", "observations")
 
 

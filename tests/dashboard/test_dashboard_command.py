@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fairderm.commands import _common
 from fairderm.commands import dashboard as command
 
 
@@ -19,7 +20,7 @@ def test_missing_runs_folder_is_rejected(run_cli, tmp_path: Path) -> None:
 def test_dashboard_launches_streamlit_on_the_app(run_cli, runs_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(command.subprocess, "run",
+    monkeypatch.setattr(_common.subprocess, "run",
                         lambda argv, check: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
     result = run_cli("dashboard", runs_dir, "--port", "8765")
     assert result.exit_code == 0, result.stderr

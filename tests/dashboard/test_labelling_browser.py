@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from dashboards.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port
+from dashboards.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port, serve_app
 from fairderm.cohort import Cohort, synthesize_cohort
 from fairderm.commands.tone_labels import labelling_app_path, labelling_argv
 from fairderm.tone import estimate_tone, new_label_sample, read_tone_labels, write_labels, write_tone
@@ -42,25 +40,8 @@ def labelling_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cohort, Pat
 def _serving(cohort: Cohort, labels: Path, timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     argv = labelling_argv(labelling_app_path(), cohort.root, labels, labeller="tester", port=port)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "streamlit did not become healthy in time"
-                time.sleep(0.3)
-            yield url, process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+    with serve_app(argv, port, timeout=timeout) as served:
+        yield served
 
 
 def _watch_file(path: Path, cohort: Cohort, stop: threading.Event, failures: list[str]) -> None:

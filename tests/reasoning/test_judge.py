@@ -40,7 +40,7 @@ def _predictions(n: int = 12) -> tuple[pd.DataFrame, dict[str, str]]:
 
 
 def _judge(server, **options) -> Judge:
-    options.setdefault("timeout", 1.0)
+    options.setdefault("timeout", 2.0)  # a loaded CI machine answers slowly; the "slow" answer takes 3 s
     options.setdefault("max_retries", 0)
     return Judge(None, load_rubric(), endpoint=server.endpoint, **options)
 
