@@ -4,10 +4,10 @@ Each concern registers its commands from its own module in
 :mod:`fairderm.commands`; this module assembles them and turns fairderm's
 errors into one line on stderr and a non-zero exit status.
 
-Exit status 1 and 2 are verdicts (FAIL, INSUFFICIENT_EVIDENCE) or, for
-fairderm's own input errors, documented per command; an unexpected exception
-is never taken for one: it exits 3 (ERROR) with one line naming it, and the
-global ``--debug`` flag prints its traceback as well.
+Exit status 1 and 2 are verdicts only (FAIL, INSUFFICIENT_EVIDENCE). Every
+error -- bad input, a usage error, a busy output, an unexpected exception --
+exits 3 (ERROR) with one line; for an unexpected exception the global
+``--debug`` flag prints its traceback as well.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except typer.TyperException as exc:
         # Usage errors (unknown option, missing argument) from typer's own click.
         exc.show()
-        return getattr(exc, "exit_code", 2)
+        return ERROR_EXIT
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 3 and one line
         if "--debug" in _global_options(args):
             traceback.print_exc()

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 
 class FairdermError(Exception):
-    """Base class of every error fairderm raises on purpose."""
+    """Base class of every error fairderm raises on purpose.
 
-    exit_code: int = 1
+    Every error exits 3 (ERROR): exit statuses 1 and 2 belong to the
+    verdicts FAIL and INSUFFICIENT_EVIDENCE, so that a CI job gating a
+    release never reads a typo in a spec as a verdict.
+    """
+
+    exit_code: int = 3
 
 
 class InputError(FairdermError, ValueError):
@@ -28,7 +33,7 @@ class InputError(FairdermError, ValueError):
         Column or key at fault, if any.
     """
 
-    exit_code = 2
+    exit_code = 3
 
     def __init__(
         self,

@@ -109,7 +109,7 @@ def _without_paths(section):
 def test_demo_refuses_a_folder_that_is_not_an_earlier_demo(tmp_path, run_cli):
     (tmp_path / "thesis.tex").write_text("precious")
     result = run_cli("demo", "--out", tmp_path)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "not an earlier demo" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
 
@@ -126,7 +126,7 @@ def test_folder_with_a_copied_demo_marker_keeps_the_user_files(tmp_path, run_cli
     (tmp_path / "thesis.tex").write_text("precious")
     (tmp_path / "cohort").mkdir()
     result = run_cli("demo", "--out", tmp_path)
-    assert result.exit_code == 2 and "'thesis.tex', which no earlier demo wrote" in result.stderr
+    assert result.exit_code == 3 and "'thesis.tex', which no earlier demo wrote" in result.stderr
     assert (tmp_path / "thesis.tex").read_text() == "precious" and (tmp_path / "cohort").is_dir()
 
 

@@ -28,4 +28,4 @@ def test_debug_flag_shows_the_traceback(crashing_verify, run_cli, tmp_path):
 
 
 def test_debug_after_the_command_name_is_not_the_global_flag(run_cli, tmp_path):
-    assert run_cli("verify", tmp_path, "--debug").exit_code == 2  # click: no such option
+    assert run_cli("verify", tmp_path, "--debug").exit_code == 3  # click: no such option

@@ -152,7 +152,7 @@ def test_moved_audit_tree_verifies_against_its_moved_inputs(run_dir, tmp_path):
 
 def test_folder_without_evidence_is_rejected(tmp_path, run_cli):
     result = run_cli("verify", tmp_path)
-    assert result.exit_code == 2 and "evidence.json not found" in result.stderr
+    assert result.exit_code == 3 and "evidence.json not found" in result.stderr
 
 
 def test_verify_command_exit_codes(run_cli, run_dir):

@@ -314,7 +314,7 @@ def test_sign_keygen_and_verify_commands(run_dir: Path, tmp_path: Path, run_cli)
     key.parent.mkdir()
     assert run_cli("keygen", key).exit_code == 0
     assert oct(key.stat().st_mode & 0o777) == "0o600" and (key.parent / "producer.pub").is_file()
-    assert run_cli("keygen", key).exit_code == 2  # never overwritten
+    assert run_cli("keygen", key).exit_code == 3  # never overwritten
     assert run_cli("sign", run_dir, "--key", key).exit_code == 0
     result = run_cli("verify", run_dir, "--public-key", key.parent / "producer.pub")
     assert result.exit_code == 0, result.stdout
@@ -379,7 +379,7 @@ def test_run_folder_file_linked_to_a_file_outside_is_refused_unread(run_dir: Pat
         verify_run(run_dir)
     assert opened == []
     result = run_cli("verify", run_dir)
-    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
     assert "hunter2" not in result.stdout + result.stderr
 
 

@@ -262,7 +262,7 @@ def test_card_cli_on_folder_without_metrics_fails_with_one_line(tmp_path: Path, 
     shutil.rmtree(tmp_path, ignore_errors=True)
     tmp_path.mkdir()
     result = run_cli("card", tmp_path)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "metrics.json not found" in result.stderr
 
 

@@ -444,13 +444,13 @@ def test_validate_reports_an_image_deleted_after_import(tmp_path, images, run_cl
     assert run_cli("cohort", "validate", out).exit_code == 0
     (images / "part_2" / "img4.jpg").unlink()
     result = run_cli("cohort", "validate", out)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "row 5" in result.stderr and "column 'image'" in result.stderr and "file not found" in result.stderr
 
 
 def test_describe_on_a_folder_without_cohort_yaml_fails_cleanly(tmp_path, run_cli):
     result = run_cli("cohort", "describe", tmp_path)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "cohort.yaml is missing" in result.stderr
 
 
@@ -474,6 +474,6 @@ def test_header_only_metadata_is_refused_with_one_line(tmp_path, images, run_cli
     meta.write_text("image_id,image,label,patient_id,lesion_id,img_id,diagnostic\n")
     out = tmp_path / "cohort"
     result = run_cli("cohort", "import", "--format", fmt, "--metadata", meta, "--images", images, "--out", out)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "Traceback" not in result.stderr
     _assert_clean_failure(result, out, row=None, column=None, words="no data rows")

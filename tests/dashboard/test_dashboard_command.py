@@ -13,7 +13,7 @@ from fairderm.commands import dashboard as command
 
 def test_missing_runs_folder_is_rejected(run_cli, tmp_path: Path) -> None:
     result = run_cli("dashboard", tmp_path / "nope")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "does not exist" in result.stderr
 
 

@@ -150,7 +150,7 @@ def test_pickled_hf_weights_are_refused_with_one_line_and_never_run(cohort, tmp_
     torch.save({"vit.embeddings.cls_token": _RunsAShellCommand(marker)}, folder / "pytorch_model.bin")
     result = run_cli("infer", cohort.root, "--backend", "hf", "--model", folder, "--out", tmp_path / "p.parquet")
     assert not marker.exists()
-    assert result.exit_code == 2, result.stderr
+    assert result.exit_code == 3, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "refused" in result.stderr and str(folder) in result.stderr
 

@@ -100,7 +100,7 @@ def test_router_backend_without_the_moe_package_is_a_clear_error(
         "--out",
         tmp_path / "p.parquet",
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "--backend router needs the MoE package fairderm.moe" in result.stderr
 
 
@@ -123,12 +123,12 @@ def test_bad_option_syntax_is_rejected(cohort, tmp_path, run_cli):
         "--out",
         tmp_path / "p.parquet",
     )
-    assert result.exit_code == 2 and "expected OLD=NEW" in result.stderr
+    assert result.exit_code == 3 and "expected OLD=NEW" in result.stderr
 
 
 def test_unknown_head_type_is_rejected(cohort, tmp_path, run_cli):
     result = run_cli("head", "train", cohort.root, "--out", tmp_path / "head", "--head", "forest")
-    assert result.exit_code == 2 and "unknown head 'forest'" in result.stderr
+    assert result.exit_code == 3 and "unknown head 'forest'" in result.stderr
 
 
 def test_help_texts(run_cli):

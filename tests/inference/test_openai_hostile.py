@@ -196,7 +196,7 @@ def test_model_revision_is_identity_and_a_new_revision_is_another_run(cohort, tm
         other = run_cli(*args, "--model-revision", "d4e5f6")
     assert first.exit_code == 0 and same.exit_code == 0 and requests == len(cohort.manifest)
     assert read_predictions(out).attrs["fairderm"]["model"]["revision"] == "a1b2c3"
-    assert other.exit_code == 2 and "different run" in other.stderr
+    assert other.exit_code == 3 and "different run" in other.stderr
 
 
 def test_prompt_and_parser_versions_are_part_of_the_fingerprint(cohort, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ def _train(run_cli, cohort, out, *options):
 
 def test_cli_negative_epsilon_is_a_usage_error(run_cli, planted_cohort, tmp_path) -> None:
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--epsilon=-0.1")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "epsilon must be a number >= 0" in result.stderr
     assert not (tmp_path / "r").exists()
 
@@ -24,19 +24,19 @@ def test_cli_negative_epsilon_is_a_usage_error(run_cli, planted_cohort, tmp_path
 def test_cli_tone_file_not_matching_the_cohort_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
     other = make_planted_cohort(tmp_path, n=100, seed=5)
     result = run_cli("router", "train", planted_cohort.root, "--tone", other.tone, "--out", tmp_path / "r")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "error:" in result.stderr and "tone" in result.stderr
 
 
 def test_cli_more_views_than_the_square_has_is_a_usage_error(run_cli, planted_cohort, tmp_path) -> None:
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--views", "8")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "views must be between 0 and 7" in result.stderr
 
 
 def test_cli_unknown_constraint_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--constraint", "fairest")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "constraint must be one of" in result.stderr
 
 
@@ -92,7 +92,7 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the error is for machines without a GPU")
 def test_cli_transformers_backbone_without_a_gpu_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--backbone", "google/vit-base-patch16-224")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "need a CUDA GPU" in result.stderr
     assert not (tmp_path / "r").exists()
 

@@ -67,7 +67,7 @@ def test_score_with_an_unknown_judge_model_fails_in_one_line(reports, tmp_path, 
     with ScriptedJudge() as judge:
         result = run_cli("score", predictions, "--cohort", cohort.root, "--endpoint", judge.endpoint,
                          "--model", "gpt-nope", "--out", tmp_path / "s.parquet")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "does not serve model 'gpt-nope'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -93,5 +93,5 @@ def test_score_agreement_by_tone_group(reports, tmp_path, run_cli):
 def test_score_agreement_rejects_a_bad_ratings_file_in_one_line(tmp_path, run_cli):
     (tmp_path / "r.csv").write_text("image_id,rater,dimension,score\nc1,A,safety,9\n")
     result = run_cli("score", "agreement", tmp_path / "r.csv")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "row 1, column 'score'" in result.stderr

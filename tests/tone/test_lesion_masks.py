@@ -96,7 +96,7 @@ def test_cli_lesion_masks_write_the_table_and_a_cohort_without_masks_is_refused(
     assert read_tone(out, cohort)["method"].iloc[0] == "fairderm-ita/5;lesion=cohort-masks;fitzpatrick=groh"
     bare = make_cohort(tmp_path / "bare", {"a.png": encode(Image.fromarray(skin_photo()), "PNG")})
     refused = run_cli("tone", "estimate", bare.root, "--out", tmp_path / "bare.parquet", "--lesion-masks")
-    assert refused.exit_code == 2
+    assert refused.exit_code == 3
     assert "no 'mask' column" in refused.stderr and "manifest.parquet" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bare.parquet").exists()

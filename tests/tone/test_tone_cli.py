@@ -60,7 +60,7 @@ def test_exposure_sd_is_recorded_and_narrows_the_interval(run_cli, synth_cohort,
 
 def test_negative_exposure_sd_is_refused_without_output(run_cli, synth_cohort, tmp_path):
     result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--exposure-sd", "-1")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "--exposure-sd" in result.stderr
     assert not (tmp_path / "t.parquet").exists()
 
@@ -119,7 +119,7 @@ def test_calibrate_to_labels_the_ita_does_not_track_is_refused_and_writes_nothin
     out_dir.mkdir()
     result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", shuffled, "--label", "fitzpatrick_group",
                      "--out", out_dir / "cal.json")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert result.stderr.startswith("error: column 'fitzpatrick_group': calibration refused")
     assert len(result.stderr.strip().splitlines()) == 1
     assert list(out_dir.iterdir()) == []
@@ -129,7 +129,7 @@ def test_calibrate_monk_is_compared_with_the_published_swatches(run_cli, synth_c
     # the synthetic Monk labels are the nearest swatch of the true skin colour: the published mapping itself
     result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "monk",
                      "--out", tmp_path / "cal.json")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "no better than the published monk-swatches mapping" in result.stderr
     assert not (tmp_path / "cal.json").exists()
 
@@ -140,7 +140,7 @@ def test_estimate_with_bad_calibration_file_writes_nothing(run_cli, synth_cohort
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = run_cli("tone", "estimate", synth_cohort.root, "--out", out_dir / "tone.parquet", "--calibration", cal)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert result.stderr.startswith("error:") and "cal.json" in result.stderr
     assert list(out_dir.iterdir()) == []
 
@@ -151,7 +151,7 @@ def test_validate_with_tone_file_of_another_cohort_writes_no_json(run_cli, tone_
     out_dir.mkdir()
     result = run_cli("tone", "validate", other.root, "--tone", tone_file, "--label", "fitzpatrick",
                      "--json", out_dir / "v.json")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "does not match the cohort" in result.stderr
     assert list(out_dir.iterdir()) == []
 
@@ -159,21 +159,21 @@ def test_validate_with_tone_file_of_another_cohort_writes_no_json(run_cli, tone_
 def test_calibrate_with_unknown_label_writes_nothing(run_cli, synth_cohort, tone_file, tmp_path):
     result = run_cli("tone", "calibrate", synth_cohort.root, "--tone", tone_file, "--label", "colour",
                      "--out", tmp_path / "cal.json")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "label must be one of" in result.stderr
     assert not (tmp_path / "cal.json").exists()
 
 
 def test_estimate_with_unknown_constancy_is_a_usage_error(run_cli, synth_cohort, tmp_path):
     result = run_cli("tone", "estimate", synth_cohort.root, "--out", tmp_path / "t.parquet", "--constancy", "magic")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "unknown constancy" in result.stderr
     assert not (tmp_path / "t.parquet").exists()
 
 
 def test_estimate_on_missing_cohort_is_an_input_error(run_cli, tmp_path):
     result = run_cli("tone", "estimate", tmp_path / "nowhere", "--out", tmp_path / "t.parquet")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert not (tmp_path / "t.parquet").exists()
 
 
@@ -195,6 +195,6 @@ def test_out_naming_a_folder_is_refused_before_any_work(run_cli, synth_cohort, t
     folder.mkdir()
     args = ["--tone", tmp_path / "t.parquet", "--label", "fitzpatrick"] if command == "calibrate" else []
     result = run_cli("tone", command, synth_cohort.root, "--out", folder, *args)
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "is a folder" in result.stderr and "--out" in result.stderr

@@ -212,5 +212,5 @@ def test_label_command_rejects_a_scale_other_than_the_files(run_cli, labels_path
                                                             tone_path: Path) -> None:
     result = run_cli("tone", "label", synth_cohort.root, "--tone", tone_path, "--out", labels_path,
                      "--scale", "monk", "--no-serve")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "labels are on the 'fitzpatrick' scale, not 'monk'" in result.stderr
