@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from fairderm.metrics import StrataErrorModel, _strata, evaluate
+from fairderm.metrics import StrataErrorModel, _strata_correct, evaluate
 
 GROUPS = ("I-II", "III-IV", "V-VI")
 TRUE_SHARES = np.array([0.40, 0.35, 0.25])
@@ -165,16 +165,16 @@ def _diff(result, attribute: str, metric: str):
 def labelled_alone() -> Iterator[None]:
     """Within it, the membership model knows nothing (the overall shares for every case): the correction then
     rests on the labelled cases alone, design-weighted -- the baseline the estimated group must beat."""
-    informed = _strata.membership_probabilities
+    informed = _strata_correct.membership_probabilities
 
     def overall_only(groups, count):
         return np.broadcast_to(_overall(groups, count), (groups.true.size, len(groups.true_values)))
 
-    _strata.membership_probabilities = overall_only
+    _strata_correct.membership_probabilities = overall_only
     try:
         yield
     finally:
-        _strata.membership_probabilities = informed
+        _strata_correct.membership_probabilities = informed
 
 
 def _overall(groups, count) -> np.ndarray:
