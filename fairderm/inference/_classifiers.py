@@ -95,9 +95,7 @@ class HFImageClassifier(_TorchRunner, Predictor):
     backend = "hf"
     batch_size = 64
 
-    def __init__(
-        self, folder: str | os.PathLike[str], device: torch.device, trust_remote_code: bool = False
-    ) -> None:
+    def __init__(self, folder: str | os.PathLike[str], device: torch.device) -> None:
         try:
             from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
         except ImportError as exc:
@@ -108,11 +106,11 @@ class HFImageClassifier(_TorchRunner, Predictor):
                 "not a transformers model folder (config.json missing)", source=str(self.folder)
             )
         try:
-            config = AutoConfig.from_pretrained(
-                self.folder, local_files_only=True, trust_remote_code=trust_remote_code
-            )
+            # Never the model folder's own Python (trust_remote_code): a model folder describes, it does not
+            # run code. A custom model is loaded by the user's code: the torch backend's --architecture.
+            config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
             self.model = AutoModelForImageClassification.from_pretrained(
-                self.folder, local_files_only=True, trust_remote_code=trust_remote_code
+                self.folder, local_files_only=True, trust_remote_code=False
             ).eval()
             self.processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True)
         except pickle.UnpicklingError:
@@ -294,13 +292,19 @@ class TorchCheckpointClassifier(_TorchRunner, Predictor):
 def hf_predictor(
     model: str | os.PathLike[str] | None, *, labels: Any = None, device: Any = None, **options: Any
 ) -> HFImageClassifier:
-    """Factory of the ``hf`` backend (option: ``trust_remote_code``)."""
-    reject_unknown_options(options, ["trust_remote_code"], "hf")
+    """Factory of the ``hf`` backend (no options).
+
+    The model folder's own code (transformers' ``trust_remote_code``) is never
+    run: for a custom architecture, use the torch backend with
+    ``--architecture`` (your code, named by you).
+    """
+    if "trust_remote_code" in options:
+        raise InputError("backend 'hf' never runs a model folder's own code (trust_remote_code); for a custom "
+                         "architecture use --backend torch with --architecture module:Class (your code)")
+    reject_unknown_options(options, [], "hf")
     if model is None:
         raise InputError("--backend hf needs --model MODEL_DIR")
-    return HFImageClassifier(
-        model, pick_device(device), bool(options.get("trust_remote_code", False))
-    )
+    return HFImageClassifier(model, pick_device(device))
 
 
 def torch_predictor(

@@ -34,7 +34,6 @@ _ENGINE_OPTIONS = (
     "max_model_len",
     "gpu_memory_utilization",
     "dtype",
-    "trust_remote_code",
     "limit_mm_per_prompt",
     "max_num_seqs",
     "enforce_eager",

@@ -178,3 +178,14 @@ def test_every_file_the_torch_loader_reads_is_in_the_identity(tmp_path, tiny_reg
     torch.manual_seed(1)
     _save(TinyNet().state_dict(), folder / "weights" / "net.ckpt")
     assert _torch(folder).identity()["files"]["weights/net.ckpt"] != before["weights/net.ckpt"]
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_trust_remote_code_from_options_is_refused(backend, tmp_path):
+    # transformers' trust_remote_code would import Python files that the model folder ships
+    from fairderm.errors import InputError
+    from fairderm.inference import load_predictor
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="trust_remote_code"):
+        load_predictor(backend, str(tmp_path), labels=["a", "b"], trust_remote_code=True)
