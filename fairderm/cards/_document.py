@@ -412,6 +412,8 @@ def _trust(data: CardData) -> Section | None:
         if row["metric"] not in HEADLINE_METRICS:
             continue
         group = "" if row["group"] in (None, "") else short_group(str(row["group"]), str(row["attribute"]))
+        if group == "missing":
+            continue  # the abstentions are no tone group: the section is about the tone groups
         if row["reference"] and row["kind"] == "diff_vs_ref":
             group += f" vs {short_group(str(row['reference']), str(row['attribute']))}"
         body.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
