@@ -323,8 +323,7 @@ def _disparity_label(record: Mapping[str, Any], kind: str, attribute: str) -> st
     return f"{kind} ({_short(str(group), attribute)})"
 
 
-def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]]) -> RuleResult:
-    attribute = rule.attribute
+def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) -> RuleResult:
     records = [
         r for r in groups
         if _attribute_of(r) == attribute and (rule.metric is None or r["metric"] == rule.metric)
@@ -379,7 +378,7 @@ def _groups_without_truth(rule: Rule, groups: list[dict[str, Any]], true_attribu
     """Estimated groups the rule covers that have no true-group row (no labelled case of them): unjudged."""
     def names(attribute: str) -> set[str]:
         return {_short(str(r["group"]), attribute) for r in groups
-                if _attribute_of(r) == attribute and r["metric"] == rule.metric
+                if _attribute_of(r) == attribute and (rule.metric is None or r["metric"] == rule.metric)
                 and str(r.get("flag") or "ok") not in ("missing_value", "empty") and not _excluded(r, rule, attribute)}
 
     wanted = names(rule.attribute)
@@ -393,15 +392,19 @@ def _groups_without_truth(rule: Rule, groups: list[dict[str, Any]], true_attribu
 
 def _decide_on(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
                attribute: str) -> RuleResult:
+    if rule.check == "sample_size":
+        return _sample_size_rule(rule, groups, attribute)
     if rule.check == "disparity":
         return _disparity_rule(rule, groups, disparities, attribute)
     return _metric_rule(rule, groups, attribute)
 
 
 def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]]) -> RuleResult:
-    """One rule's verdict; on true-group rows when the rule's attribute was estimated and corrected or bounded."""
-    if rule.check == "sample_size":
-        return _sample_size_rule(rule, groups)
+    """One rule's verdict; on true-group rows when the rule's attribute was estimated and corrected or bounded.
+
+    A sample-size rule then counts the true groups' (estimated) sizes, and a
+    true group without a labelled case is absent: too few to judge.
+    """
     naive = _decide_on(rule, groups, disparities, rule.attribute)
     basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == rule.attribute and r.get("basis")),
                  None)
@@ -410,7 +413,7 @@ def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dic
         return dataclasses.replace(naive, basis=basis)
     true_basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == true_attribute), None)
     label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
-    if naive.verdict is not Verdict.ERROR and not any(
+    if naive.verdict is not Verdict.ERROR and rule.metric is not None and not any(
             _attribute_of(r) == true_attribute and r["metric"] == rule.metric for r in groups):
         # The strata are known to be estimated, and this metric has no figure by true group (e.g. AUROC or
         # ECE cannot be bounded): the face-value figure cannot vouch for the true groups.

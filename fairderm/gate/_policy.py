@@ -38,8 +38,10 @@ strata corrected with validation labels) or ``<attribute>:bounds`` (basis
 disparity rule with ``strata: auto`` is decided on those rows, corrected ones
 first. A bounded value PASSes only if its whole range (widened for sampling
 error) meets the rule, FAILs only if the whole range violates it, and is
-INSUFFICIENT_EVIDENCE otherwise, whatever ``statistic`` says. The verdict on
-the estimated groups taken at face value is reported beside it.
+INSUFFICIENT_EVIDENCE otherwise, whatever ``statistic`` says. A sample-size
+rule counts the true groups' estimated sizes, and a true group without any
+labelled case is absent (INSUFFICIENT_EVIDENCE). The verdict on the estimated
+groups taken at face value is reported beside it.
 ``strata: as_estimated`` decides on the estimated groups themselves.
 
 ``each`` and ``worst`` reach the same verdict (the worst group passes only

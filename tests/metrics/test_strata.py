@@ -251,7 +251,11 @@ def test_gate_cannot_vouch_for_an_estimated_group_without_labelled_cases(cohort)
     assert "tone:true=V-VI" not in set(result.groups["group"])
     policy = policy_from_dict({"name": "p", "rules": [
         {"id": "worst", "metric": "accuracy", "attribute": "tone", "groups": "worst", "statistic": "ci_low",
-         "comparator": ">=", "threshold": 0.0}]})
-    (rule,) = evaluate_gate(result, policy).rules
+         "comparator": ">=", "threshold": 0.0},
+        {"id": "sizes", "attribute": "tone", "groups": ["I-II", "III-IV", "V-VI"], "min_n": 30}]})
+    rule, sizes = evaluate_gate(result, policy).rules
     assert rule.verdict is Verdict.INSUFFICIENT_EVIDENCE
     assert any(check.group == "V-VI" and "no labelled case" in check.reason for check in rule.checks)
+    # the estimated V-VI group is large, but no case of the true V-VI group was labelled
+    assert sizes.verdict is Verdict.INSUFFICIENT_EVIDENCE and sizes.naive_verdict is Verdict.PASS
+    assert any(check.group == "V-VI" and check.flag == "absent" for check in sizes.checks)
