@@ -259,3 +259,37 @@ def test_gate_cannot_vouch_for_an_estimated_group_without_labelled_cases(cohort)
     # the estimated V-VI group is large, but no case of the true V-VI group was labelled
     assert sizes.verdict is Verdict.INSUFFICIENT_EVIDENCE and sizes.naive_verdict is Verdict.PASS
     assert any(check.group == "V-VI" and check.flag == "absent" for check in sizes.checks)
+
+
+def test_multiclass_metrics_by_true_group_match_the_labels_when_every_case_is_labelled():
+    rng = np.random.default_rng(9)
+    n, labels = 900, ["nevus", "melanoma", "bcc"]
+    true = rng.choice(sim.GROUPS, n)
+    estimated = np.where(rng.random(n) < 0.5, rng.choice(sim.GROUPS, n), true)
+    y = rng.choice(labels, n)
+    proba = rng.dirichlet(np.ones(3), n)
+    proba[np.arange(n), [labels.index(v) for v in y]] += np.where(true == "V-VI", 0.2, 1.0)
+    proba /= proba.sum(axis=1, keepdims=True)
+    metrics = ["accuracy", "balanced_accuracy", "f1_macro", "auroc", "sensitivity", "brier"]
+    options = {**FAST, "n_boot": 0, "reference": None, "metrics": metrics, "labels": labels}
+    corrected = evaluate(y, proba, {"tone": estimated}, true_groups=true, **options)
+    direct = evaluate(y, proba, {"tone": true}, **options)
+    names = sorted(set(direct.groups["metric"]))
+    assert "sensitivity:bcc" in names and "f1_macro" in names
+    for group in sim.GROUPS:
+        for metric in names:
+            assert _row(corrected, "tone:true", metric, group).estimate == pytest.approx(
+                _row(direct, "tone", metric, group).estimate, abs=1e-9), (metric, group)
+
+
+def test_multiclass_correction_with_partial_labels_gives_every_metric_an_interval():
+    rng = np.random.default_rng(10)
+    n, labels = 900, ["nevus", "melanoma", "bcc"]
+    true = rng.choice(sim.GROUPS, n)
+    estimated = np.where(rng.random(n) < 0.5, rng.choice(sim.GROUPS, n), true)
+    y = rng.choice(labels, n)
+    proba = rng.dirichlet(np.ones(3) * 2, n)
+    result = evaluate(y, proba, {"tone": estimated}, true_groups=np.where(np.arange(n) % 3 == 0, true, None),
+                      labels=labels, metrics=["accuracy", "auroc", "f1_macro"], **FAST)
+    rows = result.groups.query("attribute == 'tone:true'")
+    assert len(rows) == 9 and (rows["ci_low"] <= rows["estimate"]).all() and (rows["estimate"] <= rows["ci_high"]).all()
