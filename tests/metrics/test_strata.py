@@ -293,3 +293,44 @@ def test_multiclass_correction_with_partial_labels_gives_every_metric_an_interva
                       labels=labels, metrics=["accuracy", "auroc", "f1_macro"], **FAST)
     rows = result.groups.query("attribute == 'tone:true'")
     assert len(rows) == 9 and (rows["ci_low"] <= rows["estimate"]).all() and (rows["estimate"] <= rows["ci_high"]).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(60, 400))
+def test_bounds_under_a_perfect_error_model_collapse_to_the_estimated_groups(seed, n):
+    # with P(estimated | true) the identity, the allocation is known: the range is the group's own value
+    rng = np.random.default_rng(seed)
+    tone = rng.choice(sim.GROUPS, n)
+    y = rng.integers(0, 2, n)
+    score = rng.random(n)
+    metrics = ["accuracy", "sensitivity", "specificity", "ppv", "npv", "selection_rate", "f1"]
+    result = evaluate(y, score, {"tone": tone}, strata_error=StrataErrorModel(sim.GROUPS, np.eye(3), "exact"),
+                      metrics=metrics, **{**FAST, "n_boot": 0, "reference": None})
+    for group in sim.GROUPS:
+        for metric in metrics:
+            row = _row(result, "tone:bounds", metric, group)
+            value = _row(result, "tone", metric, group).estimate
+            if np.isnan(value):
+                continue
+            assert row.bound_low == pytest.approx(value, abs=1e-9) and row.bound_high == pytest.approx(value, abs=1e-9)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_bounds_are_ordered_probabilities_that_hold_the_estimated_value(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    tone = rng.choice(sim.GROUPS, n)
+    y = rng.integers(0, 2, n)
+    score = rng.random(n)
+    result = evaluate(y, score, {"tone": tone}, strata_error=StrataErrorModel.published(),
+                      metrics=["accuracy", "sensitivity"], **{**FAST, "n_boot": 50, "reference": None})
+    bounded = result.groups.query("attribute == 'tone:bounds'")
+    # a true group the error model gives no case is 'undefined', its range null
+    assert (bounded["flag"].eq("undefined") == bounded["bound_low"].isna()).all()
+    bounded = bounded[bounded["flag"] == "ok"]
+    assert len(bounded)
+    assert ((bounded["bound_low"] >= 0) & (bounded["bound_low"] <= bounded["bound_high"])
+            & (bounded["bound_high"] <= 1)).all()
+    assert ((bounded["ci_low"] <= bounded["bound_low"] + 1e-12)
+            & (bounded["bound_high"] <= bounded["ci_high"] + 1e-12)).all()
