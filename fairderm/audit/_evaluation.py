@@ -105,7 +105,7 @@ def strata_inputs(spec: AuditSpec, manifest: pd.DataFrame, *, cohort_ids: set[st
     or the run folder's copies when verify recomputes).
     """
     tone = spec.tone
-    if tone.source != "estimate":
+    if not tone.estimated:
         return None
     ids = manifest["image_id"].astype(str)
     if tone.validation_column:

@@ -262,6 +262,7 @@ def collect_inputs(loaded: LoadedSpec, cohort: Cohort, selected: Cohort, hasher:
         "tone_calibration": (
             _file_entry(loaded.resolve(spec.tone.calibration), hasher) if spec.tone.calibration else None
         ),
+        "tone_table": _file_entry(loaded.resolve(spec.tone.table), hasher) if spec.tone.table else None,
     }
     files = {"cohort/cohort.yaml": cohort.root / SPEC_FILE, "cohort/manifest.parquet": cohort.manifest_path}
     if loaded.policy_path:

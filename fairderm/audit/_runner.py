@@ -370,6 +370,12 @@ def _run_stages(
             loaded, selected, out, _stage_progress(progress, "tone")))
         tone_file = folder / "tone.parquet"
         tone_frame = _read_tone(tone_file, selected)
+    elif spec.tone.source == "table":
+        tone_inputs = {**cohort_inputs, **inputs.digest("tone_table"),
+                       "reference": _stages.tone_reference_column(loaded, selected), "seed": spec.bootstrap.seed}
+        folder = stages.run("tone", tone_inputs, lambda out: _stages.run_tone_table(loaded, selected, out))
+        tone_file = folder / "tone.parquet"
+        tone_frame = _read_tone(tone_file, selected)
     else:
         stages.skip("tone", f"tone.source is '{spec.tone.source}'")
 

@@ -104,10 +104,16 @@ class ModelSection(_Section):
 class ToneSection(_Section):
     """Where the skin-tone strata come from."""
 
-    source: Literal["estimate", "column", "none"] = Field(
+    source: Literal["estimate", "table", "column", "none"] = Field(
         "estimate",
         description="'estimate': run fairderm.tone.estimate_tone and stratify by fitzpatrick_est (I-II/III-IV/V-VI); "
-        "'column': use a labelled manifest column instead (see `column`); 'none': no tone stage.",
+        "'table': a tone table made beforehand (see `table`, e.g. from `fairderm tone learn`), stratified the "
+        "same way; 'column': use a labelled manifest column instead (see `column`); 'none': no tone stage.",
+    )
+    table: str | None = Field(
+        None,
+        description="Tone table of the cohort (the schema of `fairderm tone estimate`, e.g. `fairderm tone learn`'s "
+        "tone.parquet) when source is 'table', relative to the spec file; it must cover every audited case.",
     )
     method: Literal["fairderm", "stone"] = Field("fairderm", description="Tone estimator (source 'estimate').")
     calibration: str | None = Field(
@@ -168,13 +174,20 @@ class ToneSection(_Section):
     def _column_for_column_source(self) -> ToneSection:
         if self.source == "column" and not self.column:
             raise ValueError("source 'column' needs 'column' (the labelled tone column)")
+        if (self.source == "table") != bool(self.table):
+            raise ValueError("source 'table' goes with 'table' (the tone table's path), and only it")
         if self.validation_labels and self.validation_column:
             raise ValueError("give validation_labels or validation_column, not both")
         if self.validation_inclusion and not self.validation_column:
             raise ValueError("validation_inclusion goes with validation_column")
-        if (self.validation_labels or self.validation_column) and self.source != "estimate":
+        if (self.validation_labels or self.validation_column) and not self.estimated:
             raise ValueError(f"validation labels correct estimated strata, but source is '{self.source}'")
         return self
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the strata are estimated tone (an estimate run now, or a table made beforehand)."""
+        return self.source in ("estimate", "table")
 
     @property
     def has_validation(self) -> bool:
@@ -372,11 +385,12 @@ class AuditSpec(_Section):
 
     @model_validator(mode="after")
     def _tone_attributes_need_tone(self) -> AuditSpec:
-        if self.tone.source != "estimate":
+        if not self.tone.estimated:
             used = {a for a in self.strata.attributes or []} | {a for c in self.strata.intersections for a in c}
             derived = sorted(used & set(TONE_DERIVED))
             if derived:
-                raise ValueError(f"strata use {derived} but tone.source is '{self.tone.source}', not 'estimate'")
+                raise ValueError(f"strata use {derived} but tone.source is '{self.tone.source}', not 'estimate' "
+                                 "or 'table'")
         return self
 
     @model_validator(mode="after")
@@ -390,7 +404,7 @@ class AuditSpec(_Section):
         """The attributes to stratify by, defaults resolved."""
         if self.strata.attributes is not None:
             return list(self.strata.attributes)
-        if self.tone.source == "estimate":
+        if self.tone.estimated:
             return ["fitzpatrick_est"]
         if self.tone.source == "column":
             return [str(self.tone.column)]
@@ -536,6 +550,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
                         "architecture file")
     if spec.tone.calibration:
         _require_exists(loaded, "tone.calibration", loaded.resolve(spec.tone.calibration), "calibration file")
+    if spec.tone.table:
+        _require_exists(loaded, "tone.table", loaded.resolve(spec.tone.table), "tone table")
     if spec.tone.validation_labels:
         _require_exists(loaded, "tone.validation_labels", loaded.resolve(spec.tone.validation_labels),
                         "validation labels file")

@@ -32,6 +32,7 @@ from fairderm._io import atomic_write_json, atomic_write_parquet, read_parquet_m
 from fairderm.audit import _evaluation
 from fairderm.audit._spec import LoadedSpec
 from fairderm.cohort import TONE_ATTRIBUTES, Cohort
+from fairderm.errors import InputError
 
 StageProgress = Callable[[int, int], None]
 
@@ -63,6 +64,27 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:
         validation = validate_tone(cohort, frame, label=reference, seed=loaded.spec.bootstrap.seed)
+        atomic_write_json(out / "tone_validation.json", validation.to_dict())
+
+
+def run_tone_table(loaded: LoadedSpec, cohort: Cohort, out: Path) -> None:
+    """The spec's tone table, cut to the audited cases (every one must be in it); validated against labels too."""
+    from fairderm.tone import read_tone, validate_tone
+
+    path = loaded.resolve(str(loaded.spec.tone.table))
+    frame = read_tone(path)
+    ids = cohort.manifest["image_id"].astype(str)
+    indexed = frame.set_index(frame["image_id"].astype(str))
+    missing = sorted(set(ids) - set(indexed.index))
+    if missing:
+        raise InputError(f"key 'tone.table': the tone table lacks {len(missing)} audited case(s), e.g. "
+                         f"{missing[0]!r}", source=str(path))
+    selected = indexed.loc[ids.tolist()].reset_index(drop=True)
+    atomic_write_parquet(out / "tone.parquet", selected, metadata_json=read_parquet_metadata(path))
+    reference = tone_reference_column(loaded, cohort)
+    if reference is not None:
+        selected.attrs = frame.attrs
+        validation = validate_tone(cohort, selected, label=reference, seed=loaded.spec.bootstrap.seed)
         atomic_write_json(out / "tone_validation.json", validation.to_dict())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,52 @@ def test_bad_validation_labels_are_rejected_naming_file_and_row(tiny_cohort, tmp
 def test_validation_labels_need_estimated_tone(write_spec, tmp_path):
     with pytest.raises(InputError, match="validation labels correct estimated strata"):
         load_spec(write_spec(tone={"validation_labels": "../labels.csv"}))
+
+
+def _tone_table(cohort, path: Path) -> Path:
+    """A tone table of the whole cohort made beforehand (as `fairderm tone learn` writes one)."""
+    from fairderm.tone import TONE_COLUMNS
+
+    frame = _tone(cohort)
+    for column in TONE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = {"ita": 10.0, "ita_low": 5.0, "ita_high": 15.0, "skin_fraction": 0.5,
+                             "reason": "", "method": "fairderm-learned/1:test"}.get(column, np.nan)
+    frame[list(TONE_COLUMNS)].to_parquet(path, index=False)
+    return path
+
+
+def test_a_tone_table_made_beforehand_is_the_audits_estimated_strata(write_spec, tiny_cohort, tmp_path):
+    from fairderm.audit import run_audit, verify_run
+
+    cohort = load_cohort(tiny_cohort)
+    _tone_table(cohort, tmp_path / "learned.parquet")
+    _labels(cohort, tmp_path / "labels.csv")
+    spec = write_spec(tone={"source": "table", "table": "../learned.parquet", "column": None,
+                            "validation_labels": "../labels.csv"}, bootstrap=FAST)
+    run = run_audit(spec)
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert {r["basis"] for r in metrics["groups"] if r["attribute"] == "fitzpatrick_est"} == {"estimated"}
+    assert any(r["attribute"] == "fitzpatrick_est:true" and r["basis"] == "corrected" for r in metrics["groups"])
+    assert verify_run(run.run_dir).ok
+    # a changed table is a new tone stage
+    frame = pd.read_parquet(tmp_path / "learned.parquet")
+    frame.loc[0, "fitzpatrick_est"] = 6 if frame.loc[0, "fitzpatrick_est"] != 6 else 2
+    frame.to_parquet(tmp_path / "learned.parquet", index=False)
+    assert "tone" not in run_audit(spec).cache_hits
+
+
+def test_a_tone_table_missing_audited_cases_is_refused(write_spec, tiny_cohort, tmp_path):
+    from fairderm.audit import run_audit
+
+    cohort = load_cohort(tiny_cohort)
+    path = _tone_table(cohort, tmp_path / "learned.parquet")
+    pd.read_parquet(path).iloc[5:].to_parquet(path, index=False)
+    with pytest.raises(InputError, match="tone table lacks"):
+        run_audit(write_spec(tone={"source": "table", "table": "../learned.parquet", "column": None},
+                             bootstrap=FAST))
+
+
+def test_source_table_needs_its_table(write_spec):
+    with pytest.raises(InputError, match="source 'table' goes with 'table'"):
+        load_spec(write_spec(tone={"source": "table", "column": None}))
