@@ -146,7 +146,7 @@ def learn_command(
         "cohort": {"name": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256()},
     }
     learned = learned_tone_frame(model, features.features, colour, preferred=report.preferred,
-                                 backbone_errors=features.errors)
+                                 backbone_errors=features.errors, out_of_fold=report.out_of_fold)
     with atomic_output_dir(out) as folder:
         model.save(folder)
         write_tone(folder / "tone.parquet", learned, cohort)

@@ -230,6 +230,10 @@ class LearnedToneReport:
         a higher quadratic kappa and an exact agreement at least as high.
     config
         Folds, C grid, the C chosen in each outer fold and overall, seed.
+    out_of_fold
+        Each labelled image's out-of-fold prediction (image id -> scale value):
+        the value the learned tone table gives it, since the final model was
+        fitted on its label.
     """
 
     scale: str
@@ -240,6 +244,7 @@ class LearnedToneReport:
     difference: dict[str, float]
     preferred: bool
     config: dict[str, Any] = field(default_factory=dict)
+    out_of_fold: dict[str, str] = field(default_factory=dict)
 
     def decision(self) -> str:
         """One sentence: which stratifier to use and why."""
@@ -445,6 +450,7 @@ def fit_tone_model(
                 "scoring": "quadratic kappa",
                 "colour_method": str(tone["method"].iloc[0]) if len(tone) else None,
                 "n_backbone_features": backbone.shape[1], "colour_features": list(colour_names)},
+        out_of_fold={str(image_id): values[int(k)] for image_id, k in zip(labelled["image_id"], oof)},
     )
     return model, report
 
@@ -463,7 +469,7 @@ def _to_model(pipeline: Any, scale: str, values: tuple[str, ...], names: tuple[s
 
 def learned_tone_frame(
     model: ToneModel, backbone: np.ndarray, tone: pd.DataFrame, *, preferred: bool,
-    backbone_errors: dict[str, str] | None = None,
+    backbone_errors: dict[str, str] | None = None, out_of_fold: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """A tone table of the estimator's schema with the learned stratifier's values, for every image.
 
@@ -472,6 +478,12 @@ def learned_tone_frame(
     (``fitzpatrick_est`` and its group, or ``monk_est``), one ``prob_<value>``
     column per class is added, and ``method`` names the model. An image
     whose features failed is an ``error`` with the reason.
+
+    An image whose label trained the model gets its out-of-fold prediction
+    (``out_of_fold``; column ``out_of_fold`` True, its probabilities null):
+    the final model has seen its label, and an audit that corrects these
+    strata with the same labels must see the labelled images estimated as
+    the unlabelled ones are (cross-fitting).
     """
     colour, _ = colour_features(tone)
     features = np.hstack([np.asarray(backbone, dtype=np.float64), colour])
@@ -480,6 +492,10 @@ def learned_tone_frame(
     if usable.any():
         probabilities[usable] = model.predict_proba(features[usable])
     best = np.asarray(model.classes, dtype=object)[np.nan_to_num(probabilities, nan=-1).argmax(axis=1)]
+    ids = tone["image_id"].astype(str).to_numpy()
+    held_out = usable & np.array([i in (out_of_fold or {}) for i in ids], dtype=bool)
+    best = np.where(held_out, [(out_of_fold or {}).get(i) for i in ids], best)
+    probabilities[held_out] = np.nan
     predicted = pd.Series(np.where(usable, best, None), dtype="string")
     frame = tone.loc[:, [c for c in (*TONE_COLUMNS, *EXTRA_COLUMNS) if c in tone.columns]].reset_index(drop=True)
     if model.scale == "monk":
@@ -505,6 +521,7 @@ def learned_tone_frame(
                                 * len(frame), dtype="string")
     for k, value in enumerate(model.classes):
         frame[f"prob_{value}"] = probabilities[:, k]
+    frame["out_of_fold"] = held_out
     frame.attrs["fairderm_tone"] = {
         "estimator": LEARNED_ESTIMATOR, "method": "learned", "scale": model.scale, "model_sha256": model.sha256,
         "preferred": preferred, "colour": dict(tone.attrs.get("fairderm_tone", {})), "fairderm_version": __version__,

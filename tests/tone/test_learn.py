@@ -130,6 +130,20 @@ def test_the_learned_table_has_the_tone_schema_and_names_its_method(tmp_path: Pa
     assert frame.attrs["fairderm_tone"]["preferred"] is report.preferred
 
 
+def test_labelled_images_get_their_out_of_fold_value_in_the_learned_table() -> None:
+    # the final model saw their labels: an audit correcting these strata with the same labels needs the
+    # labelled images estimated as the unlabelled ones are
+    backbone, tone, labels, _ = _case(60, backbone_signal=2.0, colour_correct=0.3)
+    model, report = fit_tone_model(backbone, tone, labels, c_grid=(0.1, 1.0))
+    frame = learned_tone_frame(model, backbone, tone, preferred=report.preferred, out_of_fold=report.out_of_fold)
+    labelled = frame["image_id"].astype(str).isin(report.out_of_fold)
+    assert labelled.sum() == report.n_labelled and frame.loc[labelled, "out_of_fold"].all()
+    assert not frame.loc[~labelled, "out_of_fold"].any()
+    groups = frame.loc[labelled].set_index(frame.loc[labelled, "image_id"].astype(str))["fitzpatrick_group_est"]
+    assert groups.to_dict() == report.out_of_fold
+    assert frame.loc[labelled, [f"prob_{g}" for g in GROUPS]].isna().all().all()
+
+
 def test_too_few_labels_are_refused() -> None:
     backbone, tone, labels, _ = _case(15, backbone_signal=1.0, colour_correct=0.5)
     with pytest.raises(InputError, match="15 labelled images with features; at least 20 are needed"):
