@@ -70,6 +70,8 @@ def train_router(cohort, out: Path, **options):
     return _train_router(cohort, out, cache_dir=RUN_OPTIONS["cache_dir"], views=RUN_OPTIONS["views"], **options)
 
 TONE_WEIGHTS = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
+SYNTH_WHITE = 0.65
+"""Reflectance of the synthetic rulers and paper, told to the tone estimator (its default, 0.85, is real paper's)."""
 PAD_SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "pad-ufes-20-subset"
 
 
@@ -87,17 +89,22 @@ class Timer:
         return result
 
 
-def _tone(cohort_dir: Path, tone_path: Path, timer: Timer) -> None:
-    """Estimate the cohort's tone into ``tone_path``, unless the file there is by this estimator version."""
-    from fairderm._io import read_parquet_metadata
-    from fairderm.tone import ESTIMATOR_VERSION, estimate_tone, write_tone
+def _tone(cohort_dir: Path, tone_path: Path, timer: Timer, white_reflectance: float | None = None) -> None:
+    """Estimate the cohort's tone into ``tone_path``, unless the file there is by this estimator version and parameters.
 
+    ``white_reflectance`` is told to the estimator where the white references' reflectance is known (the synthetic
+    rulers and paper); ``None`` keeps the estimator's default, as for real photographs.
+    """
+    from fairderm._io import read_parquet_metadata
+    from fairderm.tone import ESTIMATOR_VERSION, ToneParameters, estimate_tone, write_tone
+
+    parameters = ToneParameters() if white_reflectance is None else ToneParameters(white_reflectance=white_reflectance)
     if tone_path.is_file():
-        estimator = read_parquet_metadata(tone_path).get("estimation", {}).get("estimator")
-        if estimator == ESTIMATOR_VERSION:
+        estimation = read_parquet_metadata(tone_path).get("estimation", {})
+        if estimation.get("estimator") == ESTIMATOR_VERSION and estimation.get("parameters") == parameters.to_dict():
             return
     cohort = load_cohort(cohort_dir)
-    timer.run("tone estimate", lambda: write_tone(tone_path, estimate_tone(cohort), cohort))
+    timer.run("tone estimate", lambda: write_tone(tone_path, estimate_tone(cohort, parameters=parameters), cohort))
 
 
 def _features(cohort_dir: Path, cache: Path, timer: Timer) -> np.ndarray:
@@ -172,7 +179,7 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constrain
         timer.run("synthesise", lambda: synthesize_cohort(
             cohort_dir, n=n, seed=0, tone_weights=TONE_WEIGHTS,
             eval_tone_weights=None if eval_weights is None else list(eval_weights)))
-    _tone(cohort_dir, tone_path, timer)
+    _tone(cohort_dir, tone_path, timer, white_reflectance=SYNTH_WHITE)
     features = _features(cohort_dir, work / "cache", timer)
     out = work / f"router-synth{tag}-{constraint}"
     run = timer.run("router train", lambda: train_router(
