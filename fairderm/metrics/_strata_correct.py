@@ -12,8 +12,9 @@ import pandas as pd
 from scipy.stats import chi2
 
 from fairderm.metrics import _catalogue as cat
-from fairderm.metrics._bootstrap import GroupStats, RankPlan
+from fairderm.metrics._bootstrap import GroupStats, RankPlan, interval
 from fairderm.metrics._disparity import GroupSeries, Statistic, difference, equalized_odds, extremes, gap, log_ratio
+from fairderm.metrics._evaluate import _target_arrays
 from fairderm.metrics._inputs import Cases, ModelOutput
 from fairderm.metrics._strata_inputs import (
     BLOCK,
@@ -111,8 +112,7 @@ class _Statistics:
         features = cat.features(layout, cases, model, rows, edges)
         plans, scores = [], []
         for target in layout.targets:
-            score, positive = (model.pos_score, cases.y_pos) if target == "set" else \
-                (model.proba[:, target], cases.y == target)
+            score, positive = _target_arrays(cases, model, target)
             plans.append(RankPlan.build(score, positive))
             scores.append(score)
         return cls(GroupStats(slice(None), features, features, tuple(plans), tuple(scores)), metrics, layout,
@@ -126,17 +126,9 @@ class _Statistics:
         return values, linear
 
 
-def _percentile(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
-    finite = replicates[np.isfinite(replicates)]
-    if finite.size < 10:
-        return math.nan, math.nan
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
 def _finish(statistic: Statistic, confidence: float) -> tuple[float, float, float]:
-    low, high = _percentile(statistic.replicates, confidence)
+    """(estimate, ci_low, ci_high) from a percentile interval; ratios back on their natural scale."""
+    low, high = interval(statistic.replicates, statistic.estimate, method="percentile", confidence=confidence)
     if statistic.log:
         with np.errstate(invalid="ignore", over="ignore"):
             return tuple(math.exp(v) if math.isfinite(v) else math.nan
@@ -204,8 +196,8 @@ def corrected_tables(
             else:
                 flag = "ok"
             flags[g, k] = flag
-            low, high = _percentile(replicates[g, k], confidence) if flag not in ("empty", "undefined") \
-                else (math.nan, math.nan)
+            low, high = (interval(replicates[g, k], estimate, method="percentile", confidence=confidence)
+                         if flag not in ("empty", "undefined") else (math.nan, math.nan))
             rows.append({"attribute": attribute, "group": group_name(attribute, value), "metric": metric.name,
                          "estimate": estimate if flag != "empty" else math.nan, "ci_low": low, "ci_high": high,
                          "n": max(counts_gk.n, 0), "n_pos": counts_gk.n_pos, "flag": flag, "basis": basis})
