@@ -30,7 +30,7 @@ import pandas as pd
 from fairderm.cohort import fitzpatrick_to_group, import_cohort, load_cohort
 from fairderm.gate import evaluate_gate, load_policy
 from fairderm.metrics import StrataErrorModel, evaluate
-from fairderm.tone import estimate_tone
+from fairderm.tone import draw_label_sample, estimate_tone
 
 PAD_SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "pad-ufes-20-subset"
 POLICY = Path(__file__).resolve().parents[1] / "audits" / "policy.example.yaml"
@@ -69,30 +69,12 @@ def simulated_scores(rng: np.random.Generator, frame: pd.DataFrame) -> np.ndarra
     return np.where(decision == 1, confidence, 1 - confidence)
 
 
-def validation_sample(rng: np.random.Generator, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled flag and inclusion probability: equal allocation over estimated groups (abstentions too)."""
-    stratum = frame["estimated"].fillna("abstained").to_numpy()
-    values = sorted(set(stratum))
-    labelled = np.zeros(len(frame), dtype=bool)
-    inclusion = np.full(len(frame), np.nan)
-    remaining, budget = list(values), N_LABELS
-    sizes = {v: int((stratum == v).sum()) for v in values}
-    take = {}
-    while remaining:  # equal shares, a small stratum taken whole and its rest shared out
-        share = budget // len(remaining)
-        small = [v for v in remaining if sizes[v] <= share]
-        if not small:
-            for v in remaining:
-                take[v] = share
-            break
-        for v in small:
-            take[v] = sizes[v]
-            budget -= sizes[v]
-            remaining.remove(v)
-    for v, k in take.items():
-        members = np.flatnonzero(stratum == v)
-        labelled[rng.choice(members, size=k, replace=False)] = True
-        inclusion[members] = k / members.size
+def validation_sample(seed: int, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled flag and inclusion probability of a sample drawn as ``fairderm tone label`` draws it."""
+    strata = frame["estimated"].fillna("abstained")
+    drawn = draw_label_sample(pd.Series(frame.index), strata, N_LABELS, seed).set_index("image_id")
+    labelled = frame.index.isin(drawn.index)
+    inclusion = np.where(labelled, drawn["inclusion_prob"].reindex(frame.index).to_numpy(), np.nan)
     return labelled, inclusion
 
 
@@ -111,7 +93,7 @@ def run(draws: int, work: Path, seed: int = 0) -> pd.DataFrame:
         y = frame["malignant"].to_numpy()
         common = {**OPTIONS, "cluster": frame["patient"].to_numpy(), "seed": draw}
         everyone = evaluate(y, score, {"clinic": frame["clinic"].to_numpy()}, reference="I-II", **common)
-        labelled, inclusion = validation_sample(rng, frame)
+        labelled, inclusion = validation_sample(seed + draw, frame)
         labels = np.where(labelled, frame["clinic"].to_numpy(), None)
         corrected = evaluate(y, score, {"fitzpatrick_est": frame["estimated"].to_numpy()}, true_groups=labels,
                              inclusion_prob=inclusion, reference="I-II", **common)

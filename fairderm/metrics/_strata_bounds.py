@@ -130,10 +130,11 @@ def bounded_tables(
     name = attribute_name + BOUNDED_SUFFIX
     group_names = [group_name(name, v) for v in error_model.groups]
     rng = np.random.default_rng(seed)
-    unit, stratum = (np.arange(cases.n), np.where(measured, estimated, n_est)) if cases.cluster is None else \
-        _cluster_units(cases.cluster)
-    counts = np.vstack([np.ones((1, cases.n)), resample_counts(rng, unit, stratum, n_boot)]) if n_boot else \
-        np.ones((1, cases.n))
+    # cases resampled within estimated group; patients (a patient's images may span groups) in one stratum
+    strata = np.where(measured, estimated, n_est) if cases.cluster is None else np.zeros(cases.n, dtype=np.int64)
+    counts = np.ones((1, cases.n))
+    if n_boot:
+        counts = np.vstack([counts, resample_counts(rng, strata, cases.cluster, n_boot)])
     counts = counts * measured[None, :]
     onehot = np.zeros((cases.n, n_est))
     onehot[np.flatnonzero(measured), estimated[measured]] = 1.0
@@ -173,11 +174,6 @@ def bounded_tables(
     }
     return StrataTables(pd.DataFrame(group_rows), pd.DataFrame(disparity_rows),
                         pd.DataFrame(columns=["metric"]), config)
-
-
-def _cluster_units(cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes, unit = np.unique(cluster, return_inverse=True)
-    return unit.reshape(-1), np.zeros(codes.size, dtype=np.int64)
 
 
 def _outer(lower: np.ndarray, upper: np.ndarray, confidence: float) -> tuple[float, float]:

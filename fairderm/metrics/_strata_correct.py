@@ -71,23 +71,20 @@ def membership_weights(groups: TrueGroups, count: np.ndarray) -> np.ndarray:
 # Resampling.
 
 
-def _resampling_units(groups: TrueGroups, cluster: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(unit of each case, stratum of each unit).
+def _resampling_strata(groups: TrueGroups, cluster: np.ndarray | None) -> np.ndarray:
+    """Stratum of each case for the bootstrap.
 
-    Cases: strata are estimated group x labelled, so that every replicate
-    keeps the validation sample's size in each estimated group. Clusters
-    (patients): a patient with any labelled image is resampled among such
-    patients, the others among theirs.
+    Cases: estimated group x labelled, so that every replicate keeps the
+    validation sample's size in each estimated group. Clusters (patients): a
+    patient with any labelled image is resampled among such patients, the
+    others among theirs.
     """
     labelled = groups.labelled.astype(np.int64)
     if cluster is None:
-        unit = np.arange(labelled.size)
-        return unit, groups.estimated * 2 + labelled
-    codes, unit = np.unique(cluster, return_inverse=True)
-    unit = unit.reshape(-1)
-    stratum = np.zeros(codes.size, dtype=np.int64)
-    np.maximum.at(stratum, unit, labelled)
-    return unit, stratum
+        return groups.estimated * 2 + labelled
+    any_labelled = np.zeros(int(cluster.max()) + 1, dtype=np.int64)
+    np.maximum.at(any_labelled, cluster, labelled)
+    return any_labelled[cluster]
 
 
 # ---------------------------------------------------------------------------
@@ -166,11 +163,11 @@ def corrected_tables(
         point_weights = membership_weights(groups, np.ones(cases.n))
     estimates, point_linear = stats.values(point_weights)
     rng = np.random.default_rng(seed)
-    unit, stratum = _resampling_units(groups, cases.cluster)
+    strata = _resampling_strata(groups, cases.cluster)
     replicates = np.full((n_groups, len(metrics), n_boot), np.nan)
     for lo in range(0, n_boot, BLOCK):
         hi = min(n_boot, lo + BLOCK)
-        counts = resample_counts(rng, unit, stratum, hi - lo)
+        counts = resample_counts(rng, strata, cases.cluster, hi - lo)
         if basis == "labelled":
             block = counts[:, None, :] * point_weights[None, :, :]
         else:

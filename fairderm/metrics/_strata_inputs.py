@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fairderm.errors import InputError
+from fairderm.metrics._bootstrap import build_design, draw_weights
 from fairderm.metrics._inputs import Cases
 
 CORRECTED_SUFFIX = ":true"
@@ -275,13 +276,15 @@ def group_name(attribute: str, value: str) -> str:
     return f"{attribute}={value}"
 
 
-def resample_counts(rng: np.random.Generator, unit: np.ndarray, stratum: np.ndarray, n_boot: int) -> np.ndarray:
-    """(B, n) multiplicity of every case: units drawn with replacement within their stratum."""
-    n_units = stratum.size
-    draws = np.empty((n_boot, n_units), dtype=np.int64)
-    for value in np.unique(stratum):
-        members = np.flatnonzero(stratum == value)
-        draws[:, members] = members[rng.integers(0, members.size, size=(n_boot, members.size))]
-    offsets = (np.arange(n_boot, dtype=np.int64) * n_units)[:, None]
-    counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
-    return counts[:, unit].astype(np.float64)
+def resample_counts(rng: np.random.Generator, strata: np.ndarray, cluster: np.ndarray | None,
+                    n_boot: int) -> np.ndarray:
+    """(B, n) multiplicity of every case, in input order: the metrics engine's stratified bootstrap.
+
+    Cases (or, with ``cluster``, whole clusters) are drawn with replacement
+    within each value of ``strata`` (:func:`fairderm.metrics._bootstrap.draw_weights`);
+    a cluster's cases must share a stratum.
+    """
+    design = build_design(strata.reshape(-1, 1), [], cluster)
+    counts = np.empty((n_boot, strata.size))
+    counts[:, design.order] = draw_weights(rng, design, n_boot)
+    return counts

@@ -29,9 +29,10 @@ measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, to
     What the intervals say about the strata: the share of measured images
     whose ITA, varied within its interval, stays in its group (repeatability,
     not accuracy), and per-image type probabilities.
-new_label_sample, labels_from_column, read_tone_labels, write_labels, record_answer, ToneLabels, CANNOT_TELL
+new_label_sample, draw_label_sample, labels_from_column, read_tone_labels, write_labels, record_answer,
+ToneLabels, CANNOT_TELL
     Validation labels: a sample stratified by estimated group with inclusion
-    probabilities, a manifest column's partial labels, the labels CSV.
+    probabilities (the draw itself: ``draw_label_sample``), a manifest column's partial labels, the labels CSV.
 fit_tone_model, learned_tone_frame, load_tone_model, ToneModel, LearnedToneReport
     A stratifier learned from labels (image features and colour), scored
     out of fold beside the colour estimate.
@@ -45,6 +46,7 @@ from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUM
 from fairderm.tone._labels import (
     CANNOT_TELL,
     ToneLabels,
+    draw_label_sample,
     labels_from_column,
     new_label_sample,
     read_tone_labels,
@@ -90,6 +92,7 @@ __all__ = [
     "ToneModel",
     "ToneParameters",
     "ToneValidation",
+    "draw_label_sample",
     "estimate_tone",
     "fit_calibration",
     "fit_tone_model",
