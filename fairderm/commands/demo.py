@@ -47,9 +47,8 @@ def _interval(record: dict[str, Any] | None) -> str:
     return f"{_fmt(record.get('estimate'))} [{_fmt(record.get('ci_low'))}, {_fmt(record.get('ci_high'))}]"
 
 
-def _tone_table(runs: dict[str, Any]) -> Table:
-    metrics = {name: json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
-               for name, run in runs.items()}
+def _tone_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    runs = list(metrics)
     table = Table(title="By estimated skin tone (test split; estimate [95% interval], n)", title_justify="left")
     table.add_column("group")
     for name in runs:
@@ -76,10 +75,9 @@ def _tone_table(runs: dict[str, Any]) -> Table:
     return table
 
 
-def _trust_table(runs: dict[str, Any]) -> Table:
+def _trust_table(metrics: dict[str, dict[str, Any]]) -> Table:
     """Accuracy by estimated group at face value beside accuracy by true group, corrected with the labels."""
-    metrics = {name: json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
-               for name, run in runs.items()}
+    runs = list(metrics)
     table = Table(title="Accuracy by tone: estimated groups at face value, and true groups corrected with 150 "
                   "labelled images", title_justify="left")
     table.add_column("group")
@@ -104,9 +102,8 @@ def _trust_table(runs: dict[str, Any]) -> Table:
     return table
 
 
-def _trust_text(runs: dict[str, Any]) -> str:
-    first = next(iter(runs.values()))
-    strata = json.loads((first.run_dir / "metrics.json").read_text(encoding="utf-8"))["config"].get("strata") or {}
+def _trust_text(metrics: dict[str, dict[str, Any]]) -> str:
+    strata = next(iter(metrics.values()))["config"].get("strata") or {}
     agreement = strata.get("agreement")
     measured = f"agreed with {agreement:.0%} of them" if agreement is not None else "was checked against them"
     return ("Estimated tone puts some images in the wrong group, which blurs the groups and shrinks a real gap. "
@@ -145,9 +142,11 @@ def demo_command(
         result = run_demo(out, n=n, seed=seed, n_boot=n_boot, policy=policy, progress=progress,
                           log=bar.console.print)
 
-    console.print(_tone_table(result.runs))
-    console.print(_trust_table(result.runs))
-    console.print(_trust_text(result.runs))
+    metrics = {name: json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
+               for name, run in result.runs.items()}
+    console.print(_tone_table(metrics))
+    console.print(_trust_table(metrics))
+    console.print(_trust_text(metrics))
     lines = Text()
     for name, run in result.runs.items():
         lines.append(f"{name:<7}", style="bold")
