@@ -166,11 +166,11 @@ def _range_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> Group
     if low is None or high is None:
         return GroupCheck(**base, value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
                           reason="range undefined under the strata error model")
-    verdict, value, reason = decide(low, low, high, statistic="interval", comparator=str(rule.comparator),
-                                    threshold=float(rule.threshold))  # type: ignore[arg-type]
-    reason = reason.replace("whole interval", "whole range").replace("interval", "range")
-    if verdict is Verdict.PASS:
-        reason = f"whole range [{_fmt(low)}, {_fmt(high)}] meets {rule.comparator} {rule.threshold:g}"
+    verdict, value, _ = decide(low, low, high, statistic="interval", comparator=str(rule.comparator),
+                               threshold=float(rule.threshold))  # type: ignore[arg-type]
+    span, test = f"[{_fmt(low)}, {_fmt(high)}]", f"{rule.comparator} {rule.threshold:g}"
+    reason = {Verdict.PASS: f"whole range {span} meets {test}", Verdict.FAIL: f"whole range {span} violates {test}",
+              Verdict.INSUFFICIENT_EVIDENCE: f"range {span} straddles {rule.threshold:g}"}[verdict]
     return GroupCheck(**base, value=value, verdict=verdict, reason=f"{reason} (true groups bounded)")
 
 
