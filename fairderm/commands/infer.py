@@ -184,7 +184,7 @@ def infer_command(
     )
     options = _parse_options(option)
     for key, value in (
-        ("endpoint", (endpoint[0] if len(endpoint) == 1 else endpoint) if endpoint else None),
+        ("endpoint", endpoint or None),
         ("concurrency", concurrency),
         ("timeout", timeout),
         ("max_retries", max_retries),
