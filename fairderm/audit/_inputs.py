@@ -8,7 +8,8 @@ What is hashed (all SHA-256):
   ``sha256sum`` format relative to the cohort's ``images_root``; their
   combined digest is the SHA-256 of that file);
 * the model: every file of a model folder (or the checkpoint file), or for a
-  served model its name, endpoint and prompt file;
+  served model its name and prompt file (its endpoints are recorded as
+  locations, outside the cache keys, like paths);
 * the policy, the tone calibration and the spec file itself.
 """
 
@@ -121,7 +122,7 @@ def _hashes_only(entry: Any) -> Any:
     return entry
 
 
-_LOCATION_KEYS = frozenset({"path", "path_from_run", "root", "root_from_run", "copy"})
+_LOCATION_KEYS = frozenset({"path", "path_from_run", "root", "root_from_run", "copy", "endpoints"})
 
 
 def add_run_relative_paths(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def _model_entry(loaded: LoadedSpec, hasher: FileHasher) -> dict[str, Any]:
         files = tree_digests(path.parent if model.backend == "torch" and path.is_file() else path, hasher)
         entry.update(path=str(path), files=files, sha256=combined_digest(files))
     else:
-        entry.update(endpoint=model.endpoint, sha256=sha256_json([model.backend, model.model, model.endpoint]))
+        entry.update(endpoints=model.served_at, sha256=sha256_json([model.backend, model.model]))
     if model.prompt:
         entry["prompt"] = _file_entry(loaded.resolve(model.prompt), hasher)
     if model.architecture:

@@ -66,6 +66,13 @@ class ModelSection(_Section):
         "predictions file (all relative to the spec file); for openai and vllm: the served model name.",
     )
     endpoint: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai, vllm).")
+    endpoints: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Base URLs of several servers of the same model, which share the cases (openai; instead of "
+        "'endpoint'). Where the model is served is no part of the inference stage's cache key; what the servers "
+        "say they serve is.",
+    )
     prompt: str | None = Field(None, description="Prompt file for text models, relative to the spec file.")
     architecture: str | None = Field(
         None,
@@ -84,10 +91,17 @@ class ModelSection(_Section):
         "they are part of the inference stage's cache key.",
     )
 
+    @property
+    def served_at(self) -> list[str]:
+        """The model's servers: ``endpoints``, or ``endpoint`` alone, or none."""
+        return list(self.endpoints) if self.endpoints else [self.endpoint] if self.endpoint else []
+
     @model_validator(mode="after")
     def _endpoint_for_servers(self) -> ModelSection:
-        if self.backend == "openai" and not self.endpoint:
-            raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL)")
+        if self.endpoint and self.endpoints:
+            raise ValueError("give either 'endpoint' or 'endpoints', not both")
+        if self.backend == "openai" and not self.served_at:
+            raise ValueError("backend 'openai' needs 'endpoint' (the server's base URL) or 'endpoints' (several)")
         if self.revision is not None and self.backend not in ("openai", "vllm"):
             raise ValueError(f"'revision' is for backends openai and vllm, not {self.backend!r}")
         return self
@@ -316,6 +330,9 @@ class ReasoningSection(_Section):
     endpoint: str | None = Field(
         None, description="Base URL of the judge's OpenAI-compatible server (e.g. vllm serve); none: checks only."
     )
+    endpoints: list[str] | None = Field(
+        None, min_length=1, description="Base URLs of several servers of the same judge (instead of 'endpoint')."
+    )
     model: str | None = Field(None, description="Judge model name (default: the first model the server lists).")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Judge settings: " + ", ".join(JUDGE_OPTIONS) + "."
@@ -329,9 +346,16 @@ class ReasoningSection(_Section):
             raise ValueError(f"unknown judge option {unknown[0]!r} (known: {', '.join(JUDGE_OPTIONS)})")
         return value
 
+    @property
+    def served_at(self) -> list[str]:
+        """The judge's servers: ``endpoints``, or ``endpoint`` alone, or none (checks only)."""
+        return list(self.endpoints) if self.endpoints else [self.endpoint] if self.endpoint else []
+
     @model_validator(mode="after")
     def _model_needs_endpoint(self) -> ReasoningSection:
-        if self.model is not None and self.endpoint is None:
+        if self.endpoint and self.endpoints:
+            raise ValueError("give either 'endpoint' or 'endpoints', not both")
+        if self.model is not None and not self.served_at:
             raise ValueError("a judge model needs the endpoint that serves it")
         return self
 

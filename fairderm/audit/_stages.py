@@ -91,8 +91,9 @@ def run_tone_table(loaded: LoadedSpec, cohort: Cohort, out: Path) -> None:
 def model_identity(loaded: LoadedSpec) -> dict[str, Any]:
     """What identifies a vision-language model beyond the spec's words, for the inference stage's cache key.
 
-    For ``openai``: the server's own answer about the model (``GET /models``:
-    id, root, created...), so that a server redeployed at the same endpoint
+    For ``openai``: the servers' own answer about the model (``GET /models``:
+    id, root, created...; the same on every server, else an error naming the
+    one that differs), so that a server redeployed at the same endpoint
     with another model never gets the old predictions; for ``openai`` and
     ``vllm``: the model revision and the versions of fairderm's request
     format and report parser. Empty for the other backends, whose files are
@@ -101,14 +102,14 @@ def model_identity(loaded: LoadedSpec) -> dict[str, Any]:
     model = loaded.spec.model
     if model.backend not in ("openai", "vllm"):
         return {}
-    from fairderm.inference import PARSER_VERSION, PROMPT_VERSION, served_model_identity
+    from fairderm.inference import PARSER_VERSION, PROMPT_VERSION, check_endpoints
 
     identity: dict[str, Any] = {
         "revision": model.revision, "prompt_version": PROMPT_VERSION, "parser_version": PARSER_VERSION,
     }
-    if model.backend == "openai" and model.endpoint:
-        identity["served"] = served_model_identity(
-            model.endpoint, model.model, api_key_env=model.options.get("api_key_env", "OPENAI_API_KEY"))
+    if model.backend == "openai" and model.served_at:
+        identity["served"] = check_endpoints(
+            model.served_at, model.model, api_key_env=model.options.get("api_key_env", "OPENAI_API_KEY")).identity
     return {"model_identity": identity}
 
 
@@ -132,8 +133,8 @@ def run_predictions(
     model = loaded.spec.model
     options = dict(model.options)
     runner = {k: options.pop(k) for k in _RUNNER_OPTIONS if k in options}
-    if model.endpoint:
-        options["endpoint"] = model.endpoint
+    if model.served_at:
+        options["endpoint"] = model.served_at
     if model.prompt:
         options["prompt"] = str(loaded.resolve(model.prompt))
     if model.architecture:
@@ -174,7 +175,7 @@ REASONING_RESUME_FILE = "reasoning-judgements.parquet"
 
 
 def reasoning_judge(loaded: LoadedSpec) -> tuple[Any, Any]:
-    """The spec's rubric and judge (None without ``reasoning.endpoint``: checks only).
+    """The spec's rubric and judge (None without ``reasoning.endpoint(s)``: checks only).
 
     Building the judge asks its server what it serves, so that the stage's
     cache key holds the judge's identity; close the judge when done.
@@ -184,10 +185,10 @@ def reasoning_judge(loaded: LoadedSpec) -> tuple[Any, Any]:
     section = loaded.spec.reasoning
     assert section is not None
     rubric = load_rubric(loaded.resolve(section.rubric) if section.rubric else None)
-    if section.endpoint is None:
+    if not section.served_at:
         return rubric, None
     options = {k: v for k, v in section.options.items() if k != "batch_size"}
-    return rubric, Judge(section.model, rubric, endpoint=section.endpoint, **options)
+    return rubric, Judge(section.model, rubric, endpoint=section.served_at, **options)
 
 
 def run_reasoning(

@@ -81,8 +81,11 @@ def infer_command(
         help="Predictions Parquet to write (shards of an unfinished "
         "run live in OUT.shards/ and are resumed).",
     ),
-    endpoint: str | None = typer.Option(
-        None, "--endpoint", help="openai: base URL, e.g. http://127.0.0.1:8000/v1."
+    endpoint: list[str] | None = typer.Option(
+        None,
+        "--endpoint",
+        help="openai: base URL, e.g. http://127.0.0.1:8000/v1; repeat for several servers of the same model, "
+        "which share the cases (docs/inference.md: many servers).",
     ),
     prompt: Path | None = typer.Option(
         None,
@@ -181,7 +184,7 @@ def infer_command(
     )
     options = _parse_options(option)
     for key, value in (
-        ("endpoint", endpoint),
+        ("endpoint", endpoint or None),
         ("concurrency", concurrency),
         ("timeout", timeout),
         ("max_retries", max_retries),

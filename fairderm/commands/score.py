@@ -45,8 +45,9 @@ def reports_command(
     cohort: Path = typer.Option(..., "--cohort", "-c", help="The cohort the predictions are of."),
     out: Path = typer.Option(..., "--out", "-o", help="Scores Parquet to write (an existing one is resumed)."),
     rubric: Path | None = typer.Option(None, "--rubric", help="Rubric YAML (default: fairderm's DermEval-style)."),
-    endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Judge server's base URL (OpenAI-compatible, e.g. vllm serve); none: checks only."
+    endpoint: list[str] | None = typer.Option(
+        None, "--endpoint", help="Judge server's base URL (OpenAI-compatible, e.g. vllm serve); repeat for several "
+        "servers of the same judge, which share the reports; none: checks only."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Judge model name (default: the first served)."),
     concurrency: int = typer.Option(8, "--concurrency", help="Judge requests in flight at once."),
@@ -65,10 +66,10 @@ def reports_command(
     loaded = load_cohort(cohort)
     frame = read_predictions(predictions, loaded)
     chosen = load_rubric(rubric)
-    if model is not None and endpoint is None:
+    if model is not None and not endpoint:
         raise InputError("--model names a judge but no --endpoint says where it is served")
     judge = None
-    if endpoint is not None:
+    if endpoint:
         judge = Judge(model, chosen, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
                       max_retries=max_retries, max_tokens=max_tokens, api_key_env=api_key_env, json_mode=json_mode)
     truth = dict(zip(loaded.manifest["image_id"].astype(str), loaded.manifest["label"].astype(str)))

@@ -13,9 +13,13 @@ served_model_identity, PROMPT_VERSION, PARSER_VERSION
     What identifies a vision-language model beyond its name: the server's
     own answer about it, the versions of the request format and the parser.
 ChatClient
-    Concurrent, retried chat-completions requests to an OpenAI-compatible
-    server, each case failing alone (the ``openai`` backend's transport;
-    :mod:`fairderm.reasoning`'s judge uses it too).
+    Concurrent, retried chat-completions requests to one or several
+    OpenAI-compatible servers of one model, each case failing alone and a
+    dead server's cases going to the others (the ``openai`` backend's
+    transport; :mod:`fairderm.reasoning`'s judge uses it too).
+check_endpoints, ServedModel, EndpointWarning
+    Ask every server what it serves before a run: leave out (with a
+    warning) those that do not answer, refuse those serving another model.
 Predictor, PredictorOutput
     The interface every backend implements.
 register_backend, load_predictor, available_backends
@@ -63,9 +67,10 @@ from fairderm.inference._backbone import (
 )
 from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
 from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
+from fairderm.inference._endpoints import EndpointWarning, ServedModel, check_endpoints, served_model_identity
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
-from fairderm.inference._openai import ChatClient, served_model_identity
+from fairderm.inference._openai import ChatClient
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -98,6 +103,7 @@ __all__ = [
     "CachedEmbedder",
     "CachedImage",
     "ChatClient",
+    "EndpointWarning",
     "FeatureSet",
     "HeadTrainingResult",
     "InferenceRun",
@@ -105,10 +111,12 @@ __all__ = [
     "Predictor",
     "PredictorOutput",
     "ReportParts",
+    "ServedModel",
     "StratumProgress",
     "available_architectures",
     "available_backends",
     "backbone_identity",
+    "check_endpoints",
     "dihedral_view",
     "extract_features",
     "extract_view_features",

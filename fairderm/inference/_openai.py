@@ -1,11 +1,17 @@
 """Vision-language models behind an OpenAI-compatible chat-completions API (``vllm serve``).
 
-Requests go out concurrently (at most ``concurrency`` at a time) over one
-async HTTP connection pool. A request that times out, cannot connect, gets
-HTTP 429 or 5xx, or gets a body that is not the expected JSON is retried
-with exponential backoff (``backoff * 2**attempt``, plus up to 25% jitter;
-``Retry-After`` is honoured up to 60 s); other 4xx answers are final.
-Every case records its latency (all attempts), token counts and attempts.
+Requests go out concurrently over one async HTTP connection pool per
+server: at most ``concurrency`` at a time on each of the endpoints, which
+take cases from one queue (a faster server takes more). A request that
+times out, cannot connect, gets HTTP 429 or 5xx, or gets a body that is
+not the expected JSON is retried with exponential backoff
+(``backoff * 2**retry``, plus up to 25% jitter; ``Retry-After`` is
+honoured up to 60 s); other 4xx answers are final. A timeout, connection
+error or 5xx also makes the client check that the server is alive (see
+:mod:`fairderm.inference._endpoints`): a dead one is dropped and the case,
+like every case still in flight or queued there, goes to another server
+without spending a retry. Every case is answered once, whichever server
+answers it; it records its latency (all attempts), token counts and attempts.
 
 Each case stands alone: whatever its reply (malformed JSON, a ``usage``
 that is not an object, a body over ``max_response_bytes``, a server that
@@ -25,15 +31,24 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from fairderm._io import json_safe
-from fairderm._terminal import printable
-from fairderm.errors import FairdermError, InputError
+from fairderm.errors import InputError
+from fairderm.inference._endpoints import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Endpoint,
+    TooLarge,
+    auth_headers,
+    check_endpoints,
+    confirm_down,
+    endpoint_list,
+    fetch,
+    snippet,
+)
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 from fairderm.inference._prompt import (
     DEFAULT_MAX_SIDE,
@@ -46,9 +61,6 @@ from fairderm.inference._prompt import (
     render_prompt,
 )
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
-DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
-_ERROR_BODY_BYTES = 4096  # of an error answer only a one-line snippet is kept
 _OPTIONS = (
     "endpoint",
     "prompt",
@@ -66,23 +78,6 @@ _OPTIONS = (
     "batch_size",
     "max_response_bytes",
 )
-# What /models says about a deployment; `permission` is left out (vLLM makes up new ids for it on every answer)
-_SERVED_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len", "created")
-# vLLM, SGLang and lmdeploy stamp `created` with the time of the answer: such a value says nothing of the model
-_STAMP_TOLERANCE_S = 5.0
-
-
-def _api_base(endpoint: str) -> str:
-    base = endpoint.rstrip("/")
-    base = base.removesuffix("/chat/completions")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    return base
-
-
-def _snippet(text: str, limit: int = 120) -> str:
-    one_line = " ".join(printable(text).split())
-    return one_line[:limit] + ("..." if len(one_line) > limit else "")
 
 
 def _number(value: Any, name: str, *, minimum: float, integer: bool, strict: bool = False) -> Any:
@@ -102,154 +97,6 @@ def _number(value: Any, name: str, *, minimum: float, integer: bool, strict: boo
         bound = f"more than {minimum:g}" if strict else f"at least {minimum:g}"
         raise InputError(f"option {name} must be {bound}, not {value!r}")
     return number
-
-
-def _auth_headers(api_key_env: str | None) -> dict[str, str]:
-    token = os.environ.get(api_key_env) if api_key_env else None
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-class _TooLarge(Exception):
-    """A reply body over the size cap (its declared or received size so far)."""
-
-
-@dataclass
-class _Reply:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-    received_at: float
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-
-async def _fetch(
-    client: httpx.AsyncClient, method: str, url: str, *, limit: int, timeout: float, **request: Any
-) -> _Reply:
-    """One HTTP exchange read in chunks: never more than ``limit`` bytes of a 200 answer are held.
-
-    Raises :class:`_TooLarge` for a larger 200 answer; of another answer only
-    the first few KiB are read. The caller bounds the whole exchange in time.
-    """
-    async with client.stream(method, url, timeout=timeout, **request) as response:
-        ok = response.status_code == 200
-        keep = limit if ok else min(limit, _ERROR_BODY_BYTES)
-        declared = response.headers.get("content-length", "")
-        if ok and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge(int(declared))
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > keep:
-                if ok:
-                    raise _TooLarge(len(body))
-                del body[keep:]
-                break
-        return _Reply(response.status_code, response.headers, bytes(body), time.time())
-
-
-def _answer_time(reply: _Reply) -> float:
-    """When the server answered, by its own clock (``Date``) where it says, else by ours."""
-    try:
-        return parsedate_to_datetime(reply.headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError, IndexError):
-        return reply.received_at
-
-
-def _served_entry(entry: dict[str, Any], answered_at: float) -> dict[str, Any]:
-    """The fields of a /models entry that identify the deployment (JSON scalars only)."""
-    kept = {
-        k: entry[k]
-        for k in _SERVED_FIELDS
-        if k in entry and (entry[k] is None or isinstance(entry[k], str | int | float | bool))
-    }
-    created = kept.get("created")
-    if isinstance(created, int | float) and abs(created - answered_at) <= _STAMP_TOLERANCE_S:
-        del kept["created"]
-    return json_safe(kept)
-
-
-async def _get_models(
-    base: str, headers: dict[str, str], timeout: float, limit: int
-) -> _Reply:
-    async with httpx.AsyncClient(headers=headers) as client, asyncio.timeout(timeout):
-        return await _fetch(client, "GET", f"{base}/models", limit=limit, timeout=timeout)
-
-
-def served_model_identity(
-    endpoint: str,
-    model: str | None,
-    *,
-    api_key_env: str | None = "OPENAI_API_KEY",
-    timeout: float = 30.0,
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-) -> dict[str, Any]:
-    """What an OpenAI-compatible server says about the model it serves (``GET /models``).
-
-    The entry of ``model`` (the first listed when None) reduced to the fields
-    that identify a deployment: ``id``, ``root`` (the weights vLLM loaded),
-    ``parent``, ``owned_by``, ``max_model_len`` and ``created`` unless it is
-    merely the time of the answer (as vLLM stamps it). A redeployed server
-    that answers differently therefore gets a different identity, and no
-    cached predictions of the old one are reused.
-
-    Parameters
-    ----------
-    endpoint
-        The server's base URL (``http://host:8000/v1``).
-    model
-        Served model name, or None for the first listed.
-    api_key_env
-        Environment variable holding a bearer token, if any.
-    timeout
-        Seconds for the whole exchange.
-    max_response_bytes
-        Largest answer read.
-
-    Returns
-    -------
-    dict
-        Empty when the server does not list its models (no ``/models`` route).
-
-    Raises
-    ------
-    FairdermError
-        When the server cannot be reached, does not answer in time or answers too much.
-    InputError
-        When the server lists models but not ``model``.
-    """
-    base = _api_base(endpoint)
-    try:
-        reply = asyncio.run(_get_models(base, _auth_headers(api_key_env), timeout, max_response_bytes))
-    except TimeoutError:
-        raise FairdermError(f"the model server at {base} did not answer within {timeout:g} s") from None
-    except _TooLarge:
-        raise FairdermError(
-            f"the model server at {base} answered /models with more than {max_response_bytes} bytes"
-        ) from None
-    except httpx.HTTPError as exc:
-        reason = _snippet(str(exc)) or type(exc).__name__
-        raise FairdermError(f"cannot reach the model server at {base}: {reason}") from None
-    if reply.status != 200:
-        return {}
-    try:
-        listed = json.loads(reply.body).get("data", [])
-    except (ValueError, AttributeError):
-        return {}
-    if not isinstance(listed, list):
-        return {}
-    entries = [e for e in listed if isinstance(e, dict)]
-    if model is not None:
-        named = [e for e in entries if e.get("id") == model]
-        if listed and not named:
-            names = [e.get("id") for e in entries]
-            raise InputError(f"the server does not serve model {model!r} (it serves {names})")
-        entries = named
-    if not entries:
-        return {}
-    return _served_entry(entries[0], _answer_time(reply))
 
 
 def parse_completion(body: bytes) -> tuple[str, int | None, int | None]:
@@ -291,36 +138,47 @@ def parse_completion(body: bytes) -> tuple[str, int | None, int | None]:
     return content or "", counts[0], counts[1]
 
 
-class ChatClient:
-    """Chat-completions requests to one OpenAI-compatible server, each case standing alone.
+@dataclass
+class _Case:
+    """One request body and its result, as it moves between servers."""
 
-    Requests go out concurrently over one async connection pool; each is
-    retried as the module describes and bounded by ``timeout`` from
-    connecting to its last byte; an answer over ``max_response_bytes`` is
-    that case's error. Used by the ``openai`` backend and by
-    :mod:`fairderm.reasoning`'s judge.
+    payload: dict[str, Any]
+    result: dict[str, Any]
+    started: float | None = None
+    retries: int = 0
+
+
+class ChatClient:
+    """Chat-completions requests to one or several servers of one model, each case standing alone.
+
+    Each endpoint takes cases from one queue, ``concurrency`` at a time over
+    its own async connection pool; each request is retried as the module
+    describes and bounded by ``timeout`` from connecting to its last byte;
+    an answer over ``max_response_bytes`` is that case's error. Used by the
+    ``openai`` backend and by :mod:`fairderm.reasoning`'s judge.
 
     Parameters
     ----------
     endpoint
-        Base URL, e.g. ``http://127.0.0.1:8000/v1``.
+        Base URL, e.g. ``http://127.0.0.1:8000/v1``, or several: servers of
+        the same model (:meth:`connect` checks that they are).
     concurrency
-        Requests in flight at once.
+        Requests in flight at once on each endpoint.
     timeout
         Seconds per attempt, from connecting to the answer's last byte.
     max_retries
-        Further attempts after the first.
+        Further attempts after the first (a dead server's failures do not count).
     backoff
         Base delay of the exponential backoff, in seconds.
     api_key_env
-        Environment variable holding a bearer token, if the server needs one.
+        Environment variable holding a bearer token, if the servers need one.
     max_response_bytes
         Largest answer accepted.
     """
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | Sequence[str] = DEFAULT_ENDPOINT,
         *,
         concurrency: int = 8,
         timeout: float = 120.0,
@@ -334,10 +192,42 @@ class ChatClient:
         self.max_retries = _number(max_retries, "max_retries", minimum=0, integer=True)
         self.backoff = float(_number(backoff, "backoff", minimum=0, integer=False))
         self.max_response_bytes = _number(max_response_bytes, "max_response_bytes", minimum=1, integer=True)
-        self.base = _api_base(endpoint)
-        self.headers = _auth_headers(api_key_env)
+        self.endpoints = [Endpoint(base) for base in endpoint_list(endpoint)]
+        self.api_key_env = api_key_env
+        self.headers = auth_headers(api_key_env)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def live(self) -> list[str]:
+        """Base URLs of the endpoints not found down."""
+        return [e.base for e in self.endpoints if e.down is None]
+
+    @property
+    def base(self) -> str:
+        """The first live endpoint's base URL (for messages naming a server)."""
+        return (self.live or [self.endpoints[0].base])[0]
+
+    def connect(self, model: str | None) -> dict[str, Any]:
+        """Ask every endpoint what it serves; leave out those that do not answer; the model's identity.
+
+        See :func:`fairderm.inference._endpoints.check_endpoints` for the
+        errors (none answering, a server of another model) and the warning
+        (one not answering).
+        """
+        served = check_endpoints(
+            [e.base for e in self.endpoints],
+            model,
+            api_key_env=self.api_key_env,
+            timeout=min(self.timeout, 30.0),
+            max_response_bytes=self.max_response_bytes,
+        )
+        for endpoint in self.endpoints:
+            endpoint.down = served.down.get(endpoint.base)
+        return served.identity
+
+    def served_by(self) -> list[dict[str, Any]]:
+        """Per endpoint: cases it answered and cases that failed there for good, and why it is down, if it is."""
+        return [e.record() for e in self.endpoints]
 
     def complete(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send each request body to ``/chat/completions``; one result per body, in order.
@@ -351,82 +241,114 @@ class ChatClient:
         return self._loop.run_until_complete(self._batch(payloads))
 
     async def _batch(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                headers=self.headers,
-                limits=httpx.Limits(
-                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-                ),
-            )
-        gate = asyncio.Semaphore(self.concurrency)
-        return await asyncio.gather(
-            *(self._request(gate, payload) for payload in payloads)
-        )
-
-    async def _request(self, gate: asyncio.Semaphore, payload: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "text": None,
-            "status": "error",
-            "reason": None,
-            "latency_s": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "attempts": 0,
-        }
-        async with gate:
-            started = time.perf_counter()
-            for attempt in range(self.max_retries + 1):
-                result["attempts"] = attempt + 1
-                try:
-                    retry, delay = await self._attempt(payload, result)
-                except Exception as exc:  # noqa: BLE001  whatever one reply does, it fails only its own case
-                    result["reason"] = f"client error: {type(exc).__name__}: {_snippet(str(exc))}"
-                    break
-                if not retry or attempt == self.max_retries:
-                    break
-                wait = (
-                    delay
-                    if delay is not None
-                    else self.backoff * 2**attempt * (1 + random.uniform(0, 0.25))
+        for endpoint in self.endpoints:
+            if endpoint.client is None:
+                endpoint.client = httpx.AsyncClient(
+                    headers=self.headers,
+                    limits=httpx.Limits(
+                        max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+                    ),
                 )
-                await asyncio.sleep(wait)
-            result["latency_s"] = round(time.perf_counter() - started, 4)
-        return result
+        cases = [_Case(payload, _blank_result()) for payload in payloads]
+        queue: asyncio.Queue[_Case] = asyncio.Queue()
+        for case in cases:
+            queue.put_nowait(case)
+        workers = [
+            asyncio.create_task(self._work(endpoint, queue))
+            for endpoint in self.endpoints
+            if endpoint.down is None
+            for _ in range(self.concurrency)
+        ]
+        # the last live endpoint is never dropped, so some worker is always there to take a case
+        await queue.join()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return [case.result for case in cases]
+
+    async def _work(self, endpoint: Endpoint, queue: asyncio.Queue[_Case]) -> None:
+        """Serve cases from the queue on ``endpoint`` until it is found down."""
+        while True:
+            case = await queue.get()
+            try:
+                final = endpoint.down is None and await self._serve(endpoint, case)
+            except Exception as exc:  # noqa: BLE001  whatever happens, it fails only its own case
+                case.result["reason"] = f"client error: {type(exc).__name__}: {snippet(str(exc))}"
+                final = True
+            if not final:
+                queue.put_nowait(case)  # before task_done: the batch is not over while a case moves
+            queue.task_done()
+            if endpoint.down is not None:
+                return
+
+    async def _serve(self, endpoint: Endpoint, case: _Case) -> bool:
+        """Try ``case`` on ``endpoint``; False when the endpoint turned out down and another must take it."""
+        result = case.result
+        if case.started is None:
+            case.started = time.perf_counter()
+        while True:
+            if endpoint.down is not None:
+                return False
+            result["attempts"] += 1
+            try:
+                retry, delay, suspect = await self._attempt(endpoint, case.payload, result)
+            except Exception as exc:  # noqa: BLE001  whatever one reply does, it fails only its own case
+                result["reason"] = f"client error: {type(exc).__name__}: {snippet(str(exc))}"
+                break
+            if not retry:
+                break
+            if suspect and await confirm_down(endpoint, self.endpoints, self.headers, self.timeout):
+                return False
+            if case.retries == self.max_retries:
+                break
+            wait = (
+                delay
+                if delay is not None
+                else self.backoff * 2**case.retries * (1 + random.uniform(0, 0.25))
+            )
+            case.retries += 1
+            await asyncio.sleep(wait)
+        result["latency_s"] = round(time.perf_counter() - case.started, 4)
+        if result["status"] is None:
+            endpoint.answered += 1
+        else:
+            endpoint.failed += 1
+        return True
 
     async def _attempt(
-        self, payload: dict[str, Any], result: dict[str, Any]
-    ) -> tuple[bool, float | None]:
-        """One request; fills ``result``; returns (retry?, server-requested delay)."""
-        assert self._client is not None
+        self, endpoint: Endpoint, payload: dict[str, Any], result: dict[str, Any]
+    ) -> tuple[bool, float | None, bool]:
+        """One request; fills ``result``; returns (retry?, server-requested delay, could the server be dead?)."""
+        assert endpoint.client is not None
         try:
             # the deadline covers the whole exchange: httpx's own timeout bounds each read only
             async with asyncio.timeout(self.timeout):
-                reply = await _fetch(
-                    self._client,
+                reply = await fetch(
+                    endpoint.client,
                     "POST",
-                    f"{self.base}/chat/completions",
+                    f"{endpoint.base}/chat/completions",
                     limit=self.max_response_bytes,
                     timeout=self.timeout,
                     json=payload,
                 )
         except (TimeoutError, httpx.TimeoutException):
             result["reason"] = f"server timed out: no complete answer within {self.timeout:g} s"
-            return True, None
-        except _TooLarge:
+            return True, None, True
+        except TooLarge:
             result["reason"] = f"answer larger than {self.max_response_bytes} bytes (max_response_bytes)"
-            return False, None
+            return False, None, False
         except httpx.HTTPError as exc:
-            result["reason"] = f"connection error: {_snippet(str(exc)) or type(exc).__name__}"
-            return True, None
+            result["reason"] = f"connection error: {snippet(str(exc)) or type(exc).__name__}"
+            return True, None, True
         if reply.status != 200:
-            result["reason"] = f"HTTP {reply.status}: {_snippet(reply.text)}"
+            result["reason"] = f"HTTP {reply.status}: {snippet(reply.text)}"
             retryable = reply.status == 429 or reply.status >= 500
-            return retryable, _retry_after(reply.headers) if retryable else None
+            return retryable, _retry_after(reply.headers) if retryable else None, reply.status >= 500
         try:
             text, prompt_tokens, completion_tokens = parse_completion(reply.body)
         except ValueError as exc:
-            result["reason"] = f"malformed server JSON ({exc}): {_snippet(reply.text)}"
-            return True, None
+            result["reason"] = f"malformed server JSON ({exc}): {snippet(reply.text)}"
+            return True, None, False
         result.update(
             text=text,
             status=None,
@@ -434,15 +356,28 @@ class ChatClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
-        return False, None
+        return False, None, False
 
     def close(self) -> None:
         if self._loop is not None:
-            if self._client is not None:
-                self._loop.run_until_complete(self._client.aclose())
+            for endpoint in self.endpoints:
+                if endpoint.client is not None:
+                    self._loop.run_until_complete(endpoint.client.aclose())
+                endpoint.client = None
             self._loop.close()
-        self._loop, self._client = None, None
+        self._loop = None
 
+
+def _blank_result() -> dict[str, Any]:
+    return {
+        "text": None,
+        "status": "error",
+        "reason": None,
+        "latency_s": None,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "attempts": 0,
+    }
 
 
 class OpenAIChatPredictor(Predictor):
@@ -456,13 +391,16 @@ class OpenAIChatPredictor(Predictor):
     labels
         The cohort's labels, offered in the prompt and used by the parser.
     endpoint
-        Base URL, e.g. ``http://127.0.0.1:8000/v1``.
+        Base URL, e.g. ``http://127.0.0.1:8000/v1``, or several: servers of
+        the same model, which share the cases. Which server answered a case
+        is not part of the predictions' identity; the run's provenance
+        counts the cases each answered (``served_by``).
     prompt
         Prompt template file (see :mod:`fairderm.inference._prompt`).
     system
         Optional system message.
     concurrency
-        Requests in flight at once.
+        Requests in flight at once on each endpoint.
     timeout
         Seconds per attempt, from connecting to the answer's last byte.
     max_retries
@@ -478,7 +416,7 @@ class OpenAIChatPredictor(Predictor):
     revision
         Model revision to record (the API does not report one); part of the identity.
     batch_size
-        Cases per batch (default four times ``concurrency``).
+        Cases per batch (default four times ``concurrency`` per live endpoint).
     max_response_bytes
         Largest answer accepted; a larger one is that case's error, never stored.
     """
@@ -492,7 +430,7 @@ class OpenAIChatPredictor(Predictor):
         model: str | None,
         labels: Sequence[str],
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | Sequence[str] = DEFAULT_ENDPOINT,
         prompt: str | os.PathLike[str] | None = None,
         system: str | None = None,
         concurrency: int = 8,
@@ -523,26 +461,19 @@ class OpenAIChatPredictor(Predictor):
         )
         self.concurrency = self.chat.concurrency
         self.timeout = self.chat.timeout
-        self.batch_size = (
-            _number(batch_size, "batch_size", minimum=1, integer=True) if batch_size else 4 * self.concurrency
-        )
+        chosen_batch = _number(batch_size, "batch_size", minimum=1, integer=True) if batch_size else None
         self.labels = list(labels)
         self.classes = list(labels)
-        self.base = self.chat.base
         self.template = load_prompt(prompt)
         self.prompt = render_prompt(self.template, self.labels)
         self.system = system
         self.revision = revision
-        self.served = served_model_identity(
-            self.base,
-            model,
-            api_key_env=api_key_env,
-            timeout=min(self.timeout, 30.0),
-        )
+        self.served = self.chat.connect(model)
+        self.batch_size = chosen_batch or 4 * self.concurrency * len(self.chat.live)
         self.model = model or self.served.get("id")
         if not self.model:
             raise InputError(
-                f"no --model given and the server lists no models at {self.base}/models"
+                f"no --model given and the server lists no models at {self.chat.base}/models"
             )
 
     def preprocess(self, path: Path | None) -> tuple[bytes, str]:
@@ -555,7 +486,6 @@ class OpenAIChatPredictor(Predictor):
         return {
             "backend": "openai",
             "model": self.model,
-            "endpoint": self.base,
             "served": self.served,
             "revision": self.revision,
             "generation": {
@@ -592,6 +522,9 @@ class OpenAIChatPredictor(Predictor):
                 for k in ("latency_s", "prompt_tokens", "completion_tokens", "attempts")
             },
         )
+
+    def served_by(self) -> list[dict[str, Any]]:
+        return self.chat.served_by()
 
     def close(self) -> None:
         self.chat.close()

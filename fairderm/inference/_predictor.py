@@ -134,6 +134,14 @@ class Predictor:
         """
         raise NotImplementedError
 
+    def served_by(self) -> list[dict[str, Any]] | None:
+        """For a served model: per server, the cases it answered in this run; None for a local model.
+
+        Recorded in the output's provenance, never in its identity: the same
+        cases answered by other servers of the same model are the same predictions.
+        """
+        return None
+
     def preprocessing(self) -> dict[str, Any]:
         """How images are prepared for the model (JSON-serialisable)."""
         return {

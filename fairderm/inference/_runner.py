@@ -669,6 +669,8 @@ def _execute(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": environment_info(),
     }
+    if predictor.served_by() is not None:
+        metadata["served_by"] = predictor.served_by()
     atomic_write_parquet(out, merged, metadata_json=metadata)
     store.remove()
     return InferenceRun(out, merged, metadata, tallies, notes=notes + store.notes)

@@ -25,7 +25,7 @@ from typing import Any
 from fairderm._io import sha256_json
 from fairderm._terminal import printable
 from fairderm.errors import InputError
-from fairderm.inference import ChatClient, served_model_identity
+from fairderm.inference import ChatClient
 from fairderm.reasoning._rubric import SCORE_MAX, SCORE_MIN, Rubric
 
 # Raise whenever the judge's messages or the reading of its answer change, so that no judgement is reused.
@@ -164,7 +164,8 @@ class Judge:
     rubric
         What to score.
     endpoint
-        Base URL (``http://127.0.0.1:8000/v1``).
+        Base URL (``http://127.0.0.1:8000/v1``), or several: servers of the
+        same judge, which share the reports (:class:`fairderm.inference.ChatClient`).
     concurrency, timeout, max_retries, backoff, api_key_env, max_response_bytes
         The transport's settings (:class:`fairderm.inference.ChatClient`).
     max_tokens, temperature, seed
@@ -179,7 +180,7 @@ class Judge:
         model: str | None,
         rubric: Rubric,
         *,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         concurrency: int = 8,
         timeout: float = 120.0,
         max_retries: int = 2,
@@ -198,8 +199,7 @@ class Judge:
         self.rubric = rubric
         self.chat = ChatClient(endpoint, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
                                backoff=backoff, api_key_env=api_key_env, max_response_bytes=max_response_bytes)
-        self.served = served_model_identity(self.chat.base, model, api_key_env=api_key_env,
-                                            timeout=min(self.chat.timeout, 30.0))
+        self.served = self.chat.connect(model)
         self.model = model or self.served.get("id")
         if not self.model:
             raise InputError(f"no judge model given and the server lists no models at {self.chat.base}/models")
@@ -248,6 +248,10 @@ class Judge:
                     judgement.reason = str(error)
             out.append(judgement)
         return out
+
+    def served_by(self) -> list[dict[str, Any]]:
+        """Per server of the judge: the reports it answered and those that failed there, and whether it is down."""
+        return self.chat.served_by()
 
     def close(self) -> None:
         self.chat.close()

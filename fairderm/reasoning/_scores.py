@@ -19,7 +19,9 @@ Schema (Parquet; one row per case of the predictions table, in its order)
 
 The file's Parquet metadata (key ``fairderm``) records ``format``, the
 rubric (``rubric``, ``rubric_sha256``) and the judge (``judge``: model,
-the server's ``/models`` answer, sampling, prompt version; ``judge_sha256``).
+the server's ``/models`` answer, sampling, prompt version; ``judge_sha256``)
+and, not part of the judge's identity, the reports each of its servers
+answered in the last run (``judge_served_by``).
 
 Resuming
 --------
@@ -248,6 +250,8 @@ def score_reports(
             progress(done, total)
     reused = sum(1 for r in rows if r.pop("reused", False))
     frame = _typed(rows, rubric)
+    if judge is not None:
+        metadata["judge_served_by"] = judge.served_by()
     atomic_write_parquet(path, frame, metadata_json=metadata)
     return ScoreTable(frame, rubric, identity, reused=reused, judged=len(pending))
 

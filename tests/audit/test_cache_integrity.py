@@ -101,3 +101,21 @@ def test_cache_entry_names_its_edited_added_or_removed_file(tmp_path):
     assert cache.integrity_problem(folder) == "coverage.json was removed after it was stored"
     cache.discard("metrics", "k1")
     assert cache.lookup("metrics", "k1") is None and not list(tmp_path.joinpath("metrics").iterdir())
+
+
+def test_audit_over_two_servers_shares_its_inference_with_one_server_of_the_same_model(write_spec, vlm_server):
+    with type(vlm_server)() as second:
+        spread = {k: v for k, v in _served(vlm_server).items() if k != "endpoint"}
+        first = run_audit(write_spec(model={**spread, "endpoints": [vlm_server.endpoint, second.endpoint]},
+                                     cohort=FEW_CASES))
+        asked_second = len(second.requests)
+    alone = run_audit(write_spec(model=_served(vlm_server), cohort=FEW_CASES))
+    assert _inference(first).cache == "miss" and _inference(alone).cache == "hit"
+    served = read_parquet_metadata(first.run_dir / "predictions.parquet")["served_by"]
+    assert [s["endpoint"] for s in served] == [vlm_server.endpoint, second.endpoint]
+    assert sum(s["answered"] for s in served) == 18 and served[1]["answered"] == asked_second > 0
+
+
+def test_endpoint_and_endpoints_together_are_rejected(write_spec, vlm_server):
+    with pytest.raises(InputError, match="either 'endpoint' or 'endpoints'"):
+        load_spec(write_spec(model=_served(vlm_server, endpoints=[vlm_server.endpoint])))

@@ -46,7 +46,7 @@ def cohort(tmp_path_factory):
     return make_cohort(tmp_path_factory.mktemp("reasoning") / "cohort", n=90, size=24)
 
 
-def _audit(cohort, tmp_path: Path, score) -> tuple:
+def _audit(cohort, tmp_path: Path, score, revision: str | None = None) -> tuple:
     manifest = cohort.manifest
     with ScriptedVLM() as vlm, ScriptedJudge(score=score) as judge:
         for row in manifest.itertuples(index=False):
@@ -56,7 +56,7 @@ def _audit(cohort, tmp_path: Path, score) -> tuple:
         spec = {
             "cohort": str(cohort.root),
             "model": {"backend": "openai", "model": "skingpt-r1-test", "endpoint": vlm.endpoint,
-                      "options": {"timeout": 10}},
+                      "revision": revision, "options": {"timeout": 10}},
             "tone": {"source": "column", "column": "fitzpatrick_group"},
             "strata": {"min_n": 5, "min_pos": 1},
             "metrics": ["accuracy"],
@@ -123,8 +123,8 @@ def test_unknown_judge_option_is_rejected_naming_the_key():
 
 def test_rerun_with_new_predictions_asks_the_judge_only_about_new_reports(cohort, tmp_path):
     _audit(cohort, tmp_path, _unbiased)
-    # fresh servers: new endpoints, so inference reruns and its predictions file differs (latencies);
+    # another model revision: inference reruns and its predictions file differs (latencies);
     # the reports are the same, and the judge is asked about none of them
-    run, _, asked = _audit(cohort, tmp_path, _unbiased)
+    run, _, asked = _audit(cohort, tmp_path, _unbiased, revision="v2")
     assert {s.stage: s.cache for s in run.stages}["reasoning"] == "miss"
     assert asked == 0

@@ -14,6 +14,12 @@ by the SHA-256 of its bytes.
 that reports a fixed one), ``owned_by``, ``root`` (the weights' path),
 ``parent``, ``max_model_len`` and a ``permission`` list with a fresh id each
 time. Change ``root`` or ``created`` between runs to play a redeployed server.
+``GET /health`` answers 200 with an empty body, as vLLM's does.
+
+``stop_after=N`` plays a server that dies mid-run: the N-th chat request
+and every one still in flight get no answer (the connection is dropped),
+and the server stops listening. ``answered`` counts the chat answers
+(of any status) it actually sent, per image.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class ScriptedVLM:
         created: int | None = None,
         drip_seconds: float = 0.1,
         huge_bytes: int = 2 * 1024 * 1024,
+        stop_after: int | None = None,
     ) -> None:
         self.model = model
         self.root = root if root is not None else f"/models/{model}"
@@ -96,6 +103,9 @@ class ScriptedVLM:
         self.flaky_label = flaky_label
         self.script: dict[str, object] = {}
         self.hits: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.stop_after = stop_after
+        self.dead = False
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         server = self
@@ -124,7 +134,12 @@ class ScriptedVLM:
                     pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
+                if server.dead:
+                    self.close_connection = True
+                    return
+                if self.path == "/health":
+                    self._send(200, b"", content_type="text/plain")
+                elif self.path.rstrip("/") == "/v1/models":
                     now = int(time.time())
                     body = {
                         "object": "list",
@@ -151,7 +166,15 @@ class ScriptedVLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(length))
-                self._send(*server.respond(payload))
+                answer = server.respond(payload)
+                if answer is None:  # a dead server: the connection drops without an answer
+                    self.close_connection = True
+                    return
+                self._send(*answer)
+                key = server.digest(payload)
+                if key is not None:
+                    with server._lock:
+                        server.answered[key] += 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -172,7 +195,24 @@ class ScriptedVLM:
     def set(self, image: Path, behaviour: object) -> None:
         self.script[hashlib.sha256(Path(image).read_bytes()).hexdigest()] = behaviour
 
-    def respond(self, payload: dict) -> tuple[int, bytes] | tuple[int, bytes, str]:
+    def stop(self) -> None:
+        """Die: drop every request from now on and stop listening (new connections are refused)."""
+        self.dead = True
+        threading.Thread(target=self._halt, daemon=True).start()
+
+    def _halt(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def digest(payload: dict) -> str | None:
+        """The SHA-256 of the request's image bytes (None for a request without an image)."""
+        content = payload["messages"][-1]["content"]
+        parts = content if isinstance(content, list) else []
+        url = next((part["image_url"]["url"] for part in parts if part["type"] == "image_url"), None)
+        return None if url is None else hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
+
+    def respond(self, payload: dict) -> tuple[int, bytes] | tuple[int, bytes, str] | None:
         content = payload["messages"][-1]["content"]
         url = next(part["image_url"]["url"] for part in content if part["type"] == "image_url")
         digest = hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
@@ -180,9 +220,13 @@ class ScriptedVLM:
             self.hits[digest] += 1
             hits = self.hits[digest]
             self.requests.append(payload)
+            if self.stop_after is not None and len(self.requests) >= self.stop_after and not self.dead:
+                self.stop()
         behaviour = self.script.get(digest, ("skingpt", self.default_label))
         if self.delay:
             time.sleep(self.delay)
+        if self.dead:
+            return None
         if behaviour == "slow":
             time.sleep(self.slow_seconds)
             behaviour = ("skingpt", self.default_label)

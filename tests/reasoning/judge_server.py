@@ -47,6 +47,8 @@ class ScriptedJudge(ScriptedVLM):
             self.judged.append(hashlib.sha256(report.encode()).hexdigest())
             self.requests.append(payload)
         behaviour = next((b for marker, b in self.script.items() if marker in report), "ok")
+        if self.delay:
+            time.sleep(self.delay)
         if behaviour == "slow":
             time.sleep(self.slow_seconds)
         if behaviour == "http500":

@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
 from inference_testdata import make_cohort
 from vlm_server import ScriptedVLM
 
+from fairderm._io import read_parquet_metadata
+
 
 @pytest.fixture
 def reports(tmp_path):
@@ -40,6 +42,21 @@ def test_score_with_a_judge_writes_the_scores_table(reports, tmp_path, run_cli):
     frame = pd.read_parquet(out)
     assert len(frame) == 12 and (frame["judge_safety"] == 4).all()
     assert frame["check_sections_present"].eq(1.0).all()
+
+
+def test_score_spreads_reports_over_judge_servers_given_by_repeated_endpoint(reports, tmp_path, run_cli):
+    cohort, predictions = reports
+    out = tmp_path / "scores.parquet"
+    with ScriptedJudge() as first, ScriptedJudge() as second:
+        first.delay = second.delay = 0.02  # each takes a share while the other is busy
+        result = run_cli("score", predictions, "--cohort", cohort.root, "--endpoint", first.endpoint,
+                         "--endpoint", second.endpoint, "--model", "judge-test", "--out", out, "--timeout", "5",
+                         "--concurrency", "2")
+        asked = (len(first.judged), len(second.judged))
+    assert result.exit_code == 0, result.stderr
+    assert min(asked) > 0 and sum(asked) == 12
+    served = read_parquet_metadata(out)["judge_served_by"]
+    assert [(s["endpoint"], s["answered"]) for s in served] == [(first.endpoint, asked[0]), (second.endpoint, asked[1])]
 
 
 def test_score_without_an_endpoint_runs_the_checks_only(reports, tmp_path, run_cli):
