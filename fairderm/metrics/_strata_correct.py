@@ -14,7 +14,7 @@ from scipy.stats import chi2
 from fairderm.metrics import _catalogue as cat
 from fairderm.metrics._bootstrap import GroupStats, RankPlan, interval
 from fairderm.metrics._disparity import GroupSeries, Statistic, difference, equalized_odds, extremes, gap, log_ratio
-from fairderm.metrics._evaluate import _target_arrays
+from fairderm.metrics._engine import target_arrays
 from fairderm.metrics._inputs import Cases, ModelOutput
 from fairderm.metrics._strata_inputs import (
     BLOCK,
@@ -109,7 +109,7 @@ class _Statistics:
         features = cat.features(layout, cases, model, rows, edges)
         plans, scores = [], []
         for target in layout.targets:
-            score, positive = _target_arrays(cases, model, target)
+            score, positive = target_arrays(cases, model, target)
             plans.append(RankPlan.build(score, positive))
             scores.append(score)
         return cls(GroupStats(slice(None), features, features, tuple(plans), tuple(scores)), metrics, layout,
