@@ -286,10 +286,6 @@ class ComparisonResult:
     def result_a(self) -> EvaluationResult:
         return self.results[self.names[0]]
 
-    @property
-    def result_b(self) -> EvaluationResult:
-        return self.results[self.names[1]]
-
     def to_frame(self) -> pd.DataFrame:
         return self.differences.copy()
 
