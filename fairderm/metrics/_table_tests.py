@@ -17,37 +17,55 @@ from fairderm.metrics._significance import adjust_pvalues, group_range, permutat
 
 
 def test_rows(engine: Engine, m: int) -> pd.DataFrame:
+    """One test per attribute and metric over the groups flagged ``ok``, p-values adjusted together.
+
+    As for gaps and ratios, a group flagged ``insufficient`` (or ``undefined``,
+    ``missing_value``) is left out: a handful of cases must not drive the test.
+    With fewer than two ``ok`` groups the test is not done and its row says so.
+    """
     rows: list[dict[str, Any]] = []
     clustered = engine.cases.cluster is not None
     for attribute in engine.cases.attributes:
-        ids = engine.present_slots(attribute.name)
-        permuted = []
+        present = engine.present_slots(attribute.name)
+        permuted: dict[tuple[int, ...], list[int]] = {}
         for k, metric in enumerate(engine.metrics):
-            if metric.is_proportion and not clustered:
+            ids = [s for s in present if engine.flag(m, s, k) == "ok"]
+            if len(ids) < 2:
+                rows.append(_untested_row(engine, attribute.name, metric.name, ids, present))
+            elif metric.is_proportion and not clustered:
                 counts = [engine.counts[m][s][k] for s in ids]
                 result = proportion_test([c.successes for c in counts], [c.trials for c in counts],
                                          seed=engine.options.seed)
                 tested = [engine.slots[s].name for s, c in zip(ids, counts) if c.trials]
                 rows.append({"metric": metric.name, "attribute": attribute.name, "n_groups": len(tested),
-                             "groups": tested, "n_perm": None, **result})
+                             "groups": tested, "n_perm": None, "flag": "ok", **result})
             else:
-                permuted.append(k)
-        if permuted:
-            rows.extend(_permutation_rows(engine, m, attribute.name, ids, permuted))
+                permuted.setdefault(tuple(ids), []).append(k)
+        # Metrics with the same ok groups share one set of permutations.
+        for ids, ks in permuted.items():
+            rows.extend(_permutation_rows(engine, m, attribute.name, list(ids), ks))
     frame = pd.DataFrame(rows, columns=TEST_COLUMNS)
     frame["method"] = engine.options.p_adjust
     frame["p_adjusted"] = adjust_pvalues(frame["p_value"].to_numpy(dtype=np.float64), engine.options.p_adjust)
     return frame
 
 
+def _untested_row(engine: Engine, attribute: str, metric: str, ids: list[int], present: list[int]) -> dict[str, Any]:
+    """The row of a test not done: fewer than two groups flagged ok."""
+    single = len(present) < 2
+    return {"metric": metric, "attribute": attribute, "test": "none", "statistic": math.nan, "dof": None,
+            "p_value": math.nan, "n_groups": len(ids), "groups": [engine.slots[s].name for s in ids],
+            "n_perm": None, "flag": "single_group" if single else "insufficient",
+            "note": "fewer than two groups with cases" if single else "fewer than two groups flagged ok"}
+
+
 def _permutation_rows(engine: Engine, m: int, attribute: str, ids: list[int], ks: list[int]) -> list[dict[str, Any]]:
     names = [engine.metrics[k].name for k in ks]
     base = {"attribute": attribute, "test": "permutation", "statistic": math.nan, "dof": None,
             "p_value": math.nan, "n_groups": len(ids), "groups": [engine.slots[s].name for s in ids],
-            "n_perm": engine.options.n_perm}
-    if len(ids) < 2 or not engine.options.n_perm:
-        note = "fewer than two groups with cases" if len(ids) < 2 else "n_perm = 0"
-        return [{**base, "metric": name, "note": note} for name in names]
+            "n_perm": engine.options.n_perm, "flag": "ok"}
+    if not engine.options.n_perm:
+        return [{**base, "metric": name, "note": "n_perm = 0"} for name in names]
     observed, permuted = _permute(engine, m, ids, ks)
     p = permutation_pvalue(observed, permuted)
     unit = "clusters" if engine.cases.cluster is not None else "cases"
