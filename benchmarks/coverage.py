@@ -1,6 +1,6 @@
 """Coverage of fairderm's 95% bootstrap intervals by simulation with known truth.
 
-Three scenarios (``fairderm.metrics._simulation``), each with groups of
+Three scenarios (``benchmarks/simulated_audits.py``), each with groups of
 30 to 2000 cases (clustered: 30 to 300 patients of 1 + Poisson(2) images,
 patient effect SD 1.5 on the latent correctness):
 
@@ -30,8 +30,7 @@ import time
 
 import numpy as np
 import pandas as pd
-
-from fairderm.metrics._simulation import binary_scenario, clustered_scenario, coverage_study, multiclass_scenario
+from simulated_audits import binary_scenario, clustered_scenario, coverage_study, multiclass_scenario
 
 SCENARIOS = {"binary": binary_scenario, "multiclass": multiclass_scenario, "clustered": clustered_scenario}
 

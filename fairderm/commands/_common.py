@@ -59,6 +59,23 @@ def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
             bar.advance(task)
 
 
+@contextmanager
+def parameters_as_flags(**flags: str) -> Iterator[None]:
+    """Report a library error about a parameter as one about the flag that set it.
+
+    Library functions name their Python parameter (``n_boot``); the user of a
+    command typed its flag (``--n-boot``). ``flags`` maps one to the other;
+    an error about a file (it has a source) names a key of that file and is
+    left as it is.
+    """
+    try:
+        yield
+    except InputError as error:
+        if error.source is not None or error.column not in flags:
+            raise
+        raise InputError(error.reason, source=error.source, row=error.row, column=flags[error.column]) from error
+
+
 def parse_mapping(pairs: list[str] | None, *, option: str) -> dict[str, str]:
     """Parse repeated ``old=new`` options into a dict."""
     mapping: dict[str, str] = {}

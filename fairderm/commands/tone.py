@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fairderm.commands._common import check_output_file, console, progress_bar
+from fairderm.commands._common import check_output_file, console, parameters_as_flags, progress_bar
 from fairderm.commands.tone_labels import register_label_commands
 
 tone_app = typer.Typer(
@@ -74,7 +74,8 @@ def estimate_command(
     parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd, white_reflectance=white_reflectance)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
-    with progress_bar() as bar:
+    with progress_bar() as bar, parameters_as_flags(method="--method", workers="--workers",
+                                                    lesion_masks="--lesion-masks"):
         task = bar.add_task("measuring skin tone", total=len(cohort))
         frame = estimate_tone(
             cohort, calibration=fitted, workers=workers, method=method,
@@ -117,7 +118,7 @@ def validate_command(
         check_output_file(json_out, option="--json")
     cohort = load_cohort(cohort_dir)
     frame = read_tone(tone, cohort)
-    with console.status("bootstrapping"):
+    with console.status("bootstrapping"), parameters_as_flags(label="--label", n_boot="--n-boot"):
         report = validate_tone(cohort, frame, label, n_boot=n_boot, seed=seed)
     table = Table(title=f"tone vs {label}: {report.n_evaluated} of {report.n_labelled} labelled images evaluated "
                         f"(95% bootstrap CI, resampling {report.config['cluster'] or 'images'})")
@@ -172,19 +173,20 @@ def calibrate_command(
         raise InputError(f"the cohort has no '{label}' column", source=str(cohort_dir), column=label)
     frame = align_to_cohort(read_tone(tone, cohort), cohort)
     ita = frame["ita"].where(frame["status"] == "ok")
-    published, published_name = published_categories(frame, label)
     manifest = cohort.manifest.reset_index(drop=True)
     grouped = "patient_id" in manifest.columns and manifest["patient_id"].notna().any()
-    calibration = fit_calibration(
-        ita.to_numpy(), manifest[label], label,
-        published=published, published_name=published_name,
-        groups=manifest["patient_id"] if grouped else None, grouped_by="patient_id" if grouped else None,
-        n_folds=folds, seed=seed,
-        source={
-            "cohort": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "label": label,
-            "tone_method": str(frame["method"].iloc[0]) if len(frame) else None,
-        },
-    )
+    with parameters_as_flags(scale="--label", n_folds="--folds"):
+        published, published_name = published_categories(frame, label)
+        calibration = fit_calibration(
+            ita.to_numpy(), manifest[label], label,
+            published=published, published_name=published_name,
+            groups=manifest["patient_id"] if grouped else None, grouped_by="patient_id" if grouped else None,
+            n_folds=folds, seed=seed,
+            source={
+                "cohort": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "label": label,
+                "tone_method": str(frame["method"].iloc[0]) if len(frame) else None,
+            },
+        )
     calibration.save(out)
     console.print(calibration.summary())
     console.print(f"[green]wrote[/] {out} (sha256 {calibration.sha256[:12]})")

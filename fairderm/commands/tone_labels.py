@@ -16,7 +16,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fairderm.commands._common import console, progress_bar, run_streamlit
+from fairderm.commands._common import console, parameters_as_flags, progress_bar, run_streamlit
 from fairderm.errors import FairdermError, InputError
 
 _SCALE_HELP = "Tone scale of the labels: fitzpatrick (I-VI), fitzpatrick_group (I-II / III-IV / V-VI) or monk (1-10)."
@@ -83,7 +83,8 @@ def label_command(
     if from_column is not None:
         if out.exists():
             raise InputError("labels file exists; choose a new --out for labels taken from a column", source=str(out))
-        labels = labels_from_column(cohort, frame, from_column, scale)
+        with parameters_as_flags(column="--from-column", scale="--scale"):
+            labels = labels_from_column(cohort, frame, from_column, scale)
         write_labels(out, labels)
         console.print(f"[green]wrote[/] {out}: {len(labels.frame)} labels from column '{from_column}' "
                       f"({labels.draw['design']})")

@@ -28,8 +28,11 @@ STRATA_COLUMNS = ["basis", "bound_low", "bound_high"]
 GROUP_RECORD = ["attribute", *GROUP_COLUMNS, *STRATA_COLUMNS]
 DISPARITY_COLUMNS = ["metric", "kind", "group", "estimate", "ci_low", "ci_high"]
 DISPARITY_RECORD = ["attribute", *DISPARITY_COLUMNS, "reference", "flag", *STRATA_COLUMNS]
+#: ``flag`` of a test says whether its groups allow it: ``ok`` (two or more groups flagged ok, the
+#: only ones tested), ``insufficient`` (fewer than two flagged ok) or ``single_group`` (fewer than
+#: two with cases); ``note`` says why a test with an ``ok`` flag has no p-value (e.g. ``n_perm = 0``).
 TEST_COLUMNS = ["metric", "attribute", "test", "statistic", "dof", "p_value", "p_adjusted", "method",
-                "n_groups", "groups", "n_perm", "note"]
+                "n_groups", "groups", "n_perm", "flag", "note"]
 CALIBRATION_COLUMNS = ["attribute", "group", "kind", "bin", "bin_low", "bin_high", "n", "mean_confidence",
                        "observed", "observed_ci_low", "observed_ci_high"]
 POWER_COLUMNS = ["attribute", "group", "metric", "comparator", "n", "n_comparator", "estimate", "baseline",
@@ -285,10 +288,6 @@ class ComparisonResult:
     @property
     def result_a(self) -> EvaluationResult:
         return self.results[self.names[0]]
-
-    @property
-    def result_b(self) -> EvaluationResult:
-        return self.results[self.names[1]]
 
     def to_frame(self) -> pd.DataFrame:
         return self.differences.copy()

@@ -14,7 +14,7 @@ from scipy.stats import chi2
 from fairderm.metrics import _catalogue as cat
 from fairderm.metrics._bootstrap import GroupStats, RankPlan, interval
 from fairderm.metrics._disparity import GroupSeries, Statistic, difference, equalized_odds, extremes, gap, log_ratio
-from fairderm.metrics._evaluate import _target_arrays
+from fairderm.metrics._engine import target_arrays
 from fairderm.metrics._inputs import Cases, ModelOutput
 from fairderm.metrics._strata_inputs import (
     BLOCK,
@@ -109,7 +109,7 @@ class _Statistics:
         features = cat.features(layout, cases, model, rows, edges)
         plans, scores = [], []
         for target in layout.targets:
-            score, positive = _target_arrays(cases, model, target)
+            score, positive = target_arrays(cases, model, target)
             plans.append(RankPlan.build(score, positive))
             scores.append(score)
         return cls(GroupStats(slice(None), features, features, tuple(plans), tuple(scores)), metrics, layout,
@@ -315,8 +315,8 @@ def _wald_tests(attribute: str, values: Sequence[str], metrics: list[cat.MetricD
     """Any difference across true groups: Wald test on the bootstrap covariance of the differences to the reference."""
     rows = []
     for k, metric in enumerate(metrics):
-        tested = [g for g in range(len(values)) if flags[g, k] in ("ok", "insufficient")
-                  and math.isfinite(estimates[g, k])]
+        # Only groups flagged ok, as in the tests by estimated group.
+        tested = [g for g in range(len(values)) if flags[g, k] == "ok" and math.isfinite(estimates[g, k])]
         note = None
         statistic, dof, p_value = math.nan, len(tested) - 1, math.nan
         if ref in tested and len(tested) >= 2:
@@ -334,10 +334,11 @@ def _wald_tests(attribute: str, values: Sequence[str], metrics: list[cat.MetricD
             else:
                 note = "too few finite bootstrap replicates"
         else:
-            note = "fewer than two groups to compare"
+            note = "fewer than two groups flagged ok, the reference among them"
+        flag = "ok" if ref in tested and len(tested) >= 2 else "insufficient"
         rows.append({"metric": metric.name, "attribute": attribute, "test": "bootstrap_wald", "statistic": statistic,
                      "dof": dof, "p_value": p_value, "p_adjusted": math.nan, "method": None,
                      "n_groups": len(tested), "groups": [group_name(attribute, values[g]) for g in tested],
-                     "n_perm": None, "note": note})
+                     "n_perm": None, "flag": flag, "note": note})
     return pd.DataFrame(rows)
 

@@ -196,7 +196,7 @@ def published_categories(tone: pd.DataFrame, scale: str) -> tuple[pd.Series, str
     that a calibration is compared with what it would replace.
     """
     if scale not in SCALE_CATEGORIES:
-        raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="--label")
+        raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="scale")
     ok = tone["status"].astype("string").eq("ok").fillna(False).to_numpy()
     if scale == "monk":
         lab = np.where(ok[:, None], tone[["skin_L", "skin_a", "skin_b"]].to_numpy(dtype=np.float64, na_value=np.nan),
@@ -288,7 +288,7 @@ def fit_calibration(
         the published mapping's on the same images.
     """
     if scale not in SCALE_CATEGORIES:
-        raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="--label")
+        raise InputError(f"unknown tone scale {scale!r}; choose one of {sorted(SCALE_CATEGORIES)}", column="scale")
     if n_folds < 2:
         raise InputError(f"n_folds must be at least 2, got {n_folds}", column="n_folds")
     ita = pd.Series(np.asarray(ita, dtype=np.float64), index=labels.index)

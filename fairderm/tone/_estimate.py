@@ -159,7 +159,7 @@ def _lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[
     if not lesion_masks:
         return [None] * len(cohort.manifest)
     if method != "fairderm":
-        raise InputError("lesion masks are used by the fairderm method only", column="--lesion-masks")
+        raise InputError("lesion masks are used by the fairderm method only", column="lesion_masks")
     if "mask" not in cohort.manifest.columns:
         raise InputError("the manifest has no 'mask' column: no lesion masks to use",
                          source=cohort.manifest_path, column="mask")
@@ -278,7 +278,7 @@ def estimate_tone(
         ``frame.attrs["fairderm_tone"]`` and are written by :func:`write_tone`.
     """
     if method not in METHODS:
-        raise InputError(f"unknown tone method {method!r}; choose one of {list(METHODS)}", column="--method")
+        raise InputError(f"unknown tone method {method!r}; choose one of {list(METHODS)}", column="method")
     fitzpatrick_cutpoints(fitzpatrick_scheme)
     if method == "stone":
         from fairderm.tone._stone import require_stone
@@ -286,7 +286,7 @@ def estimate_tone(
         require_stone()
     params = parameters or ToneParameters()
     if workers is not None and workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}", column="--workers")
+        raise InputError(f"workers must be >= 1, got {workers}", column="workers")
     workers = workers or os.cpu_count() or 1
     items = list(zip([str(p) for p in cohort.image_paths()], _lesion_mask_paths(cohort, lesion_masks, method)))
     records = _run(items, params, method, workers, progress, str(cohort.images_root))

@@ -246,11 +246,11 @@ def labels_from_column(cohort: Cohort, tone: pd.DataFrame, column: str, scale: s
     """
     scale = scale or column
     if column not in SCALE_CATEGORIES:
-        raise InputError(f"label column must be one of {list(SCALES)}, got {column!r}", column="--from-column")
+        raise InputError(f"label column must be one of {list(SCALES)}, got {column!r}", column="column")
     if column not in cohort.manifest.columns:
         raise InputError(f"the cohort has no '{column}' column", source=str(cohort.manifest_path), column=column)
     if scale != column and (column, scale) != ("fitzpatrick", "fitzpatrick_group"):
-        raise InputError(f"labels in column '{column}' cannot be read on the {scale!r} scale", column="--scale")
+        raise InputError(f"labels in column '{column}' cannot be read on the {scale!r} scale", column="scale")
     raw = cohort.manifest[column].reset_index(drop=True)
     if scale == "fitzpatrick_group" and column == "fitzpatrick":
         raw = pd.to_numeric(raw, errors="coerce").map(FITZPATRICK_GROUP_OF_TYPE)
@@ -339,7 +339,7 @@ def record_answer(
     if answer not in (*labels.categories, CANNOT_TELL):
         raise InputError(f"{answer!r} is not a {labels.scale} value or {CANNOT_TELL!r}", column="label")
     if not labeller.strip():
-        raise InputError("a labeller id is needed", column="--labeller")
+        raise InputError("a labeller id is needed", column="labeller")
     frame = labels.frame.copy()
     frame.loc[position, ["label", "labeller", "labelled_at"]] = [answer, labeller, when or utc_now()]
     updated = ToneLabels(frame, labels.scale, labels.draw, labels.source)

@@ -301,12 +301,12 @@ def validate_tone(
         resampled when the column is absent or None is given).
     """
     if label not in LABEL_COLUMNS:
-        raise InputError(f"label must be one of {list(LABEL_COLUMNS)}, got {label!r}", column="--label")
+        raise InputError(f"label must be one of {list(LABEL_COLUMNS)}, got {label!r}", column="label")
     manifest = cohort.manifest
     if label not in manifest.columns or manifest[label].isna().all():
         raise InputError(f"the cohort has no '{label}' labels", source=str(cohort.root), column=label)
     if n_boot < 100:
-        raise InputError(f"n_boot must be at least 100, got {n_boot}", column="--n-boot")
+        raise InputError(f"n_boot must be at least 100, got {n_boot}", column="n_boot")
     tone = align_to_cohort(tone, cohort)
     true = _category_ranks(manifest[label], label)
     estimated = _category_ranks(_estimated_categories(tone, label), label)

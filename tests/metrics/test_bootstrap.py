@@ -16,17 +16,16 @@ from fairderm.metrics._bootstrap import (
     draw_weights,
     interval,
 )
-from fairderm.metrics._evaluate import Engine, make_options, prepare
+from fairderm.metrics._engine import Engine, prepare
+from fairderm.metrics._options import EvaluationOptions
+from fairderm.metrics._table_groups import disparity_statistics
 
 QUICK = {"tests": False, "case_mix": False, "power": False}
 
 
 def _engine(y, score, groups, *, metrics, n_boot=200, cluster=None, ci="bca", seed=0):
-    options = make_options(
-        n_boot=n_boot, ci=ci, confidence=0.95, seed=seed, threshold=0.5, min_group_size=0, min_positives=0,
-        top_k=2, n_bins=10, p_adjust="holm", n_perm=0, n_jobs=1, reference=None, tests=False, case_mix=False,
-        power=False,
-    )
+    options = EvaluationOptions(n_boot=n_boot, ci=ci, seed=seed, min_group_size=0, min_positives=0, n_perm=0, n_jobs=1,
+                                tests=False, case_mix=False, power=False)
     cases, models = prepare(y, [score], groups, labels=None, positive_label=None, intersections=None,
                             cluster=cluster, scores=None, covariates=None, threshold=0.5)
     engine = Engine(cases, models, metrics, options)
@@ -149,9 +148,9 @@ def test_gaps_come_from_the_same_replicates_as_the_groups(binary):
     engine = _engine(binary.y, binary.score, binary.group, metrics=["accuracy"], n_boot=300)
     ids = engine.attribute_slots("group")
     replicates = engine.replicates[0, ids, 0]
-    gap = next(s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "gap")
+    gap = next(s for base, s in disparity_statistics(engine, 0, [0]) if base["kind"] == "gap")
     np.testing.assert_allclose(gap.replicates, replicates.max(axis=0) - replicates.min(axis=0))
-    ratio = next(s for base, s in engine.disparity_statistics(0, [0]) if base["kind"] == "ratio")
+    ratio = next(s for base, s in disparity_statistics(engine, 0, [0]) if base["kind"] == "ratio")
     np.testing.assert_allclose(ratio.replicates, np.log(replicates.min(axis=0) / replicates.max(axis=0)))
 
 

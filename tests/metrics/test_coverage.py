@@ -7,9 +7,26 @@ has a standard error of about sqrt(0.95 * 0.05 / S); pooled group intervals
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
-from fairderm.metrics._simulation import binary_scenario, clustered_scenario, coverage_study, multiclass_scenario
+HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "simulated_audits.py"
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location("simulated_audits", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("simulated_audits", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+_sim = _harness()
+binary_scenario, clustered_scenario = _sim.binary_scenario, _sim.clustered_scenario
+coverage_study, multiclass_scenario = _sim.coverage_study, _sim.multiclass_scenario
 
 pytestmark = pytest.mark.slow
 

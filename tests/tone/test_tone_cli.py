@@ -198,3 +198,10 @@ def test_out_naming_a_folder_is_refused_before_any_work(run_cli, synth_cohort, t
     assert result.exit_code == 3
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "is a folder" in result.stderr and "--out" in result.stderr
+
+
+def test_validate_with_unknown_label_names_the_flag(run_cli, synth_cohort, tone_file):
+    # validate_tone() names its parameter 'label'; the command reports the flag the user typed.
+    result = run_cli("tone", "validate", synth_cohort.root, "--tone", tone_file, "--label", "colour")
+    assert result.exit_code == 3
+    assert "column '--label'" in result.stderr and "label must be one of" in result.stderr

@@ -100,6 +100,12 @@ def test_validation_without_labels_is_rejected(synth_cohort, synth_tone):
         validate_tone(synth_cohort, synth_tone, "skin_colour")
 
 
+def test_validation_with_too_few_replicates_names_the_parameter_not_the_flag(synth_cohort, synth_tone):
+    with pytest.raises(InputError, match="n_boot must be at least 100") as error:
+        validate_tone(synth_cohort, synth_tone, "fitzpatrick", n_boot=50)
+    assert error.value.column == "n_boot" and "--" not in str(error.value)
+
+
 def test_calibration_fit_save_load_round_trip(tmp_path, synth_cohort, synth_tone):
     ita = synth_tone["ita"].where(synth_tone["status"] == "ok")
     calibration = fit_calibration(ita, synth_cohort.manifest["fitzpatrick"], "fitzpatrick")

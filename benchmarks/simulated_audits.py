@@ -1,7 +1,7 @@
 """Simulated audits with known truth, for checking interval coverage.
 
-Used by ``benchmarks/coverage.py`` (full study) and the test-suite (a small
-seeded version). Each scenario draws cases for groups of given sizes from a
+Used by ``benchmarks/coverage.py`` (full study) and ``tests/metrics/test_coverage.py``
+(a small seeded version). Each scenario draws cases for groups of given sizes from a
 model whose per-group accuracy and sensitivity are known exactly (binary and
 clustered: closed form; multiclass: a seeded Monte Carlo integral with 4
 million draws, whose error is far below the interval widths).
