@@ -256,6 +256,7 @@ def _check_gate_reports(run_dir: Path, loaded: LoadedSpec, result: Verification)
     """The gate re-run from ``metrics.json`` and ``policy.yaml``; its three reports compared."""
     from fairderm.audit._stages import gate_result
     from fairderm.audit._verify import compare_json_file
+    from fairderm.gate import junit_xml, markdown_summary
 
     if loaded.spec.policy is None:
         _absent(result, run_dir, ("policy.yaml", *GATE_REPORTS), "the spec names no policy")
@@ -266,8 +267,8 @@ def _check_gate_reports(run_dir: Path, loaded: LoadedSpec, result: Verification)
         result.add("gate.json", "error", f"cannot re-run the gate: {_one_line(exc)}")
         return None
     compare_json_file(run_dir, "gate.json", gate.to_dict(), result)
-    _compare_text(result, run_dir, "junit.xml", gate.to_junit_xml())
-    _compare_text(result, run_dir, "gate.md", gate.to_markdown())
+    _compare_text(result, run_dir, "junit.xml", junit_xml(gate))
+    _compare_text(result, run_dir, "gate.md", markdown_summary(gate))
     return gate
 
 

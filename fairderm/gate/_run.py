@@ -10,6 +10,7 @@ from fairderm._io import atomic_write_text, sha256_file
 from fairderm.errors import InputError
 from fairderm.gate._evaluate import evaluate_gate
 from fairderm.gate._policy import Policy, load_policy
+from fairderm.gate._report import junit_xml, markdown_summary
 from fairderm.gate._result import GateResult
 
 METRICS_FILE = "metrics.json"
@@ -76,9 +77,9 @@ def write_gate_reports(
     if gate_json is not None:
         atomic_write_text(gate_json, result.to_json())
     if junit is not None:
-        atomic_write_text(junit, result.to_junit_xml())
+        atomic_write_text(junit, junit_xml(result))
     if summary is not None:
         summary = Path(summary)
         before = summary.read_text(encoding="utf-8") if summary.is_file() else ""
         separator = "\n" if before and not before.endswith("\n") else ""
-        atomic_write_text(summary, before + separator + result.to_markdown())
+        atomic_write_text(summary, before + separator + markdown_summary(result))
