@@ -70,7 +70,16 @@ from fairderm.metrics._catalogue import metric_name_problem
 from fairderm.metrics._evaluate import run_engine
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._power import minimum_detectable_difference
-from fairderm.metrics._result import ComparisonResult, Disparities, EvaluationResult
+from fairderm.metrics._result import (
+    ComparisonResult,
+    Disparities,
+    DisparityRow,
+    EvaluationResult,
+    GroupKey,
+    GroupRow,
+    Summary,
+    read_metrics,
+)
 from fairderm.metrics._significance import adjust_pvalues
 from fairderm.metrics._strata import StrataErrorModel, with_strata_error
 
@@ -80,9 +89,13 @@ _STRATA_KEYS = ("true_groups", "inclusion_prob", "strata_error", "estimated")
 __all__ = [
     "ComparisonResult",
     "Disparities",
+    "DisparityRow",
     "EvaluationResult",
+    "GroupKey",
+    "GroupRow",
     "Interval",
     "StrataErrorModel",
+    "Summary",
     "adjust_pvalues",
     "case_mix_adjustment",
     "compare",
@@ -91,6 +104,7 @@ __all__ = [
     "minimum_detectable_difference",
     "newcombe_interval",
     "paired_evaluate",
+    "read_metrics",
     "wilson_interval",
 ]
 
