@@ -27,14 +27,12 @@ from fairderm.gate._evaluate import decide, evaluate_gate
 from fairderm.gate._policy import Policy, Rule, load_policy, policy_from_dict
 from fairderm.gate._report import junit_xml, markdown_summary
 from fairderm.gate._result import GateResult, GroupCheck, RuleResult
-from fairderm.gate._run import GATE_FILE, METRICS_FILE, gate_run, read_json_file, write_gate_reports
+from fairderm.gate._run import gate_run, write_gate_reports
 from fairderm.gate._verdict import COMBINATION_RULE, LEGEND, Verdict, combine
 
 __all__ = [
     "COMBINATION_RULE",
-    "GATE_FILE",
     "LEGEND",
-    "METRICS_FILE",
     "GateResult",
     "GroupCheck",
     "Policy",
@@ -49,6 +47,5 @@ __all__ = [
     "load_policy",
     "markdown_summary",
     "policy_from_dict",
-    "read_json_file",
     "write_gate_reports",
 ]

@@ -247,6 +247,24 @@ def records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+#: The columns a record must hold (null allowed) for the tables to be read at all.
+_REQUIRED = {
+    "groups": ("group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"),
+    "disparities": ("metric", "kind", "group", "estimate", "ci_low", "ci_high"),
+}
+
+
+def _check_required(rows: Any, required: tuple[str, ...], what: str) -> None:
+    if not isinstance(rows, list):
+        return  # absent, or not a list: frame_from_records says which
+    for index, record in enumerate(rows):
+        if not isinstance(record, Mapping):
+            raise InputError(f"{what}[{index}] is not a record", column=what)
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise InputError(f"{what}[{index}] lacks {', '.join(missing)}", column=what)
+
+
 def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame:
     if rows is None:
         rows = []
@@ -412,6 +430,8 @@ class EvaluationResult:
         """Rebuild a result from :meth:`to_dict` output (e.g. a loaded ``metrics.json``)."""
         if not isinstance(data, Mapping) or "groups" not in data:
             raise InputError("not a metrics result: no 'groups' table", column="groups")
+        for key, required in _REQUIRED.items():
+            _check_required(data.get(key), required, key)
         frames = {key: frame_from_records(data.get(key), columns, key) for key, columns in TABLES.items()}
         return cls(
             groups=frames["groups"],
@@ -563,7 +583,7 @@ def read_metrics(path: str | Path) -> EvaluationResult:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("metrics file not found", source=str(path))
+        raise InputError(f"{path.name} not found", source=str(path))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

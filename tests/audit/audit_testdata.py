@@ -106,5 +106,5 @@ def fake_compute_metrics(table: Any, spec: Any) -> dict[str, Any]:
                          "estimate": max(accuracies) - min(accuracies), "ci_low": 0.0, "ci_high": 1.0}
                         for a in table.groups],
         "tests": [], "calibration": [], "case_mix": [], "power": [],
-        "config": {"n_boot": spec.bootstrap.n_boot, "seed": spec.bootstrap.seed, "method": "percentile"},
+        "config": {"n_boot": spec.bootstrap.n_boot, "seed": spec.bootstrap.seed, "ci": "percentile"},
     }
