@@ -37,7 +37,7 @@ from fairderm.runs import (
     METRICS_FILE,
     MITIGATION_FILE,
     RUN_SPEC_FILE,
-    TONE_VALIDATION_FILE,
+    TONE_VALIDATION_JSON,
     RunFolder,
 )
 from fairderm.tone import ToneTable
@@ -96,7 +96,7 @@ def load_run(run_dir: str | Path) -> RunArtifacts:
         environment=folder.json(ENVIRONMENT_FILE),
         spec=spec,
         spec_file=RUN_SPEC_FILE if spec is not None else None,
-        tone_validation=folder.json(TONE_VALIDATION_FILE),
+        tone_validation=folder.json(TONE_VALIDATION_JSON),
         mitigation=folder.json(MITIGATION_FILE),
         tone=folder.tone(),
     )

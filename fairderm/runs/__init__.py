@@ -40,7 +40,7 @@ from fairderm.runs._layout import (
     RUN_SPEC_FILE,
     SCORES_FILE,
     TONE_FILE,
-    TONE_VALIDATION_FILE,
+    TONE_VALIDATION_JSON,
 )
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
     "RUN_SPEC_FILE",
     "SCORES_FILE",
     "TONE_FILE",
-    "TONE_VALIDATION_FILE",
+    "TONE_VALIDATION_JSON",
     "Predictions",
     "RunFolder",
     "read_json_file",
