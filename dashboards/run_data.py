@@ -12,19 +12,32 @@ that each page can say "not available in this run".
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from fairderm.errors import InputError
+from fairderm.metrics import EvaluationResult
+from fairderm.runs import (
+    CARD_HTML,
+    CARD_JSON,
+    CARD_MARKDOWN,
+    ENVIRONMENT_FILE,
+    EVIDENCE_FILE,
+    GATE_FILE,
+    METRICS_FILE,
+    MITIGATION_FILE,
+    PREDICTIONS_FILE,
+    SCORES_FILE,
+    TONE_FILE,
+    TONE_VALIDATION_JSON,
+    RunFolder,
+)
 
-RUN_MARKER = "metrics.json"
-DOWNLOADABLE = ("card.md", "card.html", "card.json", "evidence.json", "metrics.json", "gate.json")
-_JSON_FILES = ("metrics", "gate", "card", "evidence", "environment", "mitigation", "tone_validation")
+RUN_MARKER = METRICS_FILE
+DOWNLOADABLE = (CARD_MARKDOWN, CARD_HTML, CARD_JSON, EVIDENCE_FILE, METRICS_FILE, GATE_FILE)
 
 
 def resolve_inside(root: Path, relative: str | Path) -> Path:
@@ -92,19 +105,6 @@ class RunsRoot:
         return resolve_inside(self.root, f"{run_id}/{name}")
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg}", source=str(path), row=exc.lineno) from exc
-
-
-def _read_parquet(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
-
-
 @dataclass
 class RunData:
     """Everything a run folder holds that the dashboard shows.
@@ -114,7 +114,7 @@ class RunData:
 
     run_id: str
     path: Path
-    metrics: dict[str, Any]
+    metrics: EvaluationResult
     gate: dict[str, Any] | None = None
     card_json: dict[str, Any] | None = None
     card_md: str | None = None
@@ -131,18 +131,14 @@ class RunData:
     cohort_note: str = ""
 
     def table(self, key: str) -> pd.DataFrame:
-        """A list-of-records section of ``metrics.json`` as a frame (empty if absent)."""
-        records = self.metrics.get(key)
-        if isinstance(records, list):
-            return pd.DataFrame.from_records(records)
-        if isinstance(records, dict):
-            # Some sections are keyed by group: flatten one level into records.
-            rows = []
-            for name, value in records.items():
-                if isinstance(value, dict):
-                    rows.append({"group": name, **value})
-            return pd.DataFrame.from_records(rows)
-        return pd.DataFrame()
+        """A table of the run's metrics as a frame (``groups``, ``disparities``, ``tests``, ``calibration``,
+        ``case_mix``, ``power``)."""
+        metrics = self.metrics
+        tables = {"groups": lambda: metrics.to_frame(full=True),
+                  "disparities": lambda: metrics.disparities.to_frame(full=True),
+                  "tests": lambda: metrics.tests, "calibration": lambda: metrics.calibration,
+                  "case_mix": lambda: metrics.case_mix, "power": lambda: metrics.power}
+        return tables[key]().copy()
 
     def image_path(self, relative: str, runs: RunsRoot) -> Path | None:
         """Absolute path of a cohort image, or None when outside the runs folder."""
@@ -197,26 +193,24 @@ def _load_manifest(
 def load_run(runs: RunsRoot, run_id: str) -> RunData:
     """Load one run folder (read-only); optional files become ``None``."""
     run_dir = runs.run_dir(run_id)
-    json_docs = {name: _read_json(runs.file(run_id, f"{name}.json")) for name in _JSON_FILES}
-    spec_path = runs.file(run_id, "spec.yaml")
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
-    card_path = runs.file(run_id, "card.md")
+    folder = RunFolder(run_dir, root=runs.root)
+    spec = folder.spec()
     manifest, images_root, note = _load_manifest(spec, run_dir, runs.root)
     return RunData(
         run_id=run_id,
         path=run_dir,
-        metrics=json_docs["metrics"] or {},
-        gate=json_docs["gate"],
-        card_json=json_docs["card"],
-        card_md=card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
-        evidence=json_docs["evidence"],
-        environment=json_docs["environment"],
-        mitigation=json_docs["mitigation"],
-        tone_validation=json_docs["tone_validation"],
-        spec=spec if isinstance(spec, dict) else None,
-        predictions=_read_parquet(runs.file(run_id, "predictions.parquet")),
-        tone=_read_parquet(runs.file(run_id, "tone.parquet")),
-        scores=_read_parquet(runs.file(run_id, "scores.parquet")),
+        metrics=folder.metrics(),
+        gate=folder.json(GATE_FILE),
+        card_json=folder.json(CARD_JSON),
+        card_md=folder.text(CARD_MARKDOWN),
+        evidence=folder.json(EVIDENCE_FILE),
+        environment=folder.json(ENVIRONMENT_FILE),
+        mitigation=folder.json(MITIGATION_FILE),
+        tone_validation=folder.json(TONE_VALIDATION_JSON),
+        spec=spec,
+        predictions=folder.table(PREDICTIONS_FILE),
+        tone=folder.table(TONE_FILE),
+        scores=folder.table(SCORES_FILE),
         manifest=manifest,
         images_root=images_root,
         cohort_note=note,
@@ -284,13 +278,13 @@ def paired_differences(run_a: RunData, run_b: RunData, *, n_boot: int, seed: int
         raise InputError("paired differences need both runs' predictions and the cohort's labels")
     if set(a["image_id"]) != set(b["image_id"]):
         raise InputError("the two runs are not on the same cases; a paired comparison needs the same cases")
-    config = run_a.metrics.get("config") or {}
+    config = run_a.metrics.config
     labels = list(config.get("labels") or [c.removeprefix("prob_") for c in a if c.startswith("prob_")])
     prob_cols = [f"prob_{label}" for label in labels]
     both = a.merge(b[["image_id", "status", *prob_cols]], on="image_id", suffixes=("", "_b"))
     both = both[(both["status"] == "ok") & (both["status_b"] == "ok")]
     groups = {}
-    for attribute in run_a.table("groups").get("attribute", pd.Series(dtype=str)).dropna().unique():
+    for attribute in run_a.metrics.attributes:
         column = None if attribute == "all" or "&" in attribute else _stratum(both, attribute)
         if column is not None:
             groups[attribute] = column.astype(object).to_numpy()

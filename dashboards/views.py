@@ -19,6 +19,8 @@ from dashboards import charts
 from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
 from fairderm._terminal import printable
 from fairderm.errors import InputError
+from fairderm.metrics import GroupKey
+from fairderm.runs import METRICS_FILE
 
 NOT_AVAILABLE = "not available in this run"
 _GALLERY_SIZE = 12
@@ -35,8 +37,9 @@ def _single_attributes(groups: pd.DataFrame) -> list[str]:
 
 
 def _short(group: str) -> str:
-    """``fitzpatrick_est=V-VI`` -> ``V-VI`` for axis labels."""
-    return group.split("=", 1)[1] if "=" in group and "&" not in group else group
+    """``fitzpatrick_est=V-VI`` -> ``V-VI`` for axis labels (intersections keep their full name); a bare name
+    (mitigation.json's groups) stays as it is."""
+    return GroupKey.parse(group).label if "=" in group else group
 
 
 # ---------------------------------------------------------------- Overview
@@ -60,7 +63,7 @@ def overview(run: RunData, runs: RunsRoot) -> None:
         _missing("Gate verdict")
     groups = run.table("groups")
     cases = run.predictions
-    config = run.metrics.get("config", {}) or {}
+    config = run.metrics.config
     c1, c2, c3 = st.columns(3)
     c1.metric("Cases", len(cases) if cases is not None else "n/a")
     cohort = (run.spec or {}).get("cohort")
@@ -87,7 +90,7 @@ def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
     if not groups.empty and "flag" in groups:
         small = groups[groups["flag"] != "ok"].drop_duplicates(["attribute", "group"])
         if len(small):
-            min_n = (run.metrics.get("config") or {}).get("min_group_size", "the minimum")
+            min_n = run.metrics.config.get("min_group_size", "the minimum")
             names = ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"]))
             found.append(f"{len(small)} group(s) below {min_n} cases, intervals not judged: {names}")
     if run.tone is not None and "status" in run.tone:
@@ -198,7 +201,6 @@ def _basis_note(groups: pd.DataFrame, attribute: str) -> None:
 
 
 # ---------------------------------------------------------------- Intersections
-_PAIR = re.compile(r"\s*&\s*")
 
 
 def intersections(run: RunData, runs: RunsRoot) -> None:
@@ -218,7 +220,7 @@ def intersections(run: RunData, runs: RunsRoot) -> None:
         st.info(f"The run has no intersection of {first} and {second}.")
         return
     cells = groups[(groups["attribute"] == key) & (groups["metric"] == metric)].copy()
-    parts = cells["group"].map(lambda g: dict(p.split("=", 1) for p in _PAIR.split(g)))
+    parts = cells["group"].map(lambda g: dict(GroupKey.parse(g)))
     cells[first] = parts.map(lambda d: d.get(first))
     cells[second] = parts.map(lambda d: d.get(second))
     st.plotly_chart(charts.intersection_heatmap(cells, rows=first, cols=second,
@@ -537,7 +539,7 @@ def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
 
 
 def _stamp(run: RunData) -> float:
-    return (run.path / "metrics.json").stat().st_mtime
+    return (run.path / METRICS_FILE).stat().st_mtime
 
 
 @st.cache_data(show_spinner="Paired bootstrap…", max_entries=8)

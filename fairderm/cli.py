@@ -22,10 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fairderm._version import __version__
-from fairderm.errors import FairdermError
-
-ERROR_EXIT = 3
-"""Exit status of an unexpected error: ERROR, as for a gate that cannot be evaluated."""
+from fairderm.errors import EXIT_ERROR, FairdermError
 
 _COMMAND_MODULES = ("cohort", "tone", "infer", "score", "router", "audit", "gatecard", "dashboard", "demo")
 
@@ -94,13 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except typer.TyperException as exc:
         # Usage errors (unknown option, missing argument) from typer's own click.
         exc.show()
-        return ERROR_EXIT
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 3 and one line
         if "--debug" in _global_options(args):
             traceback.print_exc()
         err_console.print(f"[bold red]error:[/] {escape(_one_line(exc))} (unexpected; `fairderm --debug ...` "
                           "shows the traceback)", markup=True, highlight=False)
-        return ERROR_EXIT
+        return EXIT_ERROR
     return result if isinstance(result, int) else 0
 
 

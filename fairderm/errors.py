@@ -6,6 +6,9 @@ column or key at fault, so that the CLI can print it as is and exit non-zero.
 
 from __future__ import annotations
 
+#: The exit status of every error that is not a verdict (the gate's ERROR included).
+EXIT_ERROR = 3
+
 
 class FairdermError(Exception):
     """Base class of every error fairderm raises on purpose.
@@ -15,7 +18,7 @@ class FairdermError(Exception):
     release never reads a typo in a spec as a verdict.
     """
 
-    exit_code: int = 3
+    exit_code: int = EXIT_ERROR
 
 
 class InputError(FairdermError, ValueError):
@@ -32,8 +35,6 @@ class InputError(FairdermError, ValueError):
     column
         Column or key at fault, if any.
     """
-
-    exit_code = 3
 
     def __init__(
         self,
@@ -64,8 +65,6 @@ class OutputBusyError(FairdermError):
     Exit status 3, as for any error that is not a verdict: the command
     did not run, so it can neither pass nor fail.
     """
-
-    exit_code = 3
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
         self.source = source

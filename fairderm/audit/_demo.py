@@ -52,6 +52,7 @@ import yaml
 from fairderm._io import atomic_write_json, atomic_write_text, output_lock
 from fairderm.audit._runner import AuditRun, ProgressCallback, run_audit
 from fairderm.errors import InputError
+from fairderm.runs import POLICY_FILE, TONE_FILE
 
 DEMO_MARKER = ".fairderm-demo"
 DEMO_ENTRIES: tuple[str, ...] = ("cohort", "tone", "cache", "models", "audits")
@@ -134,7 +135,7 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
                    "min_n": 30},
         "metrics": list(DEMO_METRICS),
         "bootstrap": {"n_boot": n_boot, "ci": "bca", "cluster": "patient_id", "seed": 0},
-        "policy": "policy.yaml",
+        "policy": POLICY_FILE,
         "outputs": {"cache_dir": "cache"},  # one stage cache: the second audit reuses the tone stage
         "card": card,
     }
@@ -318,7 +319,7 @@ def _run_demo(
         lap("synthesise")
         say("estimating skin tone from healthy skin")
         tone = estimate_tone(cohort, progress=step("tone"))
-        tone_path = out / "tone" / "tone.parquet"
+        tone_path = out / "tone" / TONE_FILE
         write_tone(tone_path, tone, cohort)
         _validation_labels(cohort, tone, tone_path, out / "tone" / "validation_labels.csv", seed)
         lap("tone")
@@ -337,7 +338,7 @@ def _run_demo(
 
         audits = out / "audits"
         audits.mkdir()
-        shutil.copyfile(policy_path, audits / "policy.yaml")
+        shutil.copyfile(policy_path, audits / POLICY_FILE)
         training = _training_text(n, head.config)
         specs = {
             "erm": demo_spec(

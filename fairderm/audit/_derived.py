@@ -46,14 +46,22 @@ from fairderm.audit._runner import RUN_LOG_FILE, run_stages
 from fairderm.audit._spec import LoadedSpec
 from fairderm.cohort import Cohort
 from fairderm.errors import FairdermError
+from fairderm.runs import (
+    GATE_FILE,
+    GATE_SUMMARY_FILE,
+    JUNIT_FILE,
+    METRICS_FILE,
+    POLICY_FILE,
+    PREDICTIONS_FILE,
+    RunFolder,
+)
 
 if TYPE_CHECKING:
     from fairderm.audit._verify import Verification
 
 WRITTEN_AFTER_CARD = (RUN_LOG_FILE, EVIDENCE_FILE, SIGNATURE_FILE)
 """Files a run gets after its card: the card cannot list them, so it is rebuilt without them."""
-GATE_REPORTS = ("gate.json", "junit.xml", "gate.md")
-PREDICTIONS_FILE = "predictions.parquet"
+GATE_REPORTS = (GATE_FILE, JUNIT_FILE, GATE_SUMMARY_FILE)
 _CACHE_STATES = {"hit", "miss"}
 
 
@@ -166,7 +174,7 @@ def check_evidence_fields(run_dir: Path, evidence: dict[str, Any], loaded: Loade
 def _gate_version(run_dir: Path) -> str | None:
     """The fairderm version gate.json records (written by the same run; gate.json is checked on its own)."""
     try:
-        version = json.loads((run_dir / "gate.json").read_text(encoding="utf-8"))["fairderm_version"]
+        version = json.loads((run_dir / GATE_FILE).read_text(encoding="utf-8"))["fairderm_version"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return version if isinstance(version, str) else None
@@ -256,18 +264,19 @@ def _check_gate_reports(run_dir: Path, loaded: LoadedSpec, result: Verification)
     """The gate re-run from ``metrics.json`` and ``policy.yaml``; its three reports compared."""
     from fairderm.audit._stages import gate_result
     from fairderm.audit._verify import compare_json_file
+    from fairderm.gate import junit_xml, markdown_summary
 
     if loaded.spec.policy is None:
-        _absent(result, run_dir, ("policy.yaml", *GATE_REPORTS), "the spec names no policy")
+        _absent(result, run_dir, (POLICY_FILE, *GATE_REPORTS), "the spec names no policy")
         return None
     try:
-        gate = gate_result(run_dir / "metrics.json", run_dir / "policy.yaml")
+        gate = gate_result(run_dir / METRICS_FILE, run_dir / POLICY_FILE)
     except (FairdermError, OSError, ValueError, RecursionError) as exc:
-        result.add("gate.json", "error", f"cannot re-run the gate: {_one_line(exc)}")
+        result.add(GATE_FILE, "error", f"cannot re-run the gate: {_one_line(exc)}")
         return None
-    compare_json_file(run_dir, "gate.json", gate.to_dict(), result)
-    _compare_text(result, run_dir, "junit.xml", gate.to_junit_xml())
-    _compare_text(result, run_dir, "gate.md", gate.to_markdown())
+    compare_json_file(run_dir, GATE_FILE, gate.to_dict(), result)
+    _compare_text(result, run_dir, JUNIT_FILE, junit_xml(gate))
+    _compare_text(result, run_dir, GATE_SUMMARY_FILE, markdown_summary(gate))
     return gate
 
 
@@ -384,7 +393,7 @@ def _check_figures(run_dir: Path, result: Verification) -> None:
     from fairderm.audit._figures import figure_files
 
     try:
-        files = figure_files(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
+        files = figure_files(RunFolder(run_dir).metrics())
     except (OSError, ValueError, AttributeError, RecursionError) as exc:
         result.add("figures/metrics.html", "error", f"cannot draw the figures again: {_one_line(exc)}")
         return

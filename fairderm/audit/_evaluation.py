@@ -43,7 +43,7 @@ import pandas as pd
 from fairderm.audit._spec import AuditSpec
 from fairderm.cohort import CohortSpec, fitzpatrick_to_group
 from fairderm.errors import InputError
-from fairderm.metrics import StrataErrorModel
+from fairderm.metrics import EvaluationResult, StrataErrorModel
 
 MISSING = "missing"
 #: The estimated attribute that validation labels and error models apply to.
@@ -414,8 +414,8 @@ def metrics_config(spec: AuditSpec, table: EvaluationTable) -> dict[str, Any]:
     }
 
 
-def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
-    """Run the metrics engine; returns ``EvaluationResult.to_dict()`` (the content of metrics.json)."""
+def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> EvaluationResult:
+    """Run the metrics engine: the run's metrics (written as metrics.json)."""
     from fairderm.metrics import evaluate
 
     # the estimated group first: an error model bounds the first estimated attribute
@@ -430,6 +430,5 @@ def compute_metrics(table: EvaluationTable, spec: AuditSpec) -> dict[str, Any]:
         # every score column is audited: the judge's dimensions and the deterministic checks
         config["metrics"] += [f"mean_score:{name}" for name in table.scores if f"mean_score:{name}" not in
                               config["metrics"]]
-    result = evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
-                      covariates=table.covariates, scores=table.scores or None, **strata, **config)
-    return result.to_dict()
+    return evaluate(table.y_true, table.y_score, table.groups, cluster=table.cluster,
+                    covariates=table.covariates, scores=table.scores or None, **strata, **config)

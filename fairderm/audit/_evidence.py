@@ -20,7 +20,7 @@ Shape (``format`` ``fairderm.evidence/1``)::
       },
       "seeds": {"bootstrap": 0, "inference": 0},
       "stages": {"tone": {"key", "cache"}, "inference": ..., "metrics": ..., "gate": ..., "card": ...},
-      "artifacts": {"metrics.json": "<sha256>", "figures/metrics.html": "<sha256>", ...}
+      "artifacts": {"<file, e.g. metrics.json>": "<sha256>", "figures/metrics.html": "<sha256>", ...}
     }
 
 ``artifacts`` lists every file of the run folder except ``evidence.json``
@@ -39,8 +39,8 @@ from typing import Any
 
 from fairderm._io import atomic_write_json, sha256_file
 from fairderm._version import __version__
+from fairderm.runs import EVIDENCE_FILE
 
-EVIDENCE_FILE = "evidence.json"
 EVIDENCE_FORMAT = "fairderm.evidence/1"
 SIGNATURE_FILE = "evidence.sig"
 """The producer's signature of the evidence digest, written after ``evidence.json`` (``fairderm sign``)."""

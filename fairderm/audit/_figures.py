@@ -14,38 +14,30 @@ Files
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 from fairderm._io import atomic_write_text
+from fairderm.metrics import EvaluationResult, GroupRow
+from fairderm.runs import RunFolder
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def interval_figure(records: list[dict[str, Any]], metric: str) -> Any:
+def interval_figure(rows: list[GroupRow], metric: str) -> Any:
     """A forest plot: one row per group, estimate and interval of ``metric``."""
     import plotly.graph_objects as go
 
-    rows = [r for r in records if r.get("metric") == metric and _finite(r.get("estimate")) is not None]
+    rows = [r for r in rows if r.metric == metric and r.estimate is not None]
     figure = go.Figure()
     for flag, symbol in (("ok", "circle"), ("insufficient", "circle-open")):
-        chosen = [r for r in rows if (r.get("flag") == "insufficient") == (flag == "insufficient")]
+        chosen = [r for r in rows if (r.flag == "insufficient") == (flag == "insufficient")]
         if not chosen:
             continue
-        estimate = [_finite(r["estimate"]) for r in chosen]
-        low = [_finite(r.get("ci_low")) for r in chosen]
-        high = [_finite(r.get("ci_high")) for r in chosen]
+        estimate = [r.estimate for r in chosen]
+        low = [r.ci_low for r in chosen]
+        high = [r.ci_high for r in chosen]
         figure.add_trace(go.Scatter(
             x=estimate,
-            y=[f"{r.get('group')} (n={r.get('n')})" for r in chosen],
+            y=[f"{r.key} (n={r.n})" for r in chosen],
             mode="markers",
             marker={"symbol": symbol, "size": 10},
             name="enough cases" if flag == "ok" else "too few cases (insufficient)",
@@ -87,14 +79,13 @@ def reliability_figure(calibration: Any) -> Any | None:
     return figure
 
 
-def figure_files(metrics: dict[str, Any]) -> dict[str, str]:
-    """The contents of ``figures/`` for a ``metrics.json`` mapping, by file name."""
+def figure_files(metrics: EvaluationResult) -> dict[str, str]:
+    """The contents of ``figures/`` for a run's metrics, by file name."""
     import plotly.io as pio
 
-    records = [r for r in metrics.get("groups", []) if isinstance(r, dict)]
-    names = list(dict.fromkeys(str(r.get("metric")) for r in records))
-    figures = [(name, interval_figure(records, name)) for name in names]
-    reliability = reliability_figure(metrics.get("calibration"))
+    rows = metrics.by_group()
+    figures = [(name, interval_figure(rows, name)) for name in metrics.metric_names]
+    reliability = reliability_figure(metrics.calibration.to_dict("records"))
     if reliability is not None:
         figures.append(("reliability", reliability))
     files = {}
@@ -114,7 +105,7 @@ def figure_files(metrics: dict[str, Any]) -> dict[str, str]:
 
 def write_figures(run_dir: Path, out: Path) -> list[str]:
     """Write the figures of a run folder's ``metrics.json`` into ``out``; returns the file names."""
-    files = figure_files(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
+    files = figure_files(RunFolder(run_dir).metrics())
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         atomic_write_text(out / name, text)

@@ -67,6 +67,7 @@ from fairderm.audit._inputs import (
 from fairderm.audit._spec import LoadedSpec, dump_spec, load_spec
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError, OutputBusyError
+from fairderm.runs import COVERAGE_FILE, GATE_FILE, METRICS_FILE, POLICY_FILE, PREDICTIONS_FILE, TONE_FILE
 
 STAGES: tuple[str, ...] = ("tone", "inference", "reasoning", "metrics", "gate", "card")
 """Every stage, in order; ``reasoning`` runs (and is listed in a run) only when the spec has a reasoning section."""
@@ -368,30 +369,30 @@ def _run_stages(
         }
         folder = stages.run("tone", tone_inputs, lambda out: _stages.run_tone(
             loaded, selected, out, _stage_progress(progress, "tone")))
-        tone_file = folder / "tone.parquet"
+        tone_file = folder / TONE_FILE
         tone_frame = _read_tone(tone_file, selected)
     elif spec.tone.source == "table":
         tone_inputs = {**cohort_inputs, **inputs.digest("tone_table"),
                        "reference": _stages.tone_reference_column(loaded, selected), "seed": spec.bootstrap.seed}
         folder = stages.run("tone", tone_inputs, lambda out: _stages.run_tone_table(loaded, selected, out))
-        tone_file = folder / "tone.parquet"
+        tone_file = folder / TONE_FILE
         tone_frame = _read_tone(tone_file, selected)
     else:
         stages.skip("tone", f"tone.source is '{spec.tone.source}'")
 
-    tone_sha = _file_sha(stages.run_dir / "tone.parquet")
+    tone_sha = _file_sha(stages.run_dir / TONE_FILE)
     inference_inputs = {**cohort_inputs, **inputs.digest("model"), **_stages.model_identity(loaded),
                         "tone_parquet": tone_sha,
                         "tone_column": spec.tone.column if spec.tone.source == "column" else None}
     folder = stages.run("inference", inference_inputs, lambda out: _stages.run_predictions(
         loaded, selected, tone_frame, out, _stage_progress(progress, "inference"), whole=whole,
         tone_file=tone_file))
-    predictions = _read_predictions(folder / "predictions.parquet", selected)
+    predictions = _read_predictions(folder / PREDICTIONS_FILE, selected)
     scores = _reasoning_stage(loaded, selected, predictions, cohort_inputs, stages, progress)
 
     metrics_inputs = {
         **cohort_inputs, "tone_parquet": tone_sha,
-        "predictions_parquet": sha256_file(stages.run_dir / "predictions.parquet"),
+        "predictions_parquet": sha256_file(stages.run_dir / PREDICTIONS_FILE),
         "spec": spec.model_dump(mode="json", include={"strata", "metrics", "bootstrap"}),
         "tone_source": spec.tone.source, "tone_column": spec.tone.column, "cluster": cluster,
         "strata_error": spec.tone.model_dump(
@@ -405,15 +406,15 @@ def _run_stages(
             labels=loaded.resolve(spec.tone.validation_labels) if spec.tone.validation_labels else None,
             error_model=loaded.resolve(spec.tone.strata_error_file) if spec.tone.strata_error_file else None),
         scores=scores))
-    coverage = _json(folder / "coverage.json")
+    coverage = _json(folder / COVERAGE_FILE)
 
     if loaded.policy_path is None:
         stages.skip("gate", "the spec names no policy")
         return None, 0, coverage
-    gate_inputs = {"metrics_json": sha256_file(stages.run_dir / "metrics.json"), **inputs.digest("policy")}
+    gate_inputs = {"metrics_json": sha256_file(stages.run_dir / METRICS_FILE), **inputs.digest("policy")}
     folder = stages.run("gate", gate_inputs, lambda out: _stages.run_gate(
-        stages.run_dir / "metrics.json", stages.run_dir / "policy.yaml", out))
-    gate = _json(folder / "gate.json")
+        stages.run_dir / METRICS_FILE, stages.run_dir / POLICY_FILE, out))
+    gate = _json(folder / GATE_FILE)
     return str(gate["verdict"]), int(gate.get("exit_code", _EXIT_CODES[str(gate["verdict"])])), coverage
 
 
@@ -429,7 +430,7 @@ def _reasoning_stage(
     rubric, judge = _stages.reasoning_judge(loaded)
     try:
         reasoning_inputs = {
-            **cohort_inputs, "predictions_parquet": sha256_file(stages.run_dir / "predictions.parquet"),
+            **cohort_inputs, "predictions_parquet": sha256_file(stages.run_dir / PREDICTIONS_FILE),
             "rubric": rubric.sha256(), "judge": judge.identity() if judge is not None else None,
             "checks_version": CHECKS_VERSION,
         }

@@ -33,6 +33,18 @@ from fairderm.audit import _evaluation
 from fairderm.audit._spec import LoadedSpec
 from fairderm.cohort import TONE_ATTRIBUTES, Cohort
 from fairderm.errors import InputError
+from fairderm.metrics import read_metrics
+from fairderm.runs import (
+    COVERAGE_FILE,
+    GATE_FILE,
+    GATE_SUMMARY_FILE,
+    JUNIT_FILE,
+    METRICS_FILE,
+    POLICY_FILE,
+    PREDICTIONS_FILE,
+    TONE_FILE,
+    RunFolder,
+)
 
 StageProgress = Callable[[int, int], None]
 
@@ -60,7 +72,7 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
                           lesion_masks=tone.lesion_masks, progress=progress,
                           parameters=ToneParameters(exposure_sd=tone.exposure_sd,
                                                     white_reflectance=tone.white_reflectance))
-    write_tone(out / "tone.parquet", frame, cohort)
+    write_tone(out / TONE_FILE, frame, cohort)
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:
         validation = validate_tone(cohort, frame, label=reference, seed=loaded.spec.bootstrap.seed)
@@ -80,7 +92,7 @@ def run_tone_table(loaded: LoadedSpec, cohort: Cohort, out: Path) -> None:
         raise InputError(f"key 'tone.table': the tone table lacks {len(missing)} audited case(s), e.g. "
                          f"{missing[0]!r}", source=str(path))
     selected = indexed.loc[ids.tolist()].reset_index(drop=True)
-    atomic_write_parquet(out / "tone.parquet", selected, metadata_json=read_parquet_metadata(path))
+    atomic_write_parquet(out / TONE_FILE, selected, metadata_json=read_parquet_metadata(path))
     reference = tone_reference_column(loaded, cohort)
     if reference is not None:
         selected.attrs = frame.attrs
@@ -159,7 +171,7 @@ def run_predictions(
         selected = frame[keep].reset_index(drop=True)
         metadata = {**read_parquet_metadata(imported), "selected_from_whole_cohort": True,
                     "rows_sha256": rows_sha256(selected)}
-        atomic_write_parquet(out / "predictions.parquet", selected, metadata_json=metadata)
+        atomic_write_parquet(out / PREDICTIONS_FILE, selected, metadata_json=metadata)
         imported.unlink()
         return
     strata: dict[str, Any] = {}
@@ -167,7 +179,7 @@ def run_predictions(
         strata["tone"] = tone
     elif loaded.spec.tone.source == "column":
         strata["strata"] = loaded.spec.tone.column
-    run_inference(cohort, out / "predictions.parquet", backend=model.backend, model=target, options=options,
+    run_inference(cohort, out / PREDICTIONS_FILE, backend=model.backend, model=target, options=options,
                   progress=report, **strata, **runner)
 
 
@@ -226,17 +238,18 @@ def run_metrics(
     """
     table = _evaluation.evaluation_table(cohort.manifest, cohort.spec, tone, predictions, loaded.spec, cluster=cluster,
                                          trust=strata, scores=scores)
-    atomic_write_json(out / "metrics.json", _evaluation.compute_metrics(table, loaded.spec))
-    atomic_write_json(out / "coverage.json", table.coverage)
+    folder = RunFolder(out)
+    folder.write_metrics(_evaluation.compute_metrics(table, loaded.spec))
+    folder.write_json(COVERAGE_FILE, table.coverage)
 
 
 def gate_result(metrics_file: Path, policy_file: Path) -> Any:
     """The policy checked against a metrics.json (a :class:`fairderm.gate.GateResult`)."""
-    from fairderm.gate import evaluate_gate, load_policy, read_json_file
+    from fairderm.gate import evaluate_gate, load_policy
 
     return evaluate_gate(
-        read_json_file(metrics_file, what="metrics.json"), load_policy(policy_file),
-        metrics_sha256=sha256_file(metrics_file), metrics_source="metrics.json", policy_source="policy.yaml",
+        read_metrics(metrics_file), load_policy(policy_file),
+        metrics_sha256=sha256_file(metrics_file), metrics_source=METRICS_FILE, policy_source=POLICY_FILE,
     )
 
 
@@ -244,8 +257,8 @@ def run_gate(metrics_file: Path, policy_file: Path, out: Path) -> None:
     """Check the policy against metrics.json: gate.json, junit.xml and gate.md."""
     from fairderm.gate import write_gate_reports
 
-    write_gate_reports(gate_result(metrics_file, policy_file), gate_json=out / "gate.json",
-                       junit=out / "junit.xml", summary=out / "gate.md")
+    write_gate_reports(gate_result(metrics_file, policy_file), gate_json=out / GATE_FILE,
+                       junit=out / JUNIT_FILE, summary=out / GATE_SUMMARY_FILE)
 
 
 def run_card(run_dir: Path, loaded: LoadedSpec, out: Path) -> None:

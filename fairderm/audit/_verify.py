@@ -58,6 +58,7 @@ from fairderm.audit._signature import check_signature, load_public_key, read_sig
 from fairderm.audit._spec import LoadedSpec, parse_spec
 from fairderm.cohort import Cohort, CohortSpec, resolve_inside, validate_manifest
 from fairderm.errors import FairdermError, InputError
+from fairderm.runs import COVERAGE_FILE, METRICS_FILE, POLICY_FILE, PREDICTIONS_FILE, TONE_FILE
 
 FLOAT_TOLERANCE = 1e-12
 FAILING = ("mismatch", "missing", "unexpected", "error")
@@ -287,7 +288,7 @@ def _check_copies(run_dir: Path, evidence: dict[str, Any], result: Verification)
         _compare_hash(result, "cohort/cohort.yaml", run_dir / "cohort/cohort.yaml", cohort.get("cohort_yaml_sha256"))
     policy = _entry(evidence, "policy")
     if policy:
-        _compare_hash(result, "policy.yaml", run_dir / "policy.yaml", policy.get("sha256"))
+        _compare_hash(result, POLICY_FILE, run_dir / POLICY_FILE, policy.get("sha256"))
     images = _entry(evidence, "images") or {}
     if images.get("hashed"):
         _compare_hash(result, "images.sha256", run_dir / "images.sha256", images.get("sha256"))
@@ -415,8 +416,8 @@ def _recompute(run_dir: Path, evidence: dict[str, Any], result: Verification, in
     try:
         loaded_spec, cohort = _stored_inputs(run_dir)
         selected = select_cases(cohort, loaded_spec.spec.cohort.filter, source="spec.yaml")
-        tone = pd.read_parquet(run_dir / "tone.parquet") if (run_dir / "tone.parquet").is_file() else None
-        predictions = pd.read_parquet(run_dir / "predictions.parquet")
+        tone = pd.read_parquet(run_dir / TONE_FILE) if (run_dir / TONE_FILE).is_file() else None
+        predictions = pd.read_parquet(run_dir / PREDICTIONS_FILE)
         spec = loaded_spec.spec
         strata = _evaluation.strata_inputs(
             spec, selected.manifest, cohort_ids=set(cohort.manifest["image_id"].astype(str)),
@@ -432,10 +433,10 @@ def _recompute(run_dir: Path, evidence: dict[str, Any], result: Verification, in
                                              scores=scores)
         metrics = _evaluation.compute_metrics(table, loaded_spec.spec)
     except (FairdermError, OSError, ValueError, KeyError) as exc:
-        result.add("metrics.json", "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")
+        result.add(METRICS_FILE, "error", f"cannot recompute the metrics: {str(exc).splitlines()[0]}")
         return
-    compare_json_file(run_dir, "metrics.json", metrics, result)
-    compare_json_file(run_dir, "coverage.json", table.coverage, result)
+    compare_json_file(run_dir, METRICS_FILE, metrics.to_dict(), result)
+    compare_json_file(run_dir, COVERAGE_FILE, table.coverage, result)
     _derived.check_selection(evidence, loaded_spec, cohort, selected, run_dir, result)
     _derived.check_predictions(run_dir, cohort, selected, predictions, result)
     _derived.check_evidence_fields(run_dir, evidence, loaded_spec, result)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from fairderm.cards._info import CardInfo
 from fairderm.cards._run import RunArtifacts
+from fairderm.metrics import GroupKey
 from fairderm.tone import measurement_repeatability
 
 GROUP_COLUMNS = ["attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag", "basis"]
@@ -116,24 +117,18 @@ def metric_meaning(metric: str) -> str:
 
 
 def short_group(group: str, attribute: str) -> str:
-    """``V-VI`` from ``fitzpatrick_est=V-VI`` (intersections keep their full name)."""
-    return group.removeprefix(f"{attribute}=") if "&" not in attribute else group
+    """``V-VI`` for the group ``fitzpatrick_est=V-VI`` of ``fitzpatrick_est`` (see :attr:`GroupKey.label`).
+
+    Intersections keep their full name, as does a name that is not a group of ``attribute``.
+    """
+    if group != "all" and "=" not in group:
+        return group
+    key = GroupKey.parse(group)
+    return key.label if key.attribute == attribute else group
 
 
-def _attribute_of(record: dict[str, Any]) -> str:
-    if record.get("attribute"):
-        return str(record["attribute"])
-    group = str(record.get("group", ""))
-    if group == "all" or "=" not in group:
-        return "all"
-    return "&".join(part.split("=", 1)[0].strip() for part in group.split(" & "))
-
-
-def _frame(records: Any, columns: list[str]) -> pd.DataFrame:
-    rows = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
-    for row in rows:
-        row.setdefault("attribute", _attribute_of(row))
-    frame = pd.DataFrame(rows)
+def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records)
     for column in columns:
         if column not in frame.columns:
             frame[column] = None
@@ -153,20 +148,21 @@ class CardData:
     gate: dict[str, Any] | None
     groups: pd.DataFrame
     disparities: pd.DataFrame
+    #: The run's metrics in their JSON-safe form (``metrics.json``), as the card shows and embeds them.
+    tables: dict[str, Any]
 
     @classmethod
     def build(cls, run: RunArtifacts, info: CardInfo, gate: dict[str, Any] | None) -> CardData:
-        """Normalise a run's tables (deep copies: the run's dicts are left alone)."""
-        groups = _frame([dict(r) for r in run.metrics.get("groups", [])], GROUP_COLUMNS)
-        disparities = _frame([dict(r) for r in run.metrics.get("disparities") or []], DISPARITY_COLUMNS)
-        return cls(run=run, info=info, gate=gate if gate is not None else run.gate, groups=groups,
-                   disparities=disparities)
+        """Normalise a run's tables for display (the run's result is left alone)."""
+        tables = run.metrics.to_dict()
+        return cls(run=run, info=info, gate=gate if gate is not None else run.gate,
+                   groups=_frame(tables["groups"], GROUP_COLUMNS),
+                   disparities=_frame(tables["disparities"], DISPARITY_COLUMNS), tables=tables)
 
     # identity -----------------------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        config = self.run.metrics.get("config")
-        return config if isinstance(config, dict) else {}
+        return self.tables["config"]
 
     @property
     def model_identity(self) -> dict[str, Any]:
@@ -272,13 +268,8 @@ class CardData:
         return found
 
     def records(self, key: str) -> list[dict[str, Any]]:
-        """A list-of-records section of metrics.json (tests, case_mix, power), or []."""
-        value = self.run.metrics.get(key)
-        if isinstance(value, list):
-            return [r for r in value if isinstance(r, dict)]
-        if isinstance(value, dict) and isinstance(value.get("records"), list):
-            return [r for r in value["records"] if isinstance(r, dict)]
-        return []
+        """A list-of-records section of metrics.json (tests, calibration, case_mix, power)."""
+        return self.tables[key]
 
     def calibration_curves(self, attribute: str) -> dict[str, list[dict[str, Any]]]:
         """Reliability-curve bins per group of ``attribute`` (metrics.json ``calibration`` records)."""
@@ -297,9 +288,9 @@ class CardData:
     @property
     def tone_summary(self) -> dict[str, Any] | None:
         """Method, status counts, abstention rate, ITA interval width and the measurement's repeatability."""
-        tone = self.run.tone
-        if tone is None:
+        if self.run.tone is None:
             return None
+        tone, provenance = self.run.tone.frame, self.run.tone.provenance
         n = len(tone)
         status = tone["status"].astype(str).value_counts().to_dict() if "status" in tone else {}
         methods = sorted(tone["method"].dropna().astype(str).unique()) if "method" in tone else []
@@ -312,13 +303,9 @@ class CardData:
         if "fitzpatrick_est" in tone:
             types = pd.to_numeric(tone["fitzpatrick_est"], errors="coerce").dropna().astype(int)
             counts = {f"type {k}": int(v) for k, v in sorted(types.value_counts().items())}
-        # tone.parquet's provenance: the estimator's settings sit under "estimation"
-        estimation = (self.run.tone_meta or {}).get("estimation") or {}
         strata = None
         if {"ita", "ita_low", "ita_high", "status"} <= set(tone.columns):
-            frame = tone.copy(deep=False)
-            frame.attrs["fairderm_tone"] = estimation
-            repeatability = measurement_repeatability(frame)
+            repeatability = measurement_repeatability(tone, provenance)
             strata = repeatability["repeatability"] if repeatability["n"] else None
         return {
             "n_images": n,
@@ -328,7 +315,7 @@ class CardData:
             "median_ita_interval_width": width,
             "measurement_repeatability": strata,
             "fitzpatrick_counts": counts,
-            "calibration": estimation.get("calibration"),
+            "calibration": provenance.estimation.get("calibration"),
         }
 
     def tone_validation_measures(self) -> list[dict[str, Any]]:

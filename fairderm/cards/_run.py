@@ -26,16 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import yaml
-
-from fairderm._io import read_parquet_metadata, sha256_file
+from fairderm._io import sha256_file
 from fairderm.errors import InputError
-from fairderm.gate import read_json_file
-
-CARD_FILES = ("card.md", "card.html", "card.json")
-SPEC_CANDIDATES = ("spec.yaml", "audit.yaml", "spec.yml")
+from fairderm.metrics import EvaluationResult
+from fairderm.runs import (
+    CARD_FILES,
+    ENVIRONMENT_FILE,
+    EVIDENCE_FILE,
+    GATE_FILE,
+    METRICS_FILE,
+    MITIGATION_FILE,
+    RUN_SPEC_FILE,
+    TONE_VALIDATION_JSON,
+    RunFolder,
+)
+from fairderm.tone import ToneTable
 
 
 @dataclass
@@ -43,7 +48,7 @@ class RunArtifacts:
     """The parsed contents of a run folder (None for absent optional files)."""
 
     root: Path
-    metrics: dict[str, Any]
+    metrics: EvaluationResult
     gate: dict[str, Any] | None = None
     evidence: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
@@ -51,8 +56,7 @@ class RunArtifacts:
     spec_file: str | None = None
     predictions_meta: dict[str, Any] | None = None
     predictions_status: dict[str, int] | None = None
-    tone: pd.DataFrame | None = None
-    tone_meta: dict[str, Any] | None = None
+    tone: ToneTable | None = None
     tone_validation: dict[str, Any] | None = None
     mitigation: dict[str, Any] | None = None
     file_hashes: dict[str, str] = field(default_factory=dict)
@@ -71,39 +75,6 @@ class RunArtifacts:
         return parent.parent.name if parent.name == "runs" else None
 
 
-def _json_mapping(path: Path, what: str) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    data = read_json_file(path, what=what)
-    if not isinstance(data, dict):
-        raise InputError(f"{what} must hold a JSON object", source=str(path))
-    return data
-
-
-def _parquet(path: Path, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_parquet(path, columns=columns)
-        return frame, read_parquet_metadata(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise InputError(f"cannot read: {str(exc).splitlines()[0]}", source=str(path)) from None
-
-
-def _spec(root: Path) -> tuple[dict[str, Any] | None, str | None]:
-    for name in SPEC_CANDIDATES:
-        path = root / name
-        if path.is_file():
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise InputError(f"not valid YAML: {str(exc).splitlines()[0]}", source=str(path)) from None
-            if data is not None and not isinstance(data, dict):
-                raise InputError("the audit spec must be a mapping", source=str(path))
-            return data, name
-    return None, None
-
-
 def load_run(run_dir: str | Path) -> RunArtifacts:
     """Read a run folder for a model card.
 
@@ -113,38 +84,29 @@ def load_run(run_dir: str | Path) -> RunArtifacts:
         When the folder or its ``metrics.json`` is missing, or a present file
         cannot be parsed (the message names the file).
     """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise InputError("run folder not found", source=str(root))
-    metrics = _json_mapping(root / "metrics.json", "metrics.json")
-    if metrics is None:
-        raise InputError("metrics.json not found: a model card needs the run's metrics", source=str(root))
-    if not isinstance(metrics.get("groups"), list):
-        raise InputError("no 'groups' table (the metrics.json contract)", source=str(root / "metrics.json"),
-                         column="groups")
-    spec, spec_file = _spec(root)
+    folder = RunFolder.open(run_dir)
+    if not folder.has(METRICS_FILE):
+        raise InputError(f"{METRICS_FILE} not found: a model card needs the run's metrics", source=str(folder.path))
+    spec = folder.spec()
     run = RunArtifacts(
-        root=root,
-        metrics=metrics,
-        gate=_json_mapping(root / "gate.json", "gate.json"),
-        evidence=_json_mapping(root / "evidence.json", "evidence.json"),
-        environment=_json_mapping(root / "environment.json", "environment.json"),
+        root=folder.path,
+        metrics=folder.metrics(),
+        gate=folder.json(GATE_FILE),
+        evidence=folder.json(EVIDENCE_FILE),
+        environment=folder.json(ENVIRONMENT_FILE),
         spec=spec,
-        spec_file=spec_file,
-        tone_validation=_json_mapping(root / "tone_validation.json", "tone_validation.json"),
-        mitigation=_json_mapping(root / "mitigation.json", "mitigation.json"),
+        spec_file=RUN_SPEC_FILE if spec is not None else None,
+        tone_validation=folder.json(TONE_VALIDATION_JSON),
+        mitigation=folder.json(MITIGATION_FILE),
+        tone=folder.tone(),
     )
-    predictions = _parquet(root / "predictions.parquet", columns=["status"])
+    predictions = folder.predictions(columns=["status"])
     if predictions is not None:
-        frame, run.predictions_meta = predictions
-        run.predictions_status = {str(k): int(v) for k, v in frame["status"].value_counts().items()}
-    tone = _parquet(root / "tone.parquet")
-    if tone is not None:
-        run.tone, run.tone_meta = tone
+        run.predictions_meta, run.predictions_status = predictions.metadata, predictions.status_counts()
     # The card is itself an artefact of the run: never hash an earlier card into the new one.
     run.file_hashes = {
-        path.relative_to(root).as_posix(): sha256_file(path)
-        for path in sorted(root.rglob("*"))
+        path.relative_to(folder.path).as_posix(): sha256_file(path)
+        for path in sorted(folder.path.rglob("*"))
         if path.is_file() and path.name not in CARD_FILES and not path.name.startswith(".")
     }
     return run

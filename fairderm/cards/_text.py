@@ -15,9 +15,9 @@ NOT_DOCUMENTED = "Not documented by the model owner."
 
 def _bootstrap_phrase(data: CardData) -> str:
     config = data.config
-    n_boot = config.get("n_boot", config.get("B"))
-    method = config.get("ci", config.get("ci_method", config.get("method")))
-    level = number(config.get("confidence", config.get("level", 0.95)))
+    n_boot = config.get("n_boot")
+    method = config.get("ci")
+    level = number(config.get("confidence", 0.95))
     text = f"{round(100 * level)}% bootstrap intervals" if level is not None else "bootstrap intervals"
     details = []
     if method:

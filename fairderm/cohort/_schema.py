@@ -25,7 +25,7 @@ Any other column is kept as is (e.g. a synthetic cohort's ``true_ita``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -101,11 +101,6 @@ class CohortSpec(BaseModel):
         if unknown:
             raise ValueError(f"positive_classes not in labels: {unknown}")
         return self
-
-    @property
-    def binary_labels(self) -> bool:
-        """True when ``positive_classes`` defines a binary task."""
-        return bool(self.positive_classes)
 
 
 SOURCE_ROW = "_source_row"
@@ -226,13 +221,6 @@ def validate_manifest(
             )
         out["age"] = age.astype("Float64")
     return out
-
-
-def manifest_columns_doc() -> list[dict[str, Any]]:
-    """Machine-readable form of the manifest schema (used in docs and cards)."""
-    rows = [{"column": c, "required": True} for c in REQUIRED_COLUMNS]
-    rows += [{"column": c, "required": False} for c in OPTIONAL_COLUMNS]
-    return rows
 
 
 SplitName = Literal["train", "val", "test"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -20,8 +19,6 @@ from rich.progress import (
 )
 
 from fairderm.errors import FairdermError, InputError
-
-T = TypeVar("T")
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -48,15 +45,6 @@ def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
         except BaseException:
             progress.live.transient = True
             raise
-
-
-def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """Iterate with a progress bar on stderr."""
-    with progress_bar() as bar:
-        task = bar.add_task(description, total=total)
-        for item in items:
-            yield item
-            bar.advance(task)
 
 
 @contextmanager

@@ -12,12 +12,10 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from fairderm.commands._common import console, progress_bar
-from fairderm.errors import FairdermError
+from fairderm.errors import EXIT_ERROR, FairdermError
 
 # An audit's exit status is its gate's answer (0 PASS, 1 FAIL, 2 INSUFFICIENT_EVIDENCE),
-# so a bad spec or input must not reuse 1 or 2: it is an ERROR, exit 3, as for `fairderm gate`.
-AUDIT_ERROR_EXIT = 3
-
+# so a bad spec or input must not reuse 1 or 2: it is an ERROR (EXIT_ERROR), as for `fairderm gate`.
 _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _VERDICT_STYLE = {
     "PASS": "bold green", "FAIL": "bold red", "INSUFFICIENT_EVIDENCE": "bold yellow", "ERROR": "bold magenta",
@@ -33,7 +31,7 @@ class _AuditCommand(TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            exc.exit_code = AUDIT_ERROR_EXIT
+            exc.exit_code = EXIT_ERROR
             raise
 
 
@@ -113,8 +111,8 @@ def audit_command(
     except (FairdermError, OSError) as exc:
         _err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         _err_console.print(Text.assemble("verdict: ", ("ERROR", _VERDICT_STYLE["ERROR"]),
-                                         f" (exit {AUDIT_ERROR_EXIT}); no run folder was written"))
-        raise typer.Exit(AUDIT_ERROR_EXIT) from None
+                                         f" (exit {EXIT_ERROR}); no run folder was written"))
+        raise typer.Exit(EXIT_ERROR) from None
     print_audit_run(run)
     raise typer.Exit(run.exit_code)
 

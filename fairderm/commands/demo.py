@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.panel import Panel
@@ -14,6 +13,9 @@ from rich.text import Text
 
 from fairderm.audit._demo import DEMO_N
 from fairderm.commands._common import console, progress_bar
+
+if TYPE_CHECKING:
+    from fairderm.metrics import DisparityRow, EvaluationResult, GroupKey, GroupRow
 
 _VERDICT_STYLE = {
     "PASS": "bold green", "FAIL": "bold red", "INSUFFICIENT_EVIDENCE": "bold yellow", "ERROR": "bold magenta",
@@ -41,41 +43,48 @@ def _fmt(value: Any) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _interval(record: dict[str, Any] | None) -> str:
-    if not record:
+def _interval(row: GroupRow | DisparityRow | None) -> str:
+    if row is None:
         return "–"
-    return f"{_fmt(record.get('estimate'))} [{_fmt(record.get('ci_low'))}, {_fmt(record.get('ci_high'))}]"
+    return f"{_fmt(row.estimate)} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
 
 
-def _tone_table(metrics: dict[str, dict[str, Any]]) -> Table:
+def _row(result: EvaluationResult, metric: str, group: GroupKey | dict[str, str]) -> GroupRow | None:
+    try:
+        return result.interval(metric, group)
+    except KeyError:
+        return None
+
+
+def _gap(result: EvaluationResult, attribute: str) -> DisparityRow | None:
+    return next(iter(result.gap("accuracy", attribute)), None)
+
+
+def _tone_table(metrics: dict[str, EvaluationResult]) -> Table:
     runs = list(metrics)
     table = Table(title="By estimated skin tone (test split; estimate [95% interval], n)", title_justify="left")
     table.add_column("group")
     for name in runs:
         for metric in ("accuracy", "sensitivity"):
             table.add_column(f"{name} {metric}")
-    groups = sorted({
-        r["group"] for m in metrics.values() for r in m["groups"] if r.get("attribute") == "fitzpatrick_est"
-    })
+    groups = sorted({row.key for result in metrics.values() for row in result.by_group(attribute="fitzpatrick_est")},
+                    key=str)
     for group in groups:
         cells = []
         for name in runs:
             for metric in ("accuracy", "sensitivity"):
-                record = next((r for r in metrics[name]["groups"] if r["group"] == group and r["metric"] == metric),
-                              None)
-                flag = " (too few)" if record and record.get("flag") != "ok" else ""
-                cells.append(Text(f"{_interval(record)} n={record['n'] if record else 0}{flag}"))
-        table.add_row(Text(group.split("=", 1)[-1]), *cells)
+                row = _row(metrics[name], metric, group)
+                flag = " (too few)" if row and row.flag != "ok" else ""
+                cells.append(Text(f"{_interval(row)} n={row.n if row else 0}{flag}"))
+        table.add_row(Text(group.label), *cells)
     gaps = []
     for name in runs:
-        gap = next((d for d in metrics[name]["disparities"] if d.get("attribute") == "fitzpatrick_est"
-                    and d["metric"] == "accuracy" and d["kind"] == "gap"), None)
-        gaps += [Text(f"gap {_interval(gap)}"), Text("")]
+        gaps += [Text(f"gap {_interval(_gap(metrics[name], 'fitzpatrick_est'))}"), Text("")]
     table.add_row(Text("max-min", style="bold"), *gaps)
     return table
 
 
-def _trust_table(metrics: dict[str, dict[str, Any]]) -> Table:
+def _trust_table(metrics: dict[str, EvaluationResult]) -> Table:
     """Accuracy by estimated group at face value beside accuracy by true group, corrected with the labels."""
     runs = list(metrics)
     table = Table(title="Accuracy by tone: estimated groups at face value, and true groups corrected with 150 "
@@ -88,22 +97,18 @@ def _trust_table(metrics: dict[str, dict[str, Any]]) -> Table:
         cells = []
         for name in runs:
             for attribute in ("fitzpatrick_est", "fitzpatrick_est:true"):
-                record = next((r for r in metrics[name]["groups"] if r["group"] == f"{attribute}={value}"
-                               and r["metric"] == "accuracy"), None)
-                cells.append(Text(_interval(record)))
+                cells.append(Text(_interval(_row(metrics[name], "accuracy", {attribute: value}))))
         table.add_row(Text(value), *cells)
     gaps = []
     for name in runs:
         for attribute in ("fitzpatrick_est", "fitzpatrick_est:true"):
-            gap = next((d for d in metrics[name]["disparities"] if d.get("attribute") == attribute
-                        and d["metric"] == "accuracy" and d["kind"] == "gap"), None)
-            gaps.append(Text(f"gap {_interval(gap)}"))
+            gaps.append(Text(f"gap {_interval(_gap(metrics[name], attribute))}"))
     table.add_row(Text("max-min", style="bold"), *gaps)
     return table
 
 
-def _trust_text(metrics: dict[str, dict[str, Any]]) -> str:
-    strata = next(iter(metrics.values()))["config"].get("strata") or {}
+def _trust_text(metrics: dict[str, EvaluationResult]) -> str:
+    strata = next(iter(metrics.values())).config.get("strata") or {}
     agreement = strata.get("agreement")
     measured = f"agreed with {agreement:.0%} of them" if agreement is not None else "was checked against them"
     return ("Estimated tone puts some images in the wrong group, which blurs the groups and shrinks a real gap. "
@@ -130,6 +135,7 @@ def demo_command(
     ),
 ) -> None:
     from fairderm.audit._demo import run_demo
+    from fairderm.runs import RunFolder
 
     with progress_bar(transient=True) as bar:
         tasks: dict[str, Any] = {}
@@ -142,8 +148,7 @@ def demo_command(
         result = run_demo(out, n=n, seed=seed, n_boot=n_boot, policy=policy, progress=progress,
                           log=bar.console.print)
 
-    metrics = {name: json.loads((run.run_dir / "metrics.json").read_text(encoding="utf-8"))
-               for name, run in result.runs.items()}
+    metrics = {name: RunFolder(run.run_dir).metrics() for name, run in result.runs.items()}
     console.print(_tone_table(metrics))
     console.print(_trust_table(metrics))
     console.print(_trust_text(metrics))

@@ -13,12 +13,10 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from fairderm.commands._common import console
-from fairderm.errors import FairdermError
+from fairderm.errors import EXIT_ERROR, FairdermError
 
 # The gate's exit codes are its answer (PASS 0, FAIL 1, INSUFFICIENT_EVIDENCE 2),
-# so a usage or input error must not reuse 1 or 2: it is an ERROR, exit 3.
-GATE_ERROR_EXIT = 3
-
+# so a usage or input error must not reuse 1 or 2: it is an ERROR (EXIT_ERROR).
 _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _VERDICT_STYLE = {
@@ -60,7 +58,7 @@ def register(app: typer.Typer) -> None:
 def _gate_error(message: str) -> typer.Exit:
     _err_console.print(Text.assemble(("error:", "bold red"), f" {message}"))
     _err_console.print(Text.assemble("verdict: ", ("ERROR", _VERDICT_STYLE["ERROR"]), " (exit 3)"))
-    return typer.Exit(GATE_ERROR_EXIT)
+    return typer.Exit(EXIT_ERROR)
 
 
 def _print_gate(result: Any) -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from fairderm.commands._common import console, parameters_as_flags, progress_bar, run_streamlit
 from fairderm.errors import FairdermError, InputError
+from fairderm.runs import TONE_FILE
 
 _SCALE_HELP = "Tone scale of the labels: fitzpatrick (I-VI), fitzpatrick_group (I-II / III-IV / V-VI) or monk (1-10)."
 
@@ -150,7 +151,7 @@ def learn_command(
                                  backbone_errors=features.errors, out_of_fold=report.out_of_fold)
     with atomic_output_dir(out) as folder:
         model.save(folder)
-        write_tone(folder / "tone.parquet", learned, cohort)
+        write_tone(folder / TONE_FILE, learned, cohort)
         atomic_write_text(folder / "report.json", report.to_json())
     table = Table(title=f"tone vs labels ({report.scale}), {report.n_labelled} labelled images: "
                         f"learned out of fold ({report.config['outer_folds']}-fold nested CV) and colour")

@@ -16,26 +16,23 @@ evaluate_gate, gate_run
     against a stored run folder's ``metrics.json``.
 GateResult, RuleResult, GroupCheck, Verdict, combine, decide
     Results (``summary()``, ``to_frame()``, ``to_dict()``, ``to_json()``,
-    ``to_junit_xml()``, ``to_markdown()``) and the decision rules.
-write_gate_reports, junit_xml, markdown_summary, escape_markdown
-    Report writers; Markdown escaping shared with the model cards.
+    and the decision rules.
+write_gate_reports, junit_xml, markdown_summary, LEGEND
+    Report writers (JUnit XML, the Markdown step summary) and what each verdict means.
 """
 
 from __future__ import annotations
 
 from fairderm.gate._evaluate import decide, evaluate_gate
-from fairderm.gate._markdown import escape_markdown, escape_markdown_paragraphs
 from fairderm.gate._policy import Policy, Rule, load_policy, policy_from_dict
-from fairderm.gate._report import LEGEND, junit_xml, markdown_summary
+from fairderm.gate._report import junit_xml, markdown_summary
 from fairderm.gate._result import GateResult, GroupCheck, RuleResult
-from fairderm.gate._run import GATE_FILE, METRICS_FILE, gate_run, read_json_file, write_gate_reports
-from fairderm.gate._verdict import COMBINATION_RULE, Verdict, combine
+from fairderm.gate._run import gate_run, write_gate_reports
+from fairderm.gate._verdict import COMBINATION_RULE, LEGEND, Verdict, combine
 
 __all__ = [
     "COMBINATION_RULE",
-    "GATE_FILE",
     "LEGEND",
-    "METRICS_FILE",
     "GateResult",
     "GroupCheck",
     "Policy",
@@ -44,14 +41,11 @@ __all__ = [
     "Verdict",
     "combine",
     "decide",
-    "escape_markdown",
-    "escape_markdown_paragraphs",
     "evaluate_gate",
     "gate_run",
     "junit_xml",
     "load_policy",
     "markdown_summary",
     "policy_from_dict",
-    "read_json_file",
     "write_gate_reports",
 ]

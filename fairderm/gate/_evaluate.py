@@ -26,68 +26,36 @@ from fairderm.errors import InputError
 from fairderm.gate._policy import COMPARATORS, Policy, Rule
 from fairderm.gate._result import GateResult, GroupCheck, RuleResult
 from fairderm.gate._verdict import Verdict, combine
-
-_GROUP_KEYS = ("group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag")
-_DISPARITY_KEYS = ("metric", "kind", "group", "estimate", "ci_low", "ci_high")
+from fairderm.metrics import DisparityRow, EvaluationResult, GroupKey, GroupRow
 
 
-def _number(value: Any) -> float | None:
-    """A finite float, or None for null/NaN/inf (metrics.json writes NaN as null)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _attribute_of(record: Mapping[str, Any]) -> str:
-    """The record's attribute; derived from ``attr=value`` group names when absent."""
-    attribute = record.get("attribute")
-    if attribute:
-        return str(attribute)
-    group = str(record.get("group", ""))
-    if group == "all":
-        return "all"
-    return "&".join(part.split("=", 1)[0].strip() for part in group.split(" & ")) if "=" in group else ""
-
-
-def _check_records(records: Any, keys: tuple[str, ...], what: str, source: str) -> list[dict[str, Any]]:
-    if not isinstance(records, list):
-        raise InputError(f"'{what}' must be a list of records", source=source, column=what)
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise InputError(f"{what}[{index}] is not a record", source=source, column=what)
-        missing = [k for k in keys if k not in record]
-        if missing:
-            raise InputError(f"{what}[{index}] lacks {', '.join(missing)}", source=source, column=what)
-    return records
-
-
-def _metrics_tables(metrics: Any, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Validate the parts of the metrics.json contract the gate reads."""
-    if hasattr(metrics, "to_dict") and not isinstance(metrics, Mapping):
-        metrics = metrics.to_dict()
+def _as_result(metrics: Mapping[str, Any] | EvaluationResult, source: str) -> EvaluationResult:
+    """The metrics as a result; a mapping must follow the metrics.json contract."""
+    if isinstance(metrics, EvaluationResult):
+        return metrics
     if not isinstance(metrics, Mapping):
-        raise InputError("metrics must be a mapping (the metrics.json contract)", source=source)
+        raise InputError("metrics must be an EvaluationResult or a mapping (the metrics.json contract)",
+                         source=source)
     if "groups" not in metrics:
         raise InputError("no 'groups' table", source=source, column="groups")
-    groups = _check_records(metrics["groups"], _GROUP_KEYS, "groups", source)
-    disparities = _check_records(metrics.get("disparities", []), _DISPARITY_KEYS, "disparities", source)
-    return groups, disparities
+    try:
+        return EvaluationResult.from_dict(metrics)
+    except InputError as exc:
+        raise InputError(exc.reason, source=source, column=exc.column) from None
 
 
-def _matches(group: str, name: str, attribute: str) -> bool:
-    return group == name or group == f"{attribute}={name}"
+def _named(key: GroupKey, name: str) -> bool:
+    """Whether a policy's group name (``V-VI`` or ``fitzpatrick_est=V-VI``) names the group ``key``."""
+    return str(key) == name or (len(key) == 1 and key.label == name)
 
 
-def _excluded(record: Mapping[str, Any], rule: Rule, attribute: str) -> bool:
-    return any(_matches(str(record["group"]), name, attribute) for name in rule.exclude_groups)
+def _excluded(key: GroupKey, rule: Rule) -> bool:
+    return any(_named(key, name) for name in rule.exclude_groups)
 
 
-def _short(group: str, attribute: str) -> str:
-    return group.removeprefix(f"{attribute}=")
+def _short_name(name: str, attribute: str) -> str:
+    """A policy's group name without its attribute prefix."""
+    return name.removeprefix(f"{attribute}=")
 
 
 def decide(
@@ -130,39 +98,30 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _group_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> GroupCheck:
-    if record.get("basis") == "bounded":
-        return _range_check(record, rule, attribute)
-    flag = str(record.get("flag") or "ok")
-    estimate, low, high = (_number(record.get(k)) for k in ("estimate", "ci_low", "ci_high"))
-    base = dict(
-        group=_short(str(record["group"]), attribute),
-        estimate=estimate,
-        ci_low=low,
-        ci_high=high,
-        n=_count(record.get("n")),
-        n_pos=_count(record.get("n_pos")),
-        flag=flag,
-    )
-    if flag != "ok":
+def _group_check(row: GroupRow, rule: Rule) -> GroupCheck:
+    if row.basis == "bounded":
+        return _range_check(row, rule)
+    base = dict(group=row.label, estimate=row.estimate, ci_low=row.ci_low, ci_high=row.ci_high, n=row.n,
+                n_pos=row.n_pos, flag=row.flag)
+    if row.flag != "ok":
         if rule.small_groups == "ignore":
-            return GroupCheck(**base, value=None, verdict=None, reason=f"left out: flagged {flag!r}")
+            return GroupCheck(**base, value=None, verdict=None, reason=f"left out: flagged {row.flag!r}")
         return GroupCheck(
             **base, value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
-            reason=f"flagged {flag!r} (n={base['n']}): too small to judge",
+            reason=f"flagged {row.flag!r} (n={row.n}): too small to judge",
         )
     verdict, value, reason = decide(
-        estimate, low, high, statistic=rule.statistic, comparator=str(rule.comparator),
+        row.estimate, row.ci_low, row.ci_high, statistic=rule.statistic, comparator=str(rule.comparator),
         threshold=float(rule.threshold),  # type: ignore[arg-type]
     )
     return GroupCheck(**base, value=value, verdict=verdict, reason=reason)
 
 
-def _range_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> GroupCheck:
+def _range_check(row: GroupRow, rule: Rule) -> GroupCheck:
     """A bounded value: PASS only if its whole range meets the rule, FAIL only if the whole range violates it."""
-    low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
-    base = dict(group=_short(str(record["group"]), attribute), estimate=None, ci_low=low, ci_high=high,
-                n=_count(record.get("n")), n_pos=_count(record.get("n_pos")), flag=str(record.get("flag") or "ok"))
+    low, high = row.ci_low, row.ci_high
+    base = dict(group=row.label, estimate=None, ci_low=low, ci_high=high, n=row.n, n_pos=row.n_pos,
+                flag=row.flag)
     if low is None or high is None:
         return GroupCheck(**base, value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
                           reason="range undefined under the strata error model")
@@ -172,11 +131,6 @@ def _range_check(record: Mapping[str, Any], rule: Rule, attribute: str) -> Group
     reason = {Verdict.PASS: f"whole range {span} meets {test}", Verdict.FAIL: f"whole range {span} violates {test}",
               Verdict.INSUFFICIENT_EVIDENCE: f"range {span} straddles {rule.threshold:g}"}[verdict]
     return GroupCheck(**base, value=value, verdict=verdict, reason=f"{reason} (true groups bounded)")
-
-
-def _count(value: Any) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
 
 
 def _larger(a: int | None, b: int | None) -> int | None:
@@ -191,18 +145,12 @@ def _absent(name: str, known: Sequence[str]) -> GroupCheck:
     )
 
 
-def _select(
-    records: list[dict[str, Any]], rule: Rule, attribute: str
-) -> list[tuple[str, dict[str, Any] | None]]:
-    """(name, record or None when absent) for the groups a rule names."""
+def _select(rows: list[GroupRow], rule: Rule) -> list[tuple[str, GroupRow | None]]:
+    """(name, row or None when absent) for the groups a rule names."""
     names = rule.group_names
     if names is None:
-        return [(_short(str(r["group"]), attribute), r) for r in records if not _excluded(r, rule, attribute)]
-    chosen = []
-    for name in names:
-        found = next((r for r in records if _matches(str(r["group"]), name, attribute)), None)
-        chosen.append((name, found))
-    return chosen
+        return [(row.label, row) for row in rows if not _excluded(row.key, rule)]
+    return [(name, next((row for row in rows if _named(row.key, name)), None)) for name in names]
 
 
 def _decisive(checks: list[GroupCheck], comparator: str) -> GroupCheck | None:
@@ -248,102 +196,91 @@ def _finish(rule: Rule, checks: list[GroupCheck]) -> RuleResult:
     )
 
 
-def _metric_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) -> RuleResult:
-    of_metric = [r for r in groups if r["metric"] == rule.metric]
+def _metric_rule(rule: Rule, result: EvaluationResult, attribute: str) -> RuleResult:
+    of_metric = result.by_group(rule.metric)
     if not of_metric:
-        known = sorted({str(r["metric"]) for r in groups})
+        known = sorted(result.metric_names)
         return _error(rule, f"metric {rule.metric!r} not in metrics.json (metrics: {', '.join(known)})")
-    records = [r for r in of_metric if _attribute_of(r) == attribute]
-    if not records:
-        known = sorted({_attribute_of(r) for r in of_metric})
+    rows = [row for row in of_metric if row.attribute == attribute]
+    if not rows:
+        known = sorted({row.attribute for row in of_metric})
         return _error(rule, f"attribute {attribute!r} not in metrics.json for {rule.metric} "
                             f"(attributes: {', '.join(known)})")
-    known_names = [_short(str(r["group"]), attribute) for r in records]
+    known_names = [row.label for row in rows]
     checks = [
-        _group_check(record, rule, attribute) if record is not None else _absent(name, known_names)
-        for name, record in _select(records, rule, attribute)
+        _group_check(row, rule) if row is not None else _absent(name, known_names)
+        for name, row in _select(rows, rule)
     ]
     return _finish(rule, checks)
 
 
-def _disparity_rule(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
-                    attribute: str) -> RuleResult:
-    of_kind = [d for d in disparities if d["metric"] == rule.metric and d["kind"] == rule.disparity]
+def _disparity_rule(rule: Rule, result: EvaluationResult, attribute: str) -> RuleResult:
+    kind = str(rule.disparity)
+    of_kind = result.gap(str(rule.metric), kind=kind)
     if not of_kind:
-        return _error(rule, f"no {rule.disparity} disparity for metric {rule.metric!r} in metrics.json")
-    records = [d for d in of_kind if _attribute_of(d) == attribute]
+        return _error(rule, f"no {kind} disparity for metric {rule.metric!r} in metrics.json")
+    records = [d for d in of_kind if d.attribute == attribute]
     if not records:
-        known = sorted({_attribute_of(d) for d in of_kind})
-        return _error(rule, f"no {rule.disparity} of {rule.metric} for attribute {attribute!r} "
+        known = sorted({d.attribute for d in of_kind})
+        return _error(rule, f"no {kind} of {rule.metric} for attribute {attribute!r} "
                             f"(attributes: {', '.join(known) or 'none recorded'})")
     # Disparity records carry no group size: borrow it (and the group's flag) from the group rows.
-    flags = {
-        str(r["group"]): r for r in groups
-        if r["metric"] == rule.metric and _attribute_of(r) == attribute and not _excluded(r, rule, attribute)
-    }
+    sizes = {row.key: row for row in result.by_group(rule.metric, attribute) if not _excluded(row.key, rule)}
     checks: list[GroupCheck] = []
-    if rule.disparity == "diff_vs_ref":
-        known_names = [_short(str(d["group"]), attribute) for d in records]
-        for name, record in _select(records, rule, attribute):
-            if record is None:
-                checks.append(_absent(name, known_names))
-                continue
-            row = flags.get(str(record["group"]), {})
-            own_flag = str(record.get("flag") or "ok")
-            sized = {**record, "n": row.get("n"), "n_pos": row.get("n_pos"),
-                     "flag": own_flag if own_flag != "ok" else row.get("flag")}
-            checks.append(_group_check(sized, rule, attribute))
+    if kind == "diff_vs_ref":
+        by_group = [_as_group_row(d, sizes.get(d.key)) for d in records]
+        known_names = [row.label for row in by_group]
+        for name, row in _select(by_group, rule):
+            checks.append(_absent(name, known_names) if row is None else _group_check(row, rule))
     else:
         for record in records:
             # metrics.json flags a gap or ratio that rests on fewer than two 'ok' groups
-            flag = str(record.get("flag") or "ok")
-            check = _group_check({**record, "flag": flag, "n": None, "n_pos": None}, rule, attribute)
-            checks.append(check.relabel(_disparity_label(record, str(rule.disparity), attribute)))
+            check = _group_check(_as_group_row(record, None), rule)
+            checks.append(check.relabel(_disparity_label(record)))
         # A gap leaves unranked small groups out, so it cannot vouch for them.
-        for group, row in flags.items():
-            if str(row.get("flag") or "ok") != "ok" and rule.small_groups == "insufficient":
+        for row in sizes.values():
+            if row.flag != "ok" and rule.small_groups == "insufficient":
                 checks.append(GroupCheck(
-                    group=_short(group, attribute), estimate=_number(row.get("estimate")),
-                    ci_low=_number(row.get("ci_low")), ci_high=_number(row.get("ci_high")),
-                    n=_count(row.get("n")), n_pos=_count(row.get("n_pos")), flag=str(row["flag"]),
-                    value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
-                    reason=f"flagged {row['flag']!r} (n={_count(row.get('n'))}): not covered by the "
-                           f"{rule.disparity}",
+                    group=row.label, estimate=row.estimate, ci_low=row.ci_low, ci_high=row.ci_high, n=row.n,
+                    n_pos=row.n_pos, flag=row.flag, value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
+                    reason=f"flagged {row.flag!r} (n={row.n}): not covered by the {kind}",
                 ))
     return _finish(rule, checks)
 
 
-def _disparity_label(record: Mapping[str, Any], kind: str, attribute: str) -> str:
+def _as_group_row(record: DisparityRow, sized: GroupRow | None) -> GroupRow:
+    """A disparity as a value to check, with its group's size and (when its own is ok) its group's flag."""
+    flag = record.flag if record.flag != "ok" or sized is None else sized.flag
+    return GroupRow(key=record.key if record.key is not None else GroupKey(), attribute=record.attribute,
+                    metric=record.metric, estimate=record.estimate, ci_low=record.ci_low, ci_high=record.ci_high,
+                    n=None if sized is None else sized.n, n_pos=None if sized is None else sized.n_pos, flag=flag,
+                    basis=record.basis, bound_low=record.bound_low, bound_high=record.bound_high)
+
+
+def _disparity_label(record: DisparityRow) -> str:
     """``gap (V-VI vs I-II)``: for gaps and ratios metrics.json names the worst group and the best."""
-    group, reference = record.get("group"), record.get("reference")
-    if group in (None, "", attribute):
-        return kind
-    if reference:
-        return f"{kind} ({_short(str(group), attribute)} vs {_short(str(reference), attribute)})"
-    return f"{kind} ({_short(str(group), attribute)})"
+    if record.key is None:
+        return record.kind
+    if record.reference is not None:
+        return f"{record.kind} ({record.key.label} vs {record.reference.label})"
+    return f"{record.kind} ({record.key.label})"
 
 
-def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) -> RuleResult:
-    records = [
-        r for r in groups
-        if _attribute_of(r) == attribute and (rule.metric is None or r["metric"] == rule.metric)
-    ]
-    if not records:
-        known = sorted({_attribute_of(r) for r in groups})
+def _sample_size_rule(rule: Rule, result: EvaluationResult, attribute: str) -> RuleResult:
+    rows = result.by_group(rule.metric, attribute)
+    if not rows:
+        known = sorted({row.attribute for row in result.by_group()})
         return _error(rule, f"attribute {attribute!r} not in metrics.json (attributes: {', '.join(known)})")
     # n is per group; n_pos can differ by metric, so take the largest recorded count.
     sizes: dict[str, tuple[int | None, int | None]] = {}
-    for record in records:
-        name = _short(str(record["group"]), attribute)
-        n, n_pos = _count(record.get("n")), _count(record.get("n_pos"))
-        old_n, old_pos = sizes.get(name, (None, None))
-        sizes[name] = (_larger(n, old_n), _larger(n_pos, old_pos))
-    names = rule.group_names or [
-        g for g in sizes if not any(_matches(f"{attribute}={g}", x, attribute) for x in rule.exclude_groups)
-    ]
+    for row in rows:
+        old_n, old_pos = sizes.get(row.label, (None, None))
+        sizes[row.label] = (_larger(row.n, old_n), _larger(row.n_pos, old_pos))
+    excluded = {row.label for row in rows if _excluded(row.key, rule)}
+    names = rule.group_names or [g for g in sizes if g not in excluded]
     checks = []
     for name in names:
-        key = next((g for g in sizes if g == name or g == _short(name, attribute)), None)
+        key = next((g for g in sizes if g == name or g == _short_name(name, attribute)), None)
         n, n_pos = sizes[key] if key is not None else (0, 0)
         short = []
         if rule.min_n is not None and (n or 0) < rule.min_n:
@@ -355,7 +292,7 @@ def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) 
         if key is None:
             reason += " (group absent)"
         checks.append(GroupCheck(
-            group=_short(name, attribute), estimate=None, ci_low=None, ci_high=None, n=n, n_pos=n_pos,
+            group=_short_name(name, attribute), estimate=None, ci_low=None, ci_high=None, n=n, n_pos=n_pos,
             flag="absent" if key is None else "ok", value=float(n or 0), verdict=verdict, reason=reason,
         ))
     return _finish(rule, checks)
@@ -365,64 +302,64 @@ def _sample_size_rule(rule: Rule, groups: list[dict[str, Any]], attribute: str) 
 TRUE_GROUP_SUFFIXES = ((":true", None), (":bounds", "bounded"))
 
 
-def _true_group_attribute(rule: Rule, groups: list[dict[str, Any]]) -> str | None:
+def _true_group_attribute(rule: Rule, result: EvaluationResult) -> str | None:
     """The attribute with corrected (else bounded) rows for the rule's attribute, if metrics.json has one."""
-    present = {_attribute_of(r) for r in groups}
+    present = {row.attribute for row in result.by_group()}
     for suffix, _ in TRUE_GROUP_SUFFIXES:
         if rule.attribute + suffix in present:
             return rule.attribute + suffix
     return None
 
 
-def _groups_without_truth(rule: Rule, groups: list[dict[str, Any]], true_attribute: str) -> list[GroupCheck]:
+def _groups_without_truth(rule: Rule, result: EvaluationResult, true_attribute: str) -> list[GroupCheck]:
     """Estimated groups the rule covers that have no true-group row (no labelled case of them): unjudged."""
     def names(attribute: str) -> set[str]:
-        return {_short(str(r["group"]), attribute) for r in groups
-                if _attribute_of(r) == attribute and (rule.metric is None or r["metric"] == rule.metric)
-                and str(r.get("flag") or "ok") not in ("missing_value", "empty") and not _excluded(r, rule, attribute)}
+        return {row.label for row in result.by_group(rule.metric, attribute)
+                if row.flag not in ("missing_value", "empty") and not _excluded(row.key, rule)}
 
     wanted = names(rule.attribute)
     if rule.group_names is not None:
-        wanted &= {_short(name, rule.attribute) for name in rule.group_names}
+        wanted &= {_short_name(name, rule.attribute) for name in rule.group_names}
     return [GroupCheck(group=name, estimate=None, ci_low=None, ci_high=None, n=None, n_pos=None, flag="absent",
                        value=None, verdict=Verdict.INSUFFICIENT_EVIDENCE,
                        reason="no labelled case of this group: its metrics by true group cannot be estimated")
             for name in sorted(wanted - names(true_attribute))]
 
 
-def _decide_on(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]],
-               attribute: str) -> RuleResult:
+def _decide_on(rule: Rule, result: EvaluationResult, attribute: str) -> RuleResult:
     if rule.check == "sample_size":
-        return _sample_size_rule(rule, groups, attribute)
+        return _sample_size_rule(rule, result, attribute)
     if rule.check == "disparity":
-        return _disparity_rule(rule, groups, disparities, attribute)
-    return _metric_rule(rule, groups, attribute)
+        return _disparity_rule(rule, result, attribute)
+    return _metric_rule(rule, result, attribute)
 
 
-def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dict[str, Any]]) -> RuleResult:
+def _basis(result: EvaluationResult, attribute: str) -> str | None:
+    return next((row.basis for row in result.by_group(attribute=attribute) if row.basis), None)
+
+
+def _rule_result(rule: Rule, result: EvaluationResult) -> RuleResult:
     """One rule's verdict; on true-group rows when the rule's attribute was estimated and corrected or bounded.
 
     A sample-size rule then counts the true groups' (estimated) sizes, and a
     true group without a labelled case is absent: too few to judge.
     """
-    naive = _decide_on(rule, groups, disparities, rule.attribute)
-    basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == rule.attribute and r.get("basis")),
-                 None)
-    true_attribute = _true_group_attribute(rule, groups) if rule.strata == "auto" else None
+    naive = _decide_on(rule, result, rule.attribute)
+    true_attribute = _true_group_attribute(rule, result) if rule.strata == "auto" else None
     if true_attribute is None:
-        return dataclasses.replace(naive, basis=basis)
-    true_basis = next((str(r.get("basis")) for r in groups if _attribute_of(r) == true_attribute), None)
+        return dataclasses.replace(naive, basis=_basis(result, rule.attribute))
+    true_basis = _basis(result, true_attribute)
     label = "bounded true groups" if true_basis == "bounded" else "true groups (corrected)"
-    if naive.verdict is not Verdict.ERROR and rule.metric is not None and not any(
-            _attribute_of(r) == true_attribute and r["metric"] == rule.metric for r in groups):
+    if naive.verdict is not Verdict.ERROR and rule.metric is not None and not result.by_group(rule.metric,
+                                                                                               true_attribute):
         # The strata are known to be estimated, and this metric has no figure by true group (e.g. AUROC or
         # ECE cannot be bounded): the face-value figure cannot vouch for the true groups.
         return dataclasses.replace(
             naive, verdict=Verdict.INSUFFICIENT_EVIDENCE, basis=true_basis, naive_verdict=naive.verdict,
             message=f"[{label}] {rule.metric} has no figure by true group, and the estimated groups can hide a "
                     f"disparity; by estimated groups at face value: {naive.verdict.value}")
-    decided = _decide_on(rule, groups, disparities, true_attribute)
-    unseen = _groups_without_truth(rule, groups, true_attribute)
+    decided = _decide_on(rule, result, true_attribute)
+    unseen = _groups_without_truth(rule, result, true_attribute)
     if unseen and decided.verdict is not Verdict.ERROR:
         decided = _finish(rule, [*decided.checks, *unseen])
     message = (f"[{label}] {decided.message}; by estimated groups at face value: {naive.verdict.value}")
@@ -430,7 +367,7 @@ def _rule_result(rule: Rule, groups: list[dict[str, Any]], disparities: list[dic
 
 
 def evaluate_gate(
-    metrics: Mapping[str, Any] | Any,
+    metrics: EvaluationResult | Mapping[str, Any],
     policy: Policy,
     *,
     metrics_sha256: str | None = None,
@@ -442,8 +379,8 @@ def evaluate_gate(
     Parameters
     ----------
     metrics
-        The ``metrics.json`` content (the contract's dict) or an
-        ``EvaluationResult`` (its ``to_dict()`` is used).
+        An ``EvaluationResult`` (see :func:`fairderm.metrics.read_metrics`),
+        or the ``metrics.json`` content (the contract's dict).
     policy
         A validated :class:`Policy` (see :func:`load_policy`).
     metrics_sha256, metrics_source, policy_source
@@ -466,17 +403,14 @@ def evaluate_gate(
     """
     from fairderm._io import sha256_json
 
-    source = metrics_source or "metrics"
-    if hasattr(metrics, "to_dict") and not isinstance(metrics, Mapping):
-        metrics = metrics.to_dict()
-    groups, disparities = _metrics_tables(metrics, source)
-    results = [_rule_result(rule, groups, disparities) for rule in policy.rules]
-    config = metrics.get("config") if isinstance(metrics.get("config"), Mapping) else {}
+    result = _as_result(metrics, metrics_source or "metrics")
+    results = [_rule_result(rule, result) for rule in policy.rules]
+    config = result.config
     return GateResult(
         policy=policy,
         verdict=combine(r.verdict for r in results),
         rules=results,
-        metrics_sha256=metrics_sha256 or sha256_json(metrics),
+        metrics_sha256=metrics_sha256 or sha256_json(metrics if isinstance(metrics, Mapping) else result.to_dict()),
         metrics_source=metrics_source,
         policy_source=policy_source,
         metrics_config={k: config[k] for k in sorted(config) if k != "versions"},

@@ -6,8 +6,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from fairderm.gate._markdown import escape_markdown
-from fairderm.gate._verdict import Verdict
+from fairderm.gate._verdict import LEGEND, Verdict
+from fairderm.markdown import escape_markdown
 
 if TYPE_CHECKING:
     from fairderm.gate._result import GateResult, GroupCheck, RuleResult
@@ -20,14 +20,6 @@ _VERDICT_MARK = {
 }
 # XML 1.0 cannot carry most control characters, even escaped.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-LEGEND = (
-    "PASS: the whole interval meets the threshold. "
-    "FAIL: the whole interval is on the wrong side of it. "
-    "INSUFFICIENT_EVIDENCE: the interval straddles it, or a required group is too small. "
-    "ERROR: the rule could not be evaluated (e.g. a metric is missing)."
-)
-
 
 def _xml_text(text: object) -> str:
     return _XML_INVALID.sub("\ufffd", str(text))

@@ -11,7 +11,6 @@ import pandas as pd
 from fairderm._io import to_json_text
 from fairderm._version import __version__
 from fairderm.gate._policy import Policy, Rule
-from fairderm.gate._report import junit_xml, markdown_summary
 from fairderm.gate._verdict import COMBINATION_RULE, Verdict
 
 GATE_FORMAT = "fairderm.gate/1"
@@ -193,11 +192,3 @@ class GateResult:
             lines.append(f"  {result.verdict.value:<21} {result.rule.id:<{width}}  {result.message}")
         lines.append(f"verdict: {self.verdict.value} (exit {self.exit_code})")
         return "\n".join(lines)
-
-    def to_junit_xml(self) -> str:
-        """JUnit XML: one test case per rule (see :func:`fairderm.gate.junit_xml`)."""
-        return junit_xml(self)
-
-    def to_markdown(self) -> str:
-        """Markdown summary for ``$GITHUB_STEP_SUMMARY`` (see :func:`fairderm.gate.markdown_summary`)."""
-        return markdown_summary(self)

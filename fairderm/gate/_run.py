@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from fairderm._io import atomic_write_text, sha256_file
-from fairderm.errors import InputError
 from fairderm.gate._evaluate import evaluate_gate
 from fairderm.gate._policy import Policy, load_policy
+from fairderm.gate._report import junit_xml, markdown_summary
 from fairderm.gate._result import GateResult
-
-METRICS_FILE = "metrics.json"
-GATE_FILE = "gate.json"
-
-
-def read_json_file(path: str | Path, *, what: str) -> Any:
-    """Parse a JSON file, raising :class:`InputError` naming it when missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found", source=str(path))
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what} is not valid JSON: {exc}", source=str(path)) from None
-    except RecursionError:
-        raise InputError(f"{what} is nested too deeply to read", source=str(path)) from None
+from fairderm.runs import METRICS_FILE, RunFolder
 
 
 def gate_run(run_dir: str | Path, policy: Policy | str | Path) -> GateResult:
@@ -46,17 +29,13 @@ def gate_run(run_dir: str | Path, policy: Policy | str | Path) -> GateResult:
         When the folder or its ``metrics.json`` is missing or malformed, or
         the policy is invalid.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError("run folder not found", source=str(run_dir))
+    folder = RunFolder.open(run_dir)
     policy_source = None
     if not isinstance(policy, Policy):
         policy_source = str(policy)
         policy = load_policy(policy)
-    metrics_path = run_dir / METRICS_FILE
-    metrics = read_json_file(metrics_path, what=METRICS_FILE)
     return evaluate_gate(
-        metrics, policy, metrics_sha256=sha256_file(metrics_path),
+        folder.metrics(), policy, metrics_sha256=sha256_file(folder.file(METRICS_FILE)),
         metrics_source=METRICS_FILE, policy_source=policy_source,
     )
 
@@ -76,9 +55,9 @@ def write_gate_reports(
     if gate_json is not None:
         atomic_write_text(gate_json, result.to_json())
     if junit is not None:
-        atomic_write_text(junit, result.to_junit_xml())
+        atomic_write_text(junit, junit_xml(result))
     if summary is not None:
         summary = Path(summary)
         before = summary.read_text(encoding="utf-8") if summary.is_file() else ""
         separator = "\n" if before and not before.endswith("\n") else ""
-        atomic_write_text(summary, before + separator + result.to_markdown())
+        atomic_write_text(summary, before + separator + markdown_summary(result))

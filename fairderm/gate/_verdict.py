@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
+from fairderm.errors import EXIT_ERROR
+
 
 class Verdict(str, Enum):  # noqa: UP042 - str(Verdict.PASS) stays "Verdict.PASS" as before
     """The outcome of a rule or of the whole gate.
@@ -33,7 +35,7 @@ _EXIT_CODES = {
     Verdict.PASS: 0,
     Verdict.FAIL: 1,
     Verdict.INSUFFICIENT_EVIDENCE: 2,
-    Verdict.ERROR: 3,
+    Verdict.ERROR: EXIT_ERROR,
 }
 _SEVERITY = {
     Verdict.PASS: 0,
@@ -43,6 +45,13 @@ _SEVERITY = {
 }
 
 COMBINATION_RULE = "most severe wins: ERROR > FAIL > INSUFFICIENT_EVIDENCE > PASS"
+#: What each verdict means, for the readers of a gate report or a model card.
+LEGEND = (
+    "PASS: the whole interval meets the threshold. "
+    "FAIL: the whole interval is on the wrong side of it. "
+    "INSUFFICIENT_EVIDENCE: the interval straddles it, or a required group is too small. "
+    "ERROR: the rule could not be evaluated (e.g. a metric is missing)."
+)
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:

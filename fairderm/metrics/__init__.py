@@ -65,17 +65,30 @@ from fairderm.metrics._catalogue import metric_name_problem
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._options import EvaluationOptions
 from fairderm.metrics._power import minimum_detectable_difference
-from fairderm.metrics._result import ComparisonResult, Disparities, EvaluationResult
+from fairderm.metrics._result import (
+    ComparisonResult,
+    Disparities,
+    DisparityRow,
+    EvaluationResult,
+    GroupKey,
+    GroupRow,
+    Summary,
+    read_metrics,
+)
 from fairderm.metrics._significance import adjust_pvalues
 from fairderm.metrics._strata import StrataErrorModel
 
 __all__ = [
     "ComparisonResult",
     "Disparities",
+    "DisparityRow",
     "EvaluationOptions",
     "EvaluationResult",
+    "GroupKey",
+    "GroupRow",
     "Interval",
     "StrataErrorModel",
+    "Summary",
     "adjust_pvalues",
     "case_mix_adjustment",
     "compare",
@@ -83,5 +96,6 @@ __all__ = [
     "metric_name_problem",
     "minimum_detectable_difference",
     "newcombe_interval",
+    "read_metrics",
     "wilson_interval",
 ]

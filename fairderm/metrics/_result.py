@@ -1,18 +1,23 @@
 """Result objects of :func:`evaluate` and :func:`compare`: tidy frames,
-a readable summary, and the JSON form (``metrics.json``) that round-trips."""
+typed rows keyed by :class:`GroupKey`, a summary rendered as text, Markdown
+or HTML, and the JSON form (``metrics.json``) that round-trips."""
 
 from __future__ import annotations
 
+import html
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from fairderm._io import to_json_text
 from fairderm.errors import InputError
+from fairderm.markdown import escape_markdown
 from fairderm.metrics._casemix import CASE_MIX_COLUMNS
 
 SCHEMA = "fairderm.metrics/1"
@@ -41,6 +46,169 @@ DIFFERENCE_COLUMNS = ["attribute", "group", "metric", "estimate_a", "estimate_b"
                       "ci_high", "flag"]
 DISPARITY_DIFFERENCE_COLUMNS = ["attribute", "metric", "kind", "group", "estimate_a", "estimate_b", "difference",
                                 "ci_low", "ci_high", "flag"]
+
+#: The group of every case, and the attribute of its rows.
+ALL = "all"
+_PART_SEPARATOR = " & "
+_ATTRIBUTE_SEPARATOR = "&"
+
+
+@dataclass(frozen=True)
+class GroupKey(Mapping[str, str]):
+    """A group as attribute -> value, in the attributes' order (``{}`` is every case, ``all``).
+
+    Its text is the group's name in ``metrics.json``: ``fitzpatrick_est=V-VI``
+    for one attribute, ``fitzpatrick_est=V-VI & sex=female`` for an
+    intersection, ``all`` for the empty key; :meth:`parse` reads it back.
+    Attribute names hold neither ``&`` nor ``=`` (the metrics engine refuses
+    them), so the name is unambiguous whenever no value holds ``" & "``.
+    """
+
+    parts: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, pairs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> GroupKey:
+        """A key from attribute -> value pairs (values as text)."""
+        items = pairs.items() if isinstance(pairs, Mapping) else pairs
+        return cls(tuple((str(attribute), str(value)) for attribute, value in items))
+
+    @classmethod
+    def parse(cls, name: str) -> GroupKey:
+        """The key of a group name as ``metrics.json`` writes it (``a=x & b=y``, or ``all``).
+
+        Raises
+        ------
+        InputError
+            When a part of the name is not ``attribute=value``.
+        """
+        text = str(name)
+        if text == ALL:
+            return cls()
+        parts = []
+        for part in text.split(_PART_SEPARATOR):
+            attribute, sep, value = part.partition("=")
+            if not sep or not attribute.strip():
+                raise InputError(f"group {text!r} is not 'attribute=value' (parts joined by ' & ') nor 'all'",
+                                 column="group")
+            parts.append((attribute.strip(), value))
+        return cls(tuple(parts))
+
+    @classmethod
+    def coerce(cls, group: GroupKey | Mapping[str, Any] | str) -> GroupKey:
+        """``group`` as a key: a key as is, a mapping by :meth:`of`, a name by :meth:`parse`."""
+        if isinstance(group, GroupKey):
+            return group
+        if isinstance(group, Mapping):
+            return cls.of(group)
+        return cls.parse(group)
+
+    @property
+    def attribute(self) -> str:
+        """The attribute the group belongs to: ``a&b`` for an intersection, ``all`` for every case."""
+        return _ATTRIBUTE_SEPARATOR.join(a for a, _ in self.parts) if self.parts else ALL
+
+    @property
+    def label(self) -> str:
+        """Short display name: the value for one attribute, the full name otherwise."""
+        return self.parts[0][1] if len(self.parts) == 1 else str(self)
+
+    def __getitem__(self, attribute: str) -> str:
+        for name, value in self.parts:
+            if name == attribute:
+                return value
+        raise KeyError(attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __str__(self) -> str:
+        return _PART_SEPARATOR.join(f"{a}={v}" for a, v in self.parts) if self.parts else ALL
+
+    def __repr__(self) -> str:
+        return f"GroupKey({str(self)!r})"
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _optional_int(value: Any) -> int | None:
+    number = _optional_float(value)
+    return None if number is None else int(round(number))
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One metric in one group: the estimate, its interval and what it rests on.
+
+    ``basis`` says how the group is known (``labelled``, ``estimated``,
+    ``corrected``, ``bounded``); a bounded row has no estimate and its range
+    in ``ci_low``/``ci_high`` (and ``bound_low``/``bound_high``). Undefined
+    numbers (null in ``metrics.json``) are None.
+    """
+
+    key: GroupKey
+    attribute: str
+    metric: str
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+    n_pos: int | None
+    flag: str
+    basis: str | None = None
+    bound_low: float | None = None
+    bound_high: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The group's short name (see :attr:`GroupKey.label`)."""
+        return self.key.label
+
+
+@dataclass(frozen=True)
+class DisparityRow:
+    """One disparity (gap, ratio, difference from the reference, ...) of one metric over one attribute.
+
+    ``key`` is the worst group of a gap or ratio, or the group a
+    ``diff_vs_ref`` compares, and ``reference`` the best group or the
+    reference (either None when ``metrics.json`` names none, or names the
+    attribute as a whole).
+    """
+
+    attribute: str
+    metric: str
+    kind: str
+    key: GroupKey | None
+    reference: GroupKey | None
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    flag: str
+    basis: str | None = None
+    bound_low: float | None = None
+    bound_high: float | None = None
+
+
+def _key_of(value: Any, attribute: str) -> GroupKey | None:
+    """A group column's key; None for a row that names no group or its attribute (the attribute as a whole)."""
+    text = _optional_text(value)
+    if text == ALL:
+        return GroupKey()
+    if text is None or text in ("", attribute):
+        return None
+    return GroupKey.parse(text)
+
 
 _INTEGER_COLUMNS = {"n", "n_pos", "dof", "n_groups", "n_perm", "bin", "n_comparator"}
 
@@ -82,6 +250,24 @@ def records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+#: The columns a record must hold (null allowed) for the tables to be read at all.
+_REQUIRED = {
+    "groups": ("group", "metric", "estimate", "ci_low", "ci_high", "n", "n_pos", "flag"),
+    "disparities": ("metric", "kind", "group", "estimate", "ci_low", "ci_high"),
+}
+
+
+def _check_required(rows: Any, required: tuple[str, ...], what: str) -> None:
+    if not isinstance(rows, list):
+        return  # absent, or not a list: frame_from_records says which
+    for index, record in enumerate(rows):
+        if not isinstance(record, Mapping):
+            raise InputError(f"{what}[{index}] is not a record", column=what)
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise InputError(f"{what}[{index}] lacks {', '.join(missing)}", column=what)
+
+
 def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame:
     if rows is None:
         rows = []
@@ -92,12 +278,21 @@ def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame
         if column in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "bound_low",
                       "bound_high"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    if "attribute" in frame.columns and "group" in frame.columns:
+        # records written before the attribute column: the group's name says it
+        frame["attribute"] = [a if isinstance(a, str) and a else _attribute_from_name(g)
+                              for a, g in zip(frame["attribute"], frame["group"])]
     if "n_pos" in frame.columns:
         frame["n_pos"] = pd.array(
             [None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v) for v in frame["n_pos"]],
             dtype="Int64",
         )
     return frame
+
+
+def _attribute_from_name(group: Any) -> str:
+    text = _optional_text(group)
+    return GroupKey.parse(text).attribute if text and (text == ALL or "=" in text) else ALL
 
 
 def _interval_text(estimate: float, low: float, high: float) -> str:
@@ -168,12 +363,55 @@ class EvaluationResult:
         """Group x metric table; ``full=True`` adds the ``attribute`` column in front."""
         return self.groups[GROUP_RECORD if full else GROUP_COLUMNS].copy()
 
-    def estimate(self, metric: str, group: str = "all") -> float:
-        """The point estimate of one metric in one group (full group name or 'all')."""
-        rows = self.groups[(self.groups["metric"] == metric) & (self.groups["group"] == group)]
-        if rows.empty:
-            raise KeyError(f"no {metric!r} for group {group!r}")
-        return float(rows["estimate"].iloc[0])
+    def estimate(self, metric: str, group: GroupKey | Mapping[str, Any] | str = ALL) -> float:
+        """The point estimate of one metric in one group (NaN when undefined)."""
+        estimate = self.interval(metric, group).estimate
+        return math.nan if estimate is None else estimate
+
+    @property
+    def attributes(self) -> list[str]:
+        """The attributes the groups belong to, in table order (``all`` left out)."""
+        return [a for a in dict.fromkeys(self.groups["attribute"].astype(str)) if a != ALL]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics of the group table, in table order."""
+        return list(dict.fromkeys(self.groups["metric"].astype(str)))
+
+    def by_group(self, metric: str | None = None, attribute: str | None = None) -> list[GroupRow]:
+        """The group rows of one metric and/or one attribute (every row when both are None), in table order."""
+        frame = self.groups
+        if metric is not None:
+            frame = frame[frame["metric"] == metric]
+        if attribute is not None:
+            frame = frame[frame["attribute"] == attribute]
+        return [_group_row(record) for record in frame.to_dict("records")]
+
+    def interval(self, metric: str, group: GroupKey | Mapping[str, Any] | str = ALL) -> GroupRow:
+        """One metric in one group: a key, a mapping ``{attribute: value}``, a full name or ``all``.
+
+        Raises
+        ------
+        KeyError
+            When the result has no such row.
+        """
+        key = GroupKey.coerce(group)
+        found = next((row for row in self.by_group(metric, key.attribute) if row.key == key), None)
+        if found is None:
+            raise KeyError(f"no {metric!r} for group {str(key)!r}")
+        return found
+
+    def gap(self, metric: str, attribute: str | None = None, kind: str = "gap") -> list[DisparityRow]:
+        """Disparities of one kind (``gap``, ``ratio``, ``diff_vs_ref``, ``eod``, ``dpd``) of a metric.
+
+        One row per attribute for a gap or ratio, one per group for
+        ``diff_vs_ref``; ``attribute`` keeps one attribute's rows.
+        """
+        frame = self.disparities.frame
+        frame = frame[(frame["metric"] == metric) & (frame["kind"] == kind)]
+        if attribute is not None:
+            frame = frame[frame["attribute"] == attribute]
+        return [_disparity_row(record) for record in frame.to_dict("records")]
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` form: JSON-safe, NaN/inf written as null."""
@@ -195,6 +433,8 @@ class EvaluationResult:
         """Rebuild a result from :meth:`to_dict` output (e.g. a loaded ``metrics.json``)."""
         if not isinstance(data, Mapping) or "groups" not in data:
             raise InputError("not a metrics result: no 'groups' table", column="groups")
+        for key, required in _REQUIRED.items():
+            _check_required(data.get(key), required, key)
         frames = {key: frame_from_records(data.get(key), columns, key) for key, columns in TABLES.items()}
         return cls(
             groups=frames["groups"],
@@ -206,45 +446,159 @@ class EvaluationResult:
             config=dict(data.get("config") or {}),
         )
 
-    def summary(self) -> str:
-        """A plain-text report a reviewer can read."""
+    def report(self) -> Summary:
+        """The reviewer's report as one object: ``as_text()``, ``as_markdown()``, ``as_html()``."""
         config = self.config
-        lines = [
+        heading = (
             f"fairderm metrics: {config.get('n_cases')} cases, task {config.get('task')}, "
             f"{config.get('ci')} {int(100 * config.get('confidence', 0.95))}% intervals, "
             f"B={config.get('n_boot')}, seed={config.get('seed')}, "
-            f"cluster={config.get('cluster') or 'none'}, min group size {config.get('min_group_size')}",
-            "",
-        ]
+            f"cluster={config.get('cluster') or 'none'}, min group size {config.get('min_group_size')}"
+        )
         table = self.groups.assign(
             value=[_interval_text(e, lo, hi) for e, lo, hi in
                    zip(self.groups["estimate"], self.groups["ci_low"], self.groups["ci_high"])]
         )
-        lines.append("Per group")
-        lines.append(table[["group", "metric", "value", "n", "n_pos", "flag"]].to_string(index=False))
+        sections = [("Per group", table[["group", "metric", "value", "n", "n_pos", "flag"]])]
         frame = self.disparities.frame
         if len(frame):
             shown = frame[frame["kind"] != "diff_vs_ref"]
             shown = shown.assign(value=[_interval_text(e, lo, hi) for e, lo, hi in
                                         zip(shown["estimate"], shown["ci_low"], shown["ci_high"])])
-            lines += ["", "Disparities (group = worst, reference = best)",
-                      shown[["attribute", "metric", "kind", "value", "group", "reference", "flag"]]
-                      .to_string(index=False)]
+            sections.append(("Disparities (group = worst, reference = best)",
+                             shown[["attribute", "metric", "kind", "value", "group", "reference", "flag"]]))
         if len(self.tests):
-            lines += ["", f"Tests across groups (p adjusted: {config.get('p_adjust')})",
-                      self.tests[["attribute", "metric", "test", "p_value", "p_adjusted"]].to_string(index=False)]
+            sections.append((f"Tests across groups (p adjusted: {config.get('p_adjust')})",
+                             self.tests[["attribute", "metric", "test", "p_value", "p_adjusted"]]))
         if len(self.case_mix):
-            lines += ["", "Case-mix adjusted odds ratios of a correct prediction",
-                      self.case_mix[["attribute", "group", "reference", "raw_or", "adjusted_or", "ci_low",
-                                     "ci_high", "flag"]].to_string(index=False)]
+            sections.append(("Case-mix adjusted odds ratios of a correct prediction",
+                             self.case_mix[["attribute", "group", "reference", "raw_or", "adjusted_or", "ci_low",
+                                            "ci_high", "flag"]]))
         if len(self.power):
-            lines += ["", "Minimum detectable decrease (80% power, alpha 0.05)",
-                      self.power[["attribute", "group", "metric", "n", "mdd", "flag"]].to_string(index=False)]
-        return "\n".join(lines)
+            sections.append(("Minimum detectable decrease (80% power, alpha 0.05)",
+                             self.power[["attribute", "group", "metric", "n", "mdd", "flag"]]))
+        return Summary(heading, sections)
+
+    def summary(self) -> str:
+        """A plain-text report a reviewer can read (``report().as_text()``)."""
+        return self.report().as_text()
+
+    def render(self, fmt: Literal["text", "markdown", "html"] = "text") -> str:
+        """The report as plain text, Markdown or an HTML fragment."""
+        return self.report().render(fmt)
 
     def __repr__(self) -> str:
         return (f"EvaluationResult({len(self.groups)} group rows, {len(self.disparities)} disparities, "
                 f"{len(self.tests)} tests; B={self.config.get('n_boot')}, ci={self.config.get('ci')})")
+
+
+def _group_row(record: Mapping[str, Any]) -> GroupRow:
+    attribute = str(record["attribute"])
+    key = _key_of(record["group"], attribute)
+    if key is None:
+        raise InputError(f"a {attribute!r} row of {record['metric']!r} names no group", column="group")
+    return GroupRow(
+        key=key, attribute=attribute, metric=str(record["metric"]),
+        estimate=_optional_float(record["estimate"]), ci_low=_optional_float(record["ci_low"]),
+        ci_high=_optional_float(record["ci_high"]), n=_optional_int(record["n"]),
+        n_pos=_optional_int(record["n_pos"]), flag=_optional_text(record["flag"]) or "ok",
+        basis=_optional_text(record.get("basis")), bound_low=_optional_float(record.get("bound_low")),
+        bound_high=_optional_float(record.get("bound_high")),
+    )
+
+
+def _disparity_row(record: Mapping[str, Any]) -> DisparityRow:
+    attribute = str(record["attribute"])
+    reference = _optional_text(record.get("reference"))
+    return DisparityRow(
+        attribute=attribute, metric=str(record["metric"]), kind=str(record["kind"]),
+        key=_key_of(record["group"], attribute),
+        reference=None if reference is None else _key_of(reference, attribute),
+        estimate=_optional_float(record["estimate"]), ci_low=_optional_float(record["ci_low"]),
+        ci_high=_optional_float(record["ci_high"]), flag=_optional_text(record.get("flag")) or "ok",
+        basis=_optional_text(record.get("basis")), bound_low=_optional_float(record.get("bound_low")),
+        bound_high=_optional_float(record.get("bound_high")),
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A report of titled tables, rendered as plain text, Markdown or HTML (as statsmodels' ``Summary``).
+
+    Every cell is user-provided or computed text: Markdown escapes it (see
+    :func:`fairderm.markdown.escape_markdown`) and HTML turns it into entities.
+    """
+
+    heading: str
+    sections: list[tuple[str, pd.DataFrame]]
+
+    def as_text(self) -> str:
+        lines = [self.heading, ""]
+        for number, (title, frame) in enumerate(self.sections):
+            lines += ([""] if number else []) + [title, frame.to_string(index=False)]
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        lines = [f"**{escape_markdown(self.heading)}**"]
+        for title, frame in self.sections:
+            lines += ["", f"### {escape_markdown(title)}", "",
+                      "| " + " | ".join(escape_markdown(c) for c in frame.columns) + " |",
+                      "|" + "---|" * len(frame.columns)]
+            lines += ["| " + " | ".join(escape_markdown(_cell(v)) for v in row) + " |"
+                      for row in frame.itertuples(index=False, name=None)]
+        return "\n".join(lines) + "\n"
+
+    def as_html(self) -> str:
+        parts = [f"<p><strong>{html.escape(self.heading)}</strong></p>"]
+        for title, frame in self.sections:
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+                           for row in frame.itertuples(index=False, name=None))
+            parts.append(f"<h3>{html.escape(title)}</h3>\n<table>\n<thead><tr>{head}</tr></thead>\n"
+                         f"<tbody>{body}</tbody>\n</table>")
+        return "\n".join(parts) + "\n"
+
+    def render(self, fmt: Literal["text", "markdown", "html"] = "text") -> str:
+        """One of :meth:`as_text`, :meth:`as_markdown`, :meth:`as_html` by name."""
+        renderers = {"text": self.as_text, "markdown": self.as_markdown, "html": self.as_html}
+        if fmt not in renderers:
+            raise ValueError(f"fmt must be one of {', '.join(renderers)}, got {fmt!r}")
+        return renderers[fmt]()
+
+
+def _cell(value: Any) -> str:
+    """A table cell as text: an undefined number is empty, a float has 4 significant digits."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def read_metrics(path: str | Path) -> EvaluationResult:
+    """Read a ``metrics.json`` file into an :class:`EvaluationResult`.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: missing, not JSON, or not the metrics
+        contract (no ``groups`` table, a table that is not a list of records).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path.name} not found", source=str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not valid JSON: {str(exc).splitlines()[0]}", source=str(path)) from None
+    except RecursionError:
+        raise InputError("nested too deeply to read", source=str(path)) from None
+    try:
+        return EvaluationResult.from_dict(data)
+    except InputError as exc:
+        raise InputError(exc.reason, source=str(path), column=exc.column) from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"not the metrics contract: {str(exc).splitlines()[0]}", source=str(path)) from None
 
 
 def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairderm.metrics import EvaluationResult, compare, evaluate
+from fairderm.metrics import DisparityRow, EvaluationResult, GroupRow, compare, evaluate
 from fairderm.moe._data import RouterDataset
 
 REFERENCE = "erm"
@@ -35,10 +35,8 @@ def _triple(estimate: Any, low: Any, high: Any) -> dict[str, float | None]:
     return {"estimate": clean(estimate), "ci_low": clean(low), "ci_high": clean(high)}
 
 
-def _row_triple(row: pd.Series | None) -> dict[str, float | None]:
-    if row is None:
-        return _triple(None, None, None)
-    return _triple(row["estimate"], row["ci_low"], row["ci_high"])
+def _interval(row: GroupRow | DisparityRow) -> dict[str, float | None]:
+    return _triple(row.estimate, row.ci_low, row.ci_high)
 
 
 def _one(frame: pd.DataFrame) -> pd.Series | None:
@@ -49,23 +47,21 @@ def method_summary(
     result: EvaluationResult, attribute: str, gap_difference: dict[str, float | None]
 ) -> dict[str, Any]:
     """The evaluation.json record of one method from its metrics result."""
-    groups_frame = result.to_frame()
-    groups_frame = groups_frame[groups_frame["metric"] == "accuracy"]
-    overall = _one(groups_frame[groups_frame["group"] == "all"])
-    prefix = f"{attribute}="
-    groups: dict[str, Any] = {}
-    for _, row in groups_frame[groups_frame["group"].str.startswith(prefix)].iterrows():
-        name = row["group"][len(prefix):]
-        groups[name] = {**_row_triple(row), "n": int(row["n"]), "flag": str(row["flag"])}
-    disparities = result.disparities.to_frame()
-    gap = _one(disparities[(disparities["metric"] == "accuracy") & (disparities["kind"] == "gap")])
+    try:
+        overall = _interval(result.interval("accuracy"))
+    except KeyError:
+        overall = _triple(None, None, None)
+    groups: dict[str, Any] = {
+        row.label: {**_interval(row), "n": row.n, "flag": row.flag} for row in result.by_group("accuracy", attribute)
+    }
+    gaps = result.gap("accuracy")
     ranked = {k: v for k, v in groups.items() if v["flag"] == "ok" and v["estimate"] is not None}
     worst = min(ranked, key=lambda k: ranked[k]["estimate"]) if ranked else None
     best = max(ranked, key=lambda k: ranked[k]["estimate"]) if ranked else None
     return {
-        "accuracy": _row_triple(overall),
+        "accuracy": overall,
         "groups": groups,
-        "gap": _row_triple(gap),
+        "gap": _interval(gaps[0]) if gaps else _triple(None, None, None),
         "gap_diff_vs_erm": gap_difference,
         "worst_group": None if worst is None else {"group": worst, **{k: ranked[worst][k] for k in TRIPLE}},
         "best_group": best,

@@ -12,7 +12,7 @@ estimate_tone, measure_image
     Tone of every image of a cohort (a DataFrame), or of one file.
 healthy_skin_mask
     The pixels of a photograph (an array) that are measured as healthy skin.
-write_tone, read_tone
+write_tone, read_tone, read_tone_table, ToneTable, ToneProvenance
     Tone tables as Parquet with provenance.
 validate_tone, ToneValidation
     Agreement with tone labels, with bootstrap intervals.
@@ -55,6 +55,7 @@ from fairderm.tone._labels import (
 )
 from fairderm.tone._learn import LearnedToneReport, ToneModel, fit_tone_model, learned_tone_frame, load_tone_model
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
+from fairderm.tone._provenance import DEFAULT_ITA_CUT_POINTS, ToneProvenance, ToneTable
 from fairderm.tone._scales import (
     CHARDON_CATEGORIES,
     DEFAULT_FITZPATRICK_SCHEME,
@@ -65,7 +66,7 @@ from fairderm.tone._scales import (
     ita_to_fitzpatrick,
     lab_to_monk,
 )
-from fairderm.tone._store import read_tone, write_tone
+from fairderm.tone._store import read_tone, read_tone_table, write_tone
 from fairderm.tone._uncertainty import (
     REPEATABILITY_IS_NOT_ACCURACY,
     group_cut_points,
@@ -79,6 +80,7 @@ __all__ = [
     "CANNOT_TELL",
     "CHARDON_CATEGORIES",
     "DEFAULT_FITZPATRICK_SCHEME",
+    "DEFAULT_ITA_CUT_POINTS",
     "ESTIMATOR_VERSION",
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
@@ -91,6 +93,8 @@ __all__ = [
     "ToneLabels",
     "ToneModel",
     "ToneParameters",
+    "ToneProvenance",
+    "ToneTable",
     "ToneValidation",
     "draw_label_sample",
     "estimate_tone",
@@ -114,6 +118,7 @@ __all__ = [
     "published_categories",
     "read_tone",
     "read_tone_labels",
+    "read_tone_table",
     "record_answer",
     "srgb8_to_lab",
     "tone_cut_points",

@@ -8,7 +8,6 @@ hash, the cohort's name and manifest SHA-256, and package versions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -16,8 +15,7 @@ from fairderm._io import atomic_write_parquet, environment_info, read_parquet_me
 from fairderm.cohort import Cohort
 from fairderm.errors import InputError
 from fairderm.tone._estimate import STATUSES, TONE_COLUMNS
-
-TONE_FORMAT = "fairderm-tone/1"
+from fairderm.tone._provenance import ToneProvenance, ToneTable
 
 
 def write_tone(path: str | Path, frame: pd.DataFrame, cohort: Cohort) -> None:
@@ -31,23 +29,27 @@ def write_tone(path: str | Path, frame: pd.DataFrame, cohort: Cohort) -> None:
         The table from :func:`estimate_tone` (its ``attrs`` carry the settings).
     cohort
         The cohort it was estimated on; its manifest hash is recorded.
+
+    Raises
+    ------
+    InputError
+        When the table carries no estimation settings (see :meth:`ToneProvenance.of`).
     """
     _check_columns(frame, source="tone table")
     _check_ids(frame, cohort, source="tone table")
-    metadata: dict[str, Any] = {
-        "format": TONE_FORMAT,
-        "estimation": dict(frame.attrs.get("fairderm_tone", {})),
-        "cohort": {"name": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "n_images": len(cohort)},
-        "counts": {status: int((frame["status"] == status).sum()) for status in STATUSES},
-        "environment": environment_info(),
-    }
+    provenance = ToneProvenance(
+        estimation=ToneProvenance.of(frame).estimation,
+        cohort={"name": cohort.spec.name, "manifest_sha256": cohort.manifest_sha256(), "n_images": len(cohort)},
+        counts={status: int((frame["status"] == status).sum()) for status in STATUSES},
+        environment=environment_info(),
+    )
     clean = frame.copy()
     clean.attrs = {}
-    atomic_write_parquet(path, clean, metadata_json=metadata)
+    atomic_write_parquet(path, clean, metadata_json=provenance.to_metadata())
 
 
-def read_tone(path: str | Path, cohort: Cohort | None = None) -> pd.DataFrame:
-    """Read and check a tone table; with ``cohort``, check it belongs to that cohort.
+def read_tone_table(path: str | Path, cohort: Cohort | None = None) -> ToneTable:
+    """Read and check a tone table with its provenance; with ``cohort``, check it belongs to that cohort.
 
     Raises
     ------
@@ -60,8 +62,6 @@ def read_tone(path: str | Path, cohort: Cohort | None = None) -> pd.DataFrame:
     source = str(path)
     _check_columns(frame, source=source)
     metadata = read_parquet_metadata(path) if path.suffix.lower() in {".parquet", ".pq"} else {}
-    frame.attrs["fairderm_tone"] = metadata.get("estimation", {})
-    frame.attrs["fairderm_tone_file"] = metadata
     for column in ("fitzpatrick_est", "monk_est"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int8")
     for column in ("ita", "ita_low", "ita_high", "skin_fraction"):
@@ -74,7 +74,21 @@ def read_tone(path: str | Path, cohort: Cohort | None = None) -> pd.DataFrame:
                          source=source, row=row + 1, column="status")
     if cohort is not None:
         _check_ids(frame, cohort, source=source)
-    return frame
+    return ToneTable(frame=frame, provenance=ToneProvenance.from_metadata(metadata))
+
+
+def read_tone(path: str | Path, cohort: Cohort | None = None) -> pd.DataFrame:
+    """The rows of :func:`read_tone_table`, carrying their provenance in ``attrs`` for in-memory use.
+
+    ``attrs["fairderm_tone"]`` holds the estimation settings and
+    ``attrs["fairderm_tone_file"]`` the whole Parquet metadata. pandas drops
+    ``attrs`` on ``concat`` and ``merge``: code that joins the table should
+    read it with :func:`read_tone_table` and keep the provenance beside it.
+    """
+    table = read_tone_table(path, cohort)
+    table.provenance.attach(table.frame)
+    table.frame.attrs["fairderm_tone_file"] = table.provenance.to_metadata()
+    return table.frame
 
 
 def _check_columns(frame: pd.DataFrame, *, source: str) -> None:

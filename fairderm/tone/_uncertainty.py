@@ -43,15 +43,10 @@ import pandas as pd
 from scipy.stats import norm
 
 from fairderm.errors import InputError
-from fairderm.tone._scales import DEFAULT_FITZPATRICK_SCHEME, FITZPATRICK_CUTPOINTS, category_index
+from fairderm.tone._provenance import DEFAULT_ITA_CUT_POINTS, N_TYPES, ToneProvenance
+from fairderm.tone._scales import category_index
 
-N_TYPES = 6
 FITZPATRICK_TYPE_NAMES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI")
-
-# ITA (degrees) boundaries between Fitzpatrick types I|II, II|III, ..., V|VI
-# when a tone table does not say which it used: the tone estimator's default
-# scheme, so that the router's type probabilities agree with ``fitzpatrick_est``.
-DEFAULT_ITA_CUT_POINTS: tuple[float, ...] = tuple(FITZPATRICK_CUTPOINTS[DEFAULT_FITZPATRICK_SCHEME])
 
 _Z95 = float(norm.ppf(0.975))
 
@@ -130,21 +125,25 @@ def _estimates(tone: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return ita, np.clip(sigma, 0.0, None), usable, has_interval
 
 
-def tone_cut_points(tone: pd.DataFrame) -> tuple[float, ...]:
+def tone_cut_points(tone: pd.DataFrame | ToneProvenance) -> tuple[float, ...]:
     """The ITA cut points that produced a tone table's ``fitzpatrick_est``.
 
-    Read from the table's provenance (``attrs["fairderm_tone"]``, set by
-    :func:`fairderm.tone.read_tone`): a calibration on the Fitzpatrick scale
-    wins, then the named scheme; a table without provenance gets
-    :data:`DEFAULT_ITA_CUT_POINTS`.
+    From the table's provenance (:meth:`ToneProvenance.cut_points`): a
+    :class:`ToneProvenance`, or a table that carries it (from the estimator
+    or :func:`fairderm.tone.read_tone`).
+
+    Raises
+    ------
+    InputError
+        When a table carries no provenance (see :meth:`ToneProvenance.of`).
     """
-    settings = tone.attrs.get("fairderm_tone") or {}
-    calibration = settings.get("calibration") or {}
-    fitted = calibration.get("cutpoints") or []
-    if calibration.get("scale") == "fitzpatrick" and len(fitted) == N_TYPES - 1:
-        return tuple(float(c) for c in fitted)
-    scheme = settings.get("fitzpatrick_scheme")
-    return tuple(FITZPATRICK_CUTPOINTS.get(scheme, DEFAULT_ITA_CUT_POINTS)) if scheme else DEFAULT_ITA_CUT_POINTS
+    return _provenance(tone).cut_points()
+
+
+def _provenance(tone: pd.DataFrame | ToneProvenance, provenance: ToneProvenance | None = None) -> ToneProvenance:
+    if provenance is not None:
+        return provenance
+    return tone if isinstance(tone, ToneProvenance) else ToneProvenance.of(tone)
 
 
 def group_probabilities(type_probs: np.ndarray) -> np.ndarray:
@@ -155,44 +154,43 @@ def group_probabilities(type_probs: np.ndarray) -> np.ndarray:
 GROUP_NAMES: tuple[str, ...] = ("I-II", "III-IV", "V-VI")
 
 
-def group_cut_points(tone: pd.DataFrame) -> tuple[float, float]:
+def group_cut_points(tone: pd.DataFrame | ToneProvenance) -> tuple[float, float]:
     """The two ITA boundaries, I-II | III-IV and III-IV | V-VI, behind a tone table's ``fitzpatrick_group_est``.
 
-    A calibration on the group scale gives them directly; otherwise they
-    are the type boundaries II|III and IV|V of :func:`tone_cut_points`.
+    See :meth:`ToneProvenance.group_cut_points`; a table without provenance is refused as by
+    :func:`tone_cut_points`.
     """
-    calibration = (tone.attrs.get("fairderm_tone") or {}).get("calibration") or {}
-    fitted = calibration.get("cutpoints") or []
-    if calibration.get("scale") == "fitzpatrick_group" and len(fitted) == len(GROUP_NAMES) - 1:
-        return float(fitted[0]), float(fitted[1])
-    types = tone_cut_points(tone)
-    return float(types[1]), float(types[3])
+    return _provenance(tone).group_cut_points()
 
 
-def _measured_groups(tone: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _measured_groups(
+    tone: pd.DataFrame, provenance: ToneProvenance | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows measured with an interval (status ``ok``), their group probabilities and estimated groups, and
     the group cut points."""
     ita, sigma, usable, has_interval = _estimates(tone)
-    cuts = np.asarray(group_cut_points(tone))
+    cuts = np.asarray(_provenance(tone, provenance).group_cut_points())
     measured = usable & has_interval  # skin-tone-classifier's rows carry no interval: nothing to say
     probs = category_probabilities(ita[measured], sigma[measured], cuts)
     return measured, probs, category_index(ita[measured], cuts), cuts
 
 
-def own_group_probability(tone: pd.DataFrame) -> np.ndarray:
+def own_group_probability(tone: pd.DataFrame, provenance: ToneProvenance | None = None) -> np.ndarray:
     """Per row, the probability that the ITA, varied within its interval, stays in the estimated group.
 
     NaN unless measured with an interval.
 
     Skin-tone-classifier's rows carry no interval, so nothing is said of them.
+    ``provenance`` gives the cut points (default: the table's own, see
+    :func:`tone_cut_points`).
     """
-    measured, probs, estimated, _ = _measured_groups(tone)
+    measured, probs, estimated, _ = _measured_groups(tone, provenance)
     own = np.full(len(measured), np.nan)
     own[measured] = probs[np.arange(len(estimated)), estimated]
     return own
 
 
-def measurement_repeatability(tone: pd.DataFrame) -> dict[str, Any]:
+def measurement_repeatability(tone: pd.DataFrame, provenance: ToneProvenance | None = None) -> dict[str, Any]:
     """How repeatable the colour measurement's group is: the share of measured images whose ITA stays in its group.
 
     For each image with status ``ok`` and an interval, the probability that
@@ -211,6 +209,9 @@ def measurement_repeatability(tone: pd.DataFrame) -> dict[str, Any]:
     repeatability; only ``fairderm tone validate`` on labelled images
     measures agreement.
 
+    ``provenance`` gives the cut points (default: the table's own, see
+    :func:`tone_cut_points`; a table without provenance is refused).
+
     Returns
     -------
     dict
@@ -220,7 +221,7 @@ def measurement_repeatability(tone: pd.DataFrame) -> dict[str, Any]:
         group of the varied ITA -> expected number of images) and
         ``cut_points``.
     """
-    _, probs, estimated, cuts = _measured_groups(tone)
+    _, probs, estimated, cuts = _measured_groups(tone, provenance)
     own = probs[np.arange(len(estimated)), estimated]
     by_group: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, float]] = {}

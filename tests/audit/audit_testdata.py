@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from fairderm.cohort import CohortSpec, write_cohort
+from fairderm.metrics import EvaluationResult
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 POSITIVE = ["melanoma", "bcc"]
@@ -90,7 +91,7 @@ def _accuracy_records(y_true: np.ndarray, y_pred: np.ndarray, groups: dict[str, 
     return records
 
 
-def fake_compute_metrics(table: Any, spec: Any) -> dict[str, Any]:
+def fake_compute_metrics(table: Any, spec: Any) -> EvaluationResult:
     """Accuracy per group with a percentile bootstrap: deterministic given the seed."""
     scores = np.asarray(table.y_score)
     if scores.ndim == 2:
@@ -100,11 +101,11 @@ def fake_compute_metrics(table: Any, spec: Any) -> dict[str, Any]:
     records = _accuracy_records(np.asarray(table.y_true), pred, table.groups, spec.bootstrap.n_boot,
                                 spec.bootstrap.seed)
     accuracies = [r["estimate"] for r in records if r["attribute"] != "all"]
-    return {
+    return EvaluationResult.from_dict({
         "groups": records,
         "disparities": [{"attribute": a, "metric": "accuracy", "kind": "gap", "group": "all",
                          "estimate": max(accuracies) - min(accuracies), "ci_low": 0.0, "ci_high": 1.0}
                         for a in table.groups],
         "tests": [], "calibration": [], "case_mix": [], "power": [],
-        "config": {"n_boot": spec.bootstrap.n_boot, "seed": spec.bootstrap.seed, "method": "percentile"},
-    }
+        "config": {"n_boot": spec.bootstrap.n_boot, "seed": spec.bootstrap.seed, "ci": "percentile"},
+    })

@@ -50,7 +50,7 @@ def _run(loaded, cohort, predictions_file, labels=None, error_model=None) -> dic
                           labels=labels, error_model=error_model)
     table = evaluation_table(selected, cohort.spec, _tone(cohort), _predictions(predictions_file), spec,
                              cluster=None, trust=trust)
-    return compute_metrics(table, spec)
+    return compute_metrics(table, spec).to_dict()
 
 
 def _spec(write_spec, **tone):

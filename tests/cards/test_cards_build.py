@@ -160,15 +160,14 @@ def test_write_card_writes_three_files_and_ignores_an_earlier_card(full_run: Pat
 
 
 def test_unvalidated_strata_report_the_repeatability_as_not_accuracy(full_run: Path, tmp_path: Path) -> None:
-    import pandas as pd
-
-    from fairderm.tone import measurement_repeatability
+    from fairderm.tone import measurement_repeatability, read_tone_table
 
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     (run / "tone_validation.json").unlink()
     card = build_card(run)
-    expected = measurement_repeatability(pd.read_parquet(run / "tone.parquet"))["repeatability"]
+    tone = read_tone_table(run / "tone.parquet")
+    expected = measurement_repeatability(tone.frame, tone.provenance)["repeatability"]
     markdown = " ".join(card.to_markdown().split())
     assert "not validated against tone labels in this run" in markdown
     assert f"the ITA of {100 * expected:.0f}% of the measured images stays in its group" in markdown

@@ -14,7 +14,8 @@ Interval = tuple[float, float, float]
 def group_row(attribute: str, group: str, metric: str, interval: Interval | None, *,
               n: int = 200, n_pos: int = 60, flag: str = "ok") -> dict[str, Any]:
     estimate, low, high = interval if interval is not None else (None, None, None)
-    name = group if attribute == "all" else f"{attribute}={group}"
+    # an intersection's group is named in full, as the metrics engine writes it
+    name = group if attribute == "all" or "=" in group else f"{attribute}={group}"
     return {"attribute": attribute, "group": name, "metric": metric, "estimate": estimate,
             "ci_low": low, "ci_high": high, "n": n, "n_pos": n_pos, "flag": flag}
 
@@ -58,7 +59,7 @@ def make_metrics(
         "groups": rows,
         "disparities": disparities,
         "tests": [],
-        "calibration": {},
+        "calibration": [],
         "case_mix": [],
         "power": [],
         "config": {"n_boot": 2000, "ci": "bca", "seed": 0, "cluster": None, "min_group_size": 30,

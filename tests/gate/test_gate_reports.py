@@ -8,7 +8,8 @@ from pathlib import Path
 from gate_testdata import DEMO_POLICY, make_metrics
 from markdown_it import MarkdownIt
 
-from fairderm.gate import escape_markdown, evaluate_gate, policy_from_dict, write_gate_reports
+from fairderm.gate import evaluate_gate, junit_xml, markdown_summary, policy_from_dict, write_gate_reports
+from fairderm.markdown import escape_markdown
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -28,7 +29,7 @@ def _mixed_result():
 
 
 def test_junit_has_one_case_per_rule_with_failure_skip_and_error() -> None:
-    root = ET.fromstring(_mixed_result().to_junit_xml())
+    root = ET.fromstring(junit_xml(_mixed_result()))
     suite = root.find("testsuite")
     assert suite.attrib["tests"] == "4"
     assert (suite.attrib["failures"], suite.attrib["skipped"], suite.attrib["errors"]) == ("1", "1", "1")
@@ -46,14 +47,14 @@ def test_junit_carries_hostile_and_control_characters_as_valid_xml() -> None:
     policy = policy_from_dict({"name": HOSTILE, "rules": [
         {"id": f"{HOSTILE}\x07", "metric": "accuracy", "attribute": "all", "groups": HOSTILE,
          "comparator": ">=", "threshold": 0.5}]})
-    text = evaluate_gate(make_metrics(), policy).to_junit_xml()
+    text = junit_xml(evaluate_gate(make_metrics(), policy))
     case = ET.fromstring(text).find("testsuite/testcase")
     assert case.attrib["name"] == f"{HOSTILE}\ufffd"
     assert "<script>" not in text
 
 
 def test_markdown_summary_lists_every_rule_and_the_verdict() -> None:
-    text = _mixed_result().to_markdown()
+    text = markdown_summary(_mixed_result())
     assert text.startswith("## fairderm gate: ")
     assert "ERROR" in text.splitlines()[0]
     for rule_id in ("pass", "fail", "insufficient", "error"):
@@ -70,7 +71,7 @@ def test_markdown_summary_renders_hostile_labels_as_text() -> None:
     policy = policy_from_dict({"name": HOSTILE, "rules": [
         {"id": HOSTILE, "description": HOSTILE, "metric": "accuracy", "attribute": "site",
          "comparator": ">=", "threshold": 0.75}]})
-    text = evaluate_gate(make_metrics(extra_rows=extra), policy).to_markdown()
+    text = markdown_summary(evaluate_gate(make_metrics(extra_rows=extra), policy))
     assert "<script" not in text
     html = MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

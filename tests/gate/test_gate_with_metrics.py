@@ -51,3 +51,10 @@ def test_gap_rule_names_worst_and_best_group_from_evaluated_metrics() -> None:
     result = evaluate_gate(_simulate({"I-II": 500, "III-IV": 500, "V-VI": 500}, 0.6), POLICY)
     gap = next(r for r in result.rules if r.rule.id == "accuracy-gap")
     assert gap.checks[0].group.startswith("gap (V-VI vs ")
+
+
+def test_gate_reads_the_result_and_its_json_form_alike() -> None:
+    data = _simulate({"I-II": 300, "III-IV": 300, "V-VI": 40}, dark_miss_rate=0.3)
+    from_json = evaluate_gate(data, POLICY, metrics_sha256="same").to_dict()
+    from_result = evaluate_gate(metrics.EvaluationResult.from_dict(data), POLICY, metrics_sha256="same").to_dict()
+    assert from_result == from_json

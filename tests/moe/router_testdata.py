@@ -63,9 +63,9 @@ class PlantedCohort:
 
 
 def tone_frame(image_ids: list[str], groups: np.ndarray) -> pd.DataFrame:
-    """A tone table in the contract's columns with each image's ITA inside its group's band."""
+    """A tone table in the contract's columns with each image's ITA inside its group's band (default scheme)."""
     ita = np.asarray(GROUP_ITA)[groups]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "image_id": pd.array(image_ids, dtype="string"),
             "ita": ita,
@@ -79,6 +79,8 @@ def tone_frame(image_ids: list[str], groups: np.ndarray) -> pd.DataFrame:
             "method": "fairderm",
         }
     )
+    frame.attrs["fairderm_tone"] = {"method": "fairderm", "fitzpatrick_scheme": None, "calibration": None}
+    return frame
 
 
 def make_planted_cohort(

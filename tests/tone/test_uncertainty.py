@@ -22,10 +22,12 @@ from fairderm.tone._scales import fitzpatrick_group
 def _table(ita, half_width, status=None) -> pd.DataFrame:
     ita = np.asarray(ita, dtype=float)
     half = np.broadcast_to(np.asarray(half_width, dtype=float), ita.shape)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "ita": ita, "ita_low": ita - half, "ita_high": ita + half,
         "status": status if status is not None else ["ok"] * len(ita),
     })
+    frame.attrs["fairderm_tone"] = {}  # an estimate that recorded no scheme: the default cut points
+    return frame
 
 
 def test_an_estimate_far_from_the_boundaries_is_surely_in_its_group():
@@ -104,3 +106,33 @@ def test_repeatability_is_close_to_the_agreement_with_the_true_ita_on_synthetic_
     repeatability = measurement_repeatability(tone)
     assert repeatability["n"] == ok.sum()
     assert abs(repeatability["repeatability"] - measured.mean()) < 0.08
+
+
+def test_a_table_without_provenance_is_refused_not_given_default_cut_points():
+    frame = _table([10.0], 1.0)
+    frame.attrs = {}
+    with pytest.raises(InputError, match="no provenance"):
+        measurement_repeatability(frame)
+    with pytest.raises(InputError, match="read_tone_table"):
+        group_cut_points(frame)
+
+
+def test_provenance_read_with_the_table_survives_a_concat(tmp_path, synth_cohort):
+    from fairderm.tone import ToneProvenance, read_tone_table, tone_cut_points, write_tone
+
+    frame = _table(np.linspace(-40, 60, len(synth_cohort)), 2.0)
+    frame.insert(0, "image_id", synth_cohort.manifest["image_id"].astype(str).to_numpy())
+    for column, value in (("skin_fraction", 0.5), ("fitzpatrick_est", 3), ("monk_est", 5), ("reason", ""),
+                          ("method", "fairderm")):
+        frame[column] = value
+    frame.attrs["fairderm_tone"] = {"fitzpatrick_scheme": "kinyanjui", "calibration": None}
+    write_tone(tmp_path / "tone.parquet", frame, synth_cohort)
+    table = read_tone_table(tmp_path / "tone.parquet", synth_cohort)
+    joined = pd.concat([table.frame.iloc[:3], table.frame.iloc[3:]])
+    joined.attrs = {}  # what pandas may leave after concat or merge
+    assert table.provenance.estimation["fitzpatrick_scheme"] == "kinyanjui"
+    assert tone_cut_points(table.provenance) == (55.0, 41.0, 28.0, 19.0, 10.0)
+    assert tone_cut_points(ToneProvenance(estimation={})) == (45.0, 28.0, 17.0, 5.0, -20.0)
+    assert measurement_repeatability(joined, table.provenance)["cut_points"] == \
+        list(table.provenance.group_cut_points())
+    assert table.provenance.cohort["manifest_sha256"] == synth_cohort.manifest_sha256()

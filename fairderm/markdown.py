@@ -1,5 +1,8 @@
 """Escaping user-provided strings for Markdown that must also be safe as HTML.
 
+Shared by every report that writes Markdown: the gate's step summary, the
+model card and the metrics summary.
+
 Group labels, model names and rule ids come from users. In a Markdown file
 they must render as the literal text, never as HTML (a label
 ``<script>alert(1)</script>``) nor as Markdown (a label ``*bold*``), on
