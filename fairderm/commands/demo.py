@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +44,12 @@ def _fmt(value: Any) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _interval(row: GroupRow | DisparityRow | None) -> str:
+def _interval(row: GroupRow | DisparityRow | Mapping[str, Any] | None) -> str:
+    """``estimate [low, high]`` of a metrics row, or of a router evaluation's interval record."""
     if row is None:
         return "–"
+    if isinstance(row, Mapping):
+        return f"{_fmt(row.get('estimate'))} [{_fmt(row.get('ci_low'))}, {_fmt(row.get('ci_high'))}]"
     return f"{_fmt(row.estimate)} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
 
 
