@@ -105,7 +105,7 @@ def test_minimal_run_with_metrics_only_gives_an_honest_card(tmp_path: Path, upst
     markdown = card.to_markdown()
     assert "NOT GATED" in markdown and "This run was not gated" in markdown
     assert "not validated against labels in this run" in markdown
-    assert "No evidence.json in this run folder" in markdown
+    assert "An audit writes evidence.json after this card" in markdown
     assert card_schema_errors(card.to_dict()) == [] and card_schema_errors(card.to_dict(), upstream_schema) == []
     assert card.to_dict()["quantitative_analysis"]["gate"]["verdict"] == "NOT_GATED"
 
