@@ -66,7 +66,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from fairderm.metrics._casemix import case_mix_adjustment
-from fairderm.metrics._catalogue import metric_name_problem
+from fairderm.metrics._catalogue import SCORE_METRICS, metric_name_problem
 from fairderm.metrics._evaluate import run_engine
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._power import minimum_detectable_difference
@@ -78,6 +78,7 @@ from fairderm.metrics._strata import StrataErrorModel, with_strata_error
 _STRATA_KEYS = ("true_groups", "inclusion_prob", "strata_error", "estimated")
 
 __all__ = [
+    "SCORE_METRICS",
     "ComparisonResult",
     "Disparities",
     "EvaluationResult",
