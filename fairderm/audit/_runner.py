@@ -76,6 +76,8 @@ def run_stages(loaded: LoadedSpec) -> tuple[str, ...]:
     """The stages a run of this spec lists, in order."""
     return tuple(s for s in STAGES if s != "reasoning" or loaded.spec.reasoning is not None)
 RUN_LOG_FILE = "run.json"
+RUN_POLICY_FILE = "policy.yaml"
+"""The copy of the spec's policy a gated run holds (``fairderm gate RUN`` re-gates against it by default)."""
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(stage, done, total)`` during the long stages (tone, inference)."""
@@ -203,6 +205,26 @@ class _Stages:
 
 def _file_sha(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
+
+
+def latest_run(runs_dir: str | Path) -> Path:
+    """The newest complete run folder of a runs folder (``audits/NAME/runs``).
+
+    Run ids start with their UTC time, so the newest sorts last; folders an
+    audit is still building (``.RUN_ID.partial``) are hidden and skipped.
+
+    Raises
+    ------
+    InputError
+        When the folder does not exist or holds no run folder.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise InputError("runs folder not found", source=str(runs_dir))
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not runs:
+        raise InputError("no run folder in this runs folder (run `fairderm audit SPEC` first)", source=str(runs_dir))
+    return runs[-1]
 
 
 def _run_id(inputs_key: str) -> str:
@@ -412,7 +434,7 @@ def _run_stages(
         return None, 0, coverage
     gate_inputs = {"metrics_json": sha256_file(stages.run_dir / "metrics.json"), **inputs.digest("policy")}
     folder = stages.run("gate", gate_inputs, lambda out: _stages.run_gate(
-        stages.run_dir / "metrics.json", stages.run_dir / "policy.yaml", out))
+        stages.run_dir / "metrics.json", stages.run_dir / RUN_POLICY_FILE, out))
     gate = _json(folder / "gate.json")
     return str(gate["verdict"]), int(gate.get("exit_code", _EXIT_CODES[str(gate["verdict"])])), coverage
 

@@ -26,6 +26,21 @@ T = TypeVar("T")
 console = Console(highlight=False, soft_wrap=True)
 
 
+def verdict_rules(verdict: str, rules: Iterable[dict]) -> str:
+    """The policy rules behind a gate verdict, for the console: ``from rules accuracy-gap, ece-each``.
+
+    ``rules`` are gate.json's rule records (``id``, ``verdict``, ``message``); the verdict is the most
+    severe of theirs, so the rules that gave it are the ones to name. An ERROR adds its rule's message.
+    """
+    behind = [rule for rule in rules if rule.get("verdict") == verdict]
+    if not behind:
+        return ""
+    text = ("from rule " if len(behind) == 1 else "from rules ") + ", ".join(str(r.get("id")) for r in behind)
+    if verdict == "ERROR" and behind[0].get("message"):
+        text += f": {behind[0]['message']}"
+    return text
+
+
 @contextmanager
 def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
     """A rich progress bar with counts, elapsed and remaining time (stderr).
