@@ -13,7 +13,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from fairderm.commands._common import console, verdict_rules
-from fairderm.errors import FairdermError
+from fairderm.errors import FairdermError, InputError
 
 # The gate's exit codes are its answer (PASS 0, FAIL 1, INSUFFICIENT_EVIDENCE 2),
 # so a usage or input error must not reuse 1 or 2: it is an ERROR, exit 3.
@@ -126,15 +126,23 @@ def gate_command(
 
 def card_command(
     run_dir: Path = typer.Argument(..., help="Run folder holding metrics.json (audits/NAME/runs/RUN_ID)."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for card.md, card.html, card.json (default: RUN_DIR)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for card.md, card.html, card.json (default: RUN_DIR, unless it is a finished "
+        "audit run: its evidence.json records its card, so another card goes elsewhere)."
+    ),
     info: Path | None = typer.Option(
         None, "--info",
         help="YAML with the owner's text (intended use, training data, owners, license...); overrides the "
         "spec's card: mapping key by key.",
     ),
 ) -> None:
+    from fairderm.audit import EVIDENCE_FILE
     from fairderm.cards import build_card
 
+    if out is None and (run_dir / EVIDENCE_FILE).is_file():
+        # Overwriting the audit's card would break `fairderm verify`, which derives that card again and compares.
+        raise InputError(f"a finished audit run: {EVIDENCE_FILE} records its card, and `fairderm verify` checks it; "
+                         "write this card elsewhere with --out DIR", source=str(run_dir))
     with console.status(f"building the model card of {run_dir}"):
         card = build_card(run_dir, info=info)
         paths = card.write(out if out is not None else run_dir)
