@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fairderm._keys import unknown_key_message
 from fairderm.cards import CardInfo
 from fairderm.errors import InputError
 from fairderm.metrics import SCORE_METRICS, metric_name_problem
@@ -499,7 +500,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 def _error_message(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown key"
+        return unknown_key_message(AuditSpec, [p for p in error["loc"] if not str(p).startswith("function-")])
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -240,3 +240,15 @@ def test_policy_rule_on_a_probability_metric_with_a_label_backend_is_a_spec_erro
                       metrics=["accuracy", "sensitivity"])
     assert ("key 'policy': rule 'calibration-each-group' checks 'ece', which needs probabilities; backend "
             "'openai' gives labels") in _error(path)
+
+
+def test_unknown_key_close_to_a_known_one_gets_a_suggestion(write_spec):
+    message = _error(write_spec(model={"model_architecture": "net.py:Net"}))
+    assert "key 'model.model_architecture': unknown key (did you mean 'architecture'?)" in message
+    assert "(did you mean 'bootstrap'?)" in _error(write_spec(bootstrp={"n_boot": 10}))
+    assert "did you mean" not in _error(write_spec(zzz=1))
+
+
+def test_unknown_card_key_in_a_spec_suggests_the_card_key(write_spec):
+    message = _error(write_spec(card={"architecture": "ResNet-50"}))
+    assert "key 'card.architecture': unknown key (did you mean 'model_architecture'?)" in message

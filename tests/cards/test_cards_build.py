@@ -208,7 +208,10 @@ def test_owner_text_comes_from_spec_and_info_file_overrides_it(tmp_path: Path) -
 def test_card_info_with_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
     info = tmp_path / "card.yaml"
     info.write_text("licence: MIT\n", encoding="utf-8")
-    with pytest.raises(InputError, match="column 'licence': unknown key"):
+    with pytest.raises(InputError, match=r"column 'licence': unknown key \(did you mean 'license'\?\)"):
+        load_card_info(info)
+    info.write_text("architecture: ResNet-50\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"column 'architecture': unknown key \(did you mean 'model_architecture'"):
         load_card_info(info)
     with pytest.raises(InputError, match="column 'date': expected a date"):
         card_info_from_dict({"date": "2024-13-01"})
