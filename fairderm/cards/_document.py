@@ -162,7 +162,7 @@ def _insufficient_reason(metric: str, n: int | None, n_pos: int | None, config: 
     """
     min_n, min_pos = number(config.get("min_group_size")), number(config.get("min_positives"))
     if n is not None and min_n is not None and n < min_n:
-        return f"{n} cases (fewer than {int(min_n)})"
+        return f"{n} {'case' if n == 1 else 'cases'} (fewer than {int(min_n)})"
     base = metric.partition(":")[0]
     if n is not None and n_pos is not None and min_pos is not None:
         counted = {"sensitivity": [(n_pos, "positives")], "f1": [(n_pos, "positives")],
