@@ -170,3 +170,31 @@ def test_demo_with_too_few_images_is_rejected(tmp_path):
     with pytest.raises(InputError, match="at least 100"):
         run_demo(tmp_path / "out", n=20)
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_gate_panel_at_80_columns_names_the_rules_and_cuts_no_word(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from fairderm.commands import demo
+
+    runs = {}
+    for name, verdict, rules in (("erm", "FAIL", [("worst-group-sensitivity", "PASS"), ("accuracy-gap", "FAIL")]),
+                                 ("router", "INSUFFICIENT_EVIDENCE", [("accuracy-gap", "INSUFFICIENT_EVIDENCE")])):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "gate.json").write_text(json.dumps({"verdict": verdict, "rules": [
+            {"id": rule, "verdict": rule_verdict, "message": ""} for rule, rule_verdict in rules]}))
+        runs[name] = SimpleNamespace(verdict=verdict, run_dir=run_dir)
+    # the CLI's console (soft_wrap=True) at 80 columns
+    console = Console(width=80, record=True, highlight=False, soft_wrap=True)
+    monkeypatch.setattr(demo, "console", console)
+    demo._print_gate_panel(runs)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    words = " ".join(line.strip("│ ╭╮╰╯─") for line in text.splitlines()).split()
+    for meaning in (demo._MEANING["FAIL"], demo._MEANING["INSUFFICIENT_EVIDENCE"]):
+        for word in meaning.split():
+            assert word in words, (word, text)
+    assert "(from rule accuracy-gap)" in " ".join(words)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from fairderm.audit._cache import StageCache
 from fairderm.audit._evaluation import EvaluationTable, compute_metrics, evaluation_table
 from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
-from fairderm.audit._runner import RUN_LOG_FILE, STAGES, AuditRun, StageRecord, run_audit
+from fairderm.audit._runner import RUN_LOG_FILE, STAGES, AuditRun, StageRecord, latest_run, run_audit
 from fairderm.audit._signature import check_signature, evidence_digest, generate_key_pair, sign_run
 from fairderm.audit._spec import AuditSpec, LoadedSpec, dump_spec, load_spec, parse_spec
 from fairderm.audit._verify import Check, Verification, verify_run
@@ -56,6 +56,7 @@ __all__ = [
     "evaluation_table",
     "evidence_digest",
     "generate_key_pair",
+    "latest_run",
     "load_spec",
     "parse_spec",
     "run_audit",

@@ -206,6 +206,26 @@ def _file_sha(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
+def latest_run(runs_dir: str | Path) -> Path:
+    """The newest complete run folder of a runs folder (``audits/NAME/runs``).
+
+    Run ids start with their UTC time, so the newest sorts last; folders an
+    audit is still building (``.RUN_ID.partial``) are hidden and skipped.
+
+    Raises
+    ------
+    InputError
+        When the folder does not exist or holds no run folder.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise InputError("runs folder not found", source=str(runs_dir))
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not runs:
+        raise InputError("no run folder in this runs folder (run `fairderm audit SPEC` first)", source=str(runs_dir))
+    return runs[-1]
+
+
 def _run_id(inputs_key: str) -> str:
     # milliseconds keep runs in order within a second; the random part keeps two audits apart in any process
     now = datetime.now(UTC)

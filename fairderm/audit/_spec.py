@@ -15,9 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fairderm._keys import unknown_key_message
 from fairderm.cards import CardInfo
 from fairderm.errors import InputError
-from fairderm.metrics import metric_name_problem
+from fairderm.metrics import SCORE_METRICS, metric_name_problem
 
 BACKENDS: tuple[str, ...] = ("hf", "torch", "backbone", "openai", "vllm", "file", "router")
 """Inference backends an audit can run (see :mod:`fairderm.inference`)."""
@@ -36,6 +37,10 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DEFAULT_METRICS: tuple[str, ...] = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc", "brier", "ece",
 )
+
+LABEL_ONLY_BACKENDS: tuple[str, ...] = ("openai", "vllm")
+"""Backends whose predictor gives a diagnosis, never class probabilities (``gives_probabilities`` False):
+a metric or policy rule that needs probabilities cannot be computed from them."""
 
 
 class _Section(BaseModel):
@@ -418,6 +423,13 @@ class AuditSpec(_Section):
         return self
 
     @model_validator(mode="after")
+    def _label_backend_defaults_to_label_metrics(self) -> AuditSpec:
+        # Only the defaults are trimmed; metrics the user named are checked in parse_spec, naming the key.
+        if self.model.backend in LABEL_ONLY_BACKENDS and "names" not in self.metrics.model_fields_set:
+            self.metrics.names = [n for n in self.metrics.names if n.partition(":")[0] not in SCORE_METRICS]
+        return self
+
+    @model_validator(mode="after")
     def _reasoning_needs_reports(self) -> AuditSpec:
         if self.reasoning is not None and self.model.backend not in ("openai", "vllm"):
             raise ValueError(f"reasoning scores written reports, and backend '{self.model.backend}' writes none "
@@ -512,7 +524,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 def _error_message(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown key"
+        return unknown_key_message(AuditSpec, [p for p in error["loc"] if not str(p).startswith("function-")])
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -522,10 +534,24 @@ def parse_spec(raw: Any, *, source: str | Path) -> AuditSpec:
     if not isinstance(raw, dict):
         raise InputError("an audit spec is a mapping of keys (cohort, model, ...)", source=str(source))
     try:
-        return AuditSpec.model_validate(raw)
+        spec = AuditSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(f"key '{_key_path(first['loc'])}': {_error_message(first)}", source=str(source)) from None
+    _check_metrics_for_backend(spec, shorthand=isinstance(raw.get("metrics"), list), source=source)
+    return spec
+
+
+def _check_metrics_for_backend(spec: AuditSpec, *, shorthand: bool, source: str | Path) -> None:
+    """A metric needing probabilities on a backend that gives labels: found before tone and inference run."""
+    backend = spec.model.backend
+    if backend not in LABEL_ONLY_BACKENDS:
+        return
+    for index, name in enumerate(spec.metrics.names):
+        if name.partition(":")[0] in SCORE_METRICS:
+            key = f"metrics[{index}]" if shorthand else f"metrics.names[{index}]"
+            raise InputError(f"key '{key}': {name!r} needs probabilities; backend '{backend}' gives labels",
+                             source=str(source))
 
 
 def _require_exists(loaded: LoadedSpec, key: str, path: Path | None, what: str) -> None:
@@ -568,6 +594,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     _check_metric_labels(loaded)
     _require_exists(loaded, "model.model", loaded.model_path, "model")
     _require_exists(loaded, "policy", loaded.policy_path, "policy file")
+    _check_policy_for_backend(loaded)
     architecture = spec.model.architecture
     if architecture and architecture.partition(":")[0].endswith(".py"):
         _require_exists(loaded, "model.architecture", loaded.resolve(architecture.partition(":")[0]),
@@ -587,6 +614,19 @@ def load_spec(path: str | Path) -> LoadedSpec:
     if spec.reasoning is not None and spec.reasoning.rubric:
         _require_exists(loaded, "reasoning.rubric", loaded.resolve(spec.reasoning.rubric), "rubric file")
     return loaded
+
+
+def _check_policy_for_backend(loaded: LoadedSpec) -> None:
+    """A policy rule on a probability metric would be the gate's ERROR after every stage ran: refuse it now."""
+    backend = loaded.spec.model.backend
+    if backend not in LABEL_ONLY_BACKENDS or loaded.policy_path is None:
+        return
+    from fairderm.gate import load_policy
+
+    for rule in load_policy(loaded.policy_path).rules:
+        if rule.metric and rule.metric.partition(":")[0] in SCORE_METRICS:
+            raise InputError(f"key 'policy': rule {rule.id!r} checks {rule.metric!r}, which needs probabilities; "
+                             f"backend '{backend}' gives labels", source=str(loaded.source))
 
 
 def _check_metric_labels(loaded: LoadedSpec) -> None:

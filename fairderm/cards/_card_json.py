@@ -198,7 +198,7 @@ def build_card_json(data: CardData) -> dict[str, Any]:
     quantitative: dict[str, Any] = {
         "performance_metrics": _performance_metrics(data),
         "metric_definitions": [
-            {"name": m, "label": metric_label(m), "definition": metric_meaning(m)}
+            {"name": m, "label": metric_label(m, data.top_k), "definition": metric_meaning(m, data.top_k)}
             for m in data.metric_names
         ],
         "disparities": _disparities(data),

@@ -98,22 +98,46 @@ def fmt_range(low: Any, high: Any) -> str:
     return f"range {fmt(low)} to {fmt(high)}"
 
 
-def metric_label(metric: str) -> str:
-    """Display name of a metric: ``Sensitivity (melanoma)`` for ``sensitivity:melanoma``; unknown names as given."""
+def metric_label(metric: str, top_k: int | None = None) -> str:
+    """Display name of a metric: ``Sensitivity (melanoma)`` for ``sensitivity:melanoma``; unknown names as given.
+
+    ``top_k`` (metrics.json's ``config.top_k``) puts the k into ``Top-3 accuracy``.
+    """
     base, _, detail = metric.partition(":")
     if base == "mean_score" and detail:
         return f"Mean score ({detail})"
     label = METRIC_NAMES.get(base, base)
+    if base == "top_k_accuracy" and top_k:
+        label = f"Top-{top_k} accuracy"
     return f"{label} ({detail})" if detail else label
 
 
-def metric_meaning(metric: str) -> str:
+def metric_meaning(metric: str, top_k: int | None = None) -> str:
     """What a metric measures, in words ('' when unknown); per-class metrics share their family's meaning."""
     base, _, detail = metric.partition(":")
     if base == "mean_score":
         return f"mean of the per-case score column {detail}"
     meaning = METRIC_MEANINGS.get(base, "")
+    if base == "top_k_accuracy" and top_k:
+        meaning = f"share of cases whose true diagnosis is among the {top_k} most probable predictions"
     return f"{meaning} (class {detail}, one-vs-rest)" if meaning and detail else meaning
+
+
+TONE_MEASURE_NAMES = {
+    "exact_agreement": "Exact agreement",
+    "within_one": "Agreement within one type",
+    "kappa_quadratic": "Quadratic-weighted kappa",
+    "spearman": "Spearman correlation",
+    "abstention_rate": "Abstention rate",
+    "consistency_icc": "Consistency (ICC)",
+    "measurement_repeatability": "Measurement repeatability",
+}
+
+
+def tone_measure_label(measure: str) -> str:
+    """Display name of a tone validation measure (``Quadratic-weighted kappa`` for ``metrics.kappa_quadratic``)."""
+    key = measure.rsplit(".", 1)[-1]
+    return TONE_MEASURE_NAMES.get(key, key.replace("_", " ").capitalize())
 
 
 def short_group(group: str, attribute: str) -> str:
@@ -258,6 +282,12 @@ class CardData:
         return pd.DataFrame(out, columns=["group", "n", "n_pos", "flag"])
 
     @property
+    def top_k(self) -> int | None:
+        """The k of top-k accuracy (metrics.json's ``config.top_k``), or None."""
+        value = number(self.config.get("top_k"))
+        return int(value) if value is not None else None
+
+    @property
     def small_groups(self) -> list[tuple[str, str, int | None]]:
         """(attribute, group, n) of every group flagged other than ok."""
         found = []
@@ -328,6 +358,8 @@ class CardData:
                               "ci_low": number(value.get("ci_low")), "ci_high": number(value.get("ci_high"))})
             elif isinstance(value, dict) and depth < 2:
                 for key, inner in value.items():
+                    if depth == 0 and key == "config":
+                        continue  # the validation's settings (ci_level, n_boot), not measures
                     visit(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
             elif isinstance(value, float) and prefix:
                 found.append({"measure": prefix, "estimate": number(value), "ci_low": None, "ci_high": None})

@@ -22,7 +22,9 @@ from fairderm.cards._content import (
     fmt_range,
     metric_label,
     metric_meaning,
+    number,
     short_group,
+    tone_measure_label,
 )
 from fairderm.cards._text import (
     NOT_DOCUMENTED,
@@ -69,8 +71,11 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
+    """A chart drawn in card.html; the Markdown card gives ``table`` instead, or says which table holds its numbers."""
+
     key: str
     caption: str
+    table: Table | None = None
 
 
 Block = Paragraph | Bullets | Facts | Table | Figure
@@ -122,7 +127,8 @@ def _group_by_metric_table(data: CardData, attribute: str) -> Table:
         if of_metric.empty:
             continue
         by_group = {str(r["group"]): r for r in of_metric.to_dict("records")}
-        body.append([metric_label(metric)] + [_cell(by_group[g]) if g in by_group else "–" for g in groups])
+        body.append([metric_label(metric, data.top_k)]
+                    + [_cell(by_group[g]) if g in by_group else "–" for g in groups])
     return Table(columns, body, note=_insufficient_note(sizes))
 
 
@@ -137,13 +143,58 @@ def _metric_by_group_table(data: CardData, attribute: str) -> Table:
         by_metric = {str(r["metric"]): r for r in group_rows.to_dict("records")}
         body.append([str(size.group), str(size.n if size.n is not None else "–")]
                     + [_cell(by_metric[m]) if m in by_metric else "–" for m in metrics])
-    return Table(["Group", "n"] + [metric_label(m) for m in metrics], body, note=_insufficient_note(sizes))
+    return Table(["Group", "n"] + [metric_label(m, data.top_k) for m in metrics], body,
+                 note=_insufficient_note(sizes))
 
 
 def _insufficient_note(sizes: pd.DataFrame) -> str:
     if (sizes["flag"] != "ok").any():
-        return f"{INSUFFICIENT_MARK} group flagged insufficient (too few cases or positives): reported, not ranked."
+        return (f"{INSUFFICIENT_MARK} group flagged insufficient for this metric (too few cases, or too few in the "
+                "metric's denominator; the reason is in Group sizes and power): reported, not ranked.")
     return ""
+
+
+def _insufficient_reason(metric: str, n: int | None, n_pos: int | None, config: dict[str, Any]) -> str:
+    """Why fairderm.metrics flagged a group's metric 'insufficient', in the words of its rule.
+
+    The rule (fairderm.metrics, Flags): fewer than ``min_group_size`` cases, fewer than ``min_positives``
+    in the metric's denominator, or the metric undefined in over 1% of bootstrap replicates.
+    """
+    min_n, min_pos = number(config.get("min_group_size")), number(config.get("min_positives"))
+    if n is not None and min_n is not None and n < min_n:
+        return f"{n} {'case' if n == 1 else 'cases'} (fewer than {int(min_n)})"
+    base = metric.partition(":")[0]
+    if n is not None and n_pos is not None and min_pos is not None:
+        counted = {"sensitivity": [(n_pos, "positives")], "f1": [(n_pos, "positives")],
+                   "specificity": [(n - n_pos, "negatives")],
+                   "auroc": [(n_pos, "positives"), (n - n_pos, "negatives")]}.get(base, [])
+        short = [(count, what) for count, what in counted if count < min_pos]
+        if short:
+            return " and ".join(f"{count} {what}" for count, what in short) + f" (fewer than {int(min_pos)})"
+    denominator = {"ppv": "predicted positives", "npv": "predicted negatives",
+                   "balanced_accuracy": "cases of its rarest class", "auroc": "cases of its rarest class"}.get(base)
+    undefined = "undefined in over 1% of bootstrap replicates"
+    if denominator and min_pos is not None:
+        return f"fewer than {int(min_pos)} {denominator}, or {undefined}"
+    return undefined
+
+
+def _flag_text(data: CardData, attribute: str, group: str, flag: str) -> str:
+    """The sizes table's flag cell: for 'insufficient', which metrics and why (a large group can lack positives)."""
+    if flag != "insufficient":
+        return flag
+    rows = data.rows(attribute)
+    rows = rows[rows["group"].map(lambda g: short_group(str(g), attribute)) == group]
+    by_reason: dict[str, list[str]] = {}
+    for row in rows[rows["flag"] == "insufficient"].to_dict("records"):
+        n, n_pos = number(row.get("n")), number(row.get("n_pos"))
+        reason = _insufficient_reason(str(row["metric"]), None if n is None else int(n),
+                                      None if n_pos is None else int(n_pos), data.config)
+        by_reason.setdefault(reason, []).append(metric_label(str(row["metric"]), data.top_k))
+    if len(by_reason) == 1 and len(next(iter(by_reason.values()))) == len(rows):
+        return f"insufficient for every metric: {next(iter(by_reason))}"
+    parts = [f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items()]
+    return "insufficient for " + "; for ".join(parts) if parts else flag
 
 
 def _value_text(key: str, value: Any) -> str:
@@ -161,8 +212,10 @@ def _value_text(key: str, value: Any) -> str:
     return str(value)
 
 
-def _records_table(records: list[dict[str, Any]], columns: dict[str, str]) -> Table:
+def _records_table(records: list[dict[str, Any]], columns: dict[str, str], top_k: int | None = None) -> Table:
     """A table of the chosen record keys (key -> header); absent keys are left out.
+
+    ``top_k`` names the k of a top-k accuracy metric.
 
     Groups lose their ``attribute=`` prefix when the table names the attribute.
     """
@@ -172,7 +225,7 @@ def _records_table(records: list[dict[str, Any]], columns: dict[str, str]) -> Ta
         attribute = str(record.get("attribute", ""))
         body.append([
             short_group(str(record[k]), attribute) if k in ("group", "reference") and record.get(k) else
-            metric_label(str(record[k])) if k == "metric" and record.get(k) else _value_text(k, record.get(k))
+            metric_label(str(record[k]), top_k) if k == "metric" and record.get(k) else _value_text(k, record.get(k))
             for k in keys
         ])
     return Table([columns[k] for k in keys], body)
@@ -226,7 +279,7 @@ def _factors(data: CardData) -> Section:
 
 
 def _metrics(data: CardData) -> Section:
-    rows = [[metric_label(m), metric_meaning(m)] for m in data.metric_names]
+    rows = [[metric_label(m, data.top_k), metric_meaning(m, data.top_k)] for m in data.metric_names]
     kinds = sorted(set(data.disparities["kind"].dropna().astype(str)))
     blocks: list[Block] = [Paragraph(method_description(data)), Table(["Metric", "Meaning"], rows)]
     if kinds:
@@ -243,7 +296,8 @@ def _quantitative(data: CardData) -> Section:
     section = Section("Quantitative analyses")
     overall = data.rows("all")
     if not overall.empty:
-        body = [[metric_label(str(r["metric"])), _cell(r), str(r["n"] if r["n"] is not None else "–")]
+        body = [[metric_label(str(r["metric"]), data.top_k), _cell(r),
+                 str(r["n"] if r["n"] is not None else "–")]
                 for r in overall.to_dict("records")]
         section.subsections.append(Section("All cases", [Table(["Metric", "Estimate (95% CI)", "n"], body)]))
     tone = data.tone_attribute
@@ -254,7 +308,8 @@ def _quantitative(data: CardData) -> Section:
             blocks.append(Figure("tone_forest", f"Estimates with 95% intervals by {attribute}."))
             if data.calibration_curves(attribute):
                 blocks.append(Figure("calibration", f"Reliability curves by {attribute}: observed frequency "
-                                     "against mean predicted probability per equal-mass bin (diagonal: perfect)."))
+                                     "against mean predicted probability per equal-mass bin (diagonal: perfect).",
+                                     _calibration_table(data, attribute)))
         section.subsections.append(Section(f"By {attribute}", blocks))
     disparities = _disparity_rows(data)
     if disparities:
@@ -274,7 +329,7 @@ def _quantitative(data: CardData) -> Section:
                       "multiplicity by the method shown."),
             _records_table(tests, {"metric": "Metric", "attribute": "Attribute", "test": "Test",
                                    "statistic": "Statistic", "p_value": "p", "p_adjusted": "Adjusted p",
-                                   "method": "Adjustment"})]))
+                                   "method": "Adjustment"}, data.top_k)]))
     case_mix = [
         {**r, "adjusted_or_ci": fmt_interval(r.get("adjusted_or", r.get("odds_ratio")), r.get("ci_low"),
                                              r.get("ci_high"))}
@@ -286,7 +341,7 @@ def _quantitative(data: CardData) -> Section:
                       "diagnosis and the listed covariates (logistic regression); below 1 means worse."),
             _records_table(case_mix, {"attribute": "Attribute", "group": "Group", "reference": "Reference",
                                       "n": "n", "adjusted_or_ci": "Adjusted OR (95% CI)", "p_value": "p",
-                                      "adjusted_for": "Adjusted for", "se": "Standard errors"})]))
+                                      "adjusted_for": "Adjusted for", "se": "Standard errors"}, data.top_k)]))
     return section
 
 
@@ -321,6 +376,20 @@ def _reasoning(data: CardData) -> Section | None:
     ])
 
 
+def _calibration_table(data: CardData, attribute: str) -> Table:
+    """The reliability curves' points, for the Markdown card."""
+    rows = []
+    for group, bins in data.calibration_curves(attribute).items():
+        for record in sorted(bins, key=lambda b: number(b.get("bin")) or 0):
+            bin_number = number(record.get("bin"))
+            rows.append([group, "–" if bin_number is None else str(int(bin_number) + 1),
+                         fmt(record.get("mean_confidence")),
+                         fmt_interval(record.get("observed"), record.get("observed_ci_low"),
+                                      record.get("observed_ci_high")),
+                         str(record.get("n") if record.get("n") is not None else "–")])
+    return Table(["Group", "Bin", "Mean predicted probability", "Observed frequency", "n"], rows)
+
+
 def _disparity_rows(data: CardData) -> list[list[str]]:
     """Every disparity of the tone attribute, then the gaps of the other attributes."""
     rows = []
@@ -331,8 +400,8 @@ def _disparity_rows(data: CardData) -> list[list[str]]:
         group = "" if row["group"] in (None, attribute) else short_group(str(row["group"]), attribute)
         if row["reference"]:
             group += f" vs {short_group(str(row['reference']), attribute)}"
-        rows.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
-                     attribute, group or "–", _cell(row)])
+        rows.append([metric_label(str(row["metric"]), data.top_k),
+                     DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])), attribute, group or "–", _cell(row)])
     return rows
 
 
@@ -342,7 +411,8 @@ def _sizes_and_power(data: CardData) -> Section:
     for attribute in data.attributes:
         for size in data.group_sizes(attribute).itertuples():
             rows.append([attribute, str(size.group), str(size.n if size.n is not None else "–"),
-                         str(size.n_pos if size.n_pos is not None else "–"), str(size.flag)])
+                         str(size.n_pos if size.n_pos is not None else "–"),
+                         _flag_text(data, attribute, str(size.group), str(size.flag))])
     blocks.append(Table(["Attribute", "Group", "n", "Positives", "Flag"], rows))
     if data.tone_attribute:
         blocks.append(Figure("group_sizes", f"Cases per {data.tone_attribute} group."))
@@ -356,7 +426,7 @@ def _sizes_and_power(data: CardData) -> Section:
             _records_table(power, {"group": "Group", "metric": "Metric", "n": "n", "estimate": "Estimate",
                                    "observed_difference": "Observed difference", "mdd": "MDD",
                                    "min_detectable_difference": "MDD", "design_effect": "Design effect",
-                                   "flag": "Flag"}),
+                                   "flag": "Flag"}, data.top_k),
         ]
     else:
         blocks.append(Paragraph("No power analysis was recorded in metrics.json."))
@@ -416,8 +486,9 @@ def _trust(data: CardData) -> Section | None:
             continue  # the abstentions are no tone group: the section is about the tone groups
         if row["reference"] and row["kind"] == "diff_vs_ref":
             group += f" vs {short_group(str(row['reference']), str(row['attribute']))}"
-        body.append([metric_label(str(row["metric"])), DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])),
-                     group or "–", str(row.get("basis") or ""), _cell(row)])
+        body.append([metric_label(str(row["metric"]), data.top_k),
+                     DISPARITY_NAMES.get(str(row["kind"]), str(row["kind"])), group or "–",
+                     str(row.get("basis") or ""), _cell(row)])
     if body:
         blocks.append(Table(["Metric", "Disparity", "Groups", "Basis", "Value (95% CI or range)"], body,
                             note="'estimated': by estimated group at face value; 'corrected': by true group, "
@@ -430,7 +501,7 @@ def _tone(data: CardData) -> Section:
     measures = data.tone_validation_measures()
     if measures:
         blocks.append(Table(["Measure", "Estimate (95% CI)"],
-                            [[m["measure"], fmt_interval(m["estimate"], m["ci_low"], m["ci_high"])]
+                            [[tone_measure_label(m["measure"]), fmt_interval(m["estimate"], m["ci_low"], m["ci_high"])]
                              for m in measures]))
     summary = data.tone_summary
     if summary is not None:
@@ -513,8 +584,9 @@ def _evidence(data: CardData) -> Section:
         blocks.append(Paragraph("Hashes of the run's files as stored now; evidence.json holds the hashes recorded "
                                 "by the audit, which `fairderm verify` checks."))
     else:
-        blocks.append(Paragraph("No evidence.json in this run folder: the hashes below were computed when the "
-                                "card was written."))
+        blocks.append(Paragraph("The hashes below were computed when this card was written. An audit writes "
+                                "evidence.json after this card, as the run's last file: it records the hashes of "
+                                "every file of the run, this card included, which `fairderm verify` checks."))
     blocks.append(Table(["File", "SHA-256"], [[path, digest] for path, digest in run.file_hashes.items()]))
     env = run.environment or {}
     facts = []

@@ -91,8 +91,9 @@ def _forest(data: CardData, attribute: str, metrics: list[str]) -> dict[str, Any
         start = index * width + (gap / 2 if index else 0)
         end = (index + 1) * width - (gap / 2 if index < len(metrics) - 1 else 0)
         layout[f"xaxis{suffix}"] = _axis(domain=[start, end], anchor="y")
-        annotations.append({"text": _label(metric_label(metric)), "x": (start + end) / 2, "y": 1.0, "xref": "paper",
-                            "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 13}})
+        annotations.append({"text": _label(metric_label(metric, data.top_k)), "x": (start + end) / 2, "y": 1.0,
+                            "xref": "paper", "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                            "font": {"size": 13}})
         shapes += [{"type": "line", "xref": f"x{suffix}", "yref": "paper", "x0": t, "x1": t, "y0": 0, "y1": 1,
                     "line": {"color": _THRESHOLD_COLOUR, "dash": "dash", "width": 1.5}}
                    for t in thresholds.get(metric, [])]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fairderm._keys import unknown_key_message
 from fairderm.errors import InputError
 
 
@@ -84,7 +85,8 @@ def card_info_from_dict(data: Any, *, source: str = "card info") -> CardInfo:
     except ValidationError as exc:
         first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        message = (unknown_key_message(CardInfo, first["loc"]) if first["type"] == "extra_forbidden"
+                   else first["msg"].removeprefix("Value error, "))
         raise InputError(message, source=source, column=key) from None
 
 

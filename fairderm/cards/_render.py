@@ -39,7 +39,8 @@ def front_matter(data: CardData) -> dict[str, Any]:
                 continue
             where = "all cases" if attribute == "all" else f"{attribute}={short_group(str(row['group']), attribute)}"
             results.append({"type": _plain(row["metric"]), "value": round(value, 4),
-                            "name": _plain(f"{metric_label(str(row['metric']))} ({where})"), "verified": False})
+                            "name": _plain(f"{metric_label(str(row['metric']), data.top_k)} ({where})"),
+                            "verified": False})
     cohort = data.cohort["name"] or "evaluation cohort"
     meta["model-index"] = [{
         "name": _plain(data.name),
@@ -71,7 +72,10 @@ def _markdown_block(block: Any) -> list[str]:
             lines += [escape_markdown(block.note), ""]
         return lines
     if isinstance(block, Figure):
-        return [f"_Figure: {escape_markdown(block.caption)} Interactive in card.html._", ""]
+        if block.table is not None:
+            return [f"{escape_markdown(block.caption)} card.html draws them; the points:", "",
+                    *_markdown_block(block.table)]
+        return [f"{escape_markdown(block.caption)} card.html draws them from the numbers in the table above.", ""]
     raise TypeError(f"unknown block {type(block).__name__}")
 
 

@@ -25,7 +25,12 @@ def _bootstrap_phrase(data: CardData) -> str:
     if n_boot:
         details.append(f"B = {n_boot}")
     if config.get("cluster"):
-        details.append(f"resampling whole {config['cluster']} clusters")
+        # metrics.json names the cluster column only when it was given as a named Series; the audit's spec
+        # names it always (bootstrap.cluster).
+        bootstrap = (data.run.spec or {}).get("bootstrap")
+        named = bootstrap.get("cluster") if isinstance(bootstrap, dict) else None
+        column = str(named or config["cluster"])
+        details.append("resampling whole clusters of cases" + (f" sharing a {column}" if column != "cluster" else ""))
     if config.get("seed") is not None:
         details.append(f"seed {config['seed']}")
     return text + (f" ({', '.join(details)})" if details else "")
@@ -57,8 +62,12 @@ def method_description(data: CardData) -> str:
         + ", stratified by group so that group sizes stay fixed"
     )
     if config.get("min_group_size") is not None:
-        text += (f"; groups with fewer than {config['min_group_size']} cases are flagged 'insufficient', "
-                 "reported but never ranked as worst or best")
+        text += (f"; a group's metric is flagged 'insufficient' when the group has fewer than "
+                 f"{config['min_group_size']} cases"
+                 + (f" or fewer than {config['min_positives']} cases in the metric's denominator (positives for "
+                    "sensitivity, negatives for specificity, ...)" if config.get("min_positives") is not None
+                    else "")
+                 + ", and is then reported but never ranked as worst or best")
     if number(config.get("threshold")) is not None:
         text += f"; positive-class decision threshold {config['threshold']}"
     if isinstance(config.get("positive_label"), str):

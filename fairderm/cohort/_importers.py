@@ -190,8 +190,10 @@ def _convert_pad(src: _Source) -> Converted:
         out["body_site"] = out["body_site"].str.lower()
     if fitz_column in table.columns:
         out["fitzpatrick"] = src.column(fitz_column)
-    for extra in ("img_id", "malignant", "biopsed", "width", "height"):
-        if extra in table.columns and extra not in out.columns:
+    # Every other column (malignant, biopsed, a user's split, ...) is kept under its own name.
+    consumed = {"image", "diagnostic", fitz_column, SOURCE_ROW, *passthrough}
+    for extra in table.columns:
+        if extra not in consumed and extra not in out.columns:
             out[extra] = src.column(extra)
     return Converted(
         manifest=out,
@@ -286,7 +288,20 @@ def _convert_fitzpatrick17k(src: _Source) -> Converted:
 # --------------------------------------------------------------------------- ISIC
 
 _ISIC_ROMAN = {r.lower(): i for i, r in enumerate(ROMAN, start=1)}
-_ISIC_MALIGNANT = {"melanoma", "basal cell carcinoma", "squamous cell carcinoma", "malignant"}
+
+
+def _isic_malignant(label: str) -> bool:
+    """True for ISIC's malignant wordings, old and current.
+
+    The archive's hierarchical diagnosis (``diagnosis_1``-``_3``) writes
+    ``Malignant`` / ``Malignant melanocytic proliferations (Melanoma)`` at the
+    upper levels and ``Melanoma Invasive``, ``Melanoma in situ``, ``Melanoma,
+    NOS``, ``Basal cell carcinoma``, ``Squamous cell carcinoma, Invasive`` ...
+    at the lowest; the older flat ``diagnosis`` writes ``melanoma``,
+    ``basal cell carcinoma``, ``squamous cell carcinoma``.
+    """
+    text = " ".join(label.lower().replace(",", " ").split())
+    return text.startswith(("malignant", "melanoma")) or "carcinoma" in text
 
 
 def _convert_isic(src: _Source) -> Converted:
@@ -317,7 +332,7 @@ def _convert_isic(src: _Source) -> Converted:
     return Converted(
         manifest=out,
         labels=labels,
-        positive_classes=[v for v in labels if v.lower() in _ISIC_MALIGNANT],
+        positive_classes=[v for v in labels if _isic_malignant(v)],
         description=f"ISIC Archive images; label column {label_column!r}.",
         licence="per image, see the copyright_license column (ISIC Archive)",
         credit="International Skin Imaging Collaboration (ISIC) Archive, https://www.isic-archive.com",
@@ -549,6 +564,12 @@ def import_cohort(
     if unknown:
         raise InputError(f"positive class not among the labels {converted.labels}: {unknown[0]}",
                          column="--positive-classes")
+    notes = list(converted.notes)
+    if not positives:
+        # Said aloud (the CLI prints every note) and kept in cohort.yaml: without positive classes every binary
+        # metric (AUROC, sensitivity, Brier, ...) is unavailable, which would otherwise surface only at audit time.
+        notes.append(f"no positive classes: the {format} importer has no default for these labels; "
+                     "binary metrics need --positive-classes (e.g. --positive-classes melanoma,bcc)")
     attributes = [c for c in ("fitzpatrick", "fitzpatrick_group", "monk", "sex", "body_site")
                   if c in manifest.columns and manifest[c].notna().any()]
     spec = CohortSpec(
@@ -560,7 +581,7 @@ def import_cohort(
         positive_classes=positives,
         attributes=attributes,
         source_format=format,
-        notes=converted.notes,
+        notes=notes,
     )
     try:
         return write_cohort(request.out, spec, manifest, images_root=request.images, source=str(request.metadata))

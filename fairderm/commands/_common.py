@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,21 @@ from rich.progress import (
 from fairderm.errors import FairdermError, InputError
 
 console = Console(highlight=False, soft_wrap=True)
+
+
+def verdict_rules(verdict: str, rules: Iterable[dict]) -> str:
+    """The policy rules behind a gate verdict, for the console: ``from rules accuracy-gap, ece-each``.
+
+    ``rules`` are gate.json's rule records (``id``, ``verdict``, ``message``); the verdict is the most
+    severe of theirs, so the rules that gave it are the ones to name. An ERROR adds its rule's message.
+    """
+    behind = [rule for rule in rules if rule.get("verdict") == verdict]
+    if not behind:
+        return ""
+    text = ("from rule " if len(behind) == 1 else "from rules ") + ", ".join(str(r.get("id")) for r in behind)
+    if verdict == "ERROR" and behind[0].get("message"):
+        text += f": {behind[0]['message']}"
+    return text
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from fairderm.commands._common import console, progress_bar
+from fairderm.commands._common import console, progress_bar, verdict_rules
 from fairderm.errors import EXIT_ERROR, FairdermError
 
 # An audit's exit status is its gate's answer (0 PASS, 1 FAIL, 2 INSUFFICIENT_EVIDENCE),
@@ -81,8 +81,12 @@ def print_audit_run(run: object) -> None:
     if run.verdict is None:
         console.print("verdict: not gated (the spec names no policy)")
     else:
+        from fairderm.gate import GATE_FILE, read_json_file
+
+        gate = read_json_file(run.run_dir / GATE_FILE, what=GATE_FILE)
+        rules = verdict_rules(run.verdict, [r for r in gate.get("rules", []) if isinstance(r, dict)])
         console.print(Text.assemble("verdict: ", (run.verdict, _VERDICT_STYLE.get(run.verdict, "bold")),
-                                    f" (exit {run.exit_code})"))
+                                    f" (exit {run.exit_code})", f" {rules}" if rules else ""))
 
 
 def audit_command(

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fairderm.audit._demo import DEMO_N
-from fairderm.commands._common import console, progress_bar
+from fairderm.commands._common import console, progress_bar, verdict_rules
 
 if TYPE_CHECKING:
     from fairderm.metrics import DisparityRow, EvaluationResult, GroupKey, GroupRow
@@ -124,6 +124,27 @@ def _trust_text(metrics: dict[str, EvaluationResult]) -> str:
             "(docs/metrics.md).")
 
 
+def _print_gate_panel(runs: dict[str, Any]) -> None:
+    """Each run's verdict, what it means and the rules behind it, wrapped on words at any width."""
+    from fairderm.gate import GATE_FILE, read_json_file
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, run in runs.items():
+        verdict = run.verdict or ""
+        why = _MEANING.get(verdict, "")
+        if run.verdict is not None:
+            gate = read_json_file(run.run_dir / GATE_FILE, what=GATE_FILE)
+            rules = verdict_rules(verdict, [r for r in gate.get("rules", []) if isinstance(r, dict)])
+            why += f" ({rules})" if rules else ""
+        grid.add_row(Text(name, style="bold"), Text(run.verdict or "not gated", style=_VERDICT_STYLE.get(verdict, "")),
+                     Text(why))
+    # The CLI's console prints with soft_wrap, which would crop the panel's lines at the terminal's edge.
+    console.print(Panel(grid, title="release gate (audits/policy.yaml)", expand=False), soft_wrap=False)
+
+
 def demo_command(
     out: Path = typer.Option(
         Path("demo-output"), "--out",
@@ -156,12 +177,7 @@ def demo_command(
     console.print(_tone_table(metrics))
     console.print(_trust_table(metrics))
     console.print(_trust_text(metrics))
-    lines = Text()
-    for name, run in result.runs.items():
-        lines.append(f"{name:<7}", style="bold")
-        lines.append(run.verdict or "not gated", style=_VERDICT_STYLE.get(run.verdict or "", ""))
-        lines.append(f"  {_MEANING.get(run.verdict or '', '')}\n")
-    console.print(Panel(lines, title="release gate (audits/policy.yaml)", expand=False))
+    _print_gate_panel(result.runs)
     router_methods = result.router_evaluation.get("methods", {})
     if "moe_parity" in router_methods:
         change = router_methods["moe_parity"].get("gap_diff_vs_erm", {})
@@ -173,7 +189,7 @@ def demo_command(
         where.add_row(f"{name} run", str(run.run_dir))
         where.add_row(f"{name} card", str(run.run_dir / "card.html"))
     where.add_row("router evaluation", str(result.out / "models" / "router" / "evaluation.json"))
-    console.print(Panel(where, title=f"where everything is ({result.seconds:.0f} s)", expand=False))
+    console.print(Panel(where, title=f"where everything is ({result.seconds:.0f} s)", expand=False), soft_wrap=False)
     first = next(iter(result.runs.values()))
     console.print(f"re-check a run:   fairderm verify {first.run_dir}")
     console.print(f"browse the runs:  fairderm dashboard {result.out / 'audits'}")

@@ -65,6 +65,22 @@ def _load_router_backend() -> None:
         ) from None
 
 
+def _selected_cases(cohort_dir: Path, expression: str | None) -> Any:
+    """The cohort, restricted to the rows ``expression`` selects (parsed by fairderm, never evaluated as code)."""
+    from fairderm.cohort import Cohort, load_cohort, parse_filter
+
+    cohort = load_cohort(cohort_dir)
+    if expression is None:
+        return cohort
+    try:
+        mask = parse_filter(expression).mask(cohort.manifest)
+    except InputError as exc:
+        raise InputError(f"cannot evaluate {expression!r}: {exc.reason}", column="--filter") from None
+    if not mask.any():
+        raise InputError(f"{expression!r} selects no cases", column="--filter")
+    return Cohort(root=cohort.root, spec=cohort.spec, manifest=cohort.manifest[mask].reset_index(drop=True))
+
+
 def infer_command(
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml + manifest.parquet)."),
     backend: str = typer.Option("backbone", "--backend", "-b", help=BACKENDS_HELP),
@@ -127,6 +143,12 @@ def infer_command(
     ),
     class_map: list[str] | None = typer.Option(
         None, "--class-map", help="Map a model class onto a cohort label, CLASS=LABEL (repeatable)."
+    ),
+    case_filter: str | None = typer.Option(
+        None,
+        "--filter",
+        help="Run only the cases this filter on the manifest selects, e.g. \"split == 'test'\" (the audit "
+        "spec's cohort.filter language; see docs/audit.md: filters).",
     ),
     tone: Path | None = typer.Option(
         None,
@@ -198,6 +220,7 @@ def infer_command(
         options["prompt"] = prompt
     if backend == "router":
         _load_router_backend()
+    selected = _selected_cases(cohort, case_filter)
 
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
@@ -211,7 +234,7 @@ def infer_command(
                 bar.update(tasks[name], completed=tally.done, description=label)
 
         result = run_inference(
-            cohort,
+            selected,
             out,
             backend=backend,
             model=model,

@@ -48,10 +48,28 @@ BACKBONE_PREPROCESSING: dict[str, Any] = {
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, or CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The requested device, or CUDA when available, else CPU.
+
+    Raises
+    ------
+    InputError
+        For a device torch does not know, or CUDA asked for where there is
+        none (torch itself would fail later, at the first tensor moved there).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {str(device)!r}; e.g. cpu, cuda or cuda:0", column="device") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(device)!r} asked for, but CUDA is not available here (use cpu)",
+                             column="device")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise InputError(f"device {str(device)!r} asked for, but there are {torch.cuda.device_count()} CUDA "
+                             "devices", column="device")
+    return chosen
 
 
 class Backbone:

@@ -137,9 +137,33 @@ for _concept in CONCEPT_NAMES:
     _NAME_TO_CONCEPT.setdefault(normalise_name(_concept), _concept)
 
 
+# Qualifiers ISIC's diagnosis_3 adds to a diagnosis ("Melanoma Invasive", "Squamous cell carcinoma, NOS");
+# they do not change which diagnosis it is.
+_QUALIFIERS = re.compile(r"\b(?:invasive|nos|not otherwise specified)\b")
+
+
 def concept_of(name: str) -> str | None:
-    """The concept a diagnosis name stands for, or None when unknown."""
-    return _NAME_TO_CONCEPT.get(normalise_name(name))
+    """The concept a diagnosis name stands for, or None when unknown.
+
+    Tries the name itself, then the name without punctuation and ISIC's
+    qualifiers (``invasive``, ``NOS``), then, for a name offering synonyms
+    (``Solar or actinic keratosis``), each alternative with the shared head
+    noun: a concept is returned only when every alternative names the same
+    known one.
+    """
+    key = normalise_name(name)
+    if key in _NAME_TO_CONCEPT:
+        return _NAME_TO_CONCEPT[key]
+    plain = normalise_name(_QUALIFIERS.sub(" ", re.sub(r"[,;()/]", " ", key)))
+    if plain in _NAME_TO_CONCEPT:
+        return _NAME_TO_CONCEPT[plain]
+    parts = [part.strip() for part in plain.split(" or ")]
+    if len(parts) < 2 or not all(parts):
+        return None
+    head = parts[-1].split()[-1]
+    candidates = [part if part.endswith(head) else f"{part} {head}" for part in parts]
+    concepts = {_NAME_TO_CONCEPT.get(c) for c in candidates}
+    return concepts.pop() if len(concepts) == 1 else None
 
 
 def label_for_name(name: str, labels: Sequence[str]) -> str | None:

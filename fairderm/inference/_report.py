@@ -25,7 +25,7 @@ from fairderm.inference._labels import ABBREVIATIONS, CONCEPT_NAMES, concept_of,
 
 # Raise it whenever parse_report may read an answer differently, so that predictions parsed by the old rules
 # are never reused (it is part of every text model's run fingerprint and audit cache key).
-PARSER_VERSION = 1
+PARSER_VERSION = 2
 
 # Section names, in the order a final section is preferred.
 _FINAL_HEADERS = (

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from fairderm.metrics._api import compare, evaluate
 from fairderm.metrics._casemix import case_mix_adjustment
-from fairderm.metrics._catalogue import metric_name_problem
+from fairderm.metrics._catalogue import SCORE_METRICS, metric_name_problem
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._options import EvaluationOptions
 from fairderm.metrics._power import minimum_detectable_difference
@@ -79,6 +79,7 @@ from fairderm.metrics._significance import adjust_pvalues
 from fairderm.metrics._strata import StrataErrorModel
 
 __all__ = [
+    "SCORE_METRICS",
     "ComparisonResult",
     "Disparities",
     "DisparityRow",

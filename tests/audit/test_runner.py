@@ -181,6 +181,7 @@ def test_audit_command_exit_code_and_output(run_cli, write_spec):
     result = run_cli("audit", write_spec())
     assert result.exit_code == 0, result.stderr
     assert "PASS" in result.stdout and "run folder" in result.stdout
+    assert "verdict: PASS (exit 0) from rule accuracy-floor" in result.stdout
 
 
 def test_audit_command_with_bad_spec_prints_one_line_and_exits_3(run_cli, write_spec):

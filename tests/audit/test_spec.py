@@ -131,7 +131,7 @@ def test_missing_spec_file_is_rejected(tmp_path):
     assert "audit spec not found" in _error(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "example_own_model.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "example_own_model.yaml", "example_vlm.yaml"])
 def test_shipped_specs_are_valid(name):
     raw = yaml.safe_load((REPO / "audits" / name).read_text(encoding="utf-8"))
     spec = parse_spec(raw, source=name)
@@ -190,3 +190,65 @@ def test_unknown_metric_is_rejected_before_tone_runs(write_spec, monkeypatch, me
     with pytest.raises(InputError, match=r"key 'metrics\.names'") as caught:
         run_audit(path)
     assert metric in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", ["openai", "vllm"])
+def test_probability_metric_on_a_label_backend_is_a_spec_error_naming_the_key(backend):
+    model = {"backend": backend, "model": "m", "endpoint": "http://127.0.0.1:1/v1"}
+    with pytest.raises(InputError) as caught:
+        parse_spec({"cohort": "c", "model": model, "metrics": ["accuracy", "sensitivity", "auroc", "ece"]},
+                   source="vlm.yaml")
+    assert str(caught.value) == (f"vlm.yaml: key 'metrics[2]': 'auroc' needs probabilities; backend '{backend}' "
+                                 "gives labels")
+    with pytest.raises(InputError, match=r"key 'metrics\.names\[1\]': 'brier' needs probabilities"):
+        parse_spec({"cohort": "c", "model": model, "metrics": {"names": ["accuracy", "brier"]}}, source="vlm.yaml")
+
+
+def test_label_backend_default_metrics_leave_out_probability_metrics():
+    model = {"backend": "openai", "model": "m", "endpoint": "http://127.0.0.1:1/v1"}
+    spec = parse_spec({"cohort": "c", "model": model}, source="vlm.yaml")
+    assert spec.metrics.names == ["accuracy", "balanced_accuracy", "sensitivity", "specificity"]
+    assert parse_spec(yaml.safe_load(dump_spec(spec)), source="copy") == spec
+
+
+def test_probability_metric_on_a_label_backend_stops_the_audit_before_any_stage(write_spec, run_cli, tmp_path):
+    # nothing listens on port 1: a stage that ran would fail on the connection, not on the spec
+    path = write_spec(model={"backend": "openai", "model": "m", "endpoint": "http://127.0.0.1:1/v1"},
+                      metrics=["accuracy", "auroc"], tone={"source": "estimate"})
+    result = run_cli("audit", path)
+    assert result.exit_code == 3
+    assert "key 'metrics[1]': 'auroc' needs probabilities; backend 'openai' gives labels" in result.stderr
+    assert not (tmp_path / "audits" / "tiny").exists()
+
+
+def test_example_vlm_spec_and_its_policy_ask_for_no_probability_metric(tmp_path):
+    from fairderm.audit._spec import LABEL_ONLY_BACKENDS
+    from fairderm.gate import load_policy
+    from fairderm.metrics import SCORE_METRICS
+
+    raw = yaml.safe_load((REPO / "audits" / "example_vlm.yaml").read_text(encoding="utf-8"))
+    spec = parse_spec(raw, source="example_vlm.yaml")
+    assert spec.model.backend in LABEL_ONLY_BACKENDS
+    policy = load_policy(REPO / "audits" / str(spec.policy))
+    assert policy.rules and not [r.id for r in policy.rules if r.metric in SCORE_METRICS]
+
+
+def test_policy_rule_on_a_probability_metric_with_a_label_backend_is_a_spec_error(write_spec, tmp_path):
+    policy = yaml.safe_load((REPO / "audits" / "policy.example.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+    path = write_spec(model={"backend": "openai", "model": "m", "endpoint": "http://127.0.0.1:1/v1"},
+                      metrics=["accuracy", "sensitivity"])
+    assert ("key 'policy': rule 'calibration-each-group' checks 'ece', which needs probabilities; backend "
+            "'openai' gives labels") in _error(path)
+
+
+def test_unknown_key_close_to_a_known_one_gets_a_suggestion(write_spec):
+    message = _error(write_spec(model={"model_architecture": "net.py:Net"}))
+    assert "key 'model.model_architecture': unknown key (did you mean 'architecture'?)" in message
+    assert "(did you mean 'bootstrap'?)" in _error(write_spec(bootstrp={"n_boot": 10}))
+    assert "did you mean" not in _error(write_spec(zzz=1))
+
+
+def test_unknown_card_key_in_a_spec_suggests_the_card_key(write_spec):
+    message = _error(write_spec(card={"architecture": "ResNet-50"}))
+    assert "key 'card.architecture': unknown key (did you mean 'model_architecture'?)" in message

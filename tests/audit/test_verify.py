@@ -197,3 +197,31 @@ def test_lesion_masks_used_by_the_tone_stage_are_hashed_and_verified(write_spec,
     mask.write_bytes(mask.read_bytes() + b"\0")
     detail = next(c.detail for c in verify_run(run.run_dir).problems if c.item == "input images")
     assert "img006_mask.png" in detail
+
+
+@pytest.fixture
+def carded_run(write_spec) -> Path:
+    return run_audit(write_spec(outputs={"figures": False, "card": True})).run_dir
+
+
+def test_card_with_info_into_a_finished_run_is_refused_and_the_run_still_verifies(carded_run, tmp_path, run_cli):
+    run_dir = carded_run
+    info = tmp_path / "card.yaml"
+    info.write_text("card:\n  intended_use: Research only.\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in run_dir.glob("card.*")}
+    result = run_cli("card", run_dir, "--info", info)
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "evidence.json" in lines[0] and "--out" in lines[0], result.stderr
+    assert len(before) == 3 and {p.name: p.read_bytes() for p in run_dir.glob("card.*")} == before
+    assert verify_run(run_dir, check_inputs=False).ok
+
+
+def test_card_with_info_written_elsewhere_leaves_the_run_verifiable(carded_run, tmp_path, run_cli):
+    run_dir = carded_run
+    info = tmp_path / "card.yaml"
+    info.write_text("card:\n  intended_use: Research only.\n", encoding="utf-8")
+    result = run_cli("card", run_dir, "--info", info, "--out", tmp_path / "card")
+    assert result.exit_code == 0, result.stderr
+    assert "Research only." in (tmp_path / "card" / "card.md").read_text(encoding="utf-8")
+    assert verify_run(run_dir, check_inputs=False).ok

@@ -105,7 +105,7 @@ def test_minimal_run_with_metrics_only_gives_an_honest_card(tmp_path: Path, upst
     markdown = card.to_markdown()
     assert "NOT GATED" in markdown and "This run was not gated" in markdown
     assert "not validated against labels in this run" in markdown
-    assert "No evidence.json in this run folder" in markdown
+    assert "An audit writes evidence.json after this card" in markdown
     assert card_schema_errors(card.to_dict()) == [] and card_schema_errors(card.to_dict(), upstream_schema) == []
     assert card.to_dict()["quantitative_analysis"]["gate"]["verdict"] == "NOT_GATED"
 
@@ -207,7 +207,10 @@ def test_owner_text_comes_from_spec_and_info_file_overrides_it(tmp_path: Path) -
 def test_card_info_with_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
     info = tmp_path / "card.yaml"
     info.write_text("licence: MIT\n", encoding="utf-8")
-    with pytest.raises(InputError, match="column 'licence': unknown key"):
+    with pytest.raises(InputError, match=r"column 'licence': unknown key \(did you mean 'license'\?\)"):
+        load_card_info(info)
+    info.write_text("architecture: ResNet-50\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"column 'architecture': unknown key \(did you mean 'model_architecture'"):
         load_card_info(info)
     with pytest.raises(InputError, match="column 'date': expected a date"):
         card_info_from_dict({"date": "2024-13-01"})

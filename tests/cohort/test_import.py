@@ -193,6 +193,59 @@ def test_isic_roman_fitzpatrick_types(tmp_path, images):
     assert cohort.spec.positive_classes == ["melanoma"]
 
 
+def test_pad_ufes_keeps_a_split_column(tmp_path, images):
+    meta = pd.DataFrame({
+        "image": ["part_1/img0.jpg", "part_1/img1.jpg", "part_2/img3.jpg"],
+        "patient_id": ["PAT_1", "PAT_1", "PAT_2"],
+        "diagnostic": ["BCC", "NEV", "MEL"],
+        "fitzpatrick": ["2", "", "3"],
+        "split": ["train", "val", "test"],
+        "clinic": ["a", "b", "c"],
+    })
+    cohort = import_cohort("pad-ufes-20", _write(meta, tmp_path / "labels.csv"), images, tmp_path / "c")
+    assert cohort.manifest["split"].tolist() == ["train", "val", "test"]
+    assert cohort.manifest["clinic"].tolist() == ["a", "b", "c"]
+
+
+def test_csv_without_positive_classes_says_so_in_notes_and_console(tmp_path, images, run_cli):
+    meta = _write(_csv_rows(images), tmp_path / "meta.csv")
+    out = tmp_path / "cohort"
+    result = run_cli("cohort", "import", "--format", "csv", "--metadata", meta, "--images", images, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    cohort = load_cohort(out)
+    assert cohort.spec.positive_classes == []
+    note = next(note for note in cohort.spec.notes if "no positive classes" in note)
+    assert "--positive-classes" in note
+    assert "no positive classes" in result.stdout
+
+
+def test_csv_with_positive_classes_has_no_such_note(tmp_path, images):
+    meta = _write(_csv_rows(images), tmp_path / "meta.csv")
+    cohort = import_cohort("csv", meta, images, tmp_path / "c", positive_classes=["melanoma"])
+    assert not any("no positive classes" in note for note in cohort.spec.notes)
+
+
+@pytest.mark.parametrize(("column", "values", "positives"), [
+    ("diagnosis_3", ["Melanoma Invasive", "Nevus", "Squamous cell carcinoma, Invasive"],
+     ["Melanoma Invasive", "Squamous cell carcinoma, Invasive"]),
+    ("diagnosis_3", ["Melanoma in situ", "Solar or actinic keratosis", "Basal cell carcinoma"],
+     ["Basal cell carcinoma", "Melanoma in situ"]),
+    ("diagnosis_3", ["Melanoma, NOS", "Seborrheic keratosis", "Squamous cell carcinoma in situ"],
+     ["Melanoma, NOS", "Squamous cell carcinoma in situ"]),
+    ("diagnosis_2", ["Malignant melanocytic proliferations (Melanoma)", "Benign melanocytic proliferations",
+                     "Malignant adnexal epithelial proliferations - Follicular"],
+     ["Malignant adnexal epithelial proliferations - Follicular",
+      "Malignant melanocytic proliferations (Melanoma)"]),
+    ("diagnosis_1", ["Malignant", "Benign", "Indeterminate"], ["Malignant"]),
+])
+def test_isic_current_diagnosis_wordings_are_positive(tmp_path, images, column, values, positives):
+    for i in range(3):
+        (images / f"ISIC_000000{i}.jpg").write_bytes(_jpeg_bytes(30 + i))
+    meta = pd.DataFrame({"isic_id": [f"ISIC_000000{i}" for i in range(3)], column: values})
+    cohort = import_cohort("isic", _write(meta, tmp_path / "metadata.csv"), images, tmp_path / "c")
+    assert sorted(cohort.spec.positive_classes) == sorted(positives)
+
+
 def test_scin_expands_cases_to_images_and_merges_labels(tmp_path, images):
     cases = pd.DataFrame({
         "case_id": ["-100", "-200", "-300"],

@@ -109,3 +109,53 @@ def test_deeply_nested_metrics_json_is_an_error_of_one_line(tmp_path: Path, demo
     assert result.exit_code == 3
     assert "Traceback" not in result.stderr
     assert "metrics.json" in result.stderr and "nested too deeply" in result.stderr
+
+
+def test_gate_verdict_line_names_the_rules_behind_it(tmp_path: Path, demo_policy_file, run_cli) -> None:
+    run = write_run(tmp_path / "run", make_metrics(_tone(sensitivity=(0.45, 0.35, 0.55))))
+    result = run_cli("gate", run, "--policy", demo_policy_file)
+    assert "verdict: FAIL (exit 1) from rule worst-sensitivity" in result.stdout
+
+
+def test_gate_error_verdict_line_names_the_rule_and_its_reason(tmp_path: Path, run_cli) -> None:
+    policy = write_policy(tmp_path / "p.yaml", {"rules": [
+        {"id": "auroc-floor", "metric": "auroc", "attribute": "fitzpatrick_est", "comparator": ">=",
+         "threshold": 0.7}]})
+    result = run_cli("gate", write_run(tmp_path / "run", make_metrics()), "--policy", policy)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("verdict:"))
+    assert line.startswith("verdict: ERROR (exit 3) from rule auroc-floor: ") and "auroc" in line.split(": ", 2)[2]
+
+
+def test_gate_without_policy_uses_the_policy_the_run_holds(tmp_path: Path, run_cli) -> None:
+    run = write_run(tmp_path / "run", make_metrics(_tone(sensitivity=(0.45, 0.35, 0.55))))
+    write_policy(run / "policy.yaml", DEMO_POLICY)
+    result = run_cli("gate", run)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert f"policy: {run / 'policy.yaml'}" in result.stdout
+
+
+def test_gate_without_policy_on_a_run_holding_none_says_what_is_missing(tmp_path: Path, run_cli) -> None:
+    result = run_cli("gate", write_run(tmp_path / "run", make_metrics()))
+    assert result.exit_code == 3
+    assert "no --policy given and the run folder holds no policy.yaml" in result.stderr
+
+
+def test_gate_latest_gates_the_newest_run_of_a_runs_folder(tmp_path: Path, run_cli) -> None:
+    runs = tmp_path / "audits" / "mine" / "runs"
+    old = write_run(runs / "20260101T000000.000Z-aaaaaaaa-000000", make_metrics())
+    new = write_run(runs / "20260102T000000.000Z-bbbbbbbb-000000",
+                    make_metrics(_tone(sensitivity=(0.45, 0.35, 0.55))))
+    (runs / ".20260103T000000.000Z-cccccccc-000000.partial").mkdir()  # an audit still building its run
+    for run in (old, new):
+        write_policy(run / "policy.yaml", DEMO_POLICY)
+    result = run_cli("gate", runs, "--latest", "--summary", tmp_path / "summary.md")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert new.name in result.stdout
+    assert "FAIL" in (tmp_path / "summary.md").read_text()
+
+
+def test_gate_latest_on_a_folder_without_runs_fails_with_one_line(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "runs").mkdir()
+    result = run_cli("gate", tmp_path / "runs", "--latest")
+    assert result.exit_code == 3
+    assert "no run folder" in result.stderr

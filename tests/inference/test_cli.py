@@ -135,3 +135,47 @@ def test_help_texts(run_cli):
     for args in (("infer", "--help"), ("head", "train", "--help")):
         result = run_cli(*args)
         assert result.exit_code == 0 and "--out" in result.stdout
+
+
+def test_infer_filter_runs_only_the_selected_cases(cohort, tmp_path, run_cli):
+    wanted = int((cohort.manifest["split"] == "test").sum())
+    assert 0 < wanted < len(cohort.manifest)
+    with ScriptedVLM() as server:
+        result = run_cli("infer", cohort.root, "--backend", "openai", "--endpoint", server.endpoint,
+                         "--out", tmp_path / "p.parquet", "--filter", "split == 'test'", "--workers", "0")
+    assert result.exit_code == 0, result.stderr
+    frame = pd.read_parquet(tmp_path / "p.parquet")
+    test_ids = set(cohort.manifest.loc[cohort.manifest["split"] == "test", "image_id"].astype(str))
+    assert len(frame) == wanted and set(frame["image_id"].astype(str)) == test_ids
+
+
+@pytest.mark.parametrize(("expression", "words"), [
+    ("__import__('os').system('true')", "--filter"),
+    ("split == 'nowhere'", "selects no cases"),
+])
+def test_infer_bad_filter_is_one_line_naming_the_option(cohort, tmp_path, run_cli, expression, words):
+    result = run_cli("infer", cohort.root, "--backend", "openai", "--endpoint", "http://127.0.0.1:1/v1",
+                     "--out", tmp_path / "p.parquet", "--filter", expression)
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_cuda_device_without_cuda_is_one_line(cohort, tmp_path, run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_cli("infer", cohort.root, "--backend", "backbone", "--model", tmp_path / "head",
+                     "--out", tmp_path / "p.parquet", "--device", "cuda:0")
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cuda:0" in lines[0] and "CUDA is not available" in lines[0], result.stderr
+
+
+def test_unknown_device_is_one_line(cohort, tmp_path, run_cli):
+    result = run_cli("infer", cohort.root, "--backend", "backbone", "--model", tmp_path / "head",
+                     "--out", tmp_path / "p.parquet", "--device", "gpu0")
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gpu0" in lines[0], result.stderr

@@ -77,6 +77,18 @@ def test_undecided_answer_is_unparseable_with_reason():
     )
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Final diagnosis: actinic keratosis", "Solar or actinic keratosis"),
+    ("Final diagnosis: solar keratosis", "Solar or actinic keratosis"),
+    ("Final diagnosis: melanoma", "Melanoma Invasive"),
+    ("Final diagnosis: squamous cell carcinoma", "Squamous cell carcinoma, NOS"),
+])
+def test_isic_diagnosis_3_wordings_are_matched_by_concept(text, expected):
+    labels = ["Solar or actinic keratosis", "Melanoma Invasive", "Nevus", "Squamous cell carcinoma, NOS"]
+    parsed = parse_report(text, labels)
+    assert (parsed.status, parsed.pred) == ("ok", expected), parsed.reason
+
+
 def test_custom_labels_are_matched_literally():
     parsed = parse_report("Final diagnosis: Lichen planus", ["lichen_planus", "psoriasis"])
     assert parsed.pred == "lichen_planus"
