@@ -81,7 +81,7 @@ def print_audit_run(run: object) -> None:
     if run.verdict is None:
         console.print("verdict: not gated (the spec names no policy)")
     else:
-        from fairderm.gate import GATE_FILE, read_json_file
+        from fairderm.runs import GATE_FILE, read_json_file
 
         gate = read_json_file(run.run_dir / GATE_FILE, what=GATE_FILE)
         rules = verdict_rules(run.verdict, [r for r in gate.get("rules", []) if isinstance(r, dict)])

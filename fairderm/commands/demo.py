@@ -126,7 +126,7 @@ def _trust_text(metrics: dict[str, EvaluationResult]) -> str:
 
 def _print_gate_panel(runs: dict[str, Any]) -> None:
     """Each run's verdict, what it means and the rules behind it, wrapped on words at any width."""
-    from fairderm.gate import GATE_FILE, read_json_file
+    from fairderm.runs import GATE_FILE, read_json_file
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True)
