@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,44 +56,55 @@ def sha256_json(obj: Any) -> str:
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no insignificant whitespace, for hashing."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: the JSON form of a value json cannot write (see :func:`json_safe`)."""
+    safe = json_safe(obj)
+    if safe is obj:
+        raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+    return safe
+
+
+def json_safe(obj: Any) -> Any:
+    """The one JSON-safe form of a value, recursively (JSON has no NaN, numpy or paths).
+
+    NaN, infinities, None, ``pd.NA`` and ``NaT`` -> None; numpy scalars and
+    arrays -> Python numbers and lists; tuples -> lists; mapping keys -> str;
+    paths -> str; pydantic models -> their JSON dump. Everything else is
+    returned as it is. What :func:`to_json_text` writes; also for a dict
+    returned beside the file it was written to, so that both say the same.
+    """
     import numpy as np
 
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if not np.isfinite(obj) else float(obj)
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.bool_):
         return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Mapping):
+        return {str(key): json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return [json_safe(value) for value in obj.tolist()]
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN and infinities -> None, numpy scalars -> Python numbers, recursively (JSON has no NaN).
-
-    What :func:`to_json_text` writes; also for a dict returned beside the file
-    it was written to, so that both say the same.
-    """
-    import numpy as np
-
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, dict):
-        return {key: json_safe(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(value) for value in obj]
+    if _is_missing(obj):
+        return None
     return obj
+
+
+def _is_missing(obj: Any) -> bool:
+    """pandas' missing-value markers (``pd.NA``, ``NaT``), without importing pandas for other values."""
+    kind = type(obj)
+    return kind.__module__.startswith("pandas") and kind.__name__ in ("NAType", "NaTType")
 
 
 def to_json_text(obj: Any) -> str:
@@ -102,7 +113,7 @@ def to_json_text(obj: Any) -> str:
     NaN and infinities are written as null, so that every file stays valid JSON.
     """
     return json.dumps(
-        json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+        json_safe(obj), indent=2, sort_keys=True, default=json_default, allow_nan=False
     ) + "\n"
 
 

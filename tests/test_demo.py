@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fairderm.audit import verify_run
-from fairderm.audit._demo import DEMO_MARKER, _prepare, demo_spec
+from fairderm.audit.demo import DEMO_MARKER, _prepare, demo_spec
 from fairderm.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ def test_finished_demo_folder_is_cleared_of_exactly_its_files(tmp_path):
 
 
 def test_demo_with_too_few_images_is_rejected(tmp_path):
-    from fairderm.audit._demo import run_demo
+    from fairderm.audit.demo import run_demo
 
     with pytest.raises(InputError, match="at least 100"):
         run_demo(tmp_path / "out", n=20)

@@ -49,7 +49,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from fairderm._io import sha256_file
+from fairderm._io import json_default, sha256_file
 from fairderm.audit import _derived, _evaluation
 from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
@@ -461,7 +461,7 @@ def compare_json_file(run_dir: Path, name: str, recomputed: Any, result: Verific
     if not path.is_file():
         result.add(name, "missing", "cannot compare the recomputed values")
         return
-    fresh = json.loads(json.dumps(recomputed, default=_plain))  # the form the file was written in
+    fresh = json.loads(json.dumps(recomputed, default=json_default))  # the form the file was written in
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
         differences = list(differences_between(stored, fresh, ignore=ignore))
@@ -477,12 +477,6 @@ def compare_json_file(run_dir: Path, name: str, recomputed: Any, result: Verific
         result.add(name, "mismatch", f"... and {len(differences) - MAX_DIFFERENCES} more differences")
     if not differences:
         result.add(name, "ok", "recomputed values match")
-
-
-def _plain(obj: Any) -> Any:
-    from fairderm._io import _json_default
-
-    return _json_default(obj)
 
 
 _IDENTITY_KEYS = ("attribute", "group", "metric", "kind", "reference", "test", "id", "stratum")

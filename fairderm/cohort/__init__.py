@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from fairderm.cohort._describe import CohortDescription, describe_cohort
 from fairderm.cohort._filter import CaseFilter, parse_filter
-from fairderm.cohort._images import check_images, checked_image_path, image_problem, resolve_inside
+from fairderm.cohort._images import MAX_IMAGE_PIXELS, check_images, checked_image_path, image_problem, resolve_inside
 from fairderm.cohort._importers import FORMATS, import_cohort
 from fairderm.cohort._schema import (
     FITZPATRICK_GROUPS,
@@ -43,6 +43,7 @@ __all__ = [
     "FITZPATRICK_GROUPS",
     "FORMATS",
     "MANIFEST_FILE",
+    "MAX_IMAGE_PIXELS",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPEC_FILE",

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fairderm.audit._demo import DEMO_N
+from fairderm.audit.demo import DEMO_N
 from fairderm.commands._common import console, progress_bar, verdict_rules
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def demo_command(
         None, "--policy", help="Release policy for both audits (default: audits/policy.example.yaml)."
     ),
 ) -> None:
-    from fairderm.audit._demo import run_demo
+    from fairderm.audit.demo import run_demo
     from fairderm.runs import RunFolder
 
     with progress_bar(transient=True) as bar:

@@ -161,9 +161,7 @@ def calibrate_command(
 ) -> None:
     from fairderm.cohort import load_cohort
     from fairderm.errors import InputError
-    from fairderm.tone import fit_calibration, published_categories, read_tone
-    from fairderm.tone._store import align_to_cohort
-    from fairderm.tone._validation import LABEL_COLUMNS
+    from fairderm.tone import LABEL_COLUMNS, align_to_cohort, fit_calibration, published_categories, read_tone
 
     if label not in LABEL_COLUMNS:
         raise InputError(f"label must be one of {list(LABEL_COLUMNS)}, got {label!r}", column="--label")

@@ -76,8 +76,7 @@ def label_command(
     ),
 ) -> None:
     from fairderm.cohort import load_cohort
-    from fairderm.tone import read_tone
-    from fairderm.tone._labels import labels_from_column, new_label_sample, read_tone_labels, write_labels
+    from fairderm.tone import labels_from_column, new_label_sample, read_tone, read_tone_labels, write_labels
 
     cohort = load_cohort(cohort_dir)
     frame = read_tone(tone, cohort)
@@ -120,10 +119,15 @@ def learn_command(
     from fairderm._io import atomic_output_dir, atomic_write_text, sha256_file
     from fairderm.cohort import load_cohort
     from fairderm.inference import extract_features
-    from fairderm.tone import estimate_tone, read_tone, write_tone
-    from fairderm.tone._labels import read_tone_labels
-    from fairderm.tone._learn import fit_tone_model, learned_tone_frame
-    from fairderm.tone._store import align_to_cohort
+    from fairderm.tone import (
+        align_to_cohort,
+        estimate_tone,
+        fit_tone_model,
+        learned_tone_frame,
+        read_tone,
+        read_tone_labels,
+        write_tone,
+    )
 
     cohort = load_cohort(cohort_dir)
     labels = read_tone_labels(labels_path, cohort, scale)

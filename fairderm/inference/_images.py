@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fairderm.cohort._images import MAX_IMAGE_PIXELS, checked_image_path
+from fairderm.cohort import MAX_IMAGE_PIXELS, checked_image_path
 
 _RESAMPLE = Image.Resampling.BILINEAR
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fairderm._io import to_json_text
+from fairderm._io import json_safe, to_json_text
 from fairderm.errors import InputError
 from fairderm.markdown import escape_markdown
 from fairderm.metrics._casemix import CASE_MIX_COLUMNS
@@ -223,22 +223,10 @@ TABLES = {
 
 
 def _plain(value: Any, column: str) -> Any:
-    """A JSON-safe scalar: numpy -> Python, NaN/inf/NA -> None, counts -> int."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, "") for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v, "") for v in value.tolist()]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        if not math.isfinite(value):
-            return None
-        return int(round(value)) if column in _INTEGER_COLUMNS else value
+    """A JSON-safe cell (:func:`fairderm._io.json_safe`); counts written as integers."""
+    value = json_safe(value)
+    if column in _INTEGER_COLUMNS and isinstance(value, float):
+        return int(round(value))
     return value
 
 
@@ -602,14 +590,7 @@ def read_metrics(path: str | Path) -> EvaluationResult:
 
 
 def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {str(k): convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return _plain(value, "")
-
-    return convert(config)
+    return json_safe(dict(config))
 
 
 @dataclass

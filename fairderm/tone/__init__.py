@@ -66,7 +66,7 @@ from fairderm.tone._scales import (
     ita_to_fitzpatrick,
     lab_to_monk,
 )
-from fairderm.tone._store import read_tone, read_tone_table, write_tone
+from fairderm.tone._store import align_to_cohort, read_tone, read_tone_table, write_tone
 from fairderm.tone._uncertainty import (
     REPEATABILITY_IS_NOT_ACCURACY,
     group_cut_points,
@@ -74,7 +74,7 @@ from fairderm.tone._uncertainty import (
     tone_cut_points,
     tone_probabilities,
 )
-from fairderm.tone._validation import ToneValidation, icc1, validate_tone
+from fairderm.tone._validation import LABEL_COLUMNS, ToneValidation, icc1, validate_tone
 
 __all__ = [
     "CANNOT_TELL",
@@ -84,6 +84,7 @@ __all__ = [
     "ESTIMATOR_VERSION",
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
+    "LABEL_COLUMNS",
     "MONK_HEX",
     "REPEATABILITY_IS_NOT_ACCURACY",
     "TONE_COLUMNS",
@@ -96,6 +97,7 @@ __all__ = [
     "ToneProvenance",
     "ToneTable",
     "ToneValidation",
+    "align_to_cohort",
     "draw_label_sample",
     "estimate_tone",
     "fit_calibration",

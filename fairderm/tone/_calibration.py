@@ -31,7 +31,7 @@ import pandas as pd
 
 from fairderm._io import atomic_write_json, sha256_json
 from fairderm._version import __version__
-from fairderm.cohort._schema import FITZPATRICK_GROUPS
+from fairderm.cohort import FITZPATRICK_GROUPS
 from fairderm.errors import InputError
 from fairderm.tone._scales import (
     DEFAULT_FITZPATRICK_SCHEME,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from fairderm.cohort._images import MAX_IMAGE_PIXELS
+from fairderm.cohort import MAX_IMAGE_PIXELS
 from fairderm.tone._skin import channel_max, channel_min
 
 # Smallest side that still leaves room for a skin ring around a lesion.

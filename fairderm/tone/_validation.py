@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairderm._io import package_versions, to_json_text
+from fairderm._io import json_safe, package_versions, to_json_text
 from fairderm.cohort import Cohort
 from fairderm.errors import InputError
 from fairderm.tone._calibration import SCALE_CATEGORIES
@@ -111,16 +111,7 @@ class ToneValidation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (NaN written as null)."""
-        def clean(value: Any) -> Any:
-            if isinstance(value, float) and not np.isfinite(value):
-                return None
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [clean(v) for v in value]
-            return value
-
-        return clean({
+        return json_safe({
             "label": self.label,
             "n_images": self.n_images,
             "n_labelled": self.n_labelled,

@@ -150,7 +150,7 @@ def test_example_policy_leaves_out_the_group_of_abstained_tone_estimates():
 def test_example_policy_ships_inside_the_package():
     """The demo's default policy is package data, so an installed fairderm (a wheel) has it too."""
     import fairderm
-    from fairderm.audit._demo import EXAMPLE_POLICY
+    from fairderm.audit.demo import EXAMPLE_POLICY
 
     package = Path(fairderm.__file__).resolve().parent
     assert EXAMPLE_POLICY.parent == package / "audit"
