@@ -325,11 +325,13 @@ def _quantitative(data: CardData) -> Section:
     tests = data.records("tests")
     if tests:
         section.subsections.append(Section("Tests across groups", [
-            Paragraph("Is there any difference across the groups of an attribute? p-values adjusted for "
-                      "multiplicity by the method shown."),
-            _records_table(tests, {"metric": "Metric", "attribute": "Attribute", "test": "Test",
-                                   "statistic": "Statistic", "p_value": "p", "p_adjusted": "Adjusted p",
-                                   "method": "Adjustment"}, data.top_k)]))
+            Paragraph("Is there any difference across the groups of an attribute? Only groups with enough "
+                      "cases for the metric (flagged ok) are tested; an attribute with fewer than two such "
+                      "groups is not tested. p-values adjusted for multiplicity by the method shown."),
+            _records_table([{**r, "tested": _tested_text(r)} for r in tests],
+                           {"metric": "Metric", "attribute": "Attribute", "test": "Test", "tested": "Groups tested",
+                            "statistic": "Statistic", "p_value": "p", "p_adjusted": "Adjusted p",
+                            "method": "Adjustment"}, data.top_k)]))
     case_mix = [
         {**r, "adjusted_or_ci": fmt_interval(r.get("adjusted_or", r.get("odds_ratio")), r.get("ci_low"),
                                              r.get("ci_high"))}
@@ -388,6 +390,14 @@ def _calibration_table(data: CardData, attribute: str) -> Table:
                                       record.get("observed_ci_high")),
                          str(record.get("n") if record.get("n") is not None else "–")])
     return Table(["Group", "Bin", "Mean predicted probability", "Observed frequency", "n"], rows)
+
+
+def _tested_text(test: dict[str, Any]) -> str:
+    """Which groups a test across groups compared, or why it compared none."""
+    if test.get("flag") in ("insufficient", "single_group"):
+        return "not tested: fewer than two groups with enough cases"
+    groups = test.get("groups") or []
+    return str(len(groups)) if groups else "–"
 
 
 def _disparity_rows(data: CardData) -> list[list[str]]:
