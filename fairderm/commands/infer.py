@@ -57,12 +57,9 @@ def _check_numbers(flags: dict[str, tuple[float | None, float, bool]]) -> None:
 
 
 def _load_router_backend() -> None:
-    try:
-        import fairderm.moe  # noqa: F401  registers the `router` backend on import
-    except ImportError as exc:
-        raise InputError(
-            f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}"
-        ) from None
+    from fairderm._extras import import_optional
+
+    import_optional("fairderm.moe", "backend 'router'")  # registers the `router` backend on import
 
 
 def infer_command(
