@@ -9,6 +9,7 @@ that names the extra to install.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from fairderm.errors import FairdermError
@@ -61,6 +62,16 @@ def import_optional(module: str, what: str) -> ModuleType:
         if error is None:
             raise
         raise error from exc
+
+
+def check_installed(module: str, what: str) -> None:
+    """Raise :class:`MissingExtraError` when ``module`` cannot be found, without importing it."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise MissingExtraError(what, EXTRA_OF_MODULE[module])
 
 
 def torch_available() -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
          "Mitigation", "Compare runs", "Model card"]

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[2]
-APP = REPO / "dashboards" / "app.py"
+APP = REPO / "fairderm" / "dashboard" / "app.py"
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
          "Mitigation", "Compare runs", "Model card"]
 SPEC = """\

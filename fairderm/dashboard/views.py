@@ -1,6 +1,6 @@
 """One function per dashboard page; each takes the loaded run(s) and draws it.
 
-Pages only read: every file goes through :mod:`dashboards.run_data`, which
+Pages only read: every file goes through :mod:`fairderm.dashboard.run_data`, which
 refuses paths outside the runs folder.
 """
 
@@ -15,9 +15,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboards import charts
-from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
 from fairderm._terminal import printable
+from fairderm.dashboard import charts
+from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
 from fairderm.errors import InputError
 
 NOT_AVAILABLE = "not available in this run"
