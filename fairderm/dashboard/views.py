@@ -336,10 +336,10 @@ def _image_row(run: RunData, runs: RunsRoot, rows: pd.DataFrame, *, overlay: boo
                caption: Callable[[pd.Series], str]) -> None:
     columns = st.columns(4)
     for i, (_, row) in enumerate(rows.iterrows()):
-        path = run.image_path(str(row["image"]), runs)
+        path = run.image_path(str(row["image"]))
         with columns[i % 4]:
             if path is None or not path.is_file():
-                st.caption(f"{row['image_id']}: image not available inside the runs folder")
+                st.caption(f"{row['image_id']}: {_no_image(run)}")
                 continue
             image = Image.open(path)
             shown = (_healthy_skin_overlay(image) if overlay else None) or image
@@ -379,6 +379,12 @@ def cases_page(run: RunData, runs: RunsRoot) -> None:
     columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group", "status", "text")
                if c in shown]
     st.dataframe(shown[columns].head(500), hide_index=True)
+
+
+def _no_image(run: RunData) -> str:
+    if run.images_root is None:
+        return f"image not shown: {run.cohort_note or NOT_AVAILABLE}"
+    return "image not found inside the cohort's images_root"
 
 
 def _case_caption(row: pd.Series) -> str:
@@ -438,12 +444,12 @@ def reasoning(run: RunData, runs: RunsRoot) -> None:
 
 def _scored_report(run: RunData, runs: RunsRoot, row: pd.Series, chosen: str, column: str) -> None:
     left, right = st.columns([1, 3])
-    path = run.image_path(str(row["image"]), runs) if isinstance(row.get("image"), str) else None
+    path = run.image_path(str(row["image"])) if isinstance(row.get("image"), str) else None
     with left:
         if path is not None and path.is_file():
             st.image(Image.open(path), caption=str(row["image_id"]), width="stretch")
         else:
-            st.caption(f"{row['image_id']}: image not available inside the runs folder")
+            st.caption(f"{row['image_id']}: {_no_image(run)}")
     with right:
         st.markdown(f"**{chosen}: {row[column]:g}** · true {row.get('label', '?')} · pred {row.get('pred', '?')}")
         report = row.get("text")
