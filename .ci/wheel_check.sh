@@ -7,13 +7,18 @@
 #   3. install the wheel's [dashboard] extra into that venv: the installed `fairderm dashboard` answers
 #      200 on /_stcore/health and Chromium renders a page showing a cohort image.
 # The fresh venv installs from PyPI (pip's cache makes a rerun faster). PYTHON is the development
-# interpreter (with build and playwright); by default the project's .venv.
+# interpreter (with build and playwright); by default the project's .venv. WHEEL_CHECK_KEEP=1 keeps the
+# work folder (venv, runs, the dashboard's screenshot) and prints where it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 start=$(date +%s)
 work=$(mktemp -d "${TMPDIR:-/tmp}/fairderm-wheel-check.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+if [ -n "${WHEEL_CHECK_KEEP:-}" ]; then
+  trap 'echo "wheel-check: work folder kept: $work"' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 
 "$PYTHON" -m build --sdist --wheel --outdir "$work/dist" . >"$work/build.log" 2>&1 \
   || { tail -30 "$work/build.log"; exit 1; }
