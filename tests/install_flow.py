@@ -40,10 +40,10 @@ class Step:
     output: str
 
 
-def write_cohort(fairderm: Sequence[str], root: Path, *, env: dict[str, str] | None = None) -> Path:
-    """A synthetic cohort of 60 images in ``root/cohort`` (made by the CLI under test)."""
+def write_cohort(fairderm: Sequence[str], root: Path, *, n: int = 60, env: dict[str, str] | None = None) -> Path:
+    """A synthetic cohort of ``n`` images in ``root/cohort`` (made by the CLI under test)."""
     cohort = root / "cohort"
-    _run(fairderm, ["cohort", "synth", "--out", str(cohort), "--n", "60", "--seed", "0"], root, env, ok=(0,))
+    _run(fairderm, ["cohort", "synth", "--out", str(cohort), "--n", str(n), "--seed", "0"], root, env, ok=(0,))
     return cohort
 
 

@@ -61,7 +61,7 @@ def test_audits_of_a_predictions_parquet_and_a_served_vlm_run_without_torch_stre
     ids=["torch-backend", "backbone-backend", "router", "dashboard"],
 )
 def test_command_needing_a_missing_extra_says_which_in_one_line(tmp_path, blocked, args, extra):
-    cohort = write_cohort(_blocked_fairderm(""), tmp_path, env=_env()) if "COHORT" in args else None
+    cohort = write_cohort(_blocked_fairderm(""), tmp_path, n=6, env=_env()) if "COHORT" in args else None
     (tmp_path / "runs").mkdir()
     args = [str(cohort) if a == "COHORT" else str(tmp_path / "runs") if a == "RUNS" else a for a in args]
     done = subprocess.run([*_blocked_fairderm(blocked), *args], cwd=tmp_path, env=_env(),
@@ -82,9 +82,10 @@ def test_fairlearn_baselines_without_the_mitigation_extra_name_it():
         "sys.meta_path.insert(0, Refuse())\n"
         "import numpy as np\n"
         "from fairderm.errors import FairdermError\n"
-        "from fairderm.moe._baselines import fit_baseline\n"
+        "from fairderm.moe._baselines import threshold_optimizer\n"
+        "probs, y, groups = np.full((8, 2), 0.5), np.array([0, 1] * 4), np.array(['a', 'b'] * 4)\n"
         "try:\n"
-        "    fit_baseline('threshold_optimizer', np.zeros((8, 3)), np.array([0, 1] * 4), np.array(['a', 'b'] * 4))\n"
+        "    threshold_optimizer(probs, y, groups, probs, groups, n_classes=2, seed=0)\n"
         "except FairdermError as exc:\n"
         "    print(exc)\n"
     )
