@@ -102,13 +102,21 @@ def check_output_file(path: Path, *, option: str) -> None:
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+class _StopRequested(Exception):
+    """SIGTERM or SIGHUP arrived while the Streamlit server ran."""
+
+
+def _stop_requested(signum: int, _frame: object) -> None:
+    raise _StopRequested(signum)
+
+
 def run_streamlit(argv: list[str], *, what: str) -> None:
     """Run a Streamlit server in the foreground until it stops.
 
     Ctrl-C is a normal end (the terminal sends it to the server too). SIGTERM
-    or SIGHUP to this process is passed on to the server, which otherwise
-    would go on serving the port after its parent is gone; whatever way this
-    process ends, the server is stopped with it.
+    or SIGHUP to this process ends it too, and the server with it, which
+    otherwise would go on serving the port after its parent is gone: the
+    server gets SIGTERM and, if it has not stopped 10 s later, SIGKILL.
 
     Parameters
     ----------
@@ -122,23 +130,17 @@ def run_streamlit(argv: list[str], *, what: str) -> None:
     from fairderm._extras import check_installed
 
     check_installed("streamlit", what)
+    previous = {signum: signal.signal(signum, _stop_requested) for signum in _STOP_SIGNALS}
     server = subprocess.Popen(argv)
-    stopped_by: list[int] = []
-
-    def pass_on(signum: int, _frame: object) -> None:
-        stopped_by.append(signum)
-        server.send_signal(signum)
-
-    previous = {signum: signal.signal(signum, pass_on) for signum in _STOP_SIGNALS}
     try:
         returncode = server.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _StopRequested):
         raise typer.Exit(0) from None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _stop(server)
-    if returncode and not stopped_by:
+    if returncode:
         raise FairdermError(f"streamlit exited with status {returncode}")
 
 
