@@ -8,13 +8,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fairderm-installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test test-fast lint browser bench clean help
+.PHONY: setup demo test test-fast lint browser bench wheel-check clean help
 
 help:
 	@echo "make demo   - set up .venv if missing, then run the full demo audit"
 	@echo "make test   - set up .venv if missing, then lint (ruff) and run the test suite"
 	@echo "make lint   - ruff check only (the rules are in pyproject.toml)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
+	@echo "make wheel-check - build the wheel and sdist, check a core install and the [dashboard] extra in a fresh venv"
 
 setup: $(STAMP)
 
@@ -49,6 +50,11 @@ test: $(STAMP) browser lint
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
+
+# The installed experience: the built wheel in a fresh venv, without extras and then with [dashboard]
+# (.ci/wheel_check.sh; the fresh venv installs from PyPI).
+wheel-check: $(STAMP) browser
+	PYTHON=$(BIN)/python .ci/wheel_check.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tone_speed.py

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairderm._extras import import_optional
 from fairderm._io import atomic_write_json, atomic_write_parquet, read_parquet_metadata, sha256_file
 from fairderm.audit import _evaluation
 from fairderm.audit._spec import LoadedSpec
@@ -140,7 +141,7 @@ def run_predictions(
     from fairderm.inference import rows_sha256, run_inference
 
     if loaded.spec.model.backend == "router":
-        import fairderm.moe  # noqa: F401  registers the 'router' backend
+        import_optional("fairderm.moe", "backend 'router'")  # registers the 'router' backend
 
     model = loaded.spec.model
     options = dict(model.options)

@@ -288,9 +288,12 @@ def _run_demo(
     out: Path, *, n: int, seed: int, n_boot: int, policy_path: Path, progress: ProgressCallback | None,
     log: LogCallback | None,
 ) -> DemoResult:
+    from fairderm._extras import import_optional
     from fairderm.cohort import synthesize_cohort
+
+    train_router = import_optional("fairderm.moe", "fairderm demo").train_router
+    import_optional("fairlearn", "fairderm demo (the router's fairlearn baselines)")
     from fairderm.inference import extract_features, train_head
-    from fairderm.moe import train_router
     from fairderm.tone import estimate_tone, write_tone
 
     created = not out.exists()

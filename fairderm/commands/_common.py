@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -118,13 +119,56 @@ def check_output_file(path: Path, *, option: str) -> None:
         raise InputError(f"cannot write in {existing}", source=str(path), column=option)
 
 
-def run_streamlit(argv: list[str]) -> None:
-    """Run a Streamlit server in the foreground until it stops; Ctrl-C is a normal end."""
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopRequested(Exception):
+    """SIGTERM or SIGHUP arrived while the Streamlit server ran."""
+
+
+def _stop_requested(signum: int, _frame: object) -> None:
+    raise _StopRequested(signum)
+
+
+def run_streamlit(argv: list[str], *, what: str) -> None:
+    """Run a Streamlit server in the foreground until it stops.
+
+    Ctrl-C is a normal end (the terminal sends it to the server too). SIGTERM
+    or SIGHUP to this process ends it too, and the server with it, which
+    otherwise would go on serving the port after its parent is gone: the
+    server gets SIGTERM and, if it has not stopped 10 s later, SIGKILL.
+
+    Parameters
+    ----------
+    argv
+        The ``streamlit run`` command line.
+    what
+        The command, for the error naming the extra when Streamlit is missing.
+    """
     import typer
 
+    from fairderm._extras import check_installed
+
+    check_installed("streamlit", what)
+    previous = {signum: signal.signal(signum, _stop_requested) for signum in _STOP_SIGNALS}
+    server = subprocess.Popen(argv)
     try:
-        completed = subprocess.run(argv, check=False)
-    except KeyboardInterrupt:
+        returncode = server.wait()
+    except (KeyboardInterrupt, _StopRequested):
         raise typer.Exit(0) from None
-    if completed.returncode:
-        raise FairdermError(f"streamlit exited with status {completed.returncode}")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _stop(server)
+    if returncode:
+        raise FairdermError(f"streamlit exited with status {returncode}")
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

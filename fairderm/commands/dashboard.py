@@ -1,9 +1,9 @@
 """``fairderm dashboard``: serve the Streamlit dashboard over a runs folder.
 
-The app lives in the repository's ``dashboards/app.py`` (next to the
-``fairderm`` package in a source checkout or an editable install); the command
-runs ``streamlit run`` on it as a subprocess and passes the runs folder after
-``--``. The app reads only inside that folder.
+The app is :mod:`fairderm.dashboard`'s ``app.py`` (it needs the ``dashboard``
+extra, Streamlit); the command runs ``streamlit run`` on it as a subprocess and
+passes the runs folder after ``--``. The app reads only inside that folder and
+the folders of the cohorts its runs name (their ``images_root``).
 """
 
 from __future__ import annotations
@@ -14,20 +14,14 @@ from pathlib import Path
 import typer
 
 from fairderm.commands._common import console, run_streamlit
-from fairderm.errors import FairdermError, InputError
+from fairderm.errors import InputError
 
 
 def dashboard_app_path() -> Path:
-    """Path of ``dashboards/app.py``; FairdermError when this install lacks it."""
-    import fairderm
+    """Path of the dashboard's Streamlit script (``fairderm/dashboard/app.py``)."""
+    from fairderm.dashboard import APP
 
-    app = Path(fairderm.__file__).resolve().parent.parent / "dashboards" / "app.py"
-    if not app.is_file():
-        raise FairdermError(
-            f"dashboard app not found at {app}: the dashboard ships with the source checkout; "
-            "install fairderm from it with `pip install -e .`"
-        )
-    return app
+    return APP
 
 
 def streamlit_argv(app: Path, runs_dir: Path, *, port: int, host: str) -> list[str]:
@@ -61,4 +55,4 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"runs folder {str(runs_dir)!r} does not exist or is not a folder")
         argv = streamlit_argv(dashboard_app_path(), runs_dir.resolve(), port=port, host=host)
         console.print(f"fairderm dashboard on http://{host}:{port} (runs: {runs_dir.resolve()}); Ctrl-C stops it")
-        run_streamlit(argv)
+        run_streamlit(argv, what="fairderm dashboard")

@@ -57,8 +57,10 @@ def _check_numbers(flags: dict[str, tuple[float | None, float, bool]]) -> None:
 
 
 def _load_router_backend() -> None:
+    from fairderm._extras import import_optional
+
     try:
-        import fairderm.moe  # noqa: F401  registers the `router` backend on import
+        import_optional("fairderm.moe", "backend 'router'")  # registers the `router` backend on import
     except ImportError as exc:
         raise InputError(
             f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}"

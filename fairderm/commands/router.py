@@ -86,8 +86,11 @@ def train_command(
     ),
 ) -> None:
     """Train the parity-constrained router and the baselines; evaluate them on the held-out split."""
+    from fairderm._extras import import_optional
     from fairderm.cohort import load_cohort
-    from fairderm.moe import train_router
+
+    train_router = import_optional("fairderm.moe", "fairderm router train").train_router
+    import_optional("fairlearn", "fairderm router train (its fairlearn baselines)")
 
     loaded = load_cohort(cohort)
     positives = _comma_list(positive_classes)

@@ -2,7 +2,7 @@
 
 ``tone label`` draws a stratified sample of a cohort's images (or takes the
 labels a manifest column already holds) into a labels CSV and serves the
-labelling page (``dashboards/labelling.py``, Streamlit on 127.0.0.1). ``tone
+labelling page (``fairderm/dashboard/labelling.py``, Streamlit on 127.0.0.1). ``tone
 learn`` fits a stratifier on the bundled backbone's features and the colour
 measurements and writes a model folder with a tone table for every image.
 """
@@ -17,21 +17,17 @@ import typer
 from rich.table import Table
 
 from fairderm.commands._common import console, parameters_as_flags, progress_bar, run_streamlit
-from fairderm.errors import FairdermError, InputError
+from fairderm.errors import InputError
 from fairderm.runs import TONE_FILE
 
 _SCALE_HELP = "Tone scale of the labels: fitzpatrick (I-VI), fitzpatrick_group (I-II / III-IV / V-VI) or monk (1-10)."
 
 
 def labelling_app_path() -> Path:
-    """Path of ``dashboards/labelling.py``; FairdermError when this install lacks it."""
-    import fairderm
+    """Path of the labelling page's Streamlit script (``fairderm/dashboard/labelling.py``)."""
+    from fairderm.dashboard import LABELLING_APP
 
-    app = Path(fairderm.__file__).resolve().parent.parent / "dashboards" / "labelling.py"
-    if not app.is_file():
-        raise FairdermError(f"labelling page not found at {app}: it ships with the source checkout; "
-                            "install fairderm from it with `pip install -e .`")
-    return app
+    return LABELLING_APP
 
 
 def labelling_argv(app: Path, cohort_dir: Path, labels: Path, *, labeller: str, port: int) -> list[str]:
@@ -102,7 +98,7 @@ def label_command(
         return
     argv = labelling_argv(labelling_app_path(), cohort_dir.resolve(), out.resolve(), labeller=labeller, port=port)
     console.print(f"labelling page on http://127.0.0.1:{port}; Ctrl-C stops it (every answer is already saved)")
-    run_streamlit(argv)
+    run_streamlit(argv, what="fairderm tone label")
 
 
 def learn_command(

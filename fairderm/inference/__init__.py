@@ -47,28 +47,10 @@ predictions schema.
 
 from __future__ import annotations
 
-from fairderm.inference._architectures import (
-    available_architectures,
-    model_folder_file,
-    register_architecture,
-)
-from fairderm.inference._backbone import (
-    BACKBONE_PREPROCESSING,
-    DIHEDRAL_VIEWS,
-    Backbone,
-    CachedEmbedder,
-    CachedImage,
-    FeatureSet,
-    backbone_identity,
-    dihedral_view,
-    extract_features,
-    extract_view_features,
-    resolve_feature_cache,
-)
-from fairderm.inference._efficientnet import BACKBONE_NAME, FEATURE_DIM
-from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
+from typing import Any
+
+from fairderm._extras import import_optional
 from fairderm.inference._endpoints import EndpointWarning, ServedModel, check_endpoints, served_model_identity
-from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
 from fairderm.inference._openai import ChatClient
 from fairderm.inference._predictor import (
@@ -88,6 +70,41 @@ from fairderm.inference._runner import (
     rows_sha256,
     run_inference,
 )
+
+# The names backed by torch (the ``torch`` extra), imported when first used so
+# that the file and openai backends run without torch.
+_TORCH_NAMES: dict[str, tuple[str, str]] = {
+    "available_architectures": ("_architectures", "available_architectures"),
+    "model_folder_file": ("_architectures", "model_folder_file"),
+    "register_architecture": ("_architectures", "register_architecture"),
+    "BACKBONE_PREPROCESSING": ("_backbone", "BACKBONE_PREPROCESSING"),
+    "DIHEDRAL_VIEWS": ("_backbone", "DIHEDRAL_VIEWS"),
+    "Backbone": ("_backbone", "Backbone"),
+    "CachedEmbedder": ("_backbone", "CachedEmbedder"),
+    "CachedImage": ("_backbone", "CachedImage"),
+    "FeatureSet": ("_backbone", "FeatureSet"),
+    "backbone_identity": ("_backbone", "backbone_identity"),
+    "dihedral_view": ("_backbone", "dihedral_view"),
+    "extract_features": ("_backbone", "extract_features"),
+    "extract_view_features": ("_backbone", "extract_view_features"),
+    "resolve_feature_cache": ("_backbone", "resolve_feature_cache"),
+    "BACKBONE_NAME": ("_efficientnet", "BACKBONE_NAME"),
+    "FEATURE_DIM": ("_efficientnet", "FEATURE_DIM"),
+    "BACKBONE_INPUT_SIZE": ("_efficientnet", "INPUT_SIZE"),
+    "HeadTrainingResult": ("_head", "HeadTrainingResult"),
+    "load_head": ("_head", "load_head"),
+    "train_head": ("_head", "train_head"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _TORCH_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _TORCH_NAMES[name]
+    value = getattr(import_optional(f"{__name__}.{module_name}", f"fairderm.inference.{name}"), attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BACKBONE_INPUT_SIZE",

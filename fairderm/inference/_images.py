@@ -6,6 +6,10 @@ worker processes and decodes JPEGs in draft mode (the IDCT scales by 1/2,
 224 px model). Workers hand back uint8 tensors (a quarter of float32's size
 to move between processes); normalisation happens on the batch, on the
 model's device.
+
+torch is imported only where a tensor is made: without the ``torch`` extra,
+models that need no tensor (a predictions file, a served model) are fed by
+the same batches, built in this process.
 """
 
 from __future__ import annotations
@@ -13,16 +17,19 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+from fairderm._extras import torch_available
 from fairderm.cohort import MAX_IMAGE_PIXELS, checked_image_path
+
+if TYPE_CHECKING:
+    import torch
 
 _RESAMPLE = Image.Resampling.BILINEAR
 
@@ -64,6 +71,8 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
 
 def to_uint8_chw(image: Image.Image) -> torch.Tensor:
     """HWC uint8 PIL image -> CHW uint8 tensor (contiguous)."""
+    import torch
+
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
@@ -103,12 +112,12 @@ class LoadedBatch:
 
     def pin_memory(self) -> LoadedBatch:
         """Called by the DataLoader when ``pin_memory=True`` (CUDA only)."""
-        if isinstance(self.inputs, torch.Tensor):
+        if hasattr(self.inputs, "pin_memory"):  # a tensor (only CUDA runs pin, so torch is there)
             self.inputs = self.inputs.pin_memory()
         return self
 
 
-class CaseDataset(torch.utils.data.Dataset):
+class CaseDataset:
     """Cases (paths) -> ``(position, input or None, error or None)`` via ``preprocess``.
 
     A failure to read one image becomes an error item, never an exception,
@@ -174,7 +183,9 @@ def plan_workers(workers: int | None, device_type: str) -> int:
         else:
             workers = 0 if cores < 4 else min(4, cores // 4)
     workers = max(0, int(workers))
-    if device_type == "cpu":
+    if device_type == "cpu" and torch_available():
+        import torch
+
         torch.set_num_threads(max(1, cores - workers))
     return workers
 
@@ -186,12 +197,18 @@ def case_loader(
     batch_size: int,
     workers: int,
     pin_memory: bool,
-) -> torch.utils.data.DataLoader:
+) -> Iterable[LoadedBatch]:
     """A DataLoader yielding :class:`LoadedBatch` in case order.
 
     Collation runs in the worker processes, so stacking tensors costs the
     model's process nothing; ``pin_memory`` is for CUDA's non-blocking copies.
+    Without torch the same batches are built in this process (the models that
+    run without torch wait on a file or a server, not on decoding).
     """
+    if not torch_available():
+        return _batches_in_process(dataset, _Collate(collate), batch_size)
+    import torch
+
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -201,3 +218,8 @@ def case_loader(
         pin_memory=pin_memory,
         prefetch_factor=2 if workers > 0 else None,
     )
+
+
+def _batches_in_process(dataset: CaseDataset, collate: _Collate, batch_size: int) -> Iterator[LoadedBatch]:
+    for start in range(0, len(dataset), batch_size):
+        yield collate([dataset[k] for k in range(start, min(start + batch_size, len(dataset)))])

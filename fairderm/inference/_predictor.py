@@ -10,17 +10,19 @@ never imports a higher one.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from fairderm._extras import import_optional
 from fairderm.errors import InputError
 from fairderm.inference._images import load_square_uint8
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -118,6 +120,8 @@ class Predictor:
 
     def collate(self, items: list[Any]) -> Any:
         """Combine preprocessed items into one batch input (default: stack tensors)."""
+        import torch
+
         return torch.stack(items)
 
     def predict(self, inputs: Any, image_ids: Sequence[str]) -> PredictorOutput:
@@ -206,7 +210,7 @@ def _resolve(name: str) -> BackendFactory:
         )
     if isinstance(entry, str):
         module_name, function = entry.split(":")
-        entry = getattr(importlib.import_module(module_name), function)
+        entry = getattr(import_optional(module_name, f"backend {name!r}"), function)
         _REGISTRY[name] = entry
     return entry
 

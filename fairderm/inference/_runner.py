@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fairderm._extras import MissingExtraError, torch_available
 from fairderm._io import (
     atomic_write_json,
     atomic_write_parquet,
@@ -41,7 +42,6 @@ from fairderm._io import (
 from fairderm._terminal import printable
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
-from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import CaseDataset, case_loader, plan_workers
 from fairderm.inference._labels import label_for_name, map_classes
 from fairderm.inference._predictor import (
@@ -509,7 +509,7 @@ def _run_locked(
     progress: ProgressCallback | None,
 ) -> InferenceRun:
     labels = list(cohort.spec.labels)
-    torch_device = pick_device(device)
+    torch_device = _pick_device(device)
     if isinstance(backend, Predictor):
         predictor = backend
     else:
@@ -547,6 +547,17 @@ def _run_locked(
         )
     finally:
         predictor.close()
+
+
+def _pick_device(device: str | None) -> Any:
+    """The torch device to run on; without torch, the CPU (models without torch run nowhere else)."""
+    if torch_available():
+        from fairderm.inference._backbone import pick_device
+
+        return pick_device(device)
+    if device not in (None, "cpu"):
+        raise MissingExtraError(f"--device {device}", "torch")
+    return "cpu"
 
 
 def _execute(

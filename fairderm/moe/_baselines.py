@@ -40,6 +40,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fairderm._extras import import_optional
+
 
 @dataclass
 class BaselineResult:
@@ -110,7 +112,9 @@ def exponentiated_gradient(
         Principal components of the standardised features the logistic
         regression sees (fit on the training split).
     """
-    from fairlearn.reductions import EqualizedOdds, ErrorRateParity, ExponentiatedGradient
+    reductions = import_optional("fairlearn.reductions", "the expgrad baseline")
+    EqualizedOdds, ErrorRateParity = reductions.EqualizedOdds, reductions.ErrorRateParity
+    ExponentiatedGradient = reductions.ExponentiatedGradient
 
     # Each ExponentiatedGradient iteration refits the base learner; on 1280
     # dimensions a logistic fit takes ~0.2 s, on 256 principal components ~7 ms.
@@ -189,7 +193,9 @@ def threshold_optimizer(
     n_classes
         Number of classes (2: binary).
     """
-    from fairlearn.postprocessing import ThresholdOptimizer
+    ThresholdOptimizer = import_optional(
+        "fairlearn.postprocessing", "the threshold baseline"
+    ).ThresholdOptimizer
 
     scores = np.zeros((len(erm_eval_probs), len(_columns(n_classes))))
     notes: list[str] = []

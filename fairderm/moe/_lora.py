@@ -44,7 +44,7 @@ def require_lora_support(*, need_gpu: bool = True) -> ModuleType:
         return importlib.import_module("peft")
     except ImportError:
         raise FairdermError(
-            "LoRA experts need the peft package: pip install 'fairderm[vllm]' (or pip install peft)"
+            "LoRA experts need the peft package: pip install 'fairderm[torch]'"
         ) from None
 
 

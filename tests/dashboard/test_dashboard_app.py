@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
          "Mitigation", "Compare runs", "Model card"]
@@ -153,3 +153,63 @@ def test_skin_tone_overlays_the_tone_packages_healthy_skin_mask(app: AppTest, mo
     at = _open(app, "Skin tone")
     assert len(at.image) > 0
     assert not any("no healthy-skin mask" in c.value for c in at.caption)
+
+
+def test_healthy_skin_is_outlined_and_keeps_its_own_colour(monkeypatch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from fairderm import tone
+    from fairderm.dashboard import views
+
+    mask = np.zeros((60, 60), bool)
+    mask[10:50, 10:50] = True
+    monkeypatch.setattr(tone, "healthy_skin_mask", lambda rgb: mask)
+    skin = (200, 150, 120)
+    shown = np.asarray(views._healthy_skin_overlay(Image.new("RGB", (60, 60), skin)))
+    assert (shown[30, 30] == skin).all()  # the skin being judged is not tinted
+    assert (shown[10, 30] == views.HEALTHY_SKIN_OUTLINE).all()  # its edge is drawn
+    assert (shown[5, 5] == skin).all()  # outside the mask nothing changes
+
+
+def test_skin_tone_page_explains_the_outline_and_can_hide_it(app: AppTest) -> None:
+    at = _open(app, "Skin tone")
+    assert any("Outlined in bluish green" in c.value for c in at.caption)
+    at.toggle(key="tone_outline").set_value(False).run()
+    assert not any("Outlined in bluish green" in c.value for c in at.caption)
+
+
+def test_runs_with_equal_estimates_are_drawn_at_the_same_estimate() -> None:
+    import pandas as pd
+
+    from fairderm.dashboard import charts
+
+    frame = pd.DataFrame({"group": ["I-II", "I-II"], "run": ["A", "B"], "estimate": [0.8, 0.8],
+                          "ci_low": [0.7, 0.7], "ci_high": [0.9, 0.9]})
+    fig = charts.grouped_intervals(frame, series="run")
+    assert [list(trace.x) for trace in fig.data] == [[0.8], [0.8]]
+    # Plotly sets grouped scatter traces apart along their orientation's axis: it must be the group axis (y)
+    assert fig.layout.scattermode == "group"
+    assert all(trace.orientation == "h" for trace in fig.data)
+
+
+def test_warning_about_a_large_group_with_few_positives_names_the_positives() -> None:
+    import pandas as pd
+
+    from fairderm.dashboard import views
+    from fairderm.dashboard.run_data import RunData
+
+    groups = [
+        {"attribute": "fitzpatrick_group", "group": "I-II", "metric": "accuracy", "n": 165, "n_pos": 4, "flag": "ok"},
+        {"attribute": "fitzpatrick_group", "group": "I-II", "metric": "sensitivity", "n": 165, "n_pos": 4,
+         "flag": "insufficient"},
+        {"attribute": "fitzpatrick_group", "group": "V-VI", "metric": "accuracy", "n": 12, "n_pos": 6,
+         "flag": "insufficient"},
+    ]
+    run = RunData(run_id="r", path=Path("."), metrics={"groups": groups,
+                                                      "config": {"min_group_size": 30, "min_positives": 10}})
+    (text,) = views._warnings(run, pd.DataFrame(groups))
+    assert "2 group(s)" in text
+    assert "I-II (sensitivity): n=165 but 4 positives, fewer than 10" in text
+    assert "V-VI (accuracy): n=12, fewer than 30 cases" in text
+    assert "below" not in text

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[2]
-APP = REPO / "dashboards" / "app.py"
+APP = REPO / "fairderm" / "dashboard" / "app.py"
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
          "Mitigation", "Compare runs", "Model card"]
 SPEC = """\
@@ -70,3 +70,28 @@ def test_every_page_opens_on_an_audit_run(audited: Path, monkeypatch: pytest.Mon
     assert len(at.get("plotly_chart")) == 2
     at.sidebar.radio(key="page").set_value("Cases").run()
     assert len(at.image) > 0  # the cohort next to audits/ was found inside the runs folder
+
+
+@pytest.mark.slow
+def test_dashboard_on_the_audits_folder_shows_the_cohort_images_and_labels(audited: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the README runs it (`fairderm dashboard demo-output/audits`): the cohort is beside the runs folder.
+    monkeypatch.setenv("FAIRDERM_RUNS_DIR", str(audited / "audits"))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.radio(key="page").set_value("Cases").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.image) > 0, [c.value for c in at.caption]
+    assert "label" in at.dataframe[-1].value.columns
+
+
+def test_run_images_are_confined_to_the_cohort_images_root(audited: Path) -> None:
+    from fairderm.dashboard.run_data import RunsRoot, load_run
+
+    runs = RunsRoot.open(audited / "audits")
+    run = load_run(runs, runs.run_ids()[0])
+    assert run.images_root == (audited / "cohort").resolve()
+    first = str(run.manifest["image"].iloc[0])
+    assert run.image_path(first) == (audited / "cohort" / first).resolve()
+    (audited / "outside.png").write_bytes(b"not a cohort image")
+    assert run.image_path("../outside.png") is None
+    assert run.image_path(str(audited / "outside.png")) is None

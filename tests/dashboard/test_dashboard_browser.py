@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.screenshots import CHROMIUM, PAGES, capture_pages, refused_in_browser, serve
+from fairderm.dashboard.screenshots import CHROMIUM, PAGES, capture_pages, refused_in_browser, serve
 
 pytestmark = [
     pytest.mark.browser,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards.sample_run import write_sample_runs
+from fairderm.dashboard.sample_run import write_sample_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reasoning"))
 
@@ -17,7 +17,7 @@ from judge_server import ScriptedJudge
 
 from fairderm.reasoning import Judge, load_rubric, score_reports
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 RUN = "audits/erm/runs/run-001"
 HOSTILE = "Most likely melanoma.\x1b[2J\x1b]0;owned\x07 **bold** [x](javascript:alert(1))"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.run_data import RunsRoot, case_table, load_run, resolve_inside
+from fairderm.dashboard.run_data import RunsRoot, case_table, load_run, resolve_inside
 from fairderm.errors import InputError
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards.sample_run import write_sample_runs
+from fairderm.dashboard.sample_run import write_sample_runs
 from fairderm.metrics import StrataErrorModel, evaluate
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 RUN = "audits/erm/runs/run-001"
 
 

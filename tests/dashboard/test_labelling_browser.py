@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port, serve_app
 from fairderm.cohort import Cohort, synthesize_cohort
 from fairderm.commands.tone_labels import labelling_app_path, labelling_argv
+from fairderm.dashboard.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port, serve_app
 from fairderm.tone import estimate_tone, new_label_sample, read_tone_labels, write_labels, write_tone
 
 pytestmark = [

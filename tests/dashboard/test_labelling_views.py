@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashboards.labelling_views import answer_buttons, healthy_skin_zoom, zoom_window
+from fairderm.dashboard.labelling_views import answer_buttons, healthy_skin_zoom, zoom_window
 from fairderm.tone import CANNOT_TELL
 from fairderm.tone._labels import scale_values
 

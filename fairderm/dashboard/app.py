@@ -1,7 +1,7 @@
 """fairderm dashboard: explore audit runs (Streamlit).
 
 Start it with ``fairderm dashboard RUNS_DIR`` or
-``streamlit run dashboards/app.py -- RUNS_DIR``; the ``FAIRDERM_RUNS_DIR``
+``streamlit run fairderm/dashboard/app.py -- RUNS_DIR``; the ``FAIRDERM_RUNS_DIR``
 environment variable, when set, takes precedence over the argument. The URL may name
 a page, a run and a run to compare with (``?page=Cases&run=audits/x/runs/1``);
 a run that is not a run folder inside the runs folder is refused.
@@ -13,16 +13,16 @@ import os
 import sys
 from pathlib import Path
 
-# Streamlit runs this file as a script: make the repository importable so
-# that ``dashboards`` resolves the same way under ``streamlit run`` and tests.
-_REPO = Path(__file__).resolve().parent.parent
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
+# Streamlit runs this file as a script: the fairderm package it sits in is
+# the one imported (an uninstalled checkout too), never another install.
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+if str(_PACKAGE_PARENT) not in sys.path:
+    sys.path.insert(0, str(_PACKAGE_PARENT))
 
 import streamlit as st  # noqa: E402
 
-from dashboards import views  # noqa: E402
-from dashboards.run_data import RunData, RunsRoot, load_run  # noqa: E402
+from fairderm.dashboard import views  # noqa: E402
+from fairderm.dashboard.run_data import RunData, RunsRoot, load_run  # noqa: E402
 from fairderm.errors import InputError  # noqa: E402
 
 RUNS_ENV = "FAIRDERM_RUNS_DIR"

@@ -1,8 +1,8 @@
 """Start the dashboard, drive every page in headless Chromium, save screenshots.
 
-    python dashboards/screenshots.py [RUNS_DIR] [--out docs/screenshots]
+    python -m fairderm.dashboard.screenshots [RUNS_DIR] [--out docs/screenshots]
 
-Without RUNS_DIR a synthetic sample run (``dashboards/sample_run.py``) is
+Without RUNS_DIR a synthetic sample run (``fairderm/dashboard/sample_run.py``) is
 written to a temporary folder. The browser test uses the same functions.
 Chromium is Debian's (``/usr/bin/chromium``); Playwright downloads nothing.
 """
@@ -142,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs_dir
         if runs_dir is None:
-            sys.path.insert(0, str(APP.parent.parent))
-            from dashboards.sample_run import write_sample_runs
+            from fairderm.dashboard.sample_run import write_sample_runs
 
             write_sample_runs(tmp)
             runs_dir = tmp

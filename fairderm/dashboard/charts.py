@@ -126,10 +126,16 @@ def frontier_plot(frame: pd.DataFrame) -> go.Figure:
 
 
 def grouped_intervals(frame: pd.DataFrame, *, series: str, label: str = "group", title: str = "") -> go.Figure:
-    """Point-and-interval per group, one colour per ``series`` (e.g. method or run)."""
+    """Point-and-interval per group, one colour per ``series`` (e.g. method or run).
+
+    The series of a group are set side by side along the group axis
+    (``orientation="h"``); with the default orientation Plotly would shift
+    them along the estimate axis instead, drawing equal estimates apart.
+    """
     fig = go.Figure()
     for i, (name, part) in enumerate(frame.groupby(series, sort=False)):
         fig.add_trace(go.Scatter(x=part["estimate"], y=part[label].astype(str), mode="markers", name=str(name),
+                                 orientation="h",
                                  marker=dict(size=10, color=OKABE_ITO[i % len(OKABE_ITO)]),
                                  error_x={**_errors(part), "color": OKABE_ITO[i % len(OKABE_ITO)]}))
     fig.update_layout(title=title, scattermode="group", **_LAYOUT)

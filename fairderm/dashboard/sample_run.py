@@ -1,6 +1,6 @@
 """A small synthetic runs folder that follows the run-folder contract (issue 7).
 
-Used by the dashboard's tests and by ``dashboards/screenshots.py`` when no
+Used by the dashboard's tests and by ``fairderm/dashboard/screenshots.py`` when no
 real audit run is at hand. The numbers are made up from a seeded simulation
 (a classifier that is worse on darker skin); ``metrics.json`` comes from
 :func:`fairderm.metrics.evaluate` with a small bootstrap (B=200), enough to
@@ -22,7 +22,7 @@ from fairderm.cohort import CohortSpec, write_cohort
 from fairderm.gate import evaluate_gate, load_policy
 from fairderm.metrics import evaluate
 
-EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "audits" / "policy.example.yaml"
+EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "audit" / "policy.example.yaml"
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 POSITIVE = ["melanoma", "bcc"]

@@ -3,7 +3,9 @@
 The dashboard is given a runs folder and must never read outside it: a run
 named in the URL (``?run=...``) or chosen in a widget is looked up among the
 run folders discovered under the root, and every path is resolved (symlinks
-included) and checked to lie inside the root before it is opened.
+included) and checked to lie inside the root before it is opened. The one
+exception is the run's images, read from its cohort's ``images_root`` and
+confined to it in the same way.
 
 A run folder is any folder holding ``metrics.json`` (the audit writes them as
 ``NAME/runs/RUN_ID/``). Optional files that a run lacks load as ``None`` so
@@ -140,15 +142,15 @@ class RunData:
                   "case_mix": lambda: metrics.case_mix, "power": lambda: metrics.power}
         return tables[key]().copy()
 
-    def image_path(self, relative: str, runs: RunsRoot) -> Path | None:
-        """Absolute path of a cohort image, or None when outside the runs folder."""
-        if self.images_root is None:
+    def image_path(self, relative: str) -> Path | None:
+        """Absolute path of a cohort image, or None when it is not inside the cohort's ``images_root``."""
+        from fairderm.cohort import checked_image_path
+
+        if self.images_root is None or Path(relative).is_absolute():
             return None
         try:
-            target = (self.images_root / relative).resolve()
-            rel = target.relative_to(runs.root)
-            return resolve_inside(runs.root, rel)
-        except (ValueError, InputError):
+            return checked_image_path(self.images_root, self.images_root / relative)
+        except ValueError:
             return None
 
 
@@ -168,15 +170,34 @@ def _cohort_candidates(spec: dict[str, Any] | None, run_dir: Path, root: Path) -
 
 
 def _load_manifest(
-    spec: dict[str, Any] | None, run_dir: Path, root: Path
+    spec: dict[str, Any] | None, run_dir: Path, root: Path, evidence: dict[str, Any] | None
 ) -> tuple[pd.DataFrame | None, Path | None, str]:
-    """Find the run's cohort inside the runs folder: manifest and images root.
+    """The run's cohort: manifest, images root (or None) and why something is missing.
 
-    The cohort's own files are checked too: a ``manifest.parquet`` or
-    ``cohort.yaml`` symlinked from outside the runs folder is not read.
+    Every audit keeps a copy of its cohort's ``cohort.yaml`` and manifest in
+    the run folder (``cohort/``); the images stay in the cohort's
+    ``images_root``, found from the cohort folder that ``evidence.json``
+    records (relative to the run first, so that a moved tree still works).
+    Runs without the copy fall back to a cohort inside the runs folder.
     """
-    from fairderm.cohort import MANIFEST_FILE, SPEC_FILE, load_cohort
+    from fairderm.cohort import MANIFEST_FILE, SPEC_FILE, Cohort, load_cohort
 
+    try:
+        copy = resolve_inside(root, (run_dir / "cohort").relative_to(root))
+        for name in (SPEC_FILE, MANIFEST_FILE):
+            resolve_inside(root, (copy / name).relative_to(root))
+    except (ValueError, InputError):
+        copy = None
+    if copy is not None and (copy / SPEC_FILE).is_file() and (copy / MANIFEST_FILE).is_file():
+        kept = load_cohort(copy)
+        manifest = kept.manifest
+        folder = _recorded_cohort_folder(evidence, run_dir)
+        if folder is None and not Path(kept.spec.images_root).is_absolute():
+            return manifest, None, "the run's cohort folder was not found, so its images cannot be shown"
+        images_root = Cohort(root=folder or copy, spec=kept.spec, manifest=manifest).images_root.resolve()
+        if not images_root.is_dir():
+            return manifest, None, f"the cohort's images_root {images_root} is not a folder here"
+        return manifest, images_root, ""
     for candidate in _cohort_candidates(spec, run_dir, root):
         try:
             resolved = resolve_inside(root, candidate.resolve().relative_to(root))
@@ -184,10 +205,18 @@ def _load_manifest(
                 resolve_inside(root, (resolved / name).relative_to(root))
         except (ValueError, InputError):
             continue
-        if (resolved / "cohort.yaml").is_file():
+        if (resolved / SPEC_FILE).is_file():
             cohort = load_cohort(resolved)
             return cohort.manifest, cohort.images_root.resolve(), ""
     return None, None, "the run's cohort was not found inside the runs folder"
+
+
+def _recorded_cohort_folder(evidence: dict[str, Any] | None, run_dir: Path) -> Path | None:
+    record = ((evidence or {}).get("inputs") or {}).get("cohort") or {}
+    relative, absolute = record.get("path_from_run"), record.get("path")
+    candidates = [run_dir / relative if isinstance(relative, str) else None,
+                  Path(absolute) if isinstance(absolute, str) else None]
+    return next((c.resolve() for c in candidates if c is not None and c.is_dir()), None)
 
 
 def load_run(runs: RunsRoot, run_id: str) -> RunData:
@@ -195,7 +224,8 @@ def load_run(runs: RunsRoot, run_id: str) -> RunData:
     run_dir = runs.run_dir(run_id)
     folder = RunFolder(run_dir, root=runs.root)
     spec = folder.spec()
-    manifest, images_root, note = _load_manifest(spec, run_dir, runs.root)
+    evidence = folder.json(EVIDENCE_FILE)
+    manifest, images_root, note = _load_manifest(spec, run_dir, runs.root, evidence)
     return RunData(
         run_id=run_id,
         path=run_dir,
@@ -203,7 +233,7 @@ def load_run(runs: RunsRoot, run_id: str) -> RunData:
         gate=folder.json(GATE_FILE),
         card_json=folder.json(CARD_JSON),
         card_md=folder.text(CARD_MARKDOWN),
-        evidence=folder.json(EVIDENCE_FILE),
+        evidence=evidence,
         environment=folder.json(ENVIRONMENT_FILE),
         mitigation=folder.json(MITIGATION_FILE),
         tone_validation=folder.json(TONE_VALIDATION_JSON),

@@ -1,7 +1,7 @@
 """fairderm tone labelling page: one image at a time, answered by keyboard (Streamlit).
 
 Start it with ``fairderm tone label COHORT --tone TONE.parquet --out labels.csv``
-or ``streamlit run dashboards/labelling.py -- COHORT labels.csv --labeller ID``.
+or ``streamlit run fairderm/dashboard/labelling.py -- COHORT labels.csv --labeller ID``.
 It shows the first image without an answer, the scale's descriptions (or the
 Monk swatches), a zoom on the skin the tone estimator measured as healthy, and
 the progress. Every answer is written to the labels file at once (a temporary
@@ -15,18 +15,19 @@ import argparse
 import sys
 from pathlib import Path
 
-# Streamlit runs this file as a script: make the repository importable so
-# that ``dashboards`` resolves the same way under ``streamlit run`` and tests.
-_REPO = Path(__file__).resolve().parent.parent
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
+# Streamlit runs this file as a script: the fairderm package it sits in is
+# the one imported (an uninstalled checkout too), never another install.
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+if str(_PACKAGE_PARENT) not in sys.path:
+    sys.path.insert(0, str(_PACKAGE_PARENT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dashboards.labelling_views import (  # noqa: E402
+from fairderm.cohort import Cohort, load_cohort  # noqa: E402
+from fairderm.dashboard.labelling_views import (  # noqa: E402
     BACK_KEY,
     FORWARD_KEY,
     answer_buttons,
@@ -34,7 +35,6 @@ from dashboards.labelling_views import (  # noqa: E402
     monk_swatches_html,
     scale_descriptions,
 )
-from fairderm.cohort import Cohort, load_cohort  # noqa: E402
 from fairderm.errors import InputError  # noqa: E402
 from fairderm.tone import ToneLabels, healthy_skin_mask, read_tone_labels, record_answer  # noqa: E402
 

@@ -1,6 +1,6 @@
 """One function per dashboard page; each takes the loaded run(s) and draws it.
 
-Pages only read: every file goes through :mod:`dashboards.run_data`, which
+Pages only read: every file goes through :mod:`fairderm.dashboard.run_data`, which
 refuses paths outside the runs folder.
 """
 
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from scipy.ndimage import binary_erosion
 
-from dashboards import charts
-from dashboards.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
 from fairderm._terminal import printable
+from fairderm.dashboard import charts
+from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
 from fairderm.errors import InputError
 from fairderm.metrics import GroupKey
 from fairderm.runs import METRICS_FILE
@@ -88,11 +89,12 @@ def overview(run: RunData, runs: RunsRoot) -> None:
 def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
     found = []
     if not groups.empty and "flag" in groups:
-        small = groups[groups["flag"] != "ok"].drop_duplicates(["attribute", "group"])
-        if len(small):
-            min_n = run.metrics.config.get("min_group_size", "the minimum")
-            names = ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"]))
-            found.append(f"{len(small)} group(s) below {min_n} cases, intervals not judged: {names}")
+        flagged = groups[groups["flag"] != "ok"]
+        if len(flagged):
+            config = run.metrics.config
+            parts = [f"{group} ({', '.join(part['metric'])}): {_not_judged_reason(part, config)}"
+                     for (_, group), part in flagged.groupby(["attribute", "group"], sort=False)]
+            found.append(f"{len(parts)} group(s) with metrics not judged: " + "; ".join(parts))
     if run.tone is not None and "status" in run.tone:
         abstain = int((run.tone["status"] != "ok").sum())
         if abstain:
@@ -103,6 +105,25 @@ def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
             if counts.get(status, 0):
                 found.append(f"{counts[status]} prediction(s) with status '{status}' (excluded from metrics).")
     return found
+
+
+def _not_judged_reason(part: pd.DataFrame, config: dict) -> str:
+    """Why a group's metrics were flagged, in the metrics engine's terms (fairderm.metrics, "Flags")."""
+    first = part.iloc[0]
+    flags = set(part["flag"])
+    n = int(first["n"])
+    n_pos = None if pd.isna(first.get("n_pos")) else int(first["n_pos"])
+    if flags != {"insufficient"}:
+        return f"n={n}, flag {', '.join(sorted(flags))}"
+    min_n, min_pos = config.get("min_group_size"), config.get("min_positives")
+    if min_n is not None and n < min_n:
+        return f"n={n}, fewer than {min_n} cases"
+    if min_pos is not None and n_pos is not None and n_pos < min_pos:
+        return f"n={n} but {n_pos} positives, fewer than {min_pos}"
+    if min_pos is not None and n_pos is not None and n - n_pos < min_pos:
+        return f"n={n} but {n - n_pos} negatives, fewer than {min_pos}"
+    return (f"n={n}: fewer than {min_pos} cases in the metric's denominator (e.g. predicted positives), "
+            "or the metric undefined in over 1% of bootstrap resamples")
 
 
 # ---------------------------------------------------------------- Disparities
@@ -264,8 +285,15 @@ def calibration(run: RunData, runs: RunsRoot) -> None:
 
 
 # ---------------------------------------------------------------- Skin tone
+HEALTHY_SKIN_OUTLINE = (0, 158, 115)
+"""Okabe-Ito bluish green: the outline of the skin the tone estimate measured."""
+
+
 def _healthy_skin_overlay(image: Image.Image) -> Image.Image | None:
-    """The tone package's healthy-skin mask over the image, when it exposes one."""
+    """The image with the outline of the skin the tone estimator measured as healthy.
+
+    Only the mask's edge is drawn: the skin being judged keeps its own colour.
+    """
     try:
         from fairderm import tone
     except ImportError:
@@ -282,7 +310,9 @@ def _healthy_skin_overlay(image: Image.Image) -> Image.Image | None:
         # The estimator may work on a downscaled copy: bring its mask to the image size.
         scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
         mask = np.asarray(scaled) > 127
-    pixels[mask] = 0.5 * pixels[mask] + 0.5 * np.array([0, 158, 115])
+    width = max(1, round(max(mask.shape) / 150))  # about 1 px per 150 px, visible at thumbnail size
+    edge = mask & ~binary_erosion(mask, iterations=width, border_value=0)
+    pixels[edge] = HEALTHY_SKIN_OUTLINE
     return Image.fromarray(pixels.astype(np.uint8))
 
 
@@ -325,12 +355,13 @@ def skin_tone(run: RunData, runs: RunsRoot) -> None:
         _missing("Images")
         return
     overlay_available = _healthy_skin_overlay(Image.new("RGB", (8, 8))) is not None
-    if not overlay_available:
-        st.caption("The tone package exposes no healthy-skin mask function yet: images are shown without "
-                   "the overlay of the pixels it used.")
+    outline = overlay_available and st.toggle("Outline the skin measured", value=True, key="tone_outline")
+    if outline:
+        st.caption("Outlined in bluish green: the healthy skin the tone estimate measured (lesion, hair, "
+                   "shadows and other exclusions left out); inside the outline the skin keeps its own colour.")
     for group, part in cases.dropna(subset=["tone_group_est"]).groupby("tone_group_est", sort=True):
         st.markdown(f"**{group}**")
-        _image_row(run, runs, part.head(4), overlay=overlay_available,
+        _image_row(run, runs, part.head(4), overlay=outline,
                    caption=lambda r: f"ITA {r['ita']:.0f}°" if pd.notna(r.get("ita")) else "")
 
 
@@ -338,10 +369,10 @@ def _image_row(run: RunData, runs: RunsRoot, rows: pd.DataFrame, *, overlay: boo
                caption: Callable[[pd.Series], str]) -> None:
     columns = st.columns(4)
     for i, (_, row) in enumerate(rows.iterrows()):
-        path = run.image_path(str(row["image"]), runs)
+        path = run.image_path(str(row["image"]))
         with columns[i % 4]:
             if path is None or not path.is_file():
-                st.caption(f"{row['image_id']}: image not available inside the runs folder")
+                st.caption(f"{row['image_id']}: {_no_image(run)}")
                 continue
             image = Image.open(path)
             shown = (_healthy_skin_overlay(image) if overlay else None) or image
@@ -381,6 +412,12 @@ def cases_page(run: RunData, runs: RunsRoot) -> None:
     columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group", "status", "text")
                if c in shown]
     st.dataframe(shown[columns].head(500), hide_index=True)
+
+
+def _no_image(run: RunData) -> str:
+    if run.images_root is None:
+        return f"image not shown: {run.cohort_note or NOT_AVAILABLE}"
+    return "image not found inside the cohort's images_root"
 
 
 def _case_caption(row: pd.Series) -> str:
@@ -440,12 +477,12 @@ def reasoning(run: RunData, runs: RunsRoot) -> None:
 
 def _scored_report(run: RunData, runs: RunsRoot, row: pd.Series, chosen: str, column: str) -> None:
     left, right = st.columns([1, 3])
-    path = run.image_path(str(row["image"]), runs) if isinstance(row.get("image"), str) else None
+    path = run.image_path(str(row["image"])) if isinstance(row.get("image"), str) else None
     with left:
         if path is not None and path.is_file():
             st.image(Image.open(path), caption=str(row["image_id"]), width="stretch")
         else:
-            st.caption(f"{row['image_id']}: image not available inside the runs folder")
+            st.caption(f"{row['image_id']}: {_no_image(run)}")
     with right:
         st.markdown(f"**{chosen}: {row[column]:g}** · true {row.get('label', '?')} · pred {row.get('pred', '?')}")
         report = row.get("text")

@@ -1,1 +1,0 @@
-"""The fairderm Streamlit dashboard (``fairderm dashboard``); see docs/dashboard.md."""
