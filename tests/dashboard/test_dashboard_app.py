@@ -198,6 +198,7 @@ def test_warning_about_a_large_group_with_few_positives_names_the_positives() ->
 
     from fairderm.dashboard import views
     from fairderm.dashboard.run_data import RunData
+    from fairderm.metrics import EvaluationResult
 
     groups = [
         {"attribute": "fitzpatrick_group", "group": "I-II", "metric": "accuracy", "n": 165, "n_pos": 4, "flag": "ok"},
@@ -206,8 +207,10 @@ def test_warning_about_a_large_group_with_few_positives_names_the_positives() ->
         {"attribute": "fitzpatrick_group", "group": "V-VI", "metric": "accuracy", "n": 12, "n_pos": 6,
          "flag": "insufficient"},
     ]
-    run = RunData(run_id="r", path=Path("."), metrics={"groups": groups,
-                                                      "config": {"min_group_size": 30, "min_positives": 10}})
+    for row in groups:
+        row.update(estimate=0.5, ci_low=0.4, ci_high=0.6)
+    metrics = EvaluationResult.from_dict({"groups": groups, "config": {"min_group_size": 30, "min_positives": 10}})
+    run = RunData(run_id="r", path=Path("."), metrics=metrics)
     (text,) = views._warnings(run, pd.DataFrame(groups))
     assert "2 group(s)" in text
     assert "I-II (sensitivity): n=165 but 4 positives, fewer than 10" in text
