@@ -24,6 +24,7 @@ import streamlit as st  # noqa: E402
 from fairderm.dashboard import views  # noqa: E402
 from fairderm.dashboard.run_data import RunData, RunsRoot, load_run  # noqa: E402
 from fairderm.errors import InputError  # noqa: E402
+from fairderm.runs import METRICS_FILE  # noqa: E402
 
 RUNS_ENV = "FAIRDERM_RUNS_DIR"
 PAGES = {
@@ -55,7 +56,7 @@ def _load(root: str, run_id: str, stamp: float) -> RunData:
 
 
 def _load_checked(runs: RunsRoot, run_id: str) -> RunData:
-    stamp = runs.file(run_id, "metrics.json").stat().st_mtime
+    stamp = runs.file(run_id, METRICS_FILE).stat().st_mtime
     return _load(str(runs.root), run_id, stamp)
 
 

@@ -21,6 +21,19 @@ from PIL import Image
 from fairderm.cohort import CohortSpec, write_cohort
 from fairderm.gate import evaluate_gate, load_policy
 from fairderm.metrics import evaluate
+from fairderm.runs import (
+    CARD_HTML,
+    CARD_JSON,
+    CARD_MARKDOWN,
+    ENVIRONMENT_FILE,
+    EVIDENCE_FILE,
+    GATE_FILE,
+    METRICS_FILE,
+    MITIGATION_FILE,
+    PREDICTIONS_FILE,
+    RUN_SPEC_FILE,
+    TONE_FILE,
+)
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "audit" / "policy.example.yaml"
 
@@ -135,26 +148,26 @@ def _mitigation(rng: np.random.Generator) -> dict:
 def _write_run(run_dir: Path, manifest: pd.DataFrame, preds: pd.DataFrame, tone: pd.DataFrame,
                *, model: str, mitigation: dict | None) -> None:
     run_dir.mkdir(parents=True)
-    preds.to_parquet(run_dir / "predictions.parquet", index=False)
-    tone.to_parquet(run_dir / "tone.parquet", index=False)
+    preds.to_parquet(run_dir / PREDICTIONS_FILE, index=False)
+    tone.to_parquet(run_dir / TONE_FILE, index=False)
     metrics = _metrics(manifest, preds, tone)
     gate = _gate(metrics)
     dump = lambda name, obj: (run_dir / name).write_text(json.dumps(obj, indent=1, allow_nan=False), encoding="utf-8")  # noqa: E731
-    dump("metrics.json", metrics)
-    dump("gate.json", gate)
+    dump(METRICS_FILE, metrics)
+    dump(GATE_FILE, gate)
     card = {"model_details": {"name": model}, "gate": gate["verdict"]}
-    dump("card.json", card)
-    (run_dir / "card.md").write_text(
+    dump(CARD_JSON, card)
+    (run_dir / CARD_MARKDOWN).write_text(
         f"---\nlicense: apache-2.0\ntags: [dermatology, fairness]\n---\n# Model card: {model}\n\n"
         f"Gate verdict: **{gate['verdict']}**.\n\n## Intended use\nResearch only (sample run).\n",
         encoding="utf-8")
-    (run_dir / "card.html").write_text(f"<html><body><h1>Model card: {model}</h1></body></html>", encoding="utf-8")
-    dump("evidence.json", {"files": {"metrics.json": "sha256:sample"}, "seeds": {"bootstrap": 0}})
-    dump("environment.json", {"python": "3.11", "platform": "sample"})
-    (run_dir / "spec.yaml").write_text(yaml.safe_dump({"name": model, "cohort": "cohort",
+    (run_dir / CARD_HTML).write_text(f"<html><body><h1>Model card: {model}</h1></body></html>", encoding="utf-8")
+    dump(EVIDENCE_FILE, {"files": {METRICS_FILE: "sha256:sample"}, "seeds": {"bootstrap": 0}})
+    dump(ENVIRONMENT_FILE, {"python": "3.11", "platform": "sample"})
+    (run_dir / RUN_SPEC_FILE).write_text(yaml.safe_dump({"name": model, "cohort": "cohort",
                                                        "model": {"backend": "file", "name": model}}))
     if mitigation is not None:
-        dump("mitigation.json", mitigation)
+        dump(MITIGATION_FILE, mitigation)
 
 
 def write_sample_runs(root: str | Path, *, n: int = 400, seed: int = 0) -> list[str]:
