@@ -66,6 +66,7 @@ from fairderm.inference._efficientnet import INPUT_SIZE as BACKBONE_INPUT_SIZE
 from fairderm.inference._head import HeadTrainingResult, load_head, train_head
 from fairderm.inference._labels import map_classes
 from fairderm.inference._openai import ChatClient, served_model_identity
+from fairderm.inference._predictions import PREDICTIONS_FORMAT, read_predictions, rows_sha256
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -75,14 +76,7 @@ from fairderm.inference._predictor import (
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
-from fairderm.inference._runner import (
-    PREDICTIONS_FORMAT,
-    InferenceRun,
-    StratumProgress,
-    read_predictions,
-    rows_sha256,
-    run_inference,
-)
+from fairderm.inference._runner import InferenceRun, StratumProgress, run_inference
 
 __all__ = [
     "BACKBONE_INPUT_SIZE",
