@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairderm._processes import default_workers
-from fairderm.errors import FairdermError, InputError
+from fairderm.errors import FairdermError
 
 ENGINES: tuple[str, ...] = ("local", "ray")
 
@@ -23,52 +25,34 @@ ENGINES: tuple[str, ...] = ("local", "ray")
 BLOCK_SIZE = 64
 
 
-@dataclass(frozen=True)
-class Engine:
+class Engine(BaseModel):
     """The engine of a batch job and, for Ray, where the cluster is and what each model actor needs.
 
-    Attributes
-    ----------
-    name
-        ``local`` (a process pool on this machine) or ``ray``.
-    address
-        Ray only. None starts a Ray instance on this machine with
-        ``cpus`` CPUs; ``auto`` joins the cluster this machine belongs to
-        (``ray start``); ``ray://host:port`` joins a remote cluster through
-        Ray Client.
-    cpus
-        CPUs of a Ray instance started here (default: one per usable core).
-    actor_cpus, actor_gpus
-        Resources of each model actor (inference). ``actor_gpus=1`` puts one
-        model on each GPU of the cluster.
-    actors
-        Model actors to start (default: as many as the cluster's resources fit).
-    block_size
-        Images per block (see :data:`BLOCK_SIZE`).
+    The audit spec's ``engine:`` key is this model (``engine: ray`` is short
+    for ``engine: {name: ray}``).
     """
 
-    name: str = "local"
-    address: str | None = None
-    cpus: int | None = None
-    actor_cpus: float = 1.0
-    actor_gpus: float = 0.0
-    actors: int | None = None
-    block_size: int = BLOCK_SIZE
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.name not in ENGINES:
-            raise InputError(f"unknown engine {self.name!r}; choose one of {list(ENGINES)}", column="engine")
-        if self.name == "local" and self.address is not None:
-            raise InputError("a Ray address needs engine 'ray'", column="address")
+    name: Literal["local", "ray"] = Field("local", description="'local': this machine's processes; 'ray': Ray.")
+    address: str | None = Field(
+        None,
+        description="Ray: null starts a Ray instance on this machine with `cpus` CPUs; 'auto' joins the cluster "
+        "this machine is part of (`ray start`); 'ray://host:port' joins a remote cluster (Ray Client).",
+    )
+    cpus: int | None = Field(None, ge=1, description="CPUs of a Ray instance started here (default: every core).")
+    actor_cpus: float = Field(1.0, ge=0, description="CPUs per model actor (Ray).")
+    actor_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (Ray; 1 puts one model on each GPU).")
+    actors: int | None = Field(None, ge=1, description="Model actors (Ray; default: as many as the cluster fits).")
+    block_size: int = Field(BLOCK_SIZE, ge=1, description="Images per block, the unit a rerun resumes by.")
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> Engine:
+        if self.address is not None and self.name != "ray":
+            raise ValueError("'address' is for engine 'ray' only")
         if self.address is not None and not (self.address == "auto" or self.address.startswith("ray://")):
-            raise InputError(f"Ray address {self.address!r} is neither 'auto' nor 'ray://host:port'",
-                             column="address")
-        if self.cpus is not None and self.cpus < 1:
-            raise InputError(f"cpus must be >= 1, got {self.cpus}", column="cpus")
-        if self.actor_cpus < 0 or self.actor_gpus < 0 or (self.actors is not None and self.actors < 1):
-            raise InputError("actor_cpus and actor_gpus must be >= 0 and actors >= 1", column="actors")
-        if self.block_size < 1:
-            raise InputError(f"block_size must be >= 1, got {self.block_size}", column="block_size")
+            raise ValueError(f"address {self.address!r} is neither 'auto' nor 'ray://host:port'")
+        return self
 
     @property
     def is_ray(self) -> bool:

@@ -312,7 +312,9 @@ def run_audit(
     with _saved(hasher):
         inputs = collect_inputs(loaded, cohort, selected, hasher)
     resolved_spec = loaded.spec.model_copy(update={"name": loaded.name})
-    inputs_key = sha256_json({"inputs": inputs.digest(*inputs.record), "spec": resolved_spec.model_dump(mode="json")})
+    # the engine says where the work ran, not what was audited: the same audit on Ray is the same run
+    inputs_key = sha256_json({"inputs": inputs.digest(*inputs.record),
+                              "spec": resolved_spec.model_dump(mode="json", exclude={"engine"})})
     target_runs = Path(runs_dir) if runs_dir is not None else loaded.runs_dir
     run_id = _run_id(inputs_key)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -335,6 +337,7 @@ def run_audit(
             "run_id": run_id, "audit": loaded.name, "started_utc": started,
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": [s.to_dict() for s in stages.records], "verdict": verdict, "exit_code": exit_code,
+            "engine": loaded.spec.engine.model_dump(mode="json"),
         }
         atomic_write_json(staging / RUN_LOG_FILE, run_log)
         write_evidence(
