@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -195,7 +194,7 @@ def estimate_tone(
         raise InputError(f"workers must be >= 1, got {workers}", column="workers")
     engine = engine or Engine()
     if engine.is_ray and engine.address is None and engine.cpus is None:
-        engine = replace(engine, cpus=workers)
+        engine = engine.model_copy(update={"cpus": workers})
     workers = workers or default_workers()
     items = list(zip([str(p) for p in cohort.image_paths()], _lesion_mask_paths(cohort, lesion_masks, method)))
     root = str(cohort.images_root)
