@@ -44,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairderm._engine import Engine
 from fairderm._io import (
     atomic_write_json,
     atomic_write_text,
@@ -269,6 +270,7 @@ def run_audit(
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
     wait: float = 0.0,
+    engine: Engine | None = None,
 ) -> AuditRun:
     """Audit a model as a spec describes; write a run folder.
 
@@ -286,6 +288,10 @@ def run_audit(
     wait
         Seconds to wait for a cache entry that another audit is building
         (see the module docstring); 0 refuses at once.
+    engine
+        Run the tone and inference stages here instead of on the spec's
+        ``engine:``. Neither is part of the run id, ``spec.yaml`` or a cache
+        key: the same spec run on either engine makes the same run folder.
 
     Returns
     -------
@@ -302,6 +308,8 @@ def run_audit(
         When another audit still builds a stage this one needs after ``wait`` seconds.
     """
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    if engine is not None:
+        loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"engine": engine})})
     source = str(loaded.source)
     cohort = load_cohort(loaded.cohort_path)
     selected = select_cases(cohort, loaded.spec.cohort.filter, source=source)
