@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -63,3 +69,67 @@ def test_engine_settings_out_of_range_are_rejected(settings):
 def test_blocks_are_fixed_by_position_so_a_rerun_finds_the_same_ones():
     assert block_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert block_bounds(0, 4) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def two_node_cluster(monkeypatch):
+    """A Ray head and a second node on 127.0.0.1, one CPU each; both stopped (their process groups) after."""
+    ray = pytest.importorskip("ray")
+    port = _free_port()
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
+    # a throw-away cluster on the loopback: no token to share between its nodes and this process
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    nodes = [subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        second = None
+        while time.monotonic() < deadline:
+            if second is None and subprocess.run([ray_cli, "status", f"--address={address}"], env=env,
+                                                 capture_output=True).returncode == 0:
+                second = subprocess.Popen([ray_cli, "start", f"--address={address}", '--resources={"second": 1}',
+                                           *common], env=env, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                nodes.append(second)
+            if second is not None:
+                ray.init(address=address, log_to_driver=False)
+                alive = [node for node in ray.nodes() if node["Alive"]]
+                ray.shutdown()
+                if len(alive) == 2:
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail("the two-node Ray cluster did not come up in 120 s")
+        yield address
+    finally:
+        for node in reversed(nodes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_tone_on_a_two_node_cluster_is_the_local_table(two_node_cluster, tmp_path, monkeypatch):
+    from fairderm.cohort import synthesize_cohort
+    from fairderm.tone import estimate_tone
+
+    cohort = synthesize_cohort(tmp_path / "cohort", n=24, seed=2, workers=1, image_size=96)
+    local = estimate_tone(cohort, workers=1)
+    monkeypatch.setenv("RAY_ADDRESS", two_node_cluster)  # what `--ray-address auto` joins
+    on_cluster = estimate_tone(cohort, engine=Engine(name="ray", address="auto", block_size=2))
+    pd.testing.assert_frame_equal(on_cluster, local, check_exact=True)
