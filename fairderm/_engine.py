@@ -79,7 +79,9 @@ def ray_session(engine: Engine) -> Iterator[ModuleType]:
         yield ray
         return
     if engine.address is None:
-        ray.init(num_cpus=engine.cpus or default_workers(), include_dashboard=False, log_to_driver=False)
+        # "local": a new instance even where `ray start` left a cluster address behind
+        ray.init(address="local", num_cpus=engine.cpus or default_workers(), include_dashboard=False,
+                 log_to_driver=False)
     else:
         ray.init(address=engine.address, log_to_driver=False)
     try:

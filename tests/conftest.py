@@ -66,6 +66,6 @@ def pad_subset() -> Path:
 def ray_local():
     """One Ray instance (2 CPUs) per test module: starting Ray takes seconds; fairderm uses an initialised one."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
