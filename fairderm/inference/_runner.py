@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from fairderm.inference._images import CaseDataset, case_loader, plan_workers
 from fairderm.inference._labels import map_classes
 from fairderm.inference._predictions import PREDICTIONS_FORMAT, STATUSES, rows_problem, rows_sha256, typed_predictions
 from fairderm.inference._predictor import Predictor, load_predictor
+from fairderm.inference._ray import ModelSource, predict_on_ray
 from fairderm.inference._report import PARSER_VERSION
 from fairderm.inference._rows import RowBuilder, predict_batches
 from fairderm.inference._shards import ShardStore
@@ -311,14 +312,11 @@ def _run_locked(
         parts = _fingerprint_parts(
             predictor, cohort, labels, class_labels, stratification, cap_per_stratum, seed
         )
+        source = None
         if engine.is_ray:
-            from fairderm.inference._ray import ModelSource
-
             source = ModelSource(backend, None if model is None else str(model), dict(options or {}), labels,
                                  class_labels, device, batch_size)
-            plan = _Plan(engine, source, workers)
-        else:
-            plan = _Plan(engine, None, workers)
+        plan = _Plan(engine, source, workers)
         return _execute(
             cohort, out, predictor, RowBuilder(predictor, labels, class_labels), stratification, parts,
             cap=cap_per_stratum, seed=seed, batch_size=batch_size, device=torch_device, overwrite=overwrite,
@@ -333,7 +331,7 @@ class _Plan:
     """How the cases still to do are predicted: here with ``workers`` decoders, or on Ray from ``source``."""
 
     engine: Engine
-    source: Any
+    source: ModelSource | None
     workers: int | None
 
 
@@ -386,9 +384,7 @@ def _execute(
             every = cohort.image_paths()
             paths = [every[p] for p in todo]  # checked inside images_root as each is opened
         root = cohort.images_root if predictor.needs_images else None
-        if plan.engine.is_ray:
-            from fairderm.inference._ray import predict_on_ray
-
+        if plan.source is not None:
             batches = predict_on_ray(plan.source, plan.engine, case_ids, strata, paths, root)
         else:
             batches = _predict_here(predictor, builder, case_ids, strata, paths, root, batch_size=batch_size,
@@ -486,7 +482,7 @@ def _predict_here(
     batch_size: int | None,
     workers: int | None,
     device: Any,
-) -> Any:
+) -> Iterator[list[dict[str, Any]]]:
     """The rows of each batch, predicted in this process (images decoded by DataLoader workers)."""
     predictor.to(device)
     device_type = getattr(device, "type", "cpu")
@@ -501,7 +497,7 @@ def _predict_here(
 
 
 def _keep_batches(
-    batches: Any,
+    batches: Iterable[list[dict[str, Any]]],
     store: ShardStore,
     builder: RowBuilder,
     tallies: dict[str, StratumProgress],
