@@ -60,3 +60,16 @@ def test_an_audit_on_ray_writes_the_local_run_folder(ray_local, write_spec):
                                      strata={"attributes": ["sex"]}))
     assert _stage_keys(from_spec) == _stage_keys(local)
     assert json.loads((from_spec.run_dir / "run.json").read_text())["engine"]["name"] == "ray"
+
+
+def test_a_run_log_engine_that_is_no_engine_fails_verification(write_spec):
+    from fairderm.audit import verify_run
+
+    run = run_audit(write_spec())
+    assert verify_run(run.run_dir).ok
+    log = json.loads((run.run_dir / "run.json").read_text())
+    assert log["engine"]["name"] == "local"
+    log["engine"] = {"name": "spark"}
+    (run.run_dir / "run.json").write_text(json.dumps(log))
+    checks = [c for c in verify_run(run.run_dir).checks if c.item == "run.json" and c.key == "engine"]
+    assert checks and checks[0].status == "mismatch"
