@@ -78,21 +78,34 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+ALIVE_NODES = "import ray; ray.init(log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+
+# The driver runs in a fresh process: in one that has already started and shut down a local Ray instance (another
+# test module's), Ray 2.60 cannot serve the objects it puts into a cluster joined afterwards (OwnerDiedError).
+CLUSTER_DRIVER = """
+import sys
+from fairderm._engine import Engine
+from fairderm.cohort import load_cohort
+from fairderm.tone import estimate_tone
+estimate_tone(load_cohort(sys.argv[1]), engine=Engine(name="ray", address="auto", block_size=2)).to_pickle(sys.argv[2])
+"""
+
+
 @pytest.fixture
 def two_node_cluster(monkeypatch):
-    """A Ray head and a second node on 127.0.0.1, one CPU each; both stopped (their process groups) after."""
-    ray = pytest.importorskip("ray")
+    """A Ray head and a second node on this machine, one CPU each; both stopped (their process groups) after."""
+    pytest.importorskip("ray")
     port = _free_port()
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
-    # a throw-away cluster on the loopback: no token to share between its nodes and this process
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    # a throw-away cluster on this machine: no token to share between its nodes and its drivers
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": address}
     nodes = [subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         second = None
         while time.monotonic() < deadline:
             if second is None and subprocess.run([ray_cli, "status", f"--address={address}"], env=env,
@@ -102,15 +115,13 @@ def two_node_cluster(monkeypatch):
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 nodes.append(second)
             if second is not None:
-                ray.init(address=address, log_to_driver=False)
-                alive = [node for node in ray.nodes() if node["Alive"]]
-                ray.shutdown()
-                if len(alive) == 2:
+                alive = subprocess.run([sys.executable, "-c", ALIVE_NODES], env=env, capture_output=True, text=True)
+                if alive.stdout.strip().splitlines()[-1:] == ["2"]:
                     break
             time.sleep(1)
         else:
-            pytest.fail("the two-node Ray cluster did not come up in 120 s")
-        yield address
+            pytest.fail("the two-node Ray cluster did not come up in 180 s")
+        yield env
     finally:
         for node in reversed(nodes):
             with contextlib.suppress(ProcessLookupError):
@@ -130,12 +141,15 @@ def two_node_cluster(monkeypatch):
 
 
 @pytest.mark.slow
-def test_tone_on_a_two_node_cluster_is_the_local_table(two_node_cluster, tmp_path, monkeypatch):
+def test_tone_on_a_two_node_cluster_is_the_local_table(two_node_cluster, tmp_path):
     from fairderm.cohort import synthesize_cohort
     from fairderm.tone import estimate_tone
 
     cohort = synthesize_cohort(tmp_path / "cohort", n=24, seed=2, workers=1, image_size=96)
     local = estimate_tone(cohort, workers=1)
-    monkeypatch.setenv("RAY_ADDRESS", two_node_cluster)  # what `--ray-address auto` joins
-    on_cluster = estimate_tone(cohort, engine=Engine(name="ray", address="auto", block_size=2))
+    # `--ray-address auto` joins the cluster RAY_ADDRESS names
+    subprocess.run([sys.executable, "-c", CLUSTER_DRIVER, str(cohort.root), str(tmp_path / "tone.pkl")],
+                   env=two_node_cluster, check=True, capture_output=True)
+    on_cluster = pd.read_pickle(tmp_path / "tone.pkl")
     pd.testing.assert_frame_equal(on_cluster, local, check_exact=True)
+    assert on_cluster.attrs == local.attrs
