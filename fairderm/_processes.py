@@ -1,9 +1,26 @@
-"""The start method of fairderm's worker processes (synthesis, tone estimation)."""
+"""fairderm's worker processes (synthesis, tone estimation, image decoding): how many, and how they start."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: one per core this process may run on.
+
+    The cores this process may run on (its CPU affinity, which a container,
+    ``taskset`` or a batch scheduler narrows), not the machine's: more
+    processes than usable cores only wait on each other. Every ``workers``
+    option of fairderm (synthesis, tone estimation, a local Ray instance's
+    CPUs, the share of the cores that decode images for a model) starts
+    from this number.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def worker_context() -> multiprocessing.context.BaseContext:

@@ -60,3 +60,12 @@ def pad_subset() -> Path:
     if not (PAD_SUBSET / "labels.csv").is_file():
         pytest.skip(f"shared PAD-UFES-20 subset not found at {PAD_SUBSET}")
     return PAD_SUBSET
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One Ray instance (2 CPUs) per test module: starting Ray takes seconds; fairderm uses an initialised one."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -38,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
+from fairderm._engine import Engine
 from fairderm._io import read_parquet_metadata, sha256_json
 from fairderm.audit._evidence import EVIDENCE_FILE, SIGNATURE_FILE
 from fairderm.audit._hashing import read_checksum_file
@@ -300,14 +302,27 @@ def _check_run_log(run_dir: Path, evidence: dict[str, Any], loaded: LoadedSpec, 
         "exit_code": gate.exit_code if gate is not None else 0,
     }
     good = all([_same(result, RUN_LOG_FILE, key, log.get(key), value) for key, value in derived.items()])
-    extra = sorted(set(log) - {*derived, "started_utc", "finished_utc", "stages"})
+    extra = sorted(set(log) - {*derived, "started_utc", "finished_utc", "stages", "engine"})
     if extra:
         result.add(RUN_LOG_FILE, "mismatch", f"holds keys a run log never has: {extra}", key=extra[0])
+        good = False
+    if "engine" in log and not _is_engine(log["engine"]):
+        result.add(RUN_LOG_FILE, "mismatch", "engine is not an engine (name local or ray, and its settings)",
+                   key="engine")
         good = False
     good &= _check_times(log, evidence, result)
     good &= _check_stages(log.get("stages"), evidence, loaded, result)
     if good:
         result.add(RUN_LOG_FILE, "ok", "verdict, names, times and stages match the run")
+
+
+def _is_engine(value: Any) -> bool:
+    """Whether a run log's ``engine`` is what the runner writes: where the stages ran (no part of any hash)."""
+    try:
+        Engine.model_validate(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _check_times(log: dict[str, Any], evidence: dict[str, Any], result: Verification) -> bool:

@@ -44,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairderm._engine import Engine
 from fairderm._io import (
     atomic_write_json,
     atomic_write_text,
@@ -290,6 +291,7 @@ def run_audit(
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
     wait: float = 0.0,
+    engine: Engine | None = None,
 ) -> AuditRun:
     """Audit a model as a spec describes; write a run folder.
 
@@ -307,6 +309,10 @@ def run_audit(
     wait
         Seconds to wait for a cache entry that another audit is building
         (see the module docstring); 0 refuses at once.
+    engine
+        Run the tone and inference stages here instead of on the spec's
+        ``engine:``. Neither is part of the run id, ``spec.yaml`` or a cache
+        key: the same spec run on either engine makes the same run folder.
 
     Returns
     -------
@@ -323,6 +329,8 @@ def run_audit(
         When another audit still builds a stage this one needs after ``wait`` seconds.
     """
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    if engine is not None:
+        loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"engine": engine})})
     source = str(loaded.source)
     cohort = load_cohort(loaded.cohort_path)
     selected = select_cases(cohort, loaded.spec.cohort.filter, source=source)
@@ -333,7 +341,9 @@ def run_audit(
     with _saved(hasher):
         inputs = collect_inputs(loaded, cohort, selected, hasher)
     resolved_spec = loaded.spec.model_copy(update={"name": loaded.name})
-    inputs_key = sha256_json({"inputs": inputs.digest(*inputs.record), "spec": resolved_spec.model_dump(mode="json")})
+    # the engine says where the work ran, not what was audited: the same audit on Ray is the same run
+    inputs_key = sha256_json({"inputs": inputs.digest(*inputs.record),
+                              "spec": resolved_spec.model_dump(mode="json", exclude={"engine"})})
     target_runs = Path(runs_dir) if runs_dir is not None else loaded.runs_dir
     run_id = _run_id(inputs_key)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -356,6 +366,7 @@ def run_audit(
             "run_id": run_id, "audit": loaded.name, "started_utc": started,
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": [s.to_dict() for s in stages.records], "verdict": verdict, "exit_code": exit_code,
+            "engine": loaded.spec.engine.model_dump(mode="json"),
         }
         atomic_write_json(staging / RUN_LOG_FILE, run_log)
         write_evidence(

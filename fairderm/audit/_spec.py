@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fairderm._engine import Engine
 from fairderm._keys import unknown_key_message
 from fairderm.cards import CardInfo
 from fairderm.errors import InputError
@@ -386,6 +387,7 @@ class AuditSpec(_Section):
     reasoning: ReasoningSection | None = Field(
         None, description="Score the model's reports (text models: openai, vllm) and audit the scores by group."
     )
+    engine: Engine = Field(default_factory=Engine, description="Where tone and inference run ('engine: ray': Ray).")
     outputs: OutputsSection = Field(default_factory=OutputsSection)
     card: CardInfo = Field(
         default_factory=CardInfo,
@@ -403,13 +405,15 @@ class AuditSpec(_Section):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, raw: Any) -> Any:
-        # `cohort: PATH` and `metrics: [names]` are the common cases; accept them as written.
+        # `cohort: PATH`, `metrics: [names]` and `engine: ray` are the common cases; accept them as written.
         if isinstance(raw, dict):
             raw = dict(raw)
             if isinstance(raw.get("cohort"), str):
                 raw["cohort"] = {"path": raw["cohort"]}
             if isinstance(raw.get("metrics"), list):
                 raw["metrics"] = {"names": raw["metrics"]}
+            if isinstance(raw.get("engine"), str):
+                raw["engine"] = {"name": raw["engine"]}
         return raw
 
     @model_validator(mode="after")
@@ -650,8 +654,9 @@ def dump_spec(spec: AuditSpec) -> str:
     """The spec as YAML, every default written out (the run folder's ``spec.yaml``).
 
     The card text is written as given (its unset keys left out), since the
-    card states "not documented" for those.
+    card states "not documented" for those. The engine is left out: it says
+    where the stages ran (``run.json`` records it), not what was audited.
     """
-    data = spec.model_dump(mode="json", exclude={"card"})
+    data = spec.model_dump(mode="json", exclude={"card", "engine"})
     data["card"] = spec.card.model_dump(mode="json", exclude_unset=True)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -70,7 +70,7 @@ def run_tone(loaded: LoadedSpec, cohort: Cohort, out: Path, progress: StageProgr
     tone = loaded.spec.tone
     calibration = load_calibration(loaded.resolve(tone.calibration)) if tone.calibration else None
     frame = estimate_tone(cohort, calibration=calibration, workers=tone.workers, method=tone.method,
-                          lesion_masks=tone.lesion_masks, progress=progress,
+                          lesion_masks=tone.lesion_masks, progress=progress, engine=loaded.spec.engine,
                           parameters=ToneParameters(exposure_sd=tone.exposure_sd,
                                                     white_reflectance=tone.white_reflectance))
     write_tone(out / TONE_FILE, frame, cohort)
@@ -181,7 +181,7 @@ def run_predictions(
     elif loaded.spec.tone.source == "column":
         strata["strata"] = loaded.spec.tone.column
     run_inference(cohort, out / PREDICTIONS_FILE, backend=model.backend, model=target, options=options,
-                  progress=report, **strata, **runner)
+                  progress=report, engine=loaded.spec.engine, **strata, **runner)
 
 
 REASONING_RESUME_FILE = "reasoning-judgements.parquet"

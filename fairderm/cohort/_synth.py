@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from fairderm._io import atomic_output_dir, atomic_write_parquet, ensure_new_output_dir
-from fairderm._processes import worker_context
+from fairderm._processes import default_workers, worker_context
 from fairderm._version import __version__
 from fairderm.cohort._schema import (
     MANIFEST_FILE,
@@ -373,7 +373,7 @@ def synthesize_cohort(
     weights = _check_weights(tone_weights, "tone_weights")
     eval_weights = _check_weights(eval_tone_weights, "eval_tone_weights") if eval_tone_weights is not None else None
     out = ensure_new_output_dir(out)
-    workers = int(workers or os.cpu_count() or 1)
+    workers = int(workers or default_workers())
     plans, frame = plan_cohort(int(n), int(seed), weights, eval_weights)
     digits = max(5, len(str(n - 1)))
     spec = _cohort_spec(int(n), int(seed), weights, int(image_size), eval_weights)

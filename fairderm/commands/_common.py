@@ -8,7 +8,9 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,7 +23,34 @@ from rich.progress import (
 
 from fairderm.errors import FairdermError, InputError
 
+if TYPE_CHECKING:
+    from fairderm._engine import Engine
+
 console = Console(highlight=False, soft_wrap=True)
+
+ENGINE_OPTION = typer.Option(
+    "local", "--engine", help="local: this machine's processes; ray: a Ray instance or cluster (fairderm[ray])."
+)
+RAY_ADDRESS_OPTION = typer.Option(
+    None, "--ray-address",
+    help="--engine ray: 'auto' joins the cluster this machine is part of (ray start), 'ray://HOST:PORT' a remote "
+    "one (default: start a Ray instance here with --workers CPUs).",
+)
+
+
+def engine_from_flags(
+    engine: str, ray_address: str | None, *, actor_cpus: float = 1.0, actor_gpus: float = 0.0
+) -> Engine:
+    """The engine of ``--engine``, ``--ray-address`` and the actor flags; a bad value is one line naming its flag."""
+    from fairderm._engine import ENGINES, Engine
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}", column="--engine")
+    if ray_address is not None and engine != "ray":
+        raise InputError("--ray-address needs --engine ray", column="--ray-address")
+    if ray_address is not None and not (ray_address == "auto" or ray_address.startswith("ray://")):
+        raise InputError(f"expected 'auto' or 'ray://HOST:PORT', got {ray_address!r}", column="--ray-address")
+    return Engine(name=engine, address=ray_address, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
 
 
 def verdict_rules(verdict: str, rules: Iterable[dict]) -> str:

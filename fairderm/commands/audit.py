@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from fairderm.commands._common import console, progress_bar, verdict_rules
+from fairderm.commands._common import RAY_ADDRESS_OPTION, console, engine_from_flags, progress_bar, verdict_rules
 from fairderm.errors import EXIT_ERROR, FairdermError
 
 # An audit's exit status is its gate's answer (0 PASS, 1 FAIL, 2 INSUFFICIENT_EVIDENCE),
@@ -99,9 +99,15 @@ def audit_command(
         0.0, "--wait", help="Seconds to wait for a stage that another audit is computing, then reuse it "
         "(default: refuse at once)."
     ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="local or ray: run the tone and inference stages there instead of where the "
+        "spec's engine: says (the run folder is the same)."
+    ),
+    ray_address: str | None = RAY_ADDRESS_OPTION,
 ) -> None:
     from fairderm.audit import run_audit
 
+    where = engine_from_flags(engine or "local", ray_address) if engine or ray_address else None
     try:
         with progress_bar(transient=True) as bar:
             tasks: dict[str, object] = {}
@@ -111,7 +117,8 @@ def audit_command(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            run = run_audit(spec, runs_dir=runs_dir, progress=progress, log=bar.console.print, wait=wait)
+            run = run_audit(spec, runs_dir=runs_dir, progress=progress, log=bar.console.print, wait=wait,
+                            engine=where)
     except (FairdermError, OSError) as exc:
         _err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         _err_console.print(Text.assemble("verdict: ", ("ERROR", _VERDICT_STYLE["ERROR"]),

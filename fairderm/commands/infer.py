@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import Progress
 
-from fairderm.commands._common import console, parse_mapping, progress_bar
+from fairderm.commands._common import (
+    ENGINE_OPTION,
+    RAY_ADDRESS_OPTION,
+    console,
+    engine_from_flags,
+    parse_mapping,
+    progress_bar,
+)
 from fairderm.errors import InputError
 
 head_app = typer.Typer(
@@ -23,6 +32,12 @@ BACKENDS_HELP = (
     "openai: vision-language model behind an OpenAI-compatible API (vllm serve); "
     "vllm: in-process vLLM (GPU, \\[vllm] extra); file: import a predictions CSV/Parquet; "
     "router: fairness-aware mixture of experts (fairderm.moe)."
+)
+
+
+WORKERS_HELP = (
+    "Image decoding processes (default, of the usable cores: on CPU a quarter, none below 4 cores; on GPU all but "
+    "one); with --engine ray, each actor decodes its own blocks."
 )
 
 
@@ -43,6 +58,13 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
             options[key.replace("-", "_")] = json.loads(raw)
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = raw
+    return options
+
+
+def _backend_options(pairs: list[str] | None, **flags: Any) -> dict[str, Any]:
+    """The backend options: ``--option KEY=VALUE`` pairs, then the backend flags that were given (by name)."""
+    options = _parse_options(pairs)
+    options.update({key: value for key, value in flags.items() if value is not None})
     return options
 
 
@@ -153,44 +175,27 @@ def infer_command(
         "spec's cohort.filter language; see docs/audit.md: filters).",
     ),
     tone: Path | None = typer.Option(
-        None,
-        "--tone",
-        help="Tone table (fairderm tone output): stratify by estimated Fitzpatrick group.",
+        None, "--tone", help="Tone table (fairderm tone output): stratify by estimated Fitzpatrick group."
     ),
-    strata: str | None = typer.Option(
-        None, "--strata", help="Stratify by this manifest column instead."
-    ),
+    strata: str | None = typer.Option(None, "--strata", help="Stratify by this manifest column instead."),
     cap_per_stratum: int | None = typer.Option(
-        None,
-        "--cap-per-stratum",
-        help="Run at most N cases per stratum (seeded sample): a quick audit.",
+        None, "--cap-per-stratum", help="Run at most N cases per stratum (seeded sample): a quick audit."
     ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Cases per batch and per shard."
-    ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; "
-        "on GPU: cores - 1).",
-    ),
-    device: str | None = typer.Option(
-        None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."
-    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Cases per batch and per shard."),
+    workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+    device: str | None = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda:0 (default: auto)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the per-stratum sample (recorded)."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an output made by a different run."
-    ),
-    restart: bool = typer.Option(
-        False, "--restart", help="Discard an unfinished run's shards instead of resuming."
-    ),
-    retry_errors: bool = typer.Option(
-        False, "--retry-errors", help="Run cases whose status is error again."
-    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output made by a different run."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an unfinished run's shards instead of resuming."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Run cases whose status is error again."),
     wait: float = typer.Option(
-        0.0,
-        "--wait",
-        help="Seconds to wait while another process writes the same --out (default: refuse at once).",
+        0.0, "--wait", help="Seconds to wait while another process writes the same --out (default: refuse at once)."
+    ),
+    engine: str = ENGINE_OPTION,
+    ray_address: str | None = RAY_ADDRESS_OPTION,
+    actor_cpus: float = typer.Option(1.0, "--actor-cpus", help="--engine ray: CPUs per model actor."),
+    actor_gpus: float = typer.Option(
+        0.0, "--actor-gpus", help="--engine ray: GPUs per model actor (1: one model per GPU of the cluster)."
     ),
 ) -> None:
     from fairderm.inference import run_inference
@@ -204,59 +209,43 @@ def infer_command(
             "--cap-per-stratum": (cap_per_stratum, 1, True),
             "--batch-size": (batch_size, 1, True),
             "--workers": (workers, 0, True),
+            "--actor-cpus": (actor_cpus, 0, True),
+            "--actor-gpus": (actor_gpus, 0, True),
         }
     )
-    options = _parse_options(option)
-    for key, value in (
-        ("endpoint", endpoint or None),
-        ("concurrency", concurrency),
-        ("timeout", timeout),
-        ("max_retries", max_retries),
-        ("architecture", architecture),
-        ("max_response_bytes", max_response_bytes),
-        ("revision", model_revision),
-    ):
-        if value is not None:
-            options[key] = value
-    if prompt is not None:
-        options["prompt"] = prompt
+    options = _backend_options(
+        option, endpoint=endpoint or None, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+        architecture=architecture, max_response_bytes=max_response_bytes, revision=model_revision, prompt=prompt,
+    )
     if backend == "router":
         _load_router_backend()
     selected = _selected_cases(cohort, case_filter)
-
+    where = engine_from_flags(engine, ray_address, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
     with progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def show(tallies: dict[str, Any]) -> None:
-            for name, tally in sorted(tallies.items()):
-                if name not in tasks:
-                    tasks[name] = bar.add_task(f"{name}", total=tally.total)
-                failed = tally.error + tally.unparseable
-                label = f"{name}" + (f" [red]{failed} failed[/]" if failed else "")
-                bar.update(tasks[name], completed=tally.done, description=label)
-
         result = run_inference(
-            selected,
-            out,
-            backend=backend,
-            model=model,
-            options=options,
-            class_map=parse_mapping(class_map, option="--class-map"),
-            tone=tone,
-            strata=strata,
-            cap_per_stratum=cap_per_stratum,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            seed=seed,
-            overwrite=overwrite,
-            restart=restart,
-            retry_errors=retry_errors,
-            progress=show,
-            wait=wait,
+            selected, out, backend=backend, model=model, options=options,
+            class_map=parse_mapping(class_map, option="--class-map"), tone=tone, strata=strata,
+            cap_per_stratum=cap_per_stratum, batch_size=batch_size, workers=workers, device=device, seed=seed,
+            overwrite=overwrite, restart=restart, retry_errors=retry_errors, progress=_stratum_bars(bar), wait=wait,
+            engine=where,
         )
     # the summary quotes server text (failure reasons): printed as it is, never read as rich markup
     console.print(result.summary(), markup=False)
+
+
+def _stratum_bars(bar: Progress) -> Callable[[dict[str, Any]], None]:
+    """A progress callback of :func:`fairderm.inference.run_inference`: one bar per stratum, failures in red."""
+    tasks: dict[str, Any] = {}
+
+    def show(tallies: dict[str, Any]) -> None:
+        for name, tally in sorted(tallies.items()):
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"{name}", total=tally.total)
+            failed = tally.error + tally.unparseable
+            label = f"{name}" + (f" [red]{failed} failed[/]" if failed else "")
+            bar.update(tasks[name], completed=tally.done, description=label)
+
+    return show
 
 
 @head_app.command(
@@ -282,12 +271,7 @@ def head_train_command(
         "--cache-dir",
         help="Feature cache folder (default $FAIRDERM_CACHE or ~/.cache/fairderm).",
     ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        help="Image decoding processes (default on CPU: a quarter of the cores, none below 4 cores; "
-        "on GPU: cores - 1).",
-    ),
+    workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
 ) -> None:
     from fairderm.inference import train_head
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fairderm.commands._common import check_output_file, console, parameters_as_flags, progress_bar
+from fairderm.commands._common import (
+    ENGINE_OPTION,
+    RAY_ADDRESS_OPTION,
+    check_output_file,
+    console,
+    engine_from_flags,
+    parameters_as_flags,
+    progress_bar,
+)
 from fairderm.commands.tone_labels import register_label_commands
 
 tone_app = typer.Typer(
@@ -30,7 +38,12 @@ def estimate_command(
     calibration: Path | None = typer.Option(
         None, "--calibration", help="Calibration JSON from 'fairderm tone calibrate' (replaces published cut-points)."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: one per core)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Processes (default: one per usable core); with --engine ray, a Ray instance "
+        "started here gets this many CPUs."
+    ),
+    engine: str = ENGINE_OPTION,
+    ray_address: str | None = RAY_ADDRESS_OPTION,
     method: str = typer.Option(
         "fairderm", "--method",
         help="fairderm (healthy-skin ITA) or stone (skin-tone-classifier, lesion masked; needs fairderm[stone]).",
@@ -71,6 +84,7 @@ def estimate_command(
     )
 
     check_output_file(out, option="--out")
+    where = engine_from_flags(engine, ray_address)
     parameters = ToneParameters(constancy=constancy, exposure_sd=exposure_sd, white_reflectance=white_reflectance)
     cohort = load_cohort(cohort_dir)
     fitted = load_calibration(calibration) if calibration is not None else None
@@ -80,7 +94,9 @@ def estimate_command(
         frame = estimate_tone(
             cohort, calibration=fitted, workers=workers, method=method,
             parameters=parameters, fitzpatrick_scheme=fitzpatrick_scheme, lesion_masks=lesion_masks,
-            progress=lambda done, total: bar.update(task, completed=done),
+            progress=lambda done, total: bar.update(task, completed=done), engine=where,
+            # on Ray, each finished block is kept beside the output: a killed run resumes from them
+            checkpoint=out.with_name(out.name + ".blocks") if where.is_ray else None,
         )
     write_tone(out, frame, cohort)
     counts = frame["status"].value_counts()

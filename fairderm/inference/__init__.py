@@ -53,6 +53,7 @@ from fairderm._extras import import_optional
 from fairderm.inference._endpoints import EndpointWarning, ServedModel, check_endpoints, served_model_identity
 from fairderm.inference._labels import map_classes
 from fairderm.inference._openai import ChatClient
+from fairderm.inference._predictions import PREDICTIONS_FORMAT, read_predictions, rows_sha256
 from fairderm.inference._predictor import (
     Predictor,
     PredictorOutput,
@@ -62,14 +63,7 @@ from fairderm.inference._predictor import (
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
-from fairderm.inference._runner import (
-    PREDICTIONS_FORMAT,
-    InferenceRun,
-    StratumProgress,
-    read_predictions,
-    rows_sha256,
-    run_inference,
-)
+from fairderm.inference._runner import InferenceRun, StratumProgress, run_inference
 
 # The names backed by torch (the ``torch`` extra), imported when first used so
 # that the file and openai backends run without torch.

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from fairderm._extras import torch_available
+from fairderm._processes import default_workers
 from fairderm.cohort import MAX_IMAGE_PIXELS, checked_image_path
 
 if TYPE_CHECKING:
@@ -175,8 +176,9 @@ def plan_workers(workers: int | None, device_type: str) -> int:
     core the model needs, so images are decoded in the main process and the
     model gets every core (on 2 cores: 1,200 images in 32 s instead of 48 s
     with one decoder and one model thread). On CUDA all cores but one decode.
+    The cores are :func:`fairderm._processes.default_workers`'s.
     """
-    cores = os.cpu_count() or 1
+    cores = default_workers()
     if workers is None:
         if device_type == "cuda":
             workers = max(1, cores - 1)

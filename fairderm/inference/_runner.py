@@ -1,26 +1,21 @@
-"""Running a predictor over a cohort: strata, shards, resume, provenance.
+"""Running a predictor over a cohort: strata, resume, provenance, on this machine or on Ray.
 
-Crash safety: after every batch the rows of that batch are written as one
-Parquet shard through a temporary file and a rename, in ``<out>.shards/``
-next to the output. A run that is killed loses at most the batch in flight;
-the next run with the same model, cohort and settings (the same
-*fingerprint*) reads the shards, skips the finished cases and, at the end,
-merges everything into ``<out>`` (atomically again) and removes the shards.
-
-Every shard and the merged output carry the SHA-256 of their own rows
-(``rows_sha256`` in the Parquet metadata): a file edited after it was written
-is never reused; its cases are run again, and the run says so in one line.
+Crash safety: the rows of every finished batch (on Ray, every finished
+block) are written as one shard in ``<out>.shards/``
+(:class:`fairderm.inference._shards.ShardStore`). A run that is killed loses
+at most the batches in flight; the next run with the same model, cohort and
+settings (the same *fingerprint*, whatever the engine) reads the shards,
+skips the finished cases and, at the end, merges everything into ``<out>``
+(atomically again) and removes the shards. A shard or output whose rows no
+longer match their hash is never reused; its cases are run again, and the
+run says so in one line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from fairderm._engine import Engine
 from fairderm._extras import MissingExtraError, torch_available
 from fairderm._io import (
-    atomic_write_json,
     atomic_write_parquet,
     environment_info,
     output_lock,
@@ -43,21 +37,14 @@ from fairderm._terminal import printable
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
 from fairderm.inference._images import CaseDataset, case_loader, plan_workers
-from fairderm.inference._labels import label_for_name, map_classes
-from fairderm.inference._predictor import (
-    Predictor,
-    PredictorOutput,
-    load_predictor,
-    raise_at_first_row,
-)
-from fairderm.inference._report import PARSER_VERSION, parse_report
+from fairderm.inference._labels import map_classes
+from fairderm.inference._predictions import PREDICTIONS_FORMAT, STATUSES, rows_problem, rows_sha256, typed_predictions
+from fairderm.inference._predictor import Predictor, load_predictor
+from fairderm.inference._ray import ModelSource, predict_on_ray
+from fairderm.inference._report import PARSER_VERSION
+from fairderm.inference._rows import RowBuilder, predict_batches
+from fairderm.inference._shards import ShardStore
 from fairderm.inference._strata import Strata, resolve_strata, schedule
-
-PREDICTIONS_FORMAT = "fairderm.predictions/1"
-STATUSES = ("ok", "error", "unparseable")
-TEXT_EXTRAS = ("latency_s", "prompt_tokens", "completion_tokens", "attempts")
-_FLOAT_EXTRAS = {"latency_s"}
-_RUN_FILE = "run.json"
 
 
 @dataclass
@@ -161,209 +148,6 @@ class InferenceRun:
         return printable("\n".join(lines))
 
 
-def _string_columns(has_text: bool) -> list[str]:
-    columns = ["image_id", "stratum", "status", "reason", "pred"]
-    return columns + (["text", "differential"] if has_text else [])
-
-
-def _typed(
-    frame: pd.DataFrame, labels: Sequence[str], *, has_probs: bool, has_text: bool
-) -> pd.DataFrame:
-    """Fix column order and dtypes so that every shard has one schema."""
-    columns = _string_columns(has_text)
-    if has_probs:
-        columns += [f"prob_{label}" for label in labels]
-    if has_text:
-        columns += list(TEXT_EXTRAS)
-    out = pd.DataFrame(index=frame.index)
-    for column in columns:
-        values = (
-            frame[column]
-            if column in frame.columns
-            else pd.Series(None, index=frame.index, dtype=object)
-        )
-        if column.startswith("prob_") or column in _FLOAT_EXTRAS:
-            out[column] = pd.to_numeric(values, errors="coerce").astype("float64")
-        elif column in TEXT_EXTRAS:
-            out[column] = pd.to_numeric(values, errors="coerce").astype("Int64")
-        else:
-            out[column] = values.astype("string")
-    return out.reset_index(drop=True)
-
-
-def rows_sha256(frame: pd.DataFrame) -> str:
-    """SHA-256 of a predictions table's column names and values (row order included, index not)."""
-    digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _rows_problem(frame: pd.DataFrame, meta: dict[str, Any]) -> str | None:
-    """Why a stored table may not be reused, or None when its rows are those it was written with."""
-    stored = meta.get("rows_sha256")
-    if stored is None:
-        return "carries no content hash"
-    if stored != rows_sha256(frame):
-        return "was changed after it was written (its rows do not match their hash)"
-    return None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _RowBuilder:
-    """Turns a predictor's output for a batch into validated prediction rows."""
-
-    def __init__(
-        self, predictor: Predictor, labels: Sequence[str], class_labels: Sequence[str]
-    ) -> None:
-        self.labels = list(labels)
-        self.n_classes = len(class_labels)
-        self.has_text = predictor.writes_text
-        self.has_probs = predictor.gives_probabilities
-        # (n_classes, n_labels) 0/1 matrix: several model classes may sum into one label
-        self.to_labels = np.zeros((self.n_classes, len(self.labels)))
-        for k, label in enumerate(class_labels):
-            self.to_labels[k, self.labels.index(label)] = 1.0
-        self.class_to_label = dict(zip(map(str, predictor.classes), class_labels))
-
-    def error_rows(self, ids: Sequence[str], reason: str) -> list[dict[str, Any]]:
-        return [{"image_id": i, "status": "error", "reason": reason} for i in ids]
-
-    def rows(self, ids: Sequence[str], output: PredictorOutput) -> list[dict[str, Any]]:
-        n = len(ids)
-        problem = self._shape_problem(output, n)
-        if problem:
-            return self.error_rows(ids, problem)
-        rows = []
-        for j, image_id in enumerate(ids):
-            row: dict[str, Any] = {"image_id": image_id, "status": "ok", "reason": None}
-            for key, values in output.extras.items():
-                row[key] = values[j]
-            if output.status is not None and output.status[j] not in (None, "ok"):
-                row["status"] = output.status[j]
-                row["reason"] = (output.reason or [None] * n)[j] or "predictor reported an error"
-                if output.text is not None:
-                    row["text"] = output.text[j]
-                rows.append(row)
-                continue
-            if output.probs is not None:
-                self._fill_probs(row, np.asarray(output.probs[j], dtype=np.float64))
-            if output.pred is not None and row["status"] == "ok":
-                self._fill_pred(row, output.pred[j])
-            if output.text is not None:
-                self._fill_text(row, output.text[j])
-            rows.append(row)
-        return rows
-
-    def _shape_problem(self, output: PredictorOutput, n: int) -> str | None:
-        if output.probs is not None:
-            shape = tuple(np.shape(output.probs))
-            if shape != (n, self.n_classes):
-                return f"model output has shape {shape}, expected ({n}, {self.n_classes})"
-        for name in ("text", "pred", "status", "reason"):
-            values = getattr(output, name)
-            if values is not None and len(values) != n:
-                return f"predictor returned {len(values)} {name} values for {n} cases"
-        for key, values in output.extras.items():
-            if len(values) != n:
-                return f"predictor returned {len(values)} {key} values for {n} cases"
-        if output.probs is None and output.text is None and output.pred is None:
-            return "predictor returned neither probabilities, predictions nor text"
-        return None
-
-    def _fill_probs(self, row: dict[str, Any], probs: np.ndarray) -> None:
-        if not np.all(np.isfinite(probs)):
-            row.update(status="error", reason="model output is NaN or infinite")
-            return
-        if np.any(probs < 0) or np.any(probs > 1 + 1e-6):
-            row.update(status="error", reason="model output is not a probability (outside 0-1)")
-            return
-        by_label = probs @ self.to_labels
-        for label, value in zip(self.labels, by_label):
-            row[f"prob_{label}"] = float(value)
-        row["pred"] = self.labels[int(np.argmax(by_label))]
-
-    def _fill_pred(self, row: dict[str, Any], pred: str | None) -> None:
-        if pred is None:
-            if "pred" not in row:
-                row.update(status="error", reason="no prediction for this case")
-            return
-        label = self.class_to_label.get(str(pred)) or label_for_name(str(pred), self.labels)
-        if label is None:
-            row.update(
-                status="error", reason=f"prediction {pred!r} is not one of the model's classes"
-            )
-        else:
-            row["pred"] = label
-
-    def _fill_text(self, row: dict[str, Any], text: str | None) -> None:
-        row["text"] = text
-        parsed = parse_report(text, self.labels)
-        row["status"] = parsed.status
-        row["reason"] = parsed.reason
-        row["pred"] = parsed.pred
-        row["differential"] = "; ".join(parsed.differential) if parsed.differential else None
-
-
-class _ShardStore:
-    """``<out>.shards/``: ``run.json`` with the fingerprint, and ``shard-NNNNNN.parquet`` files.
-
-    ``notes`` collects one line per shard that is not reused because its rows
-    no longer match the hash it was written with.
-    """
-
-    def __init__(self, out: Path) -> None:
-        self.folder = out.with_name(out.name + ".shards")
-        self.notes: list[str] = []
-
-    def fingerprint(self) -> str | None:
-        run_file = self.folder / _RUN_FILE
-        if not run_file.is_file():
-            return None
-        try:
-            return json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, ValueError):
-            return None
-
-    def start(self, fingerprint: str, description: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.folder / _RUN_FILE, {"fingerprint": fingerprint, **description})
-
-    def shard_paths(self) -> list[Path]:
-        return sorted(self.folder.glob("shard-*.parquet")) if self.folder.is_dir() else []
-
-    def read(self) -> pd.DataFrame:
-        frames = []
-        for path in self.shard_paths():
-            # shards are written atomically: one that does not read is foreign; its cases are redone
-            with contextlib.suppress(OSError, ValueError, pa.ArrowException):
-                frame = pd.read_parquet(path)
-                problem = _rows_problem(frame, read_parquet_metadata(path))
-                if problem is None:
-                    frames.append(frame)
-                    continue
-                note = f"{printable(path.name)} {problem}: its {len(frame)} cases are run again"
-                if note not in self.notes:
-                    self.notes.append(note)
-        if not frames:
-            return pd.DataFrame(columns=["image_id", "status"])
-        # a case retried after an error appears twice; the later shard wins
-        return pd.concat(frames, ignore_index=True).drop_duplicates("image_id", keep="last")
-
-    def write(self, frame: pd.DataFrame) -> None:
-        existing = self.shard_paths()
-        number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-        atomic_write_parquet(
-            self.folder / f"shard-{number:06d}.parquet", frame, metadata_json={"rows_sha256": rows_sha256(frame)}
-        )
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 def _fingerprint_parts(
     predictor: Predictor,
     cohort: Cohort,
@@ -411,6 +195,7 @@ def run_inference(
     retry_errors: bool = False,
     progress: ProgressCallback | None = None,
     wait: float = 0.0,
+    engine: Engine | None = None,
 ) -> InferenceRun:
     """Run a model over a cohort, stratum by stratum, resumably; write predictions Parquet.
 
@@ -461,6 +246,13 @@ def run_inference(
         Seconds to wait while another process writes ``out`` (its lock,
         :func:`fairderm._io.output_lock`, is held for the whole run); 0
         refuses at once.
+    engine
+        Where the model runs (:class:`fairderm._engine.Engine`): in this
+        process (default) or on Ray, whose actors each load the model once
+        (``actor_cpus``, ``actor_gpus`` each) and predict one block of cases
+        per call. The predictions file is the same (probabilities within
+        floating-point rounding of a different batching), and so is the
+        shard folder a killed run of either engine resumes from.
 
     Returns
     -------
@@ -484,7 +276,7 @@ def run_inference(
             cohort, out, backend=backend, model=model, options=options, class_map=class_map, tone=tone,
             strata=strata, cap_per_stratum=cap_per_stratum, batch_size=batch_size, workers=workers,
             device=device, seed=seed, overwrite=overwrite, restart=restart, retry_errors=retry_errors,
-            progress=progress,
+            progress=progress, engine=engine or Engine(),
         )
 
 
@@ -507,6 +299,7 @@ def _run_locked(
     restart: bool,
     retry_errors: bool,
     progress: ProgressCallback | None,
+    engine: Engine,
 ) -> InferenceRun:
     labels = list(cohort.spec.labels)
     torch_device = _pick_device(device)
@@ -525,25 +318,15 @@ def _run_locked(
         parts = _fingerprint_parts(
             predictor, cohort, labels, class_labels, stratification, cap_per_stratum, seed
         )
-        fingerprint = sha256_json(parts)
+        source = None
+        if engine.is_ray:
+            source = ModelSource(backend, None if model is None else str(model), dict(options or {}), labels,
+                                 class_labels, device, batch_size)
+        plan = _Plan(engine, source, workers)
         return _execute(
-            cohort,
-            out,
-            predictor,
-            labels,
-            class_labels,
-            stratification,
-            parts,
-            fingerprint,
-            cap=cap_per_stratum,
-            seed=seed,
-            batch_size=batch_size,
-            workers=workers,
-            device=torch_device,
-            overwrite=overwrite,
-            restart=restart,
-            retry_errors=retry_errors,
-            progress=progress,
+            cohort, out, predictor, RowBuilder(predictor, labels, class_labels), stratification, parts,
+            cap=cap_per_stratum, seed=seed, batch_size=batch_size, device=torch_device, overwrite=overwrite,
+            restart=restart, retry_errors=retry_errors, progress=progress, plan=plan,
         )
     finally:
         predictor.close()
@@ -560,52 +343,113 @@ def _pick_device(device: str | None) -> Any:
     return "cpu"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How the cases still to do are predicted: here with ``workers`` decoders, or on Ray from ``source``."""
+
+    engine: Engine
+    source: ModelSource | None
+    workers: int | None
+
+
 def _execute(
     cohort: Cohort,
     out: Path,
     predictor: Predictor,
-    labels: list[str],
-    class_labels: list[str],
+    builder: RowBuilder,
     stratification: Strata,
     parts: dict[str, Any],
-    fingerprint: str,
     *,
     cap: int | None,
     seed: int,
     batch_size: int | None,
-    workers: int | None,
     device: Any,
     overwrite: bool,
     restart: bool,
     retry_errors: bool,
     progress: ProgressCallback | None,
+    plan: _Plan,
 ) -> InferenceRun:
-    store = _ShardStore(out)
-    builder = _RowBuilder(predictor, labels, class_labels)
+    fingerprint = sha256_json(parts)
+    store = ShardStore(out)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-
     order = schedule(stratification, cap=cap, seed=seed)
     ids = cohort.manifest["image_id"].astype(str).to_numpy()
-    previous: pd.DataFrame | None = None
     notes: list[str] = []
-    if out.exists():
-        meta = read_parquet_metadata(out) if out.is_file() else {}
-        if meta.get("fingerprint") == fingerprint and not restart:
-            previous = pd.read_parquet(out)
-            problem = _rows_problem(previous, meta)
-            if problem is not None:
-                notes.append(f"{printable(out.name)} {problem}: not reused, its cases are run again")
-                previous = None
-            else:
-                # finished only when it holds exactly the scheduled cases: a short file is resumed, not trusted
-                complete = len(previous) == len(order) and set(previous["image_id"].astype(str)) == set(ids[order])
-                if complete and (not retry_errors or not (previous["status"] == "error").any()):
-                    return _finished(out, previous, meta)
-        elif not overwrite:
+    previous = _previous_output(out, fingerprint, set(ids[order]), restart=restart, overwrite=overwrite, notes=notes)
+    errors_to_retry = previous is not None and retry_errors and (previous.rows["status"] == "error").any()
+    if previous is not None and previous.complete and not errors_to_retry:
+        return _finished(out, previous.rows, previous.metadata)
+    _open_store(store, fingerprint, out, started_at, restart=restart)
+    if previous is not None:
+        store.write(previous.rows)  # the output of the same run, before retrying its errors or completing it
+
+    done = store.read()
+    if retry_errors:
+        done = done[done["status"] != "error"]
+    finished = set(done["image_id"].astype(str))
+    stratum_of = stratification.values
+    tallies = _tallies(order, ids, stratum_of, done, finished)
+    todo = [p for p in order if ids[p] not in finished]
+    if progress is not None:
+        progress(tallies)
+    if todo:
+        case_ids = [str(ids[p]) for p in todo]
+        strata = [str(stratum_of[p]) for p in todo]
+        paths: list[Path | None] = [None] * len(todo)
+        if predictor.needs_images:
+            every = cohort.image_paths()
+            paths = [every[p] for p in todo]  # checked inside images_root as each is opened
+        root = cohort.images_root if predictor.needs_images else None
+        if plan.source is not None:
+            batches = predict_on_ray(plan.source, plan.engine, case_ids, strata, paths, root)
+        else:
+            batches = _predict_here(predictor, builder, case_ids, strata, paths, root, batch_size=batch_size,
+                                    workers=plan.workers, device=device)
+        _keep_batches(batches, store, builder, tallies, progress)
+    return _merge(out, store, builder, predictor, cohort, ids[order], parts, fingerprint, tallies,
+                  started_at=started_at, notes=notes + store.notes)
+
+
+@dataclass(frozen=True)
+class _PreviousOutput:
+    rows: pd.DataFrame
+    metadata: dict[str, Any]
+    complete: bool
+
+
+def _previous_output(
+    out: Path, fingerprint: str, scheduled: set[str], *, restart: bool, overwrite: bool, notes: list[str]
+) -> _PreviousOutput | None:
+    """An existing output of this run that may be reused (None: there is none, or it is not reused).
+
+    Raises
+    ------
+    InputError
+        When ``out`` was made by a different run and ``overwrite`` is off.
+    """
+    if not out.exists():
+        return None
+    meta = read_parquet_metadata(out) if out.is_file() else {}
+    if meta.get("fingerprint") != fingerprint or restart:
+        if not overwrite:
             raise InputError(
                 "output exists and was made by a different run; pass --overwrite to replace it",
                 source=str(out),
             )
+        return None
+    previous = pd.read_parquet(out)
+    problem = rows_problem(previous, meta)
+    if problem is not None:
+        notes.append(f"{printable(out.name)} {problem}: not reused, its cases are run again")
+        return None
+    # finished only when it holds exactly the scheduled cases: a short file is resumed, not trusted
+    complete = len(previous) == len(scheduled) and set(previous["image_id"].astype(str)) == scheduled
+    return _PreviousOutput(previous, meta, complete)
+
+
+def _open_store(store: ShardStore, fingerprint: str, out: Path, started_at: str, *, restart: bool) -> None:
+    """Start (or keep, to resume) the shard folder of this run; discard another run's only on ``restart``."""
     if restart or (store.fingerprint() not in (None, fingerprint)):
         if not restart and store.shard_paths():
             raise InputError(
@@ -614,16 +458,13 @@ def _execute(
             )
         store.remove()
     store.start(fingerprint, {"out": str(out), "started_at": started_at})
-    if previous is not None:
-        store.write(previous)  # the output of the same run, before retrying its errors or completing it
 
-    done = store.read()
-    if retry_errors:
-        done = done[done["status"] != "error"]
-    finished = set(done["image_id"].astype(str))
 
+def _tallies(
+    order: np.ndarray, ids: np.ndarray, stratum_of: np.ndarray, done: pd.DataFrame, finished: set[str]
+) -> dict[str, StratumProgress]:
+    """Per stratum: the scheduled cases, and those already finished with their statuses."""
     set_order = set(order)
-    stratum_of = stratification.values
     tallies = {name: StratumProgress(name, 0) for name in sorted(set(stratum_of[order].tolist()))}
     for position in order:
         tally = tallies[stratum_of[position]]
@@ -635,37 +476,93 @@ def _execute(
     for image_id, status in zip(done["image_id"].astype(str), done["status"].astype(str)):
         if image_id in finished and position_of.get(image_id) in set_order:
             _count(tallies[stratum_of[position_of[image_id]]], status)
-    todo = [p for p in order if ids[p] not in finished]
-    if progress is not None:
-        progress(tallies)
+    return tallies
 
-    if todo:
-        _predict_all(
-            cohort,
-            predictor,
-            builder,
-            todo,
-            ids,
-            stratum_of,
-            tallies,
-            store,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            progress=progress,
-            labels=labels,
+
+def _count(tally: StratumProgress, status: str) -> None:
+    if status == "ok":
+        tally.ok += 1
+    elif status == "unparseable":
+        tally.unparseable += 1
+    else:
+        tally.error += 1
+
+
+def _predict_here(
+    predictor: Predictor,
+    builder: RowBuilder,
+    case_ids: list[str],
+    strata: list[str],
+    paths: list[Path | None],
+    root: Path | None,
+    *,
+    batch_size: int | None,
+    workers: int | None,
+    device: Any,
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each batch, predicted in this process (images decoded by DataLoader workers)."""
+    predictor.to(device)
+    device_type = getattr(device, "type", "cpu")
+    loader = case_loader(
+        CaseDataset(paths, predictor.preprocess, root=root),
+        predictor.collate,
+        batch_size=batch_size or predictor.batch_size,
+        workers=plan_workers(workers if predictor.needs_images else 0, device_type),
+        pin_memory=device_type == "cuda",
+    )
+    return predict_batches(predictor, builder, loader, case_ids, strata)
+
+
+def _keep_batches(
+    batches: Iterable[list[dict[str, Any]]],
+    store: ShardStore,
+    builder: RowBuilder,
+    tallies: dict[str, StratumProgress],
+    progress: ProgressCallback | None,
+) -> None:
+    """Write each batch of rows as one shard and count it into ``tallies``."""
+    clock = time.perf_counter()
+    for rows in batches:
+        store.write(
+            typed_predictions(pd.DataFrame(rows), builder.labels, has_probs=builder.has_probs,
+                              has_text=builder.has_text)
         )
+        now = time.perf_counter()
+        elapsed, clock = now - clock, now
+        for row in rows:
+            tally = tallies[row["stratum"]]
+            tally.done += 1
+            tally.seconds += elapsed / max(1, len(rows))
+            _count(tally, row["status"])
+        if progress is not None:
+            progress(tallies)
 
+
+def _merge(
+    out: Path,
+    store: ShardStore,
+    builder: RowBuilder,
+    predictor: Predictor,
+    cohort: Cohort,
+    scheduled: np.ndarray,
+    parts: dict[str, Any],
+    fingerprint: str,
+    tallies: dict[str, StratumProgress],
+    *,
+    started_at: str,
+    notes: list[str],
+) -> InferenceRun:
+    """Merge the shards into ``out`` (the scheduled cases in manifest order, with provenance) and remove them."""
+    ids = cohort.manifest["image_id"].astype(str)
     merged = store.read()
-    selected = set(ids[order])
-    merged = merged[merged["image_id"].isin(selected)]
+    merged = merged[merged["image_id"].isin(set(scheduled))]
     manifest_rank = {image_id: k for k, image_id in enumerate(ids)}
     merged = (
         merged.assign(_rank=merged["image_id"].map(manifest_rank))
         .sort_values("_rank")
         .drop(columns="_rank")
     )
-    merged = _typed(merged, labels, has_probs=builder.has_probs, has_text=builder.has_text)
+    merged = typed_predictions(merged, builder.labels, has_probs=builder.has_probs, has_text=builder.has_text)
     metadata = {
         **parts,
         "fingerprint": fingerprint,
@@ -684,89 +581,7 @@ def _execute(
         metadata["served_by"] = predictor.served_by()
     atomic_write_parquet(out, merged, metadata_json=metadata)
     store.remove()
-    return InferenceRun(out, merged, metadata, tallies, notes=notes + store.notes)
-
-
-def _count(tally: StratumProgress, status: str) -> None:
-    if status == "ok":
-        tally.ok += 1
-    elif status == "unparseable":
-        tally.unparseable += 1
-    else:
-        tally.error += 1
-
-
-def _predict_all(
-    cohort: Cohort,
-    predictor: Predictor,
-    builder: _RowBuilder,
-    todo: list[int],
-    ids: np.ndarray,
-    stratum_of: np.ndarray,
-    tallies: dict[str, StratumProgress],
-    store: _ShardStore,
-    *,
-    batch_size: int | None,
-    workers: int | None,
-    device: Any,
-    progress: ProgressCallback | None,
-    labels: list[str],
-) -> None:
-    """Predict the cases ``todo`` (manifest positions) batch by batch, one shard per batch."""
-    predictor.to(device)
-    batch_size = batch_size or predictor.batch_size
-    paths: list[Path | None] = [None] * len(todo)
-    if predictor.needs_images:
-        every = cohort.image_paths()
-        paths = [every[position] for position in todo]  # checked inside images_root as each is opened
-    else:
-        workers = 0
-    device_type = getattr(device, "type", "cpu")
-    loader = case_loader(
-        CaseDataset(paths, predictor.preprocess, root=cohort.images_root if predictor.needs_images else None),
-        predictor.collate,
-        batch_size=batch_size,
-        workers=plan_workers(workers, device_type),
-        pin_memory=device_type == "cuda",
-    )
-    offset = 0
-    clock = time.perf_counter()
-    for batch in loader:
-        # dataset positions index `todo`; a batch covers offset .. offset + size - 1 in order
-        size = len(batch.positions) + len(batch.failures)
-        rows: dict[int, dict[str, Any]] = {}
-        for k, reason in batch.failures:
-            rows[k] = builder.error_rows([str(ids[todo[k]])], reason)[0]
-        if batch.positions:
-            good_ids = [str(ids[todo[k]]) for k in batch.positions]
-            try:
-                good_rows = builder.rows(good_ids, predictor.predict(batch.inputs, good_ids))
-            except Exception as exc:  # noqa: BLE001  a crashing model fails its batch, never the run
-                good_rows = builder.error_rows(
-                    good_ids, f"model failed on this batch: {_one_line(exc)}"
-                )
-            rows.update(zip(batch.positions, good_rows))
-        ordered = [rows[k] for k in range(offset, offset + size)]
-        for k, row in zip(range(offset, offset + size), ordered):
-            row["stratum"] = str(stratum_of[todo[k]])
-        store.write(
-            _typed(
-                pd.DataFrame(ordered),
-                labels,
-                has_probs=builder.has_probs,
-                has_text=builder.has_text,
-            )
-        )
-        now = time.perf_counter()
-        elapsed, clock = now - clock, now
-        for row in ordered:
-            tally = tallies[row["stratum"]]
-            tally.done += 1
-            tally.seconds += elapsed / max(1, size)
-            _count(tally, row["status"])
-        offset += size
-        if progress is not None:
-            progress(tallies)
+    return InferenceRun(out, merged, metadata, tallies, notes=notes)
 
 
 def _finished(out: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> InferenceRun:
@@ -783,84 +598,3 @@ def _finished(out: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> Inference
         )
         tallies[tally.stratum] = tally
     return InferenceRun(out, frame, meta, tallies)
-
-
-def read_predictions(path: str | os.PathLike[str], cohort: Cohort | None = None) -> pd.DataFrame:
-    """Read and validate a predictions file written by :func:`run_inference`.
-
-    Parameters
-    ----------
-    path
-        The predictions Parquet file.
-    cohort
-        When given, every ``image_id`` must be one of the cohort's and every
-        ``pred`` one of its labels.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The rows, with the run metadata in ``frame.attrs["fairderm"]``.
-
-    Raises
-    ------
-    InputError
-        For a missing file, missing columns, unknown statuses, labels or
-        image ids, or probabilities outside 0-1.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("predictions file not found", source=str(path))
-    try:
-        frame = pd.read_parquet(path)
-        meta = read_parquet_metadata(path)
-    except Exception as exc:  # noqa: BLE001  pyarrow raises many types for a corrupt file
-        raise InputError(f"cannot read predictions: {_one_line(exc)}", source=str(path)) from None
-    source = str(path)
-    for column in ("image_id", "status", "reason", "pred"):
-        if column not in frame.columns:
-            raise InputError(f"required column missing: {column}", source=source, column=column)
-    status, pred, ids = frame["status"], frame["pred"], frame["image_id"].astype(str)
-    raise_at_first_row(
-        ~status.isin(STATUSES),
-        lambda k: f"status {status.iat[k]!r} is not one of {list(STATUSES)}",
-        source=source,
-        column="status",
-    )
-    raise_at_first_row(
-        ids.duplicated(),
-        lambda k: f"duplicate image_id {ids.iat[k]!r}",
-        source=source,
-        column="image_id",
-    )
-    raise_at_first_row(
-        (status == "ok") & pred.isna(),
-        lambda k: "status ok without a pred",
-        source=source,
-        column="pred",
-    )
-    for column in (c for c in frame.columns if c.startswith("prob_")):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        raise_at_first_row(
-            values.notna() & ((values < 0) | (values > 1 + 1e-6)),
-            lambda k, v=values: f"probability {v.iat[k]} outside 0-1",
-            source=source,
-            column=column,
-        )
-    labels = list(cohort.spec.labels) if cohort is not None else meta.get("labels")
-    if labels:
-        raise_at_first_row(
-            pred.notna() & ~pred.isin(labels),
-            lambda k: f"pred {pred.iat[k]!r} is not one of the labels {labels}",
-            source=source,
-            column="pred",
-        )
-    if cohort is not None:
-        known = set(cohort.manifest["image_id"].astype(str))
-        raise_at_first_row(
-            ~ids.isin(known),
-            lambda k: f"image_id {ids.iat[k]!r} is not in cohort {cohort.spec.name!r}",
-            source=source,
-            column="image_id",
-        )
-    frame.attrs["fairderm"] = meta
-    return frame

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from fairderm.tone._calibration import ToneCalibration, fit_calibration, load_calibration, published_categories
 from fairderm.tone._color import ita_degrees, srgb8_to_lab
-from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone, measure_image
+from fairderm.tone._estimate import ESTIMATOR_VERSION, EXTRA_COLUMNS, TONE_COLUMNS, estimate_tone
 from fairderm.tone._labels import (
     CANNOT_TELL,
     ToneLabels,
@@ -54,6 +54,7 @@ from fairderm.tone._labels import (
     write_labels,
 )
 from fairderm.tone._learn import LearnedToneReport, ToneModel, fit_tone_model, learned_tone_frame, load_tone_model
+from fairderm.tone._measure import measure_image
 from fairderm.tone._pipeline import ImageTone, ToneParameters, healthy_skin_mask
 from fairderm.tone._provenance import DEFAULT_ITA_CUT_POINTS, ToneProvenance, ToneTable
 from fairderm.tone._scales import (

@@ -1,4 +1,4 @@
-"""Tone estimation over a cohort: one process per core, one record per image, never a crash.
+"""Tone estimation over a cohort: one record per image, never a crash, on this machine or on Ray.
 
 Every image gets a row. Failures are per image: an unreadable file is
 ``error``, a readable image without enough healthy skin (or without colour)
@@ -8,22 +8,21 @@ is ``abstain``, each with its reason, and the other images are unaffected.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fairderm._processes import worker_context
+from fairderm._engine import Engine
+from fairderm._io import sha256_json
+from fairderm._processes import default_workers
 from fairderm._version import __version__
-from fairderm.cohort import Cohort, checked_image_path
-from fairderm.errors import FairdermError, InputError
+from fairderm.cohort import Cohort
+from fairderm.errors import InputError
 from fairderm.tone._calibration import GROUP_REPRESENTATIVE_TYPE, ToneCalibration
-from fairderm.tone._decode import ImageRefused, decode_image, decode_mask
-from fairderm.tone._pipeline import ImageTone, ToneParameters, analyse_rgb
+from fairderm.tone._pipeline import ToneParameters
+from fairderm.tone._run import BlockStore, ProgressCallback, measure_items
 from fairderm.tone._scales import (
     DEFAULT_FITZPATRICK_SCHEME,
     fitzpatrick_cutpoints,
@@ -32,8 +31,6 @@ from fairderm.tone._scales import (
     ita_to_fitzpatrick,
     lab_to_monk,
 )
-
-ProgressCallback = Callable[[int, int], None]
 
 TONE_COLUMNS: tuple[str, ...] = (
     "image_id", "ita", "ita_low", "ita_high", "skin_fraction", "fitzpatrick_est", "monk_est",
@@ -49,110 +46,6 @@ stops by which a white reference corrected the exposure)."""
 STATUSES: tuple[str, ...] = ("ok", "abstain", "error")
 METHODS: tuple[str, ...] = ("fairderm", "stone")
 ESTIMATOR_VERSION = "fairderm-ita/5"
-
-# Below this many images a process pool costs more than it saves.
-_MIN_IMAGES_FOR_POOL = 48
-
-
-def measure_image(
-    path: str | os.PathLike[str],
-    params: ToneParameters | None = None,
-    *,
-    mask: str | os.PathLike[str] | None = None,
-) -> ImageTone:
-    """Healthy-skin ITA of one photograph file; never raises for a bad image.
-
-    ``mask`` is an optional lesion mask file (non-zero = lesion, the
-    photograph's aspect ratio) used instead of the lesion segmentation; a
-    missing or mismatched mask makes the image an ``error``, never a silent
-    fall-back to the segmentation.
-
-    Returns an :class:`ImageTone` whose ``status`` is ``ok``, ``abstain``
-    or ``error`` with a ``reason``.
-    """
-    params = params or ToneParameters()
-    try:
-        decoded = decode_image(Path(path), params.working_size)
-        lesion = None if mask is None else decode_mask(Path(mask), decoded.rgb.shape[:2])
-    except ImageRefused as refused:
-        return ImageTone(status=refused.status, reason=refused.reason)
-    try:
-        return analyse_rgb(decoded.rgb, decoded.opaque, params, lesion=lesion)
-    except (ValueError, FloatingPointError, MemoryError, IndexError) as exc:
-        # a defect in the estimator on one odd image must not stop a cohort
-        return ImageTone(status="error", reason=f"estimator failed: {type(exc).__name__}: {exc}")
-
-
-def _measure_chunk(
-    items: list[tuple[str, str | None]], params: ToneParameters, method: str, root: str
-) -> list[dict[str, Any]]:
-    records = []
-    for path, mask in items:
-        try:
-            # checked as it is opened: a manifest or symlink changed since import must not reach outside
-            image = checked_image_path(root, path)
-            lesion = None if mask is None else checked_image_path(root, mask)
-        except ValueError as exc:
-            records.append(_record(ImageTone(status="error", reason=f"cannot read image: {exc}")))
-            continue
-        if method == "stone":
-            from fairderm.tone._stone import measure_with_stone
-
-            records.append(measure_with_stone(image, params))
-        else:
-            records.append(_record(measure_image(image, params, mask=lesion)))
-    return records
-
-
-def _record(tone: ImageTone) -> dict[str, Any]:
-    return {
-        "ita": tone.ita, "ita_low": tone.ita_low, "ita_high": tone.ita_high,
-        "skin_fraction": tone.skin_fraction, "status": tone.status, "reason": tone.reason,
-        "skin_L": tone.lab[0], "skin_a": tone.lab[1], "skin_b": tone.lab[2],
-        "lesion_fraction": tone.lesion_fraction, "constancy": tone.constancy,
-        "exposure_correction": tone.exposure_correction, "monk": None,
-    }
-
-
-def _run(
-    items: Sequence[tuple[str, str | None]],
-    params: ToneParameters,
-    method: str,
-    workers: int,
-    progress: ProgressCallback | None,
-    root: str,
-) -> list[dict[str, Any]]:
-    total = len(items)
-    if workers <= 1 or total < _MIN_IMAGES_FOR_POOL:
-        records = []
-        for done, item in enumerate(items, start=1):
-            records.extend(_measure_chunk([item], params, method, root))
-            if progress:
-                progress(done, total)
-        return records
-    # small chunks keep the progress bar moving and the cores balanced
-    size = max(4, min(64, total // (workers * 8) or 1))
-    chunks = [list(items[i : i + size]) for i in range(0, total, size)]
-    results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
-    done = 0
-    context = worker_context()
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_measure_chunk, chunk, params, method, root): i for i, chunk in enumerate(chunks)}
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                done += len(chunks[index])
-                if progress:
-                    progress(done, total)
-    except BrokenProcessPool:
-        hint = (" (started by spawn: a script that calls estimate_tone must do so under "
-                "'if __name__ == \"__main__\":')" if context.get_start_method() == "spawn" else "")
-        raise FairdermError(
-            f"a tone worker process died{hint}; workers=1 measures in this process"
-        ) from None
-    return [record for chunk in results if chunk for record in chunk]
-
 
 def _lesion_mask_paths(cohort: Cohort, lesion_masks: bool, method: str) -> list[str | None]:
     """Per image, the lesion mask file to use (None: segment the lesion)."""
@@ -242,6 +135,8 @@ def estimate_tone(
     parameters: ToneParameters | None = None,
     fitzpatrick_scheme: str = DEFAULT_FITZPATRICK_SCHEME,
     lesion_masks: bool = False,
+    engine: Engine | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Estimate the skin tone of every image of a cohort.
 
@@ -253,7 +148,8 @@ def estimate_tone(
         Fitted cut-points (:func:`fit_calibration`) replacing the published
         ones for the calibration's scale.
     workers
-        Processes to use (default: one per core).
+        Processes to use (default: :func:`fairderm._processes.default_workers`);
+        with a Ray instance started here, its CPUs.
     method
         ``fairderm`` (healthy-skin ITA) or ``stone`` (skin-tone-classifier
         with the lesion masked out; needs the ``[stone]`` extra).
@@ -269,6 +165,15 @@ def estimate_tone(
         segmenting the lesion. An image without a mask is segmented as
         usual; a mask that is missing on disk or does not fit its
         photograph makes that image an ``error`` with the reason.
+    engine
+        Where the images are measured (:class:`fairderm._engine.Engine`):
+        this machine's process pool (default) or Ray, whose stateless tasks
+        measure one block of images each. The table is the same.
+    checkpoint
+        A folder where each finished block of images is kept as it
+        finishes, so that a killed run, started again with the same
+        settings, measures only the blocks it had not finished. It is
+        removed once the table is made.
 
     Returns
     -------
@@ -287,9 +192,21 @@ def estimate_tone(
     params = parameters or ToneParameters()
     if workers is not None and workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}", column="workers")
-    workers = workers or os.cpu_count() or 1
+    engine = engine or Engine()
+    if engine.is_ray and engine.address is None and engine.cpus is None:
+        engine = engine.model_copy(update={"cpus": workers})
+    workers = workers or default_workers()
     items = list(zip([str(p) for p in cohort.image_paths()], _lesion_mask_paths(cohort, lesion_masks, method)))
-    records = _run(items, params, method, workers, progress, str(cohort.images_root))
+    root = str(cohort.images_root)
+    store = None
+    if checkpoint is not None:
+        identity = {"estimator": ESTIMATOR_VERSION, "method": method, "parameters": params.to_dict(), "root": root,
+                    "items": items, "block_size": engine.block_size, "fairderm_version": __version__}
+        store = BlockStore(checkpoint, sha256_json(identity))
+    records = measure_items(items, params, method, root, engine=engine, workers=workers, progress=progress,
+                            checkpoint=store)
+    if store is not None:
+        store.remove()
     frame = tone_frame(
         cohort.manifest["image_id"].astype(str).tolist(), records,
         method=method, scheme=fitzpatrick_scheme, calibration=calibration, lesion_masks=lesion_masks,

@@ -13,7 +13,6 @@ Steps (each in its own function, all on a <= 256 px working image):
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -23,8 +22,16 @@ from scipy import ndimage as ndi
 
 from fairderm.errors import InputError
 from fairderm.tone import _constancy, _skin
-from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, lab_to_linear, linear_to_lab, srgb8_to_linear
+from fairderm.tone._color import LUMINANCE_WEIGHTS, ita_degrees, linear_to_lab, srgb8_to_linear
 from fairderm.tone._decode import ImageRefused, to_working_rgb
+from fairderm.tone._interval import interval_spread, ita_interval, patch_bootstrap_colour, with_capture_uncertainty
+from fairderm.tone._vignetting import (
+    MAX_VIGNETTING,
+    MIN_VIGNETTING,
+    radial_falloff,
+    undo_vignetting,
+    vignetting_strength,
+)
 
 ConstancyMode = Literal["auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none"]
 CONSTANCY_MODES: tuple[str, ...] = ("auto", "white", "skin-prior", "shades-of-grey", "grey-edge", "none")
@@ -229,8 +236,8 @@ def first_look(lab: np.ndarray, linear: np.ndarray, rgb: np.ndarray, valid: np.n
         skin = valid_half
     strength = 0.0
     if params.vignetting_correction and skin.sum() >= 50:
-        strength = min(max(vignetting_strength(linear_half, skin), 0.0), _MAX_VIGNETTING)
-        strength = strength if strength > _MIN_VIGNETTING else 0.0
+        strength = min(max(vignetting_strength(linear_half, skin), 0.0), MAX_VIGNETTING)
+        strength = strength if strength > MIN_VIGNETTING else 0.0
     return FirstLook(lab_half, linear_half, valid_half, skin, strength)
 
 
@@ -418,171 +425,6 @@ def segment_lesion(score: np.ndarray, candidate: np.ndarray, *, min_threshold: f
 # Lower bounds of the skin's robust SD (L*, a*, b*) in the lesion score: JPEG
 # noise and smooth skin must not make every blemish a lesion.
 _SCALE_FLOORS = (3.0, 2.0, 2.0)
-
-# Vignetting strengths below this are not corrected; above this, not believed.
-_MIN_VIGNETTING = 0.02
-_MAX_VIGNETTING = 0.6
-
-
-def vignetting_strength(linear: np.ndarray, healthy: np.ndarray) -> float:
-    """Strength ``v`` of a radial falloff ``1 - v r^2`` of the skin's linear intensity (may be negative).
-
-    The skin's luminance Y is fitted by least squares with a quadratic
-    surface over the healthy pixels (x, y in [-1, 1]). A falloff of linear
-    intensity is exactly quadratic in Y (it would only be approximately so
-    in L*). The quadratic part is the sum of an isotropic falloff
-    (vignetting, lens and flash) and of shading across a limb or trunk,
-    which darkens along one direction only (rank one), so the larger
-    eigenvalue of the quadratic form is the isotropic part alone:
-    ``Y0 (1 - v (x^2 + y^2) / 2)`` gives ``v = -2 lambda / Y0`` (r = 0 at
-    the centre, 1 at the corners). Returns 0 when the skin does not span
-    the frame.
-    """
-    x_axis, y_axis = _skin.frame_axes(healthy.shape)
-    columns, rows = healthy.any(axis=0), healthy.any(axis=1)
-    if np.ptp(x_axis[columns]) < 0.5 or np.ptp(y_axis[rows]) < 0.5:
-        return 0.0
-    # The normal equations need sums of x^i y^j (i + j <= 4) over the healthy
-    # pixels and of Y x^i y^j (i + j <= 2): two small matrix products with
-    # Vandermonde matrices instead of a design matrix over every pixel.
-    vx = np.vander(x_axis, 5, increasing=True)
-    vy = np.vander(y_axis, 5, increasing=True)
-    mask = healthy.astype(np.float64)
-    luminance = np.where(healthy, linear @ LUMINANCE_WEIGHTS, 0.0)
-    power = vy.T @ mask @ vx  # power[j, i] = sum of x^i y^j
-    weighted = vy[:, :3].T @ luminance @ vx[:, :3]
-    terms = ((0, 0), (1, 0), (0, 1), (2, 0), (0, 2), (1, 1))  # (i, j): 1, x, y, x^2, y^2, xy
-    gram = np.array([[power[j1 + j2, i1 + i2] for i2, j2 in terms] for i1, j1 in terms])
-    moment = np.array([weighted[j, i] for i, j in terms])
-    coef = np.linalg.solve(gram + 1e-6 * np.eye(6), moment)
-    quadratic = np.array([[coef[3], coef[5] / 2], [coef[5] / 2, coef[4]]])
-    isotropic = float(np.linalg.eigvalsh(quadratic)[-1])
-    return -2.0 * isotropic / max(float(coef[0]), 1e-3)
-
-
-def radial_falloff(shape: tuple[int, int], strength: float) -> np.ndarray:
-    """The falloff ``1 - strength r^2`` over a frame (r = 0 at the centre, 1 at the corners)."""
-    return (1.0 - strength * _skin.centre_distance(shape) ** 2).astype(np.float32)
-
-
-def undo_vignetting(linear: np.ndarray, healthy: np.ndarray, done: float) -> float:
-    """The further vignetting to undo once ``done`` has been divided out (0 if negligible).
-
-    Dividing by the falloff brings the skin to the level at the centre of
-    the frame, while one-directional shading stays in (the trimmed mean
-    averages it out). The residual may be negative (the first estimate was
-    too strong), but the total falloff at the corners stays within
-    ``[1 - 0.6, 1]``.
-    """
-    residual = vignetting_strength(linear, healthy)
-    if abs(residual) <= _MIN_VIGNETTING:
-        return 0.0
-    low = 1.0 - 1.0 / (1.0 - done)  # total corner factor back to 1
-    high = 1.0 - (1.0 - _MAX_VIGNETTING) / (1.0 - done)
-    return float(np.clip(residual, low, high))
-
-
-def patch_bootstrap_colour(
-    lab: np.ndarray, healthy: np.ndarray, params: ToneParameters
-) -> tuple[np.ndarray, np.ndarray]:
-    """CIELAB colour of the healthy skin and its patch-bootstrap replicates, shape (3,) and (n_boot, 3).
-
-    The image is cut into a ``patch_grid`` x ``patch_grid`` grid; each patch
-    contributes the mean colour of its healthy pixels, weighted by their
-    count. The skin colour is the weighted 20%-trimmed mean over patches
-    (robust to a few patches of shadow or missed lesion); the replicates
-    resample patches with replacement (a block bootstrap, which respects
-    the spatial correlation of pixels).
-    """
-    grid = params.patch_grid
-    height, width = healthy.shape
-    rows = np.minimum(np.arange(height) * grid // height, grid - 1)
-    cols = np.minimum(np.arange(width) * grid // width, grid - 1)
-    patch = (rows[:, None] * grid + cols[None, :])[healthy]
-    pixels = lab[healthy]
-    counts = np.bincount(patch, minlength=grid * grid).astype(np.float64)
-    present = counts > 0
-    counts = counts[present]
-    means = np.stack(
-        [np.bincount(patch, weights=pixels[:, k], minlength=grid * grid)[present] for k in range(3)], axis=1
-    ) / counts[:, None]
-    colour = np.array([_trimmed_means(means[:, k], counts[None, :])[0] for k in range(3)])
-    weights = _patch_draws(counts.size, params.n_boot, params.seed) * counts[None, :]
-    replicates = np.stack([_trimmed_means(means[:, k], weights) for k in range(3)], axis=1)
-    return colour, replicates
-
-
-def ita_interval(replicates: np.ndarray) -> tuple[float, float]:
-    """95% percentile interval of the ITA of CIELAB replicates (n, 3)."""
-    low, high = np.percentile(ita_degrees(replicates[:, 0], replicates[:, 2]), [2.5, 97.5])
-    return float(low), float(high)
-
-
-def with_capture_uncertainty(
-    replicates: np.ndarray, cast_cov: np.ndarray, exposure_sd: float, seed: int
-) -> np.ndarray:
-    """The replicates, each under a cast and an exposure error drawn from what is known of them.
-
-    Replicate ``i`` is multiplied, in linear RGB, by the von Kries gains of a
-    cast ``delta_i ~ N(0, cast_cov)`` (log chromaticity; a grey's luminance kept) and
-    by ``2 ** e_i`` with ``e_i ~ N(0, exposure_sd^2)`` stops. The
-    percentiles of their ITA then give an interval for the skin's ITA
-    that carries the colour constancy's remaining uncertainty and the
-    unknown exposure as well as the skin's variation across the photograph.
-    """
-    normal = _standard_normals(replicates.shape[0], seed)
-    cast = normal[:, :2] @ np.linalg.cholesky(cast_cov + 1e-12 * np.eye(2)).T
-    gains = _constancy.gains_from_cast(cast) * 2.0 ** (exposure_sd * normal[:, 2:3])
-    linear = lab_to_linear(replicates) * gains
-    return linear_to_lab(linear.astype(np.float32)).astype(np.float64)
-
-
-@functools.lru_cache(maxsize=8)
-def _standard_normals(n: int, seed: int) -> np.ndarray:
-    """(n, 3) standard normal draws of the capture terms, drawn once per process (seed offset from the patches')."""
-    draws = np.random.default_rng([seed, 1]).standard_normal((n, 3))
-    draws.flags.writeable = False
-    return draws
-
-
-@functools.lru_cache(maxsize=128)
-def _patch_draws(n_patches: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_patches) multinomial counts of a patch bootstrap.
-
-    They depend only on the number of patches and the seed, so each process
-    draws them once per patch count (drawing costs more than the rest of
-    the bootstrap).
-    """
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_patches, np.full(n_patches, 1.0 / n_patches), size=n_boot)
-    draws.flags.writeable = False
-    return draws
-
-
-def _trimmed_means(values: np.ndarray, weights: np.ndarray, trim: float = 0.2) -> np.ndarray:
-    """Weighted ``trim``-trimmed mean of ``values`` for each row of ``weights`` (vectorised over rows).
-
-    Each value's weight is cut to the part of its cumulative-weight interval
-    that falls inside [trim, 1 - trim] of the row's total.
-    """
-    order = np.argsort(values)
-    sorted_values = values[order]
-    sorted_weights = weights[:, order]
-    total = sorted_weights.sum(axis=1, keepdims=True)
-    upper = np.cumsum(sorted_weights, axis=1) / total
-    lower = upper - sorted_weights / total
-    kept = np.clip(np.minimum(upper, 1.0 - trim) - np.maximum(lower, trim), 0.0, None)
-    return (kept * sorted_values).sum(axis=1) / np.maximum(kept.sum(axis=1), 1e-12)
-
-
-def interval_spread(ita_low: float, ita_high: float, colour: np.ndarray) -> float:
-    """Length, in CIELAB units, of the arc an ITA interval spans at the skin colour's radius.
-
-    ITA is the angle of (b*, L* - 50); an interval of ``ita_high - ita_low``
-    degrees at radius ``hypot(L* - 50, b*)`` covers this much colour.
-    """
-    radius = float(np.hypot(colour[0] - 50.0, colour[2]))
-    return float(np.radians(ita_high - ita_low) * radius)
 
 
 def analyse_rgb(

@@ -17,7 +17,8 @@ from fairderm.tone._constancy import (
     planckian_log_chromaticity,
     skin_prior_cast,
 )
-from fairderm.tone._pipeline import analyse_rgb, radial_falloff, vignetting_strength
+from fairderm.tone._pipeline import analyse_rgb
+from fairderm.tone._vignetting import radial_falloff, vignetting_strength
 
 TUNGSTEN = np.array([1.268, 0.961, 0.596])
 """Gains of a strong tungsten cast (R up, B down), luminance kept."""

@@ -232,7 +232,7 @@ def test_symlink_or_manifest_swapped_after_import_is_an_error_row_not_read(tmp_p
     _swap_after_import(cohort, outside)
     opened: list[str] = []
     real_decode = decode_image
-    monkeypatch.setattr("fairderm.tone._estimate.decode_image",
+    monkeypatch.setattr("fairderm.tone._measure.decode_image",
                         lambda path, size: opened.append(str(path)) or real_decode(path, size))
     frame = estimate_tone(load_cohort(cohort.root), workers=1).set_index("image_id")
     assert frame.loc["a", "status"] == "ok"

@@ -10,14 +10,14 @@ import pytest
 import torch
 from tone_fixtures import SYNTH_WHITE
 
-import fairderm.tone._estimate as estimate_module
+import fairderm.tone._run as run_module
 from fairderm._processes import worker_context
 from fairderm.errors import FairdermError
 from fairderm.tone import ToneParameters, estimate_tone
 
 
 def test_worker_processes_give_the_single_process_table(synth_cohort, synth_tone):
-    assert len(synth_cohort.manifest) >= estimate_module._MIN_IMAGES_FOR_POOL  # the pool is really used
+    assert len(synth_cohort.manifest) >= run_module._MIN_IMAGES_FOR_POOL  # the pool is really used
     pooled = estimate_tone(synth_cohort, workers=2, parameters=ToneParameters(white_reflectance=SYNTH_WHITE))
     pd.testing.assert_frame_equal(pooled, synth_tone)
 
@@ -36,6 +36,6 @@ def _die(*args):
 
 
 def test_a_worker_that_dies_is_one_clear_error(synth_cohort, monkeypatch):
-    monkeypatch.setattr(estimate_module, "_measure_chunk", _die)
+    monkeypatch.setattr(run_module, "measure_chunk", _die)
     with pytest.raises(FairdermError, match=r"tone worker process died.*workers=1"):
         estimate_tone(synth_cohort, workers=2)

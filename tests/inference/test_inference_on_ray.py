@@ -1,0 +1,144 @@
+"""Inference on Ray: the local predictions, a killed actor costing nothing, a killed driver resumed by block."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import torch
+from inference_testdata import make_cohort
+from safetensors.torch import save_file
+
+from fairderm._engine import Engine
+from fairderm.inference import run_inference
+
+pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
+
+MODEL_PY = """
+import time
+
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, n_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, n_classes)
+
+    def forward(self, x):
+        time.sleep(0.1)  # a model slow enough that a run can be killed half way
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+"""
+# what differs between any two runs, whatever the engine: wall times
+TIMING_KEYS = ("strata_run", "started_at", "finished_at")
+
+
+@pytest.fixture(scope="module")
+def model_and_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    root = tmp_path_factory.mktemp("ray-inference")
+    folder = root / "net"
+    folder.mkdir()
+    (folder / "model.py").write_text(MODEL_PY)
+    namespace: dict = {}
+    exec(MODEL_PY, namespace)
+    torch.manual_seed(0)
+    save_file(namespace["Net"](4).state_dict(), str(folder / "model.safetensors"))
+    (folder / "model.json").write_text(json.dumps({
+        "architecture": "model.py:Net", "kwargs": {"n_classes": 4}, "weights": "model.safetensors",
+        "classes": ["nevus", "melanoma", "bcc", "SK"], "input_size": 24,
+    }))
+    cohort = make_cohort(root / "cohort", n=40, size=40)
+    return folder, {"architecture": f"{folder / 'model.py'}:Net"}, cohort
+
+
+@pytest.fixture(scope="module")
+def local_run(model_and_cohort, tmp_path_factory):
+    folder, options, cohort = model_and_cohort
+    out = tmp_path_factory.mktemp("local") / "p.parquet"
+    return run_inference(cohort, out, backend="torch", model=folder, options=options, workers=0)
+
+
+def _same_predictions(run, expected) -> None:
+    probs = [c for c in expected.predictions.columns if c.startswith("prob_")]
+    assert list(run.predictions.columns) == list(expected.predictions.columns)
+    np.testing.assert_allclose(run.predictions[probs], expected.predictions[probs], rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(run.predictions.drop(columns=probs), expected.predictions.drop(columns=probs))
+    for key, value in expected.metadata.items():
+        if key not in TIMING_KEYS and key != "rows_sha256":
+            assert run.metadata[key] == value, key
+
+
+def test_ray_actors_give_the_local_predictions(ray_local, model_and_cohort, local_run, tmp_path):
+    folder, options, cohort = model_and_cohort
+    run = run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=folder, options=options,
+                        engine=Engine(name="ray", block_size=8))
+    _same_predictions(run, local_run)
+    assert not (tmp_path / "p.parquet.shards").exists()
+
+
+def test_a_killed_ray_actor_costs_no_case_and_counts_none_twice(ray_local, model_and_cohort, local_run, tmp_path):
+    folder, options, cohort = model_and_cohort
+    killed: list[int] = []
+
+    def kill_one_actor(tallies) -> None:
+        if sum(t.done for t in tallies.values()) and not killed:
+            for process in psutil.process_iter(["cmdline"]):
+                if any("_PredictActor" in part for part in process.info["cmdline"] or []):
+                    os.kill(process.pid, signal.SIGKILL)
+                    killed.append(process.pid)
+                    break
+
+    run = run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=folder, options=options,
+                        engine=Engine(name="ray", block_size=2), progress=kill_one_actor)
+    assert killed, "no model actor was found when the first block finished"
+    assert not run.predictions["image_id"].duplicated().any()
+    _same_predictions(run, local_run)
+
+
+DRIVER = """
+import sys
+from fairderm._engine import Engine
+from fairderm.inference import run_inference
+run_inference(sys.argv[1], sys.argv[2], backend="torch", model=sys.argv[3], options={"architecture": sys.argv[4]},
+              engine=Engine(name="ray", address="auto", block_size=2))
+"""
+
+
+def test_a_rerun_after_the_driver_is_killed_predicts_only_unfinished_blocks(
+    ray_local, model_and_cohort, local_run, tmp_path
+):
+    folder, options, cohort = model_and_cohort
+    out = tmp_path / "p.parquet"
+    shards = tmp_path / "p.parquet.shards"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(cohort.root), str(out), str(folder),
+                               options["architecture"]], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(shards.glob("shard-*.parquet"))) < 3 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = {path: path.stat().st_ino for path in shards.glob("shard-*.parquet")}
+    assert 3 <= len(finished) < 20, "the driver was not killed half way"
+    resumed: list[int] = []
+    untouched: list[bool] = []
+
+    def watch(tallies) -> None:
+        resumed.append(sum(t.resumed for t in tallies.values()))
+        untouched.append(all(path.stat().st_ino == inode for path, inode in finished.items()))
+
+    run = run_inference(cohort, out, backend="torch", model=folder, options=options,
+                        engine=Engine(name="ray", block_size=2), progress=watch)
+    assert resumed[0] == 2 * len(finished)  # every finished block counted, none predicted again
+    assert all(untouched)
+    _same_predictions(run, local_run)

@@ -1,0 +1,100 @@
+"""Tone estimation on Ray: the local table, a killed worker costing nothing, a killed driver resumed by block."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from tone_fixtures import SYNTH_WHITE
+
+from fairderm._engine import Engine
+from fairderm.tone import ToneParameters, estimate_tone
+
+pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
+
+PARAMETERS = ToneParameters(white_reflectance=SYNTH_WHITE)
+
+
+def _identical(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    # byte for byte: the same values hash the same
+    assert (pd.util.hash_pandas_object(frame, index=False) == pd.util.hash_pandas_object(expected, index=False)).all()
+
+
+def test_ray_engine_gives_the_local_table_byte_for_byte(ray_local, synth_cohort, synth_tone):
+    frame = estimate_tone(synth_cohort, parameters=PARAMETERS, engine=Engine(name="ray", block_size=8))
+    _identical(frame, synth_tone)
+    assert frame.attrs == synth_tone.attrs  # the same provenance
+
+
+def _busy_ray_workers(title: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(title in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_a_killed_ray_worker_costs_no_row_and_counts_none_twice(ray_local, synth_cohort, synth_tone):
+    killed: list[int] = []
+
+    def kill_one_worker(done: int, total: int) -> None:
+        if done and not killed:
+            for worker in _busy_ray_workers("MapBatches(measure_batch)"):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
+                break
+
+    frame = estimate_tone(synth_cohort, parameters=PARAMETERS, engine=Engine(name="ray", block_size=2),
+                          progress=kill_one_worker)
+    assert killed, "no Ray worker was measuring when the first block finished"
+    assert not frame["image_id"].duplicated().any()
+    _identical(frame, synth_tone)
+
+
+DRIVER = """
+import sys
+from fairderm._engine import Engine
+from fairderm.cohort import load_cohort
+from fairderm.tone import ToneParameters, estimate_tone
+estimate_tone(load_cohort(sys.argv[1]), parameters=ToneParameters(white_reflectance=float(sys.argv[3])),
+              engine=Engine(name="ray", address="auto", block_size=2), checkpoint=sys.argv[2])
+"""
+
+
+def test_a_rerun_after_the_driver_is_killed_measures_only_unfinished_blocks(
+    ray_local, synth_cohort, synth_tone, tmp_path
+):
+    checkpoint = tmp_path / "tone.blocks"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(synth_cohort.root), str(checkpoint),
+                               str(SYNTH_WHITE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(checkpoint.glob("block-*.parquet"))) < 3 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = {path: path.stat().st_ino for path in checkpoint.glob("block-*.parquet")}
+    assert 3 <= len(finished) < len(synth_cohort) // 2, "the driver was not killed half way"
+    calls: list[tuple[int, int]] = []
+    untouched: list[bool] = []
+
+    def watch(done: int, total: int) -> None:
+        calls.append((done, total))
+        # a block measured again would be written again (a new file through a rename)
+        untouched.append(all(path.stat().st_ino == inode for path, inode in finished.items()))
+
+    frame = estimate_tone(synth_cohort, parameters=PARAMETERS, engine=Engine(name="ray", block_size=2),
+                          checkpoint=checkpoint, progress=watch)
+    assert calls[0] == (2 * len(finished), len(synth_cohort))  # the finished blocks are counted, not measured
+    assert all(untouched)
+    assert not checkpoint.exists()
+    _identical(frame, synth_tone)
