@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from fairderm._engine import Engine, block_bounds, ray_session
 from fairderm.errors import FairdermError
-from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import CaseDataset, case_loader
 from fairderm.inference._predictions import typed_predictions
 from fairderm.inference._predictor import Predictor, load_predictor
@@ -52,6 +50,10 @@ class _PredictActor:
     """A Ray actor holding one predictor; each call predicts one block of cases."""
 
     def __init__(self, source: ModelSource, root: str | None, threads: int) -> None:
+        import torch  # in the actor's process; a model actor always runs a torch predictor
+
+        from fairderm.inference._backbone import pick_device
+
         # a CPU actor gets the cores it asked Ray for, not every core of the node
         torch.set_num_threads(max(1, threads))
         device = pick_device(source.device)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,11 +40,13 @@ from fairderm.inference._images import CaseDataset, case_loader, plan_workers
 from fairderm.inference._labels import map_classes
 from fairderm.inference._predictions import PREDICTIONS_FORMAT, STATUSES, rows_problem, rows_sha256, typed_predictions
 from fairderm.inference._predictor import Predictor, load_predictor
-from fairderm.inference._ray import ModelSource, predict_on_ray
 from fairderm.inference._report import PARSER_VERSION
 from fairderm.inference._rows import RowBuilder, predict_batches
 from fairderm.inference._shards import ShardStore
 from fairderm.inference._strata import Strata, resolve_strata, schedule
+
+if TYPE_CHECKING:
+    from fairderm.inference._ray import ModelSource
 
 
 @dataclass
@@ -320,6 +322,8 @@ def _run_locked(
         )
         source = None
         if engine.is_ray:
+            from fairderm.inference._ray import ModelSource
+
             source = ModelSource(backend, None if model is None else str(model), dict(options or {}), labels,
                                  class_labels, device, batch_size)
         plan = _Plan(engine, source, workers)
@@ -402,6 +406,8 @@ def _execute(
             paths = [every[p] for p in todo]  # checked inside images_root as each is opened
         root = cohort.images_root if predictor.needs_images else None
         if plan.source is not None:
+            from fairderm.inference._ray import predict_on_ray
+
             batches = predict_on_ray(plan.source, plan.engine, case_ids, strata, paths, root)
         else:
             batches = _predict_here(predictor, builder, case_ids, strata, paths, root, batch_size=batch_size,
