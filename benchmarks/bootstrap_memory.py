@@ -40,7 +40,7 @@ patient = rng.integers(0, n // 2, size=n)
 start = time.perf_counter()
 result = evaluate(y, np.column_stack([1 - score, score]), {"fitzpatrick_group": group}, labels=[0, 1],
                   metrics=metrics, n_boot=n_boot, ci="percentile", cluster=patient, tests=False, case_mix=False,
-                  power=False, n_jobs=threads)
+                  power=False, workers=threads)
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 

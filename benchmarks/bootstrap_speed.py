@@ -74,11 +74,11 @@ def fairlearn_frame(y: np.ndarray, score: np.ndarray, group: np.ndarray, n_boot:
     )
 
 
-def run_fairderm(y, score, group, n_boot: int, ci: str, n_jobs: int) -> tuple[float, float]:
+def run_fairderm(y, score, group, n_boot: int, ci: str, workers: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all threads)."""
     started, cpu = time.perf_counter(), time.process_time()
     evaluate(y, score, {"fitzpatrick": group}, metrics=METRICS, n_boot=n_boot, ci=ci, n_bins=N_BINS,
-             tests=False, case_mix=False, power=False, n_jobs=n_jobs)
+             tests=False, case_mix=False, power=False, workers=workers)
     return time.perf_counter() - started, time.process_time() - cpu
 
 

@@ -213,7 +213,7 @@ def coverage_study(
             sample.y_true, sample.y_score, {"group": sample.group}, labels=sample.labels,
             positive_label=sample.positive_label, metrics=["accuracy", "sensitivity"], n_boot=n_boot, ci=ci,
             confidence=confidence, cluster=sample.cluster if use_cluster else None, seed=sim,
-            min_group_size=0, min_positives=0, tests=False, case_mix=False, power=False, n_jobs=1,
+            min_group_size=0, min_positives=0, tests=False, case_mix=False, power=False, workers=1,
         )
         frame = result.to_frame()
         frame = frame[frame["group"] != "all"]

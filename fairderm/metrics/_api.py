@@ -42,7 +42,7 @@ def evaluate(
     tests: bool = True,
     case_mix: bool = True,
     power: bool = True,
-    n_jobs: int | None = None,
+    workers: int | None = None,
     true_groups: Any = None,
     inclusion_prob: Any = None,
     strata_error: StrataErrorModel | None = None,
@@ -83,7 +83,7 @@ def evaluate(
         DataFrame of case-mix covariates (age, sex, body site...).
     n_boot, ci, confidence, seed, threshold, min_group_size, min_positives, reference
         How to compute, validated as :class:`EvaluationOptions` (each option with its default and range there).
-    top_k, n_bins, p_adjust, n_perm, tests, case_mix, power, n_jobs
+    top_k, n_bins, p_adjust, n_perm, tests, case_mix, power, workers
         Likewise.
     true_groups
         The true group of a validation sample of cases (missing elsewhere)
@@ -126,7 +126,7 @@ def evaluate(
     options = EvaluationOptions(n_boot=n_boot, ci=ci, confidence=confidence, seed=seed, threshold=threshold,
                                 min_group_size=min_group_size, min_positives=min_positives, reference=reference,
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
-                                case_mix=case_mix, power=power, n_jobs=n_jobs)
+                                case_mix=case_mix, power=power, workers=workers)
     # One BLAS thread: the engine's products are small, and it runs its own threads.
     with threadpool_limits(limits=1, user_api="blas"):
         engine = run_engine(y_true, [y_score], groups, options=options, metrics=metrics, labels=labels,
@@ -165,7 +165,7 @@ def compare(
     tests: bool = True,
     case_mix: bool = True,
     power: bool = True,
-    n_jobs: int | None = None,
+    workers: int | None = None,
 ) -> ComparisonResult:
     """Two models on the same cases: each evaluated, and every difference
     (per-group metric, gap, ratio, ...) with a paired-bootstrap interval.
@@ -187,7 +187,7 @@ def compare(
         As in :func:`evaluate`.
     n_boot, ci, confidence, seed, threshold, min_group_size, min_positives, reference
         As in :func:`evaluate` (:class:`EvaluationOptions`), with the same defaults.
-    top_k, n_bins, p_adjust, n_perm, tests, case_mix, power, n_jobs
+    top_k, n_bins, p_adjust, n_perm, tests, case_mix, power, workers
         Likewise.
 
     Returns
@@ -199,7 +199,7 @@ def compare(
     options = EvaluationOptions(n_boot=n_boot, ci=ci, confidence=confidence, seed=seed, threshold=threshold,
                                 min_group_size=min_group_size, min_positives=min_positives, reference=reference,
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
-                                case_mix=case_mix, power=power, n_jobs=n_jobs)
+                                case_mix=case_mix, power=power, workers=workers)
     with threadpool_limits(limits=1, user_api="blas"):
         engine = run_engine(y_true, [y_score_a, y_score_b], groups, options=options, metrics=metrics, labels=labels,
                             positive_label=positive_label, intersections=intersections, cluster=cluster,

@@ -12,7 +12,6 @@ cumulative sum over cases sorted once by score.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
+
+from fairderm._processes import default_workers
 
 #: Target number of elements of one chunk's (b, n) float32 weight matrix: bounds
 #: memory (a few copies of it are alive per thread) independently of B.
@@ -146,13 +147,10 @@ def draw_weights(rng: np.random.Generator, design: Design, b: int) -> np.ndarray
 
 
 def n_workers(requested: int | None) -> int:
+    """Bootstrap threads: as asked, else fairderm's one default (the usable cores), at most 4."""
     if requested is not None:
         return max(1, int(requested))
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    return max(1, min(available, 4))
+    return min(default_workers(), 4)
 
 
 def run_chunks(

@@ -208,11 +208,11 @@ class Engine:
                     self.counts[m][s][k] = cat.metric_counts(metric, lin[0], self.layout, self.cases.positive)
         self.replicates = np.full((M, S, K, B), np.nan)
         if B:
-            run_chunks(self.options.seed, B, self.design, self._consume, workers=self.options.workers)
+            run_chunks(self.options.seed, B, self.design, self._consume, workers=self.options.threads)
         self.jack: list[list[np.ndarray | None]] = [[None] * S for _ in range(M)]
         if self.options.ci == "bca" and B:
             tasks = [lambda m=m, s=s: self._jackknife(m, s) for m in range(M) for s in range(S)]
-            run_in_threads(tasks, self.options.workers)
+            run_in_threads(tasks, self.options.threads)
 
     def _consume(self, weights: np.ndarray, lo: int, hi: int) -> None:
         for m, row in enumerate(self.stats):

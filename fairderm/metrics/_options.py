@@ -54,9 +54,10 @@ class EvaluationOptions:
         Permutations per permutation test, 0 to 1,000,000.
     tests, case_mix, power
         Whether to compute these tables.
-    n_jobs
-        Threads for the bootstrap and the permutation tests (None: available
-        cores, at most 4).
+    workers
+        Threads for the bootstrap and the permutation tests (None: the cores
+        this process may use, :func:`fairderm._processes.default_workers`, at
+        most 4).
     alpha, target_power
         Significance level and power of the minimum detectable difference.
 
@@ -81,7 +82,7 @@ class EvaluationOptions:
     tests: bool = True
     case_mix: bool = True
     power: bool = True
-    n_jobs: int | None = None
+    workers: int | None = None
     alpha: float = 0.05
     target_power: float = 0.8
 
@@ -111,7 +112,7 @@ class EvaluationOptions:
             object.__setattr__(self, name, int(getattr(self, name)))
 
     @property
-    def workers(self) -> int:
-        """Threads of the bootstrap and the permutation tests."""
-        return n_workers(self.n_jobs)
+    def threads(self) -> int:
+        """Threads of the bootstrap and the permutation tests: ``workers``, else the default rule."""
+        return n_workers(self.workers)
 

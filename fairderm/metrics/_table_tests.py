@@ -124,5 +124,5 @@ def _permute(engine: Engine, m: int, ids: list[int], ks: list[int]) -> tuple[np.
         case_labels = shuffled if unit_of_case is None else np.take(shuffled, unit_of_case, axis=1)
         permuted[lo:hi] = ranges(case_labels)
 
-    run_in_threads([lambda i=i: task(i) for i in range(len(bounds))], engine.options.workers)
+    run_in_threads([lambda i=i: task(i) for i in range(len(bounds))], engine.options.threads)
     return observed, permuted

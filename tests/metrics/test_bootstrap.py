@@ -24,7 +24,7 @@ QUICK = {"tests": False, "case_mix": False, "power": False}
 
 
 def _engine(y, score, groups, *, metrics, n_boot=200, cluster=None, ci="bca", seed=0):
-    options = EvaluationOptions(n_boot=n_boot, ci=ci, seed=seed, min_group_size=0, min_positives=0, n_perm=0, n_jobs=1,
+    options = EvaluationOptions(n_boot=n_boot, ci=ci, seed=seed, min_group_size=0, min_positives=0, n_perm=0, workers=1,
                                 tests=False, case_mix=False, power=False)
     cases, models = prepare(y, [score], groups, labels=None, positive_label=None, intersections=None,
                             cluster=cluster, scores=None, covariates=None, threshold=0.5)
@@ -136,9 +136,9 @@ def test_bca_interval_of_a_two_group_difference_agrees_with_scipy():
 
 
 def test_equal_seed_gives_equal_results_whatever_the_threads(binary):
-    first = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=4, n_jobs=1, **QUICK)
-    second = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=4, n_jobs=3, **QUICK)
-    other = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=5, n_jobs=1, **QUICK)
+    first = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=4, workers=1, **QUICK)
+    second = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=4, workers=3, **QUICK)
+    other = evaluate(binary.y, binary.score, binary.group, n_boot=300, seed=5, workers=1, **QUICK)
     assert first.to_dict()["groups"] == second.to_dict()["groups"]
     assert first.to_dict()["disparities"] == second.to_dict()["disparities"]
     assert not np.allclose(first.to_frame()["ci_low"], other.to_frame()["ci_low"], equal_nan=True)

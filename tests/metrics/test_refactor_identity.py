@@ -41,22 +41,22 @@ def _outputs(binary, multiclass) -> dict[str, Any]:
     true_tone = np.where(np.arange(binary.y.size) % 4 == 0, binary.group, None)
     runs = {
         "binary_independent": evaluate(binary.y, binary.score, groups, intersections="all", scores={"rating": rating},
-                                       covariates=covariates, n_bins=5, n_boot=200, n_perm=200, seed=3, n_jobs=1),
+                                       covariates=covariates, n_bins=5, n_boot=200, n_perm=200, seed=3, workers=1),
         "binary_clustered": evaluate(binary.y, binary.score, groups, cluster=pd.Series(binary.patient, name="patient"),
                                      reference={"tone": "I-II"}, n_bins=5, n_boot=200, n_perm=200, seed=5,
-                                     n_jobs=1),
+                                     workers=1),
         "multiclass": evaluate(multiclass.y, multiclass.proba, multiclass.group, ci="percentile", n_boot=200,
-                               n_perm=200, seed=1, n_jobs=1),
+                               n_perm=200, seed=1, workers=1),
         "multiclass_positive": evaluate(multiclass.y, multiclass.proba, multiclass.group,
                                         positive_label=["melanoma", "bcc"], n_boot=200, n_perm=100, seed=2,
-                                        n_jobs=1),
+                                        workers=1),
         "strata_corrected": evaluate(binary.y, binary.score, {"tone": binary.group}, true_groups=true_tone,
-                                     case_mix=False, power=False, n_boot=200, n_perm=100, seed=4, n_jobs=1),
+                                     case_mix=False, power=False, n_boot=200, n_perm=100, seed=4, workers=1),
         "strata_bounded": evaluate(binary.y, binary.score, {"tone": binary.group},
                                    strata_error=StrataErrorModel.published(), case_mix=False, power=False,
-                                   n_boot=200, n_perm=100, seed=6, n_jobs=1),
+                                   n_boot=200, n_perm=100, seed=6, workers=1),
         "comparison": compare(binary.y, binary.score, other, {"tone": binary.group}, names=("base", "tuned"),
-                              n_boot=200, n_perm=100, seed=8, n_jobs=1),
+                              n_boot=200, n_perm=100, seed=8, workers=1),
     }
     return {name: _pinned(json.loads(result.to_json())) for name, result in runs.items()}
 
