@@ -62,19 +62,11 @@ from __future__ import annotations
 from fairderm.metrics._api import compare, evaluate
 from fairderm.metrics._casemix import case_mix_adjustment
 from fairderm.metrics._catalogue import SCORE_METRICS, metric_name_problem
+from fairderm.metrics._groups import DisparityRow, GroupKey, GroupRow
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._options import EvaluationOptions
 from fairderm.metrics._power import minimum_detectable_difference
-from fairderm.metrics._result import (
-    ComparisonResult,
-    Disparities,
-    DisparityRow,
-    EvaluationResult,
-    GroupKey,
-    GroupRow,
-    Summary,
-    read_metrics,
-)
+from fairderm.metrics._result import ComparisonResult, Disparities, EvaluationResult, Summary, read_metrics
 from fairderm.metrics._significance import adjust_pvalues
 from fairderm.metrics._strata import StrataErrorModel
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from fairderm._io import json_safe, to_json_text
 from fairderm.errors import InputError
 from fairderm.markdown import escape_markdown
 from fairderm.metrics._casemix import CASE_MIX_COLUMNS
+from fairderm.metrics._groups import ALL, DisparityRow, GroupKey, GroupRow, disparity_row, group_row, optional_text
 
 SCHEMA = "fairderm.metrics/1"
 COMPARISON_SCHEMA = "fairderm.metrics.comparison/1"
@@ -46,169 +47,6 @@ DIFFERENCE_COLUMNS = ["attribute", "group", "metric", "estimate_a", "estimate_b"
                       "ci_high", "flag"]
 DISPARITY_DIFFERENCE_COLUMNS = ["attribute", "metric", "kind", "group", "estimate_a", "estimate_b", "difference",
                                 "ci_low", "ci_high", "flag"]
-
-#: The group of every case, and the attribute of its rows.
-ALL = "all"
-_PART_SEPARATOR = " & "
-_ATTRIBUTE_SEPARATOR = "&"
-
-
-@dataclass(frozen=True)
-class GroupKey(Mapping[str, str]):
-    """A group as attribute -> value, in the attributes' order (``{}`` is every case, ``all``).
-
-    Its text is the group's name in ``metrics.json``: ``fitzpatrick_est=V-VI``
-    for one attribute, ``fitzpatrick_est=V-VI & sex=female`` for an
-    intersection, ``all`` for the empty key; :meth:`parse` reads it back.
-    Attribute names hold neither ``&`` nor ``=`` (the metrics engine refuses
-    them), so the name is unambiguous whenever no value holds ``" & "``.
-    """
-
-    parts: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, pairs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> GroupKey:
-        """A key from attribute -> value pairs (values as text)."""
-        items = pairs.items() if isinstance(pairs, Mapping) else pairs
-        return cls(tuple((str(attribute), str(value)) for attribute, value in items))
-
-    @classmethod
-    def parse(cls, name: str) -> GroupKey:
-        """The key of a group name as ``metrics.json`` writes it (``a=x & b=y``, or ``all``).
-
-        Raises
-        ------
-        InputError
-            When a part of the name is not ``attribute=value``.
-        """
-        text = str(name)
-        if text == ALL:
-            return cls()
-        parts = []
-        for part in text.split(_PART_SEPARATOR):
-            attribute, sep, value = part.partition("=")
-            if not sep or not attribute.strip():
-                raise InputError(f"group {text!r} is not 'attribute=value' (parts joined by ' & ') nor 'all'",
-                                 column="group")
-            parts.append((attribute.strip(), value))
-        return cls(tuple(parts))
-
-    @classmethod
-    def coerce(cls, group: GroupKey | Mapping[str, Any] | str) -> GroupKey:
-        """``group`` as a key: a key as is, a mapping by :meth:`of`, a name by :meth:`parse`."""
-        if isinstance(group, GroupKey):
-            return group
-        if isinstance(group, Mapping):
-            return cls.of(group)
-        return cls.parse(group)
-
-    @property
-    def attribute(self) -> str:
-        """The attribute the group belongs to: ``a&b`` for an intersection, ``all`` for every case."""
-        return _ATTRIBUTE_SEPARATOR.join(a for a, _ in self.parts) if self.parts else ALL
-
-    @property
-    def label(self) -> str:
-        """Short display name: the value for one attribute, the full name otherwise."""
-        return self.parts[0][1] if len(self.parts) == 1 else str(self)
-
-    def __getitem__(self, attribute: str) -> str:
-        for name, value in self.parts:
-            if name == attribute:
-                return value
-        raise KeyError(attribute)
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self.parts)
-
-    def __len__(self) -> int:
-        return len(self.parts)
-
-    def __str__(self) -> str:
-        return _PART_SEPARATOR.join(f"{a}={v}" for a, v in self.parts) if self.parts else ALL
-
-    def __repr__(self) -> str:
-        return f"GroupKey({str(self)!r})"
-
-
-def _optional_float(value: Any) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _optional_int(value: Any) -> int | None:
-    number = _optional_float(value)
-    return None if number is None else int(round(number))
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
-@dataclass(frozen=True)
-class GroupRow:
-    """One metric in one group: the estimate, its interval and what it rests on.
-
-    ``basis`` says how the group is known (``labelled``, ``estimated``,
-    ``corrected``, ``bounded``); a bounded row has no estimate and its range
-    in ``ci_low``/``ci_high`` (and ``bound_low``/``bound_high``). Undefined
-    numbers (null in ``metrics.json``) are None.
-    """
-
-    key: GroupKey
-    attribute: str
-    metric: str
-    estimate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n: int | None
-    n_pos: int | None
-    flag: str
-    basis: str | None = None
-    bound_low: float | None = None
-    bound_high: float | None = None
-
-    @property
-    def label(self) -> str:
-        """The group's short name (see :attr:`GroupKey.label`)."""
-        return self.key.label
-
-
-@dataclass(frozen=True)
-class DisparityRow:
-    """One disparity (gap, ratio, difference from the reference, ...) of one metric over one attribute.
-
-    ``key`` is the worst group of a gap or ratio, or the group a
-    ``diff_vs_ref`` compares, and ``reference`` the best group or the
-    reference (either None when ``metrics.json`` names none, or names the
-    attribute as a whole).
-    """
-
-    attribute: str
-    metric: str
-    kind: str
-    key: GroupKey | None
-    reference: GroupKey | None
-    estimate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    flag: str
-    basis: str | None = None
-    bound_low: float | None = None
-    bound_high: float | None = None
-
-
-def _key_of(value: Any, attribute: str) -> GroupKey | None:
-    """A group column's key; None for a row that names no group or its attribute (the attribute as a whole)."""
-    text = _optional_text(value)
-    if text == ALL:
-        return GroupKey()
-    if text is None or text in ("", attribute):
-        return None
-    return GroupKey.parse(text)
-
 
 _INTEGER_COLUMNS = {"n", "n_pos", "dof", "n_groups", "n_perm", "bin", "n_comparator"}
 
@@ -279,7 +117,7 @@ def frame_from_records(rows: Any, columns: list[str], what: str) -> pd.DataFrame
 
 
 def _attribute_from_name(group: Any) -> str:
-    text = _optional_text(group)
+    text = optional_text(group)
     return GroupKey.parse(text).attribute if text and (text == ALL or "=" in text) else ALL
 
 
@@ -373,7 +211,7 @@ class EvaluationResult:
             frame = frame[frame["metric"] == metric]
         if attribute is not None:
             frame = frame[frame["attribute"] == attribute]
-        return [_group_row(record) for record in frame.to_dict("records")]
+        return [group_row(record) for record in frame.to_dict("records")]
 
     def interval(self, metric: str, group: GroupKey | Mapping[str, Any] | str = ALL) -> GroupRow:
         """One metric in one group: a key, a mapping ``{attribute: value}``, a full name or ``all``.
@@ -399,7 +237,7 @@ class EvaluationResult:
         frame = frame[(frame["metric"] == metric) & (frame["kind"] == kind)]
         if attribute is not None:
             frame = frame[frame["attribute"] == attribute]
-        return [_disparity_row(record) for record in frame.to_dict("records")]
+        return [disparity_row(record) for record in frame.to_dict("records")]
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` form: JSON-safe, NaN/inf written as null."""
@@ -478,35 +316,6 @@ class EvaluationResult:
     def __repr__(self) -> str:
         return (f"EvaluationResult({len(self.groups)} group rows, {len(self.disparities)} disparities, "
                 f"{len(self.tests)} tests; B={self.config.get('n_boot')}, ci={self.config.get('ci')})")
-
-
-def _group_row(record: Mapping[str, Any]) -> GroupRow:
-    attribute = str(record["attribute"])
-    key = _key_of(record["group"], attribute)
-    if key is None:
-        raise InputError(f"a {attribute!r} row of {record['metric']!r} names no group", column="group")
-    return GroupRow(
-        key=key, attribute=attribute, metric=str(record["metric"]),
-        estimate=_optional_float(record["estimate"]), ci_low=_optional_float(record["ci_low"]),
-        ci_high=_optional_float(record["ci_high"]), n=_optional_int(record["n"]),
-        n_pos=_optional_int(record["n_pos"]), flag=_optional_text(record["flag"]) or "ok",
-        basis=_optional_text(record.get("basis")), bound_low=_optional_float(record.get("bound_low")),
-        bound_high=_optional_float(record.get("bound_high")),
-    )
-
-
-def _disparity_row(record: Mapping[str, Any]) -> DisparityRow:
-    attribute = str(record["attribute"])
-    reference = _optional_text(record.get("reference"))
-    return DisparityRow(
-        attribute=attribute, metric=str(record["metric"]), kind=str(record["kind"]),
-        key=_key_of(record["group"], attribute),
-        reference=None if reference is None else _key_of(reference, attribute),
-        estimate=_optional_float(record["estimate"]), ci_low=_optional_float(record["ci_low"]),
-        ci_high=_optional_float(record["ci_high"]), flag=_optional_text(record.get("flag")) or "ok",
-        basis=_optional_text(record.get("basis")), bound_low=_optional_float(record.get("bound_low")),
-        bound_high=_optional_float(record.get("bound_high")),
-    )
 
 
 @dataclass(frozen=True)
