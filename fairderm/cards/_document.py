@@ -1,4 +1,4 @@
-"""The card as a document: sections of paragraphs, lists, facts, tables and figures.
+"""The card as a document: its sections, built from a run's CardData (blocks in :mod:`._blocks`).
 
 Both the Markdown and the HTML card render this one structure, so they say
 the same thing; each renderer escapes every string it is given.
@@ -6,13 +6,12 @@ the same thing; each renderer escapes every string it is given.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from fairderm._version import __version__
+from fairderm.cards._blocks import Block, Bullets, Document, Facts, Figure, Paragraph, Section, Table
 from fairderm.cards._content import (
     DISPARITY_NAMES,
     HEADLINE_METRICS,
@@ -45,64 +44,6 @@ from fairderm.gate import LEGEND
 from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY
 
 INSUFFICIENT_MARK = "†"
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[str]
-
-
-@dataclass(frozen=True)
-class Facts:
-    items: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A chart drawn in card.html; the Markdown card gives ``table`` instead, or says which table holds its numbers."""
-
-    key: str
-    caption: str
-    table: Table | None = None
-
-
-Block = Paragraph | Bullets | Facts | Table | Figure
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-    subsections: list[Section] = field(default_factory=list)
-
-    @property
-    def anchor(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
-
-
-@dataclass
-class Document:
-    title: str
-    verdict: str | None
-    details: list[str]
-    sections: list[Section]
-
-    @property
-    def headline(self) -> str:
-        """``Release gate: FAIL; policy P; lowest accuracy ...`` in one line."""
-        return "; ".join([f"Release gate: {self.verdict or 'NOT GATED'}", *self.details]) + "."
 
 
 def _cell(row: dict[str, Any]) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 
 import plotly.io as pio
 
+from fairderm.cards._blocks import Document, Figure, Section
 from fairderm.cards._content import CardData, metric_label, number, short_group
-from fairderm.cards._document import Document, Figure, Section
 
 _OK_COLOUR = "#2a6f97"
 _FLAGGED_COLOUR = "#a0a0a0"

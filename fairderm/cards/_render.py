@@ -10,8 +10,8 @@ import yaml
 from markupsafe import Markup
 
 from fairderm._version import __version__
+from fairderm.cards._blocks import Bullets, Document, Facts, Figure, Paragraph, Section, Table
 from fairderm.cards._content import CardData, metric_label, number, short_group
-from fairderm.cards._document import Bullets, Document, Facts, Figure, Paragraph, Section, Table
 from fairderm.markdown import escape_markdown, escape_markdown_paragraphs
 
 BASE_TAGS = ["fairderm", "dermatology", "fairness", "skin-tone", "model-card"]
