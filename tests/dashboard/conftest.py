@@ -7,12 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# ``dashboards`` is a folder of the checkout, not part of the installed package.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from dashboards.sample_run import write_sample_runs  # noqa: E402
+from dashboards.sample_run import write_sample_runs
 
 
 @pytest.fixture(autouse=True)

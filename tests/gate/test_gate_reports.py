@@ -5,10 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gate_testdata import DEMO_POLICY, make_metrics
 from markdown_it import MarkdownIt
 
 from fairderm.gate import escape_markdown, evaluate_gate, policy_from_dict, write_gate_reports
+from tests.helpers.gate_metrics import DEMO_POLICY, make_metrics
 
 HOSTILE = "<script>alert(1)</script>"
 

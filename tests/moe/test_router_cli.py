@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from router_testdata import make_planted_cohort
+
+from tests.helpers.planted_router import make_planted_cohort
 
 
 def _train(run_cli, cohort, out, *options):
