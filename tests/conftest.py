@@ -21,6 +21,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["FAIRDERM_CACHE"] = tempfile.mkdtemp(prefix="fairderm-test-cache-")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, slow and browser tests first: ``make test`` (``pytest -n 2 --dist loadgroup``) hands out
+    work in collection order, and a minute-long test handed out last leaves the other worker idle."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in ("slow", "browser")))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
