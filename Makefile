@@ -48,7 +48,7 @@ test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tone_speed.py
