@@ -45,10 +45,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not browser"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tone_speed.py

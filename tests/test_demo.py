@@ -14,9 +14,6 @@ from fairderm.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 
-# one worker builds the module's demo (make test: pytest -n 2 --dist loadgroup), not each worker its own
-pytestmark = pytest.mark.xdist_group("demo")
-
 
 @pytest.fixture(scope="module")
 def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:

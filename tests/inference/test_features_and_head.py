@@ -18,9 +18,8 @@ from fairderm.inference import (
 )
 from tests.helpers.lesion_cohorts import make_lesion_cohort
 
-# the module's cohort features take several seconds on a busy 2-core machine; one worker extracts them
-# (make test: pytest -n 2 --dist loadgroup), not each worker its own
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-head")]
+# the module's cohort features take several seconds on a busy 2-core machine
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

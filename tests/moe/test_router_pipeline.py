@@ -17,9 +17,6 @@ from tests.helpers.planted_router import GROUP_NAMES, QUICK, make_planted_cohort
 METHODS = {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
 TRIPLE = {"estimate", "ci_low", "ci_high"}
 
-# one worker trains the session's planted router (make test: pytest -n 2 --dist loadgroup), not each worker its own
-pytestmark = pytest.mark.xdist_group("planted-router")
-
 
 def test_router_folder_holds_every_artefact(planted_router) -> None:
     names = {p.relative_to(planted_router.out).as_posix() for p in planted_router.out.rglob("*") if p.is_file()}

@@ -23,9 +23,6 @@ from tests.helpers.planted_router import GROUP_NAMES, Planted, planted, tone_fra
 LOSS_CONSTRAINTS = ConstraintSet("loss", GROUP_NAMES)
 CONFIG = TrainConfig(max_epochs=60, patience=10, batch_size=128)
 
-# one worker trains the module's ERM baseline (make test: pytest -n 2 --dist loadgroup), not each worker its own
-pytestmark = pytest.mark.xdist_group("router-training")
-
 
 def _arrays(data: Planted) -> SplitArrays:
     return SplitArrays.from_numpy(data.features, data.tone(), data.y, data.groups)
