@@ -46,10 +46,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
 
 # The installed experience: the built wheel in a fresh venv, without extras and then with [dashboard]
 # (.ci/wheel_check.sh; the fresh venv installs from PyPI).

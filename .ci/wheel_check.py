@@ -4,7 +4,7 @@
 extras): torch, Streamlit and fairlearn are not importable; fairderm is the
 installed one; an audit of a predictions Parquet and an audit of a scripted
 OpenAI-compatible VLM server on 127.0.0.1 run, each with gate, card and
-verify (tests/install_flow.py), writing under WORK.
+verify (tests/helpers/install_flow.py), writing under WORK.
 
 ``dashboard VENV WORK``, run by a Python with Playwright (the development
 venv), after ``pip install 'WHEEL[dashboard]'`` into VENV: the installed
@@ -33,9 +33,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 def core(venv: Path, work: Path) -> None:
-    sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "inference")]
-    from install_flow import OPTIONAL_MODULES, audit_gate_card_verify, write_cohort, write_specs
-    from vlm_server import ScriptedVLM
+    # fairderm is imported from the venv's installed wheel first; only then does the clone go on sys.path,
+    # for the test helpers (tests.helpers), so that the import already made is the one every later import gets
+    importlib.import_module("fairderm")
+
+    sys.path.insert(0, str(REPO))
+    from tests.helpers.install_flow import OPTIONAL_MODULES, audit_gate_card_verify, write_cohort, write_specs
+    from tests.helpers.vlm_server import ScriptedVLM
 
     present = [name for name in OPTIONAL_MODULES if importlib.util.find_spec(name) is not None]
     assert not present, f"a core install must not have {present}"

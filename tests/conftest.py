@@ -21,6 +21,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["FAIRDERM_CACHE"] = tempfile.mkdtemp(prefix="fairderm-test-cache-")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, slow and browser tests first.
+
+    ``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``: a test file is one unit of work,
+    so a module's fixture (the demo, a trained head) is built on one worker only, and units are handed out in
+    collection order, where a minute-long file handed out last would leave the other worker idle.
+    (``--dist loadgroup`` groups nothing under pytest 9: xdist 3.8 renames ``item._nodeid``, which
+    pytest 9 no longer reads.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in ("slow", "browser")))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 

@@ -14,16 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from install_flow import (
+
+from tests.helpers.install_flow import (
     BLOCKING_LAUNCHER,
     OPTIONAL_MODULES,
     audit_gate_card_verify,
     write_cohort,
     write_specs,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "inference"))
-from vlm_server import ScriptedVLM  # the scripted model server of the inference tests
+from tests.helpers.vlm_server import ScriptedVLM  # the scripted model server of the inference tests
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCKED = ",".join(OPTIONAL_MODULES)

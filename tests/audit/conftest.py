@@ -13,19 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
-from audit_testdata import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
+
+from tests.helpers.audit_runs import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
 
 
 @pytest.fixture
-def tiny_cohort(tmp_path: Path) -> Path:
+def tiny_cohort_dir(tmp_path: Path) -> Path:
     """90 cases of 30 patients, Fitzpatrick groups 40/30/20, split test/train."""
     return write_tiny_cohort(tmp_path / "cohort")
 
 
 @pytest.fixture
-def predictions_file(tiny_cohort: Path) -> Path:
+def predictions_file(tiny_cohort_dir: Path) -> Path:
     """Class probabilities for every case: right 70% of the time."""
-    return write_predictions(tiny_cohort)
+    return write_predictions(tiny_cohort_dir)
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def policy_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def write_spec(tmp_path: Path, tiny_cohort: Path, predictions_file: Path, policy_file: Path) -> Callable[..., Path]:
+def write_spec(tmp_path: Path, tiny_cohort_dir: Path, predictions_file: Path, policy_file: Path) -> Callable[..., Path]:
     """Write ``audits/NAME.yaml`` (paths relative to it); keyword overrides merge into the defaults."""
     audits = tmp_path / "audits"
     audits.mkdir(exist_ok=True)

@@ -14,9 +14,7 @@ import pandas as pd
 import pytest
 
 from fairderm.audit import run_audit
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from vlm_server import ScriptedVLM  # the scripted model server of the inference tests
+from tests.helpers.vlm_server import ScriptedVLM  # the scripted model server of the inference tests
 
 RUN_CLI = "import sys; from fairderm.cli import main; sys.exit(main(sys.argv[1:]))"
 ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
@@ -74,12 +72,12 @@ def test_second_audit_while_the_first_builds_a_stage_is_refused_with_one_line(wr
 
 
 @pytest.mark.slow
-def test_audit_killed_during_inference_resumes_from_its_shards(write_spec, tiny_cohort, fake_metrics):
-    manifest = pd.read_parquet(tiny_cohort / "manifest.parquet")
+def test_audit_killed_during_inference_resumes_from_its_shards(write_spec, tiny_cohort_dir, fake_metrics):
+    manifest = pd.read_parquet(tiny_cohort_dir / "manifest.parquet")
     tested = manifest[manifest["split"] == "test"]
     with ScriptedVLM(delay=0.06) as server:
         for image in tested["image"]:
-            server.set(tiny_cohort / image, ("skingpt", "melanoma"))
+            server.set(tiny_cohort_dir / image, ("skingpt", "melanoma"))
         spec = write_spec(model={"backend": "openai", "model": "skingpt-r1-test", "endpoint": server.endpoint,
                                  "options": {"batch_size": 2, "concurrency": 1, "workers": 0, "max_retries": 0}})
         shards_glob = "tiny/cache/inference/.*.partial/predictions.parquet.shards/shard-*.parquet"

@@ -3,9 +3,7 @@ a cache entry whose files were edited after they were stored (metrics engine fak
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +14,7 @@ from fairderm.audit import run_audit
 from fairderm.audit._cache import StageCache
 from fairderm.audit._spec import load_spec
 from fairderm.errors import InputError
+from tests.helpers.vlm_server import ScriptedVLM
 
 pytestmark = pytest.mark.usefixtures("fake_metrics")
 
@@ -23,14 +22,9 @@ FEW_CASES = {"filter": "split == 'train'"}  # 18 cases: each request to the scri
 
 
 @pytest.fixture
-def vlm_server() -> Iterator[Any]:
+def vlm_server() -> Iterator[ScriptedVLM]:
     """The scripted OpenAI-compatible server of the inference tests, on 127.0.0.1."""
-    path = Path(__file__).resolve().parents[1] / "inference" / "vlm_server.py"
-    spec = importlib.util.spec_from_file_location("audit_vlm_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with module.ScriptedVLM() as server:
+    with ScriptedVLM() as server:
         yield server
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from fairderm._io import sha256_file
 from fairderm.audit import run_audit, verify_run
 from fairderm.errors import InputError
+from tests.helpers.tiny_net import TINY_NET_PY, TinyNet
 
 pytestmark = pytest.mark.usefixtures("fake_metrics")
 
@@ -73,26 +74,9 @@ def test_verify_parses_the_stored_filter_and_never_runs_it(write_spec, tmp_path,
     assert refused and "'@' at character" in refused[0].detail
 
 
-TINY_NET_PY = '''
-from torch import nn
-
-
-class TinyNet(nn.Module):
-    def __init__(self, n_classes=4):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 3)
-        self.fc = nn.Linear(2, n_classes)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-'''
-
-
 def _torch_model_folder(folder: Path, architecture: str, **config: object) -> Path:
-    namespace: dict = {}
-    exec(TINY_NET_PY, namespace)  # the test's own source text, to save matching weights
     folder.mkdir()
-    save_file(namespace["TinyNet"]().state_dict(), str(folder / "model.safetensors"))
+    save_file(TinyNet().state_dict(), str(folder / "model.safetensors"))
     (folder / "model.json").write_text(json.dumps({
         "architecture": architecture, "kwargs": {"n_classes": 4}, "weights": "model.safetensors",
         "classes": LABELS, "input_size": 16, **config,

@@ -9,21 +9,16 @@ interval excluding 0 and fail the score rule; graded alike, it passes.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-_TESTS = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(_TESTS / "inference"), str(_TESTS / "reasoning")]
-
-from inference_testdata import make_cohort  # noqa: E402
-from judge_server import ScriptedJudge  # noqa: E402
-from vlm_server import ScriptedVLM  # noqa: E402
-
-from fairderm.audit import run_audit, verify_run  # noqa: E402
+from fairderm.audit import run_audit, verify_run
+from tests.helpers.judge_server import ScriptedJudge
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 DARK = "V-VI"
 POLICY = {
@@ -43,7 +38,7 @@ def _unbiased(report: str) -> int:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    return make_cohort(tmp_path_factory.mktemp("reasoning") / "cohort", n=90, size=24)
+    return make_lesion_cohort(tmp_path_factory.mktemp("reasoning") / "cohort", n=90, size=24)
 
 
 def _audit(cohort, tmp_path: Path, score, revision: str | None = None) -> tuple:

@@ -30,7 +30,7 @@ def _no_work(*args, **kwargs):
     raise AssertionError("a stage ran although its inputs did not change")
 
 
-def test_run_folder_holds_the_documented_files_and_evidence_hashes_them(write_spec, tiny_cohort, predictions_file):
+def test_run_folder_holds_the_documented_files_and_evidence_hashes_them(write_spec, tiny_cohort_dir, predictions_file):
     run = run_audit(write_spec(outputs={"card": True, "figures": True}))
     assert run.run_dir.parent == write_spec().parent / "tiny" / "runs"
     files = _files(run.run_dir)
@@ -41,7 +41,7 @@ def test_run_folder_holds_the_documented_files_and_evidence_hashes_them(write_sp
     assert set(evidence["artifacts"]) == files - {"evidence.json"}
     assert evidence["artifacts"]["metrics.json"] == sha256_file(run.run_dir / "metrics.json")
     inputs = evidence["inputs"]
-    assert inputs["cohort"]["manifest_sha256"] == sha256_file(tiny_cohort / "manifest.parquet")
+    assert inputs["cohort"]["manifest_sha256"] == sha256_file(tiny_cohort_dir / "manifest.parquet")
     assert inputs["model"]["files"] == {"model_predictions.csv": sha256_file(predictions_file)}
     assert inputs["images"]["count"] == 72 and inputs["images"]["sha256"] == sha256_file(run.run_dir / "images.sha256")
     assert evidence["seeds"]["bootstrap"] == 3
@@ -159,8 +159,8 @@ def test_bad_spec_input_is_rejected_before_any_output(write_spec, override, mess
     _assert_nothing_written(path.parent / "tiny" / "runs")
 
 
-def test_missing_image_is_rejected_naming_it(write_spec, tiny_cohort):
-    (tiny_cohort / "images" / "img001.png").unlink()
+def test_missing_image_is_rejected_naming_it(write_spec, tiny_cohort_dir):
+    (tiny_cohort_dir / "images" / "img001.png").unlink()
     path = write_spec()
     with pytest.raises(InputError, match=r"img001\.png"):
         run_audit(path)

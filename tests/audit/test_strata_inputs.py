@@ -57,10 +57,10 @@ def _spec(write_spec, **tone):
     return load_spec(write_spec(tone={"source": "estimate", "column": None, **tone}, bootstrap=FAST))
 
 
-def test_validation_labels_give_corrected_true_group_rows(write_spec, tiny_cohort, predictions_file, tmp_path):
-    labels = _labels(load_cohort(tiny_cohort), tmp_path / "labels.csv")
+def test_validation_labels_give_corrected_true_group_rows(write_spec, tiny_cohort_dir, predictions_file, tmp_path):
+    labels = _labels(load_cohort(tiny_cohort_dir), tmp_path / "labels.csv")
     loaded = _spec(write_spec, validation_labels="../labels.csv")
-    metrics = _run(loaded, load_cohort(tiny_cohort), predictions_file, labels=labels)
+    metrics = _run(loaded, load_cohort(tiny_cohort_dir), predictions_file, labels=labels)
     bases = {(r["attribute"], r["basis"]) for r in metrics["groups"]}
     assert ("fitzpatrick_est", "estimated") in bases and ("fitzpatrick_est:true", "corrected") in bases
     strata = metrics["config"]["strata"]
@@ -69,43 +69,43 @@ def test_validation_labels_give_corrected_true_group_rows(write_spec, tiny_cohor
     assert not any(r["attribute"] == "fitzpatrick_est:bounds" for r in metrics["groups"])
 
 
-def test_without_labels_the_published_error_model_bounds_the_groups(write_spec, tiny_cohort, predictions_file):
-    metrics = _run(_spec(write_spec), load_cohort(tiny_cohort), predictions_file)
+def test_without_labels_the_published_error_model_bounds_the_groups(write_spec, tiny_cohort_dir, predictions_file):
+    metrics = _run(_spec(write_spec), load_cohort(tiny_cohort_dir), predictions_file)
     bounded = [r for r in metrics["groups"] if r["attribute"] == "fitzpatrick_est:bounds"]
     assert bounded and {r["basis"] for r in bounded} == {"bounded"}
     assert all(r["estimate"] is None and r["bound_low"] <= r["bound_high"] for r in bounded)
     assert "Groh" in metrics["config"]["strata"]["error_model"]["source"]
 
 
-def test_strata_error_none_leaves_the_estimated_groups_alone(write_spec, tiny_cohort, predictions_file):
-    metrics = _run(_spec(write_spec, strata_error="none"), load_cohort(tiny_cohort), predictions_file)
+def test_strata_error_none_leaves_the_estimated_groups_alone(write_spec, tiny_cohort_dir, predictions_file):
+    metrics = _run(_spec(write_spec, strata_error="none"), load_cohort(tiny_cohort_dir), predictions_file)
     assert {r["attribute"] for r in metrics["groups"]} == {"all", "fitzpatrick_est"}
     assert "strata" not in metrics["config"]
 
 
-def test_a_validation_confusion_csv_is_the_error_model(write_spec, tiny_cohort, predictions_file, tmp_path):
+def test_a_validation_confusion_csv_is_the_error_model(write_spec, tiny_cohort_dir, predictions_file, tmp_path):
     path = tmp_path / "confusion.csv"
     path.write_text("true,I-II,III-IV,V-VI\nI-II,40,8,2\nIII-IV,6,30,9\nV-VI,1,9,30\n")
     loaded = _spec(write_spec, strata_error="../confusion.csv")
-    metrics = _run(loaded, load_cohort(tiny_cohort), predictions_file, error_model=path)
+    metrics = _run(loaded, load_cohort(tiny_cohort_dir), predictions_file, error_model=path)
     assert metrics["config"]["strata"]["error_model"]["n_validation"] == 135
 
 
-def test_unanswered_images_lower_their_strata_inclusion_probability(tiny_cohort, tmp_path):
-    cohort = load_cohort(tiny_cohort)
+def test_unanswered_images_lower_their_strata_inclusion_probability(tiny_cohort_dir, tmp_path):
+    cohort = load_cohort(tiny_cohort_dir)
     path = _labels(cohort, tmp_path / "labels.csv", edits={(0, "label"): "", (1, "label"): "cannot tell"})
     loaded_ids = set(cohort.manifest["image_id"].astype(str))
-    spec = load_spec_for(tmp_path, tiny_cohort)
+    spec = load_spec_for(tmp_path, tiny_cohort_dir)
     trust = strata_inputs(spec, cohort.manifest, cohort_ids=loaded_ids, labels=path, error_model=None)
     assert trust.n_cannot_tell == 2
     rate = 43 / 45  # 45 sampled, 43 answered, one stratum
     assert np.allclose(list(trust.inclusion.values()), 0.5 * rate)
 
 
-def load_spec_for(tmp_path: Path, tiny_cohort: Path):
+def load_spec_for(tmp_path: Path, tiny_cohort_dir: Path):
     from fairderm.audit._spec import parse_spec
 
-    return parse_spec({"cohort": {"path": str(tiny_cohort)}, "model": {"backend": "file", "model": "x.csv"},
+    return parse_spec({"cohort": {"path": str(tiny_cohort_dir)}, "model": {"backend": "file", "model": "x.csv"},
                        "tone": {"source": "estimate"}}, source=tmp_path / "spec.yaml")
 
 
@@ -116,11 +116,11 @@ def load_spec_for(tmp_path: Path, tiny_cohort: Path):
     ({(2, "inclusion_prob"): 1.5}, r"row 3.*inclusion probability .* outside \(0, 1\]"),
     ({(4, "image_id"): "img000"}, r"row 5.*listed twice"),
 ])
-def test_bad_validation_labels_are_rejected_naming_file_and_row(tiny_cohort, tmp_path, edits, message):
-    cohort = load_cohort(tiny_cohort)
+def test_bad_validation_labels_are_rejected_naming_file_and_row(tiny_cohort_dir, tmp_path, edits, message):
+    cohort = load_cohort(tiny_cohort_dir)
     path = _labels(cohort, tmp_path / "labels.csv", edits=edits)
     with pytest.raises(InputError, match=message) as caught:
-        strata_inputs(load_spec_for(tmp_path, tiny_cohort), cohort.manifest,
+        strata_inputs(load_spec_for(tmp_path, tiny_cohort_dir), cohort.manifest,
                       cohort_ids=set(cohort.manifest["image_id"].astype(str)), labels=path, error_model=None)
     assert "labels.csv" in str(caught.value) and "\n" not in str(caught.value)
 
@@ -143,10 +143,10 @@ def _tone_table(cohort, path: Path) -> Path:
     return path
 
 
-def test_a_tone_table_made_beforehand_is_the_audits_estimated_strata(write_spec, tiny_cohort, tmp_path):
+def test_a_tone_table_made_beforehand_is_the_audits_estimated_strata(write_spec, tiny_cohort_dir, tmp_path):
     from fairderm.audit import run_audit, verify_run
 
-    cohort = load_cohort(tiny_cohort)
+    cohort = load_cohort(tiny_cohort_dir)
     _tone_table(cohort, tmp_path / "learned.parquet")
     _labels(cohort, tmp_path / "labels.csv")
     spec = write_spec(tone={"source": "table", "table": "../learned.parquet", "column": None,
@@ -163,10 +163,10 @@ def test_a_tone_table_made_beforehand_is_the_audits_estimated_strata(write_spec,
     assert "tone" not in run_audit(spec).cache_hits
 
 
-def test_a_tone_table_missing_audited_cases_is_refused(write_spec, tiny_cohort, tmp_path):
+def test_a_tone_table_missing_audited_cases_is_refused(write_spec, tiny_cohort_dir, tmp_path):
     from fairderm.audit import run_audit
 
-    cohort = load_cohort(tiny_cohort)
+    cohort = load_cohort(tiny_cohort_dir)
     path = _tone_table(cohort, tmp_path / "learned.parquet")
     pd.read_parquet(path).iloc[5:].to_parquet(path, index=False)
     with pytest.raises(InputError, match="tone table lacks"):

@@ -21,13 +21,13 @@ def _calibration(path: Path) -> Path:
     return path
 
 
-def test_tone_stage_applies_the_specs_calibration_and_exposure_prior(write_spec, tiny_cohort, tmp_path):
+def test_tone_stage_applies_the_specs_calibration_and_exposure_prior(write_spec, tiny_cohort_dir, tmp_path):
     _calibration(tmp_path / "cal.json")
     loaded = load_spec(write_spec(tone={"source": "estimate", "calibration": "../cal.json", "exposure_sd": 0.05,
                                         "column": None}))
     out = tmp_path / "stage"
     out.mkdir()
-    cohort = load_cohort(tiny_cohort)
+    cohort = load_cohort(tiny_cohort_dir)
     run_tone(loaded, cohort, out, None)
     frame = read_tone(out / "tone.parquet", cohort)
     settings = frame.attrs["fairderm_tone"]

@@ -67,8 +67,8 @@ def test_changed_prediction_with_rewritten_evidence_is_caught_by_recomputation(r
     assert any("accuracy" in c.key and c.key.endswith("estimate") for c in problems)
 
 
-def test_changed_manifest_row_in_the_cohort_is_found(run_dir, tiny_cohort):
-    path = tiny_cohort / "manifest.parquet"
+def test_changed_manifest_row_in_the_cohort_is_found(run_dir, tiny_cohort_dir):
+    path = tiny_cohort_dir / "manifest.parquet"
     manifest = pd.read_parquet(path)
     manifest.loc[3, "label"] = "melanoma" if manifest.loc[3, "label"] != "melanoma" else "nevus"
     manifest.to_parquet(path)
@@ -106,8 +106,8 @@ def test_changed_gate_verdict_is_found(run_dir):
     assert any(c.item == "gate.json" and c.key == "verdict" for c in result.problems)
 
 
-def test_changed_image_is_found_naming_it(run_dir, tiny_cohort):
-    image = tiny_cohort / "images" / "img002.png"
+def test_changed_image_is_found_naming_it(run_dir, tiny_cohort_dir):
+    image = tiny_cohort_dir / "images" / "img002.png"
     image.write_bytes(image.read_bytes() + b"\0")
     result = verify_run(run_dir)
     detail = next(c.detail for c in result.problems if c.item == "input images")
@@ -127,8 +127,8 @@ def test_added_and_removed_files_are_found(run_dir):
     assert ("notes.txt", "unexpected") in problems and ("junit.xml", "missing") in problems
 
 
-def test_run_verifies_without_its_original_inputs(run_dir, tiny_cohort, predictions_file, policy_file):
-    shutil.rmtree(tiny_cohort)
+def test_run_verifies_without_its_original_inputs(run_dir, tiny_cohort_dir, predictions_file, policy_file):
+    shutil.rmtree(tiny_cohort_dir)
     predictions_file.unlink()
     policy_file.unlink()
     result = verify_run(run_dir)
@@ -182,8 +182,8 @@ def _with_masks(cohort_root: Path) -> None:
     manifest.to_parquet(cohort_root / "manifest.parquet", index=False)
 
 
-def test_lesion_masks_used_by_the_tone_stage_are_hashed_and_verified(write_spec, tiny_cohort):
-    _with_masks(tiny_cohort)
+def test_lesion_masks_used_by_the_tone_stage_are_hashed_and_verified(write_spec, tiny_cohort_dir):
+    _with_masks(tiny_cohort_dir)
     run = run_audit(write_spec(tone={"source": "estimate", "lesion_masks": True, "column": None,
                                      "workers": 1}))
     evidence = json.loads((run.run_dir / "evidence.json").read_text())
@@ -193,7 +193,7 @@ def test_lesion_masks_used_by_the_tone_stage_are_hashed_and_verified(write_spec,
     tone = pd.read_parquet(next(run.run_dir.rglob("tone.parquet")))
     assert tone["method"].str.contains("lesion=cohort-masks").all()
     assert verify_run(run.run_dir).ok
-    mask = tiny_cohort / "images" / "img006_mask.png"
+    mask = tiny_cohort_dir / "images" / "img006_mask.png"
     mask.write_bytes(mask.read_bytes() + b"\0")
     detail = next(c.detail for c in verify_run(run.run_dir).problems if c.item == "input images")
     assert "img006_mask.png" in detail

@@ -17,12 +17,12 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from audit_testdata import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata, sha256_bytes, sha256_file
 from fairderm.audit import generate_key_pair, run_audit, sign_run, verify_run
 from fairderm.audit._evidence import artifact_digests
 from fairderm.errors import InputError
+from tests.helpers.audit_runs import POLICY, fake_compute_metrics, write_predictions, write_tiny_cohort
 
 pytestmark = pytest.mark.usefixtures("fake_metrics")
 

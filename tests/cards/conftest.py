@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cards_testdata import HOSTILE, make_run
+
+from tests.helpers.card_runs import HOSTILE, make_run
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cards_testdata import HOSTILE, make_run
 from markdown_it import MarkdownIt
 
 from fairderm.cards import build_card, card_info_from_dict, card_schema_errors, load_card_info, write_card
 from fairderm.errors import InputError
+from tests.helpers.card_runs import HOSTILE, make_run
 
 MITCHELL_SECTIONS = [
     "Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from cards_testdata import make_run
 
 from fairderm.cards import build_card
+from tests.helpers.card_runs import make_run
 
 
 def _section(markdown: str, title: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,12 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fairderm.dashboard.sample_run import write_sample_runs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reasoning"))
-
-from judge_server import ScriptedJudge
-
 from fairderm.reasoning import Judge, load_rubric, score_reports
+from tests.helpers.judge_server import ScriptedJudge
 
 APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 RUN = "audits/erm/runs/run-001"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gate_testdata import DEMO_POLICY, write_policy
+
+from tests.helpers.gate_metrics import DEMO_POLICY, write_policy
 
 
 @pytest.fixture

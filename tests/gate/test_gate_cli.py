@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from gate_testdata import DEMO_POLICY, make_metrics, write_policy, write_run
+
+from tests.helpers.gate_metrics import DEMO_POLICY, make_metrics, write_policy, write_run
 
 
 def _tone(**overrides: dict) -> dict:

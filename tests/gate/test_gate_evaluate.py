@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 
 import pytest
-from gate_testdata import DEMO_POLICY, group_row, make_metrics
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fairderm.errors import InputError
 from fairderm.gate import GateResult, Verdict, combine, decide, evaluate_gate, policy_from_dict
+from tests.helpers.gate_metrics import DEMO_POLICY, group_row, make_metrics
 
 POLICY = policy_from_dict(DEMO_POLICY)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gate_testdata import DEMO_POLICY, write_policy
 
 from fairderm.errors import InputError
 from fairderm.gate import load_policy, policy_from_dict
+from tests.helpers.gate_metrics import DEMO_POLICY, write_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

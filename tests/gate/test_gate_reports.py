@@ -5,11 +5,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gate_testdata import DEMO_POLICY, make_metrics
 from markdown_it import MarkdownIt
 
 from fairderm.gate import evaluate_gate, junit_xml, markdown_summary, policy_from_dict, write_gate_reports
 from fairderm.markdown import escape_markdown
+from tests.helpers.gate_metrics import DEMO_POLICY, make_metrics
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gate_testdata import DEMO_POLICY
 
 from fairderm.gate import Verdict, evaluate_gate, policy_from_dict
+from tests.helpers.gate_metrics import DEMO_POLICY
 
 metrics = pytest.importorskip("fairderm.metrics")
 

@@ -1,14 +1,15 @@
-"""Fixtures of the inference tests; the cohort builders are in ``inference_testdata``."""
+"""Fixtures of the inference tests; the cohort builders are in ``tests.helpers.lesion_cohorts``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from inference_testdata import make_cohort
+
+from tests.helpers.lesion_cohorts import make_lesion_cohort
 
 
 @pytest.fixture
-def tiny_cohort(tmp_path: Path):
-    return make_cohort(tmp_path / "cohort", n=40)
+def lesion_cohort(tmp_path: Path):
+    return make_lesion_cohort(tmp_path / "cohort", n=40)
 

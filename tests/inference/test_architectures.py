@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from inference_testdata import make_cohort
 from safetensors.torch import save_file
 from torch import nn
 
@@ -16,39 +15,15 @@ from fairderm._io import read_parquet_metadata, sha256_file
 from fairderm.errors import InputError
 from fairderm.inference import available_architectures, register_architecture, run_inference
 from fairderm.inference._classifiers import TorchCheckpointClassifier
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.tiny_net import TINY_NET_PY, TinyNet
 
 CLASSES = ["nevus", "melanoma", "bcc", "SK"]
 
 
-class TinyNet(nn.Module):
-    def __init__(self, n_classes: int = 4) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 3)
-        self.fc = nn.Linear(2, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-
-
-TINY_NET_PY = '''
-import torch
-from torch import nn
-
-
-class TinyNet(nn.Module):
-    def __init__(self, n_classes=4):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 3)
-        self.fc = nn.Linear(2, n_classes)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-'''
-
-
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=6, size=32)
+    return make_lesion_cohort(tmp_path / "cohort", n=6, size=32)
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from inference_testdata import LABELS, make_cohort
 
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import read_predictions, run_inference
+from tests.helpers.lesion_cohorts import LABELS, make_lesion_cohort
 
 
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=8, size=32)
+    return make_lesion_cohort(tmp_path / "cohort", n=8, size=32)
 
 
 # ---------------------------------------------------------------- file

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from inference_testdata import make_cohort
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata
 from fairderm.inference import Predictor, PredictorOutput, run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
 
 
 class CountingPredictor(Predictor):
@@ -44,7 +44,7 @@ def _edit_keeping_metadata(path, image_id: str, label: str) -> None:
 
 
 def test_edited_predictions_output_is_not_reused(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=8, size=32)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=8, size=32)
     out = tmp_path / "p.parquet"
     first = run_inference(cohort, out, backend=CountingPredictor(), workers=0)
     _edit_keeping_metadata(out, "img_0000", "nevus")
@@ -62,7 +62,7 @@ def test_edited_predictions_output_is_not_reused(tmp_path):
 
 
 def test_edited_shard_is_not_reused_on_resume(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=16, size=32)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=16, size=32)
     out = tmp_path / "p.parquet"
     try:
         run_inference(cohort, out, backend=CountingPredictor(interrupt_at=3), workers=0)

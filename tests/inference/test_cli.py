@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.inference import read_predictions
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=12, size=40)
+    return make_lesion_cohort(tmp_path / "cohort", n=12, size=40)
 
 
 @pytest.mark.slow

@@ -7,12 +7,12 @@ import warnings
 from collections import Counter
 
 import pytest
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import EndpointWarning, read_predictions, run_inference
 from fairderm.inference._endpoints import endpoint_list
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 FAST = {"timeout": 2.0, "max_retries": 0, "backoff": 0.01, "concurrency": 2}
 # what a case's answer is; latency_s and attempts say how it went, not what it is
@@ -22,7 +22,7 @@ ANSWER = ["image_id", "stratum", "status", "reason", "pred", "text", "differenti
 
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=16, size=40)
+    return make_lesion_cohort(tmp_path / "cohort", n=16, size=40)
 
 
 def _dead_endpoint() -> str:

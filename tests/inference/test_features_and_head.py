@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from inference_testdata import make_cohort
 
 from fairderm.cohort import write_cohort
 from fairderm.errors import InputError
@@ -17,6 +16,7 @@ from fairderm.inference import (
     run_inference,
     train_head,
 )
+from tests.helpers.lesion_cohorts import make_lesion_cohort
 
 # the module's cohort features take several seconds on a busy 2-core machine
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def trained(tmp_path_factory):
     """A 40-image cohort, its features and a linear head (shared: extraction is the slow part)."""
     root = tmp_path_factory.mktemp("trained")
-    cohort = make_cohort(root / "cohort", n=40, size=64, fmt="jpg")
+    cohort = make_lesion_cohort(root / "cohort", n=40, size=64, fmt="jpg")
     features = extract_features(cohort, cache_dir=root / "cache", workers=0)
     result = train_head(cohort, root / "head", features=features)
     return cohort, features, result, root
@@ -43,13 +43,13 @@ def test_features_are_float32_1280_in_manifest_order_and_cached(trained):
 
 def test_cache_key_changes_with_image_bytes(trained, tmp_path):
     root = trained[3]
-    moved = make_cohort(tmp_path / "other", n=3, size=64, fmt="jpg", seed=9)
+    moved = make_lesion_cohort(tmp_path / "other", n=3, size=64, fmt="jpg", seed=9)
     fresh = extract_features(moved, cache_dir=root / "cache", workers=0)
     assert fresh.cache_hits == 0
 
 
 def test_unreadable_image_gets_nan_features_and_a_reason(tmp_path):
-    cohort = make_cohort(tmp_path / "c", n=4, size=48, broken=1)
+    cohort = make_lesion_cohort(tmp_path / "c", n=4, size=48, broken=1)
     features = extract_features(cohort, cache_dir=tmp_path / "cache", workers=0)
     assert list(features.errors) == ["img_0003"] and features.errors["img_0003"].startswith(
         "cannot read image"
@@ -127,11 +127,11 @@ def test_backbone_backend_predicts_every_case(trained, tmp_path):
     assert run.metadata["preprocessing"]["normalise"] == "(rgb_0_255 - 127) / 128"
 
 
-def test_head_folder_without_config_is_rejected(tmp_path, tiny_cohort):
+def test_head_folder_without_config_is_rejected(tmp_path, lesion_cohort):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a head folder"):
         run_inference(
-            tiny_cohort, tmp_path / "p.parquet", backend="backbone", model=tmp_path / "empty"
+            lesion_cohort, tmp_path / "p.parquet", backend="backbone", model=tmp_path / "empty"
         )
 
 

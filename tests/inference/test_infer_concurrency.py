@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pandas as pd
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm._io import atomic_write_parquet, read_parquet_metadata
 from fairderm.cli import main
 from fairderm.inference import read_predictions, rows_sha256, run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 RUN_CLI = "import sys; from fairderm.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -47,7 +47,7 @@ def _two_processes(cohort, out, endpoint: str, *extra: str) -> list[subprocess.C
 
 
 def test_two_concurrent_infer_runs_with_one_out_end_complete_or_refused(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=N, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=N, size=40)
     out = tmp_path / "preds.parquet"
     with ScriptedVLM(delay=0.05) as server:
         _scripted(server, cohort)
@@ -70,7 +70,7 @@ def test_two_concurrent_infer_runs_with_one_out_end_complete_or_refused(tmp_path
 
 
 def test_two_concurrent_infer_runs_with_wait_both_succeed_with_the_full_output(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=N, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=N, size=40)
     out = tmp_path / "preds.parquet"
     with ScriptedVLM(delay=0.03) as server:
         _scripted(server, cohort)
@@ -83,7 +83,7 @@ def test_two_concurrent_infer_runs_with_wait_both_succeed_with_the_full_output(t
 
 
 def test_short_output_of_the_same_run_is_completed_not_taken_as_finished(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=N, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=N, size=40)
     out = tmp_path / "preds.parquet"
     with ScriptedVLM() as server:
         _scripted(server, cohort)

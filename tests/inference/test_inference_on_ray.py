@@ -15,11 +15,11 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from inference_testdata import make_cohort
 from safetensors.torch import save_file
 
 from fairderm._engine import Engine
 from fairderm.inference import run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
 
 pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
 
@@ -56,7 +56,7 @@ def model_and_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
         "architecture": "model.py:Net", "kwargs": {"n_classes": 4}, "weights": "model.safetensors",
         "classes": ["nevus", "melanoma", "bcc", "SK"], "input_size": 24,
     }))
-    cohort = make_cohort(root / "cohort", n=40, size=40)
+    cohort = make_lesion_cohort(root / "cohort", n=40, size=40)
     return folder, {"architecture": f"{folder / 'model.py'}:Net"}, cohort
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from inference_testdata import LABELS, make_cohort
 
 from fairderm._io import atomic_write_parquet
 from fairderm.errors import InputError
@@ -18,6 +17,7 @@ from fairderm.inference import (
     register_backend,
     run_inference,
 )
+from tests.helpers.lesion_cohorts import LABELS, make_lesion_cohort
 
 
 class FixedPredictor(Predictor):
@@ -53,7 +53,7 @@ class FixedPredictor(Predictor):
 
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=16, size=32, broken=1)
+    return make_lesion_cohort(tmp_path / "cohort", n=16, size=32, broken=1)
 
 
 def test_predictions_schema_and_metadata(cohort, tmp_path):

@@ -10,11 +10,11 @@ import time
 
 import pandas as pd
 import pytest
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.cli import main
 from fairderm.inference import read_predictions, run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 LABELS = ["nevus", "melanoma", "bcc", "seborrheic_keratosis"]
 RUN_CLI = "import sys; from fairderm.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -27,7 +27,7 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=24, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=24, size=40)
     args = [
         "--backend",
         "openai",

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import read_predictions, run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 FAST = {"timeout": 0.5, "max_retries": 1, "backoff": 0.01, "concurrency": 4}
 
 
 @pytest.fixture
 def cohort12(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=12, size=48)
+    return make_lesion_cohort(tmp_path / "cohort", n=12, size=48)
 
 
 def _script(server: ScriptedVLM, cohort) -> dict[str, object]:
@@ -159,7 +159,7 @@ def test_unknown_backend_option_is_rejected(cohort12, tmp_path):
 
 
 def test_unreadable_image_never_reaches_the_server(tmp_path):
-    cohort = make_cohort(tmp_path / "c", n=4, size=48, broken=1)
+    cohort = make_lesion_cohort(tmp_path / "c", n=4, size=48, broken=1)
     with ScriptedVLM() as server:
         frame = run_inference(
             cohort,

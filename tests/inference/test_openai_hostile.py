@@ -12,8 +12,6 @@ import time
 
 import pandas as pd
 import pytest
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.errors import InputError
 from fairderm.inference import (
@@ -23,13 +21,15 @@ from fairderm.inference import (
     run_inference,
     served_model_identity,
 )
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 FAST = {"timeout": 2.0, "max_retries": 0, "backoff": 0.01, "concurrency": 4}
 
 
 @pytest.fixture
 def cohort(tmp_path):
-    return make_cohort(tmp_path / "cohort", n=6, size=40)
+    return make_lesion_cohort(tmp_path / "cohort", n=6, size=40)
 
 
 def _run(cohort, out, server, **kwargs):
@@ -42,7 +42,7 @@ def _rows(run):
 
 
 def test_malformed_usage_fails_only_its_case(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=20, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=20, size=40)
     with ScriptedVLM() as server:
         server.set(cohort.image_paths()[3], "bad_usage")
         rows = _rows(_run(cohort, tmp_path / "p.parquet", server, batch_size=20))
@@ -53,7 +53,7 @@ def test_malformed_usage_fails_only_its_case(tmp_path):
 
 
 def test_retry_errors_after_malformed_usage_reruns_only_that_case(tmp_path):
-    cohort = make_cohort(tmp_path / "cohort", n=20, size=40)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=20, size=40)
     out = tmp_path / "p.parquet"
     with ScriptedVLM() as server:
         server.set(cohort.image_paths()[3], "bad_usage")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm.cohort import load_cohort
 from fairderm.inference import extract_features, run_inference
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 
 def _swap_after_import(cohort, tmp_path):
@@ -26,7 +26,7 @@ def _swap_after_import(cohort, tmp_path):
 
 
 def test_symlink_or_manifest_swapped_after_import_is_an_error_row_and_never_sent(tmp_path):
-    cohort, outside = _swap_after_import(make_cohort(tmp_path / "cohort", n=6, size=32), tmp_path)
+    cohort, outside = _swap_after_import(make_lesion_cohort(tmp_path / "cohort", n=6, size=32), tmp_path)
     with ScriptedVLM() as server:
         run = run_inference(cohort, tmp_path / "preds.parquet", backend="openai", workers=0,
                             options={"endpoint": server.endpoint, "max_retries": 0})
@@ -40,7 +40,7 @@ def test_symlink_or_manifest_swapped_after_import_is_an_error_row_and_never_sent
 
 
 def test_router_features_of_a_swapped_symlink_are_an_error_not_read(tmp_path, monkeypatch):
-    cohort, outside = _swap_after_import(make_cohort(tmp_path / "cohort", n=4, size=32), tmp_path)
+    cohort, outside = _swap_after_import(make_lesion_cohort(tmp_path / "cohort", n=4, size=32), tmp_path)
     hashed: list[str] = []
     from fairderm.inference import _backbone
 

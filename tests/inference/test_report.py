@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from report_corpus import CORPUS, LABELS
 
 from fairderm.inference import parse_report
+from tests.helpers.report_corpus import CORPUS, LABELS
 
 
 def test_corpus_is_large_and_varied():

@@ -7,12 +7,12 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from inference_testdata import make_cohort
 from PIL import Image
 
 from fairderm.cohort import write_cohort
 from fairderm.errors import InputError
 from fairderm.inference import DIHEDRAL_VIEWS, extract_features, extract_view_features
+from tests.helpers.lesion_cohorts import make_lesion_cohort
 
 pytestmark = pytest.mark.slow  # a few dozen backbone passes
 
@@ -23,7 +23,7 @@ def _as_array(turns: int, mirrored: bool, pixels: np.ndarray) -> np.ndarray:
 
 def test_each_view_is_the_features_of_that_turned_or_mirrored_photograph(tmp_path):
     """A view's features equal the plain features of a file holding the turned/mirrored image."""
-    cohort = make_cohort(tmp_path / "c", n=2, size=224, fmt="png")
+    cohort = make_lesion_cohort(tmp_path / "c", n=2, size=224, fmt="png")
     pixels = np.asarray(Image.open(cohort.image_paths()[0]).convert("RGB"))
     files, rows = {}, []
     for name in DIHEDRAL_VIEWS:
@@ -48,7 +48,7 @@ def test_each_view_is_the_features_of_that_turned_or_mirrored_photograph(tmp_pat
 
 
 def test_views_come_from_the_cache_the_second_time(tmp_path, monkeypatch):
-    cohort = make_cohort(tmp_path / "c", n=3, size=64, fmt="jpg")
+    cohort = make_lesion_cohort(tmp_path / "c", n=3, size=64, fmt="jpg")
     first, _ = extract_view_features(cohort, [0, 2], [3, 1], cache_dir=tmp_path / "cache")
 
     from fairderm.inference import _backbone
@@ -63,13 +63,13 @@ def test_views_come_from_the_cache_the_second_time(tmp_path, monkeypatch):
 
 
 def test_an_unreadable_image_gets_nan_views_and_a_reason_while_the_rest_go_on(tmp_path):
-    cohort = make_cohort(tmp_path / "c", n=3, size=48, broken=1)
+    cohort = make_lesion_cohort(tmp_path / "c", n=3, size=48, broken=1)
     views, errors = extract_view_features(cohort, [0, 2], [2, 2], cache_dir=tmp_path / "cache")
     assert list(errors) == ["img_0002"] and errors["img_0002"].startswith("cannot read image")
     assert np.isfinite(views[0]).all() and np.isnan(views[1]).all()
 
 
 def test_more_views_than_the_square_has_are_rejected(tmp_path):
-    cohort = make_cohort(tmp_path / "c", n=1, size=48)
+    cohort = make_lesion_cohort(tmp_path / "c", n=1, size=48)
     with pytest.raises(InputError, match="views"):
         extract_view_features(cohort, [0], [8], cache_dir=tmp_path / "cache")

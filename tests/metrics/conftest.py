@@ -1,9 +1,10 @@
-"""Fixtures of the metrics tests (data builders live in metrics_cases.py)."""
+"""Fixtures of the metrics tests (data builders live in ``tests.helpers.metrics_cases``)."""
 
 from __future__ import annotations
 
 import pytest
-from metrics_cases import Binary, Multiclass, make_binary, make_multiclass
+
+from tests.helpers.metrics_cases import Binary, Multiclass, make_binary, make_multiclass
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from metrics_cases import LABELS
 
 from fairderm.errors import InputError
 from fairderm.metrics import evaluate
+from tests.helpers.metrics_cases import LABELS
 
 QUICK = {"n_boot": 50, "tests": False, "case_mix": False, "power": False}
 

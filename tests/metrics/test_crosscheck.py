@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from metrics_cases import LABELS
 from sklearn import metrics as skm
 
 from fairderm.metrics import evaluate
+from tests.helpers.metrics_cases import LABELS
 
 TOL = 1e-9
 

@@ -1,10 +1,11 @@
-"""Fixtures of the router tests (the data itself: router_testdata.py)."""
+"""Fixtures of the router tests (the data itself: ``tests.helpers.planted_router``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from router_testdata import QUICK, PlantedCohort, make_planted_cohort
+
+from tests.helpers.planted_router import QUICK, PlantedCohort, make_planted_cohort
 
 
 @pytest.fixture(autouse=True)

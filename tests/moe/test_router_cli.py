@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from router_testdata import make_planted_cohort
+
+from tests.helpers.planted_router import make_planted_cohort
 
 
 def _train(run_cli, cohort, out, *options):
@@ -56,7 +57,7 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     from fairderm.tone import estimate_tone, write_tone
 
     # dark skin under-represented, so the constrained router trains on views of its cases
-    cohort = synthesize_cohort(tmp_path / "cohort", n=150, seed=2, image_size=128, workers=2,
+    cohort = synthesize_cohort(tmp_path / "cohort", n=100, seed=2, image_size=128, workers=2,
                                tone_weights=[0.25, 0.25, 0.15, 0.15, 0.1, 0.1])
     tone_path = tmp_path / "tone.parquet"
     write_tone(tone_path, estimate_tone(cohort, workers=2), cohort)

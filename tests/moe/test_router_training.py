@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from router_testdata import GROUP_NAMES, Planted, planted, tone_frame
 
 from fairderm.moe import (
     DEFAULT_ITA_CUT_POINTS,
@@ -19,6 +18,7 @@ from fairderm.moe import (
     tone_cut_points,
     tone_probabilities,
 )
+from tests.helpers.planted_router import GROUP_NAMES, Planted, planted, tone_frame
 
 LOSS_CONSTRAINTS = ConstraintSet("loss", GROUP_NAMES)
 CONFIG = TrainConfig(max_epochs=60, patience=10, batch_size=128)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from judge_server import ScriptedJudge
+
+from tests.helpers.judge_server import ScriptedJudge
 
 
 @pytest.fixture

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-
-from report_corpus import CORPUS, LABELS
-from vlm_server import answer_text
-
 from fairderm.reasoning import CHECK_NAMES, report_checks
+from tests.helpers.report_corpus import CORPUS, LABELS
+from tests.helpers.vlm_server import answer_text
 
 STYLES = ["skingpt", "skinr1"]
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-
-from vlm_server import answer_text
-
 from fairderm.reasoning import Judge, load_rubric, parse_judgement, read_scores, score_reports
 from fairderm.reasoning._judge import JudgementError
+from tests.helpers.vlm_server import answer_text
 
 LABELS = ["nevus", "melanoma", "bcc"]
 HOSTILE = ["malformed", "empty", "prose", "out_of_range", "fractional", "missing", "refusal", "slow", "http500"]

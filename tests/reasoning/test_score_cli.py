@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from judge_server import ScriptedJudge
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-
-from inference_testdata import make_cohort
-from vlm_server import ScriptedVLM
 
 from fairderm._io import read_parquet_metadata
+from tests.helpers.judge_server import ScriptedJudge
+from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.vlm_server import ScriptedVLM
 
 
 @pytest.fixture
@@ -23,7 +18,7 @@ def reports(tmp_path):
     """A 12-case cohort and the SkinGPT-R1-style reports of a scripted VLM on it."""
     from fairderm.cli import main
 
-    cohort = make_cohort(tmp_path / "cohort", n=12, size=32)
+    cohort = make_lesion_cohort(tmp_path / "cohort", n=12, size=32)
     out = tmp_path / "predictions.parquet"
     with ScriptedVLM() as server:
         assert main(["infer", str(cohort.root), "--backend", "openai", "--endpoint", server.endpoint,

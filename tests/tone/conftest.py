@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tone_fixtures import SYNTH_WHITE, make_cohort
 
 from fairderm.cohort import Cohort, synthesize_cohort
 from fairderm.tone import ToneParameters, estimate_tone
+from tests.helpers.skin_photos import SYNTH_WHITE, make_image_cohort
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def image_cohort(tmp_path: Path) -> Callable[..., Cohort]:
     counter = iter(range(1000))
 
     def _make(files: dict[str, bytes], extra: dict[str, list[object]] | None = None) -> Cohort:
-        return make_cohort(tmp_path / f"cohort{next(counter)}", files, extra=extra)
+        return make_image_cohort(tmp_path / f"cohort{next(counter)}", files, extra=extra)
 
     return _make
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy.stats import spearmanr
-from tone_fixtures import lesion_mask, skin_photo
 
 from fairderm.errors import InputError
 from fairderm.tone import MONK_HEX, ToneParameters, healthy_skin_mask, lab_to_monk, measure_image, srgb8_to_lab
@@ -21,6 +20,7 @@ from fairderm.tone._color import ita_degrees, lab_to_linear, linear_to_lab
 from fairderm.tone._decode import decode_image
 from fairderm.tone._interval import interval_spread, ita_interval, with_capture_uncertainty
 from fairderm.tone._pipeline import analyse_rgb
+from tests.helpers.skin_photos import lesion_mask, skin_photo
 
 
 def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tone_fixtures import SKIN_ITA, skin_photo
 
 from fairderm.errors import InputError
 from fairderm.tone import ToneParameters
@@ -19,6 +18,7 @@ from fairderm.tone._constancy import (
 )
 from fairderm.tone._pipeline import analyse_rgb
 from fairderm.tone._vignetting import radial_falloff, vignetting_strength
+from tests.helpers.skin_photos import SKIN_ITA, skin_photo
 
 TUNGSTEN = np.array([1.268, 0.961, 0.596])
 """Gains of a strong tungsten cast (R up, B down), luminance kept."""

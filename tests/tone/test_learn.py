@@ -11,7 +11,9 @@ import pytest
 from fairderm.errors import InputError
 from fairderm.tone import (
     TONE_COLUMNS,
+    LearnedToneReport,
     ToneLabels,
+    ToneModel,
     fit_tone_model,
     learned_tone_frame,
     load_tone_model,
@@ -103,18 +105,26 @@ def test_a_two_class_model_gives_both_probabilities(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict_proba(x), pipeline.predict_proba(x), atol=1e-10)
 
 
-def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
-    backbone, tone, labels, _ = _case(60, backbone_signal=1.0, colour_correct=0.5)
-    model, _ = fit_tone_model(backbone, tone, labels, c_grid=(1.0,))
+@pytest.fixture(scope="module")
+def fitted() -> tuple[np.ndarray, pd.DataFrame, ToneLabels, ToneModel, LearnedToneReport]:
+    """60 images whose backbone carries the tone and whose colour estimate is poor, and the model fitted on them
+    (shared: nested cross-validation is the slow part; tests copy the arrays before changing them)."""
+    backbone, tone, labels, _ = _case(60, backbone_signal=2.0, colour_correct=0.3)
+    model, report = fit_tone_model(backbone, tone, labels, c_grid=(0.1, 1.0))
+    return backbone, tone, labels, model, report
+
+
+def test_a_tampered_model_file_is_refused(tmp_path: Path, fitted) -> None:
+    model = fitted[3]
     model.save(tmp_path)
     (tmp_path / "model.npz").write_bytes((tmp_path / "model.npz").read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(InputError, match="arrays do not match"):
         load_tone_model(tmp_path)
 
 
-def test_the_learned_table_has_the_tone_schema_and_names_its_method(tmp_path: Path, synth_cohort) -> None:
-    backbone, tone, labels, _ = _case(60, backbone_signal=2.0, colour_correct=0.3)
-    model, report = fit_tone_model(backbone, tone, labels, c_grid=(0.1, 1.0))
+def test_the_learned_table_has_the_tone_schema_and_names_its_method(fitted) -> None:
+    backbone, tone, _labels, model, report = fitted
+    backbone = backbone.copy()
     backbone[3] = np.nan
     frame = learned_tone_frame(model, backbone, tone, preferred=report.preferred,
                                backbone_errors={"img003": "cannot decode"})
@@ -130,11 +140,10 @@ def test_the_learned_table_has_the_tone_schema_and_names_its_method(tmp_path: Pa
     assert frame.attrs["fairderm_tone"]["preferred"] is report.preferred
 
 
-def test_labelled_images_get_their_out_of_fold_value_in_the_learned_table() -> None:
+def test_labelled_images_get_their_out_of_fold_value_in_the_learned_table(fitted) -> None:
     # the final model saw their labels: an audit correcting these strata with the same labels needs the
     # labelled images estimated as the unlabelled ones are
-    backbone, tone, labels, _ = _case(60, backbone_signal=2.0, colour_correct=0.3)
-    model, report = fit_tone_model(backbone, tone, labels, c_grid=(0.1, 1.0))
+    backbone, tone, _labels, model, report = fitted
     frame = learned_tone_frame(model, backbone, tone, preferred=report.preferred, out_of_fold=report.out_of_fold)
     labelled = frame["image_id"].astype(str).isin(report.out_of_fold)
     assert labelled.sum() == report.n_labelled and frame.loc[labelled, "out_of_fold"].all()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tone_fixtures import SKIN_ITA, SKIN_LAB, encode, lesion_mask, make_cohort, skin_photo
 
 from fairderm.cohort import CohortSpec, write_cohort
 from fairderm.tone import estimate_tone, measure_image, read_tone
+from tests.helpers.skin_photos import SKIN_ITA, SKIN_LAB, encode, lesion_mask, make_image_cohort, skin_photo
 
 FAINT_LESION = (SKIN_LAB[0] - 1.5, SKIN_LAB[1] + 1.0, SKIN_LAB[2])
 """A lesion hardly different from the skin: nothing stands out, so the segmentation abstains."""
@@ -94,7 +94,7 @@ def test_cli_lesion_masks_write_the_table_and_a_cohort_without_masks_is_refused(
     result = run_cli("tone", "estimate", cohort.root, "--out", out, "--lesion-masks", "--workers", "1")
     assert result.exit_code == 0, result.stderr
     assert read_tone(out, cohort)["method"].iloc[0] == "fairderm-ita/5;lesion=cohort-masks;fitzpatrick=groh"
-    bare = make_cohort(tmp_path / "bare", {"a.png": encode(Image.fromarray(skin_photo()), "PNG")})
+    bare = make_image_cohort(tmp_path / "bare", {"a.png": encode(Image.fromarray(skin_photo()), "PNG")})
     refused = run_cli("tone", "estimate", bare.root, "--out", tmp_path / "bare.parquet", "--lesion-masks")
     assert refused.exit_code == 3
     assert "no 'mask' column" in refused.stderr and "manifest.parquet" in refused.stderr

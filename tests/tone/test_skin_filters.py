@@ -112,9 +112,8 @@ def test_two_populations_splits_two_colours_and_not_one():
 
 def _with_wall(share: float, wall_lab=(82.0, 3.0, 14.0)) -> tuple[np.ndarray, np.ndarray]:
     """A skin photograph whose left ``share`` of the width is a beige wall: (rgb, wall mask)."""
-    from tone_fixtures import skin_photo
-
     from fairderm.tone._color import lab_to_srgb
+    from tests.helpers.skin_photos import skin_photo
 
     rgb = skin_photo((160, 120), lesion_radius=0.12)
     wall = np.zeros(rgb.shape[:2], dtype=bool)
@@ -139,10 +138,9 @@ def test_a_skin_coloured_wall_beside_the_skin_is_found_as_background():
 
 
 def test_skin_alone_or_with_a_large_lesion_has_no_background():
-    from tone_fixtures import skin_photo
-
     from fairderm.tone._color import linear_to_lab, srgb8_to_linear
     from fairderm.tone._pipeline import find_background
+    from tests.helpers.skin_photos import skin_photo
 
     for radius in (0.12, 0.4):  # a lesion reaching into the outer ring is not a background
         rgb = skin_photo((160, 120), lesion_radius=radius)
@@ -161,12 +159,12 @@ def test_the_skin_beside_a_wall_is_measured_not_the_wall(synth_cohort):
     # synthetic photographs (hair, rulers, ink, casts) with a beige wall over
     # their left 40%: measured as if the wall were not there
     from PIL import Image
-    from tone_fixtures import SYNTH_WHITE
 
     from fairderm.tone import ToneParameters
     from fairderm.tone._color import lab_to_srgb
     from fairderm.tone._decode import to_working_rgb
     from fairderm.tone._pipeline import analyse_rgb
+    from tests.helpers.skin_photos import SYNTH_WHITE
 
     params, errors, plain = ToneParameters(white_reflectance=SYNTH_WHITE), [], []
     rng = np.random.default_rng(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from tone_fixtures import SKIN_ITA, encode, skin_photo
 
 from fairderm.tone import estimate_tone
+from tests.helpers.skin_photos import SKIN_ITA, encode, skin_photo
 
 
 def test_stone_method_measures_the_skin_with_the_lesion_masked(image_cohort):

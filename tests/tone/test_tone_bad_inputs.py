@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from tone_fixtures import SKIN_ITA, encode, make_cohort, skin_photo
 
 from fairderm.tone import estimate_tone, measure_image
 from fairderm.tone._color import lab_to_srgb
 from fairderm.tone._decode import decode_image
+from tests.helpers.skin_photos import SKIN_ITA, encode, make_image_cohort, skin_photo
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -93,7 +93,7 @@ def bad_and_good_files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    cohort = make_cohort(tmp_path_factory.mktemp("bad") / "cohort", bad_and_good_files())
+    cohort = make_image_cohort(tmp_path_factory.mktemp("bad") / "cohort", bad_and_good_files())
     return estimate_tone(cohort, workers=1).set_index("image_id")
 
 
@@ -188,7 +188,7 @@ def test_grey_picture_saved_as_rgb_abstains(tmp_path):
 
 def test_good_images_are_unaffected_by_bad_neighbours(batch, tmp_path):
     files = bad_and_good_files()
-    alone = make_cohort(tmp_path / "good", {name: files[name] for name in ("good_png.png", "good_jpeg.jpg")})
+    alone = make_image_cohort(tmp_path / "good", {name: files[name] for name in ("good_png.png", "good_jpeg.jpg")})
     frame = estimate_tone(alone, workers=1).set_index("image_id")
     columns = ["ita", "ita_low", "ita_high", "skin_fraction", "status", "fitzpatrick_est", "monk_est"]
     pd.testing.assert_frame_equal(frame[columns], batch.loc[frame.index, columns])
@@ -226,7 +226,7 @@ def test_symlink_or_manifest_swapped_after_import_is_an_error_row_not_read(tmp_p
     from fairderm.cohort import load_cohort
 
     photo = encode(Image.fromarray(skin_photo()), "PNG")
-    cohort = make_cohort(tmp_path / "cohort", {"a.png": photo, "b.png": photo, "c.png": photo})
+    cohort = make_image_cohort(tmp_path / "cohort", {"a.png": photo, "b.png": photo, "c.png": photo})
     outside = tmp_path / "outside.png"
     outside.write_bytes(photo)
     _swap_after_import(cohort, outside)

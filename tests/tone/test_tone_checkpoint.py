@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tone_fixtures import SYNTH_WHITE
 
 from fairderm._engine import Engine
 from fairderm.tone import ToneParameters, estimate_tone
+from tests.helpers.skin_photos import SYNTH_WHITE
 
 PARAMETERS = ToneParameters(white_reflectance=SYNTH_WHITE)
 

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from tone_fixtures import make_cohort
 
 from fairderm.tone import TONE_COLUMNS, load_calibration, read_tone
+from tests.helpers.skin_photos import make_image_cohort
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_estimate_with_bad_calibration_file_writes_nothing(run_cli, synth_cohort
 
 
 def test_validate_with_tone_file_of_another_cohort_writes_no_json(run_cli, tone_file, tmp_path):
-    other = make_cohort(tmp_path / "other", {"a.png": b"x"}, extra={"fitzpatrick": [3]})
+    other = make_image_cohort(tmp_path / "other", {"a.png": b"x"}, extra={"fitzpatrick": [3]})
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = run_cli("tone", "validate", other.root, "--tone", tone_file, "--label", "fitzpatrick",

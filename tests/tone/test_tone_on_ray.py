@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from tone_fixtures import SYNTH_WHITE
 
 from fairderm._engine import Engine
 from fairderm.tone import ToneParameters, estimate_tone
+from tests.helpers.skin_photos import SYNTH_WHITE
 
 pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tone_fixtures import SYNTH_WHITE
 
 from fairderm.errors import InputError
 from fairderm.tone import (
@@ -17,6 +16,7 @@ from fairderm.tone import (
     tone_probabilities,
 )
 from fairderm.tone._scales import fitzpatrick_group
+from tests.helpers.skin_photos import SYNTH_WHITE
 
 
 def _table(ita, half_width, status=None) -> pd.DataFrame:

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
-from tone_fixtures import make_cohort
 
 from fairderm.errors import InputError
 from fairderm.tone import (
@@ -24,6 +23,7 @@ from fairderm.tone import (
     write_tone,
 )
 from fairderm.tone._validation import _quadratic_kappa
+from tests.helpers.skin_photos import make_image_cohort
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_tone_file_round_trip_keeps_provenance(tmp_path, synth_cohort, synth_ton
 def test_tone_file_not_matching_cohort_is_rejected(tmp_path, synth_cohort, synth_tone, image_cohort):
     path = tmp_path / "tone.parquet"
     write_tone(path, synth_tone, synth_cohort)
-    other = make_cohort(tmp_path / "other", {"a.png": b"x", "b.png": b"y"})
+    other = make_image_cohort(tmp_path / "other", {"a.png": b"x", "b.png": b"y"})
     with pytest.raises(InputError, match="does not match the cohort"):
         read_tone(path, other)
 

@@ -8,12 +8,12 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from tone_fixtures import SYNTH_WHITE
 
 import fairderm.tone._run as run_module
 from fairderm._processes import worker_context
 from fairderm.errors import FairdermError
 from fairderm.tone import ToneParameters, estimate_tone
+from tests.helpers.skin_photos import SYNTH_WHITE
 
 
 def test_worker_processes_give_the_single_process_table(synth_cohort, synth_tone):

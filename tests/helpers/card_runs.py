@@ -21,7 +21,7 @@ TONE_SIZES = {"I-II": 180, "III-IV": 150, "V-VI": 40, "unknown": 6}
 
 
 @functools.cache
-def make_metrics(label: str = "female") -> dict[str, Any]:
+def engine_metrics(label: str = "female") -> dict[str, Any]:
     """Real ``fairderm.metrics.evaluate(...).to_dict()`` output for a simulated binary classifier.
 
     Tone groups as the audit forms them (``unknown``: the tone estimate
@@ -61,7 +61,7 @@ def make_run(folder: Path, *, label: str = "female", card: dict[str, Any] | None
              optional: bool = True) -> Path:
     """A run folder: required metrics.json, and (``optional``) every optional file."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = copy.deepcopy(make_metrics(label))
+    metrics = copy.deepcopy(engine_metrics(label))
     (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     if not optional:
         return folder

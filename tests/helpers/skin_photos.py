@@ -1,7 +1,7 @@
 """Helpers for the tone tests: skin photographs drawn in numpy and small cohorts of any image files.
 
 ``skin_photo`` draws a photograph of known skin colour (CIELAB) with a dark
-lesion in the middle and mild pixel noise; ``image_cohort`` wraps any set of
+lesion in the middle and mild pixel noise; ``make_image_cohort`` wraps any set of
 image files (good or broken) into a cohort without checking the files, so
 that broken images reach the tone estimator.
 """
@@ -65,7 +65,7 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def make_cohort(root: Path, files: dict[str, bytes], *, extra: dict[str, list[object]] | None = None) -> Cohort:
+def make_image_cohort(root: Path, files: dict[str, bytes], *, extra: dict[str, list[object]] | None = None) -> Cohort:
     """A cohort of the given image files (names without folder), files not checked."""
     names = list(files)
     manifest = pd.DataFrame({

@@ -1,8 +1,5 @@
-"""Small cohorts made on the fly for the inference tests (no downloads).
-
-A module of its own, not the conftest, so that test files import it by a
-name no other test folder uses.
-"""
+"""Small cohorts of generated lesion photos made on the fly (no downloads), for the inference, reasoning and
+audit tests."""
 
 from __future__ import annotations
 
@@ -47,13 +44,13 @@ def lesion_image(label: str, fitzpatrick: int, size: int, rng: np.random.Generat
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def encode(array: np.ndarray, fmt: str) -> bytes:
+def _encode(array: np.ndarray, fmt: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG" if fmt == "jpg" else "PNG", quality=92)
     return buffer.getvalue()
 
 
-def make_cohort(
+def make_lesion_cohort(
     out: Path,
     n: int = 40,
     *,
@@ -75,7 +72,7 @@ def make_cohort(
         fitz = int(rng.integers(1, 7))
         patient = f"P{i // 2:03d}"
         name = f"images/img_{i:04d}.{fmt}"
-        files[name] = encode(lesion_image(label, fitz, size, rng), fmt)
+        files[name] = _encode(lesion_image(label, fitz, size, rng), fmt)
         rows.append(
             {
                 "image_id": f"img_{i:04d}",

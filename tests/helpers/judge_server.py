@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-
-from vlm_server import ScriptedVLM
+from tests.helpers.vlm_server import ScriptedVLM
 
 DIMENSIONS = ["accuracy", "safety", "visual_description", "differential_reasoning", "coherence", "completeness"]
 

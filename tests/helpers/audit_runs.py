@@ -1,6 +1,7 @@
 """Builders of the audit tests' small audits: a tiny cohort, a predictions file, a policy, a stand-in metrics engine.
 
-Plain functions (the fixtures in ``conftest.py`` call them), so that a module-scoped fixture can build a run too.
+Plain functions (the fixtures in ``tests/audit/conftest.py`` call them), so that a module-scoped fixture can
+build a run too.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def write_tiny_cohort(out: Path) -> Path:
     return out
 
 
-def write_predictions(tiny_cohort: Path) -> Path:
+def write_predictions(cohort_dir: Path) -> Path:
     """Class probabilities for every case of a tiny cohort, right 70% of the time: ``../model_predictions.csv``."""
-    manifest = pd.read_parquet(tiny_cohort / "manifest.parquet")
+    manifest = pd.read_parquet(cohort_dir / "manifest.parquet")
     rng = np.random.default_rng(11)
     probs = rng.dirichlet(np.ones(len(LABELS)), size=len(manifest))
     truth = manifest["label"].map(LABELS.index).to_numpy()
@@ -66,7 +67,7 @@ def write_predictions(tiny_cohort: Path) -> Path:
     probs /= probs.sum(axis=1, keepdims=True)
     frame = pd.DataFrame(probs, columns=[f"prob_{c}" for c in LABELS])
     frame.insert(0, "image_id", manifest["image_id"])
-    path = tiny_cohort.parent / "model_predictions.csv"
+    path = cohort_dir.parent / "model_predictions.csv"
     frame.to_csv(path, index=False)
     return path
 
