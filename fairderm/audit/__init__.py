@@ -34,11 +34,13 @@ from fairderm.audit._evidence import EVIDENCE_FILE, EVIDENCE_FORMAT, SIGNATURE_F
 from fairderm.audit._runner import RUN_LOG_FILE, STAGES, AuditRun, StageRecord, latest_run, run_audit
 from fairderm.audit._signature import check_signature, evidence_digest, generate_key_pair, sign_run
 from fairderm.audit._spec import AuditSpec, LoadedSpec, dump_spec, load_spec, parse_spec
+from fairderm.audit._spec_sections import LABEL_ONLY_BACKENDS
 from fairderm.audit._verify import Check, Verification, verify_run
 
 __all__ = [
     "EVIDENCE_FILE",
     "EVIDENCE_FORMAT",
+    "LABEL_ONLY_BACKENDS",
     "RUN_LOG_FILE",
     "SIGNATURE_FILE",
     "STAGES",

@@ -23,7 +23,8 @@ from typing import Any
 
 from fairderm._io import sha256_bytes, sha256_json
 from fairderm.audit._hashing import FileHasher, checksum_lines, combined_digest, tree_digests
-from fairderm.audit._spec import TONE_DERIVED, LoadedSpec
+from fairderm.audit._spec import LoadedSpec
+from fairderm.audit._spec_sections import TONE_DERIVED
 from fairderm.cohort import SPEC_FILE, Cohort, checked_image_path, parse_filter
 from fairderm.errors import InputError
 

@@ -222,7 +222,7 @@ def test_probability_metric_on_a_label_backend_stops_the_audit_before_any_stage(
 
 
 def test_example_vlm_spec_and_its_policy_ask_for_no_probability_metric(tmp_path):
-    from fairderm.audit._spec import LABEL_ONLY_BACKENDS
+    from fairderm.audit import LABEL_ONLY_BACKENDS
     from fairderm.gate import load_policy
     from fairderm.metrics import SCORE_METRICS
 
