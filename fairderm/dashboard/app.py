@@ -21,7 +21,7 @@ if str(_PACKAGE_PARENT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from fairderm.dashboard import views  # noqa: E402
+from fairderm.dashboard import image_views, views  # noqa: E402
 from fairderm.dashboard.run_data import RunData, RunsRoot, load_run  # noqa: E402
 from fairderm.errors import InputError  # noqa: E402
 from fairderm.runs import METRICS_FILE  # noqa: E402
@@ -32,9 +32,9 @@ PAGES = {
     "Disparities": views.disparities,
     "Intersections": views.intersections,
     "Calibration": views.calibration,
-    "Skin tone": views.skin_tone,
-    "Cases": views.cases_page,
-    "Reasoning": views.reasoning,
+    "Skin tone": image_views.skin_tone,
+    "Cases": image_views.cases_page,
+    "Reasoning": image_views.reasoning,
     "Mitigation": views.mitigation,
     "Compare runs": None,
     "Model card": views.model_card,

@@ -7,18 +7,14 @@ refuses paths outside the runs folder.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
-from scipy.ndimage import binary_erosion
 
-from fairderm._terminal import printable
 from fairderm.dashboard import charts
-from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, case_table, paired_differences
+from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, paired_differences
 from fairderm.errors import InputError
 from fairderm.metrics import GroupKey
 from fairderm.runs import METRICS_FILE
@@ -27,7 +23,7 @@ NOT_AVAILABLE = "not available in this run"
 _GALLERY_SIZE = 12
 
 
-def _missing(what: str) -> None:
+def missing(what: str) -> None:
     st.info(f"{what}: {NOT_AVAILABLE}.")
 
 
@@ -37,7 +33,7 @@ def _single_attributes(groups: pd.DataFrame) -> list[str]:
     return sorted(a for a in groups["attribute"].dropna().unique() if a != "all" and "&" not in a)
 
 
-def _short(group: str) -> str:
+def short_group(group: str) -> str:
     """``fitzpatrick_est=V-VI`` -> ``V-VI`` for axis labels (intersections keep their full name); a bare name
     (mitigation.json's groups) stays as it is."""
     return GroupKey.parse(group).label if "=" in group else group
@@ -61,7 +57,7 @@ def overview(run: RunData, runs: RunsRoot) -> None:
             with st.expander("Rules in full (gate.json)"):
                 st.json(gate.get("rules", []), expanded=False)
     else:
-        _missing("Gate verdict")
+        missing("Gate verdict")
     groups = run.table("groups")
     cases = run.predictions
     config = run.metrics.config
@@ -73,7 +69,7 @@ def overview(run: RunData, runs: RunsRoot) -> None:
     c3.metric("Bootstrap resamples", config.get("n_boot", "n/a"))
     st.subheader("Group sizes")
     if groups.empty:
-        _missing("Group metrics")
+        missing("Group metrics")
     else:
         sizes = (groups.drop_duplicates(["attribute", "group"])[["attribute", "group", "n", "n_pos", "flag"]]
                  .reset_index(drop=True))
@@ -132,7 +128,7 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
     groups = run.table("groups")
     attributes = _single_attributes(groups)
     if not attributes:
-        _missing("Per-group metrics")
+        missing("Per-group metrics")
         return
     c1, c2, c3 = st.columns(3)
     metric = c1.selectbox("Metric", sorted(groups["metric"].unique()), key="disp_metric")
@@ -140,7 +136,7 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
     mode = c3.radio("Estimates", ["raw", "case-mix adjusted"], horizontal=True, key="disp_mode")
     rows = groups[(groups["metric"] == metric) & (groups["attribute"].isin([attribute, "all"]))]
     _basis_note(groups, attribute)
-    plotted = rows.assign(group=rows["group"].map(_short))
+    plotted = rows.assign(group=rows["group"].map(short_group))
     if "basis" in plotted and plotted["basis"].eq("bounded").any():
         # a bounded group has no estimate: its range is drawn around the range's midpoint
         bounded = plotted["basis"].eq("bounded")
@@ -149,7 +145,7 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
                     key="disp_groups")
     table = run.table("disparities")
     if table.empty:
-        _missing("Disparities")
+        missing("Disparities")
         return
     if "attribute" not in table:
         table["attribute"] = attribute
@@ -160,13 +156,13 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
             st.info("No differences from a reference group for this metric and attribute.")
         else:
             reference = diffs["reference"].iloc[0] if "reference" in diffs else "the reference"
-            st.plotly_chart(charts.interval_plot(diffs.assign(group=diffs["group"].map(_short)), zero=0.0,
-                                                 title=f"Difference from {_short(str(reference))} (forest plot)"),
+            st.plotly_chart(charts.interval_plot(diffs.assign(group=diffs["group"].map(short_group)), zero=0.0,
+                                                 title=f"Difference from {short_group(str(reference))} (forest plot)"),
                             key="disp_forest")
     else:
         adjusted = run.table("case_mix")
         if adjusted.empty or "attribute" not in adjusted:
-            _missing("Case-mix adjusted estimates")
+            missing("Case-mix adjusted estimates")
         else:
             adj = adjusted[adjusted["attribute"] == attribute].copy()
             value = next((c for c in ("adjusted_or", "odds_ratio", "estimate") if c in adj), None)
@@ -174,10 +170,10 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
             if adj.empty:
                 st.info("No case-mix adjusted estimates for this attribute.")
             else:
-                reference = _short(str(adj["reference"].iloc[0])) if "reference" in adj else "the reference"
+                reference = short_group(str(adj["reference"].iloc[0])) if "reference" in adj else "the reference"
                 adjusted_for = adj["adjusted_for"].iloc[0] if "adjusted_for" in adj else None
                 st.plotly_chart(charts.interval_plot(
-                    adj.assign(group=adj["group"].map(_short)), zero=1.0, log_x=True,
+                    adj.assign(group=adj["group"].map(short_group)), zero=1.0, log_x=True,
                     title=f"Odds ratio of a correct prediction vs {reference}, adjusted (95% CI)"),
                     key="disp_case_mix")
                 if adjusted_for is not None:
@@ -230,7 +226,7 @@ def intersections(run: RunData, runs: RunsRoot) -> None:
     attributes = _single_attributes(groups)
     crossed = sorted(a for a in groups.get("attribute", pd.Series(dtype=str)).dropna().unique() if "&" in a)
     if len(attributes) < 2 or not crossed:
-        _missing("Intersectional metrics")
+        missing("Intersectional metrics")
         return
     c1, c2, c3 = st.columns(3)
     first = c1.selectbox("Rows", attributes, key="int_rows")
@@ -263,234 +259,25 @@ def calibration(run: RunData, runs: RunsRoot) -> None:
     x = next((c for c in _X_NAMES if c in curves), None)
     y = next((c for c in _Y_NAMES if c in curves), None)
     if curves.empty or x is None or y is None:
-        _missing("Reliability curves")
+        missing("Reliability curves")
     else:
         if attribute and "attribute" in curves:
             curves = curves[curves["attribute"].isin([attribute, "all"])]
         if "kind" in curves and curves["kind"].nunique() > 1:
             kind = st.selectbox("Curve", sorted(curves["kind"].dropna().unique()), key="cal_kind")
             curves = curves[curves["kind"] == kind]
-        st.plotly_chart(charts.reliability_plot(curves.assign(group=curves["group"].map(_short)), x=x, y=y),
+        st.plotly_chart(charts.reliability_plot(curves.assign(group=curves["group"].map(short_group)), x=x, y=y),
                         key="cal_curves")
     groups = run.table("groups")
     ece = groups[groups["metric"].str.lower().eq("ece")] if not groups.empty else groups
     if attribute and not ece.empty:
         ece = ece[ece["attribute"].isin([attribute, "all"])]
     if ece.empty:
-        _missing("Expected calibration error")
+        missing("Expected calibration error")
     else:
-        st.plotly_chart(charts.interval_plot(ece.assign(group=ece["group"].map(_short)),
+        st.plotly_chart(charts.interval_plot(ece.assign(group=ece["group"].map(short_group)),
                                              title="Expected calibration error per group (95% CI)"),
                         key="cal_ece")
-
-
-# ---------------------------------------------------------------- Skin tone
-HEALTHY_SKIN_OUTLINE = (0, 158, 115)
-"""Okabe-Ito bluish green: the outline of the skin the tone estimate measured."""
-
-
-def _healthy_skin_overlay(image: Image.Image) -> Image.Image | None:
-    """The image with the outline of the skin the tone estimator measured as healthy.
-
-    Only the mask's edge is drawn: the skin being judged keeps its own colour.
-    """
-    try:
-        from fairderm import tone
-    except ImportError:
-        return None
-    mask_fn: Callable | None = getattr(tone, "healthy_skin_mask", None)
-    if mask_fn is None:
-        return None
-    try:
-        mask = np.asarray(mask_fn(np.asarray(image.convert("RGB"))), dtype=bool)
-    except Exception:  # noqa: BLE001 - an unexpected signature must not break the page
-        return None
-    pixels = np.asarray(image.convert("RGB")).astype(float)
-    if mask.shape != pixels.shape[:2]:
-        # The estimator may work on a downscaled copy: bring its mask to the image size.
-        scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
-        mask = np.asarray(scaled) > 127
-    width = max(1, round(max(mask.shape) / 150))  # about 1 px per 150 px, visible at thumbnail size
-    edge = mask & ~binary_erosion(mask, iterations=width, border_value=0)
-    pixels[edge] = HEALTHY_SKIN_OUTLINE
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def skin_tone(run: RunData, runs: RunsRoot) -> None:
-    st.header("Skin tone")
-    tone = run.tone
-    if tone is None:
-        _missing("Tone estimates")
-        return
-    counts = tone["status"].value_counts()
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Images", len(tone))
-    c2.metric("Abstained", int(counts.get("abstain", 0)))
-    c3.metric("Errors", int(counts.get("error", 0)))
-    merged = tone.merge(run.manifest, on="image_id", how="left") if run.manifest is not None else tone
-    labelled = next((c for c in ("fitzpatrick_group", "monk", "fitzpatrick") if c in merged), None)
-    if labelled is None:
-        st.info(f"No labelled tone column: {run.cohort_note or 'the cohort has none'}.")
-    else:
-        st.plotly_chart(charts.ita_distribution(merged[merged["status"] == "ok"], group=labelled), key="tone_ita")
-        if "fitzpatrick" in merged and "fitzpatrick_est" in merged:
-            ok = merged.dropna(subset=["fitzpatrick", "fitzpatrick_est"])
-            truth, est = ok["fitzpatrick"].astype(int), ok["fitzpatrick_est"].astype(int)
-            a1, a2 = st.columns(2)
-            a1.metric("Exact agreement (Fitzpatrick)", f"{(truth == est).mean():.1%}")
-            a2.metric("Within one type", f"{((truth - est).abs() <= 1).mean():.1%}")
-            st.plotly_chart(charts.confusion_heatmap(pd.crosstab(truth, est),
-                                                     title="Labelled against estimated Fitzpatrick type"),
-                            key="tone_confusion")
-    if run.tone_validation:
-        st.subheader("Estimator validation")
-        st.json(run.tone_validation, expanded=False)
-    if int((tone["status"] != "ok").sum()):
-        st.subheader("Abstentions")
-        st.dataframe(tone[tone["status"] != "ok"].groupby(["status", "reason"]).size()
-                     .rename("images").reset_index(), hide_index=True)
-    st.subheader("Example images per estimated tone group")
-    cases = case_table(run)
-    if cases.empty or "image" not in cases or "tone_group_est" not in cases:
-        _missing("Images")
-        return
-    overlay_available = _healthy_skin_overlay(Image.new("RGB", (8, 8))) is not None
-    outline = overlay_available and st.toggle("Outline the skin measured", value=True, key="tone_outline")
-    if outline:
-        st.caption("Outlined in bluish green: the healthy skin the tone estimate measured (lesion, hair, "
-                   "shadows and other exclusions left out); inside the outline the skin keeps its own colour.")
-    for group, part in cases.dropna(subset=["tone_group_est"]).groupby("tone_group_est", sort=True):
-        st.markdown(f"**{group}**")
-        _image_row(run, runs, part.head(4), overlay=outline,
-                   caption=lambda r: f"ITA {r['ita']:.0f}°" if pd.notna(r.get("ita")) else "")
-
-
-def _image_row(run: RunData, runs: RunsRoot, rows: pd.DataFrame, *, overlay: bool = False,
-               caption: Callable[[pd.Series], str]) -> None:
-    columns = st.columns(4)
-    for i, (_, row) in enumerate(rows.iterrows()):
-        path = run.image_path(str(row["image"]))
-        with columns[i % 4]:
-            if path is None or not path.is_file():
-                st.caption(f"{row['image_id']}: {_no_image(run)}")
-                continue
-            image = Image.open(path)
-            shown = (_healthy_skin_overlay(image) if overlay else None) or image
-            st.image(shown, caption=f"{row['image_id']} · {caption(row)}", width="stretch")
-
-
-# ---------------------------------------------------------------- Cases
-def cases_page(run: RunData, runs: RunsRoot) -> None:
-    st.header("Cases")
-    cases = case_table(run)
-    if cases.empty:
-        _missing("Predictions")
-        return
-    c1, c2, c3, c4 = st.columns(4)
-    tone_groups = sorted(cases["tone_group"].dropna().unique()) if "tone_group" in cases else []
-    tone_label = "Tone group (estimated)" if "tone_group_est" in cases else "Tone group (labelled)"
-    group = c1.selectbox(tone_label, ["all", *tone_groups], key="cases_group")
-    diagnoses = sorted(cases["label"].dropna().unique()) if "label" in cases else []
-    diagnosis = c2.selectbox("Diagnosis", ["all", *diagnoses], key="cases_diagnosis")
-    low, high = c3.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="cases_conf")
-    errors_only = c4.checkbox("Errors only", value="correct" in cases, key="cases_errors")
-    shown = cases
-    if group != "all":
-        shown = shown[shown["tone_group"] == group]
-    if diagnosis != "all":
-        shown = shown[shown["label"] == diagnosis]
-    if "confidence" in shown:
-        shown = shown[shown["confidence"].between(low, high)]
-    if errors_only and "correct" in shown:
-        shown = shown[~shown["correct"]]
-    st.caption(f"{len(shown)} of {len(cases)} cases match; the gallery shows the first {_GALLERY_SIZE}.")
-    if "image" in shown:
-        for start in range(0, min(len(shown), _GALLERY_SIZE), 4):
-            _image_row(run, runs, shown.iloc[start:start + 4], caption=_case_caption)
-    else:
-        st.info(f"Images: {run.cohort_note or NOT_AVAILABLE}.")
-    columns = [c for c in ("image_id", "label", "pred", "confidence", "tone_group", "status", "text")
-               if c in shown]
-    st.dataframe(shown[columns].head(500), hide_index=True)
-
-
-def _no_image(run: RunData) -> str:
-    if run.images_root is None:
-        return f"image not shown: {run.cohort_note or NOT_AVAILABLE}"
-    return "image not found inside the cohort's images_root"
-
-
-def _case_caption(row: pd.Series) -> str:
-    truth = row.get("label", "?")
-    confidence = row.get("confidence")
-    text = f"true {truth} · pred {row.get('pred')}"
-    if confidence is not None and pd.notna(confidence):
-        text += f" ({confidence:.2f})"
-    report = row.get("text")
-    if isinstance(report, str) and report:
-        text += f" · “{report[:80]}”"
-    return text
-
-
-# ---------------------------------------------------------------- Reasoning
-_NOT_DIMENSIONS = ("judge_key", "judge_latency_s", "judge_attempts")
-
-
-def reasoning(run: RunData, runs: RunsRoot) -> None:
-    st.header("Reasoning")
-    if run.scores is None:
-        _missing("Report scores (scores.parquet: a spec with a reasoning section)")
-        return
-    scores = run.scores
-    dimensions = [c.removeprefix("judge_") for c in scores.columns
-                  if c.startswith("judge_") and c not in _NOT_DIMENSIONS]
-    checks = [c for c in scores.columns if c.startswith("check_")]
-    choices = dimensions + checks
-    if not choices:
-        _missing("Report scores")
-        return
-    c1, c2 = st.columns(2)
-    chosen = c1.selectbox("Score", choices, key="reasoning_score")
-    count = c2.slider("Reports per group", 1, 8, 3, key="reasoning_count")
-    column = chosen if chosen.startswith("check_") else f"judge_{chosen}"
-    metric = f"mean_score:{chosen.removeprefix('check_')}"
-    groups = run.table("groups")
-    if not groups.empty and "metric" in groups:
-        rows = groups[groups["metric"] == metric]
-        if not rows.empty:
-            st.dataframe(rows[[c for c in ("attribute", "group", "estimate", "ci_low", "ci_high", "n", "flag")
-                               if c in rows]], hide_index=True)
-    cases = case_table(run)
-    keep = [c for c in cases.columns if c not in scores.columns or c == "image_id"]
-    joined = scores.merge(cases[keep], on="image_id", how="left") if not cases.empty else scores
-    joined = joined[joined[column].notna()]
-    errors = int((scores["status"] == "error").sum())
-    if errors:
-        st.warning(f"{errors} reports have no judge scores (the judge's answer was unusable; see scores.parquet).")
-    tone = joined["tone_group"] if "tone_group" in joined else pd.Series("all", index=joined.index)
-    st.caption(f"The {count} lowest-scored reports of each tone group on {chosen}, with the judge's justification.")
-    for group, part in joined.assign(_group=tone.fillna("missing")).groupby("_group", sort=True):
-        st.subheader(str(group))
-        for _, row in part.sort_values(column, kind="stable").head(count).iterrows():
-            _scored_report(run, runs, row, chosen, column)
-
-
-def _scored_report(run: RunData, runs: RunsRoot, row: pd.Series, chosen: str, column: str) -> None:
-    left, right = st.columns([1, 3])
-    path = run.image_path(str(row["image"])) if isinstance(row.get("image"), str) else None
-    with left:
-        if path is not None and path.is_file():
-            st.image(Image.open(path), caption=str(row["image_id"]), width="stretch")
-        else:
-            st.caption(f"{row['image_id']}: {_no_image(run)}")
-    with right:
-        st.markdown(f"**{chosen}: {row[column]:g}** · true {row.get('label', '?')} · pred {row.get('pred', '?')}")
-        report = row.get("text")
-        # st.text: a model's or judge's words are shown as written, never as markdown, and printable first
-        st.text(printable(report) if isinstance(report, str) else "(no report text)")
-        why = row.get(f"why_{chosen}")
-        if isinstance(why, str) and why:
-            st.text("Judge: " + printable(why))
 
 
 # ---------------------------------------------------------------- Mitigation
@@ -504,7 +291,7 @@ def mitigation(run: RunData, runs: RunsRoot) -> None:
     st.header("Mitigation")
     methods = (run.mitigation or {}).get("methods")
     if not methods:
-        _missing("Mitigation results (mitigation.json)")
+        missing("Mitigation results (mitigation.json)")
         return
     summary, per_group = [], []
     for name, result in methods.items():
@@ -515,7 +302,8 @@ def mitigation(run: RunData, runs: RunsRoot) -> None:
                         "gap_diff_vs_erm": diff[0], "diff_low": diff[1], "diff_high": diff[2]})
         for group, record in (result.get("groups") or {}).items():
             est, lo, hi = _interval(record)
-            per_group.append({"method": name, "group": _short(group), "estimate": est, "ci_low": lo, "ci_high": hi})
+            per_group.append({"method": name, "group": short_group(group), "estimate": est, "ci_low": lo,
+                              "ci_high": hi})
     frame = pd.DataFrame(summary)
     st.plotly_chart(charts.frontier_plot(frame), key="mit_frontier")
     st.dataframe(frame.round(4), hide_index=True)
@@ -536,7 +324,7 @@ def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
         st.warning("The two runs are not on the same cases: differences mix model and cohort changes.")
     a, b = run.table("groups"), other.table("groups")
     if a.empty or b.empty:
-        _missing("Per-group metrics in one of the runs")
+        missing("Per-group metrics in one of the runs")
         return
     keys = ["attribute", "group", "metric"]
     joined = a.merge(b, on=keys, suffixes=("_a", "_b"))
@@ -548,7 +336,7 @@ def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
         sel.assign(run="A", estimate=sel["estimate_a"], ci_low=sel["ci_low_a"], ci_high=sel["ci_high_a"]),
         sel.assign(run="B", estimate=sel["estimate_b"], ci_low=sel["ci_low_b"], ci_high=sel["ci_high_b"]),
     ])
-    st.plotly_chart(charts.grouped_intervals(long.assign(group=long["group"].map(_short)), series="run",
+    st.plotly_chart(charts.grouped_intervals(long.assign(group=long["group"].map(short_group)), series="run",
                                              title=f"{metric}: run A and run B (95% CI each)"), key="cmp_groups")
     st.subheader("Paired differences B − A")
     st.caption("Both models scored on the same bootstrap replicates of the same cases "
@@ -565,7 +353,7 @@ def compare(run: RunData, runs: RunsRoot, other: RunData | None) -> None:
             st.session_state["cmp_done"] = (run.run_id, other.run_id, n_boot)
             chosen = diffs[(diffs["metric"] == metric) & (diffs["attribute"].isin([attribute, "all"]))]
             chosen = chosen.rename(columns={"difference": "estimate"})
-            st.plotly_chart(charts.interval_plot(chosen.assign(group=chosen["group"].map(_short)), zero=0.0,
+            st.plotly_chart(charts.interval_plot(chosen.assign(group=chosen["group"].map(short_group)), zero=0.0,
                                                  title=f"{metric}: B − A with paired 95% CI"), key="cmp_paired_plot")
             st.dataframe(chosen.rename(columns={"estimate": "difference"}).round(4), hide_index=True)
     else:
@@ -595,7 +383,7 @@ def _same_cases(a: RunData, b: RunData) -> bool | None:
 def model_card(run: RunData, runs: RunsRoot) -> None:
     st.header("Model card")
     if run.card_md is None:
-        _missing("Model card")
+        missing("Model card")
     else:
         body = re.sub(r"\A---\n.*?\n---\n", "", run.card_md, flags=re.S)
         # The card escapes user strings itself; raw HTML stays off here as a second guard.

@@ -160,15 +160,15 @@ def test_healthy_skin_is_outlined_and_keeps_its_own_colour(monkeypatch) -> None:
     from PIL import Image
 
     from fairderm import tone
-    from fairderm.dashboard import views
+    from fairderm.dashboard import image_views
 
     mask = np.zeros((60, 60), bool)
     mask[10:50, 10:50] = True
     monkeypatch.setattr(tone, "healthy_skin_mask", lambda rgb: mask)
     skin = (200, 150, 120)
-    shown = np.asarray(views._healthy_skin_overlay(Image.new("RGB", (60, 60), skin)))
+    shown = np.asarray(image_views._healthy_skin_overlay(Image.new("RGB", (60, 60), skin)))
     assert (shown[30, 30] == skin).all()  # the skin being judged is not tinted
-    assert (shown[10, 30] == views.HEALTHY_SKIN_OUTLINE).all()  # its edge is drawn
+    assert (shown[10, 30] == image_views.HEALTHY_SKIN_OUTLINE).all()  # its edge is drawn
     assert (shown[5, 5] == skin).all()  # outside the mask nothing changes
 
 
