@@ -63,7 +63,8 @@ from fairderm.inference._predictor import (
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
-from fairderm.inference._runner import InferenceRun, StratumProgress, run_inference
+from fairderm.inference._run_records import InferenceRun, StratumProgress
+from fairderm.inference._runner import run_inference
 
 # The names backed by torch (the ``torch`` extra), imported when first used so
 # that the file and openai backends run without torch.
