@@ -105,6 +105,20 @@ def _selected_cases(cohort_dir: Path, expression: str | None) -> Any:
     return Cohort(root=cohort.root, spec=cohort.spec, manifest=cohort.manifest[mask].reset_index(drop=True))
 
 
+FILTER_OPTION = typer.Option(
+    None,
+    "--filter",
+    help="Run only the cases this filter on the manifest selects, e.g. \"split == 'test'\" (the audit "
+    "spec's cohort.filter language; see docs/audit.md: filters).",
+)
+WAIT_OPTION = typer.Option(
+    0.0, "--wait", help="Seconds to wait while another process writes the same --out (default: refuse at once)."
+)
+ACTOR_GPUS_OPTION = typer.Option(
+    0.0, "--actor-gpus", help="--engine ray: GPUs per model actor (1: one model per GPU of the cluster)."
+)
+
+
 def infer_command(
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml + manifest.parquet)."),
     backend: str = typer.Option("backbone", "--backend", "-b", help=BACKENDS_HELP),
@@ -168,12 +182,7 @@ def infer_command(
     class_map: list[str] | None = typer.Option(
         None, "--class-map", help="Map a model class onto a cohort label, CLASS=LABEL (repeatable)."
     ),
-    case_filter: str | None = typer.Option(
-        None,
-        "--filter",
-        help="Run only the cases this filter on the manifest selects, e.g. \"split == 'test'\" (the audit "
-        "spec's cohort.filter language; see docs/audit.md: filters).",
-    ),
+    case_filter: str | None = FILTER_OPTION,
     tone: Path | None = typer.Option(
         None, "--tone", help="Tone table (fairderm tone output): stratify by estimated Fitzpatrick group."
     ),
@@ -188,15 +197,11 @@ def infer_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output made by a different run."),
     restart: bool = typer.Option(False, "--restart", help="Discard an unfinished run's shards instead of resuming."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Run cases whose status is error again."),
-    wait: float = typer.Option(
-        0.0, "--wait", help="Seconds to wait while another process writes the same --out (default: refuse at once)."
-    ),
+    wait: float = WAIT_OPTION,
     engine: str = ENGINE_OPTION,
     ray_address: str | None = RAY_ADDRESS_OPTION,
     actor_cpus: float = typer.Option(1.0, "--actor-cpus", help="--engine ray: CPUs per model actor."),
-    actor_gpus: float = typer.Option(
-        0.0, "--actor-gpus", help="--engine ray: GPUs per model actor (1: one model per GPU of the cluster)."
-    ),
+    actor_gpus: float = ACTOR_GPUS_OPTION,
 ) -> None:
     from fairderm.inference import run_inference
 
