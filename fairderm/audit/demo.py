@@ -278,7 +278,7 @@ def run_demo(
     if not policy_path.is_file():
         raise InputError("policy file not found (give one with --policy)", source=str(policy_path))
     if n < 100:
-        raise InputError(f"the demo needs at least 100 images, got {n}", column="--n")
+        raise InputError(f"the demo needs at least 100 images, got {n}", column="n")
     out = Path(out)
     with output_lock(out):
         return _run_demo(out, n=n, seed=seed, n_boot=n_boot, policy_path=policy_path, progress=progress, log=log)

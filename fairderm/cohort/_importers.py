@@ -448,7 +448,7 @@ def _convert_csv(src: _Source) -> Converted:
     mapping = src.request.column_map
     unknown = [old for old in mapping if old not in src.table.columns]
     if unknown:
-        raise InputError(f"--map names a column that is not in the file: {unknown[0]}",
+        raise InputError(f"the column map names a column that is not in the file: {unknown[0]}",
                          source=src.path, column=unknown[0])
     renamed = src.table.rename(columns=mapping)
     src.table = renamed
@@ -540,7 +540,7 @@ def import_cohort(
         Naming the file, row and column at fault.
     """
     if format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", column="--format")
+        raise InputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", column="format")
     request = ImportRequest(
         metadata=Path(metadata), images=Path(images), out=Path(out), name=name,
         label_column=label_column, positive_classes=positive_classes, column_map=column_map or {},
@@ -563,7 +563,7 @@ def import_cohort(
     unknown = sorted(set(positives) - set(converted.labels))
     if unknown:
         raise InputError(f"positive class not among the labels {converted.labels}: {unknown[0]}",
-                         column="--positive-classes")
+                         column="positive_classes")
     notes = list(converted.notes)
     if not positives:
         # Said aloud (the CLI prints every note) and kept in cohort.yaml: without positive classes every binary

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from fairderm._io import atomic_write_json
-from fairderm.commands._common import console, parse_float_list, parse_mapping, progress_bar
+from fairderm.commands._common import console, parameters_as_flags, parse_float_list, parse_mapping, progress_bar
 from fairderm.errors import InputError
 
 cohort_app = typer.Typer(
@@ -48,7 +48,8 @@ def import_command(
     from fairderm.cohort import describe_cohort, import_cohort
 
     positives = [p.strip() for p in positive_classes.split(",") if p.strip()] if positive_classes else None
-    with console.status(f"checking {metadata} and its images"):
+    flags = parameters_as_flags(format="--format", positive_classes="--positive-classes")
+    with flags, console.status(f"checking {metadata} and its images"):
         cohort = import_cohort(
             format, metadata, images, out, name=name, label_column=label_column,
             positive_classes=positives, column_map=parse_mapping(column_map, option="--map"),

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fairderm.audit.demo import DEMO_N
-from fairderm.commands._common import console, progress_bar, verdict_rules
+from fairderm.commands._common import console, parameters_as_flags, progress_bar, verdict_rules
 
 if TYPE_CHECKING:
     from fairderm.metrics import DisparityRow, EvaluationResult, GroupKey, GroupRow
@@ -162,7 +162,7 @@ def demo_command(
     from fairderm.audit.demo import run_demo
     from fairderm.runs import RunFolder
 
-    with progress_bar(transient=True) as bar:
+    with parameters_as_flags(n="--n", n_boot="--n-boot"), progress_bar(transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(step: str, done: int, total: int) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairderm._extras import MissingExtraError
 from fairderm._io import sha256_file
 from fairderm.errors import InputError
 from fairderm.inference._architectures import (
@@ -99,7 +100,7 @@ class HFImageClassifier(_TorchRunner, Predictor):
         try:
             from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
         except ImportError as exc:
-            raise InputError("--backend hf needs transformers: pip install 'fairderm[hf]'") from exc
+            raise MissingExtraError("backend 'hf'", "hf") from exc
         self.folder = Path(folder)
         if not (self.folder / "config.json").is_file():
             raise InputError(
@@ -303,7 +304,7 @@ def hf_predictor(
                          "architecture use --backend torch with --architecture module:Class (your code)")
     reject_unknown_options(options, [], "hf")
     if model is None:
-        raise InputError("--backend hf needs --model MODEL_DIR")
+        raise InputError("backend 'hf' needs a model: the folder save_pretrained() wrote", column="model")
     return HFImageClassifier(model, pick_device(device))
 
 
@@ -313,7 +314,7 @@ def torch_predictor(
     """Factory of the ``torch`` backend (option: ``architecture``, the user's ``module:Class``; runs that code)."""
     reject_unknown_options(options, ["architecture"], "torch")
     if model is None:
-        raise InputError("--backend torch needs --model MODEL_DIR (with model.json)")
+        raise InputError("backend 'torch' needs a model: a folder with model.json and the weights", column="model")
     architecture = options.get("architecture")
     return TorchCheckpointClassifier(
         model, pick_device(device), str(architecture) if architecture else None

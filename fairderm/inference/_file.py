@@ -160,5 +160,5 @@ def file_predictor(
     """Factory of the ``file`` backend: ``model`` is the predictions file."""
     reject_unknown_options(options, [], "file")
     if model is None:
-        raise InputError("--backend file needs --model PREDICTIONS_FILE (CSV or Parquet)")
+        raise InputError("backend 'file' needs a model: the predictions file (CSV or Parquet)", column="model")
     return FilePredictor(model)

@@ -243,7 +243,7 @@ def _pick_device(device: str | None) -> Any:
 
         return pick_device(device)
     if device not in (None, "cpu"):
-        raise MissingExtraError(f"--device {device}", "torch")
+        raise MissingExtraError(f"device {device!r}", "torch")
     return "cpu"
 
 
