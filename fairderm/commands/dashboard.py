@@ -8,7 +8,6 @@ the folders of the cohorts its runs name (their ``images_root``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -22,19 +21,6 @@ def dashboard_app_path() -> Path:
     from fairderm.dashboard import APP
 
     return APP
-
-
-def streamlit_argv(app: Path, runs_dir: Path, *, port: int, host: str) -> list[str]:
-    """The ``streamlit run`` command line for the dashboard on ``runs_dir``."""
-    return [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.headless", "true",
-        "--server.address", host,
-        "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
-        "--", str(runs_dir),
-    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +39,8 @@ def register(app: typer.Typer) -> None:
         """Open the interactive dashboard over audit runs (read-only, confined to RUNS_DIR)."""
         if not runs_dir.is_dir():
             raise InputError(f"runs folder {str(runs_dir)!r} does not exist or is not a folder")
+        from fairderm.dashboard import streamlit_argv
+
         argv = streamlit_argv(dashboard_app_path(), runs_dir.resolve(), port=port, host=host)
         console.print(f"fairderm dashboard on http://{host}:{port} (runs: {runs_dir.resolve()}); Ctrl-C stops it")
         run_streamlit(argv, what="fairderm dashboard")

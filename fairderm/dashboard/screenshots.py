@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from fairderm.commands.dashboard import streamlit_argv
+from fairderm.dashboard import streamlit_argv
 
 APP = Path(__file__).resolve().parent / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
