@@ -126,9 +126,6 @@ def run_predictions(
     """
     from fairderm.inference import rows_sha256, run_inference
 
-    if loaded.spec.model.backend == "router":
-        import fairderm.moe  # noqa: F401  registers the 'router' backend
-
     model = loaded.spec.model
     options = dict(model.options)
     runner = {k: options.pop(k) for k in _RUNNER_OPTIONS if k in options}

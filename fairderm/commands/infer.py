@@ -56,15 +56,6 @@ def _check_numbers(flags: dict[str, tuple[float | None, float, bool]]) -> None:
             raise InputError(f"{flag} must be {relation} {bound:g}, not {value:g}")
 
 
-def _load_router_backend() -> None:
-    try:
-        import fairderm.moe  # noqa: F401  registers the `router` backend on import
-    except ImportError as exc:
-        raise InputError(
-            f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}"
-        ) from None
-
-
 def infer_command(
     cohort: Path = typer.Argument(..., help="Cohort folder (cohort.yaml + manifest.parquet)."),
     backend: str = typer.Option("backbone", "--backend", "-b", help=BACKENDS_HELP),
@@ -193,8 +184,6 @@ def infer_command(
             options[key] = value
     if prompt is not None:
         options["prompt"] = prompt
-    if backend == "router":
-        _load_router_backend()
 
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}

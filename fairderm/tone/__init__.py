@@ -28,7 +28,8 @@ icc1
 measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, tone_cut_points, group_cut_points
     What the intervals say about the strata: the share of measured images
     whose ITA, varied within its interval, stays in its group (repeatability,
-    not accuracy), and per-image type probabilities.
+    not accuracy), and per-image type probabilities (over
+    ``FITZPATRICK_TYPE_NAMES``; ``DEFAULT_ITA_CUT_POINTS`` without provenance).
 new_label_sample, draw_label_sample, labels_from_column, read_tone_labels, write_labels, record_answer,
 ToneLabels, CANNOT_TELL
     Validation labels: a sample stratified by estimated group with inclusion
@@ -67,6 +68,8 @@ from fairderm.tone._scales import (
 )
 from fairderm.tone._store import read_tone, write_tone
 from fairderm.tone._uncertainty import (
+    DEFAULT_ITA_CUT_POINTS,
+    FITZPATRICK_TYPE_NAMES,
     REPEATABILITY_IS_NOT_ACCURACY,
     group_cut_points,
     measurement_repeatability,
@@ -79,9 +82,11 @@ __all__ = [
     "CANNOT_TELL",
     "CHARDON_CATEGORIES",
     "DEFAULT_FITZPATRICK_SCHEME",
+    "DEFAULT_ITA_CUT_POINTS",
     "ESTIMATOR_VERSION",
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
+    "FITZPATRICK_TYPE_NAMES",
     "MONK_HEX",
     "REPEATABILITY_IS_NOT_ACCURACY",
     "TONE_COLUMNS",
