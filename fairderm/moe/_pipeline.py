@@ -351,8 +351,8 @@ def _method_inputs(
                          f"(first: {first[0]}: {first[1]})", source=str(cohort.root))
     plain = values[:, 0]
     experts = {s: _split_arrays(dataset, s, plain) for s in ("train", "val", "test")}
-    extra = values[:, 1:].reshape(len(values), values.shape[1] - 1, -1)  # (case, view, values)
-    case, view = np.nonzero(np.isfinite(extra).all(axis=2) if extra.size else np.zeros(extra.shape[:2], bool))
+    extra = values[:, 1:].reshape(len(values), values.shape[1] - 1, int(np.prod(values.shape[2:])))
+    case, view = np.nonzero(np.isfinite(extra).all(axis=2))  # (case, view): NaN beyond a case's count
     record["rows_added"] = len(case)
     viewed = SplitArrays.from_numpy(values[case, view + 1], dataset.tone[case], dataset.y[case], dataset.groups[case])
     experts["train_views"] = _concat(experts["train"], viewed)

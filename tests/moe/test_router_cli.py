@@ -87,23 +87,3 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     assert np.allclose(
         predictions[columns].to_numpy(float), stored.loc[test_cases["image_id"], columns].to_numpy(float), atol=1e-4
     )
-
-
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the error is for machines without a GPU")
-def test_cli_transformers_backbone_without_a_gpu_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
-    result = _train(run_cli, planted_cohort, tmp_path / "r", "--backbone", "google/vit-base-patch16-224")
-    assert result.exit_code == 3
-    assert "need a CUDA GPU" in result.stderr
-    assert not (tmp_path / "r").exists()
-
-
-def test_lora_experts_without_peft_say_what_to_install() -> None:
-    import importlib.util
-
-    from fairderm.errors import FairdermError
-    from fairderm.moe import require_lora_support
-
-    if importlib.util.find_spec("peft") is not None:
-        pytest.skip("peft is installed")
-    with pytest.raises(FairdermError, match="pip install"):
-        require_lora_support(need_gpu=False)

@@ -11,8 +11,8 @@ import torch
 from router_testdata import GROUP_NAMES, QUICK, make_planted_cohort
 
 from fairderm.errors import InputError
-from fairderm.moe import load_router, tone_probabilities, train_router
-from fairderm.tone import read_tone
+from fairderm.moe import load_router, train_router
+from fairderm.tone import read_tone, tone_probabilities
 
 METHODS = {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
 TRIPLE = {"estimate", "ci_low", "ci_high"}

@@ -9,16 +9,14 @@ import torch
 from router_testdata import GROUP_NAMES, Planted, planted, tone_frame
 
 from fairderm.moe import (
-    DEFAULT_ITA_CUT_POINTS,
     ConstraintSet,
     MixtureOfExperts,
     SplitArrays,
     TrainConfig,
     fit,
     load_balancing_loss,
-    tone_cut_points,
-    tone_probabilities,
 )
+from fairderm.tone import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
 
 LOSS_CONSTRAINTS = ConstraintSet("loss", GROUP_NAMES)
 CONFIG = TrainConfig(max_epochs=60, patience=10, batch_size=128)
