@@ -186,7 +186,24 @@ def train_router(
         "tone": None if tone is None else str(tone),
         "tone_sha256": None if tone is None else sha256_file(tone),
     }
-    router_config = {
+    router_config = _router_config(dataset, trained, lora, config, experts=experts, constraint=constraint,
+                                   epsilon=epsilon, tone_input=tone_input, backbone_identity=backbone_identity,
+                                   views_record=views_record, inputs_record=inputs_record, seed=seed)
+    evaluation["inputs"] = inputs_record
+    evaluation = json_safe(evaluation)
+    say("writing")
+    _write_router_folder(Path(out), cohort, dataset, trained, evaluation, frontier, router_config)
+    return RouterRun(out=Path(out), evaluation=evaluation, constraints=evaluation["constraints"]["records"],
+                     frontier=frontier, seconds=round(time.perf_counter() - started, 1), notes=trained.notes)
+
+
+def _router_config(
+    dataset: RouterDataset, trained: TrainedMethods, lora: LoraBackbone | None, config: TrainConfig, *,
+    experts: str, constraint: str, epsilon: float, tone_input: bool, backbone_identity: dict[str, Any],
+    views_record: dict[str, Any], inputs_record: dict[str, Any], seed: int,
+) -> dict[str, Any]:
+    """The router folder's ``config.json``: what rebuilds each stored model and what it was trained on."""
+    return {
         "format": ROUTER_FORMAT, "method": "moe_parity", "experts": experts, "objective": trained.parity_objective,
         "constraint": constraint, "epsilon": epsilon,
         "architecture": stored_architecture(trained.fits["moe_parity"].model, lora),
@@ -206,12 +223,6 @@ def train_router(
         },
         "inputs": inputs_record, "seed": seed, "environment": environment_info(),
     }
-    evaluation["inputs"] = inputs_record
-    evaluation = json_safe(evaluation)
-    say("writing")
-    _write_router_folder(Path(out), cohort, dataset, trained, evaluation, frontier, router_config)
-    return RouterRun(out=Path(out), evaluation=evaluation, constraints=evaluation["constraints"]["records"],
-                     frontier=frontier, seconds=round(time.perf_counter() - started, 1), notes=trained.notes)
 
 
 def _training_config(
@@ -301,19 +312,37 @@ def _expert_inputs(
     width = 1 + max(n_views, default=0)
     out: np.ndarray | None = None
     failed: dict[str, str] = {}
+    pending: list[tuple[int, int]] = []  # (row of out, images in the batch) in batch order
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        nonlocal out
+        if not batch:
+            return
+        values = lora.expert_inputs(torch.stack(batch)).numpy()
+        if out is None:
+            out = np.full((len(positions), width, *values.shape[1:]), np.nan, dtype=np.float32)
+        start = 0
+        for row, count in pending:
+            out[row, :count] = values[start : start + count]
+            start += count
+        batch.clear()
+        pending.clear()
+
     for done, (position, count) in enumerate(zip(positions, n_views, strict=True)):
         try:
             pixels = Backbone.preprocess(paths[position])
         except (OSError, ValueError) as exc:
             failed[image_ids[position]] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
-        stack = torch.stack([pixels, *(dihedral_view(pixels, name) for name in DIHEDRAL_VIEWS[:count])])
-        values = lora.expert_inputs(stack).numpy()
-        if out is None:
-            out = np.full((len(positions), width, *values.shape[1:]), np.nan, dtype=np.float32)
-        out[done, : len(values)] = values
+        # the trunk runs on batches: one image at a time is several times slower on CPU
+        batch += [pixels, *(dihedral_view(pixels, name) for name in DIHEDRAL_VIEWS[:count])]
+        pending.append((done, 1 + count))
+        if len(batch) >= 64:
+            flush()
         if progress is not None:
             progress(done + 1, len(positions))
+    flush()
     if out is None:
         raise InputError("no image of the cohort could be read for the LoRA experts", source=str(cohort.root))
     return out, failed
