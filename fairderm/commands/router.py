@@ -91,7 +91,7 @@ def train_command(
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache root (default ~/.cache/fairderm)."),
     max_epochs: int | None = typer.Option(
-        None, "--max-epochs", help="Upper bound on training epochs per model (default 200 frozen, 30 LoRA)."
+        None, "--max-epochs", help="Upper bound on training epochs per model (default 200 frozen, 20 LoRA)."
     ),
     no_warm_start: bool = typer.Option(
         False, "--no-warm-start", help="Start the routers from random heads instead of the trained ERM head."

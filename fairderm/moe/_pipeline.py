@@ -50,7 +50,7 @@ DEFAULT_BACKBONE = BACKBONE_NAME
 CONSTRAINTS: tuple[str, ...] = ("loss", "eo", "dro")
 DEFAULT_EXPERTS = {"frozen": 8, "lora": 4}
 # LoRA experts run the backbone's tail per case and epoch: fewer, smaller-batch epochs on CPU
-LORA_TRAINING: dict[str, Any] = {"max_epochs": 30, "patience": 8, "batch_size": 128}
+LORA_TRAINING: dict[str, Any] = {"max_epochs": 20, "patience": 5, "batch_size": 256}
 
 StageCallback = Callable[[str], None]
 FeatureProgress = Callable[[int, int], None]
