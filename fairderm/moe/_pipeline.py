@@ -39,7 +39,14 @@ from fairderm.inference import BACKBONE_NAME, DIHEDRAL_VIEWS, Backbone, dihedral
 from fairderm.moe._data import RouterDataset, balanced_view_counts, prepare_dataset
 from fairderm.moe._evaluate import evaluate_methods
 from fairderm.moe._frontier import frontier_figure_html
-from fairderm.moe._lora import EXPERT_KINDS, LoraBackbone, LoraExpertMixture, check_lora_options, lora_backbone
+from fairderm.moe._lora import (
+    EXPERT_KINDS,
+    LoraBackbone,
+    LoraExpertMixture,
+    check_lora_options,
+    lora_backbone,
+    require_peft,
+)
 from fairderm.moe._methods import METHODS, TORCH_METHODS, MethodInputs, TrainedMethods, train_methods
 from fairderm.moe._methods import frontier as build_frontier
 from fairderm.moe._report import RouterRun, constraint_report, mitigation_report, verdict
@@ -234,6 +241,7 @@ def _training_config(
     rank = overrides.get("lora_rank", 8)
     if experts == "lora":
         check_lora_options(n_experts, rank)
+        require_peft()  # before any work: a missing extra fails at once
     base = LORA_TRAINING if experts == "lora" else {}
     settings = {
         **base, **overrides, "n_experts": max(n_experts, 1), "top_k": max(top_k, 1), "tone_input": tone_input,

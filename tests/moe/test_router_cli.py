@@ -87,3 +87,33 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     assert np.allclose(
         predictions[columns].to_numpy(float), stored.loc[test_cases["image_id"], columns].to_numpy(float), atol=1e-4
     )
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--experts", "lora", "--n-experts", "1"), "n_experts >= 2"),
+    (("--experts", "lora", "--lora-rank", "0"), "rank must be at least 1"),
+    (("--experts", "mixed"), "experts must be one of"),
+])
+def test_cli_bad_lora_settings_are_usage_errors(run_cli, planted_cohort, tmp_path, options, message) -> None:
+    result = _train(run_cli, planted_cohort, tmp_path / "r", *options)
+    assert result.exit_code == 3
+    assert message in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_lora_experts_without_peft_name_the_extra_in_one_line(run_cli, planted_cohort, tmp_path,
+                                                                  monkeypatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def without_peft(name: str, *args, **kwargs):
+        if name == "peft":
+            raise ImportError("No module named 'peft'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without_peft)
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--experts", "lora")
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "fairderm[torch]" in lines[0]
