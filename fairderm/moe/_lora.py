@@ -47,7 +47,8 @@ from fairderm.inference import (
 from fairderm.moe._model import RouterOutput, route
 
 EXPERT_KINDS: tuple[str, ...] = ("frozen", "lora")
-TRANSFORMERS_TARGETS: tuple[str, ...] = ("query", "value")
+# attention query and value projections, under the names transformers' vision models give them
+TRANSFORMERS_TARGETS: tuple[tuple[str, ...], ...] = (("query", "value"), ("q_proj", "v_proj"), ("q", "v"))
 WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
 
@@ -99,10 +100,11 @@ class EfficientNetTail(nn.Module):
 class TransformersTail(nn.Module):
     """A transformers vision model as a tail: pixels -> its pooled output (else mean of the last hidden state)."""
 
-    def __init__(self, model: nn.Module, targets: tuple[str, ...] = TRANSFORMERS_TARGETS) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.targets = targets
+        leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+        self.targets = next((pair for pair in TRANSFORMERS_TARGETS if set(pair) <= leaves), ())
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         outputs = self.model(pixel_values=pixels)
@@ -113,6 +115,7 @@ class TransformersTail(nn.Module):
         return hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
 
     def target_modules(self) -> list[str]:
+        """The attention's query and value projections (the names depend on the model's family)."""
         return list(self.targets)
 
 
@@ -237,10 +240,15 @@ def _transformers_backbone(folder: Path, image_size: int | None) -> LoraBackbone
         mean, std = settings.get("image_mean", mean), settings.get("image_std", std)
     from fairderm._io import sha256_file
 
+    tail = TransformersTail(model)
+    if not tail.targets:
+        raise InputError("backbone has no attention query and value projections to adapt (looked for "
+                         f"{', '.join('/'.join(p) for p in TRANSFORMERS_TARGETS)})", source=str(folder),
+                         column="backbone")
     weights = next(folder / name for name in WEIGHT_FILES if (folder / name).is_file())
     spec = {"kind": "transformers", "name": str(folder), "image_size": size, "mean": mean, "std": std}
     identity = {"name": str(folder), "weights_sha256": sha256_file(weights), "model_type": model.config.model_type}
-    return LoraBackbone(spec, _PixelTrunk(mean, std), TransformersTail(model), identity)
+    return LoraBackbone(spec, _PixelTrunk(mean, std), tail, identity)
 
 
 def backbone_from_spec(spec: dict[str, Any]) -> LoraBackbone:
