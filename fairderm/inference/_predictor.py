@@ -196,7 +196,11 @@ def _resolve(name: str) -> BackendFactory:
         raise InputError(f"unknown backend {name!r} (available: {', '.join(available_backends())})")
     if isinstance(entry, str):
         module_name, function = entry.split(":")
-        entry = getattr(importlib.import_module(module_name), function)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InputError(f"backend {name!r} needs {module_name}, which cannot be imported: {exc}") from None
+        entry = getattr(module, function)
         _REGISTRY[name] = entry
     return entry
 
