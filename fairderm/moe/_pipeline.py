@@ -113,10 +113,9 @@ def train_router(
         (group DRO instead of constraints).
     epsilon
         Constraint slack, in rate units (0.02 = 2 points).
-    group_column
-        Manifest column with the groups (default: estimated tone group).
-    groups
-        Restrict the constraint groups to these values.
+    group_column, groups
+        Manifest column with the groups (default: estimated tone group);
+        the groups to constrain (default: all).
     label, positive_classes
         Label column; positive classes for a binary task.
     n_experts, top_k, tone_input
@@ -127,45 +126,29 @@ def train_router(
         under-represented group when training ``moe_parity`` and the sweep
         (:func:`~fairderm.moe._data.balanced_view_counts`; 0: none). Their
         features come from the cohort's images (cached like the plain ones).
-    sweep
-        Epsilons of the accuracy-versus-gap frontier.
-    seed
-        Seed of the split (when generated), training and bootstrap.
+    sweep, seed
+        Epsilons of the accuracy-versus-gap frontier; seed of the split
+        (when generated), training and bootstrap.
     n_boot, min_group_size, ci
         Bootstrap replicates, small-group rule and interval method of the
         evaluation.
-    cache_dir
-        Feature cache root (default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``).
-    features
-        Precomputed ``(n, d)`` features in manifest order (skips extraction).
+    cache_dir, features
+        Feature cache root (default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``);
+        precomputed ``(n, d)`` features in manifest order (skip extraction).
     train_config
         Overrides of :class:`~fairderm.moe.TrainConfig` fields
         (``max_epochs``, ``lr``, ``lora_rank``, ``image_size``, ...).
     stage, feature_progress
         Callbacks: a stage name as work starts; ``(done, total)`` during
         feature extraction.
-
-    Returns
-    -------
-    RouterRun
     """
     started = time.perf_counter()
     say = stage or (lambda _name: None)
     n_experts = n_experts if n_experts is not None else DEFAULT_EXPERTS.get(experts, 8)
+    _check_options(constraint, epsilon, sweep, n_experts, top_k, n_boot, views, experts, backbone)
     config = _training_config(experts, train_config, n_experts=n_experts, top_k=top_k, tone_input=tone_input,
                               seed=seed, epsilon=epsilon, constraint=constraint)
-    _check_options(constraint, epsilon, sweep, n_experts, top_k, n_boot, views, experts, backbone)
-    if not isinstance(cohort, Cohort):
-        cohort = load_cohort(cohort)
-    tone_frame = None
-    if tone is not None:
-        from fairderm.tone import read_tone
-
-        tone_frame = read_tone(tone, cohort)
-    lora = None
-    if experts == "lora":
-        say("loading the backbone")
-        lora = lora_backbone(backbone, tail_blocks=config.lora_tail_blocks, image_size=config.image_size)
+    cohort, tone_frame, lora = _load_inputs(cohort, tone, experts, backbone, config, say)
     features, backbone_identity = _pooled_features(cohort, lora, features, cache_dir, say, feature_progress)
 
     with one_thread():
@@ -188,10 +171,8 @@ def train_router(
                                   seed=seed, ci=ci, min_group_size=min_group_size)
     _complete_evaluation(evaluation, dataset, inputs, trained, frontier, views_record, epsilon)
     inputs_record = {
-        "cohort": str(cohort.root),
-        "manifest_sha256": cohort.manifest_sha256(),
-        "tone": None if tone is None else str(tone),
-        "tone_sha256": None if tone is None else sha256_file(tone),
+        "cohort": str(cohort.root), "manifest_sha256": cohort.manifest_sha256(),
+        "tone": None if tone is None else str(tone), "tone_sha256": None if tone is None else sha256_file(tone),
     }
     router_config = _router_config(dataset, trained, lora, config, experts=experts, constraint=constraint,
                                    epsilon=epsilon, tone_input=tone_input, backbone_identity=backbone_identity,
@@ -202,6 +183,25 @@ def train_router(
     _write_router_folder(Path(out), cohort, dataset, trained, evaluation, frontier, router_config)
     return RouterRun(out=Path(out), evaluation=evaluation, constraints=evaluation["constraints"]["records"],
                      frontier=frontier, seconds=round(time.perf_counter() - started, 1), notes=trained.notes)
+
+
+def _load_inputs(
+    cohort: Cohort | str | os.PathLike[str], tone: str | os.PathLike[str] | None, experts: str, backbone: str,
+    config: TrainConfig, say: StageCallback,
+) -> tuple[Cohort, pd.DataFrame | None, LoraBackbone | None]:
+    """The cohort, its tone table (or None) and, for LoRA experts, the backbone cut into trunk and tail."""
+    if not isinstance(cohort, Cohort):
+        cohort = load_cohort(cohort)
+    tone_frame = None
+    if tone is not None:
+        from fairderm.tone import read_tone
+
+        tone_frame = read_tone(tone, cohort)
+    lora = None
+    if experts == "lora":
+        say("loading the backbone")
+        lora = lora_backbone(backbone, tail_blocks=config.lora_tail_blocks, image_size=config.image_size)
+    return cohort, tone_frame, lora
 
 
 def _router_config(
@@ -236,17 +236,20 @@ def _training_config(
     experts: str, overrides: dict[str, Any] | None, *, n_experts: int, top_k: int, tone_input: bool, seed: int,
     epsilon: float, constraint: str,
 ) -> TrainConfig:
-    """The run's hyper-parameters: LoRA's CPU defaults under the caller's overrides under the arguments."""
+    """The run's hyper-parameters: LoRA's CPU defaults under the caller's overrides under the arguments.
+
+    Called after :func:`_check_options`; checks the LoRA settings (and that peft imports) before any work.
+    """
     overrides = dict(overrides or {})
     rank = overrides.get("lora_rank", 8)
+    if rank < 1 or experts == "lora":
+        check_lora_options(n_experts if experts == "lora" else 2, rank)
     if experts == "lora":
-        check_lora_options(n_experts, rank)
         require_peft()  # before any work: a missing extra fails at once
     base = LORA_TRAINING if experts == "lora" else {}
     settings = {
-        **base, **overrides, "n_experts": max(n_experts, 1), "top_k": max(top_k, 1), "tone_input": tone_input,
-        "seed": seed, "epsilon": max(epsilon, 0.0) if np.isfinite(epsilon) else 0.0,
-        "constraint": "eo" if constraint == "eo" else "loss",
+        **base, **overrides, "n_experts": n_experts, "top_k": top_k, "tone_input": tone_input, "seed": seed,
+        "epsilon": epsilon, "constraint": "eo" if constraint == "eo" else "loss",
     }
     return TrainConfig(**settings)
 
@@ -267,8 +270,9 @@ def _check_options(
     for value in sweep or []:
         if not np.isfinite(value) or value < 0:
             raise InputError(f"sweep values must be numbers >= 0, got {value}", column="sweep")
-    if experts < 1:
-        raise InputError(f"need at least one expert, got {experts}", column="n_experts")
+    if experts < (2 if expert_kind == "lora" else 1):
+        raise InputError(f"{expert_kind} experts need n_experts >= {2 if expert_kind == 'lora' else 1}, got {experts}",
+                         column="n_experts")
     if not 1 <= top_k <= experts:
         raise InputError(f"top_k must be between 1 and the number of experts ({experts}), got {top_k}",
                          column="top_k")
