@@ -45,6 +45,8 @@ Usage::
     python benchmarks/router_acceptance.py --learnability           # + how much of the gap is closable
     python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5   # effect vs noise
     python benchmarks/router_acceptance.py --work /tmp/acc --n-boot 2000 --json results.json
+    python benchmarks/router_acceptance.py --experts lora           # LoRA experts on the backbone's last block
+    python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5 --experts lora
 """
 
 from __future__ import annotations
@@ -59,15 +61,28 @@ from typing import Any
 import numpy as np
 
 from fairderm.cohort import load_cohort
+from fairderm.moe import pool_mitigation_reports
 from fairderm.moe import train_router as _train_router
 
-# set by main(): options every router run of this script gets (--views)
+# set by main(): options every router run of this script gets (--views, --experts)
 RUN_OPTIONS: dict[str, Any] = {}
 
 
 def train_router(cohort, out: Path, **options):
-    """fairderm.moe.train_router with this run's --views and the work folder's feature cache (views are cached)."""
-    return _train_router(cohort, out, cache_dir=RUN_OPTIONS["cache_dir"], views=RUN_OPTIONS["views"], **options)
+    """fairderm.moe.train_router with this run's --views and --experts and the work folder's feature cache.
+
+    Routers with LoRA experts go to ``<folder>-lora``, beside the frozen ones.
+    """
+    experts = RUN_OPTIONS["experts"]
+    if experts != "frozen":
+        out = out.with_name(f"{out.name}-{experts}")
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+    return _train_router(cohort, out, cache_dir=RUN_OPTIONS["cache_dir"], views=RUN_OPTIONS["views"],
+                         experts=experts, stage=lambda name: print(f"  [{time.strftime('%H:%M:%S')}] {name}",
+                                                                   flush=True), **options)
 
 TONE_WEIGHTS = (0.3, 0.3, 0.15, 0.15, 0.05, 0.05)
 SYNTH_WHITE = 0.65
@@ -160,7 +175,7 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
     measured = criteria(evaluation)
     print("criteria:", json.dumps({k: v for k, v in measured.items() if k != "gap_change"}, default=str))
     return {"title": title, "seconds": seconds, "criteria": measured, "methods": evaluation["methods"],
-            "constraints": evaluation["constraints"]["records"]}
+            "constraints": evaluation["constraints"]["records"], "mitigation": evaluation["mitigation"]}
 
 
 def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str,
@@ -255,6 +270,17 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
           f"accuracy change {summary['mean_accuracy_change']:+.3f}, worst-group accuracy change "
           f"{summary['mean_worst_group_accuracy_change']:+.3f}; "
           f"{summary['draws_meeting_all_criteria']} of {count} draws meet every criterion")
+    summary["pooled_mitigation"] = pooled = pool_mitigation_reports([r["mitigation"] for r in results])
+    print(f"pooled over the {count} draws (change vs ERM, mean [95% pooled interval]; ERM's worst and best groups):")
+    for method, record in pooled.items():
+        cells = "  ".join(
+            f"{part} {t['estimate']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+            if t["estimate"] is not None else f"{part} n/a"
+            for part, t in (("worst", record["worst_group_change"]), ("best", record["best_group_change"]),
+                            ("overall", record["overall_change"]))
+        )
+        flag = "  LEVELLED DOWN" if record["levelled_down"] else ""
+        print(f"  {method:<11} {cells}  (levelled down in {record['levelled_down_runs']} of {record['runs']}){flag}")
     return [*results, summary]
 
 
@@ -389,12 +415,15 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=7,
                         help="fairderm router train --views: most extra views per case of an under-represented "
                              "group for the constrained router (0: none, the ablation).")
+    parser.add_argument("--experts", default="frozen", choices=["frozen", "lora"],
+                        help="fairderm router train --experts: bottleneck experts on frozen features, or LoRA "
+                             "adapters on the backbone's last block (router folders get a -lora suffix).")
     parser.add_argument("--pad", action="store_true", help="Also run the PAD subset (both tasks).")
     parser.add_argument("--no-synthetic", action="store_true", help="Skip the synthetic run.")
     parser.add_argument("--json", type=Path, help="Write every result to this JSON file.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    RUN_OPTIONS.update(cache_dir=args.work / "cache", views=args.views)
+    RUN_OPTIONS.update(cache_dir=args.work / "cache", views=args.views, experts=args.experts)
     seeds = [int(s) for s in args.split_seeds.split(",") if s.strip()]
     results: list[dict[str, Any]] = []
     if not args.no_synthetic:

@@ -28,7 +28,6 @@ from typing import Any
 
 import pandas as pd
 
-from fairderm._extras import import_optional
 from fairderm._io import atomic_write_json, atomic_write_parquet, read_parquet_metadata, sha256_file
 from fairderm.audit import _evaluation
 from fairderm.audit._spec import LoadedSpec
@@ -139,9 +138,6 @@ def run_predictions(
     its training, unless the spec's options name a tone table.
     """
     from fairderm.inference import rows_sha256, run_inference
-
-    if loaded.spec.model.backend == "router":
-        import_optional("fairderm.moe", "backend 'router'")  # registers the 'router' backend
 
     model = loaded.spec.model
     options = dict(model.options)

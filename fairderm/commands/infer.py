@@ -78,17 +78,6 @@ def _check_numbers(flags: dict[str, tuple[float | None, float, bool]]) -> None:
             raise InputError(f"{flag} must be {relation} {bound:g}, not {value:g}")
 
 
-def _load_router_backend() -> None:
-    from fairderm._extras import import_optional
-
-    try:
-        import_optional("fairderm.moe", "backend 'router'")  # registers the `router` backend on import
-    except ImportError as exc:
-        raise InputError(
-            f"--backend router needs the MoE package fairderm.moe, which cannot be imported: {exc}"
-        ) from None
-
-
 def _selected_cases(cohort_dir: Path, expression: str | None) -> Any:
     """The cohort, restricted to the rows ``expression`` selects (parsed by fairderm, never evaluated as code)."""
     from fairderm.cohort import Cohort, load_cohort, parse_filter
@@ -222,8 +211,6 @@ def infer_command(
         option, endpoint=endpoint or None, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
         architecture=architecture, max_response_bytes=max_response_bytes, revision=model_revision, prompt=prompt,
     )
-    if backend == "router":
-        _load_router_backend()
     selected = _selected_cases(cohort, case_filter)
     where = engine_from_flags(engine, ray_address, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
     with progress_bar() as bar:

@@ -36,8 +36,12 @@ def train_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New router folder (weights, config, log, evaluation)."),
     backbone: str = typer.Option(
-        "efficientnet-lite0", "--backbone", help="efficientnet-lite0 (bundled, frozen, CPU), or a local transformers "
-        "vision model for LoRA experts (GPU and peft only)."
+        "efficientnet-lite0", "--backbone", help="efficientnet-lite0 (bundled), or the folder of a local "
+        "transformers vision model (with --experts lora; never downloaded, no remote code)."
+    ),
+    experts: str = typer.Option(
+        "frozen", "--experts", help="frozen: bottleneck experts on cached frozen features; lora: K LoRA adapters "
+        "(peft) on the backbone's last layers, trained end to end (needs fairderm[torch])."
     ),
     constraint: str = typer.Option(
         "loss", "--constraint", help="loss: group error parity (Lagrangian); eo: equalized odds (Lagrangian); "
@@ -60,7 +64,13 @@ def train_command(
     binary: bool = typer.Option(
         False, "--binary", help="Binary task with the cohort's positive classes (cohort.yaml)."
     ),
-    experts: int = typer.Option(8, "--experts", help="Number of bottleneck experts K."),
+    n_experts: int | None = typer.Option(
+        None, "--n-experts", help="Number of experts K (default 8 frozen, 4 LoRA; LoRA needs at least 2)."
+    ),
+    lora_rank: int = typer.Option(8, "--lora-rank", help="Rank r of each LoRA adapter (at least 1)."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="LoRA experts: input size in pixels (default: the backbone's own)."
+    ),
     top_k: int = typer.Option(2, "--top-k", help="Experts each case is routed to."),
     no_tone_input: bool = typer.Option(
         False, "--no-tone-input", help="Route on the image features alone (no tone probabilities)."
@@ -80,7 +90,9 @@ def train_command(
         "the gap (listed as unranked in evaluation.json and the verdict)."
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache root (default ~/.cache/fairderm)."),
-    max_epochs: int = typer.Option(200, "--max-epochs", help="Upper bound on training epochs per model."),
+    max_epochs: int | None = typer.Option(
+        None, "--max-epochs", help="Upper bound on training epochs per model (default 200 frozen, 20 LoRA)."
+    ),
     no_warm_start: bool = typer.Option(
         False, "--no-warm-start", help="Start the routers from random heads instead of the trained ERM head."
     ),
@@ -108,12 +120,15 @@ def train_command(
             bar.update(task, total=total, completed=done)  # the stage named which features
 
         run = train_router(
-            loaded, out, tone=tone, backbone=backbone, constraint=constraint, epsilon=epsilon,
+            loaded, out, tone=tone, backbone=backbone, experts=experts, constraint=constraint, epsilon=epsilon,
             group_column=group_column, groups=_comma_list(groups), label=label, positive_classes=positives,
-            experts=experts, top_k=top_k, tone_input=not no_tone_input, views=views,
+            n_experts=n_experts, top_k=top_k, tone_input=not no_tone_input, views=views,
             sweep=parse_float_list(sweep, option="--sweep"), seed=seed, n_boot=n_boot,
             min_group_size=min_group_size, cache_dir=cache_dir,
-            train_config={"max_epochs": max_epochs, "warm_start": not no_warm_start},
+            train_config={
+                **({"max_epochs": max_epochs} if max_epochs is not None else {}), "warm_start": not no_warm_start,
+                "lora_rank": lora_rank, **({"image_size": image_size} if image_size is not None else {}),
+            },
             stage=stage, feature_progress=features,
         )
     console.print(run.summary())

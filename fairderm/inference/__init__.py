@@ -20,17 +20,23 @@ ChatClient
 check_endpoints, ServedModel, EndpointWarning
     Ask every server what it serves before a run: leave out (with a
     warning) those that do not answer, refuse those serving another model.
-Predictor, PredictorOutput
-    The interface every backend implements.
+Predictor, PredictorOutput, reject_unknown_options
+    The interface every backend implements; a factory's check of its options.
 register_backend, load_predictor, available_backends
     The backend registry (``backbone``, ``hf``, ``torch``, ``openai``,
-    ``vllm``, ``file`` built in; ``router`` added by :mod:`fairderm.moe`).
+    ``vllm``, ``file`` and ``router`` (:mod:`fairderm.moe`), each imported
+    on first use).
 register_architecture, available_architectures, model_folder_file
     The architectures a torch ``model.json`` may name (a model folder never
     names code to import), and the check of a path a model folder's config names.
-extract_features, FeatureSet, Backbone, backbone_identity
+extract_features, FeatureSet, Backbone, backbone_identity, feature_identity
     The frozen ImageNet EfficientNet-Lite0 as a cached feature extractor
-    (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input).
+    (``BACKBONE_PREPROCESSING``, ``BACKBONE_INPUT_SIZE`` describe its input);
+    ``load_backbone`` and ``EfficientNetLite0`` give the network itself
+    (the router's LoRA experts adapt its last blocks; its input is
+    ``(rgb - BACKBONE_PIXEL_MEAN) / BACKBONE_PIXEL_STD``).
+fit_temperature, fit_group_temperatures, TemperatureFit
+    Temperature scaling on validation logits, overall and within groups.
 extract_view_features, dihedral_view, DIHEDRAL_VIEWS
     Cached features of turned and mirrored views of chosen images (the
     router's extra training views of under-represented groups).
@@ -60,11 +66,13 @@ from fairderm.inference._predictor import (
     available_backends,
     load_predictor,
     register_backend,
+    reject_unknown_options,
 )
 from fairderm.inference._prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from fairderm.inference._report import PARSER_VERSION, ParsedReport, ReportParts, parse_report, report_parts
 from fairderm.inference._run_records import InferenceRun, StratumProgress
 from fairderm.inference._runner import run_inference
+from fairderm.inference._temperature import TemperatureFit, fit_group_temperatures, fit_temperature
 
 # The names backed by torch (the ``torch`` extra), imported when first used so
 # that the file and openai backends run without torch.
@@ -83,6 +91,11 @@ _TORCH_NAMES: dict[str, tuple[str, str]] = {
     "extract_features": ("_backbone", "extract_features"),
     "extract_view_features": ("_backbone", "extract_view_features"),
     "resolve_feature_cache": ("_backbone", "resolve_feature_cache"),
+    "feature_identity": ("_backbone", "feature_identity"),
+    "EfficientNetLite0": ("_efficientnet", "EfficientNetLite0"),
+    "load_backbone": ("_efficientnet", "load_backbone"),
+    "BACKBONE_PIXEL_MEAN": ("_efficientnet", "PIXEL_MEAN"),
+    "BACKBONE_PIXEL_STD": ("_efficientnet", "PIXEL_STD"),
     "BACKBONE_NAME": ("_efficientnet", "BACKBONE_NAME"),
     "FEATURE_DIM": ("_efficientnet", "FEATURE_DIM"),
     "BACKBONE_INPUT_SIZE": ("_efficientnet", "INPUT_SIZE"),
@@ -104,6 +117,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BACKBONE_INPUT_SIZE",
     "BACKBONE_NAME",
+    "BACKBONE_PIXEL_MEAN",
+    "BACKBONE_PIXEL_STD",
     "BACKBONE_PREPROCESSING",
     "DEFAULT_PROMPT",
     "DIHEDRAL_VIEWS",
@@ -115,6 +130,7 @@ __all__ = [
     "CachedEmbedder",
     "CachedImage",
     "ChatClient",
+    "EfficientNetLite0",
     "EndpointWarning",
     "FeatureSet",
     "HeadTrainingResult",
@@ -125,6 +141,7 @@ __all__ = [
     "ReportParts",
     "ServedModel",
     "StratumProgress",
+    "TemperatureFit",
     "available_architectures",
     "available_backends",
     "backbone_identity",
@@ -132,6 +149,10 @@ __all__ = [
     "dihedral_view",
     "extract_features",
     "extract_view_features",
+    "feature_identity",
+    "fit_group_temperatures",
+    "fit_temperature",
+    "load_backbone",
     "load_head",
     "load_predictor",
     "map_classes",
@@ -140,6 +161,7 @@ __all__ = [
     "read_predictions",
     "register_architecture",
     "register_backend",
+    "reject_unknown_options",
     "report_parts",
     "resolve_feature_cache",
     "rows_sha256",

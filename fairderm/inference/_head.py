@@ -245,6 +245,44 @@ def _fit(
     return model, log, best_epoch, weights
 
 
+def _training_rows(
+    cohort: Cohort, label: str, train_filter: str | None, *, seed: int, val_fraction: float
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str, list[str], list[str]]:
+    """The labelled rows, their train and validation positions, the split's method, the classes, and
+    the classes seen only in validation (their rows left out)."""
+    manifest = cohort.manifest
+    if label not in manifest.columns:
+        raise InputError(
+            f"label column {label!r} not in the manifest",
+            source=str(cohort.manifest_path),
+            column=label,
+        )
+    selected = _select_rows(manifest, train_filter)
+    rows = manifest[selected & manifest[label].notna().to_numpy()].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"no rows with a value in column {label!r}", column=label)
+    train_pos, val_pos, split_method = _train_val_split(
+        rows, seed=seed, val_fraction=val_fraction, filtered=bool(train_filter)
+    )
+    targets = rows[label].astype(str).to_numpy()
+    present = set(targets[train_pos].tolist())
+    if label == "label":
+        classes = [c for c in cohort.spec.labels if c in present]
+    else:
+        classes = sorted(present)
+    if len(classes) < 2:
+        raise InputError(
+            f"the training rows hold fewer than two classes of {label!r}: {classes}", column=label
+        )
+    unseen = sorted(set(targets[val_pos].tolist()) - set(classes))
+    if unseen:
+        # A class present only in validation cannot be learnt; leave those rows out, say so in the log.
+        val_pos = val_pos[~np.isin(targets[val_pos], unseen)]
+    if len(val_pos) == 0:
+        raise InputError("the validation split is empty; give more patients or a different filter")
+    return rows, train_pos, val_pos, split_method, classes, unseen
+
+
 def train_head(
     cohort: Cohort | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -305,36 +343,10 @@ def train_head(
         cohort = load_cohort(cohort)
     if head not in ("linear", "mlp"):
         raise InputError(f"unknown head {head!r}; use 'linear' or 'mlp'", column="head")
-    manifest = cohort.manifest
-    if label not in manifest.columns:
-        raise InputError(
-            f"label column {label!r} not in the manifest",
-            source=str(cohort.manifest_path),
-            column=label,
-        )
-    selected = _select_rows(manifest, train_filter)
-    rows = manifest[selected & manifest[label].notna().to_numpy()].reset_index(drop=True)
-    if rows.empty:
-        raise InputError(f"no rows with a value in column {label!r}", column=label)
-    train_pos, val_pos, split_method = _train_val_split(
-        rows, seed=seed, val_fraction=val_fraction, filtered=bool(train_filter)
+    rows, train_pos, val_pos, split_method, classes, unseen = _training_rows(
+        cohort, label, train_filter, seed=seed, val_fraction=val_fraction
     )
     targets = rows[label].astype(str).to_numpy()
-    present = set(targets[train_pos].tolist())
-    if label == "label":
-        classes = [c for c in cohort.spec.labels if c in present]
-    else:
-        classes = sorted(present)
-    if len(classes) < 2:
-        raise InputError(
-            f"the training rows hold fewer than two classes of {label!r}: {classes}", column=label
-        )
-    unseen = sorted(set(targets[val_pos].tolist()) - set(classes))
-    if unseen:
-        # A class present only in validation cannot be learnt; leave those rows out, say so in the log.
-        val_pos = val_pos[~np.isin(targets[val_pos], unseen)]
-    if len(val_pos) == 0:
-        raise InputError("the validation split is empty; give more patients or a different filter")
 
     if features is None:
         features = extract_features(cohort, cache_dir=cache_dir, workers=workers, progress=progress)
@@ -371,15 +383,37 @@ def train_head(
             val_logits = model(matrix[val_pos]).numpy()
         calibration = fit_temperature(val_logits, y[val_pos].numpy())
         model.temperature.fill_(calibration.temperature)
+    config = _head_config(
+        cohort, features, rows, train_pos, val_pos, classes, unseen, targets, class_weights, log,
+        label=label, head=head, train_filter=train_filter, seed=seed, split_method=split_method, lr=lr,
+        weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+        best_epoch=best_epoch, val_logits=val_logits, y_val=y[val_pos].numpy(), calibration=calibration.to_dict(),
+    )
+    out = Path(out)
+    with atomic_output_dir(out) as staging:
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / HEAD_WEIGHTS)
+        )
+        atomic_write_json(staging / HEAD_CONFIG, config)
+    return HeadTrainingResult(out, config)
+
+
+def _head_config(
+    cohort: Cohort, features: FeatureSet, rows: pd.DataFrame, train_pos: np.ndarray, val_pos: np.ndarray,
+    classes: list[str], unseen: list[str], targets: np.ndarray, class_weights: torch.Tensor,
+    log: list[dict[str, float]], *, label: str, head: HeadKind, train_filter: str | None, seed: int,
+    split_method: str, lr: float, weight_decay: float, batch_size: int, max_epochs: int, patience: int,
+    best_epoch: int, val_logits: np.ndarray, y_val: np.ndarray, calibration: dict[str, Any],
+) -> dict[str, Any]:
+    """The head folder's ``head.json``: classes, backbone, split, training record and calibration."""
     val_pred = val_logits.argmax(1)
-    y_val = y[val_pos].numpy()
     patients_both = 0
     if "patient_id" in rows.columns:
         patients_both = len(
             set(rows["patient_id"].iloc[train_pos].dropna())
             & set(rows["patient_id"].iloc[val_pos].dropna())
         )
-    config = {
+    return {
         "format": HEAD_FORMAT,
         "classes": classes,
         "label_column": label,
@@ -392,7 +426,7 @@ def train_head(
         "cohort": {
             "name": cohort.spec.name,
             "manifest_sha256": cohort.manifest_sha256(),
-            "n_rows": len(manifest),
+            "n_rows": len(cohort.manifest),
         },
         "training": {
             "split_method": split_method,
@@ -417,16 +451,9 @@ def train_head(
             "val_balanced_accuracy": _balanced_accuracy(y_val, val_pred, len(classes)),
             "log": log,
         },
-        "calibration": calibration.to_dict(),
+        "calibration": calibration,
         "environment": environment_info(),
     }
-    out = Path(out)
-    with atomic_output_dir(out) as staging:
-        save_file(
-            {k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / HEAD_WEIGHTS)
-        )
-        atomic_write_json(staging / HEAD_CONFIG, config)
-    return HeadTrainingResult(out, config)
 
 
 def load_head(path: str | os.PathLike[str]) -> tuple[ClassifierHead, dict[str, Any]]:

@@ -3,9 +3,9 @@
 A backend is a factory ``factory(model, **options) -> Predictor`` registered
 under a name. Built-in backends are registered here by name and imported
 only when used (so that ``transformers`` or ``vllm`` load only for the runs
-that need them); other packages add their own with :func:`register_backend`
-(``fairderm.moe`` registers ``router`` when it is imported), so this layer
-never imports a higher one.
+that need them); ``router`` is such an entry naming :mod:`fairderm.moe`'s
+factory as text, so this layer never imports a higher one, and other packages
+add their own with :func:`register_backend`.
 """
 
 from __future__ import annotations
@@ -169,9 +169,10 @@ _BUILTINS: dict[str, str] = {
     "openai": "fairderm.inference._openai:openai_predictor",
     "vllm": "fairderm.inference._vllm:vllm_predictor",
     "file": "fairderm.inference._file:file_predictor",
+    # a higher layer's backend, named here as text and imported only when a run asks for it
+    "router": "fairderm.moe:router_predictor",
 }
 _REGISTRY: dict[str, BackendFactory | str] = dict(_BUILTINS)
-_HINTS = {"router": "it is registered by the MoE package: import fairderm.moe first"}
 
 
 def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> None:
@@ -204,13 +205,14 @@ def available_backends() -> list[str]:
 def _resolve(name: str) -> BackendFactory:
     entry = _REGISTRY.get(name)
     if entry is None:
-        hint = f"; {_HINTS[name]}" if name in _HINTS else ""
-        raise InputError(
-            f"unknown backend {name!r} (available: {', '.join(available_backends())}){hint}"
-        )
+        raise InputError(f"unknown backend {name!r} (available: {', '.join(available_backends())})")
     if isinstance(entry, str):
         module_name, function = entry.split(":")
-        entry = getattr(import_optional(module_name, f"backend {name!r}"), function)
+        try:
+            module = import_optional(module_name, f"backend {name!r}")
+        except ImportError as exc:  # not a missing extra (that is a MissingExtraError naming it)
+            raise InputError(f"backend {name!r} needs {module_name}, which cannot be imported: {exc}") from None
+        entry = getattr(module, function)
         _REGISTRY[name] = entry
     return entry
 

@@ -110,7 +110,7 @@ def run_inference(
         ``<out>.shards/``.
     backend
         Registered backend name (``backbone``, ``hf``, ``torch``, ``openai``,
-        ``vllm``, ``file``, ``router`` once ``fairderm.moe`` is imported) or a
+        ``vllm``, ``file``, ``router``) or a
         ready :class:`Predictor`.
     model
         Model path or name for the backend.

@@ -54,10 +54,24 @@ class BaselineResult:
     notes
         Per-class fallbacks (a class fairlearn could not fit keeps the
         ERM head's score), in words.
+    fallback_classes
+        Class index -> why that class kept the ERM head's score.
+    n_classes
+        One-vs-rest fits attempted (1 for a binary task).
     """
 
     probs: np.ndarray
     notes: list[str] = field(default_factory=list)
+    fallback_classes: dict[int, str] = field(default_factory=dict)
+    n_classes: int = 0
+
+    def to_dict(self, class_names: list[str]) -> dict[str, object]:
+        """JSON record: fits attempted, and the classes that fell back to ERM with the reason."""
+        return {
+            "fits": self.n_classes,
+            "failed": len(self.fallback_classes),
+            "fallback_classes": {class_names[k]: reason for k, reason in self.fallback_classes.items()},
+        }
 
 
 def _columns(n_classes: int) -> list[int]:
@@ -124,10 +138,12 @@ def exponentiated_gradient(
     x_train, x_eval = projection.transform(x_train), projection.transform(x_eval)
     scores = np.zeros((len(x_eval), len(_columns(n_classes))))
     notes: list[str] = []
+    failed: dict[int, str] = {}
     for slot, cls in enumerate(_columns(n_classes)):
         target = (y_train == cls).astype(int)
         if target.min() == target.max():
             scores[:, slot] = fallback[:, cls]
+            failed[cls] = "one outcome only in training"
             notes.append(f"class {cls}: one outcome only in training; ERM score kept")
             continue
         moment = (
@@ -145,7 +161,7 @@ def exponentiated_gradient(
             if weight > 0:
                 scores[:, slot] += weight * predictor.predict_proba(x_eval)[:, 1]
         scores[:, slot] /= max(weights.sum(), 1e-12)
-    return BaselineResult(_assemble(scores, n_classes, fallback), notes)
+    return BaselineResult(_assemble(scores, n_classes, fallback), notes, failed, len(_columns(n_classes)))
 
 
 class _FixedScores(BaseEstimator, ClassifierMixin):
@@ -199,6 +215,7 @@ def threshold_optimizer(
 
     scores = np.zeros((len(erm_eval_probs), len(_columns(n_classes))))
     notes: list[str] = []
+    failed: dict[int, str] = {}
     for slot, cls in enumerate(_columns(n_classes)):
         target = (y_fit == cls).astype(int)
         stacked = np.concatenate([erm_fit_probs[:, cls], erm_eval_probs[:, cls]])
@@ -222,5 +239,6 @@ def threshold_optimizer(
             scores[:, slot] = pmf[:, 1]
         except (ValueError, KeyError) as exc:  # a group with one outcome, or unseen in the fit data
             scores[:, slot] = erm_eval_probs[:, cls]
+            failed[cls] = f"ThresholdOptimizer failed: {str(exc).splitlines()[0]}"
             notes.append(f"class {cls}: ThresholdOptimizer failed ({str(exc).splitlines()[0]}); ERM score kept")
-    return BaselineResult(_assemble(scores, n_classes, erm_eval_probs), notes)
+    return BaselineResult(_assemble(scores, n_classes, erm_eval_probs), notes, failed, len(_columns(n_classes)))

@@ -7,6 +7,7 @@ at least two and each must have training cases.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fairderm.cohort import FITZPATRICK_GROUPS, Cohort, fitzpatrick_to_group
 from fairderm.errors import InputError
-from fairderm.tone._uncertainty import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
+from fairderm.tone import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 TONE_GROUP_SOURCE = "fitzpatrick_est"
@@ -56,7 +57,11 @@ class RouterDataset:
     label_column
         Manifest column holding the labels.
     split_source
-        ``manifest`` or ``generated`` (patient-grouped, stratified).
+        ``manifest``, ``manifest+val`` (the manifest's train and test, a
+        validation split carved out of its train) or ``generated``
+        (patient-grouped, stratified).
+    split_note
+        What was done to the manifest's split, in words (empty if nothing).
     excluded
         Rows left out and why (``reason -> count``), and rows outside the
         constraint groups.
@@ -81,6 +86,7 @@ class RouterDataset:
     split_source: str
     excluded: dict[str, Any] = field(default_factory=dict)
     tone_cut_points: tuple[float, ...] = DEFAULT_ITA_CUT_POINTS
+    split_note: str = ""
 
     def subset(self, split: str) -> np.ndarray:
         """Boolean mask of one split's rows."""
@@ -122,20 +128,25 @@ def check_tone_matches(tone: pd.DataFrame, cohort: Cohort, *, source: str) -> pd
 
 
 def make_split(
-    labels: np.ndarray, groups: np.ndarray, clusters: np.ndarray, *, seed: int
+    labels: np.ndarray, groups: np.ndarray, clusters: np.ndarray, *, seed: int, n_splits: int = 5
 ) -> np.ndarray:
-    """A patient-grouped ~60/20/20 train/val/test split, stratified by label and group.
+    """A patient-grouped train/val/test split (~60/20/20 with five folds), stratified by label and group.
 
-    Five stratified group folds (scikit-learn's ``StratifiedGroupKFold`` on the
-    label-and-group cell): three form train, one val, one test.
+    ``n_splits`` stratified group folds (scikit-learn's ``StratifiedGroupKFold``
+    on the label-and-group cell): the last is test, with five folds the one
+    before it val, the others train. A stratum with fewer cases than folds
+    is spread as well as it can be (scikit-learn's warning about it is
+    silenced: the split's group counts are in ``evaluation.json``).
     """
     strata = pd.Series(labels).astype(str) + "|" + pd.Series(groups).astype(str)
-    n_splits = 5
     folds = np.zeros(len(labels), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), strata, clusters)):
-        folds[held] = fold
-    return np.where(folds == 3, "val", np.where(folds == 4, "test", "train"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), strata, clusters)):
+            folds[held] = fold
+    val = n_splits - 2 if n_splits == 5 else -1
+    return np.where(folds == val, "val", np.where(folds == n_splits - 1, "test", "train"))
 
 
 def prepare_dataset(
@@ -200,63 +211,10 @@ def prepare_dataset(
     excluded["no_features"] = int((keep & ~finite).sum())
     keep &= finite
 
-    if positive_classes:
-        known = set(labels.dropna().unique())
-        unknown = [c for c in positive_classes if c not in known]
-        if unknown:
-            raise InputError(
-                f"positive class {unknown[0]!r} is not a value of {label_column!r} "
-                f"(values: {sorted(known)})",
-                column="--positive-classes",
-            )
-        classes = ["negative", "positive"]
-        y_all = labels.isin(positive_classes).astype(int).to_numpy()
-        task = "binary"
-    else:
-        classes = _ordered_labels(labels[keep], cohort.spec.labels)
-        y_all = labels.map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int).to_numpy()
-        task = "multiclass"
-
-    if group_column is None:
-        if tone is None:
-            raise InputError("groups come from the tone file by default: give --tone or --group-column")
-        raw_groups = fitzpatrick_to_group(pd.to_numeric(tone["fitzpatrick_est"], errors="coerce").astype("Int8"))
-        group_source = TONE_GROUP_SOURCE
-    else:
-        if group_column not in manifest.columns:
-            raise InputError(f"no column {group_column!r} in the manifest", column=group_column)
-        raw_groups = manifest[group_column].astype("string")
-        group_source = group_column
-    raw_groups = raw_groups.astype("string").reset_index(drop=True)
-    if group_values:
-        absent = [g for g in group_values if g not in set(raw_groups.dropna())]
-        if absent:
-            raise InputError(
-                f"group {absent[0]!r} does not occur in {group_source!r}", column="--groups"
-            )
-        raw_groups = raw_groups.where(raw_groups.isin(group_values))
-    present = raw_groups[keep].dropna().unique().tolist()
-    group_names = [g for g in FITZPATRICK_GROUPS if g in present] + sorted(
-        g for g in present if g not in FITZPATRICK_GROUPS
-    )
-    if len(group_names) < 2:
-        only = f"only {group_names[0]!r}" if group_names else "no group at all"
-        raise InputError(
-            f"parity constraints need at least two groups, {group_source!r} gives {only}",
-            column=group_column or TONE_GROUP_SOURCE,
-        )
-    group_index = raw_groups.map({g: i for i, g in enumerate(group_names)}).fillna(-1).astype(int).to_numpy()
-
+    classes, y_all, task = _labels(labels, keep, label_column, positive_classes, cohort.spec.labels)
+    group_names, group_index, group_source = _groups(manifest, tone, keep, group_column, group_values)
     cluster_all = manifest["patient_id"].astype("string").to_numpy() if "patient_id" in manifest.columns else None
-    if "split" in manifest.columns and manifest.loc[keep, "split"].notna().all():
-        split_all = manifest["split"].astype("string").to_numpy(dtype=object)
-        split_source = "manifest"
-    else:
-        clusters = cluster_all if cluster_all is not None else manifest["image_id"].astype(str).to_numpy()
-        clusters = np.where(pd.isna(clusters), manifest["image_id"].astype(str).to_numpy(), clusters)
-        split_all = np.full(len(manifest), "", dtype=object)
-        split_all[keep] = make_split(y_all[keep], group_index[keep], clusters[keep], seed=seed)
-        split_source = "generated"
+    split_all, split_source, split_note = _split(manifest, keep, y_all, group_index, cluster_all, seed=seed)
 
     split = split_all[keep].astype(str)
     groups = group_index[keep]
@@ -289,9 +247,106 @@ def prepare_dataset(
         positive_classes=list(positive_classes or []),
         label_column=label_column,
         split_source=split_source,
+        split_note=split_note,
         excluded=excluded,
         tone_cut_points=cut_points,
     )
+
+
+def _labels(
+    labels: pd.Series, keep: np.ndarray, label_column: str, positive_classes: list[str] | None,
+    spec_labels: list[str],
+) -> tuple[list[str], np.ndarray, str]:
+    """Class names, class index per manifest row (-1: none) and the task."""
+    if positive_classes:
+        known = set(labels.dropna().unique())
+        unknown = [c for c in positive_classes if c not in known]
+        if unknown:
+            raise InputError(
+                f"positive class {unknown[0]!r} is not a value of {label_column!r} "
+                f"(values: {sorted(known)})",
+                column="--positive-classes",
+            )
+        classes = ["negative", "positive"]
+        y_all = labels.isin(positive_classes).astype(int).to_numpy()
+        task = "binary"
+    else:
+        classes = _ordered_labels(labels[keep], spec_labels)
+        y_all = labels.map({c: i for i, c in enumerate(classes)}).fillna(-1).astype(int).to_numpy()
+        task = "multiclass"
+    return classes, y_all, task
+
+
+def _groups(
+    manifest: pd.DataFrame, tone: pd.DataFrame | None, keep: np.ndarray, group_column: str | None,
+    group_values: list[str] | None,
+) -> tuple[list[str], np.ndarray, str]:
+    """Constraint groups (at least two), group index per manifest row (-1: none) and their source."""
+    if group_column is None:
+        if tone is None:
+            raise InputError("groups come from the tone file by default: give --tone or --group-column")
+        raw_groups = fitzpatrick_to_group(pd.to_numeric(tone["fitzpatrick_est"], errors="coerce").astype("Int8"))
+        group_source = TONE_GROUP_SOURCE
+    else:
+        if group_column not in manifest.columns:
+            raise InputError(f"no column {group_column!r} in the manifest", column=group_column)
+        raw_groups = manifest[group_column].astype("string")
+        group_source = group_column
+    raw_groups = raw_groups.astype("string").reset_index(drop=True)
+    if group_values:
+        absent = [g for g in group_values if g not in set(raw_groups.dropna())]
+        if absent:
+            raise InputError(
+                f"group {absent[0]!r} does not occur in {group_source!r}", column="--groups"
+            )
+        raw_groups = raw_groups.where(raw_groups.isin(group_values))
+    present = raw_groups[keep].dropna().unique().tolist()
+    group_names = [g for g in FITZPATRICK_GROUPS if g in present] + sorted(
+        g for g in present if g not in FITZPATRICK_GROUPS
+    )
+    if len(group_names) < 2:
+        only = f"only {group_names[0]!r}" if group_names else "no group at all"
+        raise InputError(
+            f"parity constraints need at least two groups, {group_source!r} gives {only}",
+            column=group_column or TONE_GROUP_SOURCE,
+        )
+    group_index = raw_groups.map({g: i for i, g in enumerate(group_names)}).fillna(-1).astype(int).to_numpy()
+    return group_names, group_index, group_source
+
+
+def _split(
+    manifest: pd.DataFrame, keep: np.ndarray, y_all: np.ndarray, group_index: np.ndarray,
+    cluster_all: np.ndarray | None, *, seed: int,
+) -> tuple[np.ndarray, str, str]:
+    """Split per manifest row, its source, and a note when the manifest's split was completed.
+
+    A manifest split with train and test but no val keeps its test split and
+    gives a quarter of its training patients (stratified like
+    :func:`make_split`) to validation, which early stopping, the multipliers
+    and ThresholdOptimizer need; other values than train/val/test are refused.
+    """
+    clusters = cluster_all if cluster_all is not None else manifest["image_id"].astype(str).to_numpy()
+    clusters = np.where(pd.isna(clusters), manifest["image_id"].astype(str).to_numpy(), clusters)
+    if "split" in manifest.columns and manifest.loc[keep, "split"].notna().all():
+        split_all = manifest["split"].astype("string").to_numpy(dtype=object)
+        unknown = sorted(set(split_all[keep]) - set(SPLITS))
+        if unknown:
+            raise InputError(f"split values must be train, val or test, found {unknown[0]!r}", column="split")
+        present = set(split_all[keep])
+        if "val" in present or not {"train", "test"} <= present:
+            return split_all, "manifest", ""
+        train = keep & (split_all == "train")
+        carved = make_split(y_all[train], group_index[train], clusters[train], seed=seed, n_splits=4)
+        split_all = split_all.copy()
+        split_all[np.flatnonzero(train)] = np.where(carved == "test", "val", "train")
+        n_val = int(np.sum(split_all[keep] == "val"))
+        return split_all, "manifest+val", (
+            f"the manifest's split has no val: {n_val} cases (a quarter of the training patients) became "
+            "the validation split; test is unchanged"
+        )
+    split_all = np.full(len(manifest), "", dtype=object)
+    split_all[keep] = make_split(y_all[keep], group_index[keep], clusters[keep], seed=seed)
+    return split_all, "generated", ""
 
 
 def _ordered_labels(labels: pd.Series, spec_labels: list[str]) -> list[str]:

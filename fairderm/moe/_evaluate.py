@@ -68,6 +68,22 @@ def method_summary(
     }
 
 
+def paired_changes(differences: pd.DataFrame, attribute: str) -> dict[str, Any]:
+    """Accuracy minus ERM's, overall and per group, with paired-bootstrap intervals (same replicates)."""
+    rows = differences[differences["metric"] == "accuracy"]
+    prefix = f"{attribute}="
+    overall = _one(rows[rows["group"] == "all"])
+    groups = {
+        row["group"][len(prefix):]: _triple(row["difference"], row["ci_low"], row["ci_high"])
+        for _, row in rows[rows["group"].str.startswith(prefix)].iterrows()
+    }
+    return {
+        "overall": _triple(None, None, None) if overall is None
+        else _triple(overall["difference"], overall["ci_low"], overall["ci_high"]),
+        "groups": groups,
+    }
+
+
 def evaluate_methods(
     dataset: RouterDataset,
     probs: dict[str, np.ndarray],
@@ -134,6 +150,7 @@ def evaluate_methods(
             else _triple(gap_row["difference"], gap_row["ci_low"], gap_row["ci_high"])
         )
         methods[name] = method_summary(comparison.result_a, attribute, gap_difference)
+        methods[name]["vs_erm"] = paired_changes(comparison.differences, attribute)
     reference_groups = methods[REFERENCE]["groups"]
     return {
         "methods": methods,
@@ -156,6 +173,7 @@ def evaluate_methods(
                 g: v["n"] for g, v in reference_groups.items() if v["flag"] != "ok" and g in dataset.group_names
             },
             "gap_diff_vs_erm": "method gap minus ERM gap, paired bootstrap (same replicates)",
+            "vs_erm": "method accuracy minus ERM accuracy, overall and per group, paired bootstrap",
         },
     }
 

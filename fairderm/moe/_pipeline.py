@@ -1,10 +1,12 @@
 """``fairderm router train``: features -> router and baselines -> evaluation -> router folder.
 
-Every method sees the same backbone features and the same patient-grouped
+Every method sees the same backbone and the same patient-grouped
 train/validation/test split; the validation split drives early stopping (all
 torch methods), the multipliers (``moe_parity`` with ``constraint_data="val"``)
 and ThresholdOptimizer's fit; the test split is touched only by the final
-evaluation.
+evaluation. The routers' experts are bottleneck layers on the frozen pooled
+features (``experts="frozen"``) or LoRA adapters on the backbone's last
+layers (``experts="lora"``, :mod:`fairderm.moe._lora`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,238 +31,36 @@ from fairderm._io import (
     environment_info,
     json_safe,
     sha256_file,
-    to_json_text,
 )
 from fairderm._threads import one_thread
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
-from fairderm.inference._backbone import DIHEDRAL_VIEWS
-from fairderm.inference._temperature import fit_group_temperatures, fit_temperature
-from fairderm.moe._baselines import exponentiated_gradient, threshold_optimizer
-from fairderm.moe._constraints import ConstraintSet
+from fairderm.inference import BACKBONE_NAME, DIHEDRAL_VIEWS, Backbone, dihedral_view
 from fairderm.moe._data import RouterDataset, balanced_view_counts, prepare_dataset
-from fairderm.moe._evaluate import evaluate_methods, point_accuracy
-from fairderm.moe._frontier import FRONTIER_COLUMNS, frontier_figure_html, frontier_row
-from fairderm.moe._store import (
-    ROUTER_CONFIG,
-    ROUTER_FORMAT,
-    ROUTER_WEIGHTS,
-    architecture_of,
-    save_weights,
+from fairderm.moe._evaluate import evaluate_methods
+from fairderm.moe._frontier import frontier_figure_html
+from fairderm.moe._lora import (
+    EXPERT_KINDS,
+    LoraBackbone,
+    LoraExpertMixture,
+    check_lora_options,
+    lora_backbone,
+    require_peft,
 )
-from fairderm.moe._train import FitResult, SplitArrays, TrainConfig, fit, predict_logits
-from fairderm.tone._uncertainty import FITZPATRICK_TYPE_NAMES
+from fairderm.moe._methods import METHODS, TORCH_METHODS, MethodInputs, TrainedMethods, train_methods
+from fairderm.moe._methods import frontier as build_frontier
+from fairderm.moe._report import RouterRun, constraint_report, mitigation_report, verdict
+from fairderm.moe._store import ROUTER_CONFIG, ROUTER_FORMAT, save_router_model, stored_architecture
+from fairderm.moe._train import SplitArrays, TrainConfig
 
-DEFAULT_BACKBONE = "efficientnet-lite0"
+DEFAULT_BACKBONE = BACKBONE_NAME
 CONSTRAINTS: tuple[str, ...] = ("loss", "eo", "dro")
-METHODS: tuple[str, ...] = ("erm", "moe", "moe_parity", "expgrad", "threshold", "reweight")
-TORCH_METHODS: tuple[str, ...] = ("erm", "moe", "reweight")
+DEFAULT_EXPERTS = {"frozen": 8, "lora": 4}
+# LoRA experts run the backbone's tail per case and epoch: fewer, smaller-batch epochs on CPU
+LORA_TRAINING: dict[str, Any] = {"max_epochs": 20, "patience": 5, "batch_size": 256}
 
 StageCallback = Callable[[str], None]
 FeatureProgress = Callable[[int, int], None]
-
-
-@dataclass
-class RouterRun:
-    """The outcome of :func:`train_router`.
-
-    Attributes
-    ----------
-    out
-        The router folder.
-    evaluation
-        Contents of ``evaluation.json``.
-    constraints
-        Constraint satisfaction of ``moe_parity`` on validation (one record
-        per constraint: group, value, epsilon, multiplier, satisfied, n) and
-        the same constraint measured on test.
-    frontier
-        The epsilon sweep and the baselines (columns :data:`FRONTIER_COLUMNS`).
-    seconds
-        Wall time, feature extraction included.
-    """
-
-    out: Path
-    evaluation: dict[str, Any]
-    constraints: list[dict[str, Any]]
-    frontier: pd.DataFrame
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per method and group (``all`` for overall, ``gap``, ``gap_diff_vs_erm``)."""
-        rows = []
-        for method, record in self.evaluation["methods"].items():
-            rows.append({"method": method, "group": "all", **record["accuracy"]})
-            for group, values in record["groups"].items():
-                interval = {k: values[k] for k in ("estimate", "ci_low", "ci_high")}
-                rows.append({"method": method, "group": group, **interval})
-            rows.append({"method": method, "group": "gap", **record["gap"]})
-            rows.append({"method": method, "group": "gap_diff_vs_erm", **record["gap_diff_vs_erm"]})
-        return pd.DataFrame(rows, columns=["method", "group", "estimate", "ci_low", "ci_high"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "evaluation": self.evaluation,
-            "constraints": self.constraints,
-            "frontier": self.frontier.to_dict(orient="records"),
-            "seconds": self.seconds,
-            "notes": self.notes,
-        }
-
-    def to_json(self) -> str:
-        return to_json_text(self.to_dict())
-
-    def summary(self) -> str:
-        """A plain-text table of accuracy, gap and gap change vs ERM per method."""
-
-        def fmt(t: dict[str, Any]) -> str:
-            if t["estimate"] is None:
-                return "n/a"
-            low = "?" if t["ci_low"] is None else f"{t['ci_low']:.3f}"
-            high = "?" if t["ci_high"] is None else f"{t['ci_high']:.3f}"
-            return f"{t['estimate']:.3f} [{low}, {high}]"
-
-        config = self.evaluation["config"]
-        lines = [
-            f"Router run in {self.out} ({self.seconds:.0f} s); held-out split: {config['n_cases']} cases, "
-            f"groups from {config['group_attribute']}, {config['ci']} intervals, B={config['n_boot']}",
-            f"{'method':<11} {'accuracy':<24} {'gap (best - worst)':<24} {'gap - ERM gap (paired)':<24}",
-        ]
-        for method, record in self.evaluation["methods"].items():
-            lines.append(
-                f"{method:<11} {fmt(record['accuracy']):<24} {fmt(record['gap']):<24} "
-                f"{fmt(record['gap_diff_vs_erm']):<24}"
-            )
-        lines.append(self.evaluation.get("verdict", ""))
-        return "\n".join(lines)
-
-
-def _check_options(
-    constraint: str, epsilon: float, sweep: list[float] | None, experts: int, top_k: int, n_boot: int, views: int
-) -> None:
-    if constraint not in CONSTRAINTS:
-        raise InputError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}", column="--constraint")
-    if not np.isfinite(epsilon) or epsilon < 0:
-        raise InputError(f"epsilon must be a number >= 0, got {epsilon}", column="--epsilon")
-    for value in sweep or []:
-        if not np.isfinite(value) or value < 0:
-            raise InputError(f"sweep values must be numbers >= 0, got {value}", column="--sweep")
-    if experts < 1:
-        raise InputError(f"need at least one expert, got {experts}", column="--experts")
-    if not 1 <= top_k <= experts:
-        raise InputError(f"top-k must be between 1 and the number of experts ({experts}), got {top_k}",
-                         column="--top-k")
-    if n_boot < 1:
-        raise InputError(f"n-boot must be at least 1, got {n_boot}", column="--n-boot")
-    if not 0 <= views <= len(DIHEDRAL_VIEWS):
-        raise InputError(f"views must be between 0 and {len(DIHEDRAL_VIEWS)}, got {views}", column="--views")
-
-
-def _split_arrays(dataset: RouterDataset, split: str) -> SplitArrays:
-    rows = dataset.subset(split)
-    return SplitArrays.from_numpy(dataset.features[rows], dataset.tone[rows], dataset.y[rows], dataset.groups[rows])
-
-
-def _calibrate(model: torch.nn.Module, val: SplitArrays) -> dict[str, Any]:
-    """Fit the model's temperature on the validation split and set it (models without one: untouched).
-
-    Selection and constraints have already used the uncalibrated logits;
-    the temperature changes no arg-max, only how sure the probabilities are.
-    """
-    if not isinstance(getattr(model, "temperature", None), torch.Tensor):
-        return {"method": "none", "temperature": 1.0}
-    model.temperature.fill_(1.0)
-    tone_aware = isinstance(getattr(model, "tone_log_temperature", None), torch.Tensor)
-    if tone_aware:
-        model.tone_log_temperature.zero_()
-    logits = predict_logits(model, val.features, val.tone).double().numpy()
-    fitted = fit_temperature(logits, val.y.numpy())
-    model.temperature.fill_(fitted.temperature)
-    record: dict[str, Any] = fitted.to_dict()
-    if tone_aware:
-        # the router sees tone, so it can also be calibrated within tone groups
-        # (Pleiss et al. 2017): a factor per Fitzpatrick type, shrunk to 1
-        per_type = fit_group_temperatures(logits / fitted.temperature, val.y.numpy(), val.tone.double().numpy())
-        model.tone_log_temperature.copy_(torch.as_tensor(per_type.log_adjustment, dtype=torch.float32))
-        record["within_tone"] = per_type.to_dict(list(FITZPATRICK_TYPE_NAMES))
-    return record
-
-
-def _probs(model: torch.nn.Module, arrays: SplitArrays) -> np.ndarray:
-    return torch.softmax(predict_logits(model, arrays.features, arrays.tone), dim=-1).double().numpy()
-
-
-def _constraint_report(
-    result: FitResult,
-    constraints: ConstraintSet,
-    objective: str,
-    epsilon: float,
-    val: SplitArrays,
-    test: SplitArrays,
-) -> list[dict[str, Any]]:
-    """Per-constraint value on validation (and test), epsilon, multiplier, satisfied.
-
-    ``multiplier`` is the selected epoch's (0 when early stopping kept the
-    warm start), ``multiplier_final`` the last step's.
-    """
-    val_values = constraints.exact(predict_logits(result.model, val.features, val.tone), val.y, val.groups)
-    test_values = constraints.exact(predict_logits(result.model, test.features, test.tone), test.y, test.groups)
-    multipliers = dict(zip(result.constraint_names, result.multipliers.tolist(), strict=True))
-    final = dict(zip(result.constraint_names, result.final_multipliers.tolist(), strict=True))
-    report = []
-    for index, (name, group) in enumerate(zip(constraints.names, constraints.groups_of, strict=True)):
-        group_index = constraints.group_names.index(group)
-        value = float(val_values[index])
-        report.append(
-            {
-                "constraint": name,
-                "group": group,
-                "value": None if np.isnan(value) else value,
-                "epsilon": epsilon,
-                "multiplier": multipliers.get(name if objective == "lagrangian" else group),
-                "multiplier_final": final.get(name if objective == "lagrangian" else group),
-                "selected_epoch": result.best_epoch,
-                "multiplier_kind": "lagrange" if objective == "lagrangian" else "group_dro_weight",
-                "satisfied": None if np.isnan(value) else bool(value <= epsilon + 1e-12),
-                "n_val": int((val.groups == group_index).sum()),
-                "test_value": None if np.isnan(float(test_values[index])) else float(test_values[index]),
-                "n_test": int((test.groups == group_index).sum()),
-            }
-        )
-    return report
-
-
-def _verdict(evaluation: dict[str, Any]) -> str:
-    """The headline in words: did the constrained router change the gap, at what cost."""
-    erm, parity = evaluation["methods"]["erm"], evaluation["methods"]["moe_parity"]
-    diff, gap_erm = parity["gap_diff_vs_erm"], erm["gap"]["estimate"]
-    unranked = evaluation["config"].get("unranked_groups") or {}
-    caveat = (
-        " Not in the gap (fewer than min_group_size held-out cases): "
-        + ", ".join(f"{g} (n={n})" for g, n in unranked.items())
-        + "."
-        if unranked
-        else ""
-    )
-    if diff["estimate"] is None or gap_erm is None:
-        return "moe_parity vs ERM: the gap could not be estimated (fewer than two groups flagged ok)." + caveat
-    if diff["ci_high"] is not None and diff["ci_high"] < 0:
-        change = "a significant reduction"
-    elif diff["ci_low"] is not None and diff["ci_low"] > 0:
-        change = "a significant increase"
-    else:
-        change = "no significant change"
-    relative = ""
-    if gap_erm > 0:
-        share = -diff["estimate"] / gap_erm
-        relative = f" (the gap {'shrank' if share >= 0 else 'grew'} by {abs(share):.0%} of ERM's {gap_erm:.3f})"
-    accuracy = parity["accuracy"]["estimate"] - erm["accuracy"]["estimate"]
-    return (
-        f"moe_parity vs ERM: gap change {diff['estimate']:+.3f} [{diff['ci_low']:.3f}, {diff['ci_high']:.3f}]"
-        f"{relative}, {change}; accuracy change {accuracy:+.3f}." + caveat
-    )
 
 
 def train_router(
@@ -269,13 +69,14 @@ def train_router(
     *,
     tone: str | os.PathLike[str] | None = None,
     backbone: str = DEFAULT_BACKBONE,
+    experts: str = "frozen",
     constraint: str = "loss",
     epsilon: float = 0.02,
     group_column: str | None = None,
     groups: list[str] | None = None,
     label: str = "label",
     positive_classes: list[str] | None = None,
-    experts: int = 8,
+    n_experts: int | None = None,
     top_k: int = 2,
     tone_input: bool = True,
     views: int = 7,
@@ -302,81 +103,53 @@ def train_router(
         Tone table of the cohort (``fairderm tone estimate``): router input and
         default groups.
     backbone
-        ``efficientnet-lite0`` (bundled, frozen, cached features), or a local
-        transformers vision model for LoRA experts (GPU and peft only).
+        ``efficientnet-lite0`` (bundled), or a local transformers vision
+        model folder (LoRA experts only; never downloaded).
+    experts
+        ``frozen``: bottleneck experts on cached frozen features; ``lora``:
+        K peft LoRA adapters on the backbone's last layers (needs peft).
     constraint
         ``loss`` (group error parity), ``eo`` (equalized odds) or ``dro``
         (group DRO instead of constraints).
     epsilon
         Constraint slack, in rate units (0.02 = 2 points).
-    group_column
-        Manifest column with the groups (default: estimated tone group).
-    groups
-        Restrict the constraint groups to these values.
+    group_column, groups
+        Manifest column with the groups (default: estimated tone group);
+        the groups to constrain (default: all).
     label, positive_classes
         Label column; positive classes for a binary task.
-    experts, top_k, tone_input
-        Router architecture.
+    n_experts, top_k, tone_input
+        Router architecture (K: default 8 bottleneck or 4 LoRA experts, at
+        least 2 for LoRA).
     views
         Most turned or mirrored views added per training case of an
         under-represented group when training ``moe_parity`` and the sweep
         (:func:`~fairderm.moe._data.balanced_view_counts`; 0: none). Their
         features come from the cohort's images (cached like the plain ones).
-    sweep
-        Epsilons of the accuracy-versus-gap frontier.
-    seed
-        Seed of the split (when generated), training and bootstrap.
+    sweep, seed
+        Epsilons of the accuracy-versus-gap frontier; seed of the split
+        (when generated), training and bootstrap.
     n_boot, min_group_size, ci
         Bootstrap replicates, small-group rule and interval method of the
         evaluation.
-    cache_dir
-        Feature cache root (default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``).
-    features
-        Precomputed ``(n, d)`` features in manifest order (skips extraction).
+    cache_dir, features
+        Feature cache root (default ``$FAIRDERM_CACHE`` or ``~/.cache/fairderm``);
+        precomputed ``(n, d)`` features in manifest order (skip extraction).
     train_config
-        Overrides of :class:`~fairderm.moe._train.TrainConfig` fields
-        (``max_epochs``, ``lr``, ...).
+        Overrides of :class:`~fairderm.moe.TrainConfig` fields
+        (``max_epochs``, ``lr``, ``lora_rank``, ``image_size``, ...).
     stage, feature_progress
         Callbacks: a stage name as work starts; ``(done, total)`` during
         feature extraction.
-
-    Returns
-    -------
-    RouterRun
     """
     started = time.perf_counter()
     say = stage or (lambda _name: None)
-    _check_options(constraint, epsilon, sweep, experts, top_k, n_boot, views)
-    if not isinstance(cohort, Cohort):
-        cohort = load_cohort(cohort)
-    tone_frame = None
-    if tone is not None:
-        from fairderm.tone import read_tone
-
-        tone_frame = read_tone(tone, cohort)
-    if backbone != DEFAULT_BACKBONE:
-        from fairderm.moe._lora import require_lora_support
-
-        require_lora_support()
-        raise InputError(
-            f"backbone {backbone!r}: LoRA-expert training runs only through fairderm.moe.LoraExpertMixture "
-            "in Python for now; the command trains on efficientnet-lite0 features",
-            column="--backbone",
-        )
-
-    backbone_identity: dict[str, Any]
-    if features is None:
-        from fairderm.inference import extract_features
-
-        say("extracting backbone features")
-        feature_set = extract_features(cohort, cache_dir=cache_dir, progress=feature_progress)
-        features, backbone_identity = feature_set.features, dict(feature_set.backbone)
-    else:
-        from fairderm.inference._backbone import feature_identity
-
-        backbone_identity = feature_identity()
-    if features.shape[0] != len(cohort):
-        raise InputError(f"features have {features.shape[0]} rows, the cohort {len(cohort)}", column="features")
+    n_experts = n_experts if n_experts is not None else DEFAULT_EXPERTS.get(experts, 8)
+    _check_options(constraint, epsilon, sweep, n_experts, top_k, n_boot, views, experts, backbone)
+    config = _training_config(experts, train_config, n_experts=n_experts, top_k=top_k, tone_input=tone_input,
+                              seed=seed, epsilon=epsilon, constraint=constraint)
+    cohort, tone_frame, lora = _load_inputs(cohort, tone, experts, backbone, config, say)
+    features, backbone_identity = _pooled_features(cohort, lora, features, cache_dir, say, feature_progress)
 
     with one_thread():
         dataset = prepare_dataset(
@@ -384,204 +157,265 @@ def train_router(
             group_column=group_column, group_values=groups, seed=seed, tone_source=str(tone),
         )
     # outside one_thread: the backbone computing the views wants every core
-    viewed_train, views_record = _training_views(
-        cohort, dataset, views, cache_dir=cache_dir, say=say, progress=feature_progress
-    )
-
-    with one_thread():
-        overrides = {"n_experts": experts, "top_k": top_k, "tone_input": tone_input, "seed": seed, "epsilon": epsilon}
-        overrides["constraint"] = "eo" if constraint == "eo" else "loss"
-        config = TrainConfig(**{**(train_config or {}), **overrides})
-        n_classes = len(dataset.classes)
-        constraint_set = _constraint_set(dataset, config.constraint)
-        train, val, test = (_split_arrays(dataset, s) for s in ("train", "val", "test"))
-        log: list[dict[str, Any]] = []
-
-        fits: dict[str, FitResult] = {}
-
-        def run(architecture: str, objective: str, method: str, cfg: TrainConfig,
-                data: SplitArrays = train) -> FitResult:
-            say(f"training {method}")
-            warm = fits["erm"].model if architecture == "moe" and cfg.warm_start else None
-            return fit(architecture, objective, data, val, n_classes=n_classes, constraints=constraint_set,
-                       config=cfg, log=log.append, method=method, warm_start=warm)
-
-        # the fairness-aware router (and its sweep) also trains on the views
-        parity_train = train if viewed_train is None else _concat(train, viewed_train)
-
-        fits["erm"] = run("linear", "erm", "erm", config)
-        fits["reweight"] = run("linear", "reweight", "reweight", config)
-        fits["moe"] = run("moe", "erm", "moe", config)
-        parity_objective = "dro" if constraint == "dro" else "lagrangian"
-        fits["moe_parity"] = run("moe", parity_objective, "moe_parity", config, parity_train)
-
-        calibration = {name: _calibrate(result.model, val) for name, result in fits.items()}
-        probs_val = {name: _probs(result.model, val) for name, result in fits.items()}
-        probs_test = {name: _probs(result.model, test) for name, result in fits.items()}
-        group_labels = dataset.group_labels()
-        train_rows, val_rows, test_rows = (dataset.subset(s) for s in ("train", "val", "test"))
-        notes: list[str] = []
-        if views_record["failed"]:
-            first = next(iter(views_record["failed"].items()))
-            notes.append(f"views: {len(views_record['failed'])} images could not be read, so moe_parity trained "
-                         f"without their views (first: {first[0]}: {first[1]})")
-
-        say("training expgrad")
-        eval_rows = val_rows | test_rows
-        expgrad = exponentiated_gradient(
-            dataset.features[train_rows], dataset.y[train_rows], group_labels[train_rows],
-            dataset.features[eval_rows], n_classes=n_classes, constraint=config.constraint, epsilon=epsilon,
-            fallback=np.full((int(eval_rows.sum()), n_classes), 1.0 / n_classes), seed=seed,
-        )
-        position = np.flatnonzero(eval_rows)
-        probs_val["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(val_rows))]
-        probs_test["expgrad"] = expgrad.probs[np.isin(position, np.flatnonzero(test_rows))]
-        notes += [f"expgrad: {n}" for n in expgrad.notes]
-
-        say("fitting threshold")
-        threshold = threshold_optimizer(
-            probs_val["erm"], dataset.y[val_rows], group_labels[val_rows],
-            np.concatenate([probs_val["erm"], probs_test["erm"]]),
-            np.concatenate([group_labels[val_rows], group_labels[test_rows]]),
-            n_classes=n_classes, seed=seed,
-        )
-        probs_val["threshold"] = threshold.probs[: int(val_rows.sum())]
-        probs_test["threshold"] = threshold.probs[int(val_rows.sum()):]
-        notes += [f"threshold: {n}" for n in threshold.notes]
-
+    inputs, views_record = _method_inputs(cohort, dataset, lora, config, views, cache_dir=cache_dir, say=say,
+                                          progress=feature_progress)
+    with one_thread(), warnings.catch_warnings():
+        # scikit-learn's StratifiedGroupKFold warns when a stratum has fewer members than folds; the split's
+        # group counts are in evaluation.json
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        trained = train_methods(inputs, config, constraint=constraint, epsilon=epsilon, seed=seed, say=say)
         say("evaluating")
-        ordered = {name: probs_test[name] for name in METHODS}
-        evaluation = evaluate_methods(dataset, ordered, n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size)
-        constraints_report = _constraint_report(
-            fits["moe_parity"], constraint_set, parity_objective, epsilon, val, test
-        )
-
-        frontier_rows = [
-            frontier_row(name, epsilon if name in ("moe_parity", "expgrad") else None,
-                         evaluation["methods"][name], point_accuracy(dataset, probs_val[name], "val"))
-            for name in METHODS
-            if not (name == "moe_parity" and parity_objective == "dro")
-        ]
-        for value in sorted(set(sweep or [])):
-            if parity_objective == "lagrangian" and value == epsilon:
-                continue
-            swept = run("moe", "lagrangian", f"moe_parity@{value:g}", config.model_copy(update={"epsilon": value}),
-                        parity_train)
-            _calibrate(swept.model, val)
-            sweep_probs = _probs(swept.model, test)
-            record = evaluate_methods(
-                dataset, {"erm": probs_test["erm"], "moe_parity": sweep_probs},
-                n_boot=n_boot, seed=seed, ci=ci, min_group_size=min_group_size,
-            )["methods"]["moe_parity"]
-            val_point = point_accuracy(dataset, _probs(swept.model, val), "val")
-            frontier_rows.append(frontier_row("moe_parity", value, record, val_point))
-        frontier = pd.DataFrame(frontier_rows, columns=FRONTIER_COLUMNS).sort_values(
-            ["method", "epsilon"], na_position="first", kind="stable"
-        ).reset_index(drop=True)
-
-        evaluation["verdict"] = _verdict(evaluation)
-        evaluation["constraints"] = {"split": "val", "objective": parity_objective, "records": constraints_report}
-        evaluation["frontier"] = frontier.to_dict(orient="records")
-        evaluation["dataset"] = {
-            "n": len(dataset.y),
-            "classes": dataset.classes,
-            "task": dataset.task,
-            "positive_classes": dataset.positive_classes,
-            "label_column": dataset.label_column,
-            "group_source": dataset.group_source,
-            "groups": dataset.group_names,
-            "group_counts": dataset.group_counts(),
-            "split_source": dataset.split_source,
-            "excluded": dataset.excluded,
-        }
-        evaluation["training"] = {
-            name: {
-                "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-                "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch),
-            }
-            for name, r in fits.items()
-        }
-        evaluation["views"] = views_record
-        evaluation["calibration"] = calibration
-        evaluation["notes"] = notes
-
-    inputs = {
-        "cohort": str(cohort.root),
-        "manifest_sha256": cohort.manifest_sha256(),
-        "tone": None if tone is None else str(tone),
-        "tone_sha256": None if tone is None else sha256_file(tone),
+        evaluation = evaluate_methods(dataset, {name: trained.probs_test[name] for name in METHODS}, n_boot=n_boot,
+                                      seed=seed, ci=ci, min_group_size=min_group_size)
+        frontier = build_frontier(inputs, trained, evaluation, config, epsilon=epsilon, sweep=sweep, n_boot=n_boot,
+                                  seed=seed, ci=ci, min_group_size=min_group_size)
+    _complete_evaluation(evaluation, dataset, inputs, trained, frontier, views_record, epsilon)
+    inputs_record = {
+        "cohort": str(cohort.root), "manifest_sha256": cohort.manifest_sha256(),
+        "tone": None if tone is None else str(tone), "tone_sha256": None if tone is None else sha256_file(tone),
     }
-    router_config = {
-        "format": ROUTER_FORMAT,
-        "method": "moe_parity",
-        "objective": parity_objective,
-        "constraint": constraint,
-        "epsilon": epsilon,
-        "architecture": architecture_of(fits["moe_parity"].model),
-        "classes": dataset.classes,
-        "task": dataset.task,
-        "positive_classes": dataset.positive_classes,
-        "label_column": dataset.label_column,
-        "groups": {"source": dataset.group_source, "names": dataset.group_names},
+    router_config = _router_config(dataset, trained, lora, config, experts=experts, constraint=constraint,
+                                   epsilon=epsilon, tone_input=tone_input, backbone_identity=backbone_identity,
+                                   views_record=views_record, inputs_record=inputs_record, seed=seed)
+    evaluation["inputs"] = inputs_record
+    evaluation = json_safe(evaluation)
+    say("writing")
+    _write_router_folder(Path(out), cohort, dataset, trained, evaluation, frontier, router_config)
+    return RouterRun(out=Path(out), evaluation=evaluation, constraints=evaluation["constraints"]["records"],
+                     frontier=frontier, seconds=round(time.perf_counter() - started, 1), notes=trained.notes)
+
+
+def _load_inputs(
+    cohort: Cohort | str | os.PathLike[str], tone: str | os.PathLike[str] | None, experts: str, backbone: str,
+    config: TrainConfig, say: StageCallback,
+) -> tuple[Cohort, pd.DataFrame | None, LoraBackbone | None]:
+    """The cohort, its tone table (or None) and, for LoRA experts, the backbone cut into trunk and tail."""
+    if not isinstance(cohort, Cohort):
+        cohort = load_cohort(cohort)
+    tone_frame = None
+    if tone is not None:
+        from fairderm.tone import read_tone
+
+        tone_frame = read_tone(tone, cohort)
+    lora = None
+    if experts == "lora":
+        say("loading the backbone")
+        lora = lora_backbone(backbone, tail_blocks=config.lora_tail_blocks, image_size=config.image_size)
+    return cohort, tone_frame, lora
+
+
+def _router_config(
+    dataset: RouterDataset, trained: TrainedMethods, lora: LoraBackbone | None, config: TrainConfig, *,
+    experts: str, constraint: str, epsilon: float, tone_input: bool, backbone_identity: dict[str, Any],
+    views_record: dict[str, Any], inputs_record: dict[str, Any], seed: int,
+) -> dict[str, Any]:
+    """The router folder's ``config.json``: what rebuilds each stored model and what it was trained on."""
+    return {
+        "format": ROUTER_FORMAT, "method": "moe_parity", "experts": experts, "objective": trained.parity_objective,
+        "constraint": constraint, "epsilon": epsilon,
+        "architecture": stored_architecture(trained.fits["moe_parity"].model, lora),
+        "classes": dataset.classes, "task": dataset.task, "positive_classes": dataset.positive_classes,
+        "label_column": dataset.label_column, "groups": {"source": dataset.group_source, "names": dataset.group_names},
         "tone_input": {
             "enabled": tone_input,
             "ita_cut_points": list(dataset.tone_cut_points),
             "mapping": "ITA ~ N(ita, (ita_high - ita_low) / 3.92) integrated over the cut points; "
             "abstain/error -> uniform",
         },
-        "backbone": backbone_identity,
-        "training": config.model_dump(),
-        "views": views_record,
+        "backbone": backbone_identity, "training": config.model_dump(), "views": views_record,
         "models": {
-            name: {"weights": f"models/{name}.safetensors", "architecture": architecture_of(fits[name].model)}
+            name: {"weights": f"models/{name}.safetensors",
+                   "architecture": stored_architecture(trained.fits[name].model, lora)}
             for name in TORCH_METHODS
         },
-        "inputs": inputs,
-        "seed": seed,
-        "environment": environment_info(),
+        "inputs": inputs_record, "seed": seed, "environment": environment_info(),
     }
-    evaluation["inputs"] = inputs
-    evaluation = json_safe(evaluation)
 
-    say("writing")
-    with atomic_output_dir(out) as staging:
-        save_weights(fits["moe_parity"].model, staging / ROUTER_WEIGHTS)
-        for name in TORCH_METHODS:
-            save_weights(fits[name].model, staging / "models" / f"{name}.safetensors")
-        atomic_write_json(staging / ROUTER_CONFIG, router_config)
-        atomic_write_json(staging / "evaluation.json", evaluation)
-        atomic_write_json(staging / "constraints.json", evaluation["constraints"])
-        atomic_write_text(staging / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
-        atomic_write_text(staging / "frontier.csv", frontier.to_csv(index=False))
-        atomic_write_text(
-            staging / "frontier.html",
-            frontier_figure_html(frontier, title=f"Accuracy vs tone-group gap ({cohort.spec.name})"),
+
+def _training_config(
+    experts: str, overrides: dict[str, Any] | None, *, n_experts: int, top_k: int, tone_input: bool, seed: int,
+    epsilon: float, constraint: str,
+) -> TrainConfig:
+    """The run's hyper-parameters: LoRA's CPU defaults under the caller's overrides under the arguments.
+
+    Called after :func:`_check_options`; checks the LoRA settings (and that peft imports) before any work.
+    """
+    overrides = dict(overrides or {})
+    rank = overrides.get("lora_rank", 8)
+    if rank < 1 or experts == "lora":
+        check_lora_options(n_experts if experts == "lora" else 2, rank)
+    if experts == "lora":
+        require_peft()  # before any work: a missing extra fails at once
+    base = LORA_TRAINING if experts == "lora" else {}
+    settings = {
+        **base, **overrides, "n_experts": n_experts, "top_k": top_k, "tone_input": tone_input, "seed": seed,
+        "epsilon": epsilon, "constraint": "eo" if constraint == "eo" else "loss",
+    }
+    return TrainConfig(**settings)
+
+
+def _check_options(
+    constraint: str, epsilon: float, sweep: list[float] | None, experts: int, top_k: int, n_boot: int, views: int,
+    expert_kind: str, backbone: str,
+) -> None:
+    if expert_kind not in EXPERT_KINDS:
+        raise InputError(f"experts must be one of {list(EXPERT_KINDS)}, got {expert_kind!r}", column="experts")
+    if expert_kind == "frozen" and backbone != DEFAULT_BACKBONE:
+        raise InputError(f"backbone {backbone!r} is adapted by LoRA experts only: pass experts='lora'",
+                         column="backbone")
+    if constraint not in CONSTRAINTS:
+        raise InputError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}", column="constraint")
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise InputError(f"epsilon must be a number >= 0, got {epsilon}", column="epsilon")
+    for value in sweep or []:
+        if not np.isfinite(value) or value < 0:
+            raise InputError(f"sweep values must be numbers >= 0, got {value}", column="sweep")
+    if experts < (2 if expert_kind == "lora" else 1):
+        raise InputError(f"{expert_kind} experts need n_experts >= {2 if expert_kind == 'lora' else 1}, got {experts}",
+                         column="n_experts")
+    if not 1 <= top_k <= experts:
+        raise InputError(f"top_k must be between 1 and the number of experts ({experts}), got {top_k}",
+                         column="top_k")
+    if n_boot < 1:
+        raise InputError(f"n_boot must be at least 1, got {n_boot}", column="n_boot")
+    if not 0 <= views <= len(DIHEDRAL_VIEWS):
+        raise InputError(f"views must be between 0 and {len(DIHEDRAL_VIEWS)}, got {views}", column="views")
+
+
+def _pooled_features(
+    cohort: Cohort, lora: LoraBackbone | None, features: np.ndarray | None,
+    cache_dir: str | os.PathLike[str] | None, say: StageCallback, progress: FeatureProgress | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The backbone's pooled features of every image (NaN rows: unreadable) and the backbone's identity."""
+    from fairderm.inference import extract_features, feature_identity
+
+    if lora is not None and lora.spec["kind"] == "transformers":
+        if features is None:
+            say("extracting backbone features")
+            positions = list(range(len(cohort)))
+            # unreadable images stay NaN and prepare_dataset leaves them out, as with cached features
+            plain = _expert_inputs(cohort, positions, [0] * len(positions), lora, progress)[0][:, 0]
+            readable = np.isfinite(plain.reshape(len(plain), -1)).all(axis=1)
+            pooled = lora.pooled(torch.as_tensor(plain[readable])).numpy()
+            features = np.full((len(cohort), pooled.shape[1]), np.nan, dtype=np.float32)
+            features[readable] = pooled
+        identity = dict(lora.identity)
+    elif features is None:
+        say("extracting backbone features")
+        feature_set = extract_features(cohort, cache_dir=cache_dir, progress=progress)
+        features, identity = feature_set.features, dict(feature_set.backbone)
+    else:
+        identity = feature_identity()
+    if features.shape[0] != len(cohort):
+        raise InputError(f"features have {features.shape[0]} rows, the cohort {len(cohort)}", column="features")
+    return np.asarray(features, dtype=np.float32), identity
+
+
+def _expert_inputs(
+    cohort: Cohort, positions: list[int], n_views: list[int], lora: LoraBackbone, progress: FeatureProgress | None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The LoRA tail's input of each image at manifest ``positions`` (index 0) and of its first views.
+
+    Returns float32 ``(len(positions), 1 + max(n_views), ...)``, NaN beyond an
+    image's count and for unreadable images, and ``image_id -> reason``.
+    """
+    paths = cohort.image_paths()
+    image_ids = cohort.manifest["image_id"].astype(str).tolist()
+    width = 1 + max(n_views, default=0)
+    out: np.ndarray | None = None
+    failed: dict[str, str] = {}
+    pending: list[tuple[int, int]] = []  # (row of out, images in the batch) in batch order
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        nonlocal out
+        if not batch:
+            return
+        values = lora.expert_inputs(torch.stack(batch)).numpy()
+        if out is None:
+            out = np.full((len(positions), width, *values.shape[1:]), np.nan, dtype=np.float32)
+        start = 0
+        for row, count in pending:
+            out[row, :count] = values[start : start + count]
+            start += count
+        batch.clear()
+        pending.clear()
+
+    for done, (position, count) in enumerate(zip(positions, n_views, strict=True)):
+        try:
+            pixels = Backbone.preprocess(paths[position])
+        except (OSError, ValueError) as exc:
+            failed[image_ids[position]] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        # the trunk runs on batches: one image at a time is several times slower on CPU
+        batch += [pixels, *(dihedral_view(pixels, name) for name in DIHEDRAL_VIEWS[:count])]
+        pending.append((done, 1 + count))
+        if len(batch) >= 64:
+            flush()
+        if progress is not None:
+            progress(done + 1, len(positions))
+    flush()
+    if out is None:
+        raise InputError("no image of the cohort could be read for the LoRA experts", source=str(cohort.root))
+    return out, failed
+
+
+def _method_inputs(
+    cohort: Cohort, dataset: RouterDataset, lora: LoraBackbone | None, config: TrainConfig, max_views: int, *,
+    cache_dir: str | os.PathLike[str] | None, say: StageCallback, progress: FeatureProgress | None,
+) -> tuple[MethodInputs, dict[str, Any]]:
+    """The methods' arrays: pooled features per split, the routers' inputs, the views of small groups."""
+    features = {s: _split_arrays(dataset, s, dataset.features) for s in ("train", "val", "test")}
+    train_rows = np.flatnonzero(dataset.subset("train"))
+    per_group = balanced_view_counts(dataset.groups[train_rows], len(dataset.group_names), max_views)
+    counts = np.where(dataset.groups[train_rows] >= 0, per_group[np.maximum(dataset.groups[train_rows], 0)], 0)
+    record: dict[str, Any] = {
+        "max_views": max_views, "per_case": dict(zip(dataset.group_names, per_group.tolist(), strict=True)),
+        "views": list(DIHEDRAL_VIEWS[: int(per_group.max(initial=0))]), "methods": ["moe_parity"],
+        "rows_added": 0, "failed": {},
+    }
+    if lora is None:
+        viewed = _feature_views(cohort, dataset, train_rows, counts, record, cache_dir, say, progress)
+        train_views = features["train"] if viewed is None else _concat(features["train"], viewed)
+        experts = {**features, "train_views": train_views}
+        return MethodInputs(dataset, features, experts), record
+
+    say("computing the LoRA experts' inputs")
+    position = {image_id: k for k, image_id in enumerate(cohort.manifest["image_id"].astype(str))}
+    all_counts = np.zeros(len(dataset.y), dtype=int)
+    all_counts[train_rows] = counts
+    values, failed = _expert_inputs(cohort, [position[i] for i in dataset.image_ids], all_counts.tolist(), lora,
+                                    progress)
+    if failed:
+        first = next(iter(failed.items()))
+        raise InputError(f"{len(failed)} images could be read for features but not for the LoRA experts "
+                         f"(first: {first[0]}: {first[1]})", source=str(cohort.root))
+    plain = values[:, 0]
+    experts = {s: _split_arrays(dataset, s, plain) for s in ("train", "val", "test")}
+    extra = values[:, 1:].reshape(len(values), values.shape[1] - 1, int(np.prod(values.shape[2:])))
+    case, view = np.nonzero(np.isfinite(extra).all(axis=2))  # (case, view): NaN beyond a case's count
+    record["rows_added"] = len(case)
+    viewed = SplitArrays.from_numpy(values[case, view + 1], dataset.tone[case], dataset.y[case], dataset.groups[case])
+    experts["train_views"] = _concat(experts["train"], viewed)
+    n_features = dataset.features.shape[1]
+
+    def mixture() -> LoraExpertMixture:
+        model = LoraExpertMixture(
+            lora.tail, n_features, len(dataset.classes), dataset.tone.shape[1], n_experts=config.n_experts,
+            top_k=config.top_k, rank=config.lora_rank, alpha=config.lora_alpha, tone_input=config.tone_input,
+            dropout=config.dropout,
         )
-        atomic_write_parquet(
-            staging / "predictions.parquet",
-            _predictions_frame(dataset, probs_val, probs_test),
-            metadata_json={"router": ROUTER_FORMAT, "inputs": inputs},
-        )
-    return RouterRun(
-        out=Path(out),
-        evaluation=evaluation,
-        constraints=constraints_report,
-        frontier=frontier,
-        seconds=round(time.perf_counter() - started, 1),
-        notes=notes,
-    )
+        model.set_standardisation(features["train"].features.mean(0), features["train"].features.std(0))
+        return model
+
+    return MethodInputs(dataset, features, experts, mixture), record
 
 
-def _training_views(
-    cohort: Cohort,
-    dataset: RouterDataset,
-    max_views: int,
-    *,
-    cache_dir: str | os.PathLike[str] | None,
-    say: StageCallback,
-    progress: FeatureProgress | None,
-) -> tuple[SplitArrays | None, dict[str, Any]]:
-    """Features of the turned and mirrored views that the constrained router adds to its training split.
+def _feature_views(
+    cohort: Cohort, dataset: RouterDataset, rows: np.ndarray, counts: np.ndarray, record: dict[str, Any],
+    cache_dir: str | os.PathLike[str] | None, say: StageCallback, progress: FeatureProgress | None,
+) -> SplitArrays | None:
+    """Pooled features of the turned and mirrored views that the constrained router adds to its training split.
 
     With ~90 dark-skin training cases the router fits them within a few
     epochs, and the training surrogate its multipliers scale vanishes while
@@ -590,20 +424,9 @@ def _training_views(
     label, tone and group, different backbone features. Views of images
     that cannot be read are left out and counted.
     """
-    rows = np.flatnonzero(dataset.subset("train"))
-    per_group = balanced_view_counts(dataset.groups[rows], len(dataset.group_names), max_views)
-    counts = np.where(dataset.groups[rows] >= 0, per_group[np.maximum(dataset.groups[rows], 0)], 0)
-    record: dict[str, Any] = {
-        "max_views": max_views,
-        "per_case": dict(zip(dataset.group_names, per_group.tolist(), strict=True)),
-        "views": list(DIHEDRAL_VIEWS[: int(per_group.max(initial=0))]),
-        "methods": ["moe_parity"],
-        "rows_added": 0,
-        "failed": {},
-    }
     wanted = counts > 0
     if not wanted.any():
-        return None, record
+        return None
     from fairderm.inference import extract_view_features
 
     say("extracting view features")
@@ -618,10 +441,12 @@ def _training_views(
     source = chosen[case]
     record["rows_added"] = len(case)
     record["failed"] = failed
-    viewed = SplitArrays.from_numpy(
-        features[case, view], dataset.tone[source], dataset.y[source], dataset.groups[source]
-    )
-    return viewed, record
+    return SplitArrays.from_numpy(features[case, view], dataset.tone[source], dataset.y[source], dataset.groups[source])
+
+
+def _split_arrays(dataset: RouterDataset, split: str, values: np.ndarray) -> SplitArrays:
+    rows = dataset.subset(split)
+    return SplitArrays.from_numpy(values[rows], dataset.tone[rows], dataset.y[rows], dataset.groups[rows])
 
 
 def _concat(first: SplitArrays, second: SplitArrays) -> SplitArrays:
@@ -630,11 +455,66 @@ def _concat(first: SplitArrays, second: SplitArrays) -> SplitArrays:
     )
 
 
-def _constraint_set(dataset: RouterDataset, family: str) -> ConstraintSet:
-    if family == "loss":
-        return ConstraintSet("loss", tuple(dataset.group_names))
-    index = (1,) if dataset.task == "binary" else tuple(range(len(dataset.classes)))
-    return ConstraintSet("eo", tuple(dataset.group_names), index, tuple(dataset.classes[i] for i in index))
+def _complete_evaluation(
+    evaluation: dict[str, Any], dataset: RouterDataset, inputs: MethodInputs, trained: TrainedMethods,
+    frontier: pd.DataFrame, views_record: dict[str, Any], epsilon: float,
+) -> None:
+    """Add the verdict, constraints, mitigation report, dataset, training and notes to ``evaluation``."""
+    if views_record["failed"]:
+        first = next(iter(views_record["failed"].items()))
+        trained.notes.append(f"views: {len(views_record['failed'])} images could not be read, so moe_parity trained "
+                             f"without their views (first: {first[0]}: {first[1]})")
+    if dataset.split_note:
+        trained.notes.append(f"split: {dataset.split_note}")
+    for name, record in trained.baselines.items():
+        if record["failed"]:
+            trained.notes.append(f"{name}: fell back to the ERM head's score for {record['failed']} of "
+                                 f"{record['fits']} classes ({', '.join(record['fallback_classes'])})")
+    records = constraint_report(trained.fits["moe_parity"], trained.constraints, trained.parity_objective, epsilon,
+                                inputs.experts["val"], inputs.experts["test"])
+    evaluation["verdict"] = verdict(evaluation)
+    evaluation["mitigation"] = mitigation_report(evaluation)
+    evaluation["baselines"] = trained.baselines
+    evaluation["constraints"] = {"split": "val", "objective": trained.parity_objective, "records": records}
+    evaluation["frontier"] = frontier.to_dict(orient="records")
+    evaluation["dataset"] = {
+        "n": len(dataset.y), "classes": dataset.classes, "task": dataset.task,
+        "positive_classes": dataset.positive_classes, "label_column": dataset.label_column,
+        "group_source": dataset.group_source, "groups": dataset.group_names, "group_counts": dataset.group_counts(),
+        "split_source": dataset.split_source, "split_note": dataset.split_note, "excluded": dataset.excluded,
+    }
+    evaluation["training"] = {
+        name: {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+               "final_val": next(h for h in r.history if h["epoch"] == r.best_epoch)}
+        for name, r in trained.fits.items()
+    }
+    evaluation["views"] = views_record
+    evaluation["calibration"] = trained.calibration
+    evaluation["notes"] = trained.notes
+
+
+def _write_router_folder(
+    out: Path, cohort: Cohort, dataset: RouterDataset, trained: TrainedMethods, evaluation: dict[str, Any],
+    frontier: pd.DataFrame, router_config: dict[str, Any],
+) -> None:
+    with atomic_output_dir(out) as staging:
+        save_router_model(trained.fits["moe_parity"].model, staging, None)
+        for name in TORCH_METHODS:
+            save_router_model(trained.fits[name].model, staging, name)
+        atomic_write_json(staging / ROUTER_CONFIG, router_config)
+        atomic_write_json(staging / "evaluation.json", evaluation)
+        atomic_write_json(staging / "constraints.json", evaluation["constraints"])
+        atomic_write_text(staging / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in trained.log))
+        atomic_write_text(staging / "frontier.csv", frontier.to_csv(index=False))
+        atomic_write_text(
+            staging / "frontier.html",
+            frontier_figure_html(frontier, title=f"Accuracy vs tone-group gap ({cohort.spec.name})"),
+        )
+        atomic_write_parquet(
+            staging / "predictions.parquet",
+            _predictions_frame(dataset, trained.probs_val, trained.probs_test),
+            metadata_json={"router": ROUTER_FORMAT, "inputs": evaluation["inputs"]},
+        )
 
 
 def _predictions_frame(

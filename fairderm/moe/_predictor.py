@@ -5,7 +5,9 @@ backbone on each image and the router on its features. The router's tone
 input comes from a tone table of the audited cohort when one is given
 (backend option ``tone=TONE.parquet``, the same soft Fitzpatrick probabilities
 as in training) and otherwise from the router's own tone head, which was
-trained to predict those probabilities from the image.
+trained to predict those probabilities from the image. A router with LoRA
+experts runs its backbone's trunk on each image and its adapted tails on the
+trunk's output, on CPU or CUDA alike (``device``).
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ import torch
 
 from fairderm._io import read_table, sha256_file
 from fairderm.errors import InputError
-from fairderm.inference import Predictor, PredictorOutput
-from fairderm.inference._backbone import (
+from fairderm.inference import (
+    BACKBONE_INPUT_SIZE,
     BACKBONE_PREPROCESSING,
     Backbone,
     CachedEmbedder,
     CachedImage,
+    Predictor,
+    PredictorOutput,
+    reject_unknown_options,
     resolve_feature_cache,
 )
-from fairderm.inference._efficientnet import INPUT_SIZE
-from fairderm.inference._predictor import reject_unknown_options
+from fairderm.moe._lora import LoraBackbone, backbone_from_spec
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_WEIGHTS, load_router
-from fairderm.tone._uncertainty import tone_probabilities
+from fairderm.tone import tone_probabilities
 
 METHODS_WITH_WEIGHTS: tuple[str, ...] = ("moe_parity", "moe", "erm", "reweight")
 
@@ -57,7 +61,7 @@ class RouterPredictor(Predictor):
     """
 
     backend = "router"
-    input_size = INPUT_SIZE
+    input_size = BACKBONE_INPUT_SIZE
     batch_size = 64
 
     def __init__(
@@ -74,13 +78,23 @@ class RouterPredictor(Predictor):
         self.router_dir = Path(router_dir)
         self.method = method
         self.model, self.config = load_router(self.router_dir, method=None if method == "moe_parity" else method)
-        self.backbone = Backbone(device)
-        self.embedder = CachedEmbedder(self.backbone, resolve_feature_cache(feature_cache))
+        architecture = self.config["models"][method]["architecture"] if method != "moe_parity" else (
+            self.config["architecture"])
+        self.lora: LoraBackbone | None = None
+        self.backbone: Backbone | None = None
+        if architecture.get("kind") == "lora":
+            self.lora = backbone_from_spec(architecture["backbone"])
+            installed = str(self.lora.identity.get("weights_sha256"))
+            self.device = torch.device(device) if device is not None else torch.device(
+                "cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.backbone = Backbone(device)
+            self.embedder = CachedEmbedder(self.backbone, resolve_feature_cache(feature_cache))
+            installed, self.device = self.backbone.weights_sha256, self.backbone.device
         expected = self.config.get("backbone", {}).get("weights_sha256")
-        if expected != self.backbone.weights_sha256:
+        if expected != installed:
             raise InputError(
-                f"router was trained on backbone weights {str(expected)[:12]}, "
-                f"installed weights are {self.backbone.weights_sha256[:12]}",
+                f"router was trained on backbone weights {str(expected)[:12]}, installed weights are {installed[:12]}",
                 source=str(self.router_dir),
             )
         self.classes = list(self.config["classes"])
@@ -91,7 +105,7 @@ class RouterPredictor(Predictor):
             cuts = tuple(self.config["tone_input"]["ita_cut_points"])
             probs = tone_probabilities(table, cut_points=cuts)
             self._tone_by_id = dict(zip(table["image_id"].astype(str), probs, strict=True))
-        self.model.to(self.backbone.device)
+        self.to(self.device)
 
     def check_cases(self, image_ids: Sequence[str]) -> None:
         """With a tone table, every audited image must have a tone estimate."""
@@ -106,21 +120,29 @@ class RouterPredictor(Predictor):
             )
 
     def to(self, device: torch.device) -> None:
-        self.backbone.to(device)
-        self.model.to(device)
+        self.device = torch.device(device)
+        if self.backbone is not None:
+            self.backbone.to(self.device)
+        if self.lora is not None:
+            self.lora.trunk.to(self.device)
+        self.model.to(self.device)
 
-    def preprocess(self, path: Path | None) -> CachedImage:
-        return self.embedder.preprocess(path)
+    def preprocess(self, path: Path | None) -> CachedImage | torch.Tensor:
+        return Backbone.preprocess(path) if self.lora is not None else self.embedder.preprocess(path)
 
-    def collate(self, items: list[CachedImage]) -> list[CachedImage]:
-        return CachedEmbedder.collate(items)
+    def collate(self, items: list[Any]) -> list[CachedImage] | torch.Tensor:
+        return torch.stack(items) if self.lora is not None else CachedEmbedder.collate(items)
 
     def close(self) -> None:
-        self.embedder.close()
+        if self.backbone is not None:
+            self.embedder.close()
 
-    def predict(self, inputs: list[CachedImage], image_ids: Sequence[str]) -> PredictorOutput:
+    def predict(self, inputs: list[CachedImage] | torch.Tensor, image_ids: Sequence[str]) -> PredictorOutput:
         with torch.inference_mode():
-            features = self.embedder.embed(inputs).float()
+            if self.lora is not None:
+                features = self.lora.expert_inputs(inputs)
+            else:
+                features = self.embedder.embed(inputs).float()
             tone = None
             if self._tone_by_id is not None:
                 tone = torch.as_tensor(
@@ -134,11 +156,14 @@ class RouterPredictor(Predictor):
         files = [ROUTER_CONFIG, ROUTER_WEIGHTS]
         if self.method != "moe_parity":
             files.append(self.config["models"][self.method]["weights"])
+        if self.lora is not None:
+            files += sorted(str(p.relative_to(self.router_dir)) for p in
+                            (self.router_dir / "adapters" / self.method).glob("expert_*/adapter_model.safetensors"))
         return {
             "backend": "router",
             "model": str(self.router_dir),
             "method": self.method,
-            "backbone": self.backbone.identity(),
+            "backbone": self.backbone.identity() if self.backbone is not None else dict(self.lora.identity),
             "files": {name: sha256_file(self.router_dir / name) for name in files},
             "classes": self.classes,
             "label_column": self.config.get("label_column"),
@@ -147,6 +172,8 @@ class RouterPredictor(Predictor):
         }
 
     def preprocessing(self) -> dict[str, Any]:
+        if self.lora is not None:
+            return {**BACKBONE_PREPROCESSING, "lora_backbone": self.lora.spec}
         return dict(BACKBONE_PREPROCESSING)
 
 

@@ -4,7 +4,10 @@ A router folder holds ``model.safetensors`` (the parity-constrained router),
 ``config.json`` (architecture, classes, groups, tone mapping, backbone
 identity, training settings, input hashes, environment) and, under
 ``models/``, the weights of the other torch-trained methods (``erm``,
-``moe``, ``reweight``) with the same config keys.
+``moe``, ``reweight``) with the same config keys. A router with LoRA experts
+keeps its adapters as peft adapter folders, ``adapters/<method>/expert_<e>``
+(``adapter_config.json`` + ``adapter_model.safetensors``), beside its
+router tensors; the frozen backbone they adapt is rebuilt from the config.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from fairderm.errors import InputError
 from fairderm.inference import model_folder_file
+from fairderm.moe._lora import LoraBackbone, LoraExpertMixture, adapter_folders, load_lora_mixture
 from fairderm.moe._model import LinearHead, MixtureOfExperts
 
 ROUTER_WEIGHTS = "model.safetensors"
@@ -49,6 +53,30 @@ def architecture_of(model: torch.nn.Module) -> dict[str, Any]:
             "dropout": float(model.dropout.p),
         }
     raise TypeError(f"not a router model: {type(model).__name__}")
+
+
+def stored_architecture(model: torch.nn.Module, lora: LoraBackbone | None) -> dict[str, Any]:
+    """:func:`architecture_of`, or a LoRA mixture's record with its backbone's spec."""
+    if isinstance(model, LoraExpertMixture):
+        assert lora is not None  # a LoRA mixture is only built from a LoRA backbone
+        return model.architecture(lora.spec)
+    return architecture_of(model)
+
+
+def save_router_model(model: torch.nn.Module, folder: Path, method: str | None) -> None:
+    """Write one method's model into a router folder being staged (``method=None``: the parity router).
+
+    A LoRA mixture writes its router tensors where any model's weights go and
+    its adapters under ``adapters/<method>/``.
+    """
+    weights = folder / ROUTER_WEIGHTS if method is None else folder / "models" / f"{method}.safetensors"
+    if isinstance(model, LoraExpertMixture):
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.router_state().items()}
+        save_file(state, str(weights), metadata={"format": ROUTER_FORMAT})
+        model.save_adapters(folder / "adapters" / (method or "moe_parity"))
+        return
+    save_weights(model, weights)
 
 
 def build_from_architecture(architecture: dict[str, Any]) -> torch.nn.Module:
@@ -109,6 +137,14 @@ def load_router(
         weights_path = model_folder_file(folder, stored[method].get("weights"), config=config_path,
                                          key=f"models.{method}.weights")
         architecture = stored[method]["architecture"]
+    if architecture.get("kind") == "lora":
+        names = [f"adapters/{method or 'moe_parity'}/expert_{e}" for e in range(int(architecture["n_experts"]))]
+        try:
+            model = load_lora_mixture(architecture, adapter_folders(folder, names), load_file(str(weights_path)))
+        except (RuntimeError, OSError) as exc:
+            raise InputError(f"router weights do not load: {str(exc).splitlines()[0]}",
+                             source=str(weights_path)) from None
+        return model, config
     model = build_from_architecture(architecture)
     try:
         state = load_file(str(weights_path))

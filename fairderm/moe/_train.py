@@ -81,6 +81,15 @@ class TrainConfig(BaseModel):
         True, description="Routers start from the trained ERM head (train_router), epoch 0 competing in early stopping."
     )
     seed: int = Field(0, description="Seed of initialisation, dropout and batch order.")
+    lora_rank: int = Field(8, ge=1, description="LoRA experts: rank r of every adapter.")
+    lora_alpha: float = Field(16.0, gt=0.0, description="LoRA experts: scaling alpha (the update is alpha/r B A).")
+    lora_tail_blocks: int = Field(
+        1, ge=1, le=16, description="LoRA experts on EfficientNet-Lite0: last blocks adapted (with the head)."
+    )
+    image_size: int | None = Field(
+        None, ge=16, description="LoRA experts: input size in pixels (default: the backbone's own, 224 for "
+        "EfficientNet-Lite0)."
+    )
 
 
 @dataclass
@@ -220,90 +229,36 @@ def fit(
     """
     torch.manual_seed(config.seed)
     batch_order = torch.Generator().manual_seed(config.seed)
-    n_features, n_tone = train.features.shape[1], train.tone.shape[1]
-    n_groups = len(constraints.group_names)
-    if callable(architecture):
-        model = architecture()
-    else:
-        model = build_model(architecture, n_features, n_classes, n_tone, config)
-        model.set_standardisation(train.features.mean(0), train.features.std(0))
-    if warm_start is not None:
-        model.feature_mean.copy_(warm_start.feature_mean)
-        model.feature_std.copy_(warm_start.feature_std)
-        model.head.load_state_dict(warm_start.head.state_dict())
+    model = _initial_model(architecture, train, n_classes, config, warm_start)
     trainable = [p for p in model.parameters() if p.requires_grad]
     lr = config.head_lr if architecture == "linear" else config.lr
     optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
-
-    weights = torch.ones(len(train))
-    val_weights = torch.ones(len(val))
-    if objective == "reweight":
-        weights = torch.as_tensor(group_balanced_weights(train.groups.numpy()), dtype=torch.float32)
-        val_weights = torch.as_tensor(group_balanced_weights(val.groups.numpy()), dtype=torch.float32)
-    multipliers = torch.zeros(len(constraints)) if objective == "lagrangian" else torch.zeros(0)
-    group_weights = torch.full((n_groups,), 1.0 / n_groups) if objective == "dro" else torch.zeros(0)
-    dual_data = val if config.constraint_data == "val" else train
+    duals = _Duals.start(objective, train, val, constraints, config)
 
     best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
     if warm_start is not None:
-        score, summary = _validation_score(model, val, val_weights, objective, constraints, config)
+        score, summary = _validation_score(model, val, duals.val_weights, objective, constraints, config)
         summary.update(epoch=0, score=score)
         history.append(summary)
-        duals = multipliers.clone() if objective == "lagrangian" else group_weights.clone()
-        best = (score, 0, copy.deepcopy(model.state_dict()), duals)
+        best = (score, 0, copy.deepcopy(model.state_dict()), duals.selected())
     step = 0
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=batch_order)
         for start in range(0, len(train), config.batch_size):
-            index = order[start : start + config.batch_size]
-            out = model(train.features[index], train.tone[index])
-            y, groups = train.y[index], train.groups[index]
-            per_case = F.cross_entropy(out.logits, y, reduction="none")
-            record: dict[str, Any] = {"method": method, "step": step, "epoch": epoch}
-            if objective == "dro":
-                losses, present = group_losses(out.logits, y, groups, n_groups)
-                # Online exponentiated-gradient ascent on the group weights
-                # (Sagawa et al. 2020, Algorithm 1), only for groups in the batch.
-                step_size = torch.where(present, config.dro_step * losses.detach(), torch.zeros_like(losses))
-                group_weights = group_weights * torch.exp(step_size)
-                group_weights = group_weights / group_weights.sum()
-                task_loss = torch.sum(group_weights * torch.where(present, losses, torch.zeros_like(losses)))
-                record["constraints"] = _named(constraints.group_names, losses.detach())
-                record["multipliers"] = _named(constraints.group_names, group_weights)
-            else:
-                task_loss = torch.sum(per_case * weights[index]) / weights[index].sum()
-            loss = task_loss + _router_losses(model, out, train.tone[index], config, record)
-            if objective == "lagrangian":
-                surrogate = constraints.surrogate(out.logits, y, groups)
-                loss = loss + torch.sum(multipliers * surrogate)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if objective == "lagrangian":
-                exact = _exact_constraints(model, dual_data, constraints)
-                violation = torch.nan_to_num(exact - config.epsilon, nan=0.0)
-                multipliers = torch.clamp(
-                    multipliers + config.dual_lr * violation, 0.0, config.multiplier_max
-                )
-                record["constraints"] = _named(constraints.names, exact)
-                record["multipliers"] = _named(constraints.names, multipliers)
-                record["epsilon"] = config.epsilon
-            record["loss"] = float(loss.detach())
-            record["task_loss"] = float(task_loss.detach())
+            record = _step(model, optimiser, train, order[start : start + config.batch_size], duals, constraints,
+                           config, {"method": method, "step": step, "epoch": epoch})
             if log is not None:
                 log(record)
             step += 1
 
-        score, summary = _validation_score(model, val, val_weights, objective, constraints, config)
+        score, summary = _validation_score(model, val, duals.val_weights, objective, constraints, config)
         summary.update(epoch=epoch, score=score)
         history.append(summary)
         if best is None or score < best[0] - 1e-9:
-            state = copy.deepcopy(model.state_dict())
-            duals = multipliers.clone() if objective == "lagrangian" else group_weights.clone()
-            best = (score, epoch, state, duals)
+            best = (score, epoch, copy.deepcopy(model.state_dict()), duals.selected())
         elif epoch >= config.min_epochs and epoch - best[1] >= config.patience:
             break
 
@@ -320,8 +275,105 @@ def fit(
         history=history,
         multipliers=best[3].numpy().astype(float),
         constraint_names=names,
-        final_multipliers=(multipliers if objective == "lagrangian" else group_weights).numpy().astype(float),
+        final_multipliers=duals.selected().numpy().astype(float),
     )
+
+
+def _initial_model(
+    architecture: Literal["linear", "moe"] | Callable[[], torch.nn.Module],
+    train: SplitArrays,
+    n_classes: int,
+    config: TrainConfig,
+    warm_start: torch.nn.Module | None,
+) -> torch.nn.Module:
+    """A fresh model (standardised on the training features), or the factory's, warm-started when asked."""
+    if callable(architecture):
+        model = architecture()
+    else:
+        model = build_model(architecture, train.features.shape[1], n_classes, train.tone.shape[1], config)
+        model.set_standardisation(train.features.mean(0), train.features.std(0))
+    if warm_start is not None:
+        model.feature_mean.copy_(warm_start.feature_mean)
+        model.feature_std.copy_(warm_start.feature_std)
+        model.head.load_state_dict(warm_start.head.state_dict())
+    return model
+
+
+@dataclass
+class _Duals:
+    """The objective's state across steps: case weights, Lagrange multipliers or group-DRO weights."""
+
+    objective: Objective
+    weights: torch.Tensor
+    val_weights: torch.Tensor
+    multipliers: torch.Tensor
+    group_weights: torch.Tensor
+    dual_data: SplitArrays
+
+    @classmethod
+    def start(
+        cls, objective: Objective, train: SplitArrays, val: SplitArrays, constraints: ConstraintSet,
+        config: TrainConfig,
+    ) -> _Duals:
+        weights, val_weights = torch.ones(len(train)), torch.ones(len(val))
+        if objective == "reweight":
+            weights = torch.as_tensor(group_balanced_weights(train.groups.numpy()), dtype=torch.float32)
+            val_weights = torch.as_tensor(group_balanced_weights(val.groups.numpy()), dtype=torch.float32)
+        n_groups = len(constraints.group_names)
+        return cls(
+            objective, weights, val_weights,
+            torch.zeros(len(constraints)) if objective == "lagrangian" else torch.zeros(0),
+            torch.full((n_groups,), 1.0 / n_groups) if objective == "dro" else torch.zeros(0),
+            val if config.constraint_data == "val" else train,
+        )
+
+    def selected(self) -> torch.Tensor:
+        """Multipliers (``lagrangian``) or group weights (``dro``) now, as a copy."""
+        return (self.multipliers if self.objective == "lagrangian" else self.group_weights).clone()
+
+
+def _step(
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    train: SplitArrays,
+    index: torch.Tensor,
+    duals: _Duals,
+    constraints: ConstraintSet,
+    config: TrainConfig,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """One optimisation step on the batch ``index`` (and the multipliers' ascent after it); its log record."""
+    out = model(train.features[index], train.tone[index])
+    y, groups = train.y[index], train.groups[index]
+    per_case = F.cross_entropy(out.logits, y, reduction="none")
+    if duals.objective == "dro":
+        losses, present = group_losses(out.logits, y, groups, len(constraints.group_names))
+        # Online exponentiated-gradient ascent on the group weights
+        # (Sagawa et al. 2020, Algorithm 1), only for groups in the batch.
+        step_size = torch.where(present, config.dro_step * losses.detach(), torch.zeros_like(losses))
+        weights = duals.group_weights * torch.exp(step_size)
+        duals.group_weights = weights / weights.sum()
+        task_loss = torch.sum(duals.group_weights * torch.where(present, losses, torch.zeros_like(losses)))
+        record["constraints"] = _named(constraints.group_names, losses.detach())
+        record["multipliers"] = _named(constraints.group_names, duals.group_weights)
+    else:
+        task_loss = torch.sum(per_case * duals.weights[index]) / duals.weights[index].sum()
+    loss = task_loss + _router_losses(model, out, train.tone[index], config, record)
+    if duals.objective == "lagrangian":
+        loss = loss + torch.sum(duals.multipliers * constraints.surrogate(out.logits, y, groups))
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    if duals.objective == "lagrangian":
+        exact = _exact_constraints(model, duals.dual_data, constraints)
+        violation = torch.nan_to_num(exact - config.epsilon, nan=0.0)
+        duals.multipliers = torch.clamp(duals.multipliers + config.dual_lr * violation, 0.0, config.multiplier_max)
+        record["constraints"] = _named(constraints.names, exact)
+        record["multipliers"] = _named(constraints.names, duals.multipliers)
+        record["epsilon"] = config.epsilon
+    record["loss"] = float(loss.detach())
+    record["task_loss"] = float(task_loss.detach())
+    return record
 
 
 def _router_losses(

@@ -28,7 +28,8 @@ icc1
 measurement_repeatability, REPEATABILITY_IS_NOT_ACCURACY, tone_probabilities, tone_cut_points, group_cut_points
     What the intervals say about the strata: the share of measured images
     whose ITA, varied within its interval, stays in its group (repeatability,
-    not accuracy), and per-image type probabilities.
+    not accuracy), and per-image type probabilities (over
+    ``FITZPATRICK_TYPE_NAMES``; ``DEFAULT_ITA_CUT_POINTS`` without provenance).
 new_label_sample, draw_label_sample, labels_from_column, read_tone_labels, write_labels, record_answer,
 ToneLabels, CANNOT_TELL
     Validation labels: a sample stratified by estimated group with inclusion
@@ -69,6 +70,7 @@ from fairderm.tone._scales import (
 )
 from fairderm.tone._store import align_to_cohort, read_tone, read_tone_table, write_tone
 from fairderm.tone._uncertainty import (
+    FITZPATRICK_TYPE_NAMES,
     REPEATABILITY_IS_NOT_ACCURACY,
     group_cut_points,
     measurement_repeatability,
@@ -85,6 +87,7 @@ __all__ = [
     "ESTIMATOR_VERSION",
     "EXTRA_COLUMNS",
     "FITZPATRICK_CUTPOINTS",
+    "FITZPATRICK_TYPE_NAMES",
     "LABEL_COLUMNS",
     "MONK_HEX",
     "REPEATABILITY_IS_NOT_ACCURACY",

@@ -90,10 +90,12 @@ def make_planted_cohort(
     seed: int = 0,
     weights: tuple[float, ...] = (0.55, 0.3, 0.15),
     dark_split: str | None = None,
+    splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> PlantedCohort:
     """Write a planted cohort (binary labels nevus/melanoma, a 60/20/20 split) and its tone file.
 
-    ``dark_split`` puts every V-VI case into that split (e.g. none in train).
+    ``dark_split`` puts every V-VI case into that split (e.g. none in train);
+    a split missing from ``splits`` goes to train.
     """
     from fairderm.tone import write_tone
 
@@ -103,6 +105,7 @@ def make_planted_cohort(
     split = rng.choice(["train", "val", "test"], size=n, p=[0.6, 0.2, 0.2])
     if dark_split is not None:
         split[data.groups == 2] = dark_split
+    split[~np.isin(split, splits)] = "train"
     manifest = pd.DataFrame(
         {
             "image_id": image_ids,

@@ -101,7 +101,7 @@ def test_router_backend_without_the_moe_package_is_a_clear_error(
         tmp_path / "p.parquet",
     )
     assert result.exit_code == 3
-    assert "--backend router needs the MoE package fairderm.moe" in result.stderr
+    assert "backend 'router' needs fairderm.moe, which cannot be imported" in result.stderr
 
 
 def test_inference_never_imports_the_moe_layer():

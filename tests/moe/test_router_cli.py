@@ -90,21 +90,31 @@ def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_pa
     )
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the error is for machines without a GPU")
-def test_cli_transformers_backbone_without_a_gpu_is_rejected(run_cli, planted_cohort, tmp_path) -> None:
-    result = _train(run_cli, planted_cohort, tmp_path / "r", "--backbone", "google/vit-base-patch16-224")
+@pytest.mark.parametrize(("options", "message"), [
+    (("--experts", "lora", "--n-experts", "1"), "n_experts >= 2"),
+    (("--experts", "lora", "--lora-rank", "0"), "rank must be at least 1"),
+    (("--experts", "mixed"), "experts must be one of"),
+])
+def test_cli_bad_lora_settings_are_usage_errors(run_cli, planted_cohort, tmp_path, options, message) -> None:
+    result = _train(run_cli, planted_cohort, tmp_path / "r", *options)
     assert result.exit_code == 3
-    assert "need a CUDA GPU" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_lora_experts_without_peft_say_what_to_install() -> None:
-    import importlib.util
+def test_cli_lora_experts_without_peft_name_the_extra_in_one_line(run_cli, planted_cohort, tmp_path,
+                                                                  monkeypatch) -> None:
+    import importlib
 
-    from fairderm.errors import FairdermError
-    from fairderm.moe import require_lora_support
+    real = importlib.import_module
 
-    if importlib.util.find_spec("peft") is not None:
-        pytest.skip("peft is installed")
-    with pytest.raises(FairdermError, match="pip install"):
-        require_lora_support(need_gpu=False)
+    def without_peft(name: str, *args, **kwargs):
+        if name == "peft":
+            raise ImportError("No module named 'peft'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without_peft)
+    result = _train(run_cli, planted_cohort, tmp_path / "r", "--experts", "lora")
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "fairderm[torch]" in lines[0]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fairderm.errors import InputError
-from fairderm.moe import load_router, tone_probabilities, train_router
-from fairderm.tone import read_tone
+from fairderm.moe import load_router, train_router
+from fairderm.tone import read_tone, tone_probabilities
 from tests.helpers.planted_router import GROUP_NAMES, QUICK, make_planted_cohort
 
 METHODS = {"erm", "moe", "moe_parity", "expgrad", "threshold", "reweight"}
@@ -230,3 +230,23 @@ def test_router_config_naming_weights_outside_its_folder_is_refused(planted_rout
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"config\.json: key 'models\.erm\.weights': "):
         load_router(copy, method="erm")
+
+
+def test_manifest_split_without_val_gets_a_validation_split_from_train_and_says_so(tmp_path) -> None:
+    cohort = make_planted_cohort(tmp_path, n=300, splits=("train", "test"))
+    run = train_router(cohort.root, tmp_path / "r", tone=cohort.tone, features=cohort.features, **QUICK)
+    dataset = run.evaluation["dataset"]
+    assert dataset["split_source"] == "manifest+val"
+    counts = dataset["group_counts"]
+    assert all(c["val"] > 0 for g, c in counts.items() if g != "(none)")
+    n_test = sum(c["test"] for c in counts.values())
+    assert n_test == int((cohort.manifest["split"] == "test").sum())
+    assert any(note.startswith("split: the manifest's split has no val") for note in run.notes)
+    assert "split: the manifest's split has no val" in run.summary()
+
+
+def test_baseline_fallbacks_are_counted_per_method(planted_router) -> None:
+    baselines = planted_router.evaluation["baselines"]
+    assert set(baselines) == {"expgrad", "threshold"}
+    for record in baselines.values():
+        assert record["fits"] == 1 and record["failed"] == len(record["fallback_classes"])

@@ -8,16 +8,14 @@ import pytest
 import torch
 
 from fairderm.moe import (
-    DEFAULT_ITA_CUT_POINTS,
     ConstraintSet,
     MixtureOfExperts,
     SplitArrays,
     TrainConfig,
     fit,
     load_balancing_loss,
-    tone_cut_points,
-    tone_probabilities,
 )
+from fairderm.tone import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
 from tests.helpers.planted_router import GROUP_NAMES, Planted, planted, tone_frame
 
 LOSS_CONSTRAINTS = ConstraintSet("loss", GROUP_NAMES)

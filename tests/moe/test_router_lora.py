@@ -1,0 +1,132 @@
+"""LoRA experts (peft) on the bundled backbone and on a local transformers model, end to end on CPU."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("peft")
+# feature extraction of 200 images at 224 px dominates (~2 min on 2 shared cores)
+pytestmark = pytest.mark.slow
+
+from fairderm.errors import FairdermError, InputError  # noqa: E402
+from fairderm.moe import load_router, train_router  # noqa: E402
+
+# tiny images, few epochs: the test checks the plumbing, not the accuracy
+TINY = {"n_boot": 20, "views": 1, "group_column": "fitzpatrick_group", "experts": "lora", "n_experts": 2,
+        "train_config": {"max_epochs": 2, "patience": 1, "min_epochs": 1, "image_size": 32, "lora_rank": 2}}
+
+
+@pytest.fixture(scope="module")
+def image_cohort(tmp_path_factory: pytest.TempPathFactory):
+    from fairderm.cohort import synthesize_cohort
+
+    return synthesize_cohort(tmp_path_factory.mktemp("lora") / "cohort", n=200, seed=1, image_size=64, workers=1)
+
+
+@pytest.fixture(scope="module")
+def lora_router(image_cohort, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("lora_router") / "router"
+    return train_router(image_cohort, out, cache_dir=out.parent / "cache", **TINY)
+
+
+def test_lora_router_writes_peft_adapters_and_judges_every_method(lora_router) -> None:
+    out = lora_router.out
+    for e in range(2):
+        assert (out / "adapters" / "moe_parity" / f"expert_{e}" / "adapter_model.safetensors").is_file()
+        assert (out / "adapters" / "moe" / f"expert_{e}" / "adapter_config.json").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["experts"] == "lora" and config["architecture"]["kind"] == "lora"
+    mitigation = lora_router.evaluation["mitigation"]
+    assert set(mitigation) == {"moe", "moe_parity", "expgrad", "threshold", "reweight"}
+    assert {"worst_group_change", "best_group_change", "overall_change", "levelled_down"} <= set(mitigation["moe"])
+    assert "levelled down" in lora_router.summary() or "worst group change" in lora_router.summary()
+
+
+def test_one_training_step_moves_every_chosen_experts_adapter_and_no_frozen_weight() -> None:
+    import torch
+
+    from fairderm.moe import LoraExpertMixture, lora_backbone
+
+    backbone = lora_backbone("efficientnet-lite0", image_size=32)
+    inputs = backbone.expert_inputs(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8))
+    model = LoraExpertMixture(backbone.tail, 1280, 3, 6, n_experts=2, top_k=2, rank=2, dropout=0.0)
+    frozen = backbone.tail.head.weight.clone()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss = torch.nn.functional.cross_entropy(model(inputs).logits, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+    loss.backward()
+    optimiser.step()
+    for expert in model.experts:
+        moved = [p for n, p in expert.named_parameters() if "lora_B" in n]
+        assert moved and all(float(p.abs().max()) > 0 for p in moved)
+    assert torch.equal(backbone.tail.head.weight, frozen)
+
+
+def test_reloaded_lora_router_predicts_its_stored_test_probabilities(lora_router, image_cohort) -> None:
+    from fairderm.moe import RouterPredictor
+
+    stored = pd.read_parquet(lora_router.out / "predictions.parquet")
+    stored = stored[(stored["method"] == "moe_parity") & (stored["split"] == "test")]
+    paths = dict(zip(image_cohort.manifest["image_id"].astype(str), image_cohort.image_paths(), strict=True))
+    predictor = RouterPredictor(lora_router.out, device="cpu")
+    ids = stored["image_id"].astype(str).tolist()
+    batch = predictor.collate([predictor.preprocess(paths[i]) for i in ids])
+    probs = predictor.predict(batch, ids).probs
+    columns = [c for c in stored.columns if c.startswith("prob_")]
+    # the router's tone came from the tone head (no tone table in training either)
+    assert np.abs(probs - stored[columns].to_numpy(float)).max() < 1e-6
+
+
+def test_lora_experts_on_a_local_transformers_vit_train(image_cohort, tmp_path) -> None:
+    from transformers import ViTConfig, ViTModel
+
+    vit = tmp_path / "vit"
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32)).save_pretrained(vit)
+    run = train_router(image_cohort, tmp_path / "router", backbone=str(vit), cache_dir=tmp_path / "cache", **TINY)
+    config = json.loads((tmp_path / "router" / "config.json").read_text())
+    assert config["architecture"]["backbone"]["kind"] == "transformers"
+    assert run.evaluation["training"]["moe_parity"]["epochs_run"] >= 1
+    model, _ = load_router(tmp_path / "router")
+    assert len(model.experts) == 2
+
+
+def test_backbone_folder_without_weights_is_rejected(image_cohort, tmp_path) -> None:
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="no weights"):
+        train_router(image_cohort, tmp_path / "r", backbone=str(tmp_path / "vit"), **TINY)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("n_experts", [0, 1])
+def test_lora_with_fewer_than_two_experts_is_rejected(image_cohort, tmp_path, n_experts) -> None:
+    with pytest.raises(InputError, match="n_experts >= 2"):
+        train_router(image_cohort, tmp_path / "r", **{**TINY, "n_experts": n_experts})
+
+
+def test_lora_rank_below_one_is_rejected(image_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="rank must be at least 1"):
+        train_router(image_cohort, tmp_path / "r", **{**TINY, "train_config": {"lora_rank": 0}})
+
+
+def test_transformers_backbone_with_frozen_experts_is_rejected(image_cohort, tmp_path) -> None:
+    with pytest.raises(InputError, match="experts='lora'"):
+        train_router(image_cohort, tmp_path / "r", backbone=str(tmp_path), group_column="fitzpatrick_group")
+
+
+def test_lora_experts_without_peft_name_the_extra(image_cohort, tmp_path, monkeypatch) -> None:
+    real = importlib.import_module
+
+    def without_peft(name: str, *args, **kwargs):
+        if name == "peft":
+            raise ImportError("No module named 'peft'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without_peft)
+    with pytest.raises(FairdermError, match=r"pip install 'fairderm\[torch\]'"):
+        train_router(image_cohort, tmp_path / "r", **TINY)
