@@ -3,7 +3,7 @@
 Files
 -----
 ``figures/metrics.html``
-    One self-contained page (plotly.js inline, no network request): for each
+    One self-contained page (plotly.js packed inline, no network request): for each
     metric, the estimate and 95% interval of every group, groups flagged
     ``insufficient`` drawn hollow; then the reliability curves per group when
     ``metrics.json`` has calibration data.
@@ -14,10 +14,12 @@ Files
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from fairderm._io import atomic_write_text
+from fairderm.cards import figure_fragment, plotly_loader
 from fairderm.metrics import EvaluationResult, GroupRow
 from fairderm.runs import RunFolder
 
@@ -90,15 +92,15 @@ def figure_files(metrics: EvaluationResult) -> dict[str, str]:
         figures.append(("reliability", reliability))
     files = {}
     parts = []
-    for index, (name, figure) in enumerate(figures):
+    for name, figure in figures:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
         files[f"{safe}.json"] = pio.to_json(figure, pretty=False)
-        # plotly.js once, inline in the first figure: the page opens offline; stable div ids keep the
-        # page byte-identical when verify renders it again
-        parts.append(pio.to_html(figure, full_html=False, include_plotlyjs=index == 0, div_id=f"figure-{safe}"))
+        # stable div ids keep the page byte-identical when verify renders it again
+        parts.append(figure_fragment(json.loads(files[f"{safe}.json"]), f"figure-{safe}"))
+    # plotly.js packed once, after the figures: the page opens offline
     files["metrics.html"] = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>fairderm figures</title></head><body>"
-        + "".join(parts) + "</body></html>\n"
+        + "".join(parts) + plotly_loader() + "</body></html>\n"
     )
     return files
 

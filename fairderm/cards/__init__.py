@@ -20,12 +20,16 @@ load_run, RunArtifacts
     What a card reads from a run folder (``metrics.json`` required).
 card_schema, validate_card, card_schema_errors, SCHEMA_PATH
     The published JSON Schema and validation against it.
+figure_fragment, plotly_loader
+    Plotly figures in a self-contained page, plotly.js packed once (the
+    card and a run's ``figures/metrics.html``).
 """
 
 from __future__ import annotations
 
 from fairderm.cards._card import CARD_HTML, CARD_JSON, CARD_MARKDOWN, ModelCard, build_card, write_card
 from fairderm.cards._info import CardInfo, Owner, Risk, card_info_from_dict, load_card_info
+from fairderm.cards._plotly import figure_fragment, plotly_loader
 from fairderm.cards._run import RunArtifacts, load_run
 from fairderm.cards._schema import SCHEMA_PATH, card_schema, card_schema_errors, validate_card
 
@@ -43,8 +47,10 @@ __all__ = [
     "card_info_from_dict",
     "card_schema",
     "card_schema_errors",
+    "figure_fragment",
     "load_card_info",
     "load_run",
+    "plotly_loader",
     "validate_card",
     "write_card",
 ]

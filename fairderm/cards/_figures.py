@@ -1,4 +1,4 @@
-"""Plotly figures of the HTML card, as HTML fragments with plotly.js embedded once.
+"""Plotly figures of the HTML card, as HTML fragments (plotly.js packed once: :mod:`._plotly`).
 
 Figures are plain plotly JSON dicts written without plotly's Python-side
 validation: the graph_objects layer costs about a second per card for
@@ -15,10 +15,9 @@ import html
 import re
 from typing import Any
 
-import plotly.io as pio
-
 from fairderm.cards._blocks import Document, Figure, Section
 from fairderm.cards._content import CardData, metric_label, number, short_group
+from fairderm.cards._plotly import figure_fragment
 
 _OK_COLOUR = "#2a6f97"
 _FLAGGED_COLOUR = "#a0a0a0"
@@ -195,7 +194,7 @@ def _figure_keys(sections: list[Section]) -> list[str]:
 
 
 def render_figures(data: CardData, document: Document) -> dict[str, str]:
-    """HTML fragment per figure key; plotly.js is inlined in the first one only (no CDN)."""
+    """HTML fragment per figure key; the page adds :func:`plotly_loader` once to draw them (no CDN)."""
     fragments: dict[str, str] = {}
     for key in _figure_keys(document.sections):
         figure = _figure(data, key)
@@ -203,8 +202,5 @@ def render_figures(data: CardData, document: Document) -> dict[str, str]:
             continue
         # Stable div ids keep card.html byte-identical across rebuilds of the same run.
         div_id = "figure-" + re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
-        fragments[key] = pio.to_html(
-            figure, validate=False, full_html=False, include_plotlyjs=not fragments, include_mathjax=False,
-            div_id=div_id, config=_PLOT_CONFIG,
-        )
+        fragments[key] = figure_fragment(figure, div_id, _PLOT_CONFIG)
     return fragments

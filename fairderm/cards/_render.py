@@ -12,6 +12,7 @@ from markupsafe import Markup
 from fairderm._version import __version__
 from fairderm.cards._blocks import Bullets, Document, Facts, Figure, Paragraph, Section, Table
 from fairderm.cards._content import CardData, metric_label, number, short_group
+from fairderm.cards._plotly import plotly_loader
 from fairderm.markdown import escape_markdown, escape_markdown_paragraphs
 
 BASE_TAGS = ["fairderm", "dermatology", "fairness", "skin-tone", "model-card"]
@@ -119,13 +120,14 @@ _VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "INSUFFICIENT_EVIDENCE": "insu
 
 
 def render_html(document: Document, figures: dict[str, str]) -> str:
-    """``card.html``: one self-contained file (plotly.js inlined once, no network requests)."""
+    """``card.html``: one self-contained file (plotly.js packed once, no network requests)."""
     template = _ENVIRONMENT.get_template("card.html.jinja")
     # Plotly's fragments are generated here from escaped labels, so they are trusted markup.
     trusted = {key: Markup(fragment) for key, fragment in figures.items()}
     return template.render(
         document=document,
         figures=trusted,
+        plotly_loader=Markup(plotly_loader()) if trusted else "",
         verdict_class=_VERDICT_CLASS.get(document.verdict or "", "none"),
         version=__version__,
     )

@@ -130,12 +130,17 @@ def test_hostile_labels_are_escaped_in_html_and_json(hostile_run: Path, upstream
     assert card_schema_errors(document) == [] and card_schema_errors(document, upstream_schema) == []
 
 
-def test_html_is_self_contained_with_plotly_inlined_once(full_run: Path) -> None:
+def test_html_is_self_contained_with_plotly_packed_once(full_run: Path) -> None:
+    import base64
+    import gzip
+
     html = build_card(full_run).to_html()
     assert html.count("<script") == html.count("</script>")
-    assert html.count("Plotly.newPlot") == 5  # tone forest, calibration, intersection, group sizes, mitigation
+    # tone forest, calibration, intersection, group sizes, mitigation
+    assert html.count('<script type="application/json" data-plotly-figure=') == 5
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert sum("plotly.js v" in body[:2000] for _, body in scripts) == 1
+    packed = [body for attributes, body in scripts if 'id="plotly-js-gzip"' in attributes]
+    assert len(packed) == 1 and gzip.decompress(base64.b64decode(packed[0]))[:2000].count(b"plotly.js v") == 1
     assert all("src=" not in attributes for attributes, _ in scripts)
     # Outside the scripts (plotly.js holds map-tile URLs it only uses for map traces) nothing points anywhere.
     markup = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S)

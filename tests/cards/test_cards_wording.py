@@ -106,3 +106,15 @@ def test_markdown_figures_are_described_or_tabled_not_placeholders(tmp_path: Pat
     assert "_Figure:" not in markdown
     quantitative = _section(markdown, "Quantitative analyses")
     assert "| Group | Bin | Mean predicted probability | Observed frequency | n |" in quantitative
+
+
+def test_html_card_packs_plotly_js_once_so_it_stays_under_two_and_a_half_megabytes(tmp_path):
+    """plotly.js inlined as text made every card 4.9 MB; packed (gzip + base64) it is under 2 MB."""
+    from fairderm.cards import build_card
+    from tests.helpers.card_runs import make_run
+
+    run = make_run(tmp_path / "run")
+    html = build_card(run).to_html()
+    assert html.count('id="plotly-js-gzip"') == 1
+    assert "data-plotly-figure" in html
+    assert len(html.encode("utf-8")) < 2_500_000
