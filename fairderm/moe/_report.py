@@ -82,13 +82,6 @@ class RouterRun:
     def summary(self) -> str:
         """A plain-text table of accuracy, gap and gap change vs ERM per method."""
 
-        def fmt(t: dict[str, Any]) -> str:
-            if t["estimate"] is None:
-                return "n/a"
-            low = "?" if t["ci_low"] is None else f"{t['ci_low']:.3f}"
-            high = "?" if t["ci_high"] is None else f"{t['ci_high']:.3f}"
-            return f"{t['estimate']:.3f} [{low}, {high}]"
-
         config = self.evaluation["config"]
         lines = [
             f"Router run in {self.out} ({self.seconds:.0f} s); held-out split: {config['n_cases']} cases, "
@@ -97,8 +90,8 @@ class RouterRun:
         ]
         for method, record in self.evaluation["methods"].items():
             lines.append(
-                f"{method:<11} {fmt(record['accuracy']):<24} {fmt(record['gap']):<24} "
-                f"{fmt(record['gap_diff_vs_erm']):<24}"
+                f"{method:<11} {format_interval(record['accuracy']):<24} {format_interval(record['gap']):<24} "
+                f"{format_interval(record['gap_diff_vs_erm']):<24}"
             )
         mitigation = self.evaluation.get("mitigation")
         if mitigation:
@@ -257,13 +250,19 @@ def pool_mitigation_reports(reports: list[dict[str, dict[str, Any]]]) -> dict[st
     return pooled
 
 
-def format_change(t: dict[str, Any]) -> str:
-    """``+0.012 [-0.010, 0.034]``, or ``n/a``."""
+def format_interval(t: dict[str, Any], *, signed: bool = False) -> str:
+    """``0.812 [0.790, 0.834]`` (or, ``signed``, ``+0.012 [-0.010, +0.034]`` for a change), or ``n/a``."""
     if t["estimate"] is None:
         return "n/a"
-    low = "?" if t["ci_low"] is None else f"{t['ci_low']:+.3f}"
-    high = "?" if t["ci_high"] is None else f"{t['ci_high']:+.3f}"
-    return f"{t['estimate']:+.3f} [{low}, {high}]"
+    spec = "+.3f" if signed else ".3f"
+    low = "?" if t["ci_low"] is None else format(t["ci_low"], spec)
+    high = "?" if t["ci_high"] is None else format(t["ci_high"], spec)
+    return f"{format(t['estimate'], spec)} [{low}, {high}]"
+
+
+def format_change(t: dict[str, Any]) -> str:
+    """A change with its interval, signed: ``+0.012 [-0.010, +0.034]``, or ``n/a``."""
+    return format_interval(t, signed=True)
 
 
 def mitigation_table(report: dict[str, dict[str, Any]]) -> list[str]:
