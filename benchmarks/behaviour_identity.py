@@ -139,6 +139,18 @@ def snapshot(out: Path) -> Path:
     return path
 
 
+def _by_header(tables: list[list[str]]) -> dict[str, list[str]]:
+    """Tables keyed by their header row (and its count, for repeated headers): a table added to or
+    removed from the card then shows as one difference, not as every later table shifted by one."""
+    keyed: dict[str, list[str]] = {}
+    for table in tables:
+        key = table[0]
+        while key in keyed:
+            key += " (again)"
+        keyed[key] = [_DIGEST.sub("<sha256>", row) for row in table[2:]]  # the rows under the header's |---|
+    return keyed
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
@@ -161,15 +173,18 @@ def compare(before: Path, after: Path) -> int:
                 x, y = a[run][part].get(key), b[run][part].get(key)
                 if not _same(x, y):
                     differences.append(f"{run} {part} {key}: {x} -> {y}")
-        ta, tb = a[run]["card_tables"], b[run]["card_tables"]
-        if len(ta) != len(tb):
-            differences.append(f"{run} card: {len(ta)} tables -> {len(tb)}")
-        for i, (x, y) in enumerate(zip(ta, tb)):
+        ta, tb = _by_header(a[run]["card_tables"]), _by_header(b[run]["card_tables"])
+        for header in sorted(ta.keys() - tb.keys()):
+            differences.append(f"{run} card: table {header} only before")
+        for header in sorted(tb.keys() - ta.keys()):
+            differences.append(f"{run} card: table {header} only after")
+        for header in sorted(ta.keys() & tb.keys()):
+            x, y = ta[header], tb[header]
             for j, (row_a, row_b) in enumerate(zip(x, y)):
                 if row_a != row_b:
-                    differences.append(f"{run} card table {i + 1} row {j + 1}:\n  - {row_a}\n  + {row_b}")
+                    differences.append(f"{run} card table {header} row {j + 1}:\n  - {row_a}\n  + {row_b}")
             if len(x) != len(y):
-                differences.append(f"{run} card table {i + 1}: {len(x)} rows -> {len(y)}")
+                differences.append(f"{run} card table {header}: {len(x)} rows -> {len(y)}")
     for line in differences:
         print(line)
     total = sum(len(a[r]["metrics"]) for r in a)
