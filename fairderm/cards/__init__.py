@@ -20,6 +20,9 @@ load_run, RunArtifacts
     What a card reads from a run folder (``metrics.json`` required).
 card_schema, validate_card, card_schema_errors, SCHEMA_PATH
     The published JSON Schema and validation against it.
+levelling_down_rows, baseline_fallbacks
+    A router evaluation's methods judged against ERM, and its baselines'
+    per-class fallbacks (the card's and the dashboard's Mitigation).
 figure_fragment, plotly_loader
     Plotly figures in a self-contained page, plotly.js packed once (the
     card and a run's ``figures/metrics.html``).
@@ -28,6 +31,7 @@ figure_fragment, plotly_loader
 from __future__ import annotations
 
 from fairderm.cards._card import CARD_HTML, CARD_JSON, CARD_MARKDOWN, ModelCard, build_card, write_card
+from fairderm.cards._content import baseline_fallbacks, levelling_down_rows
 from fairderm.cards._info import CardInfo, Owner, Risk, card_info_from_dict, load_card_info
 from fairderm.cards._plotly import figure_fragment, plotly_loader
 from fairderm.cards._run import RunArtifacts, load_run
@@ -43,11 +47,13 @@ __all__ = [
     "Owner",
     "Risk",
     "RunArtifacts",
+    "baseline_fallbacks",
     "build_card",
     "card_info_from_dict",
     "card_schema",
     "card_schema_errors",
     "figure_fragment",
+    "levelling_down_rows",
     "load_card_info",
     "load_run",
     "plotly_loader",

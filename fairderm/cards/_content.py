@@ -366,3 +366,43 @@ class CardData:
 
         visit("", self.run.tone_validation or {}, 0)
         return found
+
+
+def _interval_record(value: Any) -> str:
+    record = value if isinstance(value, dict) else {}
+    return fmt_interval(record.get("estimate"), record.get("ci_low"), record.get("ci_high"))
+
+
+def levelling_down_rows(mitigation: dict[str, Any] | None) -> list[list[str]]:
+    """Each method against ERM as fairness research judges a mitigation (Zietlow et al. 2022).
+
+    From the router evaluation's ``mitigation`` record: the worst and the best
+    of ERM's groups and each one's paired change in accuracy, the overall
+    change, and whether the best group was levelled down (its whole interval
+    below 0). Rows: method, worst group, its change, best group, its change,
+    overall change, ``yes``/``no``.
+    """
+    report = (mitigation or {}).get("mitigation")
+    if not isinstance(report, dict):
+        return []
+    rows = []
+    for method, record in report.items():
+        if not isinstance(record, dict):
+            continue
+        rows.append([
+            str(method),
+            str(record.get("worst_group") or "–"), _interval_record(record.get("worst_group_change")),
+            str(record.get("best_group") or "–"), _interval_record(record.get("best_group_change")),
+            _interval_record(record.get("overall_change")), "yes" if record.get("levelled_down") else "no",
+        ])
+    return rows
+
+
+def baseline_fallbacks(mitigation: dict[str, Any] | None) -> list[str]:
+    """The classes for which a baseline could not be fitted and kept the ERM head's score, with the reason."""
+    found = []
+    for method, record in ((mitigation or {}).get("baselines") or {}).items():
+        fallbacks = record.get("fallback_classes") if isinstance(record, dict) else None
+        for label, reason in (fallbacks or {}).items():
+            found.append(f"{method}, class {label}: {reason}; the ERM head's score is kept for this class")
+    return found

@@ -25,6 +25,7 @@ from fairderm.cards._content import (
     short_group,
     tone_measure_label,
 )
+from fairderm.cards._mitigation import mitigation_section
 from fairderm.cards._text import (
     NOT_DOCUMENTED,
     caveats,
@@ -37,7 +38,6 @@ from fairderm.cards._text import (
     method_description,
     overview,
     tone_reliability_statement,
-    tradeoffs,
     training_description,
 )
 from fairderm.gate import LEGEND
@@ -479,39 +479,6 @@ def _tone(data: CardData) -> Section:
     return Section("Skin-tone estimator reliability", blocks)
 
 
-def _mitigation(data: CardData) -> Section | None:
-    methods = (data.run.mitigation or {}).get("methods")
-    if not isinstance(methods, dict) or not methods:
-        return None
-    rows = []
-    for name, result in methods.items():
-        if not isinstance(result, dict):
-            continue
-        cells = [name]
-        for key in ("accuracy", "gap", "gap_diff_vs_erm"):
-            value = result.get(key) if isinstance(result.get(key), dict) else {}
-            cells.append(fmt_interval(value.get("estimate"), value.get("ci_low"), value.get("ci_high")))
-        rows.append(cells)
-    blocks: list[Block] = [
-        Paragraph("Mitigations trained on the same features and split (router evaluation): accuracy, the gap "
-                  "between the best and worst tone group, and the paired change in that gap against ERM."),
-        Table(["Method", "Accuracy (95% CI)", "Tone gap (95% CI)", "Gap change vs ERM (95% CI)"], rows),
-        Figure("mitigation", "Accuracy against tone gap, with 95% intervals, per method."),
-    ]
-    views = (data.run.mitigation or {}).get("views")
-    if isinstance(views, dict) and views.get("rows_added"):
-        per_case = ", ".join(f"{g} {n}" for g, n in (views.get("per_case") or {}).items())
-        blocks.insert(2, Paragraph(
-            f"moe_parity also trained on {views['rows_added']} turned or mirrored views of the smaller tone "
-            f"groups' training images (views per case: {per_case}); the other methods trained on the images "
-            "alone."
-        ))
-    trade = tradeoffs(data)
-    if trade:
-        blocks.append(Bullets(trade))
-    return Section("Mitigation", blocks)
-
-
 def _gate(data: CardData) -> Section:
     if not data.gate:
         return Section("Release gate", [Paragraph("This run was not gated: no gate.json in the run folder. "
@@ -581,7 +548,7 @@ def build_document(data: CardData) -> Document:
         _sizes_and_power(data),
         _tone(data),
     ]
-    mitigation = _mitigation(data)
+    mitigation = mitigation_section(data)
     if mitigation is not None:
         sections.append(mitigation)
     sections += [

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from fairderm._terminal import printable
+from fairderm.cards import baseline_fallbacks, levelling_down_rows
 from fairderm.dashboard import charts
 from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, paired_differences
 from fairderm.errors import InputError
@@ -310,6 +312,16 @@ def mitigation(run: RunData, runs: RunsRoot) -> None:
     if per_group:
         st.plotly_chart(charts.grouped_intervals(pd.DataFrame(per_group), series="method",
                                                  title="Per-group accuracy by method (95% CI)"), key="mit_groups")
+    levelling = levelling_down_rows(run.mitigation)
+    if levelling:
+        st.subheader("Against ERM: worst and best group")
+        st.caption("Paired change in accuracy of ERM's worst and best tone groups, and overall; a method levels "
+                   "down when its best group's whole interval is below 0 (Zietlow et al. 2022).")
+        st.dataframe(pd.DataFrame(levelling, columns=["method", "worst group", "its change", "best group",
+                                                      "its change ", "overall change", "levelled down"]),
+                     hide_index=True)
+    for fallback in baseline_fallbacks(run.mitigation):
+        st.warning(printable(fallback))
 
 
 # ---------------------------------------------------------------- Compare runs

@@ -118,3 +118,20 @@ def test_html_card_packs_plotly_js_once_so_it_stays_under_two_and_a_half_megabyt
     assert html.count('id="plotly-js-gzip"') == 1
     assert "data-plotly-figure" in html
     assert len(html.encode("utf-8")) < 2_500_000
+
+
+def test_mitigation_section_judges_each_method_against_erm_and_names_baseline_fallbacks(tmp_path):
+    """#23: levelling down (best group worse beyond its interval), fallback classes and the split are on the card."""
+    from fairderm.cards import build_card
+    from tests.helpers.card_runs import make_run
+
+    markdown = build_card(make_run(tmp_path / "run")).to_markdown()
+    section = markdown.split("## Mitigation", 1)[1].split("\n## ", 1)[0]
+    assert "| Method | Worst group | Its change (95% CI) | Best group | Its change (95% CI) |" in section
+    assert "| reweight | V-VI | 0.050 (0.010 to 0.090) | I-II | -0.100 (-0.150 to -0.050) |" in section
+    rows = {line.split("|")[1].strip(): line.rstrip("| ").rsplit("|", 1)[-1].strip()
+            for line in section.splitlines() if line.startswith("| moe_parity | V-VI") or line.startswith(
+                "| reweight | V-VI")}
+    assert rows == {"moe_parity": "no", "reweight": "yes"}
+    assert "threshold, class melanoma: ThresholdOptimizer failed" in section
+    assert "a quarter of the training patients became val" in section

@@ -99,6 +99,11 @@ def test_mitigation_shows_frontier_and_per_group_intervals(app: AppTest, run_ids
     at = _open(app, "Mitigation")
     assert _charts(at) == 2
     assert list(at.dataframe[0].value["method"]) == ["erm", "reweighting", "router"]
+    levelling = at.dataframe[1].value  # #23: each method against ERM's worst and best group
+    assert dict(zip(levelling["method"], levelling["levelled down"])) == {"reweighting": "yes", "router": "no"}
+    assert [w.value for w in at.warning] == [
+        "threshold, class melanoma: ThresholdOptimizer failed: Degenerate labels for sensitive feature value (none); "
+        "the ERM head's score is kept for this class"]
 
 
 def test_compare_runs_shows_point_differences_then_paired_intervals(app: AppTest) -> None:

@@ -94,5 +94,18 @@ def make_run(folder: Path, *, label: str = "female", card: dict[str, Any] | None
         "moe_parity": {"accuracy": interval(0.83, 0.03), "gap": interval(0.06, 0.05),
                        "gap_diff_vs_erm": interval(-0.12, 0.07), "groups": {"V-VI": interval(0.8, 0.1)}},
     }, "views": {"max_views": 7, "per_case": {"I-II": 0, "III-IV": 4, "V-VI": 6}, "rows_added": 1098,
-                 "methods": ["moe_parity"], "failed": {}}}), encoding="utf-8")
+                 "methods": ["moe_parity"], "failed": {}},
+        "mitigation": {
+            "moe_parity": {"worst_group": "V-VI", "worst_group_change": interval(0.08, 0.05),
+                           "best_group": "I-II", "best_group_change": interval(-0.01, 0.03),
+                           "overall_change": interval(0.01, 0.02), "levelled_down": False},
+            "reweight": {"worst_group": "V-VI", "worst_group_change": interval(0.05, 0.04),
+                         "best_group": "I-II", "best_group_change": interval(-0.1, 0.05),
+                         "overall_change": interval(-0.03, 0.02), "levelled_down": True},
+        },
+        "baselines": {"threshold": {"fits": 4, "failed": 1, "fallback_classes": {
+            "melanoma": "ThresholdOptimizer failed: Degenerate labels for sensitive feature value (none)"}}},
+        "dataset": {"split_source": "manifest+val",
+                    "split_note": "the cohort's split has no val: a quarter of the training patients became val"},
+    }), encoding="utf-8")
     return folder
