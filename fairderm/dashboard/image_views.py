@@ -17,6 +17,7 @@ from fairderm._terminal import printable
 from fairderm.dashboard import charts
 from fairderm.dashboard.run_data import RunData, RunsRoot, case_table
 from fairderm.dashboard.views import NOT_AVAILABLE, missing
+from fairderm.markdown import escape_markdown
 
 _GALLERY_SIZE = 12
 
@@ -97,7 +98,7 @@ def skin_tone(run: RunData, runs: RunsRoot) -> None:
         st.caption("Outlined in bluish green: the healthy skin the tone estimate measured (lesion, hair, "
                    "shadows and other exclusions left out); inside the outline the skin keeps its own colour.")
     for group, part in cases.dropna(subset=["tone_group_est"]).groupby("tone_group_est", sort=True):
-        st.markdown(f"**{group}**")
+        st.markdown(f"**{escape_markdown(group)}**")
         _image_row(run, runs, part.head(4), overlay=outline,
                    caption=lambda r: f"ITA {r['ita']:.0f}°" if pd.notna(r.get("ita")) else "")
 
@@ -109,11 +110,13 @@ def _image_row(run: RunData, runs: RunsRoot, rows: pd.DataFrame, *, overlay: boo
         path = run.image_path(str(row["image"]))
         with columns[i % 4]:
             if path is None or not path.is_file():
-                st.caption(f"{row['image_id']}: {_no_image(run)}")
+                st.caption(escape_markdown(f"{row['image_id']}: {_no_image(run)}"))
                 continue
             image = Image.open(path)
             shown = (_healthy_skin_overlay(image) if overlay else None) or image
-            st.image(shown, caption=f"{row['image_id']} · {caption(row)}", width="stretch")
+            # captions are Markdown to Streamlit, and image ids and reports come from strangers: shown as text,
+            # never as links or remote images
+            st.image(shown, caption=escape_markdown(f"{row['image_id']} · {caption(row)}"), width="stretch")
 
 
 # ---------------------------------------------------------------- Cases
@@ -217,11 +220,12 @@ def _scored_report(run: RunData, runs: RunsRoot, row: pd.Series, chosen: str, co
     path = run.image_path(str(row["image"])) if isinstance(row.get("image"), str) else None
     with left:
         if path is not None and path.is_file():
-            st.image(Image.open(path), caption=str(row["image_id"]), width="stretch")
+            st.image(Image.open(path), caption=escape_markdown(row["image_id"]), width="stretch")
         else:
-            st.caption(f"{row['image_id']}: {_no_image(run)}")
+            st.caption(escape_markdown(f"{row['image_id']}: {_no_image(run)}"))
     with right:
-        st.markdown(f"**{chosen}: {row[column]:g}** · true {row.get('label', '?')} · pred {row.get('pred', '?')}")
+        st.markdown(f"**{escape_markdown(chosen)}: {row[column]:g}** · true {escape_markdown(row.get('label', '?'))} "
+                    f"· pred {escape_markdown(row.get('pred', '?'))}")
         report = row.get("text")
         # st.text: a model's or judge's words are shown as written, never as markdown, and printable first
         st.text(printable(report) if isinstance(report, str) else "(no report text)")

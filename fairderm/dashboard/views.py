@@ -18,6 +18,7 @@ from fairderm.cards import baseline_fallbacks, levelling_down_rows
 from fairderm.dashboard import charts
 from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, paired_differences
 from fairderm.errors import InputError
+from fairderm.markdown import escape_markdown
 from fairderm.metrics import GroupKey
 from fairderm.runs import METRICS_FILE
 
@@ -179,8 +180,9 @@ def disparities(run: RunData, runs: RunsRoot) -> None:
                     title=f"Odds ratio of a correct prediction vs {reference}, adjusted (95% CI)"),
                     key="disp_case_mix")
                 if adjusted_for is not None:
-                    st.caption(f"Adjusted for: {', '.join(map(str, adjusted_for))}. Case-mix adjustment is for "
-                               "accuracy; the metric selector does not apply here.")
+                    covariates = escape_markdown(", ".join(map(str, adjusted_for)))
+                    st.caption(f"Adjusted for: {covariates}. Case-mix adjustment is for accuracy; the metric "
+                               "selector does not apply here.")
                 st.dataframe(adj.drop(columns=["adjusted_for"], errors="ignore"), hide_index=True)
     summary = sel[sel["kind"].isin(["gap", "ratio", "eod", "dpd"])]
     st.subheader("Gap and ratio")
@@ -236,7 +238,7 @@ def intersections(run: RunData, runs: RunsRoot) -> None:
     metric = c3.selectbox("Metric", sorted(groups["metric"].unique()), key="int_metric")
     key = next((a for a in crossed if set(a.split("&")) == {first, second}), None)
     if key is None:
-        st.info(f"The run has no intersection of {first} and {second}.")
+        st.info(f"The run has no intersection of {escape_markdown(first)} and {escape_markdown(second)}.")
         return
     cells = groups[(groups["attribute"] == key) & (groups["metric"] == metric)].copy()
     parts = cells["group"].map(lambda g: dict(GroupKey.parse(g)))
@@ -321,7 +323,7 @@ def mitigation(run: RunData, runs: RunsRoot) -> None:
                                                       "its change ", "overall change", "levelled down"]),
                      hide_index=True)
     for fallback in baseline_fallbacks(run.mitigation):
-        st.warning(printable(fallback))
+        st.warning(escape_markdown(printable(fallback)))  # the reason is an exception's text: shown, not rendered
 
 
 # ---------------------------------------------------------------- Compare runs

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fairderm.markdown import escape_markdown
+
 APP = Path(__file__).resolve().parents[2] / "fairderm" / "dashboard" / "app.py"
 
 PAGES = ["Overview", "Disparities", "Intersections", "Calibration", "Skin tone", "Cases",
@@ -101,9 +103,9 @@ def test_mitigation_shows_frontier_and_per_group_intervals(app: AppTest, run_ids
     assert list(at.dataframe[0].value["method"]) == ["erm", "reweighting", "router"]
     levelling = at.dataframe[1].value  # #23: each method against ERM's worst and best group
     assert dict(zip(levelling["method"], levelling["levelled down"])) == {"reweighting": "yes", "router": "no"}
-    assert [w.value for w in at.warning] == [
+    assert [w.value for w in at.warning] == [escape_markdown(
         "threshold, class melanoma: ThresholdOptimizer failed: Degenerate labels for sensitive feature value (none); "
-        "the ERM head's score is kept for this class"]
+        "the ERM head's score is kept for this class")]
 
 
 def test_compare_runs_shows_point_differences_then_paired_intervals(app: AppTest) -> None:
@@ -221,3 +223,29 @@ def test_warning_about_a_large_group_with_few_positives_names_the_positives() ->
     assert "I-II (sensitivity): n=165 but 4 positives, fewer than 10" in text
     assert "V-VI (accuracy): n=12, fewer than 30 cases" in text
     assert "below" not in text
+
+
+def test_a_report_with_markdown_links_and_images_is_captioned_as_text(tmp_path, monkeypatch) -> None:
+    """Captions are Markdown to Streamlit; a stranger's report must not become a link or a remote image."""
+    import contextlib
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from PIL import Image
+
+    from fairderm.dashboard import image_views
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    captions: list[str] = []
+    fake_st = SimpleNamespace(columns=lambda n: [contextlib.nullcontext()] * n,
+                              image=lambda image, caption, width: captions.append(caption),
+                              caption=captions.append)
+    monkeypatch.setattr(image_views, "st", fake_st)
+    run = SimpleNamespace(image_path=lambda relative: tmp_path / relative)
+    hostile = "melanoma ![pixel](http://203.0.113.9/t.png) [click](http://203.0.113.9/) <img src=x>"
+    rows = pd.DataFrame({"image": ["a.png"], "image_id": ["[id](http://203.0.113.9/)"], "label": ["nevus"],
+                         "pred": ["melanoma"], "confidence": [0.9], "text": [hostile]})
+    image_views._image_row(run, None, rows, caption=image_views._case_caption)
+    (caption,) = captions
+    assert "<img" not in caption and "](" not in caption.replace("\\](", "")
+    assert "\\[click\\]" in caption and "\\[id\\]" in caption
