@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,32 @@ BACKBONE_PREPROCESSING: dict[str, Any] = {
     "input_size": INPUT_SIZE,
     "pooling": "global average of the 1280-channel head",
 }
+
+
+class Embedder(Protocol):
+    """What turns uint8 image batches into cached rows: :class:`Backbone`, or the LoRA experts' trunk.
+
+    Attributes
+    ----------
+    device
+        Where ``embed`` runs.
+    batch_size
+        Images per ``embed`` call.
+    width
+        Length of one row.
+    """
+
+    device: torch.device
+    batch_size: int
+    width: int
+
+    def preprocess(self, path: Path | None) -> torch.Tensor:
+        """A path -> uint8 ``(3, s, s)`` pixels (runs in DataLoader workers: must pickle)."""
+        ...
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(n, 3, s, s)`` -> float ``(n, width)``."""
+        ...
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -79,6 +105,8 @@ class Backbone:
     pass runs under bf16 (or fp16) autocast; everywhere the input is
     channels-last and the pass runs under ``torch.inference_mode``.
     """
+
+    width = FEATURE_DIM
 
     def __init__(self, device: str | torch.device | None = None) -> None:
         self.model, self.weights_sha256 = load_backbone()
@@ -366,7 +394,7 @@ def _hash_images(paths: Sequence[Path], root: Path) -> list[str]:
 
 
 def embed_paths(
-    backbone: Backbone,
+    backbone: Embedder,
     paths: Sequence[Path],
     *,
     root: Path | None = None,
@@ -383,7 +411,7 @@ def embed_paths(
     it runs in the DataLoader workers, so it must pickle. With ``root`` (a
     cohort's ``images_root``), each path is checked inside it as it is opened.
     """
-    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
+    features = np.full((len(paths), backbone.width), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     loader = case_loader(
         CaseDataset(paths, preprocess or backbone.preprocess, root=root),
@@ -417,16 +445,20 @@ def _cached_features(
     progress: ProgressCallback | None,
     done_before: int = 0,
     total: int | None = None,
+    embedder: Embedder | None = None,
 ) -> tuple[np.ndarray, dict[str, str], int]:
     """Features of ``paths`` from ``cache`` (None: no cache), the rest computed and stored.
 
-    Returns the ``(n, 1280)`` features (NaN rows for failures), ``image_id ->
+    Returns the ``(n, width)`` features (NaN rows for failures), ``image_id ->
     reason`` for the images that failed, and how many rows came from the cache.
+    ``embedder`` defaults to the backbone on ``device``, loaded only if some
+    image is not cached.
     """
     total = len(paths) if total is None else total
     digests = _hash_images(paths, root)
     cached = cache.load() if cache is not None else {}
-    features = np.full((len(paths), FEATURE_DIM), np.nan, dtype=np.float32)
+    width = FEATURE_DIM if embedder is None else embedder.width
+    features = np.full((len(paths), width), np.nan, dtype=np.float32)
     errors: dict[str, str] = {}
     todo: list[int] = []
     for position, digest in enumerate(digests):
@@ -441,7 +473,7 @@ def _cached_features(
         progress(done_before + hits + len(errors), total)
     if todo:
         computed, failed = embed_paths(
-            Backbone(device),
+            embedder or Backbone(device),
             [paths[i] for i in todo],
             root=root,
             batch_size=batch_size,
@@ -548,6 +580,9 @@ def extract_view_features(
     progress: ProgressCallback | None = None,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    embedder: Embedder | None = None,
+    identity: dict[str, Any] | None = None,
+    with_plain: bool = False,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Features of the first ``counts[i]`` :data:`DIHEDRAL_VIEWS` of the images at manifest ``positions``.
 
@@ -555,35 +590,47 @@ def extract_view_features(
     under its own cache key (the backbone identity plus the view's name), so
     a view is computed once per image.
 
+    Parameters
+    ----------
+    embedder, identity
+        Another :class:`Embedder` than the backbone (the LoRA experts' trunk)
+        and what its rows depend on (its cache key); both or neither.
+    with_plain
+        Also the plain image of every position, first on the view axis.
+
     Returns
     -------
     features, errors
-        float32 ``(len(positions), max(counts), 1280)``: NaN beyond an image's
-        count and for images that failed; ``image_id -> reason`` for those.
+        float32 ``(len(positions), max(counts) [+ 1], width)``: NaN beyond an
+        image's count and for images that failed; ``image_id -> reason`` for those.
     """
+    if (embedder is None) != (identity is None):
+        raise ValueError("an embedder needs the identity its cache is keyed by, and only an embedder has one")
     if len(positions) != len(counts):
         raise ValueError(f"{len(positions)} positions but {len(counts)} view counts")
     if any(c < 0 or c > len(DIHEDRAL_VIEWS) for c in counts):
         raise InputError(f"view counts must lie in 0..{len(DIHEDRAL_VIEWS)}", column="views")
     if not isinstance(cohort, Cohort):
         cohort = load_cohort(cohort)
-    n_views = max(counts, default=0)
-    out = np.full((len(positions), n_views, FEATURE_DIM), np.nan, dtype=np.float32)
+    n_views, first = max(counts, default=0), int(with_plain)
+    width = FEATURE_DIM if embedder is None else embedder.width
+    out = np.full((len(positions), first + n_views, width), np.nan, dtype=np.float32)
     errors: dict[str, str] = {}
     image_ids = cohort.manifest["image_id"].astype(str).tolist()
     paths = cohort.image_paths()
-    identity = feature_identity()
+    identity = identity or feature_identity()
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    done, total = 0, int(sum(counts))
-    for view, name in enumerate(DIHEDRAL_VIEWS[:n_views]):
-        rows = [row for row, count in enumerate(counts) if count > view]
-        cache = FeatureCache(root, feature_cache_key({**identity, "view": name}))
+    done, total = 0, int(sum(counts)) + first * len(positions)
+    names: list[str | None] = [None] * first + list(DIHEDRAL_VIEWS[:n_views])
+    for view, name in enumerate(names):
+        rows = [row for row, count in enumerate(counts) if count + first > view]
+        key = identity if name is None else {**identity, "view": name}
         out[rows, view], failed, _ = _cached_features(
             [paths[positions[r]] for r in rows], [image_ids[positions[r]] for r in rows],
-            cache if use_cache else None, root=cohort.images_root,
-            preprocess=functools.partial(_view_of_file, name=name),
+            FeatureCache(root, feature_cache_key(key)) if use_cache else None, root=cohort.images_root,
+            preprocess=None if name is None else functools.partial(_view_of_file, name=name),
             device=device, batch_size=batch_size, workers=workers, progress=progress,
-            done_before=done, total=total,
+            done_before=done, total=total, embedder=embedder,
         )
         errors.update(failed)
         done += len(rows)

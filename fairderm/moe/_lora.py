@@ -8,7 +8,7 @@ is the experts' input) and a *tail* (the last EfficientNet-Lite0 blocks and
 head, or a whole transformers vision model) that each expert runs with its
 own adapter::
 
-    b      = tail(a)                               pooled features, adapters off (no gradient)
+    b      = tail(a)                               pooled features, adapters off (computed once per image)
     h      = (b - mean) / std
     r      = W_img h + W_tone p ; g = top-k(softmax(r)), renormalised
     z      = (sum_{e : g_e > 0} g_e tail_e(a) - mean) / std
@@ -20,6 +20,12 @@ bottleneck router and the same objectives (load balancing, tone loss,
 Lagrangian, group DRO) train it. Only the experts chosen for some case of
 a batch run. The K adapted tails are copies of one tail sharing its frozen
 weights, so only the adapters are new memory.
+
+Training and prediction feed the mixture *rows*
+(:meth:`LoraBackbone.expert_rows`): the tail's input flattened, with the
+frozen tail's pooled output ``b`` beside it. ``b`` never changes, so it is
+computed once per image instead of once per image, step and validation pass
+(a third of every forward pass), and the training loop indexes one tensor.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import copy
 import importlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +48,8 @@ from fairderm.inference import (
     BACKBONE_NAME,
     BACKBONE_PIXEL_MEAN,
     BACKBONE_PIXEL_STD,
+    BACKBONE_PREPROCESSING,
+    Backbone,
     EfficientNetLite0,
     load_backbone,
 )
@@ -148,7 +157,7 @@ class LoraBackbone:
     @torch.no_grad()
     def expert_inputs(self, pixels: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
         """uint8 pixels (any square size) -> the tail's input, resized to ``image_size`` first."""
-        device = next(self.trunk.parameters(), torch.zeros(())).device
+        device = self.device
         parts = []
         for start in range(0, len(pixels), chunk):
             x = pixels[start : start + chunk].to(device).float()
@@ -162,6 +171,58 @@ class LoraBackbone:
     def pooled(self, inputs: torch.Tensor, *, chunk: int = 64) -> torch.Tensor:
         """The tail's pooled features of ``inputs`` (no adapter)."""
         return torch.cat([self.tail(inputs[i : i + chunk]) for i in range(0, len(inputs), chunk)])
+
+    @cached_property
+    def _layout(self) -> tuple[tuple[int, ...], int]:
+        with torch.no_grad():
+            inputs = self.expert_inputs(torch.zeros(1, 3, self.image_size, self.image_size))
+            return tuple(inputs.shape[1:]), int(self.tail(inputs).shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The tail's input shape for one image, e.g. ``(192, 7, 7)``: EfficientNet-Lite0's last block at 224 px."""
+        return self._layout[0]
+
+    # what makes it an inference.Embedder: the rows are computed, and cached, like backbone features
+    batch_size = 32
+    preprocess = staticmethod(Backbone.preprocess)
+
+    @property
+    def width(self) -> int:
+        """Length of one row of :meth:`expert_rows`."""
+        shape, pooled = self._layout
+        return int(torch.Size(shape).numel()) + pooled
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.trunk.parameters(), torch.zeros(())).device
+
+    @property
+    def cache_identity(self) -> dict[str, Any]:
+        """What the rows depend on (their feature-cache key): the backbone, its cut, the input size, the decoding."""
+        return {"lora_rows": self.spec, **self.identity, "preprocessing": BACKBONE_PREPROCESSING}
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.expert_rows(batch)
+
+    @torch.no_grad()
+    def expert_rows(self, pixels: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
+        """uint8 pixels -> the mixture's rows: the tail's input, flattened, then its pooled output (no adapter)."""
+        parts = []
+        for start in range(0, len(pixels), chunk):
+            inputs = self.expert_inputs(pixels[start : start + chunk], chunk=chunk)
+            parts.append(torch.cat([inputs.flatten(1), self.tail(inputs)], dim=1))
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    def split_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of :meth:`expert_rows` -> (the tail's inputs, the pooled features)."""
+        return split_rows(rows, self.input_shape)
+
+
+def split_rows(rows: torch.Tensor, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed rows -> the tail's inputs ``(n, *input_shape)`` and the pooled features after them."""
+    size = int(torch.Size(input_shape).numel())
+    return rows[:, :size].reshape(len(rows), *input_shape), rows[:, size:]
 
 
 class _EfficientNetTrunk(nn.Module):
@@ -277,6 +338,9 @@ class LoraExpertMixture(nn.Module):
         Dropout on the standardised features.
     adapters
         Folders of saved adapters to load instead of fresh ones (one per expert).
+    input_shape
+        The tail's input shape for one image (:attr:`LoraBackbone.input_shape`):
+        needed to call the mixture on packed rows.
     """
 
     def __init__(
@@ -294,9 +358,11 @@ class LoraExpertMixture(nn.Module):
         tone_input: bool = True,
         dropout: float = 0.1,
         adapters: list[Path] | None = None,
+        input_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         peft = require_peft()
+        self.input_shape = None if input_shape is None else tuple(int(n) for n in input_shape)
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k must be in 1..{n_experts}, got {top_k}")
         self.n_experts, self.top_k, self.tone_input = n_experts, top_k, tone_input
@@ -337,9 +403,19 @@ class LoraExpertMixture(nn.Module):
         return self
 
     def forward(self, inputs: torch.Tensor, tone: torch.Tensor | None = None) -> RouterOutput:
-        """Route and classify ``inputs`` (the tail's input); ``tone=None`` routes on the tone head."""
-        with torch.no_grad():
-            base = self.tail(inputs)
+        """Route and classify; ``tone=None`` routes on the tone head.
+
+        ``inputs`` are the tail's inputs ``(n, *input_shape)``, or rows of
+        :meth:`LoraBackbone.expert_rows` ``(n, d)``, which carry the frozen
+        tail's output so that it is not computed again.
+        """
+        if inputs.dim() == 2:
+            if self.input_shape is None:
+                raise ValueError("packed rows need the mixture's input_shape")
+            inputs, base = split_rows(inputs, self.input_shape)
+        else:
+            with torch.no_grad():
+                base = self.tail(inputs)
         h = self.dropout((base - self.feature_mean) / self.feature_std)
         tone_logits = self.tone_head(h)
         p = tone if tone is not None else torch.softmax(tone_logits, dim=-1).detach()
@@ -395,7 +471,8 @@ def load_lora_mixture(
     spec.pop("backbone", None)
     spec.pop("kind")
     n_features, n_classes, n_tone = spec.pop("n_features"), spec.pop("n_classes"), spec.pop("n_tone")
-    model = LoraExpertMixture(backbone.tail, n_features, n_classes, n_tone, adapters=adapter_dirs, **spec)
+    model = LoraExpertMixture(backbone.tail, n_features, n_classes, n_tone, adapters=adapter_dirs,
+                              input_shape=backbone.input_shape, **spec)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(("tail.", "experts."))]
     if missing or unexpected:

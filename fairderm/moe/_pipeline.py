@@ -35,7 +35,7 @@ from fairderm._io import (
 from fairderm._threads import one_thread
 from fairderm.cohort import Cohort, load_cohort
 from fairderm.errors import InputError
-from fairderm.inference import BACKBONE_NAME, DIHEDRAL_VIEWS, Backbone, dihedral_view
+from fairderm.inference import BACKBONE_NAME, DIHEDRAL_VIEWS
 from fairderm.moe._data import RouterDataset, balanced_view_counts, prepare_dataset
 from fairderm.moe._evaluate import evaluate_methods
 from fairderm.moe._frontier import frontier_figure_html
@@ -57,7 +57,7 @@ DEFAULT_BACKBONE = BACKBONE_NAME
 CONSTRAINTS: tuple[str, ...] = ("loss", "eo", "dro")
 DEFAULT_EXPERTS = {"frozen": 8, "lora": 4}
 # LoRA experts run the backbone's tail per case and epoch: fewer, smaller-batch epochs on CPU
-LORA_TRAINING: dict[str, Any] = {"max_epochs": 20, "patience": 5, "batch_size": 256}
+LORA_TRAINING: dict[str, Any] = {"max_epochs": 20, "patience": 5, "batch_size": 256, "dual_every": 4}
 
 StageCallback = Callable[[str], None]
 FeatureProgress = Callable[[int, int], None]
@@ -294,9 +294,9 @@ def _pooled_features(
             say("extracting backbone features")
             positions = list(range(len(cohort)))
             # unreadable images stay NaN and prepare_dataset leaves them out, as with cached features
-            plain = _expert_inputs(cohort, positions, [0] * len(positions), lora, progress)[0][:, 0]
-            readable = np.isfinite(plain.reshape(len(plain), -1)).all(axis=1)
-            pooled = lora.pooled(torch.as_tensor(plain[readable])).numpy()
+            plain = _expert_inputs(cohort, positions, [0] * len(positions), lora, cache_dir, progress)[0][:, 0]
+            readable = np.isfinite(plain).all(axis=1)
+            pooled = lora.split_rows(torch.as_tensor(plain[readable]))[1].numpy()
             features = np.full((len(cohort), pooled.shape[1]), np.nan, dtype=np.float32)
             features[readable] = pooled
         identity = dict(lora.identity)
@@ -312,52 +312,24 @@ def _pooled_features(
 
 
 def _expert_inputs(
-    cohort: Cohort, positions: list[int], n_views: list[int], lora: LoraBackbone, progress: FeatureProgress | None,
+    cohort: Cohort, positions: list[int], n_views: list[int], lora: LoraBackbone,
+    cache_dir: str | os.PathLike[str] | None, progress: FeatureProgress | None,
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """The LoRA tail's input of each image at manifest ``positions`` (index 0) and of its first views.
+    """The LoRA mixture's rows (:meth:`LoraBackbone.expert_rows`) of each image at manifest ``positions``
+    (index 0) and of its first views.
 
-    Returns float32 ``(len(positions), 1 + max(n_views), ...)``, NaN beyond an
-    image's count and for unreadable images, and ``image_id -> reason``.
+    Returns float32 ``(len(positions), 1 + max(n_views), d)``, NaN beyond an
+    image's count and for unreadable images, and ``image_id -> reason``. The
+    rows of the bundled backbone are cached like its features (a second run
+    on the same images reads them); a transformers tail's input is the
+    pixels, cheaper to decode again than to store.
     """
-    paths = cohort.image_paths()
-    image_ids = cohort.manifest["image_id"].astype(str).tolist()
-    width = 1 + max(n_views, default=0)
-    out: np.ndarray | None = None
-    failed: dict[str, str] = {}
-    pending: list[tuple[int, int]] = []  # (row of out, images in the batch) in batch order
-    batch: list[torch.Tensor] = []
+    from fairderm.inference import extract_view_features
 
-    def flush() -> None:
-        nonlocal out
-        if not batch:
-            return
-        values = lora.expert_inputs(torch.stack(batch)).numpy()
-        if out is None:
-            out = np.full((len(positions), width, *values.shape[1:]), np.nan, dtype=np.float32)
-        start = 0
-        for row, count in pending:
-            out[row, :count] = values[start : start + count]
-            start += count
-        batch.clear()
-        pending.clear()
-
-    for done, (position, count) in enumerate(zip(positions, n_views, strict=True)):
-        try:
-            pixels = Backbone.preprocess(paths[position])
-        except (OSError, ValueError) as exc:
-            failed[image_ids[position]] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            continue
-        # the trunk runs on batches: one image at a time is several times slower on CPU
-        batch += [pixels, *(dihedral_view(pixels, name) for name in DIHEDRAL_VIEWS[:count])]
-        pending.append((done, 1 + count))
-        if len(batch) >= 64:
-            flush()
-        if progress is not None:
-            progress(done + 1, len(positions))
-    flush()
-    if out is None:
-        raise InputError("no image of the cohort could be read for the LoRA experts", source=str(cohort.root))
-    return out, failed
+    return extract_view_features(
+        cohort, positions, n_views, cache_dir=cache_dir, progress=progress, embedder=lora,
+        identity=lora.cache_identity, with_plain=True, use_cache=lora.spec["kind"] == "efficientnet",
+    )
 
 
 def _method_inputs(
@@ -385,15 +357,14 @@ def _method_inputs(
     all_counts = np.zeros(len(dataset.y), dtype=int)
     all_counts[train_rows] = counts
     values, failed = _expert_inputs(cohort, [position[i] for i in dataset.image_ids], all_counts.tolist(), lora,
-                                    progress)
+                                    cache_dir, progress)
     if failed:
         first = next(iter(failed.items()))
         raise InputError(f"{len(failed)} images could be read for features but not for the LoRA experts "
                          f"(first: {first[0]}: {first[1]})", source=str(cohort.root))
     plain = values[:, 0]
     experts = {s: _split_arrays(dataset, s, plain) for s in ("train", "val", "test")}
-    extra = values[:, 1:].reshape(len(values), values.shape[1] - 1, int(np.prod(values.shape[2:])))
-    case, view = np.nonzero(np.isfinite(extra).all(axis=2))  # (case, view): NaN beyond a case's count
+    case, view = np.nonzero(np.isfinite(values[:, 1:]).all(axis=2))  # (case, view): NaN beyond a case's count
     record["rows_added"] = len(case)
     viewed = SplitArrays.from_numpy(values[case, view + 1], dataset.tone[case], dataset.y[case], dataset.groups[case])
     experts["train_views"] = _concat(experts["train"], viewed)
@@ -403,7 +374,7 @@ def _method_inputs(
         model = LoraExpertMixture(
             lora.tail, n_features, len(dataset.classes), dataset.tone.shape[1], n_experts=config.n_experts,
             top_k=config.top_k, rank=config.lora_rank, alpha=config.lora_alpha, tone_input=config.tone_input,
-            dropout=config.dropout,
+            dropout=config.dropout, input_shape=lora.input_shape,
         )
         model.set_standardisation(features["train"].features.mean(0), features["train"].features.std(0))
         return model

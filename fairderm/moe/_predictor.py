@@ -125,6 +125,7 @@ class RouterPredictor(Predictor):
             self.backbone.to(self.device)
         if self.lora is not None:
             self.lora.trunk.to(self.device)
+            self.lora.tail.to(self.device)  # computes the rows' pooled features beside the trunk
         self.model.to(self.device)
 
     def preprocess(self, path: Path | None) -> CachedImage | torch.Tensor:
@@ -140,7 +141,7 @@ class RouterPredictor(Predictor):
     def predict(self, inputs: list[CachedImage] | torch.Tensor, image_ids: Sequence[str]) -> PredictorOutput:
         with torch.inference_mode():
             if self.lora is not None:
-                features = self.lora.expert_inputs(inputs)
+                features = self.lora.expert_rows(inputs)
             else:
                 features = self.embedder.embed(inputs).float()
             tone = None

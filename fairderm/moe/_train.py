@@ -15,7 +15,11 @@ Objectives (``objective`` argument of :func:`fit`):
     on the exact constraint values measured on the constraint data (the
     validation split by default: the "two-dataset" scheme of Cotter et al.
     2019, which makes the constraints hold out of sample rather than on
-    training data that the model may fit perfectly).
+    training data that the model may fit perfectly). With ``dual_every = m``
+    the multipliers ascend after every m-th step only, by m steps' worth
+    (``eta m``): for LoRA experts, whose every measurement runs the adapted
+    tails over the whole validation split, this keeps the multipliers'
+    progress per epoch while measuring m times less often.
 ``dro``
     online group DRO (Sagawa et al. 2020, Algorithm 1): group weights
     ``q_k <- q_k exp(eta_q L_k)``, renormalised, and the loss ``sum_k q_k L_k``.
@@ -73,6 +77,9 @@ class TrainConfig(BaseModel):
     min_epochs: int = Field(10, ge=1, description="Epochs before early stopping may stop.")
     patience: int = Field(20, ge=1, description="Epochs without improvement before stopping.")
     dual_lr: float = Field(0.5, gt=0.0, description="Step size of the multipliers' ascent.")
+    dual_every: int = Field(
+        1, ge=1, description="Steps between the multipliers' ascents (each ascends dual_every times as far)."
+    )
     multiplier_max: float = Field(10.0, gt=0.0, description="Upper clip of each multiplier.")
     dro_step: float = Field(0.1, gt=0.0, description="Step size eta_q of group DRO.")
     load_balance_weight: float = Field(0.01, ge=0.0, description="Switch loss weight alpha.")
@@ -365,10 +372,12 @@ def _step(
     loss.backward()
     optimiser.step()
     if duals.objective == "lagrangian":
-        exact = _exact_constraints(model, duals.dual_data, constraints)
-        violation = torch.nan_to_num(exact - config.epsilon, nan=0.0)
-        duals.multipliers = torch.clamp(duals.multipliers + config.dual_lr * violation, 0.0, config.multiplier_max)
-        record["constraints"] = _named(constraints.names, exact)
+        if (record["step"] + 1) % config.dual_every == 0:
+            exact = _exact_constraints(model, duals.dual_data, constraints)
+            violation = torch.nan_to_num(exact - config.epsilon, nan=0.0)
+            ascent = config.dual_lr * config.dual_every * violation
+            duals.multipliers = torch.clamp(duals.multipliers + ascent, 0.0, config.multiplier_max)
+            record["constraints"] = _named(constraints.names, exact)
         record["multipliers"] = _named(constraints.names, duals.multipliers)
         record["epsilon"] = config.epsilon
     record["loss"] = float(loss.detach())

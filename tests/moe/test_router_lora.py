@@ -66,6 +66,27 @@ def test_one_training_step_moves_every_chosen_experts_adapter_and_no_frozen_weig
     assert torch.equal(backbone.tail.head.weight, frozen)
 
 
+def test_packed_rows_carry_the_frozen_tails_output_and_classify_as_the_inputs_do() -> None:
+    import torch
+
+    from fairderm.moe import LoraExpertMixture, lora_backbone
+
+    backbone = lora_backbone("efficientnet-lite0", image_size=32)
+    pixels = torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8)
+    inputs, rows = backbone.expert_inputs(pixels), backbone.expert_rows(pixels)
+    assert rows.shape == (6, int(np.prod(backbone.input_shape)) + 1280)
+    unpacked, pooled = backbone.split_rows(rows)
+    assert torch.equal(unpacked, inputs)
+    assert torch.allclose(pooled, backbone.pooled(inputs), atol=1e-5)
+    model = LoraExpertMixture(backbone.tail, 1280, 3, 6, n_experts=2, rank=2, dropout=0.0,
+                              input_shape=backbone.input_shape).eval()
+    torch.nn.init.normal_(model.experts[0].base_model.model.head.lora_B.default.weight)  # experts that differ
+    with torch.no_grad():
+        assert torch.allclose(model(rows).logits, model(inputs).logits, atol=1e-4)
+    with pytest.raises(ValueError, match="input_shape"):
+        LoraExpertMixture(backbone.tail, 1280, 3, 6, n_experts=2, rank=2)(rows)
+
+
 def test_reloaded_lora_router_predicts_its_stored_test_probabilities(lora_router, image_cohort) -> None:
     from fairderm.moe import RouterPredictor
 

@@ -100,6 +100,25 @@ def test_multipliers_are_logged_every_step_and_follow_dual_ascent(splits) -> Non
     assert len(result.multipliers) == len(GROUP_NAMES)
 
 
+def test_multipliers_measured_every_third_step_ascend_three_steps_worth(splits) -> None:
+    records: list[dict] = []
+    config = CONFIG.model_copy(update={"max_epochs": 4, "min_epochs": 4, "dual_every": 3})
+    _fit("moe", "lagrangian", splits, config, log=records.append)
+    measured = [r["step"] for r in records if "constraints" in r]
+    assert measured == [s for s in range(len(records)) if s % 3 == 2]
+    previous = dict.fromkeys(GROUP_NAMES, 0.0)
+    for record in records:
+        if "constraints" not in record:
+            assert record["multipliers"] == previous  # no measurement, no move
+            continue
+        for group in GROUP_NAMES:
+            expected = previous[group] + 3 * config.dual_lr * (record["constraints"][group] - config.epsilon)
+            assert record["multipliers"][group] == pytest.approx(
+                min(max(expected, 0.0), config.multiplier_max), abs=1e-5)
+        previous = dict(record["multipliers"])
+    assert max(previous.values()) > 0
+
+
 def test_group_dro_logs_group_weights_that_sum_to_one(splits) -> None:
     records: list[dict] = []
     _fit("moe", "dro", splits, CONFIG.model_copy(update={"max_epochs": 3, "min_epochs": 3}), log=records.append)
