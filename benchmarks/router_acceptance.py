@@ -46,7 +46,11 @@ Usage::
     python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5   # effect vs noise
     python benchmarks/router_acceptance.py --work /tmp/acc --n-boot 2000 --json results.json
     python benchmarks/router_acceptance.py --experts lora           # LoRA experts on the backbone's last block
-    python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5 --experts lora
+    python benchmarks/router_acceptance.py --work /tmp/acc6000 --n 6000 --train-subsamples 5 --draws-only --experts lora
+
+LoRA runs skip the epsilon sweep of the frontier (each point retrains the
+adapters: ``--sweep`` asks for it); ``--draws-only`` skips the router trained
+on the whole large cohort, which the five-draw table does not use.
 """
 
 from __future__ import annotations
@@ -180,7 +184,7 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
 
 def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constraint: str,
               eval_weights: tuple[float, ...] | None, subsamples: int = 0,
-              train_size: int = 900) -> list[dict[str, Any]]:
+              train_size: int = 900, draws_only: bool = False) -> list[dict[str, Any]]:
     """The synthetic acceptance run (and re-drawn splits)."""
     from fairderm.cohort import synthesize_cohort, write_cohort
 
@@ -196,12 +200,14 @@ def synthetic(work: Path, n: int, n_boot: int, split_seeds: list[int], constrain
             eval_tone_weights=None if eval_weights is None else list(eval_weights)))
     _tone(cohort_dir, tone_path, timer, white_reflectance=SYNTH_WHITE)
     features = _features(cohort_dir, work / "cache", timer)
-    out = work / f"router-synth{tag}-{constraint}"
-    run = timer.run("router train", lambda: train_router(
-        cohort_dir, _fresh(out), tone=tone_path, features=features, n_boot=n_boot, constraint=constraint,
-        sweep=None if constraint == "dro" else [0.0, 0.05, 0.1],
-    ))
-    results = [report("synthetic, manifest split", run, time.perf_counter() - started)]
+    results = []
+    if not draws_only:
+        out = work / f"router-synth{tag}-{constraint}"
+        run = timer.run("router train", lambda: train_router(
+            cohort_dir, _fresh(out), tone=tone_path, features=features, n_boot=n_boot, constraint=constraint,
+            sweep=None if constraint == "dro" or not RUN_OPTIONS["sweep"] else [0.0, 0.05, 0.1],
+        ))
+        results.append(report("synthetic, manifest split", run, time.perf_counter() - started))
 
     cohort = load_cohort(cohort_dir)
     for seed in split_seeds:
@@ -418,19 +424,25 @@ def main() -> None:
     parser.add_argument("--experts", default="frozen", choices=["frozen", "lora"],
                         help="fairderm router train --experts: bottleneck experts on frozen features, or LoRA "
                              "adapters on the backbone's last block (router folders get a -lora suffix).")
+    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                        help="Retrain moe_parity at epsilon 0, 0.05 and 0.1 for the frontier (default: with frozen "
+                             "experts only; each LoRA point retrains the adapters).")
+    parser.add_argument("--draws-only", action="store_true",
+                        help="With --train-subsamples: skip the router trained on the whole cohort.")
     parser.add_argument("--pad", action="store_true", help="Also run the PAD subset (both tasks).")
     parser.add_argument("--no-synthetic", action="store_true", help="Skip the synthetic run.")
     parser.add_argument("--json", type=Path, help="Write every result to this JSON file.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    RUN_OPTIONS.update(cache_dir=args.work / "cache", views=args.views, experts=args.experts)
+    RUN_OPTIONS.update(cache_dir=args.work / "cache", views=args.views, experts=args.experts,
+                       sweep=args.experts == "frozen" if args.sweep is None else args.sweep)
     seeds = [int(s) for s in args.split_seeds.split(",") if s.strip()]
     results: list[dict[str, Any]] = []
     if not args.no_synthetic:
         eval_weights = None if args.eval_tone_weights == "train" else tuple(
             float(w) for w in args.eval_tone_weights.split(","))
         results += synthetic(args.work, args.n, args.n_boot, seeds, args.constraint, eval_weights,
-                             args.train_subsamples, args.train_size)
+                             args.train_subsamples, args.train_size, args.draws_only)
         if args.learnability:
             results.append(learnability(args.work, eval_weights))
     if args.pad:
