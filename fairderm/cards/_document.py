@@ -41,6 +41,7 @@ from fairderm.cards._text import (
     training_description,
 )
 from fairderm.gate import LEGEND
+from fairderm.metrics import insufficient_reason
 from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY
 
 INSUFFICIENT_MARK = "†"
@@ -95,31 +96,6 @@ def _insufficient_note(sizes: pd.DataFrame) -> str:
     return ""
 
 
-def _insufficient_reason(metric: str, n: int | None, n_pos: int | None, config: dict[str, Any]) -> str:
-    """Why fairderm.metrics flagged a group's metric 'insufficient', in the words of its rule.
-
-    The rule (fairderm.metrics, Flags): fewer than ``min_group_size`` cases, fewer than ``min_positives``
-    in the metric's denominator, or the metric undefined in over 1% of bootstrap replicates.
-    """
-    min_n, min_pos = number(config.get("min_group_size")), number(config.get("min_positives"))
-    if n is not None and min_n is not None and n < min_n:
-        return f"{n} {'case' if n == 1 else 'cases'} (fewer than {int(min_n)})"
-    base = metric.partition(":")[0]
-    if n is not None and n_pos is not None and min_pos is not None:
-        counted = {"sensitivity": [(n_pos, "positives")], "f1": [(n_pos, "positives")],
-                   "specificity": [(n - n_pos, "negatives")],
-                   "auroc": [(n_pos, "positives"), (n - n_pos, "negatives")]}.get(base, [])
-        short = [(count, what) for count, what in counted if count < min_pos]
-        if short:
-            return " and ".join(f"{count} {what}" for count, what in short) + f" (fewer than {int(min_pos)})"
-    denominator = {"ppv": "predicted positives", "npv": "predicted negatives",
-                   "balanced_accuracy": "cases of its rarest class", "auroc": "cases of its rarest class"}.get(base)
-    undefined = "undefined in over 1% of bootstrap replicates"
-    if denominator and min_pos is not None:
-        return f"fewer than {int(min_pos)} {denominator}, or {undefined}"
-    return undefined
-
-
 def _flag_text(data: CardData, attribute: str, group: str, flag: str) -> str:
     """The sizes table's flag cell: for 'insufficient', which metrics and why (a large group can lack positives)."""
     if flag != "insufficient":
@@ -129,8 +105,10 @@ def _flag_text(data: CardData, attribute: str, group: str, flag: str) -> str:
     by_reason: dict[str, list[str]] = {}
     for row in rows[rows["flag"] == "insufficient"].to_dict("records"):
         n, n_pos = number(row.get("n")), number(row.get("n_pos"))
-        reason = _insufficient_reason(str(row["metric"]), None if n is None else int(n),
-                                      None if n_pos is None else int(n_pos), data.config)
+        reason = insufficient_reason(str(row["metric"]), None if n is None else int(n),
+                                     None if n_pos is None else int(n_pos),
+                                     min_group_size=number(data.config.get("min_group_size")),
+                                     min_positives=number(data.config.get("min_positives")))
         by_reason.setdefault(reason, []).append(metric_label(str(row["metric"]), data.top_k))
     if len(by_reason) == 1 and len(next(iter(by_reason.values()))) == len(rows):
         return f"insufficient for every metric: {next(iter(by_reason))}"

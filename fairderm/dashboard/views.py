@@ -19,7 +19,7 @@ from fairderm.dashboard import charts
 from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, paired_differences
 from fairderm.errors import InputError
 from fairderm.markdown import escape_markdown
-from fairderm.metrics import GroupKey
+from fairderm.metrics import GroupKey, insufficient_reason
 from fairderm.runs import METRICS_FILE
 
 NOT_AVAILABLE = "not available in this run"
@@ -107,22 +107,21 @@ def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
 
 
 def _not_judged_reason(part: pd.DataFrame, config: dict) -> str:
-    """Why a group's metrics were flagged, in the metrics engine's terms (fairderm.metrics, "Flags")."""
-    first = part.iloc[0]
-    flags = set(part["flag"])
-    n = int(first["n"])
-    n_pos = None if pd.isna(first.get("n_pos")) else int(first["n_pos"])
-    if flags != {"insufficient"}:
-        return f"n={n}, flag {', '.join(sorted(flags))}"
-    min_n, min_pos = config.get("min_group_size"), config.get("min_positives")
-    if min_n is not None and n < min_n:
-        return f"n={n}, fewer than {min_n} cases"
-    if min_pos is not None and n_pos is not None and n_pos < min_pos:
-        return f"n={n} but {n_pos} positives, fewer than {min_pos}"
-    if min_pos is not None and n_pos is not None and n - n_pos < min_pos:
-        return f"n={n} but {n - n_pos} negatives, fewer than {min_pos}"
-    return (f"n={n}: fewer than {min_pos} cases in the metric's denominator (e.g. predicted positives), "
-            "or the metric undefined in over 1% of bootstrap resamples")
+    """Why a group's metrics were not judged: the metrics engine's rule, metric by metric where reasons differ."""
+    reasons: dict[str, list[str]] = {}
+    for _, row in part.iterrows():
+        n = None if pd.isna(row.get("n")) else int(row["n"])
+        n_pos = None if pd.isna(row.get("n_pos")) else int(row["n_pos"])
+        reason = f"flag {row['flag']}" if row["flag"] != "insufficient" else insufficient_reason(
+            str(row["metric"]), n, n_pos, min_group_size=config.get("min_group_size"),
+            min_positives=config.get("min_positives"))
+        reasons.setdefault(reason, []).append(str(row["metric"]))
+    n = part["n"].iloc[0]
+    says_size = any(reason.startswith(f"{n} case") for reason in reasons)
+    prefix = "" if pd.isna(n) or says_size else f"n={int(n)}: "
+    if len(reasons) == 1:
+        return prefix + next(iter(reasons))
+    return prefix + "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in reasons.items())
 
 
 # ---------------------------------------------------------------- Disparities

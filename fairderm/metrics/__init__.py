@@ -62,7 +62,7 @@ from __future__ import annotations
 from fairderm.metrics._api import compare, evaluate
 from fairderm.metrics._casemix import case_mix_adjustment
 from fairderm.metrics._catalogue import SCORE_METRICS, metric_name_problem
-from fairderm.metrics._groups import DisparityRow, GroupKey, GroupRow
+from fairderm.metrics._groups import DisparityRow, GroupKey, GroupRow, insufficient_reason
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._options import EvaluationOptions
 from fairderm.metrics._power import minimum_detectable_difference
@@ -86,6 +86,7 @@ __all__ = [
     "case_mix_adjustment",
     "compare",
     "evaluate",
+    "insufficient_reason",
     "metric_name_problem",
     "minimum_detectable_difference",
     "newcombe_interval",

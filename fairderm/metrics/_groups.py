@@ -147,6 +147,34 @@ class GroupRow:
         return self.key.label
 
 
+def insufficient_reason(
+    metric: str, n: int | None, n_pos: int | None, *, min_group_size: float | None, min_positives: float | None,
+) -> str:
+    """Why a group's ``metric`` is flagged ``insufficient``, in the words of the rule.
+
+    The rule (see "Flags" in :mod:`fairderm.metrics`): fewer than
+    ``min_group_size`` cases, fewer than ``min_positives`` in the metric's
+    denominator, or the metric undefined in over 1% of bootstrap replicates.
+    ``metric`` may carry its class (``sensitivity:melanoma``).
+    """
+    if n is not None and min_group_size is not None and n < min_group_size:
+        return f"{n} {'case' if n == 1 else 'cases'} (fewer than {int(min_group_size)})"
+    base = metric.partition(":")[0]
+    if n is not None and n_pos is not None and min_positives is not None:
+        counted = {"sensitivity": [(n_pos, "positives")], "f1": [(n_pos, "positives")],
+                   "specificity": [(n - n_pos, "negatives")],
+                   "auroc": [(n_pos, "positives"), (n - n_pos, "negatives")]}.get(base, [])
+        short = [(count, what) for count, what in counted if count < min_positives]
+        if short:
+            return " and ".join(f"{count} {what}" for count, what in short) + f" (fewer than {int(min_positives)})"
+    denominator = {"ppv": "predicted positives", "npv": "predicted negatives",
+                   "balanced_accuracy": "cases of its rarest class", "auroc": "cases of its rarest class"}.get(base)
+    undefined = "undefined in over 1% of bootstrap replicates"
+    if denominator and min_positives is not None:
+        return f"fewer than {int(min_positives)} {denominator}, or {undefined}"
+    return undefined
+
+
 @dataclass(frozen=True)
 class DisparityRow:
     """One disparity (gap, ratio, difference from the reference, ...) of one metric over one attribute.

@@ -220,8 +220,8 @@ def test_warning_about_a_large_group_with_few_positives_names_the_positives() ->
     run = RunData(run_id="r", path=Path("."), metrics=metrics)
     (text,) = views._warnings(run, pd.DataFrame(groups))
     assert "2 group(s)" in text
-    assert "I-II (sensitivity): n=165 but 4 positives, fewer than 10" in text
-    assert "V-VI (accuracy): n=12, fewer than 30 cases" in text
+    assert "I-II (sensitivity): n=165: 4 positives (fewer than 10)" in text
+    assert "V-VI (accuracy): 12 cases (fewer than 30)" in text
     assert "below" not in text
 
 
