@@ -24,10 +24,11 @@ code (see :mod:`fairderm.inference._architectures`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ from fairderm.inference._architectures import (
 from fairderm.inference._backbone import pick_device
 from fairderm.inference._images import open_rgb, resize_center_crop, to_uint8_chw
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
+
+
+@contextlib.contextmanager
+def pretrained_load_errors(folder: Path) -> Iterator[None]:
+    """Around ``from_pretrained`` of a local folder: its refusals and failures as one-line errors naming it.
+
+    ``from_pretrained`` must be called with ``local_files_only=True`` and
+    ``trust_remote_code=False``: a model folder describes, it never runs code.
+    """
+    try:
+        yield
+    except pickle.UnpicklingError:
+        # torch.load(weights_only=True) refused the weights: they hold pickled objects, maybe code
+        raise InputError(
+            "refused: the weights hold pickled objects that a weights-only load does not run "
+            "(convert them to safetensors)",
+            source=str(folder),
+        ) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot load the model: {str(exc).splitlines()[0]}", source=str(folder)) from None
 
 
 def folder_identity(folder: Path) -> dict[str, str]:
@@ -106,7 +127,7 @@ class HFImageClassifier(_TorchRunner, Predictor):
             raise InputError(
                 "not a transformers model folder (config.json missing)", source=str(self.folder)
             )
-        try:
+        with pretrained_load_errors(self.folder):
             # Never the model folder's own Python (trust_remote_code): a model folder describes, it does not
             # run code. A custom model is loaded by the user's code: the torch backend's --architecture.
             config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
@@ -114,17 +135,6 @@ class HFImageClassifier(_TorchRunner, Predictor):
                 self.folder, local_files_only=True, trust_remote_code=False
             ).eval()
             self.processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True)
-        except pickle.UnpicklingError:
-            # torch.load(weights_only=True) refused the weights: they hold pickled objects, maybe code
-            raise InputError(
-                "refused: the weights hold pickled objects that a weights-only load does not run "
-                "(convert them to safetensors)",
-                source=str(self.folder),
-            ) from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(
-                f"cannot load the model: {str(exc).splitlines()[0]}", source=str(self.folder)
-            ) from None
         id2label = {int(k): str(v) for k, v in config.id2label.items()}
         self.classes = [id2label[k] for k in sorted(id2label)]
         self.multi_label = config.problem_type == "multi_label_classification"

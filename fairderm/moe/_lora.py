@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fairderm._extras import MissingExtraError
 from fairderm.errors import FairdermError, InputError
 from fairderm.inference import (
     BACKBONE_NAME,
@@ -52,6 +53,7 @@ from fairderm.inference import (
     Backbone,
     EfficientNetLite0,
     load_backbone,
+    pretrained_load_errors,
 )
 from fairderm.moe._model import RouterOutput, route
 
@@ -290,9 +292,13 @@ def _transformers_backbone(folder: Path, image_size: int | None) -> LoraBackbone
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise InputError(f"backbone folder has no weights (none of {', '.join(WEIGHT_FILES)})",
                          source=str(folder), column="backbone")
-    from transformers import AutoModel
+    try:
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise MissingExtraError("a transformers backbone", "hf") from exc
 
-    model = AutoModel.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
+    with pretrained_load_errors(folder):
+        model = AutoModel.from_pretrained(folder, local_files_only=True, trust_remote_code=False).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     size = image_size or int(getattr(model.config, "image_size", 224))

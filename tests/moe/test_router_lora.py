@@ -124,6 +124,23 @@ def test_backbone_folder_without_weights_is_rejected(image_cohort, tmp_path) -> 
     assert not (tmp_path / "r").exists()
 
 
+class _Payload:
+    """A pickled object in a weights file: what a weights-only load must refuse to run."""
+
+
+def test_backbone_weights_holding_pickled_objects_are_refused(tmp_path) -> None:
+    import torch
+    from transformers import ViTConfig
+
+    from fairderm.moe import lora_backbone
+
+    ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+              intermediate_size=32).save_pretrained(tmp_path)
+    torch.save({"payload": _Payload()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(InputError, match="refused: the weights hold pickled objects"):
+        lora_backbone(str(tmp_path))
+
+
 @pytest.mark.parametrize("n_experts", [0, 1])
 def test_lora_with_fewer_than_two_experts_is_rejected(image_cohort, tmp_path, n_experts) -> None:
     with pytest.raises(InputError, match="n_experts >= 2"):
