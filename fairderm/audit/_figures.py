@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from fairderm._io import atomic_write_text
 from fairderm.cards import figure_fragment, plotly_loader
 from fairderm.metrics import EvaluationResult, GroupRow
@@ -56,28 +58,39 @@ def interval_figure(rows: list[GroupRow], metric: str) -> Any:
     return figure
 
 
-def reliability_figure(calibration: Any) -> Any | None:
-    """Reliability curves (mean predicted vs observed frequency per bin), one line per group."""
+def reliability_figure(calibration: pd.DataFrame) -> Any | None:
+    """Reliability curves (mean confidence against observed frequency per bin, with its interval), one per group.
+
+    ``calibration`` is :attr:`EvaluationResult.calibration` (one row per
+    attribute, group, kind and bin); None when it has no bins.
+    """
     import plotly.graph_objects as go
 
-    curves = calibration if isinstance(calibration, list) else []
+    needed = {"group", "kind", "bin", "mean_confidence", "observed"}
+    if calibration is None or calibration.empty or not needed <= set(calibration.columns):
+        return None
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
                                 name="perfect calibration"))
-    drawn = 0
-    for curve in curves:
-        if not isinstance(curve, dict):
-            continue
-        predicted = curve.get("mean_predicted") or curve.get("predicted")
-        observed = curve.get("observed") or curve.get("fraction_positive")
-        if not isinstance(predicted, list) or not isinstance(observed, list):
-            continue
-        figure.add_trace(go.Scatter(x=predicted, y=observed, mode="lines+markers", name=str(curve.get("group"))))
-        drawn += 1
-    if not drawn:
-        return None
-    figure.update_layout(title="Reliability by group", xaxis_title="mean predicted probability",
-                         yaxis_title="observed frequency", template="plotly_white", height=480)
+    several_kinds = calibration["kind"].nunique() > 1
+    for (group, kind), bins in calibration.groupby(["group", "kind"], sort=False):
+        bins = bins.sort_values("bin")
+        observed = bins["observed"].to_numpy(float)
+        error = None
+        if {"observed_ci_low", "observed_ci_high"} <= set(bins.columns):
+            error = {"type": "data", "symmetric": False, "thickness": 1,
+                     "array": (bins["observed_ci_high"].to_numpy(float) - observed).tolist(),
+                     "arrayminus": (observed - bins["observed_ci_low"].to_numpy(float)).tolist()}
+        figure.add_trace(go.Scatter(  # lists, not arrays: the JSON files stay readable without plotly
+            x=bins["mean_confidence"].to_numpy(float).tolist(), y=observed.tolist(), error_y=error,
+            mode="lines+markers", name=f"{group} ({kind})" if several_kinds else str(group),
+            customdata=bins["n"].tolist() if "n" in bins else None,
+            hovertemplate="confidence %{x:.3f}<br>observed %{y:.3f}<br>n=%{customdata}<extra></extra>"
+            if "n" in bins else None,
+        ))
+    figure.update_layout(title="Reliability by group (observed frequency with its 95% interval)",
+                         xaxis_title="mean predicted probability", yaxis_title="observed frequency",
+                         template="plotly_white", height=480)
     return figure
 
 
@@ -87,7 +100,7 @@ def figure_files(metrics: EvaluationResult) -> dict[str, str]:
 
     rows = metrics.by_group()
     figures = [(name, interval_figure(rows, name)) for name in metrics.metric_names]
-    reliability = reliability_figure(metrics.calibration.to_dict("records"))
+    reliability = reliability_figure(metrics.calibration)
     if reliability is not None:
         figures.append(("reliability", reliability))
     files = {}
