@@ -308,7 +308,7 @@ def package_versions(names: tuple[str, ...] = _TRACKED_PACKAGES) -> dict[str, st
 
 
 def environment_info() -> dict[str, Any]:
-    """Python, platform, package versions and GPU (if any), for provenance."""
+    """Python, platform, package versions and the GPU (if this process imported torch and has one), for provenance."""
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -317,15 +317,13 @@ def environment_info() -> dict[str, Any]:
         "packages": package_versions(),
         "gpu": None,
     }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = {
-                "name": torch.cuda.get_device_name(0),
-                "count": torch.cuda.device_count(),
-                "cuda": torch.version.cuda,
-            }
-    except ImportError:  # torch is a dependency, but provenance must never fail
-        pass
+    # Only a process that imported torch can have used a GPU: importing it here
+    # would cost a core install's audit a second and record a GPU it never used.
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = {
+            "name": torch.cuda.get_device_name(0),
+            "count": torch.cuda.device_count(),
+            "cuda": torch.version.cuda,
+        }
     return info

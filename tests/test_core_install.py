@@ -90,3 +90,12 @@ def test_fairlearn_baselines_without_the_mitigation_extra_name_it():
     )
     done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert "pip install 'fairderm[mitigation]'" in done.stdout, done.stdout + done.stderr
+
+
+def test_provenance_does_not_import_torch_to_look_for_a_gpu():
+    # torch installed but unused: environment_info records no GPU and leaves torch unimported
+    code = "import sys; from fairderm._io import environment_info; info = environment_info(); " \
+           "print(info['gpu'], 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.split() == ["None", "False"]
