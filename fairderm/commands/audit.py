@@ -25,12 +25,12 @@ _STATUS_STYLE = {"ok": "green", "skipped": "yellow", "mismatch": "bold red", "mi
 
 
 class _AuditCommand(TyperCommand):
-    """A command whose usage errors exit with 3 (ERROR), not click's 2."""
+    """A command whose argument errors exit with 3 (ERROR), not click's 2 (usage) or 1 (an unreadable file)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except click.UsageError as exc:
+        except click.ClickException as exc:
             exc.exit_code = EXIT_ERROR
             raise
 
