@@ -9,8 +9,9 @@ train_router, RouterRun
     evaluate them with :mod:`fairderm.metrics`; write a router folder. The
     experts are bottleneck layers on frozen features (``experts="frozen"``)
     or LoRA adapters on the backbone's last layers (``experts="lora"``).
-load_router
-    Load a trained router (or a stored baseline) from its folder.
+load_router, router_output
+    Load a trained router (or a stored baseline) from its folder; call any
+    of its models alike (the ERM head's logits come without routing).
 RouterPredictor, router_predictor
     The ``router`` inference backend (an entry of the inference backend
     registry, imported on first use), so that a trained router is audited
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 from fairderm.moe._constraints import ConstraintSet
 from fairderm.moe._lora import EXPERT_KINDS, LoraBackbone, LoraExpertMixture, lora_backbone, require_peft
-from fairderm.moe._model import MixtureOfExperts, load_balancing_loss
+from fairderm.moe._model import MixtureOfExperts, load_balancing_loss, router_output
 from fairderm.moe._pipeline import RouterRun, train_router
 from fairderm.moe._predictor import RouterPredictor, router_predictor
 from fairderm.moe._report import mitigation_report, pool_mitigation_reports
@@ -65,6 +66,7 @@ __all__ = [
     "mitigation_report",
     "pool_mitigation_reports",
     "require_peft",
+    "router_output",
     "router_predictor",
     "train_router",
 ]
