@@ -106,15 +106,12 @@ class EpochObjective(Protocol):
 
     def step_loss(self, model: nn.Module, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """The loss to descend on for the training cases ``index`` (the model is in training mode)."""
-        ...
 
     def after_step(self, model: nn.Module, index: torch.Tensor, loss: torch.Tensor) -> None:
         """Called after the optimiser's step on ``index`` (e.g. a dual ascent, a log record)."""
-        ...
 
     def validate(self, model: nn.Module, epoch: int) -> tuple[float, dict[str, Any]]:
         """The epoch's validation score (lower is better) and its history record (eval mode, no gradient)."""
-        ...
 
 
 @dataclass
