@@ -44,6 +44,11 @@ CachedEmbedder, CachedImage, resolve_feature_cache
     For predictors on the backbone: reuse cached features by image hash.
 train_head, load_head, HeadTrainingResult
     Heads (linear or MLP) on the backbone's features.
+ClassifierHead, fit_epochs, EpochObjective, EpochFit
+    The one ERM head (standardisation, dropout, a linear layer or an MLP, a
+    temperature) and the one epoch loop (seeding, batch order, AdamW, early
+    stopping on a caller's validation score) that :func:`train_head` and the
+    router's methods (:mod:`fairderm.moe`) both train with.
 map_classes, parse_report, ParsedReport, report_parts, ReportParts
     Model classes -> cohort labels; a written report -> a diagnosis; its parts.
 
@@ -101,6 +106,10 @@ _TORCH_NAMES: dict[str, tuple[str, str]] = {
     "BACKBONE_NAME": ("_efficientnet", "BACKBONE_NAME"),
     "FEATURE_DIM": ("_efficientnet", "FEATURE_DIM"),
     "BACKBONE_INPUT_SIZE": ("_efficientnet", "INPUT_SIZE"),
+    "ClassifierHead": ("_erm", "ClassifierHead"),
+    "EpochFit": ("_erm", "EpochFit"),
+    "EpochObjective": ("_erm", "EpochObjective"),
+    "fit_epochs": ("_erm", "fit_epochs"),
     "HeadTrainingResult": ("_head", "HeadTrainingResult"),
     "load_head": ("_head", "load_head"),
     "train_head": ("_head", "train_head"),
@@ -132,9 +141,12 @@ __all__ = [
     "CachedEmbedder",
     "CachedImage",
     "ChatClient",
+    "ClassifierHead",
     "EfficientNetLite0",
     "Embedder",
     "EndpointWarning",
+    "EpochFit",
+    "EpochObjective",
     "FeatureSet",
     "HeadTrainingResult",
     "InferenceRun",
@@ -153,6 +165,7 @@ __all__ = [
     "extract_features",
     "extract_view_features",
     "feature_identity",
+    "fit_epochs",
     "fit_group_temperatures",
     "fit_temperature",
     "load_backbone",

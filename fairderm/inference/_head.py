@@ -12,12 +12,11 @@ small split both leave them distorted); it changes no prediction.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,47 +37,16 @@ from fairderm.inference._backbone import (
     extract_features,
     resolve_feature_cache,
 )
-from fairderm.inference._efficientnet import FEATURE_DIM, INPUT_SIZE
+from fairderm.inference._efficientnet import INPUT_SIZE
+from fairderm.inference._erm import ClassifierHead, HeadKind, fit_epochs, upgrade_head_state
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 from fairderm.inference._temperature import fit_temperature
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
-HEAD_FORMAT = "fairderm.head/1"
-HeadKind = Literal["linear", "mlp"]
-
-
-class ClassifierHead(nn.Module):
-    """Standardise features, then a linear layer or a one-hidden-layer MLP.
-
-    The feature mean and standard deviation of the training set are buffers,
-    saved with the weights, so a head is self-contained; so is the
-    temperature that divides the logits (1 while training, then fitted on
-    the validation split: :mod:`fairderm.inference._temperature`).
-    """
-
-    def __init__(
-        self, n_classes: int, kind: HeadKind = "linear", hidden: int = 256, dropout: float = 0.2
-    ) -> None:
-        super().__init__()
-        self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))
-        self.register_buffer("feature_std", torch.ones(FEATURE_DIM))
-        self.register_buffer("temperature", torch.ones(()))
-        if kind == "linear":
-            self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, n_classes))
-        elif kind == "mlp":
-            self.layers = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(FEATURE_DIM, hidden),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, n_classes),
-            )
-        else:
-            raise InputError(f"unknown head {kind!r}; use 'linear' or 'mlp'", column="head")
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers((features - self.feature_mean) / self.feature_std) / self.temperature
+# Version 2: the layers are ``hidden``/``head`` of :class:`ClassifierHead`, not one ``layers`` sequence.
+HEAD_FORMAT = "fairderm.head/2"
+HEAD_FORMATS = ("fairderm.head/1", HEAD_FORMAT)
 
 
 @dataclass
@@ -175,6 +143,36 @@ def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
+@dataclass
+class _ClassWeightedLoss:
+    """Class-weighted cross-entropy: the step loss, and the validation loss that selects the epoch."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    loss_fn: nn.CrossEntropyLoss
+    total: float = 0.0
+
+    def step_loss(self, model: nn.Module, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        return self.loss_fn(model(self.x_train[index]), self.y_train[index])
+
+    def after_step(self, model: nn.Module, index: torch.Tensor, loss: torch.Tensor) -> None:
+        self.total += float(loss.detach()) * len(index)
+
+    def validate(self, model: nn.Module, epoch: int) -> tuple[float, dict[str, Any]]:
+        val_logits = model(self.x_val)
+        val_loss = float(self.loss_fn(val_logits, self.y_val))
+        record = {
+            "epoch": epoch,
+            "train_loss": self.total / len(self.y_train),
+            "val_loss": val_loss,
+            "val_accuracy": float((val_logits.argmax(1) == self.y_val).float().mean()),
+        }
+        self.total = 0.0
+        return val_loss, record
+
+
 def _fit(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -190,59 +188,22 @@ def _fit(
     weight_decay: float,
     batch_size: int,
 ) -> tuple[ClassifierHead, list[dict[str, float]], int, torch.Tensor]:
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     counts = torch.bincount(y_train, minlength=n_classes).float()
     weights = len(y_train) / (n_classes * counts.clamp(min=1))
-    model = ClassifierHead(n_classes, kind)
-    model.feature_mean.copy_(x_train.mean(0))
-    # ReLU6 features are sparse: many are ~0 on the training set. A floor on
-    # the scale keeps such a feature from exploding when it fires at test time.
-    std = x_train.std(0)
-    model.feature_std.copy_(std.clamp(min=max(float(std.mean()) * 0.5, 1e-4)))
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
-    log: list[dict[str, float]] = []
-    for epoch in range(1, max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(model(x_train[index]), y_train[index])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(index)
-        model.eval()
-        with torch.no_grad():
-            val_logits = model(x_val)
-            val_loss = float(loss_fn(val_logits, y_val))
-            val_acc = float((val_logits.argmax(1) == y_val).float().mean())
-        log.append(
-            {
-                "epoch": epoch,
-                "train_loss": total / len(y_train),
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-            }
-        )
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_state, best_epoch, stale = (
-                val_loss,
-                copy.deepcopy(model.state_dict()),
-                epoch,
-                0,
-            )
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    assert best_state is not None  # at least one epoch ran
-    model.load_state_dict(best_state)
-    model.eval()
-    return model, log, best_epoch, weights
+
+    def build() -> ClassifierHead:
+        model = ClassifierHead(n_classes, kind)
+        # ReLU6 features are sparse: many are ~0 on the training set. A floor on
+        # the scale keeps such a feature from exploding when it fires at test time.
+        std = x_train.std(0)
+        model.set_standardisation(x_train.mean(0), std, floor=max(float(std.mean()) * 0.5, 1e-4))
+        return model
+
+    objective = _ClassWeightedLoss(x_train, y_train, x_val, y_val, nn.CrossEntropyLoss(weight=weights))
+    fitted = fit_epochs(build, objective, len(y_train), seed=seed, lr=lr, weight_decay=weight_decay,
+                        batch_size=batch_size, max_epochs=max_epochs, patience=patience, tolerance=1e-6)
+    assert isinstance(fitted.model, ClassifierHead)
+    return fitted.model, fitted.history, fitted.best_epoch, weights
 
 
 def _training_rows(
@@ -470,18 +431,19 @@ def load_head(path: str | os.PathLike[str]) -> tuple[ClassifierHead, dict[str, A
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc}", source=str(config_path)) from None
-    if config.get("format") != HEAD_FORMAT:
+    if config.get("format") not in HEAD_FORMATS:
         raise InputError(
             f"unsupported head format {config.get('format')!r}",
             source=str(config_path),
             column="format",
         )
     head_cfg = config.get("head", {})
-    model = ClassifierHead(
-        len(config["classes"]), head_cfg.get("kind", "linear"), head_cfg.get("hidden") or 256
-    )
+    kind = head_cfg.get("kind", "linear")
+    model = ClassifierHead(len(config["classes"]), kind, hidden=head_cfg.get("hidden") or 256)
     try:
         state = load_file(str(weights_path))
+        if config["format"] != HEAD_FORMAT:
+            state = upgrade_head_state(state, kind)
         # heads saved before temperature scaling have none: they are uncalibrated (T = 1)
         state.setdefault("temperature", torch.ones(()))
         model.load_state_dict(state, strict=True)

@@ -160,36 +160,18 @@ class MixtureOfExperts(nn.Module):
         )
 
 
-class LinearHead(nn.Module):
-    """The ERM baseline: a linear head on standardised features.
+def router_output(model: nn.Module, features: torch.Tensor, tone: torch.Tensor | None = None) -> RouterOutput:
+    """Call ``model`` as the router's loop does: a router's own output, or a head's logits with no routing.
 
-    Shares :class:`MixtureOfExperts`'s call signature and output so that the
-    same training loop serves both; its router outputs are empty.
+    The ERM baseline is :class:`fairderm.inference.ClassifierHead`, which
+    gives bare logits; its router probabilities, gates and tone logits are
+    empty (width 0), so that the router's extra losses leave it alone.
     """
-
-    def __init__(self, n_features: int, n_classes: int, n_tone: int, *, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.register_buffer("feature_mean", torch.zeros(n_features))
-        self.register_buffer("feature_std", torch.ones(n_features))
-        self.register_buffer("temperature", torch.ones(()))
-        self.head = nn.Linear(n_features, n_classes)
-        self.dropout = nn.Dropout(dropout)
-        self.n_tone = n_tone
-
-    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the training features' mean and standard deviation."""
-        self.feature_mean.copy_(mean)
-        self.feature_std.copy_(torch.clamp(std, min=1e-6))
-
-    def forward(self, features: torch.Tensor, tone: torch.Tensor | None = None) -> RouterOutput:
-        h = self.dropout((features - self.feature_mean) / self.feature_std)
-        empty = h.new_zeros((h.shape[0], 0))
-        return RouterOutput(
-            logits=self.head(h) / self.temperature,
-            tone_logits=h.new_zeros((h.shape[0], self.n_tone)),
-            router_probs=empty,
-            gates=empty,
-        )
+    out = model(features, tone)
+    if isinstance(out, RouterOutput):
+        return out
+    empty = out.new_zeros((out.shape[0], 0))
+    return RouterOutput(logits=out, tone_logits=empty, router_probs=empty, gates=empty)
 
 
 def load_balancing_loss(router_probs: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:

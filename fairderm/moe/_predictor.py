@@ -34,6 +34,7 @@ from fairderm.inference import (
     resolve_feature_cache,
 )
 from fairderm.moe._lora import LoraBackbone, backbone_from_spec
+from fairderm.moe._model import router_output
 from fairderm.moe._store import ROUTER_CONFIG, ROUTER_WEIGHTS, load_router
 from fairderm.tone import tone_probabilities
 
@@ -149,7 +150,7 @@ class RouterPredictor(Predictor):
                 tone = torch.as_tensor(
                     np.stack([self._tone_by_id[i] for i in image_ids]), device=features.device
                 )
-            logits = self.model(features, tone).logits
+            logits = router_output(self.model, features, tone).logits
             probs = torch.softmax(logits.float(), dim=1)
         return PredictorOutput(probs=probs.cpu().numpy())
 

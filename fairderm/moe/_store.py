@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fairderm.errors import InputError
-from fairderm.inference import model_folder_file
+from fairderm.inference import ClassifierHead, model_folder_file
 from fairderm.moe._lora import LoraBackbone, LoraExpertMixture, adapter_folders, load_lora_mixture
-from fairderm.moe._model import LinearHead, MixtureOfExperts
+from fairderm.moe._model import MixtureOfExperts
 
 ROUTER_WEIGHTS = "model.safetensors"
 ROUTER_CONFIG = "config.json"
@@ -44,12 +44,11 @@ def architecture_of(model: torch.nn.Module) -> dict[str, Any]:
             "tone_input": model.tone_input,
             "dropout": float(model.dropout.p),
         }
-    if isinstance(model, LinearHead):
+    if isinstance(model, ClassifierHead) and model.kind == "linear":
         return {
             "kind": "linear",
             "n_features": int(model.feature_mean.shape[0]),
             "n_classes": int(model.head.out_features),
-            "n_tone": model.n_tone,
             "dropout": float(model.dropout.p),
         }
     raise TypeError(f"not a router model: {type(model).__name__}")
@@ -83,11 +82,12 @@ def build_from_architecture(architecture: dict[str, Any]) -> torch.nn.Module:
     """Rebuild an untrained model from :func:`architecture_of`'s record."""
     spec = dict(architecture)
     kind = spec.pop("kind")
-    n_features, n_classes, n_tone = spec.pop("n_features"), spec.pop("n_classes"), spec.pop("n_tone")
+    n_features, n_classes = spec.pop("n_features"), spec.pop("n_classes")
     if kind == "moe":
-        return MixtureOfExperts(n_features, n_classes, n_tone, **spec)
+        return MixtureOfExperts(n_features, n_classes, spec.pop("n_tone"), **spec)
     if kind == "linear":
-        return LinearHead(n_features, n_classes, n_tone, **spec)
+        spec.pop("n_tone", None)  # recorded by folders written before the head was inference's ClassifierHead
+        return ClassifierHead(n_classes, "linear", n_features=n_features, **spec)
     raise ValueError(f"unknown architecture kind {kind!r}")
 
 

@@ -1,4 +1,11 @@
-"""Training loop shared by the linear head, the router and their constrained forms.
+"""The router's objectives on the shared epoch loop, for the ERM head, the router and their constrained forms.
+
+The loop (seeding, batch order, AdamW, early stopping, the warm start's
+epoch 0) is :func:`fairderm.inference.fit_epochs`, the one that also trains
+:func:`fairderm.inference.train_head`; the ERM head is the same
+:class:`fairderm.inference.ClassifierHead` (here unweighted, dropout
+``TrainConfig.dropout``, standard deviation floored at 1e-6). What differs
+lives here: each step's loss and log record, and each epoch's score.
 
 Objectives (``objective`` argument of :func:`fit`):
 
@@ -37,7 +44,6 @@ iterate.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,8 +54,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
+from fairderm.inference import ClassifierHead, fit_epochs
 from fairderm.moe._constraints import ConstraintSet, group_losses
-from fairderm.moe._model import LinearHead, MixtureOfExperts, RouterOutput, load_balancing_loss
+from fairderm.moe._model import MixtureOfExperts, RouterOutput, load_balancing_loss, router_output
 
 Objective = Literal["erm", "reweight", "lagrangian", "dro"]
 
@@ -166,7 +173,7 @@ def build_model(
 ) -> torch.nn.Module:
     """A fresh linear head or router for the given sizes."""
     if architecture == "linear":
-        return LinearHead(n_features, n_classes, n_tone, dropout=config.dropout)
+        return ClassifierHead(n_classes, "linear", n_features=n_features, dropout=config.dropout)
     return MixtureOfExperts(
         n_features,
         n_classes,
@@ -228,59 +235,29 @@ def fit(
     method
         Name written into each log record.
     warm_start
-        A trained :class:`LinearHead` whose standardisation and head the new
+        A trained linear :class:`~fairderm.inference.ClassifierHead` whose standardisation and head the new
         router starts from. The experts' up-projections start at zero, so
         the router starts as exactly that head, and its state before any
         step competes in early stopping as epoch 0: training can only keep
         or improve the validation score of the head it started from.
     """
-    torch.manual_seed(config.seed)
-    batch_order = torch.Generator().manual_seed(config.seed)
-    model = _initial_model(architecture, train, n_classes, config, warm_start)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    lr = config.head_lr if architecture == "linear" else config.lr
-    optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
     duals = _Duals.start(objective, train, val, constraints, config)
-
-    best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
-    history: list[dict[str, Any]] = []
-    if warm_start is not None:
-        score, summary = _validation_score(model, val, duals.val_weights, objective, constraints, config)
-        summary.update(epoch=0, score=score)
-        history.append(summary)
-        best = (score, 0, copy.deepcopy(model.state_dict()), duals.selected())
-    step = 0
-    epoch = 0
-    for epoch in range(1, config.max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(train), generator=batch_order)
-        for start in range(0, len(train), config.batch_size):
-            record = _step(model, optimiser, train, order[start : start + config.batch_size], duals, constraints,
-                           config, {"method": method, "step": step, "epoch": epoch})
-            if log is not None:
-                log(record)
-            step += 1
-
-        score, summary = _validation_score(model, val, duals.val_weights, objective, constraints, config)
-        summary.update(epoch=epoch, score=score)
-        history.append(summary)
-        if best is None or score < best[0] - 1e-9:
-            best = (score, epoch, copy.deepcopy(model.state_dict()), duals.selected())
-        elif epoch >= config.min_epochs and epoch - best[1] >= config.patience:
-            break
-
-    assert best is not None  # max_epochs >= 1
-    model.load_state_dict(best[2])
-    model.eval()
+    steps = _RouterObjective(train, val, duals, constraints, config, method, log)
+    fitted = fit_epochs(
+        lambda: _initial_model(architecture, train, n_classes, config, warm_start), steps, len(train),
+        seed=config.seed, lr=config.head_lr if architecture == "linear" else config.lr,
+        weight_decay=config.weight_decay, batch_size=config.batch_size, max_epochs=config.max_epochs,
+        patience=config.patience, min_epochs=config.min_epochs, tolerance=1e-9, epoch_zero=warm_start is not None,
+    )
     names = constraints.names if objective == "lagrangian" else (
         list(constraints.group_names) if objective == "dro" else []
     )
     return FitResult(
-        model=model,
-        best_epoch=best[1],
-        epochs_run=epoch,
-        history=history,
-        multipliers=best[3].numpy().astype(float),
+        model=fitted.model,
+        best_epoch=fitted.best_epoch,
+        epochs_run=fitted.epochs_run,
+        history=fitted.history,
+        multipliers=steps.selected[fitted.best_epoch].numpy().astype(float),
         constraint_names=names,
         final_multipliers=duals.selected().numpy().astype(float),
     )
@@ -339,50 +316,77 @@ class _Duals:
         return (self.multipliers if self.objective == "lagrangian" else self.group_weights).clone()
 
 
-def _step(
-    model: torch.nn.Module,
-    optimiser: torch.optim.Optimizer,
-    train: SplitArrays,
-    index: torch.Tensor,
-    duals: _Duals,
-    constraints: ConstraintSet,
-    config: TrainConfig,
-    record: dict[str, Any],
-) -> dict[str, Any]:
-    """One optimisation step on the batch ``index`` (and the multipliers' ascent after it); its log record."""
-    out = model(train.features[index], train.tone[index])
-    y, groups = train.y[index], train.groups[index]
-    per_case = F.cross_entropy(out.logits, y, reduction="none")
-    if duals.objective == "dro":
-        losses, present = group_losses(out.logits, y, groups, len(constraints.group_names))
-        # Online exponentiated-gradient ascent on the group weights
-        # (Sagawa et al. 2020, Algorithm 1), only for groups in the batch.
-        step_size = torch.where(present, config.dro_step * losses.detach(), torch.zeros_like(losses))
-        weights = duals.group_weights * torch.exp(step_size)
-        duals.group_weights = weights / weights.sum()
-        task_loss = torch.sum(duals.group_weights * torch.where(present, losses, torch.zeros_like(losses)))
-        record["constraints"] = _named(constraints.group_names, losses.detach())
-        record["multipliers"] = _named(constraints.group_names, duals.group_weights)
-    else:
-        task_loss = torch.sum(per_case * duals.weights[index]) / duals.weights[index].sum()
-    loss = task_loss + _router_losses(model, out, train.tone[index], config, record)
-    if duals.objective == "lagrangian":
-        loss = loss + torch.sum(duals.multipliers * constraints.surrogate(out.logits, y, groups))
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    optimiser.step()
-    if duals.objective == "lagrangian":
-        if (record["step"] + 1) % config.dual_every == 0:
-            exact = _exact_constraints(model, duals.dual_data, constraints)
-            violation = torch.nan_to_num(exact - config.epsilon, nan=0.0)
-            ascent = config.dual_lr * config.dual_every * violation
-            duals.multipliers = torch.clamp(duals.multipliers + ascent, 0.0, config.multiplier_max)
-            record["constraints"] = _named(constraints.names, exact)
-        record["multipliers"] = _named(constraints.names, duals.multipliers)
-        record["epsilon"] = config.epsilon
-    record["loss"] = float(loss.detach())
-    record["task_loss"] = float(task_loss.detach())
-    return record
+@dataclass
+class _RouterObjective:
+    """The router's side of :func:`fairderm.inference.fit_epochs`: step losses, dual updates, log, epoch scores.
+
+    ``selected`` keeps the multipliers (or group weights) at each scored
+    epoch, so that the selected epoch's are reported.
+    """
+
+    train: SplitArrays
+    val: SplitArrays
+    duals: _Duals
+    constraints: ConstraintSet
+    config: TrainConfig
+    method: str
+    log: Callable[[dict[str, Any]], None] | None
+    step: int = 0
+    selected: dict[int, torch.Tensor] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    task_loss: torch.Tensor | None = None
+
+    def step_loss(self, model: torch.nn.Module, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The batch's loss (group-DRO weights ascend first); the step's log record is started."""
+        self.record = {"method": self.method, "step": self.step, "epoch": epoch}
+        train, duals, constraints = self.train, self.duals, self.constraints
+        out = router_output(model, train.features[index], train.tone[index])
+        y, groups = train.y[index], train.groups[index]
+        per_case = F.cross_entropy(out.logits, y, reduction="none")
+        if duals.objective == "dro":
+            losses, present = group_losses(out.logits, y, groups, len(constraints.group_names))
+            # Online exponentiated-gradient ascent on the group weights
+            # (Sagawa et al. 2020, Algorithm 1), only for groups in the batch.
+            step_size = torch.where(present, self.config.dro_step * losses.detach(), torch.zeros_like(losses))
+            weights = duals.group_weights * torch.exp(step_size)
+            duals.group_weights = weights / weights.sum()
+            task_loss = torch.sum(duals.group_weights * torch.where(present, losses, torch.zeros_like(losses)))
+            self.record["constraints"] = _named(constraints.group_names, losses.detach())
+            self.record["multipliers"] = _named(constraints.group_names, duals.group_weights)
+        else:
+            task_loss = torch.sum(per_case * duals.weights[index]) / duals.weights[index].sum()
+        self.task_loss = task_loss
+        loss = task_loss + _router_losses(model, out, train.tone[index], self.config, self.record)
+        if duals.objective == "lagrangian":
+            loss = loss + torch.sum(duals.multipliers * constraints.surrogate(out.logits, y, groups))
+        return loss
+
+    def after_step(self, model: torch.nn.Module, index: torch.Tensor, loss: torch.Tensor) -> None:
+        """The multipliers' ascent on the exact constraints (``lagrangian``, every ``dual_every`` steps); the log."""
+        duals, record = self.duals, self.record
+        if duals.objective == "lagrangian":
+            every = self.config.dual_every
+            if (self.step + 1) % every == 0:
+                exact = _exact_constraints(model, duals.dual_data, self.constraints)
+                violation = torch.nan_to_num(exact - self.config.epsilon, nan=0.0)
+                duals.multipliers = torch.clamp(duals.multipliers + self.config.dual_lr * every * violation, 0.0,
+                                                self.config.multiplier_max)
+                record["constraints"] = _named(self.constraints.names, exact)
+            record["multipliers"] = _named(self.constraints.names, duals.multipliers)
+            record["epsilon"] = self.config.epsilon
+        assert self.task_loss is not None  # step_loss ran first
+        record["loss"] = float(loss.detach())
+        record["task_loss"] = float(self.task_loss.detach())
+        if self.log is not None:
+            self.log(record)
+        self.step += 1
+
+    def validate(self, model: torch.nn.Module, epoch: int) -> tuple[float, dict[str, Any]]:
+        score, summary = _validation_score(model, self.val, self.duals.val_weights, self.duals.objective,
+                                           self.constraints, self.config)
+        summary.update(epoch=epoch, score=score)
+        self.selected[epoch] = self.duals.selected()
+        return score, summary
 
 
 def _router_losses(
@@ -410,7 +414,8 @@ def predict_logits(
     was_training = model.training
     model.eval()
     logits = torch.cat(
-        [model(features[i : i + chunk], tone[i : i + chunk]).logits for i in range(0, len(features), chunk)]
+        [router_output(model, features[i : i + chunk], tone[i : i + chunk]).logits
+         for i in range(0, len(features), chunk)]
     )
     model.train(was_training)
     return logits

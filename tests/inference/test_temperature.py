@@ -70,7 +70,7 @@ def test_bad_shapes_and_labels_are_rejected():
 
 
 def test_classifier_head_divides_its_logits_by_its_temperature():
-    from fairderm.inference._head import ClassifierHead
+    from fairderm.inference import ClassifierHead
 
     head = ClassifierHead(3)
     head.eval()

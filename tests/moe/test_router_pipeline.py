@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fairderm.errors import InputError
-from fairderm.moe import load_router, train_router
+from fairderm.moe import load_router, router_output, train_router
 from fairderm.tone import read_tone, tone_probabilities
 from tests.helpers.planted_router import GROUP_NAMES, QUICK, make_planted_cohort
 
@@ -91,7 +91,8 @@ def test_saved_router_reproduces_its_test_predictions(planted_router, planted_co
         read_tone(planted_cohort.tone), cut_points=tuple(config["tone_input"]["ita_cut_points"])
     )
     with torch.no_grad():
-        logits = model(torch.as_tensor(planted_cohort.features[rows]), torch.as_tensor(tone[rows])).logits
+        features = torch.as_tensor(planted_cohort.features[rows])
+        logits = router_output(model, features, torch.as_tensor(tone[rows])).logits
     probs = torch.softmax(logits, dim=-1).numpy()
     expected = stored.set_index("image_id").loc[planted_cohort.manifest["image_id"][rows]]
     assert np.allclose(probs, expected[[f"prob_{c}" for c in config["classes"]]].to_numpy(), atol=1e-5)

@@ -14,8 +14,10 @@ from fairderm.moe import (
     TrainConfig,
     fit,
     load_balancing_loss,
+    router_output,
 )
 from fairderm.tone import DEFAULT_ITA_CUT_POINTS, tone_cut_points, tone_probabilities
+from tests.helpers.head_features import planted_head_features
 from tests.helpers.planted_router import GROUP_NAMES, Planted, planted, tone_frame
 
 LOSS_CONSTRAINTS = ConstraintSet("loss", GROUP_NAMES)
@@ -39,7 +41,7 @@ def splits() -> tuple[SplitArrays, SplitArrays, SplitArrays]:
 
 def _accuracy_and_gap(model: torch.nn.Module, data: SplitArrays) -> tuple[float, float]:
     with torch.no_grad():
-        correct = (model(data.features, data.tone).logits.argmax(-1) == data.y).double()
+        correct = (router_output(model, data.features, data.tone).logits.argmax(-1) == data.y).double()
     per_group = [float(correct[data.groups == k].mean()) for k in range(len(GROUP_NAMES))]
     return float(correct.mean()), max(per_group) - min(per_group)
 
@@ -208,10 +210,38 @@ def test_warm_started_router_starts_as_the_erm_head_and_never_ends_worse_on_vali
         config=CONFIG.model_copy(update={"max_epochs": 10}), warm_start=erm,
     )
     with torch.no_grad():
-        erm_loss = float(torch.nn.functional.cross_entropy(erm(val.features, val.tone).logits, val.y))
+        erm_loss = float(torch.nn.functional.cross_entropy(erm(val.features), val.y))
     start = result.history[0]
     assert start["epoch"] == 0
     assert start["val_loss"] == pytest.approx(erm_loss, rel=1e-5)
     assert min(h["score"] for h in result.history) <= start["score"]
     chosen = next(h for h in result.history if h["epoch"] == result.best_epoch)
     assert chosen["score"] <= start["score"]
+
+
+def test_router_erm_head_is_train_heads_head_and_loop_given_its_settings() -> None:
+    # Balanced classes (class weights 1) and features whose spread never meets either std floor: with
+    # train_head's dropout, learning rate and weight decay the router's ERM baseline is train_head's fit.
+    from fairderm.inference._head import _fit as train_head_fit
+
+    (x_train, y_train), (x_val, y_val) = planted_head_features(90, 0), planted_head_features(45, 1)
+    scale = x_train.std(0)  # every training column's spread becomes 1: no floor binds (the head standardises)
+
+    def arrays(x: torch.Tensor, y: torch.Tensor) -> SplitArrays:
+        return SplitArrays(x / scale, torch.full((len(y), 6), 1 / 6), y, torch.zeros(len(y), dtype=torch.long))
+
+    train, val = arrays(x_train, y_train), arrays(x_val, y_val)
+    config = TrainConfig(dropout=0.2, head_lr=1e-3, weight_decay=1e-2, batch_size=32, max_epochs=60, patience=4,
+                         min_epochs=1, seed=4)
+    router = fit("linear", "erm", train, val, n_classes=3, constraints=LOSS_CONSTRAINTS, config=config)
+    head, log, best_epoch, weights = train_head_fit(
+        train.features, train.y, val.features, val.y, n_classes=3, kind="linear", seed=4, max_epochs=60,
+        patience=4, lr=1e-3, weight_decay=1e-2, batch_size=32,
+    )
+    assert torch.equal(weights, torch.ones(3))
+    assert router.best_epoch > 1 and router.epochs_run < 60  # it learnt, then stopped early
+    assert (router.best_epoch, router.epochs_run) == (best_epoch, len(log))
+    assert [h["val_loss"] for h in router.history] == pytest.approx([r["val_loss"] for r in log], rel=1e-6)
+    mine, theirs = router.model.state_dict(), head.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.allclose(mine[k], theirs[k], atol=1e-6) for k in mine)
