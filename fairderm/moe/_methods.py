@@ -127,9 +127,13 @@ def _fit_one(
 
 def train_methods(
     inputs: MethodInputs, config: TrainConfig, *, constraint: str, epsilon: float, seed: int,
-    say: StageCallback,
+    say: StageCallback, head_config: TrainConfig | None = None,
 ) -> TrainedMethods:
-    """Train the four torch methods, calibrate them, and fit the two fairlearn baselines."""
+    """Train the four torch methods, calibrate them, and fit the two fairlearn baselines.
+
+    ``head_config`` trains the linear heads (``erm``, ``reweight``; default ``config``): a LoRA run's shorter
+    schedule is for its routers only.
+    """
     constraints = constraint_set(inputs.dataset, config.constraint)
     parity_objective = "dro" if constraint == "dro" else "lagrangian"
     log: list[dict[str, Any]] = []
@@ -138,7 +142,8 @@ def train_methods(
                               ("moe_parity", parity_objective)):
         say(f"training {method}")
         warm = fits["erm"].model if "erm" in fits else None
-        fits[method] = _fit_one(inputs, method, objective, config, constraints, log, warm,
+        chosen = config if method.startswith(ROUTERS) else (head_config or config)
+        fits[method] = _fit_one(inputs, method, objective, chosen, constraints, log, warm,
                                 split="train_views" if method == "moe_parity" else "train")
     calibration = {name: calibrate(r.model, inputs.arrays(name, "val")) for name, r in fits.items()}
     trained = TrainedMethods(

@@ -146,8 +146,8 @@ def train_router(
     say = stage or (lambda _name: None)
     n_experts = n_experts if n_experts is not None else DEFAULT_EXPERTS.get(experts, 8)
     _check_options(constraint, epsilon, sweep, n_experts, top_k, n_boot, views, experts, backbone)
-    config = _training_config(experts, train_config, n_experts=n_experts, top_k=top_k, tone_input=tone_input,
-                              seed=seed, epsilon=epsilon, constraint=constraint)
+    config, head_config = _training_config(experts, train_config, n_experts=n_experts, top_k=top_k,
+                                           tone_input=tone_input, seed=seed, epsilon=epsilon, constraint=constraint)
     cohort, tone_frame, lora = _load_inputs(cohort, tone, experts, backbone, config, say)
     features, backbone_identity = _pooled_features(cohort, lora, features, cache_dir, say, feature_progress)
 
@@ -163,7 +163,8 @@ def train_router(
         # scikit-learn's StratifiedGroupKFold warns when a stratum has fewer members than folds; the split's
         # group counts are in evaluation.json
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
-        trained = train_methods(inputs, config, constraint=constraint, epsilon=epsilon, seed=seed, say=say)
+        trained = train_methods(inputs, config, constraint=constraint, epsilon=epsilon, seed=seed, say=say,
+                                head_config=head_config)
         say("evaluating")
         evaluation = evaluate_methods(dataset, {name: trained.probs_test[name] for name in METHODS}, n_boot=n_boot,
                                       seed=seed, ci=ci, min_group_size=min_group_size)
@@ -174,7 +175,7 @@ def train_router(
         "cohort": str(cohort.root), "manifest_sha256": cohort.manifest_sha256(),
         "tone": None if tone is None else str(tone), "tone_sha256": None if tone is None else sha256_file(tone),
     }
-    router_config = _router_config(dataset, trained, lora, config, experts=experts, constraint=constraint,
+    router_config = _router_config(dataset, trained, lora, config, head_config, experts=experts, constraint=constraint,
                                    epsilon=epsilon, tone_input=tone_input, backbone_identity=backbone_identity,
                                    views_record=views_record, inputs_record=inputs_record, seed=seed)
     evaluation["inputs"] = inputs_record
@@ -205,9 +206,9 @@ def _load_inputs(
 
 
 def _router_config(
-    dataset: RouterDataset, trained: TrainedMethods, lora: LoraBackbone | None, config: TrainConfig, *,
-    experts: str, constraint: str, epsilon: float, tone_input: bool, backbone_identity: dict[str, Any],
-    views_record: dict[str, Any], inputs_record: dict[str, Any], seed: int,
+    dataset: RouterDataset, trained: TrainedMethods, lora: LoraBackbone | None, config: TrainConfig,
+    head_config: TrainConfig, *, experts: str, constraint: str, epsilon: float, tone_input: bool,
+    backbone_identity: dict[str, Any], views_record: dict[str, Any], inputs_record: dict[str, Any], seed: int,
 ) -> dict[str, Any]:
     """The router folder's ``config.json``: what rebuilds each stored model and what it was trained on."""
     return {
@@ -223,6 +224,8 @@ def _router_config(
             "abstain/error -> uniform",
         },
         "backbone": backbone_identity, "training": config.model_dump(), "views": views_record,
+        # the linear heads' schedule where it differs (LoRA runs shorten the routers' only)
+        **({"head_training": head_config.model_dump()} if head_config != config else {}),
         "models": {
             name: {"weights": f"models/{name}.safetensors",
                    "architecture": stored_architecture(trained.fits[name].model, lora)}
@@ -235,10 +238,13 @@ def _router_config(
 def _training_config(
     experts: str, overrides: dict[str, Any] | None, *, n_experts: int, top_k: int, tone_input: bool, seed: int,
     epsilon: float, constraint: str,
-) -> TrainConfig:
-    """The run's hyper-parameters: LoRA's CPU defaults under the caller's overrides under the arguments.
+) -> tuple[TrainConfig, TrainConfig]:
+    """The routers' and the linear heads' hyper-parameters: LoRA's CPU defaults (routers only) under the
+    caller's overrides under the arguments.
 
-    Called after :func:`_check_options`; checks the LoRA settings (and that peft imports) before any work.
+    The linear heads (``erm``, ``reweight``) train on pooled features with every expert kind, so a LoRA run's
+    ERM is the frozen run's ERM and both routers start from it. Called after :func:`_check_options`; checks
+    the LoRA settings (and that peft imports) before any work.
     """
     overrides = dict(overrides or {})
     rank = overrides.get("lora_rank", 8)
@@ -246,12 +252,12 @@ def _training_config(
         check_lora_options(n_experts if experts == "lora" else 2, rank)
     if experts == "lora":
         require_peft()  # before any work: a missing extra fails at once
-    base = LORA_TRAINING if experts == "lora" else {}
     settings = {
-        **base, **overrides, "n_experts": n_experts, "top_k": top_k, "tone_input": tone_input, "seed": seed,
+        **overrides, "n_experts": n_experts, "top_k": top_k, "tone_input": tone_input, "seed": seed,
         "epsilon": epsilon, "constraint": "eo" if constraint == "eo" else "loss",
     }
-    return TrainConfig(**settings)
+    base = LORA_TRAINING if experts == "lora" else {}
+    return TrainConfig(**{**base, **settings}), TrainConfig(**settings)
 
 
 def _check_options(

@@ -41,6 +41,9 @@ def test_lora_router_writes_peft_adapters_and_judges_every_method(lora_router) -
         assert (out / "adapters" / "moe" / f"expert_{e}" / "adapter_config.json").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["experts"] == "lora" and config["architecture"]["kind"] == "lora"
+    # LoRA's CPU schedule is the routers'; the linear heads keep theirs (a LoRA run's ERM is the frozen run's)
+    assert config["training"]["dual_every"] == 4 and config["head_training"]["dual_every"] == 1
+    assert config["head_training"]["max_epochs"] == config["training"]["max_epochs"] == 2  # the caller's, for both
     mitigation = lora_router.evaluation["mitigation"]
     assert set(mitigation) == {"moe", "moe_parity", "expgrad", "threshold", "reweight"}
     assert {"worst_group_change", "best_group_change", "overall_change", "levelled_down"} <= set(mitigation["moe"])
