@@ -24,8 +24,12 @@ carry over exactly to that argmax, which the router documentation says.
     separates perfectly would be meaningless. Its score is the probability of
     a positive decision of the randomised thresholder.
 
-Cases outside every constraint group form one more sensitive-feature value
-("(none)"), since fairlearn needs a value for every case.
+For ``expgrad``, cases outside every constraint group form one more
+sensitive-feature value (``(none)``), since fairlearn needs a value for
+every case. ``threshold`` fits its thresholds on the grouped cases only and
+keeps the ERM head's score for the others: a handful of cases without a
+tone estimate, all of one outcome in validation, would otherwise make
+fairlearn refuse every class.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fairderm._extras import import_optional
+from fairderm.moe._data import NO_GROUP
 
 
 @dataclass
@@ -216,12 +221,14 @@ def threshold_optimizer(
     scores = np.zeros((len(erm_eval_probs), len(_columns(n_classes))))
     notes: list[str] = []
     failed: dict[int, str] = {}
+    grouped_fit, grouped_eval = np.asarray(groups_fit) != NO_GROUP, np.asarray(groups_eval) != NO_GROUP
     for slot, cls in enumerate(_columns(n_classes)):
-        target = (y_fit == cls).astype(int)
-        stacked = np.concatenate([erm_fit_probs[:, cls], erm_eval_probs[:, cls]])
-        fit_rows = np.arange(len(y_fit)).reshape(-1, 1)
-        eval_rows = (len(y_fit) + np.arange(len(erm_eval_probs))).reshape(-1, 1)
+        target = (y_fit[grouped_fit] == cls).astype(int)
+        stacked = np.concatenate([erm_fit_probs[grouped_fit, cls], erm_eval_probs[grouped_eval, cls]])
+        fit_rows = np.arange(int(grouped_fit.sum())).reshape(-1, 1)
+        eval_rows = (len(fit_rows) + np.arange(int(grouped_eval.sum()))).reshape(-1, 1)
         estimator = _FixedScores(stacked).fit(fit_rows, target)
+        scores[:, slot] = erm_eval_probs[:, cls]  # cases outside every group keep the ERM score
         postprocessor = ThresholdOptimizer(
             estimator=estimator,
             constraints="equalized_odds",
@@ -232,13 +239,12 @@ def threshold_optimizer(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                postprocessor.fit(fit_rows, target, sensitive_features=groups_fit)
+                postprocessor.fit(fit_rows, target, sensitive_features=np.asarray(groups_fit)[grouped_fit])
                 # The probability of a positive decision of the randomised
                 # thresholder; fairlearn's public predict() only samples from it.
-                pmf = postprocessor._pmf_predict(eval_rows, sensitive_features=groups_eval)
-            scores[:, slot] = pmf[:, 1]
+                pmf = postprocessor._pmf_predict(eval_rows, sensitive_features=np.asarray(groups_eval)[grouped_eval])
+            scores[grouped_eval, slot] = pmf[:, 1]
         except (ValueError, KeyError) as exc:  # a group with one outcome, or unseen in the fit data
-            scores[:, slot] = erm_eval_probs[:, cls]
             failed[cls] = f"ThresholdOptimizer failed: {str(exc).splitlines()[0]}"
             notes.append(f"class {cls}: ThresholdOptimizer failed ({str(exc).splitlines()[0]}); ERM score kept")
     return BaselineResult(_assemble(scores, n_classes, erm_eval_probs), notes, failed, len(_columns(n_classes)))

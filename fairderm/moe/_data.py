@@ -23,6 +23,10 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 TONE_GROUP_SOURCE = "fitzpatrick_est"
 
 
+#: The group label of cases outside every constraint group (no tone estimate, or a value not constrained).
+NO_GROUP = "(none)"
+
+
 @dataclass
 class RouterDataset:
     """Everything the router and the baselines train and are evaluated on.
@@ -95,7 +99,7 @@ class RouterDataset:
     def group_counts(self) -> dict[str, dict[str, int]]:
         """Cases per constraint group and split (plus ``(none)`` for rows outside)."""
         counts: dict[str, dict[str, int]] = {}
-        names = [*self.group_names, "(none)"]
+        names = [*self.group_names, NO_GROUP]
         for index, name in enumerate(names):
             member = self.groups == (index if index < len(self.group_names) else -1)
             counts[name] = {s: int(np.sum(member & (self.split == s))) for s in SPLITS}
@@ -103,7 +107,7 @@ class RouterDataset:
 
     def group_labels(self) -> np.ndarray:
         """Group name per row (``(none)`` outside every group), for the metrics engine."""
-        names = np.asarray([*self.group_names, "(none)"], dtype=object)
+        names = np.asarray([*self.group_names, NO_GROUP], dtype=object)
         return names[np.where(self.groups >= 0, self.groups, len(self.group_names))]
 
 

@@ -251,3 +251,22 @@ def test_baseline_fallbacks_are_counted_per_method(planted_router) -> None:
     assert set(baselines) == {"expgrad", "threshold"}
     for record in baselines.values():
         assert record["fits"] == 1 and record["failed"] == len(record["fallback_classes"])
+
+
+def test_threshold_fits_on_grouped_cases_and_leaves_the_ungrouped_their_erm_score() -> None:
+    pytest.importorskip("fairlearn")
+    from fairderm.moe._baselines import threshold_optimizer
+
+    rng = np.random.default_rng(0)
+    n = 300
+    y = rng.integers(0, 2, n)
+    probs = np.clip(0.25 + 0.5 * y + rng.normal(0, 0.2, n), 0.01, 0.99)
+    probs = np.column_stack([1 - probs, probs])
+    groups = np.where(np.arange(n) % 2 == 0, "I-II", "V-VI").astype(object)
+    outside = np.arange(n) < 6
+    groups[outside] = "(none)"
+    y[outside] = 1  # a handful without a tone estimate, all of one outcome: fairlearn refuses such a group
+    result = threshold_optimizer(probs, y, groups, probs, groups, n_classes=2, seed=0)
+    assert result.fallback_classes == {}
+    assert np.allclose(result.probs[outside], probs[outside])
+    assert not np.allclose(result.probs[~outside], probs[~outside])
