@@ -147,11 +147,18 @@ def draw(rng: np.random.Generator, n: int = 2000, n_labels: int = 150, clusters:
                   np.where(labelled, inclusion, np.nan))
 
 
-def _row(result, attribute: str, metric: str, group: str):
+def _rows(result) -> dict:
+    """The rows of ``result.groups`` by (attribute, metric, group): one pass, not a scan of the table per row
+    looked up (that took a tenth of the simulation's time)."""
     frame = result.groups
-    row = frame[(frame["attribute"] == attribute) & (frame["metric"] == metric)
-                & (frame["group"] == f"{attribute}={group}")]
-    return row.iloc[0]
+    rows: dict = {}
+    for row in frame.itertuples(index=False):
+        rows.setdefault((row.attribute, row.metric, row.group), row)
+    return rows
+
+
+def _row(rows: dict, attribute: str, metric: str, group: str):
+    return rows[(attribute, metric, f"{attribute}={group}")]
 
 
 def _diff(result, attribute: str, metric: str):
@@ -211,13 +218,14 @@ def run(repetitions: int, n_boot: int, clusters: bool, seed: int = 0, progress: 
             weighted_only = evaluate(cohort.y, cohort.score, {"tone": cohort.estimated}, cluster=cohort.patient,
                                      true_groups=np.where(cohort.labelled, cohort.true_group, None),
                                      inclusion_prob=cohort.inclusion, seed=seed_r, **common)
+        corrected_rows, alone_rows, weighted_rows = _rows(corrected), _rows(labelled_only), _rows(weighted_only)
         for metric in METRICS:
             for group in GROUPS:
-                row = _row(corrected, "tone:true", metric, group)
+                row = _row(corrected_rows, "tone:true", metric, group)
                 key = f"{metric} {group}"
                 covered.setdefault(key, []).append(row.ci_low <= known.values[(metric, group)] <= row.ci_high)
-                alone = _row(labelled_only, "tone", metric, group)
-                weighted = _row(weighted_only, "tone:true", metric, group)
+                alone = _row(alone_rows, "tone", metric, group)
+                weighted = _row(weighted_rows, "tone:true", metric, group)
                 widths.setdefault(key, []).append((row.ci_high - row.ci_low, weighted.ci_high - weighted.ci_low,
                                                    alone.ci_high - alone.ci_low))
             row = _diff(corrected, "tone:true", metric)

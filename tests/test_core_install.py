@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fairderm.cohort import synthesize_cohort
 from tests.helpers.install_flow import (
     BLOCKING_LAUNCHER,
     OPTIONAL_MODULES,
@@ -60,7 +61,8 @@ def test_audits_of_a_predictions_parquet_and_a_served_vlm_run_without_torch_stre
     ids=["torch-backend", "backbone-backend", "router", "dashboard"],
 )
 def test_command_needing_a_missing_extra_says_which_in_one_line(tmp_path, blocked, args, extra):
-    cohort = write_cohort(_blocked_fairderm(""), tmp_path, n=6, env=_env()) if "COHORT" in args else None
+    # the input cohort is made in this process: only the command under test runs without the extra
+    cohort = synthesize_cohort(tmp_path / "cohort", n=6, seed=0, workers=1).root if "COHORT" in args else None
     (tmp_path / "runs").mkdir()
     args = [str(cohort) if a == "COHORT" else str(tmp_path / "runs") if a == "RUNS" else a for a in args]
     done = subprocess.run([*_blocked_fairderm(blocked), *args], cwd=tmp_path, env=_env(),

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.special import ndtri
 
 from fairderm.errors import InputError
@@ -50,6 +49,9 @@ def _covariate_matrix(covariates: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fit(y: np.ndarray, design: pd.DataFrame, cluster: np.ndarray | None):
+    # imported here: statsmodels.api takes about a second to import, which every CLI command paid
+    import statsmodels.api as sm
+
     model = sm.GLM(y, sm.add_constant(design, has_constant="add"), family=sm.families.Binomial())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
