@@ -241,7 +241,11 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
     tone = align_to_cohort(read_tone(tone_path, cohort), cohort)
     spec = cohort.spec.model_copy(update={"images_root": str(cohort.images_root)})
     results = []
-    for seed in range(count):
+    for seed in RUN_OPTIONS.get("draw_seeds") or range(count):
+        out = work / f"router{tag}-train{size}-draw{seed}-{constraint}"
+        if RUN_OPTIONS.get("summarise_only"):
+            results.append(_stored_draw(out, f"synthetic, {size} training cases, draw {seed}"))
+            continue
         drawn = np.random.default_rng(seed).choice(train, size=size, replace=False)
         keep = np.array(manifest["split"].isin(["val", "test"]), dtype=bool)
         keep[drawn] = True
@@ -252,9 +256,10 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
         subset_tone = work / f"synth{tag}-train{size}-draw{seed}-tone.parquet"
         write_tone(subset_tone, tone[keep].reset_index(drop=True), subset)  # always from the current table
         started = time.perf_counter()
-        run = train_router(subset, _fresh(work / f"router{tag}-train{size}-draw{seed}-{constraint}"),
-                           tone=subset_tone, features=features[keep], n_boot=n_boot, constraint=constraint)
+        run = train_router(subset, _fresh(out), tone=subset_tone, features=features[keep], n_boot=n_boot,
+                           constraint=constraint)
         results.append(report(f"synthetic, {size} training cases, draw {seed}", run, time.perf_counter() - started))
+    count = len(results)
     changes = np.array([r["criteria"]["gap_change"]["estimate"] for r in results])
     gaps = np.array([r["criteria"]["gap_erm"] for r in results])
     accuracy = np.array([r["criteria"]["accuracy_change"] for r in results])
@@ -390,6 +395,15 @@ def _cohort_tag(eval_weights: tuple[float, ...] | None) -> str:
     return "" if eval_weights is None else "-eval" + "_".join(f"{w:g}" for w in eval_weights)
 
 
+def _stored_draw(out: Path, title: str) -> dict[str, Any]:
+    """A draw's result read back from its router folder (``--summarise-only``)."""
+    if RUN_OPTIONS["experts"] != "frozen":
+        out = out.with_name(f"{out.name}-{RUN_OPTIONS['experts']}")
+    evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    return {"title": title, "seconds": None, "criteria": criteria(evaluation), "methods": evaluation["methods"],
+            "constraints": evaluation["constraints"]["records"], "mitigation": evaluation["mitigation"]}
+
+
 def _fresh(path: Path) -> Path:
     import shutil
 
@@ -429,13 +443,20 @@ def main() -> None:
                              "experts only; each LoRA point retrains the adapters).")
     parser.add_argument("--draws-only", action="store_true",
                         help="With --train-subsamples: skip the router trained on the whole cohort.")
+    parser.add_argument("--draw-seeds", default="",
+                        help="With --train-subsamples: train only these draws (comma-separated), e.g. to run the "
+                             "draws in parallel processes; then --summarise-only pools them.")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="With --train-subsamples: train nothing; pool the draws' router folders in --work.")
     parser.add_argument("--pad", action="store_true", help="Also run the PAD subset (both tasks).")
     parser.add_argument("--no-synthetic", action="store_true", help="Skip the synthetic run.")
     parser.add_argument("--json", type=Path, help="Write every result to this JSON file.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RUN_OPTIONS.update(cache_dir=args.work / "cache", views=args.views, experts=args.experts,
-                       sweep=args.experts == "frozen" if args.sweep is None else args.sweep)
+                       sweep=args.experts == "frozen" if args.sweep is None else args.sweep,
+                       draw_seeds=[int(v) for v in args.draw_seeds.split(",") if v.strip()],
+                       summarise_only=args.summarise_only)
     seeds = [int(s) for s in args.split_seeds.split(",") if s.strip()]
     results: list[dict[str, Any]] = []
     if not args.no_synthetic:
