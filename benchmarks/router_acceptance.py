@@ -72,19 +72,19 @@ from fairderm.moe import train_router as _train_router
 RUN_OPTIONS: dict[str, Any] = {}
 
 
+def run_folder(out: Path) -> Path:
+    """Where this run's router for ``out`` goes: ``out``, or ``<out>-lora`` for LoRA experts."""
+    experts = RUN_OPTIONS["experts"]
+    return out if experts == "frozen" else out.with_name(f"{out.name}-{experts}")
+
+
 def train_router(cohort, out: Path, **options):
     """fairderm.moe.train_router with this run's --views and --experts and the work folder's feature cache.
 
     Routers with LoRA experts go to ``<folder>-lora``, beside the frozen ones.
     """
     experts = RUN_OPTIONS["experts"]
-    if experts != "frozen":
-        out = out.with_name(f"{out.name}-{experts}")
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-    return _train_router(cohort, out, cache_dir=RUN_OPTIONS["cache_dir"], views=RUN_OPTIONS["views"],
+    return _train_router(cohort, run_folder(out), cache_dir=RUN_OPTIONS["cache_dir"], views=RUN_OPTIONS["views"],
                          experts=experts, stage=lambda name: print(f"  [{time.strftime('%H:%M:%S')}] {name}",
                                                                    flush=True), **options)
 
@@ -259,6 +259,11 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
         run = train_router(subset, _fresh(out), tone=subset_tone, features=features[keep], n_boot=n_boot,
                            constraint=constraint)
         results.append(report(f"synthetic, {size} training cases, draw {seed}", run, time.perf_counter() - started))
+    return [*results, summarise_draws(results, size)]
+
+
+def summarise_draws(results: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    """Means over the draws, and their mitigation reports pooled (printed and returned)."""
     count = len(results)
     changes = np.array([r["criteria"]["gap_change"]["estimate"] for r in results])
     gaps = np.array([r["criteria"]["gap_erm"] for r in results])
@@ -292,7 +297,7 @@ def train_subsamples(work: Path, cohort, tone_path: Path, features: np.ndarray, 
         )
         flag = "  LEVELLED DOWN" if record["levelled_down"] else ""
         print(f"  {method:<11} {cells}  (levelled down in {record['levelled_down_runs']} of {record['runs']}){flag}")
-    return [*results, summary]
+    return summary
 
 
 def pad(work: Path, n_boot: int) -> list[dict[str, Any]]:
@@ -397,17 +402,16 @@ def _cohort_tag(eval_weights: tuple[float, ...] | None) -> str:
 
 def _stored_draw(out: Path, title: str) -> dict[str, Any]:
     """A draw's result read back from its router folder (``--summarise-only``)."""
-    if RUN_OPTIONS["experts"] != "frozen":
-        out = out.with_name(f"{out.name}-{RUN_OPTIONS['experts']}")
-    evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    evaluation = json.loads((run_folder(out) / "evaluation.json").read_text(encoding="utf-8"))
     return {"title": title, "seconds": None, "criteria": criteria(evaluation), "methods": evaluation["methods"],
             "constraints": evaluation["constraints"]["records"], "mitigation": evaluation["mitigation"]}
 
 
 def _fresh(path: Path) -> Path:
+    """``path``, its run's router folder (:func:`run_folder`) removed first; never another run's."""
     import shutil
 
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(run_folder(path), ignore_errors=True)
     return path
 
 
