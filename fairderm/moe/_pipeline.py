@@ -178,8 +178,7 @@ def train_router(
     router_config = _router_config(dataset, trained, lora, config, head_config, experts=experts, constraint=constraint,
                                    epsilon=epsilon, tone_input=tone_input, backbone_identity=backbone_identity,
                                    views_record=views_record, inputs_record=inputs_record, seed=seed)
-    evaluation["inputs"] = inputs_record
-    evaluation = json_safe(evaluation)
+    evaluation = json_safe({**evaluation, "inputs": inputs_record})
     say("writing")
     _write_router_folder(Path(out), cohort, dataset, trained, evaluation, frontier, router_config)
     return RouterRun(out=Path(out), evaluation=evaluation, constraints=evaluation["constraints"]["records"],
