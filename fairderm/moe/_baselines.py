@@ -218,17 +218,19 @@ def threshold_optimizer(
         "fairlearn.postprocessing", "the threshold baseline"
     ).ThresholdOptimizer
 
-    scores = np.zeros((len(erm_eval_probs), len(_columns(n_classes))))
+    columns = _columns(n_classes)
+    # the ERM score where a class fails, and for the cases outside every group
+    scores = np.array(erm_eval_probs[:, columns], dtype=float)
     notes: list[str] = []
     failed: dict[int, str] = {}
     grouped_fit, grouped_eval = np.asarray(groups_fit) != NO_GROUP, np.asarray(groups_eval) != NO_GROUP
-    for slot, cls in enumerate(_columns(n_classes)):
-        target = (y_fit[grouped_fit] == cls).astype(int)
-        stacked = np.concatenate([erm_fit_probs[grouped_fit, cls], erm_eval_probs[grouped_eval, cls]])
-        fit_rows = np.arange(int(grouped_fit.sum())).reshape(-1, 1)
-        eval_rows = (len(fit_rows) + np.arange(int(grouped_eval.sum()))).reshape(-1, 1)
-        estimator = _FixedScores(stacked).fit(fit_rows, target)
-        scores[:, slot] = erm_eval_probs[:, cls]  # cases outside every group keep the ERM score
+    fit_probs, fit_y, fit_groups = erm_fit_probs[grouped_fit], y_fit[grouped_fit], np.asarray(groups_fit)[grouped_fit]
+    eval_probs, eval_groups = erm_eval_probs[grouped_eval], np.asarray(groups_eval)[grouped_eval]
+    fit_rows = np.arange(len(fit_y)).reshape(-1, 1)
+    eval_rows = (len(fit_y) + np.arange(len(eval_probs))).reshape(-1, 1)
+    for slot, cls in enumerate(columns):
+        target = (fit_y == cls).astype(int)
+        estimator = _FixedScores(np.concatenate([fit_probs[:, cls], eval_probs[:, cls]])).fit(fit_rows, target)
         postprocessor = ThresholdOptimizer(
             estimator=estimator,
             constraints="equalized_odds",
@@ -239,12 +241,12 @@ def threshold_optimizer(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                postprocessor.fit(fit_rows, target, sensitive_features=np.asarray(groups_fit)[grouped_fit])
+                postprocessor.fit(fit_rows, target, sensitive_features=fit_groups)
                 # The probability of a positive decision of the randomised
                 # thresholder; fairlearn's public predict() only samples from it.
-                pmf = postprocessor._pmf_predict(eval_rows, sensitive_features=np.asarray(groups_eval)[grouped_eval])
+                pmf = postprocessor._pmf_predict(eval_rows, sensitive_features=eval_groups)
             scores[grouped_eval, slot] = pmf[:, 1]
         except (ValueError, KeyError) as exc:  # a group with one outcome, or unseen in the fit data
             failed[cls] = f"ThresholdOptimizer failed: {str(exc).splitlines()[0]}"
             notes.append(f"class {cls}: ThresholdOptimizer failed ({str(exc).splitlines()[0]}); ERM score kept")
-    return BaselineResult(_assemble(scores, n_classes, erm_eval_probs), notes, failed, len(_columns(n_classes)))
+    return BaselineResult(_assemble(scores, n_classes, erm_eval_probs), notes, failed, len(columns))
