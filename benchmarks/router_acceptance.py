@@ -176,9 +176,14 @@ def report(title: str, run, seconds: float) -> dict[str, Any]:
         value = "n/a" if record["value"] is None else f"{record['value']:+.3f}"
         print(f"  {record['constraint']:<10} {value} <= {record['epsilon']}  multiplier {record['multiplier']:.3f}"
               f"  (n_val={record['n_val']})")
-    measured = criteria(evaluation)
-    print("criteria:", json.dumps({k: v for k, v in measured.items() if k != "gap_change"}, default=str))
-    return {"title": title, "seconds": seconds, "criteria": measured, "methods": evaluation["methods"],
+    result = _result(title, evaluation, seconds)
+    print("criteria:", json.dumps({k: v for k, v in result["criteria"].items() if k != "gap_change"}, default=str))
+    return result
+
+
+def _result(title: str, evaluation: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    """One run's record in the JSON output: its criteria, methods, constraints and mitigation report."""
+    return {"title": title, "seconds": seconds, "criteria": criteria(evaluation), "methods": evaluation["methods"],
             "constraints": evaluation["constraints"]["records"], "mitigation": evaluation["mitigation"]}
 
 
@@ -402,9 +407,7 @@ def _cohort_tag(eval_weights: tuple[float, ...] | None) -> str:
 
 def _stored_draw(out: Path, title: str) -> dict[str, Any]:
     """A draw's result read back from its router folder (``--summarise-only``)."""
-    evaluation = json.loads((run_folder(out) / "evaluation.json").read_text(encoding="utf-8"))
-    return {"title": title, "seconds": None, "criteria": criteria(evaluation), "methods": evaluation["methods"],
-            "constraints": evaluation["constraints"]["records"], "mitigation": evaluation["mitigation"]}
+    return _result(title, json.loads((run_folder(out) / "evaluation.json").read_text(encoding="utf-8")), None)
 
 
 def _fresh(path: Path) -> Path:
