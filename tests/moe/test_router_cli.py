@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers.planted_router import make_planted_cohort
+from tests.helpers.refused_imports import refuse_import
 
 
 def _train(run_cli, cohort, out, *options):
@@ -104,16 +105,7 @@ def test_cli_bad_lora_settings_are_usage_errors(run_cli, planted_cohort, tmp_pat
 
 def test_cli_lora_experts_without_peft_name_the_extra_in_one_line(run_cli, planted_cohort, tmp_path,
                                                                   monkeypatch) -> None:
-    import importlib
-
-    real = importlib.import_module
-
-    def without_peft(name: str, *args, **kwargs):
-        if name == "peft":
-            raise ImportError("No module named 'peft'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", without_peft)
+    refuse_import(monkeypatch, "peft")
     result = _train(run_cli, planted_cohort, tmp_path / "r", "--experts", "lora")
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -15,6 +14,7 @@ pytestmark = pytest.mark.slow
 
 from fairderm.errors import FairdermError, InputError  # noqa: E402
 from fairderm.moe import load_router, train_router  # noqa: E402
+from tests.helpers.refused_imports import refuse_import  # noqa: E402
 
 # tiny images, few epochs: the test checks the plumbing, not the accuracy
 TINY = {"n_boot": 20, "views": 1, "group_column": "fitzpatrick_group", "experts": "lora", "n_experts": 2,
@@ -161,13 +161,6 @@ def test_transformers_backbone_with_frozen_experts_is_rejected(image_cohort, tmp
 
 
 def test_lora_experts_without_peft_name_the_extra(image_cohort, tmp_path, monkeypatch) -> None:
-    real = importlib.import_module
-
-    def without_peft(name: str, *args, **kwargs):
-        if name == "peft":
-            raise ImportError("No module named 'peft'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", without_peft)
+    refuse_import(monkeypatch, "peft")
     with pytest.raises(FairdermError, match=r"pip install 'fairderm\[torch\]'"):
         train_router(image_cohort, tmp_path / "r", **TINY)
