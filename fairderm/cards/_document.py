@@ -41,7 +41,7 @@ from fairderm.cards._text import (
     training_description,
 )
 from fairderm.gate import LEGEND
-from fairderm.metrics import insufficient_reason
+from fairderm.metrics import reasons_by_metric
 from fairderm.tone import REPEATABILITY_IS_NOT_ACCURACY
 
 INSUFFICIENT_MARK = "†"
@@ -102,14 +102,10 @@ def _flag_text(data: CardData, attribute: str, group: str, flag: str) -> str:
         return flag
     rows = data.rows(attribute)
     rows = rows[rows["group"].map(lambda g: short_group(str(g), attribute)) == group]
-    by_reason: dict[str, list[str]] = {}
-    for row in rows[rows["flag"] == "insufficient"].to_dict("records"):
-        n, n_pos = number(row.get("n")), number(row.get("n_pos"))
-        reason = insufficient_reason(str(row["metric"]), None if n is None else int(n),
-                                     None if n_pos is None else int(n_pos),
-                                     min_group_size=number(data.config.get("min_group_size")),
-                                     min_positives=number(data.config.get("min_positives")))
-        by_reason.setdefault(reason, []).append(metric_label(str(row["metric"]), data.top_k))
+    reasons = reasons_by_metric(rows[rows["flag"] == "insufficient"].to_dict("records"),
+                                min_group_size=number(data.config.get("min_group_size")),
+                                min_positives=number(data.config.get("min_positives")))
+    by_reason = {reason: [metric_label(m, data.top_k) for m in metrics] for reason, metrics in reasons.items()}
     if len(by_reason) == 1 and len(next(iter(by_reason.values()))) == len(rows):
         return f"insufficient for every metric: {next(iter(by_reason))}"
     parts = [f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items()]

@@ -19,7 +19,7 @@ from fairderm.dashboard import charts
 from fairderm.dashboard.run_data import DOWNLOADABLE, RunData, RunsRoot, paired_differences
 from fairderm.errors import InputError
 from fairderm.markdown import escape_markdown
-from fairderm.metrics import GroupKey, insufficient_reason
+from fairderm.metrics import GroupKey, reasons_by_metric
 from fairderm.runs import METRICS_FILE
 
 NOT_AVAILABLE = "not available in this run"
@@ -108,17 +108,11 @@ def _warnings(run: RunData, groups: pd.DataFrame) -> list[str]:
 
 def _not_judged_reason(part: pd.DataFrame, config: dict) -> str:
     """Why a group's metrics were not judged: the metrics engine's rule, metric by metric where reasons differ."""
-    reasons: dict[str, list[str]] = {}
-    for _, row in part.iterrows():
-        n = None if pd.isna(row.get("n")) else int(row["n"])
-        n_pos = None if pd.isna(row.get("n_pos")) else int(row["n_pos"])
-        reason = f"flag {row['flag']}" if row["flag"] != "insufficient" else insufficient_reason(
-            str(row["metric"]), n, n_pos, min_group_size=config.get("min_group_size"),
-            min_positives=config.get("min_positives"))
-        reasons.setdefault(reason, []).append(str(row["metric"]))
-    n = part["n"].iloc[0]
+    reasons = reasons_by_metric(part.to_dict("records"), min_group_size=config.get("min_group_size"),
+                                min_positives=config.get("min_positives"))
+    n = None if pd.isna(part["n"].iloc[0]) else int(part["n"].iloc[0])
     says_size = any(reason.startswith(f"{n} case") for reason in reasons)
-    prefix = "" if pd.isna(n) or says_size else f"n={int(n)}: "
+    prefix = "" if n is None or says_size else f"n={n}: "
     if len(reasons) == 1:
         return prefix + next(iter(reasons))
     return prefix + "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in reasons.items())

@@ -62,7 +62,7 @@ from __future__ import annotations
 from fairderm.metrics._api import compare, evaluate
 from fairderm.metrics._casemix import case_mix_adjustment
 from fairderm.metrics._catalogue import SCORE_METRICS, metric_name_problem
-from fairderm.metrics._groups import DisparityRow, GroupKey, GroupRow, insufficient_reason
+from fairderm.metrics._groups import DisparityRow, GroupKey, GroupRow, insufficient_reason, reasons_by_metric
 from fairderm.metrics._intervals import Interval, newcombe_interval, wilson_interval
 from fairderm.metrics._options import EvaluationOptions
 from fairderm.metrics._power import minimum_detectable_difference
@@ -91,5 +91,6 @@ __all__ = [
     "minimum_detectable_difference",
     "newcombe_interval",
     "read_metrics",
+    "reasons_by_metric",
     "wilson_interval",
 ]

@@ -175,6 +175,30 @@ def insufficient_reason(
     return undefined
 
 
+def reasons_by_metric(
+    rows: Iterable[Mapping[str, Any]], *, min_group_size: float | None, min_positives: float | None,
+) -> dict[str, list[str]]:
+    """Why each of a group's flagged metrics was not judged, grouped: reason -> its metrics, in row order.
+
+    ``rows`` are group rows (``metric``, ``n``, ``n_pos``, ``flag``; missing
+    counts as None or NaN). An ``insufficient`` row gets
+    :func:`insufficient_reason`; another flag reads ``flag <name>``.
+    """
+    reasons: dict[str, list[str]] = {}
+    for row in rows:
+        if row["flag"] == "insufficient":
+            reason = insufficient_reason(str(row["metric"]), _count(row.get("n")), _count(row.get("n_pos")),
+                                         min_group_size=min_group_size, min_positives=min_positives)
+        else:
+            reason = f"flag {row['flag']}"
+        reasons.setdefault(reason, []).append(str(row["metric"]))
+    return reasons
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
 @dataclass(frozen=True)
 class DisparityRow:
     """One disparity (gap, ratio, difference from the reference, ...) of one metric over one attribute.
