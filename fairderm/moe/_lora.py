@@ -170,11 +170,6 @@ class LoraBackbone:
             parts.append(self.trunk(x.contiguous(memory_format=torch.channels_last)).contiguous())
         return torch.cat(parts) if parts else torch.zeros(0)
 
-    @torch.no_grad()
-    def pooled(self, inputs: torch.Tensor, *, chunk: int = 64) -> torch.Tensor:
-        """The tail's pooled features of ``inputs`` (no adapter)."""
-        return torch.cat([self.tail(inputs[i : i + chunk]) for i in range(0, len(inputs), chunk)])
-
     @cached_property
     def _layout(self) -> tuple[tuple[int, ...], int]:
         with torch.no_grad():
