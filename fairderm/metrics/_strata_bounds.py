@@ -117,14 +117,16 @@ def bounded_tables(
     """Ranges of every rate metric, and of the differences between groups, by true group."""
     attribute = next(a for a in cases.attributes if a.name == attribute_name)
     values = tuple(group.split("=", 1)[1] for group in attribute.groups)
-    unknown = sorted({v for v in values if v != MISSING} ^ set(error_model.groups))
+    # a group of the model that no case was estimated in is an empty estimated group (a small cohort's test split
+    # with no III-IV estimate); a group the model does not know has no error rates to bound it with
+    unknown = sorted({v for v in values if v != MISSING} - set(error_model.groups))
     if unknown:
-        raise InputError(f"the strata error model's groups {list(error_model.groups)} do not match the groups "
-                         f"of {attribute_name!r} ({list(values)}): {unknown}", column="strata_error")
-    order = [values.index(v) for v in error_model.groups]
+        raise InputError(f"the strata error model has no error rates for the groups {unknown} of {attribute_name!r} "
+                         f"(its groups: {list(error_model.groups)})", column="strata_error")
     estimated = np.full(cases.n, -1, dtype=np.int64)
-    for position, code in enumerate(order):
-        estimated[attribute.codes == code] = position
+    for position, group in enumerate(error_model.groups):
+        if group in values:
+            estimated[attribute.codes == values.index(group)] = position
     measured = estimated >= 0
     n_est = len(error_model.groups)
     name = attribute_name + BOUNDED_SUFFIX

@@ -204,8 +204,25 @@ def test_inclusion_probabilities_without_true_groups_are_rejected(cohort):
 
 def test_an_error_model_on_other_groups_is_rejected(cohort):
     model = StrataErrorModel(("light", "medium", "dark"), sim.CONFUSION, "x")
-    with pytest.raises(InputError, match="do not match the groups"):
+    with pytest.raises(InputError, match=r"no error rates for the groups \['I-II', 'III-IV', 'V-VI'\]"):
         evaluate(cohort.y, cohort.score, {"tone": cohort.estimated}, strata_error=model, **FAST)
+
+
+def test_a_group_of_the_error_model_that_no_case_was_estimated_in_leaves_the_others_bounded(cohort):
+    # a small test split can hold no III-IV estimate: the audit goes on, and says it cannot bound true III-IV
+    # (with no case estimated III-IV, the moment estimate of its share is nil, so no case is placed in it)
+    kept = cohort.estimated != "III-IV"
+    result = evaluate(cohort.y[kept], cohort.score[kept], {"tone": cohort.estimated[kept]},
+                      strata_error=StrataErrorModel(sim.GROUPS, sim.CONFUSION, "simulation"),
+                      metrics=["accuracy"], **FAST)
+    bounded = result.groups.query("attribute == 'tone:bounds'").set_index("group")
+    assert list(bounded.index) == [f"tone:bounds={g}" for g in sim.GROUPS]
+    assert bounded.loc["tone:bounds=III-IV", "flag"] == "undefined"
+    for group in ("I-II", "V-VI"):
+        row = bounded.loc[f"tone:bounds={group}"]
+        assert row["flag"] == "ok" and row["n"] > 0
+        assert 0 <= row["ci_low"] <= row["bound_low"] <= row["bound_high"] <= row["ci_high"] <= 1
+    assert result.config["strata"]["n_measured"] == int(kept.sum())
 
 
 @pytest.mark.parametrize("matrix, message", [
