@@ -51,6 +51,7 @@ import yaml
 
 from fairderm._io import atomic_write_json, atomic_write_text, output_lock
 from fairderm.audit._runner import AuditRun, ProgressCallback, run_audit
+from fairderm.cohort import WHITE_REFERENCE_REFLECTANCE
 from fairderm.errors import InputError
 from fairderm.runs import POLICY_FILE, TONE_FILE
 
@@ -128,7 +129,7 @@ def demo_spec(name: str, *, backend: str, model: str, description: str, card: di
         # the features extracted for training are reused by image hash: no image is embedded twice
         "model": {"backend": backend, "model": model, "options": {"feature_cache": "../cache"}},
         # the synthetic cohort's rulers and paper reflect 0.65 (fairderm.cohort's renderer), real paper about 0.85
-        "tone": {"source": "estimate", "method": "fairderm", "white_reflectance": 0.65,
+        "tone": {"source": "estimate", "method": "fairderm", "white_reflectance": WHITE_REFERENCE_REFLECTANCE,
                  # a validation sample: the metrics by estimated tone are corrected to the true tone groups
                  "validation_labels": "../tone/validation_labels.csv"},
         "strata": {"attributes": ["fitzpatrick_est", "sex"], "intersections": [["fitzpatrick_est", "sex"]],
@@ -294,7 +295,7 @@ def _run_demo(
     train_router = import_optional("fairderm.moe", "fairderm demo").train_router
     import_optional("fairlearn", "fairderm demo (the router's fairlearn baselines)")
     from fairderm.inference import extract_features, train_head
-    from fairderm.tone import estimate_tone, write_tone
+    from fairderm.tone import ToneParameters, estimate_tone, write_tone
 
     created = not out.exists()
     _prepare(out)
@@ -321,7 +322,10 @@ def _run_demo(
                                    progress=step("synthesise"))
         lap("synthesise")
         say("estimating skin tone from healthy skin")
-        tone = estimate_tone(cohort, progress=step("tone"))
+        # told the synthetic rulers' and paper's reflectance, as the audits are (demo_spec): the router then trains
+        # on the tone groups and tone inputs the audits measure, not on ones read 0.4 stop too light
+        tone = estimate_tone(cohort, parameters=ToneParameters(white_reflectance=WHITE_REFERENCE_REFLECTANCE),
+                             progress=step("tone"))
         tone_path = out / "tone" / TONE_FILE
         write_tone(tone_path, tone, cohort)
         _validation_labels(cohort, tone, tone_path, out / "tone" / "validation_labels.csv", seed)

@@ -15,8 +15,10 @@ describe_cohort
 parse_filter, CaseFilter
     Case filters (``split == 'test' and fitzpatrick in (5, 6)``), parsed by
     fairderm and never evaluated as code.
-synthesize_cohort
-    Synthetic cohort with known true skin colour, lesion masks and recorded confounders.
+synthesize_cohort, WHITE_REFERENCE_REFLECTANCE
+    Synthetic cohort with known true skin colour, lesion masks and recorded confounders;
+    the luminance factor of its rulers and paper (tell the tone estimator:
+    ``ToneParameters(white_reflectance=WHITE_REFERENCE_REFLECTANCE)``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from fairderm.cohort._schema import (
 )
 from fairderm.cohort._store import Cohort, load_cohort, write_cohort
 from fairderm.cohort._synth import synthesize_cohort
+from fairderm.cohort._synth_render import WHITE_REFERENCE_REFLECTANCE
 
 __all__ = [
     "FITZPATRICK_GROUPS",
@@ -48,6 +51,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SPEC_FILE",
     "TONE_ATTRIBUTES",
+    "WHITE_REFERENCE_REFLECTANCE",
     "CaseFilter",
     "Cohort",
     "CohortDescription",
