@@ -22,8 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from fairderm.errors import InputError
 
@@ -51,6 +49,10 @@ def adjust_pvalues(pvalues: ArrayLike, method: str = "holm") -> np.ndarray:
     finite = np.isfinite(values)
     if not finite.any():
         return out
+    # scipy.stats and statsmodels are imported where a test is computed: together a third of a second that every
+    # `fairderm` command, most of which compute none, paid at its start
+    from statsmodels.stats.multitest import multipletests
+
     if P_ADJUST_METHODS[method] is None:
         out[finite] = values[finite]
         return out
@@ -72,6 +74,8 @@ def proportion_test(successes: Sequence[int], trials: Sequence[int], *, seed: in
         return {"test": "chi2", "statistic": 0.0, "dof": table.shape[0] - 1, "p_value": 1.0,
                 "note": "no variation: every case is a success (or every one a failure)"}
     expected = table.sum(axis=1, keepdims=True) * column_totals[None, :] / table.sum()
+    from scipy import stats
+
     if expected.min() >= 5:
         result = stats.chi2_contingency(table, correction=False)
         return {"test": "chi2", "statistic": float(result.statistic), "dof": int(result.dof),

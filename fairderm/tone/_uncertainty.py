@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri  # the standard normal's CDF and quantile
 
 from fairderm.errors import InputError
 from fairderm.tone._provenance import DEFAULT_ITA_CUT_POINTS, N_TYPES, ToneProvenance
@@ -48,7 +48,7 @@ from fairderm.tone._scales import category_index
 
 FITZPATRICK_TYPE_NAMES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI")
 
-_Z95 = float(norm.ppf(0.975))
+_Z95 = float(ndtri(0.975))
 
 REPEATABILITY_IS_NOT_ACCURACY = (
     "repeatability is not accuracy: colour (ITA) methods agree with dermatologists on clinical photographs "
@@ -99,7 +99,7 @@ def category_probabilities(ita: np.ndarray, sigma: np.ndarray, cut_points: np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (cuts[None, :] - ita[:, None]) / sigma[:, None]
     point_mass = (ita[:, None] < cuts[None, :]).astype(float)
-    below = np.where(sigma[:, None] > 0, norm.cdf(z), point_mass)
+    below = np.where(sigma[:, None] > 0, ndtr(z), point_mass)
     # P(ITA < c_0 = +inf) = 1, then P(ITA < c_j), then P(ITA < -inf) = 0;
     # category j's probability is the drop between consecutive cut points.
     lower = np.concatenate([np.ones((len(ita), 1)), below, np.zeros((len(ita), 1))], axis=1)
