@@ -83,7 +83,13 @@ def _wait_for_page(page, heading: str, timeout_ms: float) -> None:
         " return app && app.getAttribute('data-test-script-state') !== 'running'"
         " && !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]'); }",
         timeout=timeout_ms)
-    page.wait_for_timeout(800)  # plotly draws after the element mounts
+    # Elements load after the script has finished (a skeleton stands in meanwhile) and plotly draws after its
+    # element mounts: wait until no skeleton is left and every chart has drawn its SVG.
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
+        " && [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(chart => chart.querySelector('.main-svg'))",
+        timeout=timeout_ms)
 
 
 def capture_pages(url: str, out_dir: Path | None, *, timeout_ms: float = 60_000) -> list[str]:
