@@ -96,8 +96,11 @@ def pad_subset() -> Path:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One Ray instance (2 CPUs) per test module: starting Ray takes seconds; fairderm uses an initialised one."""
+    """One Ray instance per test module: starting Ray takes seconds; fairderm uses an initialised one.
+
+    One CPU: under ``make test`` a worker runs on one core, and every model actor Ray starts imports torch
+    and fairderm anew; a second actor only doubled that cost on the same core."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

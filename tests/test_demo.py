@@ -17,11 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small demo shared by the tests of this module (n=200: every stage)."""
+    """One small demo shared by the tests of this module (n=120: every stage)."""
     from fairderm.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "demo-output"
-    assert main(["demo", "--out", str(out), "--n", "200", "--n-boot", "200"]) == 0
+    assert main(["demo", "--out", str(out), "--n", "120", "--n-boot", "200"]) == 0
     return out
 
 

@@ -1,4 +1,7 @@
-"""Inference on Ray: the local predictions, a killed actor costing nothing, a killed driver resumed by block."""
+"""Inference on Ray: a killed actor costing nothing, a killed driver resumed by block, both the local predictions.
+
+An undisturbed run on Ray is tests/audit/test_engine_key.py's audit on Ray (its predictions equal the local ones).
+"""
 
 from __future__ import annotations
 
@@ -77,14 +80,6 @@ def _same_predictions(run, expected) -> None:
             assert run.metadata[key] == value, key
 
 
-def test_ray_actors_give_the_local_predictions(ray_local, model_and_cohort, local_run, tmp_path):
-    folder, options, cohort = model_and_cohort
-    run = run_inference(cohort, tmp_path / "p.parquet", backend="torch", model=folder, options=options,
-                        engine=Engine(name="ray", block_size=8))
-    _same_predictions(run, local_run)
-    assert not (tmp_path / "p.parquet.shards").exists()
-
-
 def test_a_killed_ray_actor_costs_no_case_and_counts_none_twice(ray_local, model_and_cohort, local_run, tmp_path):
     folder, options, cohort = model_and_cohort
     killed: list[int] = []
@@ -102,6 +97,7 @@ def test_a_killed_ray_actor_costs_no_case_and_counts_none_twice(ray_local, model
     assert killed, "no model actor was found when the first block finished"
     assert not run.predictions["image_id"].duplicated().any()
     _same_predictions(run, local_run)
+    assert not (tmp_path / "p.parquet.shards").exists()
 
 
 DRIVER = """

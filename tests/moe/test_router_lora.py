@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("peft")
-# feature extraction of 200 images at 224 px dominates (~2 min on 2 shared cores)
-pytestmark = pytest.mark.slow
+from fairderm.errors import FairdermError, InputError
+from fairderm.moe import load_router, train_router
+from tests.helpers.refused_imports import refuse_import
 
-from fairderm.errors import FairdermError, InputError  # noqa: E402
-from fairderm.moe import load_router, train_router  # noqa: E402
-from tests.helpers.refused_imports import refuse_import  # noqa: E402
+# Skipped without peft, which is looked for, not imported: importing it (and transformers) took 4 s of every
+# worker's collection, also where no test of this file runs. Feature extraction of 200 images at 224 px
+# dominates (~2 min on 2 shared cores).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed (the [torch] extra)"),
+]
 
 # tiny images, few epochs: the test checks the plumbing, not the accuracy
 TINY = {"n_boot": 20, "views": 1, "group_column": "fitzpatrick_group", "experts": "lora", "n_experts": 2,
