@@ -65,6 +65,16 @@ def answer_text(style: str, label: str) -> str:
     return (SKINGPT if style == "skingpt" else SKINR1).format(**fields)
 
 
+class _Listener(ThreadingHTTPServer):
+    """A threading HTTP server with uvicorn's (vLLM's) listen backlog, not socketserver's 5.
+
+    With 5, a burst of the client's concurrent connections overflowed the backlog and a dropped connection
+    waited for TCP's one-second retransmission."""
+
+    request_queue_size = 2048
+    daemon_threads = True
+
+
 class ScriptedVLM:
     """Run the server in a thread; ``script[sha256(image bytes)] = behaviour``.
 
@@ -180,8 +190,7 @@ class ScriptedVLM:
                     with server._lock:
                         server.answered[key] += 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         # shutdown() waits for serve_forever's next poll: at the default half second, every server of the
         # suite (a few hundred) cost half a second of idle core when its test ended
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
