@@ -78,22 +78,35 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-ALIVE_NODES = "import ray; ray.init(log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
-
 # The driver runs in a fresh process: in one that has already started and shut down a local Ray instance (another
 # test module's), Ray 2.60 cannot serve the objects it puts into a cluster joined afterwards (OwnerDiedError).
+# It waits for both nodes itself: one Ray client process instead of a probe process and then the driver.
 CLUSTER_DRIVER = """
-import sys
+import sys, time
+import ray
 from fairderm._engine import Engine
 from fairderm.cohort import load_cohort
 from fairderm.tone import estimate_tone
+ray.init(address="auto", log_to_driver=False)
+deadline = time.monotonic() + 180
+while sum(node["Alive"] for node in ray.nodes()) < 2:
+    if time.monotonic() > deadline:
+        sys.exit("the two-node Ray cluster did not come up in 180 s")
+    time.sleep(0.2)
 estimate_tone(load_cohort(sys.argv[1]), engine=Engine(name="ray", address="auto", block_size=2)).to_pickle(sys.argv[2])
 """
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture
 def two_node_cluster(monkeypatch):
-    """A Ray head and a second node on this machine, one CPU each; both stopped (their process groups) after."""
+    """A Ray head and a second node on this machine, one CPU each; both killed (their process groups) after.
+
+    The second node starts once the head's port listens; the driver waits until both nodes are alive."""
     pytest.importorskip("ray")
     port = _free_port()
     ray_cli = str(Path(sys.executable).with_name("ray"))
@@ -106,21 +119,13 @@ def two_node_cluster(monkeypatch):
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         deadline = time.monotonic() + 180
-        second = None
-        while time.monotonic() < deadline:
-            if second is None and subprocess.run([ray_cli, "status", f"--address={address}"], env=env,
-                                                 capture_output=True).returncode == 0:
-                second = subprocess.Popen([ray_cli, "start", f"--address={address}", '--resources={"second": 1}',
-                                           *common], env=env, start_new_session=True,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                nodes.append(second)
-            if second is not None:
-                alive = subprocess.run([sys.executable, "-c", ALIVE_NODES], env=env, capture_output=True, text=True)
-                if alive.stdout.strip().splitlines()[-1:] == ["2"]:
-                    break
-            time.sleep(1)
-        else:
-            pytest.fail("the two-node Ray cluster did not come up in 180 s")
+        while not _listening(port):
+            if nodes[0].poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the Ray head did not start listening in 180 s")
+            time.sleep(0.1)
+        nodes.append(subprocess.Popen([ray_cli, "start", f"--address={address}", '--resources={"second": 1}',
+                                       *common], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         yield env
     finally:
         # a throw-away cluster: killed outright (a node's graceful stop takes seconds and saves nothing here)

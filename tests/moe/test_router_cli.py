@@ -52,14 +52,26 @@ def test_backend_router_without_a_model_folder_is_rejected(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_router_trained_from_images_audits_as_the_router_backend(run_cli, tmp_path) -> None:
-    """Synthetic images -> tone -> ``fairderm router train`` -> ``--backend router`` gives the same scores."""
-    from fairderm.cohort import synthesize_cohort
+    """Images -> tone -> ``fairderm router train`` -> ``--backend router`` gives the same scores.
+
+    The cohort is a user's own two-label one (benign or malignant) over synthetic images: the demo trains and
+    audits a four-label router from images (tests/test_demo.py), and fairlearn's one-vs-rest baseline, most of
+    this test's time with four labels, fits once."""
+    from fairderm.cohort import synthesize_cohort, write_cohort
     from fairderm.inference import read_predictions, run_inference
     from fairderm.tone import estimate_tone, write_tone
 
     # dark skin under-represented, so the constrained router trains on views of its cases
-    cohort = synthesize_cohort(tmp_path / "cohort", n=100, seed=2, image_size=128, workers=2,
+    images = synthesize_cohort(tmp_path / "images", n=100, seed=2, image_size=128, workers=2,
                                tone_weights=[0.25, 0.25, 0.15, 0.15, 0.1, 0.1])
+    malignant = images.manifest["label"].isin(images.spec.positive_classes)
+    cohort = write_cohort(
+        tmp_path / "cohort",
+        images.spec.model_copy(update={"name": "benign-or-malignant", "labels": ["benign", "malignant"],
+                                       "positive_classes": ["malignant"]}),
+        images.manifest.assign(label=np.where(malignant, "malignant", "benign")),
+        images_root=images.images_root,
+    )
     tone_path = tmp_path / "tone.parquet"
     write_tone(tone_path, estimate_tone(cohort, workers=2), cohort)
     router = tmp_path / "router"
