@@ -251,7 +251,7 @@ def test_error_model_from_a_validation_csv(tmp_path):
 def test_corrected_intervals_cover_and_bounds_contain_in_repeated_cohorts(clusters):
     # 60 cohorts x 12 intervals; a pooled coverage of 0.95 has a Monte Carlo SE near 0.01 here (the
     # intervals of one cohort are correlated); the 200- and 400-cohort studies are in docs/metrics.md.
-    report = sim.run(60, 200, clusters, seed=11, progress=False)
+    report = sim.run(60, 200, clusters, seed=11, progress=False, unweighted=False)
     coverage = np.mean(list(report["coverage"].values()))
     assert 0.90 <= coverage <= 0.99, report["coverage"]
     assert report["naive_gap"] > 0.6 * report["true_gap"]  # both negative: the naive gap is attenuated
