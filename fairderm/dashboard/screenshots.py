@@ -75,7 +75,8 @@ def serve(runs_dir: str | Path, *, timeout: float = 60.0) -> Iterator[str]:
         yield url
 
 
-def _wait_for_page(page, heading: str, timeout_ms: float) -> None:
+def wait_for_script(page, heading: str, timeout_ms: float) -> None:
+    """Wait until a Streamlit page shows ``heading`` and its script has finished running (its widgets are live)."""
     page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
     # The app root carries the script state; wait until the rerun has finished.
     page.wait_for_function(
@@ -83,6 +84,10 @@ def _wait_for_page(page, heading: str, timeout_ms: float) -> None:
         " return app && app.getAttribute('data-test-script-state') !== 'running'"
         " && !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]'); }",
         timeout=timeout_ms)
+
+
+def _wait_for_page(page, heading: str, timeout_ms: float) -> None:
+    wait_for_script(page, heading, timeout_ms)
     # Elements load after the script has finished (a skeleton stands in meanwhile) and plotly draws after its
     # element mounts: wait until no skeleton is left and every chart has drawn its SVG.
     page.wait_for_function(

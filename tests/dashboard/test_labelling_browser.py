@@ -13,7 +13,7 @@ import pytest
 
 from fairderm.cohort import Cohort, synthesize_cohort
 from fairderm.commands.tone_labels import labelling_app_path, labelling_argv
-from fairderm.dashboard.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port, serve_app
+from fairderm.dashboard.screenshots import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, free_port, serve_app, wait_for_script
 from fairderm.tone import estimate_tone, new_label_sample, read_tone_labels, write_labels, write_tone
 
 pytestmark = [
@@ -56,12 +56,7 @@ def _watch_file(path: Path, cohort: Cohort, stop: threading.Event, failures: lis
 
 def _heading(page, text: str) -> None:
     """Wait until the page shows ``text`` as a heading and has finished running (shortcuts are live)."""
-    page.get_by_role("heading", name=text).first.wait_for(timeout=60_000)
-    page.wait_for_function(
-        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
-        " return app && app.getAttribute('data-test-script-state') !== 'running'"
-        " && !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]'); }",
-        timeout=60_000)
+    wait_for_script(page, text, 60_000)
     page.get_by_role("button", name="Cannot tell").wait_for(timeout=60_000)
 
 
