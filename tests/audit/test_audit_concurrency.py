@@ -91,6 +91,7 @@ def test_audit_killed_during_inference_resumes_from_its_shards(write_spec, tiny_
         written = len(list(spec.parent.glob(shards_glob)))
         assert 6 <= written < 36
         requests_before = sum(server.hits.values())
+        server.delay = 0.0  # slow only so that the audit could be killed half way
 
         run = run_audit(spec)
         requests_after = sum(server.hits.values())

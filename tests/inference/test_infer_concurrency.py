@@ -49,11 +49,12 @@ def _two_processes(cohort, out, endpoint: str, *extra: str) -> list[subprocess.C
 def test_two_concurrent_infer_runs_with_one_out_end_complete_or_refused(tmp_path):
     cohort = make_lesion_cohort(tmp_path / "cohort", n=N, size=40)
     out = tmp_path / "preds.parquet"
-    with ScriptedVLM(delay=0.05) as server:
+    with ScriptedVLM() as server:
         _scripted(server, cohort)
         reference = run_inference(cohort, tmp_path / "reference.parquet", backend="openai", workers=0,
                                   batch_size=2, options={"endpoint": server.endpoint, "concurrency": 1,
                                                          "max_retries": 0})
+        server.delay = 0.05  # slow enough that the two runs overlap
         results = _two_processes(cohort, out, server.endpoint)
     codes = sorted(r.returncode for r in results)
     assert codes[0] == 0, [r.stderr for r in results]

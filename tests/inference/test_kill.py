@@ -42,7 +42,7 @@ def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
         "--max-retries",
         "0",
     ]
-    with ScriptedVLM(delay=0.08) as server:
+    with ScriptedVLM() as server:
         for k, path in enumerate(cohort.image_paths()):
             server.set(path, ("skinr1" if k % 2 else "skingpt", LABELS[(k * 7) % 4]))
         reference = run_inference(
@@ -55,6 +55,7 @@ def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
             options={"endpoint": server.endpoint, "concurrency": 1, "max_retries": 0},
         )
         server.hits.clear()
+        server.delay = 0.08  # a server slow enough that the run can be killed half way
 
         out = tmp_path / "killed.parquet"
         shards = tmp_path / "killed.parquet.shards"
@@ -85,6 +86,7 @@ def test_run_killed_half_way_resumes_to_the_uninterrupted_result(tmp_path):
         written = len(list(shards.glob("shard-*.parquet")))
         assert 6 <= written < 12 and not out.exists()
         requests_before = sum(server.hits.values())
+        server.delay = 0.0
 
         assert (
             main(
