@@ -51,11 +51,15 @@ lint: $(STAMP)
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q fairderm tests
 
+# The suite runs with bytecode writing on, even where PYTHONDONTWRITEBYTECODE is set: pytest then keeps the test
+# modules it has rewritten for its assertion messages, and a later run collects in about 8 s instead of 12 s.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP) browser lint bytecode
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(PYTEST)
 
 test-fast: $(STAMP) bytecode
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser"
 
 # The installed experience: the built wheel in a fresh venv, without extras and then with [dashboard]
 # (.ci/wheel_check.sh; the fresh venv installs from PyPI).
