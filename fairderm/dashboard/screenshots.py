@@ -47,16 +47,17 @@ def serve_app(argv: list[str], port: int, *, timeout: float = 60.0) -> Iterator[
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("streamlit did not become healthy in time")
-                time.sleep(0.3)
+            with httpx.Client(timeout=1.0) as client:  # one client for every poll (each new one reads the CA bundle)
+                while True:
+                    if process.poll() is not None:
+                        log.seek(0)
+                        raise RuntimeError(f"streamlit exited: {log.read().decode(errors='replace')}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"{url}/_stcore/health").status_code == 200:
+                            break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("streamlit did not become healthy in time")
+                    time.sleep(0.3)
             yield url, process
         finally:
             process.terminate()

@@ -19,8 +19,10 @@ single server keeps today's retry-with-backoff behaviour.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import ssl
 import time
 import warnings
 from collections.abc import Sequence
@@ -157,7 +159,7 @@ async def _served(
 ) -> dict[str, Any]:
     """The identity of ``model`` at ``base`` (see :func:`served_model_identity`), asynchronously."""
     try:
-        async with httpx.AsyncClient(headers=headers) as client, asyncio.timeout(timeout):
+        async with httpx.AsyncClient(headers=headers, verify=tls_context()) as client, asyncio.timeout(timeout):
             reply = await fetch(client, "GET", f"{base}/models", limit=limit, timeout=timeout)
     except TimeoutError:
         raise FairdermError(f"the model server at {base} did not answer within {timeout:g} s") from None
@@ -324,6 +326,17 @@ def check_endpoints(
     return ServedModel(identity, list(live), down)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificate checks that every HTTP client of this process shares.
+
+    httpx builds a new context for each client it makes, reading the whole CA
+    bundle again (some 25 ms); health checks and identity probes make one
+    client per call.
+    """
+    return httpx.create_ssl_context()
+
+
 @dataclass
 class Endpoint:
     """One server of a run: its connection pool, whether it is down, and what it answered."""
@@ -345,7 +358,7 @@ async def probe_health(base: str, headers: dict[str, str], timeout: float) -> st
     url = f"{base.removesuffix('/v1')}/health"
     try:
         # a fresh connection: the run's own pool may be full of requests hung on this very server
-        async with httpx.AsyncClient(headers=headers) as client, asyncio.timeout(timeout):
+        async with httpx.AsyncClient(headers=headers, verify=tls_context()) as client, asyncio.timeout(timeout):
             reply = await fetch(client, "GET", url, limit=_ERROR_BODY_BYTES, timeout=timeout)
     except TimeoutError:
         return f"no answer to GET {url} within {timeout:g} s"

@@ -48,6 +48,7 @@ from fairderm.inference._endpoints import (
     endpoint_list,
     fetch,
     snippet,
+    tls_context,
 )
 from fairderm.inference._predictor import Predictor, PredictorOutput, reject_unknown_options
 from fairderm.inference._prompt import (
@@ -245,6 +246,7 @@ class ChatClient:
             if endpoint.client is None:
                 endpoint.client = httpx.AsyncClient(
                     headers=self.headers,
+                    verify=tls_context(),
                     limits=httpx.Limits(
                         max_connections=self.concurrency, max_keepalive_connections=self.concurrency
                     ),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from fairderm.metrics._assemble import evaluation_result
+from fairderm.metrics._bootstrap import one_blas_thread
 from fairderm.metrics._comparison import comparison
 from fairderm.metrics._engine import run_engine
 from fairderm.metrics._options import EvaluationOptions
@@ -128,7 +127,7 @@ def evaluate(
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
                                 case_mix=case_mix, power=power, workers=workers)
     # One BLAS thread: the engine's products are small, and it runs its own threads.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         engine = run_engine(y_true, [y_score], groups, options=options, metrics=metrics, labels=labels,
                             positive_label=positive_label, intersections=intersections, cluster=cluster,
                             scores=scores, covariates=covariates)
@@ -200,7 +199,7 @@ def compare(
                                 min_group_size=min_group_size, min_positives=min_positives, reference=reference,
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
                                 case_mix=case_mix, power=power, workers=workers)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         engine = run_engine(y_true, [y_score_a, y_score_b], groups, options=options, metrics=metrics, labels=labels,
                             positive_label=positive_label, intersections=intersections, cluster=cluster,
                             scores=scores, covariates=covariates)

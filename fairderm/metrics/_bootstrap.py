@@ -12,14 +12,16 @@ cumulative sum over cases sorted once by score.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from fairderm._processes import default_workers
 
@@ -444,6 +446,23 @@ def interval(
     return float(low), float(high)
 
 
+_BLAS_CONTROLLER: tuple[int, ThreadpoolController] | None = None
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (``threadpool_limits(limits=1, user_api="blas")``).
+
+    A new limiter inspects every shared library of the process, about 8 ms
+    once torch is loaded, and the metrics ask for one on every evaluation.
+    The controller is kept, and made again only after more modules have been
+    imported (one of them may have loaded another BLAS).
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER[0] != len(sys.modules):
+        _BLAS_CONTROLLER = (len(sys.modules), ThreadpoolController())
+    return _BLAS_CONTROLLER[1].limit(limits=1, user_api="blas")
+
+
 def run_in_threads(tasks: list[Callable[[], None]], workers: int) -> None:
     """Run independent tasks on ``workers`` threads (numpy releases the GIL in its kernels).
 
@@ -451,7 +470,7 @@ def run_in_threads(tasks: list[Callable[[], None]], workers: int) -> None:
     where OpenBLAS threads cost more than they give (measured 5x slower at
     10 rows), and nested threading would oversubscribe the cores.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 task()
