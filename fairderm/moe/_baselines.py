@@ -15,7 +15,11 @@ carry over exactly to that argmax, which the router documentation says.
     as the router's) or ``EqualizedOdds`` (for ``eo``), ``difference_bound =
     epsilon``, fit on the training split. Its score is the randomised
     classifier's expected positive probability, ``sum_t w_t p_t(x)`` over the
-    public ``predictors_`` and ``weights_``.
+    public ``predictors_`` and ``weights_``. It stops once the duality gap
+    is below fairlearn's default threshold ``nu``, or below ``1e-6`` where
+    that default is 0: fairlearn sets ``nu`` from its first classifier's
+    training errors, and a classifier that fits a small training split
+    perfectly left it to run all its iterations at a gap already 0.
 ``threshold``
     ``ThresholdOptimizer`` (Hardt et al. 2016) post-processing the ERM head's
     probabilities with group-specific thresholds under equalized odds
@@ -34,11 +38,12 @@ fairlearn refuse every class.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -63,20 +68,46 @@ class BaselineResult:
         Class index -> why that class kept the ERM head's score.
     n_classes
         One-vs-rest fits attempted (1 for a binary task).
+    iterations
+        Class index -> iterations its fit ran (``expgrad`` only).
     """
 
     probs: np.ndarray
     notes: list[str] = field(default_factory=list)
     fallback_classes: dict[int, str] = field(default_factory=dict)
     n_classes: int = 0
+    iterations: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self, class_names: list[str]) -> dict[str, object]:
-        """JSON record: fits attempted, and the classes that fell back to ERM with the reason."""
-        return {
+        """JSON record: fits attempted, the classes that fell back to ERM with the reason, iterations run."""
+        record: dict[str, object] = {
             "fits": self.n_classes,
             "failed": len(self.fallback_classes),
             "fallback_classes": {class_names[k]: reason for k, reason in self.fallback_classes.items()},
         }
+        if self.iterations:
+            record["iterations"] = {class_names[k]: n for k, n in self.iterations.items()}
+        return record
+
+
+#: The least duality gap ``expgrad`` is asked to reach (see :func:`convergence_threshold`).
+NU_FLOOR = 1e-6
+
+
+def convergence_threshold(learner: BaseEstimator, x: np.ndarray, target: np.ndarray) -> float:
+    """fairlearn's default ``nu`` for ``ExponentiatedGradient``, but at least :data:`NU_FLOOR`.
+
+    fairlearn (0.15, ``nu=None``) takes half the standard deviation of its
+    first classifier's absolute training errors over ``sqrt(n)``. That first
+    classifier is the learner fit to the labels with equal weights: at the
+    first iteration the multipliers of each constraint's two signs are equal
+    and cancel. A learner that fits the training split perfectly makes the
+    default 0, which no duality gap falls below.
+    """
+    first = clone(learner).fit(x, target, sample_weight=np.ones(len(target)))
+    errors = np.abs(first.predict(x) - target)
+    nu = 0.5 * float(np.std(errors, ddof=1)) / math.sqrt(len(target))
+    return nu if math.isfinite(nu) and nu > NU_FLOOR else NU_FLOOR
 
 
 def _columns(n_classes: int) -> list[int]:
@@ -107,6 +138,7 @@ def exponentiated_gradient(
     max_iter: int = 50,
     C: float = 0.01,
     n_components: int = 256,
+    nu_floor: bool = True,
 ) -> BaselineResult:
     """fairlearn ``ExponentiatedGradient`` one-vs-rest; scores for ``x_eval``.
 
@@ -130,6 +162,9 @@ def exponentiated_gradient(
     n_components
         Principal components of the standardised features the logistic
         regression sees (fit on the training split).
+    nu_floor
+        Stop at :func:`convergence_threshold` (fairlearn's default, at least
+        :data:`NU_FLOOR`); False leaves ``nu`` to fairlearn.
     """
     reductions = import_optional("fairlearn.reductions", "the expgrad baseline")
     EqualizedOdds, ErrorRateParity = reductions.EqualizedOdds, reductions.ErrorRateParity
@@ -144,6 +179,7 @@ def exponentiated_gradient(
     scores = np.zeros((len(x_eval), len(_columns(n_classes))))
     notes: list[str] = []
     failed: dict[int, str] = {}
+    iterations: dict[int, int] = {}
     for slot, cls in enumerate(_columns(n_classes)):
         target = (y_train == cls).astype(int)
         if target.min() == target.max():
@@ -157,16 +193,19 @@ def exponentiated_gradient(
             else EqualizedOdds(difference_bound=epsilon)
         )
         learner = LogisticRegression(C=C, max_iter=300, random_state=seed)
-        mitigator = ExponentiatedGradient(learner, moment, max_iter=max_iter)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            nu = convergence_threshold(learner, x_train, target) if nu_floor else None
+            mitigator = ExponentiatedGradient(learner, moment, max_iter=max_iter, nu=nu)
             mitigator.fit(x_train, target, sensitive_features=groups_train)
+        iterations[cls] = int(mitigator.last_iter_) + 1
         weights = np.asarray(mitigator.weights_, dtype=float)
         for weight, predictor in zip(weights, mitigator.predictors_, strict=True):
             if weight > 0:
                 scores[:, slot] += weight * predictor.predict_proba(x_eval)[:, 1]
         scores[:, slot] /= max(weights.sum(), 1e-12)
-    return BaselineResult(_assemble(scores, n_classes, fallback), notes, failed, len(_columns(n_classes)))
+    return BaselineResult(_assemble(scores, n_classes, fallback), notes, failed, len(_columns(n_classes)),
+                          iterations)
 
 
 class _FixedScores(BaseEstimator, ClassifierMixin):

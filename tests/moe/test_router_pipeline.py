@@ -253,6 +253,47 @@ def test_baseline_fallbacks_are_counted_per_method(planted_router) -> None:
         assert record["fits"] == 1 and record["failed"] == len(record["fallback_classes"])
 
 
+def _expgrad_problem(n: int, d: int, noise: float, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = (x[:, 0] + noise * rng.normal(size=n) > 0).astype(int)
+    groups = rng.choice(np.array(["I-II", "III-IV", "V-VI"], dtype=object), n)
+    return x, y, groups, rng.normal(size=(40, d))
+
+
+@pytest.mark.parametrize("constraint", ["loss", "eo"])
+def test_expgrad_stops_at_fairlearns_own_threshold_where_its_first_classifier_errs(constraint) -> None:
+    pytest.importorskip("fairlearn")
+    from fairderm.moe._baselines import exponentiated_gradient
+
+    x, y, groups, x_eval = _expgrad_problem(200, 8, 0.8)
+    options = {"n_classes": 2, "constraint": constraint, "epsilon": 0.02, "fallback": np.full((40, 2), 0.5),
+               "n_components": 8}
+    ours = exponentiated_gradient(x, y, groups, x_eval, **options)
+    theirs = exponentiated_gradient(x, y, groups, x_eval, **options, nu_floor=False)  # fairlearn's own nu
+    # the same run, iteration for iteration: the threshold computed here is fairlearn's default
+    np.testing.assert_array_equal(ours.probs, theirs.probs)
+    assert ours.iterations == theirs.iterations and ours.iterations[1] < 50
+
+
+def test_expgrad_on_a_training_split_its_learner_fits_perfectly_stops_at_the_floor() -> None:
+    pytest.importorskip("fairlearn")
+    from sklearn.linear_model import LogisticRegression
+
+    from fairderm.moe._baselines import NU_FLOOR, convergence_threshold, exponentiated_gradient
+
+    # a first feature that separates the labels by a wide margin: the logistic regression makes no training
+    # error, fairlearn's default nu is 0, and fairlearn alone would run all 50 iterations at a gap of 0
+    x, y, groups, x_eval = _expgrad_problem(40, 20, 0.0)
+    x[:, 0] = np.where(y == 1, 3.0, -3.0)
+    assert convergence_threshold(LogisticRegression(C=0.01, max_iter=300, random_state=0), x, y) == NU_FLOOR
+    floored = exponentiated_gradient(x, y, groups, x_eval, n_classes=2, constraint="loss", epsilon=0.02,
+                                     fallback=np.full((40, 2), 0.5))
+    assert floored.iterations[1] < 10
+    assert np.allclose(floored.probs.sum(axis=1), 1.0) and ((floored.probs >= 0) & (floored.probs <= 1)).all()
+    assert floored.to_dict(["benign", "malignant"])["iterations"] == {"malignant": floored.iterations[1]}
+
+
 def test_threshold_fits_on_grouped_cases_and_leaves_the_ungrouped_their_erm_score() -> None:
     pytest.importorskip("fairlearn")
     from fairderm.moe._baselines import threshold_optimizer
