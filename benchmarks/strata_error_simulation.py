@@ -176,7 +176,11 @@ def labelled_alone() -> Iterator[None]:
     informed = _strata_correct.membership_probabilities
 
     def overall_only(groups, count):
-        return np.broadcast_to(_overall(groups, count), (groups.true.size, len(groups.true_values)))
+        # count: (n,) or (resamples, n), as the membership model is given it
+        rows = count.reshape(-1, count.shape[-1])
+        shares = np.stack([_overall(groups, row) for row in rows])
+        return np.broadcast_to(shares[:, None, :], (len(rows), groups.true.size, shares.shape[1])).reshape(
+            *count.shape, shares.shape[1])
 
     _strata_correct.membership_probabilities = overall_only
     try:

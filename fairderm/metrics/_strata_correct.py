@@ -31,40 +31,50 @@ from fairderm.metrics._strata_inputs import (
 
 #: Pseudo-count that shrinks an estimated group's shares towards the overall ones.
 PRIOR_CASES = 0.5
+#: Values of one slice of resampled membership weights.
+_SLICE_VALUES = 1 << 22
 
 
 def membership_probabilities(groups: TrueGroups, count: np.ndarray) -> np.ndarray:
-    """(n, G) P(true group | estimated group) for every case, from the labelled cases of a resample.
+    """(..., n, G) P(true group | estimated group) for every case, from the labelled cases of each resample.
 
-    The design-weighted shares (weights ``count / pi``) of the true groups among
-    each estimated group's labelled cases, shrunk towards the overall shares by
-    :data:`PRIOR_CASES` cases; an estimated group without labelled cases gets
-    the overall shares. Outcome terms (label, correctness, score) were tried as
-    further predictors: they cannot bias the estimate (the correction term
-    removes any model error) but, fitted on ~150 labels, their noise widened the
-    intervals in the simulation (docs/metrics.md).
+    ``count`` is ``(n,)`` or ``(B, n)``: each case's multiplicity in one
+    resample or in each of ``B``. The design-weighted shares (weights
+    ``count / pi``) of the true groups among each estimated group's labelled
+    cases, shrunk towards the overall shares by :data:`PRIOR_CASES` cases; an
+    estimated group without labelled cases gets the overall shares. Outcome
+    terms (label, correctness, score) were tried as further predictors: they
+    cannot bias the estimate (the correction term removes any model error)
+    but, fitted on ~150 labels, their noise widened the intervals in the
+    simulation (docs/metrics.md).
     """
-    labelled = groups.labelled & (count > 0)
-    weight = count[labelled] / groups.inclusion[labelled]
-    table = np.zeros((len(groups.estimated_values), len(groups.true_values)))
-    np.add.at(table, (groups.estimated[labelled], groups.true[labelled]), weight)
-    overall = table.sum(axis=0) / table.sum()
-    shares = (table + PRIOR_CASES * overall) / (table.sum(axis=1, keepdims=True) + PRIOR_CASES)
-    return shares[groups.estimated]
+    n_estimated, n_true = len(groups.estimated_values), len(groups.true_values)
+    rows = count.reshape(-1, count.shape[-1])
+    labelled = np.flatnonzero(groups.labelled)
+    cell = groups.estimated[labelled] * n_true + groups.true[labelled]
+    weight = rows[:, labelled] / groups.inclusion[labelled]  # 0 for a case a resample left out
+    # every resample's (estimated, true) table at once, each cell summed in case order
+    offset = np.arange(len(rows))[:, None] * (n_estimated * n_true)
+    table = np.bincount((offset + cell).ravel(), weights=weight.ravel(),
+                        minlength=len(rows) * n_estimated * n_true).reshape(len(rows), n_estimated, n_true)
+    overall = table.sum(axis=1) / table.reshape(len(rows), -1).sum(axis=1)[:, None]
+    shares = (table + PRIOR_CASES * overall[:, None, :]) / (table.sum(axis=2, keepdims=True) + PRIOR_CASES)
+    return shares[:, groups.estimated, :].reshape(*count.shape, n_true)
 
 
 def membership_weights(groups: TrueGroups, count: np.ndarray) -> np.ndarray:
-    """(G, n) augmented inverse-probability membership weights for one resample.
+    """(..., G, n) augmented inverse-probability membership weights for one resample or a block of them.
 
-    ``count`` is each case's multiplicity in the resample (ones for the data).
+    ``count`` is each case's multiplicity, ``(n,)`` (ones for the data) or
+    ``(B, n)`` for ``B`` resamples.
     """
     labelled = groups.labelled
     prob = membership_probabilities(groups, count)
-    observed = np.zeros_like(prob)
+    observed = np.zeros(prob.shape[-2:])
     observed[np.flatnonzero(labelled), groups.true[labelled]] = 1.0
     scale = np.where(labelled, 1.0 / np.where(labelled, groups.inclusion, 1.0), 0.0)
     weights = prob + scale[:, None] * (observed - prob)
-    return (weights * count[:, None]).T
+    return np.swapaxes(weights * count[..., :, None], -1, -2)
 
 
 # ---------------------------------------------------------------------------
@@ -171,7 +181,10 @@ def corrected_tables(
         if basis == "labelled":
             block = counts[:, None, :] * point_weights[None, :, :]
         else:
-            block = np.stack([membership_weights(groups, row) for row in counts])
+            # in slices of resamples, each (resamples, G, n) array held to some 32 MB
+            step = max(1, _SLICE_VALUES // (n_groups * cases.n))
+            block = np.concatenate([membership_weights(groups, counts[k:k + step])
+                                    for k in range(0, len(counts), step)])
         values, _ = stats.values(block.reshape(-1, cases.n))
         replicates[:, :, lo:hi] = values.reshape(hi - lo, n_groups, len(metrics)).transpose(1, 2, 0)
 

@@ -351,3 +351,23 @@ def test_bounds_are_ordered_probabilities_that_hold_the_estimated_value(seed):
             & (bounded["bound_high"] <= 1)).all()
     assert ((bounded["ci_low"] <= bounded["bound_low"] + 1e-12)
             & (bounded["bound_high"] <= bounded["ci_high"] + 1e-12)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 4), st.integers(1, 4))
+def test_membership_weights_of_a_block_of_resamples_are_each_resamples_own(seed, n_resamples, n_estimated, n_true):
+    from fairderm.metrics._strata_correct import membership_weights
+    from fairderm.metrics._strata_inputs import TrueGroups
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 60))
+    true = np.where(rng.random(n) < 0.4, rng.integers(0, n_true, n), -1)
+    groups = TrueGroups("tone", rng.integers(0, n_estimated, n), tuple(map(str, range(n_estimated))), true,
+                        tuple(map(str, range(n_true))), np.where(true >= 0, rng.uniform(0.1, 1.0, n), np.nan),
+                        "given")
+    counts = rng.poisson(1.0, (n_resamples, n)).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample may leave out every labelled case
+        block = membership_weights(groups, counts)
+        one_by_one = np.stack([membership_weights(groups, row) for row in counts])
+    assert block.shape == (n_resamples, n_true, n)
+    np.testing.assert_array_equal(block, one_by_one)  # bit for bit: the same sums in the same order
