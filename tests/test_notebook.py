@@ -16,7 +16,7 @@ def test_audit_walkthrough_notebook_runs(tmp_path, monkeypatch):
     pytest.importorskip("ipykernel")
     # a small cohort and few replicates: the notebook's steps, not its numbers, are under test
     monkeypatch.setenv("FAIRDERM_NOTEBOOK_DIR", str(tmp_path / "work"))
-    monkeypatch.setenv("FAIRDERM_NOTEBOOK_N", "100")
+    monkeypatch.setenv("FAIRDERM_NOTEBOOK_N", "60")
     monkeypatch.setenv("FAIRDERM_NOTEBOOK_N_BOOT", "200")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # jupyter_client starts the `python3` kernel spec's "python" as sys.executable: the venv's interpreter
