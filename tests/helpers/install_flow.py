@@ -40,7 +40,7 @@ class Step:
     output: str
 
 
-def write_cohort(fairderm: Sequence[str], root: Path, *, n: int = 60, env: dict[str, str] | None = None) -> Path:
+def write_cohort(fairderm: Sequence[str], root: Path, *, n: int = 30, env: dict[str, str] | None = None) -> Path:
     """A synthetic cohort of ``n`` images in ``root/cohort`` (made by the CLI under test)."""
     cohort = root / "cohort"
     _run(fairderm, ["cohort", "synth", "--out", str(cohort), "--n", str(n), "--seed", "0"], root, env, ok=(0,))
