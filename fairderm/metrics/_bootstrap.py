@@ -15,8 +15,8 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -449,7 +449,7 @@ def interval(
 _BLAS_CONTROLLER: tuple[int, ThreadpoolController] | None = None
 
 
-def one_blas_thread() -> Any:
+def one_blas_thread() -> AbstractContextManager[object]:
     """A context in which BLAS runs on one thread (``threadpool_limits(limits=1, user_api="blas")``).
 
     A new limiter inspects every shared library of the process, about 8 ms
