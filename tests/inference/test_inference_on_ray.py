@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -23,6 +22,7 @@ from safetensors.torch import save_file
 from fairderm._engine import Engine
 from fairderm.inference import run_inference
 from tests.helpers.lesion_cohorts import make_lesion_cohort
+from tests.helpers.ray_processes import kill_one, ray_processes
 
 pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
 
@@ -89,12 +89,6 @@ run_inference(sys.argv[1], sys.argv[2], backend="torch", model=sys.argv[3], opti
 """
 
 
-def _model_actors() -> set[int]:
-    """PIDs of the processes that hold a model actor (Ray titles them after the actor's class)."""
-    return {process.pid for process in psutil.process_iter(["cmdline"])
-            if any("_PredictActor" in part for part in process.info["cmdline"] or [])}
-
-
 def test_a_killed_driver_resumes_by_block_and_a_killed_actor_costs_no_case(
     ray_local, model_and_cohort, local_run, tmp_path
 ):
@@ -119,15 +113,14 @@ def test_a_killed_driver_resumes_by_block_and_a_killed_actor_costs_no_case(
     resumed: list[int] = []
     untouched: list[bool] = []
     killed: list[int] = []
-    stale = _model_actors()  # the killed driver's actors, which Ray may not have ended yet
+    stale = ray_processes("_PredictActor")  # the killed driver's model actors, which Ray may not have ended yet
 
     def watch(tallies) -> None:
         resumed.append(sum(t.resumed for t in tallies.values()))
         untouched.append(all(path.stat().st_ino == inode for path, inode in finished.items()))
-        if sum(t.done - t.resumed for t in tallies.values()) and not killed:
-            for pid in sorted(_model_actors() - stale)[:1]:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+        new_cases = sum(t.done - t.resumed for t in tallies.values())
+        if new_cases and not killed and (pid := kill_one("_PredictActor", spare=stale)) is not None:
+            killed.append(pid)
 
     run = run_inference(cohort, out, backend="torch", model=folder, options=options,
                         engine=Engine(name="ray", block_size=2), progress=watch)

@@ -13,30 +13,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
 from fairderm._engine import Engine
 from fairderm.tone import ToneParameters, estimate_tone
+from tests.helpers.ray_processes import kill_one, ray_processes
 from tests.helpers.skin_photos import SYNTH_WHITE
 
 pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
 
 PARAMETERS = ToneParameters(white_reflectance=SYNTH_WHITE)
+BUSY_WORKER = "MapBatches(measure_batch)"  # the title of a Ray worker measuring a block
 
 
 def _identical(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(frame, expected, check_exact=True)
     # byte for byte: the same values hash the same
     assert (pd.util.hash_pandas_object(frame, index=False) == pd.util.hash_pandas_object(expected, index=False)).all()
-
-
-def _busy_ray_workers(title: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(title in part for part in process.info["cmdline"] or []):
-            found.append(process)
-    return found
 
 
 DRIVER = """
@@ -71,18 +64,14 @@ def test_a_killed_driver_resumes_by_block_and_a_killed_worker_costs_no_row(
     calls: list[tuple[int, int]] = []
     untouched: list[bool] = []
     killed: list[int] = []
-    stale = {worker.pid for worker in _busy_ray_workers("MapBatches(measure_batch)")}  # the killed driver's
+    stale = ray_processes(BUSY_WORKER)  # the killed driver's, which Ray may not have ended yet
 
     def watch(done: int, total: int) -> None:
         calls.append((done, total))
         # a block measured again would be written again (a new file through a rename)
         untouched.append(all(path.stat().st_ino == inode for path, inode in finished.items()))
-        if done > calls[0][0] and not killed:
-            for worker in _busy_ray_workers("MapBatches(measure_batch)"):
-                if worker.pid not in stale:
-                    os.kill(worker.pid, signal.SIGKILL)
-                    killed.append(worker.pid)
-                    break
+        if done > calls[0][0] and not killed and (pid := kill_one(BUSY_WORKER, spare=stale)) is not None:
+            killed.append(pid)
 
     frame = estimate_tone(synth_cohort, parameters=PARAMETERS, engine=Engine(name="ray", block_size=2),
                           checkpoint=checkpoint, progress=watch)
