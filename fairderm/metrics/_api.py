@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fairderm._threads import thread_limits
 from fairderm.metrics._assemble import evaluation_result
-from fairderm.metrics._bootstrap import one_blas_thread
 from fairderm.metrics._comparison import comparison
 from fairderm.metrics._engine import run_engine
 from fairderm.metrics._options import EvaluationOptions
@@ -127,7 +127,7 @@ def evaluate(
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
                                 case_mix=case_mix, power=power, workers=workers)
     # One BLAS thread: the engine's products are small, and it runs its own threads.
-    with one_blas_thread():
+    with thread_limits(1, "blas"):
         engine = run_engine(y_true, [y_score], groups, options=options, metrics=metrics, labels=labels,
                             positive_label=positive_label, intersections=intersections, cluster=cluster,
                             scores=scores, covariates=covariates)
@@ -199,7 +199,7 @@ def compare(
                                 min_group_size=min_group_size, min_positives=min_positives, reference=reference,
                                 top_k=top_k, n_bins=n_bins, p_adjust=p_adjust, n_perm=n_perm, tests=tests,
                                 case_mix=case_mix, power=power, workers=workers)
-    with one_blas_thread():
+    with thread_limits(1, "blas"):
         engine = run_engine(y_true, [y_score_a, y_score_b], groups, options=options, metrics=metrics, labels=labels,
                             positive_label=positive_label, intersections=intersections, cluster=cluster,
                             scores=scores, covariates=covariates)

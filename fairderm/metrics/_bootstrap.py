@@ -12,18 +12,16 @@ cumulative sum over cases sorted once by score.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
-from threadpoolctl import ThreadpoolController
 
 from fairderm._processes import default_workers
+from fairderm._threads import thread_limits
 
 #: Target number of elements of one chunk's (b, n) float32 weight matrix: bounds
 #: memory (a few copies of it are alive per thread) independently of B.
@@ -446,23 +444,6 @@ def interval(
     return float(low), float(high)
 
 
-_BLAS_CONTROLLER: tuple[int, ThreadpoolController] | None = None
-
-
-def one_blas_thread() -> AbstractContextManager[object]:
-    """A context in which BLAS runs on one thread (``threadpool_limits(limits=1, user_api="blas")``).
-
-    A new limiter inspects every shared library of the process, about 8 ms
-    once torch is loaded, and the metrics ask for one on every evaluation.
-    The controller is kept, and made again only after more modules have been
-    imported (one of them may have loaded another BLAS).
-    """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER[0] != len(sys.modules):
-        _BLAS_CONTROLLER = (len(sys.modules), ThreadpoolController())
-    return _BLAS_CONTROLLER[1].limit(limits=1, user_api="blas")
-
-
 def run_in_threads(tasks: list[Callable[[], None]], workers: int) -> None:
     """Run independent tasks on ``workers`` threads (numpy releases the GIL in its kernels).
 
@@ -470,7 +451,7 @@ def run_in_threads(tasks: list[Callable[[], None]], workers: int) -> None:
     where OpenBLAS threads cost more than they give (measured 5x slower at
     10 rows), and nested threading would oversubscribe the cores.
     """
-    with one_blas_thread():
+    with thread_limits(1, "blas"):
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 task()
